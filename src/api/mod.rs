@@ -1,0 +1,176 @@
+//! REST routing and handlers. Handlers are thin: they parse, call the chat core and shape the
+//! answer; the core decides everything.
+
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::chat::{Auth, ChatError, Core};
+use crate::config;
+use crate::http::parse::percent_decode;
+use crate::http::{Request, Response};
+use crate::protocol::{Credentials, NewRoom};
+
+/// Which methods a path accepts; `None` for an unknown path.
+fn allowed(segments: &[&str]) -> Option<&'static [&'static str]> {
+    const GET: &[&str] = &["GET"];
+    const POST: &[&str] = &["POST"];
+    const BOTH: &[&str] = &["GET", "POST"];
+    Some(match segments {
+        ["healthz"] | ["metrics"] => GET,
+        ["api", "v1", rest @ ..] => match rest {
+            ["register"] | ["login"] | ["logout"] => POST,
+            ["me"] | ["users"] | ["users", _] | ["ws"] => GET,
+            ["rooms"] => BOTH,
+            ["rooms", _] | ["rooms", _, "messages"] => GET,
+            ["rooms", _, "join"] | ["rooms", _, "leave"] => POST,
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+pub async fn handle(core: &Core, req: &Request) -> Response {
+    let decoded: Option<Vec<String>> = req.path.split('/').skip(1).map(percent_decode).collect();
+    let Some(decoded) = decoded else {
+        return Response::error(400, "bad_request", "malformed path", None);
+    };
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let Some(methods) = allowed(&segments) else {
+        return Response::error(404, "not_found", "no such endpoint", None);
+    };
+    if !methods.contains(&req.method.as_str()) {
+        return Response::error(405, "method_not_allowed", "method not allowed here", None)
+            .with_header("Allow", methods.join(", "));
+    }
+    match route(core, req, &segments).await {
+        Ok(resp) => resp,
+        Err(e) => e.into(),
+    }
+}
+
+fn body<T: DeserializeOwned>(req: &Request) -> Result<T, Response> {
+    serde_json::from_slice(&req.body)
+        .map_err(|e| Response::error(400, "bad_request", &format!("invalid JSON body: {e}"), None))
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    let value = req.header("authorization")?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn auth(core: &Core, req: &Request) -> Result<Auth, ChatError> {
+    core.authenticate(bearer(req).ok_or(ChatError::Unauthorized)?)
+}
+
+/// Parses an optional numeric query parameter.
+fn number(req: &Request, key: &str) -> Result<Option<u64>, Response> {
+    match req.query_param(key) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            Response::error(
+                400,
+                "bad_request",
+                &format!("{key} must be a whole number"),
+                None,
+            )
+        }),
+    }
+}
+
+async fn route(core: &Core, req: &Request, segments: &[&str]) -> Result<Response, ChatError> {
+    let post = req.method == "POST";
+    let resp = match segments {
+        ["healthz"] => Response::json(200, &json!({ "status": "ok" })),
+        ["metrics"] => metrics(core),
+        ["api", "v1", "register"] => match body::<Credentials>(req) {
+            Ok(c) => {
+                let username = core.register(&c.username, &c.password).await?;
+                Response::json(201, &json!({ "username": username }))
+            }
+            Err(resp) => resp,
+        },
+        ["api", "v1", "login"] => match body::<Credentials>(req) {
+            Ok(c) => {
+                let (token, username) = core.login(&c.username, &c.password).await?;
+                Response::json(200, &json!({ "token": token, "username": username }))
+            }
+            Err(resp) => resp,
+        },
+        ["api", "v1", "logout"] => {
+            core.logout(&auth(core, req)?).await?;
+            Response::empty(204)
+        }
+        ["api", "v1", "me"] => {
+            let a = auth(core, req)?;
+            let rooms = core.my_rooms(&a.user);
+            Response::json(200, &json!({ "username": a.user.name, "rooms": rooms }))
+        }
+        ["api", "v1", "users"] => {
+            auth(core, req)?;
+            Response::json(200, &json!({ "users": core.users() }))
+        }
+        ["api", "v1", "users", name] => {
+            auth(core, req)?;
+            Response::json(200, &core.user_info(name)?)
+        }
+        ["api", "v1", "rooms"] if post => {
+            let a = auth(core, req)?;
+            match body::<NewRoom>(req) {
+                Ok(r) => {
+                    Response::json(201, &core.create_room(&a.user, &r.name, r.capacity).await?)
+                }
+                Err(resp) => resp,
+            }
+        }
+        ["api", "v1", "rooms"] => {
+            auth(core, req)?;
+            Response::json(200, &json!({ "rooms": core.rooms() }))
+        }
+        ["api", "v1", "rooms", id] => {
+            auth(core, req)?;
+            Response::json(200, &core.room_detail(id)?)
+        }
+        ["api", "v1", "rooms", id, "join"] => {
+            let a = auth(core, req)?;
+            Response::json(200, &core.join_room(&a.user, id).await?)
+        }
+        ["api", "v1", "rooms", id, "leave"] => {
+            let a = auth(core, req)?;
+            core.leave_room(&a.user, id).await?;
+            Response::empty(204)
+        }
+        ["api", "v1", "rooms", id, "messages"] => {
+            let a = auth(core, req)?;
+            let (before, limit) = match (number(req, "before"), number(req, "limit")) {
+                (Ok(b), Ok(l)) => (b, l),
+                (Err(resp), _) | (_, Err(resp)) => return Ok(resp),
+            };
+            let limit = limit.map_or(config::HISTORY_PAGE_DEFAULT, |l| {
+                (l as usize).clamp(1, config::HISTORY_PAGE_MAX)
+            });
+            let (entries, first_seq) = core.history(&a.user, id, before, limit)?;
+            Response::json(200, &json!({ "entries": entries, "first_seq": first_seq }))
+        }
+        _ => Response::error(404, "not_found", "no such endpoint", None),
+    };
+    Ok(resp)
+}
+
+fn metrics(core: &Core) -> Response {
+    let (bytes, fsyncs) = core.store().stats();
+    let m = &core.metrics;
+    m.journal_bytes_total
+        .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    m.journal_fsyncs_total
+        .store(fsyncs, std::sync::atomic::Ordering::Relaxed);
+    let extra = [
+        (
+            "online_users",
+            "Users online now.",
+            core.online_users() as u64,
+        ),
+        ("rooms", "Rooms that exist.", core.room_count() as u64),
+    ];
+    Response::text(200, "text/plain; version=0.0.4", m.render(&extra))
+}

@@ -1,0 +1,73 @@
+//! `parley-server`: flags to config, bind, serve until SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+
+use parley::config::{self, Parsed};
+
+fn main() -> ExitCode {
+    let cfg = match config::parse_args(std::env::args().skip(1)) {
+        Ok(Parsed::Run(cfg)) => *cfg,
+        Ok(Parsed::Help) => {
+            print!("{}", config::help());
+            return ExitCode::SUCCESS;
+        }
+        Err(reason) => {
+            eprintln!("parley-server: {reason}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("parley-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(cfg))
+}
+
+async fn serve(cfg: parley::Config) -> ExitCode {
+    let listener = match tokio::net::TcpListener::bind(&cfg.bind).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("parley-server: cannot listen on {}: {e}", cfg.bind);
+            return ExitCode::FAILURE;
+        }
+    };
+    let core = match parley::start(cfg) {
+        Ok(core) => core,
+        Err(e) => {
+            eprintln!("parley-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match listener.local_addr() {
+        Ok(addr) => println!("parley listening on {addr}"),
+        Err(e) => {
+            eprintln!("parley-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    parley::run(listener, core.clone(), stop_signal()).await;
+    core.store().close();
+    ExitCode::SUCCESS
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,116 @@
+//! The chat core's errors, and their one mapping to the contract's status and `error.code`.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatError {
+    Unauthorized,
+    InvalidUsername,
+    InvalidPassword(String),
+    UsernameTaken,
+    InvalidCredentials,
+    TooManyAttempts {
+        retry_after_ms: u64,
+    },
+    UserNotFound,
+    InvalidRoomName,
+    InvalidCapacity,
+    RoomNotFound,
+    RoomFull,
+    TooManyRooms,
+    NotAMember,
+    EmptyMessage,
+    MessageTooLong,
+    RateLimited {
+        retry_after_ms: u64,
+    },
+    UnknownCommand(String),
+    BadCommand(String),
+    /// The hashing queue is full; try again shortly.
+    Busy,
+    /// The journal failed; nothing can be acknowledged.
+    Unavailable,
+}
+
+impl ChatError {
+    /// The HTTP status of the REST answer.
+    pub fn status(&self) -> u16 {
+        use ChatError::*;
+        match self {
+            Unauthorized | InvalidCredentials => 401,
+            InvalidUsername | InvalidPassword(_) | InvalidRoomName | InvalidCapacity
+            | EmptyMessage | MessageTooLong | UnknownCommand(_) | BadCommand(_) => 400,
+            NotAMember => 403,
+            UserNotFound | RoomNotFound => 404,
+            UsernameTaken | RoomFull | TooManyRooms => 409,
+            TooManyAttempts { .. } | RateLimited { .. } => 429,
+            Busy | Unavailable => 503,
+        }
+    }
+
+    /// The contract's `error.code`.
+    pub fn code(&self) -> &'static str {
+        use ChatError::*;
+        match self {
+            Unauthorized => "unauthorized",
+            InvalidUsername => "invalid_username",
+            InvalidPassword(_) => "invalid_password",
+            UsernameTaken => "username_taken",
+            InvalidCredentials => "invalid_credentials",
+            TooManyAttempts { .. } => "too_many_attempts",
+            UserNotFound => "user_not_found",
+            InvalidRoomName => "invalid_room_name",
+            InvalidCapacity => "invalid_capacity",
+            RoomNotFound => "room_not_found",
+            RoomFull => "room_full",
+            TooManyRooms => "too_many_rooms",
+            NotAMember => "not_a_member",
+            EmptyMessage => "empty_message",
+            MessageTooLong => "message_too_long",
+            RateLimited { .. } => "rate_limited",
+            UnknownCommand(_) => "unknown_command",
+            BadCommand(_) => "bad_command",
+            Busy => "server_busy",
+            Unavailable => "unavailable",
+        }
+    }
+
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            ChatError::TooManyAttempts { retry_after_ms }
+            | ChatError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ChatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ChatError::*;
+        match self {
+            Unauthorized => write!(f, "missing, malformed, expired or revoked token"),
+            InvalidUsername => write!(f, "usernames are 3-32 characters of A-Z, a-z, 0-9, _ and -"),
+            InvalidPassword(why) => write!(f, "{why}"),
+            UsernameTaken => write!(f, "that username is taken"),
+            InvalidCredentials => write!(f, "wrong username or password"),
+            TooManyAttempts { .. } => write!(f, "too many failed logins for this account; wait"),
+            UserNotFound => write!(f, "no such user"),
+            InvalidRoomName => write!(
+                f,
+                "room names are 1-64 characters without control characters"
+            ),
+            InvalidCapacity => write!(f, "capacity must be a whole number from 1 to 100000"),
+            RoomNotFound => write!(f, "no such room"),
+            RoomFull => write!(f, "the room is full"),
+            TooManyRooms => write!(f, "you are in as many rooms as allowed; leave one first"),
+            NotAMember => write!(f, "you are not a member of that room"),
+            EmptyMessage => write!(f, "the message is empty"),
+            MessageTooLong => write!(f, "messages are at most 4096 bytes"),
+            RateLimited { .. } => write!(f, "slow down: too many messages"),
+            UnknownCommand(c) => write!(f, "unknown command '{c}'; try /help"),
+            BadCommand(usage) => write!(f, "usage: {usage}"),
+            Busy => write!(f, "the server is busy; try again shortly"),
+            Unavailable => write!(f, "the server cannot store data right now"),
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Password hashing: PBKDF2-HMAC-SHA256 with a random salt, and the bounded pool that runs it.
+//!
+//! A stored hash is self-describing: `pbkdf2-sha256$ITERATIONS$SALT$HASH` (base64, no padding),
+//! so raising `--pbkdf2-iterations` later keeps old hashes verifiable.
+//!
+//! Hashing takes tens to hundreds of milliseconds of CPU, so it never runs on the async
+//! workers: [`HashPool`] owns a few plain threads fed through a bounded channel. When the
+//! channel is full, callers get [`ChatError::Busy`] at once instead of queueing without bound.
+
+use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
+use base64::Engine;
+use rand::RngCore;
+use sha2::Sha256;
+use tokio::sync::oneshot;
+
+use super::error::ChatError;
+
+const SCHEME: &str = "pbkdf2-sha256";
+const SALT_BYTES: usize = 16;
+const HASH_BYTES: usize = 32;
+
+/// Hashes `password` with a fresh random salt.
+pub fn hash_password(password: &[u8], iterations: u32) -> String {
+    let mut salt = [0u8; SALT_BYTES];
+    rand::rng().fill_bytes(&mut salt);
+    let mut out = [0u8; HASH_BYTES];
+    pbkdf2::pbkdf2_hmac::<Sha256>(password, &salt, iterations, &mut out);
+    format!(
+        "{SCHEME}${iterations}${}${}",
+        B64.encode(salt),
+        B64.encode(out)
+    )
+}
+
+/// The parts of a stored hash: iterations, salt, hash.
+fn parse(stored: &str) -> Option<(u32, Vec<u8>, Vec<u8>)> {
+    let mut parts = stored.split('$');
+    if parts.next()? != SCHEME {
+        return None;
+    }
+    let iterations = parts.next()?.parse().ok()?;
+    let salt = B64.decode(parts.next()?).ok()?;
+    let hash = B64.decode(parts.next()?).ok()?;
+    Some((iterations, salt, hash))
+}
+
+/// The iteration count a stored hash was made with.
+pub fn iterations_of(stored: &str) -> Option<u32> {
+    parse(stored).map(|(i, _, _)| i)
+}
+
+/// Checks `password` against `stored` in time independent of where they differ.
+pub fn verify(password: &[u8], stored: &str) -> bool {
+    let Some((iterations, salt, want)) = parse(stored) else {
+        return false;
+    };
+    let mut got = vec![0u8; want.len()];
+    pbkdf2::pbkdf2_hmac::<Sha256>(password, &salt, iterations, &mut got);
+    got.len() == want.len() && got.iter().zip(&want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// Spends the same work as a real verification, for logins of unknown users, so that the
+/// answer's timing does not tell whether an account exists.
+pub fn verify_dummy(password: &[u8], iterations: u32) -> bool {
+    let mut out = [0u8; HASH_BYTES];
+    pbkdf2::pbkdf2_hmac::<Sha256>(password, b"parley-dummy-salt", iterations, &mut out);
+    false
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A fixed set of hashing threads behind a bounded queue.
+pub struct HashPool {
+    tx: crossbeam_channel::Sender<Job>,
+}
+
+impl HashPool {
+    /// Starts `threads` hashing threads; at most `queue` jobs wait for them.
+    pub fn new(threads: usize, queue: usize) -> HashPool {
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(queue);
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("parley-hash-{i}"))
+                .spawn(move || {
+                    while let Ok(job) = rx.recv() {
+                        job();
+                    }
+                });
+            if let Err(e) = spawned {
+                eprintln!("parley: could not start a hashing thread: {e}");
+            }
+        }
+        HashPool { tx }
+    }
+
+    /// Runs `f` on a hashing thread and waits for its result without blocking the runtime.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, ChatError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(f());
+        });
+        self.tx.try_send(job).map_err(|_| ChatError::Busy)?;
+        result.await.map_err(|_| ChatError::Busy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_round_trips_and_records_its_iterations() {
+        let h = hash_password(b"correct horse battery", 1000);
+        assert_eq!(iterations_of(&h), Some(1000));
+        assert!(verify(b"correct horse battery", &h));
+        assert!(!verify(b"correct horse batterY", &h));
+        assert_ne!(
+            h,
+            hash_password(b"correct horse battery", 1000),
+            "salt is random"
+        );
+    }
+
+    #[test]
+    fn malformed_hashes_never_verify() {
+        for bad in [
+            "",
+            "pbkdf2-sha256",
+            "md5$1$AA$AA",
+            "pbkdf2-sha256$x$AA$AA",
+            "pbkdf2-sha256$1$!!$AA",
+        ] {
+            assert!(!verify(b"pw", bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The sharded room table and each room's state: members, subscribed connections and the
+//! history ring.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use super::ring::Ring;
+use super::users::{Conn, User};
+use crate::protocol::{Entry, RoomView};
+
+/// Shards of the room table. Lookups take one shard's read lock, so joins and messages in
+/// different rooms rarely meet on a lock.
+const SHARDS: usize = 16;
+
+#[derive(Debug)]
+pub struct Room {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub capacity: u32,
+    /// Highest seq whose record the store has acknowledged. Readers (history, sync, hello)
+    /// see only entries up to it, so nobody is told about an entry a crash could lose.
+    pub committed_seq: AtomicU64,
+    state: Mutex<RoomState>,
+}
+
+#[derive(Debug)]
+pub struct RoomState {
+    /// Members by lowercase username.
+    pub members: BTreeMap<String, Arc<User>>,
+    /// Every connection of every member. Copy-on-write: a broadcast clones the `Arc`, and a
+    /// change copies the list only while a broadcast still holds the old one.
+    pub subscribers: Arc<Vec<Arc<Conn>>>,
+    pub ring: Ring<Arc<Entry>>,
+    pub last_seq: u64,
+}
+
+impl Room {
+    pub fn new(id: String, name: String, owner: String, capacity: u32, history: usize) -> Room {
+        Room {
+            id,
+            name,
+            owner,
+            capacity,
+            committed_seq: AtomicU64::new(0),
+            state: Mutex::new(RoomState {
+                members: BTreeMap::new(),
+                subscribers: Arc::new(Vec::new()),
+                ring: Ring::new(history),
+                last_seq: 0,
+            }),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, RoomState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn committed(&self) -> u64 {
+        self.committed_seq.load(Ordering::Acquire)
+    }
+
+    pub fn set_committed(&self, seq: u64) {
+        self.committed_seq.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// The contract's `Room`, as of the last committed entry.
+    pub fn view(&self, state: &RoomState) -> RoomView {
+        RoomView {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            owner: self.owner.clone(),
+            members: state.members.len(),
+            capacity: self.capacity,
+            last_seq: self.committed().min(state.last_seq),
+        }
+    }
+}
+
+impl RoomState {
+    /// Seq of the oldest kept entry; `last_seq + 1` when none is kept.
+    pub fn first_seq(&self) -> u64 {
+        self.ring.get(0).map_or(self.last_seq + 1, |e| e.seq)
+    }
+
+    /// Kept entries with `from < seq <= to`, oldest first.
+    pub fn entries_between(&self, from: u64, to: u64) -> impl Iterator<Item = &Arc<Entry>> {
+        let first = self.first_seq();
+        let start = from.saturating_add(1).max(first) - first;
+        let end = to.saturating_add(1).max(first) - first;
+        self.ring.range(start as usize, end as usize)
+    }
+
+    pub fn subscribe(&mut self, conns: &[Arc<Conn>]) {
+        let subs = Arc::make_mut(&mut self.subscribers);
+        for c in conns {
+            if !subs.iter().any(|s| s.id == c.id) {
+                subs.push(c.clone());
+            }
+        }
+    }
+
+    pub fn unsubscribe(&mut self, conn_ids: &[u64]) {
+        if self.subscribers.iter().any(|s| conn_ids.contains(&s.id)) {
+            Arc::make_mut(&mut self.subscribers).retain(|s| !conn_ids.contains(&s.id));
+        }
+    }
+}
+
+/// Rooms by id, sharded by a hash of the id.
+#[derive(Debug)]
+pub struct RoomTable {
+    shards: Vec<RwLock<HashMap<String, Arc<Room>>>>,
+    hasher: RandomState,
+}
+
+impl Default for RoomTable {
+    fn default() -> Self {
+        RoomTable {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl RoomTable {
+    fn shard(&self, id: &str) -> &RwLock<HashMap<String, Arc<Room>>> {
+        let i = self.hasher.hash_one(id) as usize % SHARDS;
+        &self.shards[i]
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Room>> {
+        let shard = self.shard(id).read().unwrap_or_else(|e| e.into_inner());
+        shard.get(id).cloned()
+    }
+
+    /// Inserts `room` unless its id is taken; returns whether it was inserted.
+    pub fn insert(&self, room: Arc<Room>) -> bool {
+        let mut shard = self
+            .shard(&room.id)
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if shard.contains_key(&room.id) {
+            return false;
+        }
+        shard.insert(room.id.clone(), room);
+        true
+    }
+
+    /// Every room, in no particular order.
+    pub fn all(&self) -> Vec<Arc<Room>> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            out.extend(shard.values().cloned());
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,99 @@
+//! Accounts, sessions, connections and presence state.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::ratelimit::TokenBucket;
+use crate::ws::outbound::Outbound;
+
+/// An account. `name` is as registered; `key` is its lowercase form, unique.
+#[derive(Debug)]
+pub struct User {
+    pub name: String,
+    pub key: String,
+    // A std mutex: every critical section is short and none spans an await. Lock order is
+    // user, then room, then outbound queue.
+    state: Mutex<UserState>,
+}
+
+#[derive(Debug)]
+pub struct UserState {
+    pub hash: String,
+    /// Rooms this user belongs to, in the order joined.
+    pub rooms: Vec<String>,
+    /// Live WebSocket connections.
+    pub conns: Vec<Arc<Conn>>,
+    /// Last authenticated request, ms since the epoch; 0 if none.
+    pub last_request: u64,
+    /// Last time a WebSocket connection of theirs closed; 0 if none.
+    pub last_close: u64,
+    /// When they last went offline; `None` if never online.
+    pub last_seen: Option<u64>,
+    /// The presence last announced.
+    pub online: bool,
+    /// Messages per second, per user across all their connections.
+    pub bucket: TokenBucket,
+}
+
+impl User {
+    pub fn new(name: &str, hash: String, burst: u32) -> User {
+        User {
+            name: name.to_string(),
+            key: name.to_ascii_lowercase(),
+            state: Mutex::new(UserState {
+                hash,
+                rooms: Vec::new(),
+                conns: Vec::new(),
+                last_request: 0,
+                last_close: 0,
+                last_seen: None,
+                online: false,
+                bucket: TokenBucket::full(burst),
+            }),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, UserState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl UserState {
+    /// Presence as the contract defines it: a live connection, or a request within `timeout_ms`.
+    pub fn is_online(&self, now: u64, timeout_ms: u64) -> bool {
+        !self.conns.is_empty()
+            || (self.last_request > 0 && now.saturating_sub(self.last_request) < timeout_ms)
+    }
+
+    /// When a user who is offline now went offline.
+    pub fn went_offline_at(&self, timeout_ms: u64) -> u64 {
+        let by_requests = if self.last_request > 0 {
+            self.last_request + timeout_ms
+        } else {
+            0
+        };
+        by_requests.max(self.last_close)
+    }
+}
+
+/// A logged-in session, keyed by the SHA-256 of its token.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: Arc<User>,
+    /// ms since the epoch.
+    pub created: u64,
+}
+
+/// One live WebSocket connection.
+#[derive(Debug)]
+pub struct Conn {
+    pub id: u64,
+    /// The SHA-256 of the token it authenticated with; its session's end closes it.
+    pub session: [u8; 32],
+    pub user: Arc<User>,
+    pub out: Outbound,
+    /// Last time any byte arrived, ms since the epoch; the heartbeat reads it.
+    pub last_recv: AtomicU64,
+    /// Sends at three times the rate limit; running dry closes the connection with 1008.
+    pub abuse: Mutex<TokenBucket>,
+}

@@ -1,0 +1,361 @@
+//! Every limit and default of the server in one place, and the hand-written flag parser.
+//!
+//! Flags are parsed in two steps, as ripgrep does: the raw `--name value` pairs are matched
+//! against the [`FLAGS`] table, then each value is validated into a typed [`Config`] field.
+//! The same table produces `--help`, so a flag cannot exist without its help line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// When the journal writer calls `fsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// After every batch, before anything in it is acknowledged.
+    Always,
+    /// At least once a second. A process crash loses nothing acknowledged; power loss at most 1 s.
+    Interval,
+    /// Left to the operating system.
+    Never,
+}
+
+/// The server's configuration. `Config::default()` is what a bare `parley-server` runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listening address. Default is `127.0.0.1:7878`.
+    pub bind: String,
+    /// Where the journal and snapshots live. Default is `./parley-data`.
+    pub data_dir: PathBuf,
+    /// Keep nothing on disk. Default is off.
+    pub ephemeral: bool,
+    /// Default is `interval`.
+    pub fsync: FsyncPolicy,
+    /// Total open connections (HTTP and WebSocket). Default is the open-file limit less 64 for
+    /// the journal, the listener and the hashing threads.
+    pub max_connections: usize,
+    /// Open connections from one IP address; 0 turns the cap off. Default is 1,000.
+    pub max_connections_per_ip: usize,
+    /// Default is 15 bytes; a password may be at most 1,024 bytes.
+    pub min_password_length: usize,
+    /// PBKDF2-HMAC-SHA256 rounds for new hashes. Default is 600,000 (OWASP 2023).
+    pub pbkdf2_iterations: u32,
+    /// Threads that run PBKDF2, away from the async workers. Default is 1, so a login flood
+    /// can take at most one of the two cores this server is sized for.
+    pub hash_threads: usize,
+    /// Logins and registrations waiting for a hashing thread; beyond it they get 503.
+    /// Default is 256.
+    pub max_pending_hashes: usize,
+    /// How long request activity keeps a user online. Default is 60 s.
+    pub presence_timeout: Duration,
+    /// A session whose user stays offline this long ends. Default is 30 min.
+    pub session_idle_timeout: Duration,
+    /// No session lives longer. Default is 24 h.
+    pub session_max_age: Duration,
+    /// Capacity of a room created without one. Default is 1,000; at most [`MAX_ROOM_CAPACITY`].
+    pub room_capacity: u32,
+    /// Default is 100.
+    pub max_rooms_per_user: usize,
+    /// Entries kept per room. Default is 1,000.
+    pub history: usize,
+    /// Server ping interval; three silent intervals close a connection. Default is 20 s.
+    pub heartbeat_interval: Duration,
+    /// Allowed `Origin` values for the WebSocket upgrade; empty allows any.
+    pub allowed_origins: Vec<String>,
+    /// Messages per second per user; 0 turns rate limiting off. Default is 10.
+    pub rate_limit: u32,
+    /// Burst size of the per-user token bucket. Default is 30.
+    pub rate_burst: u32,
+    /// File of words to mask, one per line.
+    pub blocked_words: Option<PathBuf>,
+    /// Unsent output after which a WebSocket is closed with 4002. Default is 1 MiB.
+    pub max_outbound_bytes: usize,
+    /// Largest request body. Default is 64 KiB.
+    pub max_body_bytes: usize,
+    /// Time allowed for a request head to arrive. Default is 10 s.
+    pub header_timeout: Duration,
+    /// Idle keep-alive connections close after this. Default is 60 s.
+    pub keepalive_timeout: Duration,
+    /// Journal size that triggers a snapshot and a fresh journal. Default is 64 MiB.
+    pub compact_bytes: u64,
+}
+
+/// Rooms may hold at most this many members, whatever `--room-capacity` says.
+pub const MAX_ROOM_CAPACITY: u32 = 100_000;
+/// Longest password accepted, in bytes.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Failed logins per account within [`LOGIN_WINDOW`] before further attempts get 429.
+pub const LOGIN_FAILURES_ALLOWED: usize = 5;
+/// The login-throttling window.
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Longest message text in bytes, after trimming.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// Largest WebSocket frame or reassembled message.
+pub const MAX_WS_MESSAGE: usize = 64 * 1024;
+/// Entries sent in the `history` frame after a join.
+pub const JOIN_HISTORY: usize = 50;
+/// Default and largest `limit` of the history call.
+pub const HISTORY_PAGE_DEFAULT: usize = 50;
+pub const HISTORY_PAGE_MAX: usize = 500;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "127.0.0.1:7878".into(),
+            data_dir: PathBuf::from("./parley-data"),
+            ephemeral: false,
+            fsync: FsyncPolicy::Interval,
+            max_connections: default_max_connections(),
+            max_connections_per_ip: 1000,
+            min_password_length: 15,
+            pbkdf2_iterations: 600_000,
+            hash_threads: 1,
+            max_pending_hashes: 256,
+            presence_timeout: Duration::from_secs(60),
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            session_max_age: Duration::from_secs(24 * 3600),
+            room_capacity: 1000,
+            max_rooms_per_user: 100,
+            history: 1000,
+            heartbeat_interval: Duration::from_secs(20),
+            allowed_origins: Vec::new(),
+            rate_limit: 10,
+            rate_burst: 30,
+            blocked_words: None,
+            max_outbound_bytes: 1 << 20,
+            max_body_bytes: 64 * 1024,
+            header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(60),
+            compact_bytes: 64 << 20,
+        }
+    }
+}
+
+/// File descriptors kept back from `--max-connections`'s default.
+const FD_HEADROOM: usize = 64;
+
+/// The soft open-file limit, read from `/proc/self/limits` (no libc call needed).
+pub fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+fn default_max_connections() -> usize {
+    open_file_limit()
+        .unwrap_or(1024)
+        .saturating_sub(FD_HEADROOM)
+        .max(16)
+}
+
+/// One flag: its name, value placeholder (empty for switches) and help text.
+struct Flag {
+    name: &'static str,
+    value: &'static str,
+    help: &'static str,
+}
+
+#[rustfmt::skip]
+const FLAGS: &[Flag] = &[
+    Flag { name: "bind", value: "ADDR", help: "address to listen on [default: 127.0.0.1:7878]" },
+    Flag { name: "data-dir", value: "DIR", help: "journal and snapshot directory [default: ./parley-data]" },
+    Flag { name: "ephemeral", value: "", help: "keep nothing on disk; a new epoch every start [default: off]" },
+    Flag { name: "fsync", value: "POLICY", help: "always | interval | never [default: interval]" },
+    Flag { name: "max-connections", value: "N", help: "total open connections [default: open-file limit less 64]" },
+    Flag { name: "max-connections-per-ip", value: "N", help: "open connections per IP, 0 = off [default: 1000]" },
+    Flag { name: "min-password-length", value: "N", help: "shortest password in bytes [default: 15]" },
+    Flag { name: "pbkdf2-iterations", value: "N", help: "PBKDF2-HMAC-SHA256 rounds for new hashes [default: 600000]" },
+    Flag { name: "hash-threads", value: "N", help: "threads that hash passwords [default: 1]" },
+    Flag { name: "max-pending-hashes", value: "N", help: "logins waiting for a hashing thread before 503 [default: 256]" },
+    Flag { name: "presence-timeout", value: "SECS", help: "request activity keeps a user online this long [default: 60]" },
+    Flag { name: "session-idle-timeout", value: "SECS", help: "end sessions of users offline this long [default: 1800]" },
+    Flag { name: "session-max-age", value: "SECS", help: "longest session life [default: 86400]" },
+    Flag { name: "room-capacity", value: "N", help: "capacity of new rooms, at most 100000 [default: 1000]" },
+    Flag { name: "max-rooms-per-user", value: "N", help: "rooms one user may be in [default: 100]" },
+    Flag { name: "history", value: "N", help: "entries kept per room [default: 1000]" },
+    Flag { name: "heartbeat-interval", value: "SECS", help: "WebSocket ping interval [default: 20]" },
+    Flag { name: "allowed-origin", value: "ORIGIN", help: "allowed WebSocket Origin, repeatable [default: any]" },
+    Flag { name: "rate-limit", value: "N", help: "messages per second per user, 0 = off [default: 10]" },
+    Flag { name: "rate-burst", value: "N", help: "message burst per user [default: 30]" },
+    Flag { name: "blocked-words", value: "FILE", help: "words to mask, one per line [default: none]" },
+    Flag { name: "max-outbound-bytes", value: "N", help: "unsent bytes before a 4002 close [default: 1048576]" },
+    Flag { name: "max-body-bytes", value: "N", help: "largest request body [default: 65536]" },
+    Flag { name: "header-timeout", value: "SECS", help: "time allowed for a request head [default: 10]" },
+    Flag { name: "keepalive-timeout", value: "SECS", help: "idle keep-alive close [default: 60]" },
+    Flag { name: "compact-bytes", value: "N", help: "journal size that triggers a snapshot [default: 67108864]" },
+    Flag { name: "help", value: "", help: "print this help" },
+];
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Box<Config>),
+    Help,
+}
+
+/// The `--help` text, generated from [`FLAGS`].
+pub fn help() -> String {
+    let mut out = String::from(
+        "parley-server: a real-time chat server\n\nUSAGE:\n    parley-server [FLAGS]\n\nFLAGS:\n",
+    );
+    for f in FLAGS {
+        let left = if f.value.is_empty() {
+            format!("--{}", f.name)
+        } else {
+            format!("--{} {}", f.name, f.value)
+        };
+        out.push_str(&format!("    {left:<34} {}\n", f.help));
+    }
+    out
+}
+
+/// Parses the arguments after the program name. The error is the one-line reason to print
+/// before exiting with status 2.
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> {
+    let mut cfg = Config::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let Some(body) = arg.strip_prefix("--") else {
+            return Err(format!("unexpected argument '{arg}'"));
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        let flag = FLAGS
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| format!("unknown flag '--{name}' (see --help)"))?;
+        if flag.name == "help" {
+            return Ok(Parsed::Help);
+        }
+        let value = if flag.value.is_empty() {
+            if inline.is_some() {
+                return Err(format!("--{name} takes no value"));
+            }
+            String::new()
+        } else {
+            match inline.or_else(|| args.next()) {
+                Some(v) => v,
+                None => return Err(format!("--{name} needs a value ({})", flag.value)),
+            }
+        };
+        apply(&mut cfg, name, &value).map_err(|e| format!("--{name} {value}: {e}"))?;
+    }
+    if cfg.rate_limit > 0 && cfg.rate_burst == 0 {
+        return Err("--rate-burst must be at least 1 when --rate-limit is on".into());
+    }
+    Ok(Parsed::Run(Box::new(cfg)))
+}
+
+fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
+    match name {
+        "bind" => cfg.bind = v.to_string(),
+        "data-dir" => cfg.data_dir = PathBuf::from(v),
+        "ephemeral" => cfg.ephemeral = true,
+        "fsync" => {
+            cfg.fsync = match v {
+                "always" => FsyncPolicy::Always,
+                "interval" => FsyncPolicy::Interval,
+                "never" => FsyncPolicy::Never,
+                _ => return Err("expected always, interval or never".into()),
+            }
+        }
+        "max-connections" => cfg.max_connections = number(v, 1, usize::MAX)?,
+        "max-connections-per-ip" => cfg.max_connections_per_ip = number(v, 0, usize::MAX)?,
+        "min-password-length" => {
+            cfg.min_password_length = number(v, 1, MAX_PASSWORD_BYTES)?;
+        }
+        "pbkdf2-iterations" => cfg.pbkdf2_iterations = number(v, 1, u32::MAX as usize)? as u32,
+        "hash-threads" => cfg.hash_threads = number(v, 1, 64)?,
+        "max-pending-hashes" => cfg.max_pending_hashes = number(v, 1, 1 << 20)?,
+        "presence-timeout" => cfg.presence_timeout = seconds(v)?,
+        "session-idle-timeout" => cfg.session_idle_timeout = seconds(v)?,
+        "session-max-age" => cfg.session_max_age = seconds(v)?,
+        "room-capacity" => cfg.room_capacity = number(v, 1, MAX_ROOM_CAPACITY as usize)? as u32,
+        "max-rooms-per-user" => cfg.max_rooms_per_user = number(v, 1, 1 << 20)?,
+        "history" => cfg.history = number(v, 1, 1 << 20)?,
+        "heartbeat-interval" => cfg.heartbeat_interval = seconds(v)?,
+        "allowed-origin" => cfg.allowed_origins.push(v.to_string()),
+        "rate-limit" => cfg.rate_limit = number(v, 0, 1_000_000)? as u32,
+        "rate-burst" => cfg.rate_burst = number(v, 1, 1_000_000)? as u32,
+        "blocked-words" => cfg.blocked_words = Some(PathBuf::from(v)),
+        "max-outbound-bytes" => cfg.max_outbound_bytes = number(v, 1024, 1 << 34)?,
+        "max-body-bytes" => cfg.max_body_bytes = number(v, 1, 1 << 30)?,
+        "header-timeout" => cfg.header_timeout = seconds(v)?,
+        "keepalive-timeout" => cfg.keepalive_timeout = seconds(v)?,
+        "compact-bytes" => cfg.compact_bytes = number(v, 4096, usize::MAX)? as u64,
+        _ => return Err("unknown flag".into()),
+    }
+    Ok(())
+}
+
+fn number(v: &str, min: usize, max: usize) -> Result<usize, String> {
+    let n: usize = v
+        .parse()
+        .map_err(|_| "expected a whole number".to_string())?;
+    if n < min || n > max {
+        return Err(format!("must be between {min} and {max}"));
+    }
+    Ok(n)
+}
+
+fn seconds(v: &str) -> Result<Duration, String> {
+    Ok(Duration::from_secs(
+        number(v, 1, 10 * 365 * 24 * 3600)? as u64
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = Config::default();
+        assert_eq!(c.bind, "127.0.0.1:7878");
+        assert_eq!(c.pbkdf2_iterations, 600_000);
+        assert_eq!(c.fsync, FsyncPolicy::Interval);
+        assert_eq!(c.history, 1000);
+        assert_eq!(c.max_outbound_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn flags_parse_and_validate() {
+        let cases: &[(&str, Result<(), &str>)] = &[
+            ("--bind 127.0.0.1:0 --ephemeral", Ok(())),
+            ("--fsync=always --heartbeat-interval 1", Ok(())),
+            (
+                "--fsync sometimes",
+                Err("--fsync sometimes: expected always, interval or never"),
+            ),
+            ("--nope", Err("unknown flag '--nope' (see --help)")),
+            ("--history", Err("--history needs a value (N)")),
+            (
+                "--room-capacity 100001",
+                Err("--room-capacity 100001: must be between 1 and 100000"),
+            ),
+            (
+                "--heartbeat-interval x",
+                Err("--heartbeat-interval x: expected a whole number"),
+            ),
+            ("--ephemeral=yes", Err("--ephemeral takes no value")),
+            ("stray", Err("unexpected argument 'stray'")),
+        ];
+        for (input, want) in cases {
+            let got = parse_args(args(input)).map(|_| ());
+            assert_eq!(got, want.map_err(String::from), "{input}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_flag_with_its_default() {
+        let h = help();
+        for f in FLAGS {
+            assert!(h.contains(&format!("--{}", f.name)), "{}", f.name);
+        }
+        assert!(h.contains("[default: 600000]"));
+    }
+}

@@ -1,0 +1,122 @@
+//! HTTP responses: JSON bodies, the contract's error shape, and encoding to bytes.
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::chat::ChatError;
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    /// Close the connection after this response.
+    pub close: bool,
+}
+
+impl Response {
+    pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            content_type: "application/json",
+            body: serde_json::to_vec(body).unwrap_or_default(),
+            close: false,
+        }
+    }
+
+    /// A response without a body, such as 204.
+    pub fn empty(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            content_type: "",
+            body: Vec::new(),
+            close: false,
+        }
+    }
+
+    pub fn text(status: u16, content_type: &'static str, body: String) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            content_type,
+            body: body.into_bytes(),
+            close: false,
+        }
+    }
+
+    /// `{"error":{"code","message"}}`, plus `retry_after_ms` and `Retry-After` on a 429.
+    pub fn error(status: u16, code: &str, message: &str, retry_after_ms: Option<u64>) -> Response {
+        let mut error = json!({ "code": code, "message": message });
+        let mut headers = Vec::new();
+        if let Some(ms) = retry_after_ms {
+            error["retry_after_ms"] = json!(ms);
+            headers.push(("Retry-After", ms.div_ceil(1000).max(1).to_string()));
+        }
+        let mut r = Response::json(status, &json!({ "error": error }));
+        r.headers = headers;
+        r
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: String) -> Response {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn closing(mut self) -> Response {
+        self.close = true;
+        self
+    }
+
+    /// Appends the response to `out`.
+    pub fn encode(&self, keep_alive: bool, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        if !self.content_type.is_empty() {
+            let _ = write!(out, "Content-Type: {}\r\n", self.content_type);
+        }
+        if self.status != 204 {
+            let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
+        }
+        for (name, value) in &self.headers {
+            let _ = write!(out, "{name}: {value}\r\n");
+        }
+        if !keep_alive || self.close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+    }
+}
+
+impl From<ChatError> for Response {
+    fn from(e: ChatError) -> Response {
+        Response::error(e.status(), e.code(), &e.to_string(), e.retry_after_ms())
+    }
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}

@@ -1,0 +1,59 @@
+//! # Parley
+//!
+//! A real-time chat server for one small machine: accounts, rooms, WebSocket messaging and a
+//! durable journal, in one binary on bare tokio.
+//!
+//! # Layout
+//! - [`config`]: every flag, limit and default, and `--help`.
+//! - [`server`]: the accept loop, connection caps, periodic work and shutdown.
+//! - [`http`]: request parsing with the contract's limits, responses, the keep-alive loop.
+//! - [`api`]: REST handlers, thin calls into the chat core.
+//! - [`ws`]: the upgrade, the per-connection session, frames and the outbound queue.
+//! - [`chat`]: the core: users, sessions, presence, rooms (sharded), history rings,
+//!   commands, filtering and rate limits. No I/O.
+//! - [`store`]: where records go: memory, or the journal in the data directory.
+//! - [`protocol`]: the JSON shapes of `shared/PROTOCOL.md`.
+//! - [`metrics`]: counters for `/metrics`.
+//!
+//! [`start`] builds everything from a [`Config`]; [`run`] serves an already-bound listener, so
+//! tests bind `127.0.0.1:0`.
+
+pub mod api;
+pub mod chat;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod protocol;
+pub mod server;
+pub mod store;
+pub mod ws;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+use chat::filter::Filter;
+use chat::Core;
+use metrics::Metrics;
+use store::Store;
+
+/// Builds the chat core for `cfg`: the filter, the store and the recovered state.
+pub fn start(cfg: Config) -> Result<Arc<Core>, String> {
+    let filter = match &cfg.blocked_words {
+        Some(path) => Filter::from_file(path)
+            .map_err(|e| format!("cannot read --blocked-words {}: {e}", path.display()))?,
+        None => Filter::default(),
+    };
+    let store = Store::memory();
+    let core = Core::new(Arc::new(cfg), Arc::new(Metrics::default()), store, filter);
+    core.ensure_epoch();
+    Ok(Arc::new(core))
+}
+
+/// Serves `listener` with `core` until `shutdown` completes.
+pub async fn run(listener: TcpListener, core: Arc<Core>, shutdown: impl Future<Output = ()>) {
+    server::serve(listener, core, shutdown).await
+}

@@ -1,0 +1,150 @@
+//! The accept loop: connection caps, file-descriptor exhaustion, periodic work and shutdown.
+//!
+//! Shutdown has one source, a `watch` channel every task listens to. Each connection task
+//! holds a clone of an mpsc sender; when all are dropped the server knows every task ended.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::ErrorKind;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::chat::Core;
+use crate::http::Response;
+use crate::metrics::Metrics;
+use crate::ws::frame::close;
+
+/// How long shutdown waits for connections to finish closing.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause after `accept` fails for lack of file descriptors, so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How often presence, sessions and the throttle are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Counts a connection against the caps for as long as it lives.
+struct Slot {
+    ip: IpAddr,
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+        Metrics::sub(&self.metrics.connections, 1);
+    }
+}
+
+/// Serves `listener` until `shutdown` completes, then closes every WebSocket with 1001 and
+/// waits (up to a few seconds) for connections to end.
+pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: impl Future<Output = ()>) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    spawn_periodic(&core, &stop_rx);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE/ENFILE and friends: wait for connections to close instead of spinning.
+                let pause = match e.kind() {
+                    ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset => Duration::ZERO,
+                    _ => ACCEPT_BACKOFF,
+                };
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+        };
+        Metrics::add(&core.metrics.connections_accepted_total, 1);
+        let Some(slot) = admit(&core, &per_ip, peer.ip()) else {
+            Metrics::add(&core.metrics.connections_refused_total, 1);
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        let (core, stop, alive) = (core.clone(), stop_rx.clone(), alive_tx.clone());
+        tokio::spawn(async move {
+            crate::http::conn::serve(core, stream, stop).await;
+            drop(slot);
+            drop(alive);
+        });
+    }
+    let _ = stop_tx.send(true);
+    core.close_all(close::GOING_AWAY, "server shutting down");
+    drop(alive_tx);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, alive_rx.recv()).await;
+}
+
+fn admit(
+    core: &Arc<Core>,
+    per_ip: &Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+) -> Option<Slot> {
+    if core.metrics.connections.load(Relaxed) as usize >= core.cfg.max_connections {
+        return None;
+    }
+    let cap = core.cfg.max_connections_per_ip;
+    let mut map = per_ip.lock().unwrap_or_else(|e| e.into_inner());
+    let n = map.entry(ip).or_insert(0);
+    if cap > 0 && *n >= cap {
+        return None;
+    }
+    *n += 1;
+    drop(map);
+    Metrics::add(&core.metrics.connections, 1);
+    Some(Slot {
+        ip,
+        per_ip: per_ip.clone(),
+        metrics: core.metrics.clone(),
+    })
+}
+
+/// Tells a refused client why, best effort, and closes.
+async fn refuse(mut stream: TcpStream) {
+    let mut out = Vec::new();
+    Response::error(
+        503,
+        "too_many_connections",
+        "connection limit reached",
+        None,
+    )
+    .encode(false, &mut out);
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
+}
+
+fn spawn_periodic(core: &Arc<Core>, stop: &watch::Receiver<bool>) {
+    let tasks: [(Duration, fn(&Core)); 2] = [
+        (SWEEP_EVERY, Core::sweep),
+        (core.cfg.heartbeat_interval, Core::heartbeat),
+    ];
+    for (every, work) in tasks {
+        let (core, mut stop) = (core.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => work(&core),
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,178 @@
+//! A connection's bounded outbound queue.
+//!
+//! Broadcasts push shared, already-encoded frames here; the connection's task takes everything
+//! pending at once and writes it in one syscall. The queue counts bytes until they are written,
+//! so a peer that stops reading is closed with 4002 once it owes more than the limit, and the
+//! frames queued for it are dropped at that moment: nobody else waits, and memory stays bounded.
+
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+use tungstenite::Bytes;
+
+/// Why the server is closing a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Close {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    frames: Vec<Bytes>,
+    /// Bytes queued or taken but not yet written.
+    pending: usize,
+    close: Option<Close>,
+}
+
+/// What happened to a pushed frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// The connection is closing; the frame was dropped.
+    Closed,
+    /// This frame pushed the connection over its limit; it is now closing with 4002.
+    Overflow,
+}
+
+#[derive(Debug)]
+pub struct Outbound {
+    // A std mutex: held for a push or a swap, never across an await.
+    queue: Mutex<Queue>,
+    notify: Notify,
+    limit: usize,
+}
+
+impl Outbound {
+    pub fn new(limit: usize) -> Self {
+        Outbound {
+            queue: Mutex::new(Queue::default()),
+            notify: Notify::new(),
+            limit,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a frame at the back.
+    pub fn push(&self, frame: &Bytes) -> Pushed {
+        self.push_at(frame, false)
+    }
+
+    /// Queues a frame before everything pending: used for `hello`, which must come first.
+    pub fn push_front(&self, frame: &Bytes) -> Pushed {
+        self.push_at(frame, true)
+    }
+
+    fn push_at(&self, frame: &Bytes, front: bool) -> Pushed {
+        let mut q = self.lock();
+        if q.close.is_some() {
+            return Pushed::Closed;
+        }
+        if q.pending + frame.len() > self.limit {
+            q.close = Some(Close {
+                code: super::frame::close::TOO_SLOW,
+                reason: "too slow: output not read",
+            });
+            q.pending -= q.frames.iter().map(Bytes::len).sum::<usize>();
+            q.frames = Vec::new();
+            drop(q);
+            self.notify.notify_one();
+            return Pushed::Overflow;
+        }
+        let was_empty = q.frames.is_empty();
+        q.pending += frame.len();
+        if front {
+            q.frames.insert(0, frame.clone());
+        } else {
+            q.frames.push(frame.clone());
+        }
+        drop(q);
+        if was_empty {
+            self.notify.notify_one();
+        }
+        Pushed::Queued
+    }
+
+    /// Asks the connection to close with `code`; the first reason given wins.
+    pub fn close(&self, code: u16, reason: &'static str) {
+        let mut q = self.lock();
+        if q.close.is_none() {
+            q.close = Some(Close { code, reason });
+        }
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.lock().close.is_some()
+    }
+
+    /// Appends every pending frame to `out` and reports whether a close was asked for. The
+    /// bytes stay counted until [`Outbound::written`] says they left.
+    pub fn take(&self, out: &mut Vec<u8>) -> Option<Close> {
+        let mut q = self.lock();
+        let frames = std::mem::take(&mut q.frames);
+        let close = q.close;
+        drop(q);
+        for f in &frames {
+            out.extend_from_slice(f);
+        }
+        close
+    }
+
+    /// `n` bytes taken earlier were written to the socket.
+    pub fn written(&self, n: usize) {
+        let mut q = self.lock();
+        q.pending = q.pending.saturating_sub(n);
+    }
+
+    /// Waits until something is pushed or a close is asked for.
+    pub async fn changed(&self) {
+        self.notify.notified().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_closes_and_frees_the_queue() {
+        let out = Outbound::new(10);
+        let f = Bytes::from_static(b"12345");
+        assert_eq!(out.push(&f), Pushed::Queued);
+        assert_eq!(out.push(&f), Pushed::Queued);
+        assert_eq!(out.push(&f), Pushed::Overflow);
+        assert_eq!(out.push(&f), Pushed::Closed);
+        let mut buf = Vec::new();
+        let close = out.take(&mut buf).map(|c| c.code);
+        assert_eq!(close, Some(4002));
+        assert!(buf.is_empty(), "queued frames are dropped on overflow");
+    }
+
+    #[test]
+    fn written_bytes_make_room() {
+        let out = Outbound::new(10);
+        let f = Bytes::from_static(b"123456");
+        assert_eq!(out.push(&f), Pushed::Queued);
+        let mut buf = Vec::new();
+        assert_eq!(out.take(&mut buf), None);
+        assert_eq!(
+            out.push(&f),
+            Pushed::Overflow,
+            "taken bytes still count until written"
+        );
+        let out = Outbound::new(10);
+        out.push(&f);
+        out.take(&mut buf);
+        out.written(6);
+        assert_eq!(out.push(&f), Pushed::Queued);
+        out.push_front(&Bytes::from_static(b"h"));
+        buf.clear();
+        out.take(&mut buf);
+        assert_eq!(&buf[..2], b"h1");
+    }
+}

@@ -1,0 +1,319 @@
+//! One WebSocket connection, driven by a single task.
+//!
+//! The task waits on three things: the socket becoming readable, its outbound queue getting
+//! frames, and (while output is pending) the socket becoming writable. Whatever is queued is
+//! taken at once and written with as few syscalls as the socket allows, so a busy room costs
+//! one write per connection per wake-up, not one per message.
+//!
+//! An idle connection holds no read or write buffer: both are allocated while bytes are in
+//! flight and dropped when they drain. Heartbeat pings come from one server-wide timer
+//! (`Core::heartbeat`), not from a timer per connection.
+
+use std::io::{self, ErrorKind};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant};
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+
+use super::frame::{self, close, FrameError, InFrame};
+use super::outbound::Close;
+use crate::chat::{commands, now_ms, Auth, ChatError, Conn, Core, Posted};
+use crate::config::MAX_WS_MESSAGE;
+use crate::metrics::Metrics;
+use crate::protocol::{ClientFrame, ServerFrame};
+
+/// How long a closing connection may take to drain its last bytes.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Most bytes read in one wake-up, so one busy client cannot monopolize the task.
+const READ_BUDGET: usize = 64 * 1024;
+
+pub async fn run(
+    core: Arc<Core>,
+    stream: TcpStream,
+    leftover: Vec<u8>,
+    auth: Auth,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let conn = core.open_conn(&auth);
+    let mut s = Session {
+        core: &core,
+        conn: &conn,
+        stream: &stream,
+        rbuf: leftover,
+        message: None,
+    };
+    let _ = s.drive(shutdown).await;
+    core.close_conn(&conn);
+}
+
+struct Session<'a> {
+    core: &'a Core,
+    conn: &'a Arc<Conn>,
+    stream: &'a TcpStream,
+    rbuf: Vec<u8>,
+    /// A fragmented message being reassembled: its opcode and payload so far.
+    message: Option<(OpCode, Vec<u8>)>,
+}
+
+impl Session<'_> {
+    async fn drive(&mut self, mut shutdown: watch::Receiver<bool>) -> io::Result<()> {
+        let mut wbuf: Vec<u8> = Vec::new();
+        let mut wpos = 0;
+        let mut closing: Option<Instant> = None;
+        let mut shutdown_seen = false;
+        // Frames that arrived with the upgrade request.
+        if !self.rbuf.is_empty() {
+            self.process().await;
+        }
+        loop {
+            if closing.is_none() {
+                if let Some(c) = self.conn.out.take(&mut wbuf) {
+                    wbuf.extend_from_slice(&frame::close_frame(c.code, c.reason));
+                    closing = Some(Instant::now() + CLOSE_GRACE);
+                }
+            }
+            while wpos < wbuf.len() {
+                match self.stream.try_write(&wbuf[wpos..]) {
+                    Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        wpos += n;
+                        self.conn.out.written(n);
+                        Metrics::add(&self.core.metrics.bytes_out_total, n as u64);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if wpos == wbuf.len() {
+                if closing.is_some() {
+                    return Ok(());
+                }
+                wpos = 0;
+                if wbuf.capacity() > 4096 {
+                    wbuf = Vec::new();
+                } else {
+                    wbuf.clear();
+                }
+            }
+            let pending = !wbuf.is_empty();
+            let deadline = closing.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                r = shutdown.changed(), if !shutdown_seen => {
+                    shutdown_seen = true;
+                    if r.is_ok() {
+                        self.conn.out.close(close::GOING_AWAY, "server shutting down");
+                    }
+                }
+                r = self.stream.readable(), if closing.is_none() => {
+                    r?;
+                    if self.read()? {
+                        return Ok(());
+                    }
+                    self.process().await;
+                }
+                r = self.stream.writable(), if pending => r?,
+                _ = self.conn.out.changed(), if !pending && closing.is_none() => {}
+                _ = sleep_until(deadline), if closing.is_some() => return Ok(()),
+            }
+        }
+    }
+
+    /// Reads what is available into `rbuf`; true at end of stream.
+    fn read(&mut self) -> io::Result<bool> {
+        let mut chunk = [0u8; 4096];
+        let mut total = 0;
+        while total < READ_BUDGET {
+            match self.stream.try_read(&mut chunk) {
+                Ok(0) => return Ok(true),
+                Ok(n) => {
+                    total += n;
+                    self.rbuf.extend_from_slice(&chunk[..n]);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if total > 0 {
+            self.conn.last_recv.store(now_ms(), Ordering::Relaxed);
+        }
+        Ok(false)
+    }
+
+    /// Handles every whole frame in `rbuf`.
+    async fn process(&mut self) {
+        let mut used = 0;
+        while !self.conn.out.is_closing() {
+            match frame::parse(&self.rbuf[used..], MAX_WS_MESSAGE) {
+                Ok(Some((f, n))) => {
+                    used += n;
+                    if let Err(c) = self.on_frame(f).await {
+                        self.conn.out.close(c.code, c.reason);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.close_for(&e);
+                    break;
+                }
+            }
+        }
+        self.rbuf.drain(..used.min(self.rbuf.len()));
+        if self.rbuf.is_empty() {
+            self.rbuf = Vec::new();
+        }
+    }
+
+    fn close_for(&self, e: &FrameError) {
+        self.conn.out.close(e.close_code(), e.reason());
+    }
+
+    async fn on_frame(&mut self, f: InFrame) -> Result<(), Close> {
+        let fail = |code, reason| Err(Close { code, reason });
+        match f.opcode {
+            OpCode::Control(Control::Ping) => {
+                self.core.push(self.conn, &frame::pong(&f.payload));
+                Ok(())
+            }
+            OpCode::Control(Control::Pong) => Ok(()),
+            OpCode::Control(Control::Close) => {
+                let code = match f.payload.get(..2) {
+                    Some(b) => u16::from_be_bytes([b[0], b[1]]),
+                    None => close::NORMAL,
+                };
+                let code = if (1000..5000).contains(&code) {
+                    code
+                } else {
+                    close::PROTOCOL
+                };
+                fail(code, "")
+            }
+            OpCode::Data(Data::Continue) => {
+                let Some((opcode, mut payload)) = self.message.take() else {
+                    return fail(close::PROTOCOL, "continuation without a message");
+                };
+                if payload.len() + f.payload.len() > MAX_WS_MESSAGE {
+                    return fail(close::TOO_BIG, "message too big");
+                }
+                payload.extend_from_slice(&f.payload);
+                if f.fin {
+                    self.on_message(opcode, payload).await
+                } else {
+                    self.message = Some((opcode, payload));
+                    Ok(())
+                }
+            }
+            OpCode::Data(_) if self.message.is_some() => {
+                fail(close::PROTOCOL, "new message inside a fragmented one")
+            }
+            OpCode::Data(_) if !f.fin => {
+                self.message = Some((f.opcode, f.payload));
+                Ok(())
+            }
+            OpCode::Data(_) => self.on_message(f.opcode, f.payload).await,
+            OpCode::Control(Control::Reserved(_)) => fail(close::PROTOCOL, "reserved opcode"),
+        }
+    }
+
+    async fn on_message(&mut self, opcode: OpCode, payload: Vec<u8>) -> Result<(), Close> {
+        if opcode != OpCode::Data(Data::Text) {
+            self.error("bad_frame", "frames must be JSON text", None, None);
+            return Ok(());
+        }
+        let Ok(text) = String::from_utf8(payload) else {
+            return Err(Close {
+                code: close::INVALID_DATA,
+                reason: "text frame is not UTF-8",
+            });
+        };
+        let parsed: ClientFrame = match serde_json::from_str(&text) {
+            Ok(f) => f,
+            Err(e) => {
+                let msg = format!("not a frame this server knows: {e}");
+                self.error("bad_frame", &msg, None, None);
+                return Ok(());
+            }
+        };
+        match parsed {
+            ClientFrame::Send { room, text, nonce } => {
+                match self.core.rate_check(self.conn) {
+                    Ok(()) => {}
+                    Err(None) => {
+                        return Err(Close {
+                            code: close::POLICY,
+                            reason: "sending far over the rate limit",
+                        })
+                    }
+                    Err(Some(e)) => {
+                        self.chat_error(&e, nonce.as_ref());
+                        return Ok(());
+                    }
+                }
+                let result = match self.core.parse_send(&text) {
+                    Ok(Posted::Command(line)) => {
+                        match commands::run(self.core, &self.conn.user, &room, line).await {
+                            Ok(reply) => {
+                                let f = ServerFrame::Reply {
+                                    nonce: nonce.as_ref(),
+                                    command: reply.command,
+                                    text: reply.text,
+                                    data: reply.data,
+                                };
+                                self.core.send_frame(self.conn, &f);
+                                Ok(())
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Ok(Posted::Message(clean)) => {
+                        let nonce = nonce.clone();
+                        self.core.post(self.conn, &room, clean, nonce)
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = result {
+                    self.chat_error(&e, nonce.as_ref());
+                }
+            }
+            ClientFrame::Sync { room, since, nonce } => {
+                match self.core.sync(&self.conn.user, &room, since) {
+                    Ok((entries, complete, more)) => {
+                        let f = ServerFrame::History {
+                            room: &room,
+                            entries,
+                            complete,
+                            more,
+                        };
+                        self.core.send_frame(self.conn, &f);
+                    }
+                    Err(e) => self.chat_error(&e, nonce.as_ref()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn chat_error(&self, e: &ChatError, nonce: Option<&serde_json::Value>) {
+        self.error(e.code(), &e.to_string(), nonce, e.retry_after_ms());
+    }
+
+    fn error(
+        &self,
+        code: &str,
+        message: &str,
+        nonce: Option<&serde_json::Value>,
+        retry_after_ms: Option<u64>,
+    ) {
+        let f = ServerFrame::Error {
+            code,
+            message: message.to_string(),
+            nonce,
+            retry_after_ms,
+        };
+        self.core.send_frame(self.conn, &f);
+    }
+}
