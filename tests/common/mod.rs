@@ -1,0 +1,294 @@
+//! Shared helpers for the black-box tests: a real server on 127.0.0.1:0, a tiny raw HTTP
+//! client, and a WebSocket client that reads JSON frames.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use parley::chat::Core;
+use parley::config::{parse_args, Parsed};
+
+/// A password that passes the tests' `--min-password-length 8`.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Patience for anything the server should do promptly.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub core: Arc<Core>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Starts an in-process server on 127.0.0.1:0 with fast hashing and no disk, plus `extra` flags.
+pub async fn start(extra: &[&str]) -> Server {
+    let mut args: Vec<String> = [
+        "--ephemeral",
+        "--pbkdf2-iterations",
+        "1000",
+        "--min-password-length",
+        "8",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let cfg = match parse_args(args) {
+        Ok(Parsed::Run(cfg)) => *cfg,
+        other => panic!("bad test flags: {other:?}"),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let core = parley::start(cfg).unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(parley::run(listener, core.clone(), async move {
+        let _ = rx.await;
+    }));
+    Server {
+        addr,
+        core,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+impl Server {
+    /// Stops the server as SIGTERM would and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(WAIT, task).await;
+        }
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The contract's `error.code`.
+    pub fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+/// Reads one response from `stream`; `buf` carries bytes past it for pipelining.
+pub async fn read_reply(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Reply> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let mut lines = head.split("\r\n");
+            let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+            let headers: Vec<(String, String)> = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+                .collect();
+            let len: usize = headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let body = buf[end + 4..end + 4 + len].to_vec();
+                buf.drain(..end + 4 + len);
+                return Some(Reply {
+                    status,
+                    headers,
+                    body,
+                });
+            }
+        }
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// One request on its own connection.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    read_reply(&mut stream, &mut Vec::new())
+        .await
+        .expect("a response")
+}
+
+pub async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Reply {
+    request(addr, "GET", path, token, None).await
+}
+
+pub async fn post(addr: SocketAddr, path: &str, token: Option<&str>, body: Value) -> Reply {
+    request(addr, "POST", path, token, Some(&body)).await
+}
+
+/// Registers `name` and logs in; returns the token.
+pub async fn user(addr: SocketAddr, name: &str) -> String {
+    let creds = json!({ "username": name, "password": PASSWORD });
+    let r = post(addr, "/api/v1/register", None, creds.clone()).await;
+    assert_eq!(r.status, 201, "register {name}: {:?}", r.json());
+    let r = post(addr, "/api/v1/login", None, creds).await;
+    assert_eq!(r.status, 200, "login {name}: {:?}", r.json());
+    r.json()["token"].as_str().unwrap().to_string()
+}
+
+/// Creates a room; returns its id.
+pub async fn room(addr: SocketAddr, token: &str, name: &str) -> String {
+    let r = post(addr, "/api/v1/rooms", Some(token), json!({ "name": name })).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+pub async fn join(addr: SocketAddr, token: &str, room: &str) -> Reply {
+    post(
+        addr,
+        &format!("/api/v1/rooms/{room}/join"),
+        Some(token),
+        json!({}),
+    )
+    .await
+}
+
+/// A WebSocket client that reads JSON frames.
+pub struct Ws {
+    pub inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// Why a connection ended, as the client saw it.
+#[derive(Debug, PartialEq)]
+pub enum Ended {
+    Close(u16),
+    /// The stream ended without a close frame.
+    Eof,
+}
+
+pub async fn ws(addr: SocketAddr, token: &str) -> Ws {
+    let url = format!("ws://{addr}/api/v1/ws?token={token}");
+    let (inner, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("upgrade in time")
+        .expect("upgrade");
+    Ws { inner }
+}
+
+/// Connects and returns the client with its `hello` frame.
+pub async fn ws_hello(addr: SocketAddr, token: &str) -> (Ws, Value) {
+    let mut c = ws(addr, token).await;
+    let hello = c.next().await.expect("hello");
+    assert_eq!(hello["type"], "hello", "first frame is hello: {hello}");
+    (c, hello)
+}
+
+impl Ws {
+    /// The next JSON frame, or `None` if the connection ended or nothing came in time.
+    pub async fn next(&mut self) -> Option<Value> {
+        self.next_within(WAIT).await
+    }
+
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Value> {
+        loop {
+            let msg = tokio::time::timeout(wait, self.inner.next())
+                .await
+                .ok()??
+                .ok()?;
+            match msg {
+                Message::Text(t) => return serde_json::from_str(&t).ok(),
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Skips frames until one of type `kind` (and matching `pred`) arrives.
+    pub async fn next_where(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let f = self
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("no {kind} frame arrived"));
+            if f["type"] == kind && pred(&f) {
+                return f;
+            }
+        }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.inner.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    /// Posts `text` to `room` with a nonce.
+    pub async fn say(&mut self, room: &str, text: &str, nonce: &str) {
+        self.send(json!({ "type": "send", "room": room, "text": text, "nonce": nonce }))
+            .await;
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub async fn closed(&mut self) -> Ended {
+        loop {
+            match tokio::time::timeout(WAIT, self.inner.next()).await {
+                Err(_) => panic!("connection still open"),
+                Ok(None) | Ok(Some(Err(_))) => return Ended::Eof,
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return Ended::Close(frame.map_or(1005, |f| u16::from(f.code)));
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+}
+
+pub fn close_code(c: u16) -> CloseCode {
+    CloseCode::from(c)
+}
