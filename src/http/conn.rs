@@ -21,7 +21,31 @@ use crate::{api, ws};
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 8 * 1024;
 
-pub async fn serve(core: Arc<Core>, mut stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+/// An upgraded connection: who it is and the bytes that followed the request head.
+struct Upgrade {
+    stream: TcpStream,
+    leftover: Vec<u8>,
+    auth: crate::chat::Auth,
+}
+
+pub async fn serve(core: Arc<Core>, stream: TcpStream, shutdown: watch::Receiver<bool>) {
+    // The HTTP loop's buffers and request are gone before the WebSocket session starts, so a
+    // long-lived connection keeps none of them.
+    if let Some(up) = serve_http(&core, stream, shutdown.clone()).await {
+        let leftover = if up.leftover.is_empty() {
+            Vec::new()
+        } else {
+            up.leftover
+        };
+        ws::session::run(core, up.stream, leftover, up.auth, shutdown).await;
+    }
+}
+
+async fn serve_http(
+    core: &Arc<Core>,
+    mut stream: TcpStream,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<Upgrade> {
     let limits = Limits {
         max_body: core.cfg.max_body_bytes,
         ..Limits::default()
@@ -36,27 +60,28 @@ pub async fn serve(core: Arc<Core>, mut stream: TcpStream, mut shutdown: watch::
                 buf.drain(..used);
                 head_started = (!buf.is_empty()).then(Instant::now);
                 if req.path == "/api/v1/ws" && req.method == "GET" {
-                    match ws::handshake(&core, &req) {
+                    match ws::handshake(core, &req) {
                         Ok((auth, reply)) => {
-                            if stream.write_all(&reply).await.is_err() {
-                                return;
-                            }
+                            stream.write_all(&reply).await.ok()?;
                             // Bytes the client sent after the head are WebSocket frames.
-                            ws::session::run(core, stream, buf, auth, shutdown).await;
-                            return;
+                            return Some(Upgrade {
+                                stream,
+                                leftover: buf,
+                                auth,
+                            });
                         }
                         Err(resp) => {
                             if !respond(&mut stream, &mut out, &resp, req.keep_alive).await {
-                                return;
+                                return None;
                             }
                             continue;
                         }
                     }
                 }
-                let resp = api::handle(&core, &req).await;
+                let resp = api::handle(core, &req).await;
                 crate::metrics::Metrics::add(&core.metrics.http_requests_total, 1);
                 if !respond(&mut stream, &mut out, &resp, req.keep_alive).await {
-                    return;
+                    return None;
                 }
             }
             Ok(None) => {
@@ -67,10 +92,10 @@ pub async fn serve(core: Arc<Core>, mut stream: TcpStream, mut shutdown: watch::
                 buf.reserve(READ_CHUNK);
                 let read = tokio::select! {
                     r = timeout_at(deadline, stream.read_buf(&mut buf)) => r,
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.changed() => return None,
                 };
                 match read {
-                    Ok(Ok(0)) | Ok(Err(_)) => return,
+                    Ok(Ok(0)) | Ok(Err(_)) => return None,
                     Ok(Ok(_)) => {
                         if head_started.is_none() {
                             head_started = Some(Instant::now());
@@ -86,14 +111,14 @@ pub async fn serve(core: Arc<Core>, mut stream: TcpStream, mut shutdown: watch::
                             );
                             respond(&mut stream, &mut out, &resp, false).await;
                         }
-                        return;
+                        return None;
                     }
                 }
             }
             Err(e) => {
                 let resp = Response::error(e.status(), e.code(), &e.message(), None);
                 respond(&mut stream, &mut out, &resp, false).await;
-                return;
+                return None;
             }
         }
     }

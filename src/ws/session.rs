@@ -68,7 +68,7 @@ impl Session<'_> {
         let mut shutdown_seen = false;
         // Frames that arrived with the upgrade request.
         if !self.rbuf.is_empty() {
-            self.process().await;
+            Box::pin(self.process()).await;
         }
         loop {
             if closing.is_none() {
@@ -114,7 +114,9 @@ impl Session<'_> {
                     if self.read()? {
                         return Ok(());
                     }
-                    self.process().await;
+                    // Boxed: handling a frame can await the store, and that future is large;
+                    // boxing keeps it off every idle connection's task.
+                    Box::pin(self.process()).await;
                 }
                 r = self.stream.writable(), if pending => r?,
                 _ = self.conn.out.changed(), if !pending && closing.is_none() => {}
