@@ -7,16 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// When the journal writer calls `fsync`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FsyncPolicy {
-    /// After every batch, before anything in it is acknowledged.
-    Always,
-    /// At least once a second. A process crash loses nothing acknowledged; power loss at most 1 s.
-    Interval,
-    /// Left to the operating system.
-    Never,
-}
+pub use crate::store::journal::FsyncPolicy;
 
 /// The server's configuration. `Config::default()` is what a bare `parley-server` runs with.
 #[derive(Debug, Clone)]
@@ -252,12 +243,9 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "data-dir" => cfg.data_dir = PathBuf::from(v),
         "ephemeral" => cfg.ephemeral = true,
         "fsync" => {
-            cfg.fsync = match v {
-                "always" => FsyncPolicy::Always,
-                "interval" => FsyncPolicy::Interval,
-                "never" => FsyncPolicy::Never,
-                _ => return Err("expected always, interval or never".into()),
-            }
+            cfg.fsync = v
+                .parse()
+                .map_err(|_| "expected always, interval or never")?
         }
         "max-connections" => cfg.max_connections = number(v, 1, usize::MAX)?,
         "max-connections-per-ip" => cfg.max_connections_per_ip = number(v, 0, usize::MAX)?,

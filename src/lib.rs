@@ -47,8 +47,21 @@ pub fn start(cfg: Config) -> Result<Arc<Core>, String> {
             .map_err(|e| format!("cannot read --blocked-words {}: {e}", path.display()))?,
         None => Filter::default(),
     };
-    let store = Store::memory();
+    let (store, recovered) = if cfg.ephemeral {
+        (Store::memory(), None)
+    } else {
+        let (store, recovered) = Store::open(&cfg)?;
+        (store, Some(recovered))
+    };
     let core = Core::new(Arc::new(cfg), Arc::new(Metrics::default()), store, filter);
+    if let Some(recovered) = recovered {
+        if let Some(note) = &recovered.truncated_tail {
+            eprintln!("parley: {note}");
+        }
+        for rec in &recovered.records {
+            core.apply(rec);
+        }
+    }
     core.ensure_epoch();
     Ok(Arc::new(core))
 }

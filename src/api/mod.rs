@@ -81,7 +81,10 @@ fn number(req: &Request, key: &str) -> Result<Option<u64>, Response> {
 async fn route(core: &Core, req: &Request, segments: &[&str]) -> Result<Response, ChatError> {
     let post = req.method == "POST";
     let resp = match segments {
-        ["healthz"] => Response::json(200, &json!({ "status": "ok" })),
+        ["healthz"] => match core.store().failed() {
+            None => Response::json(200, &json!({ "status": "ok" })),
+            Some(why) => Response::json(503, &json!({ "status": "failing", "reason": why })),
+        },
         ["metrics"] => metrics(core),
         ["api", "v1", "register"] => match body::<Credentials>(req) {
             Ok(c) => {

@@ -1132,8 +1132,11 @@ impl Core {
             self.end_session(h);
         }
         let window = config::LOGIN_WINDOW.as_millis() as u64;
-        let mut throttle = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
-        throttle.retain(|_, f| f.iter().any(|&t| now.saturating_sub(t) < window));
+        self.throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, f| f.iter().any(|&t| now.saturating_sub(t) < window));
+        self.store.compact_if_due(|| self.snapshot_records());
     }
 
     /// Every record needed to rebuild the current state, for a snapshot. Each room's ring
