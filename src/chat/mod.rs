@@ -247,14 +247,7 @@ impl Core {
                 capacity,
                 ..
             } => {
-                let room = Room::new(
-                    id.clone(),
-                    name.clone(),
-                    owner.clone(),
-                    *capacity,
-                    self.cfg.history,
-                );
-                self.rooms.insert(Arc::new(room));
+                self.rooms.insert(self.new_room(id, name, owner, *capacity));
             }
             Record::RoomSnapshot {
                 id,
@@ -265,14 +258,7 @@ impl Core {
                 members,
                 entries,
             } => {
-                let room = Room::new(
-                    id.clone(),
-                    name.clone(),
-                    owner.clone(),
-                    *capacity,
-                    self.cfg.history,
-                );
-                let room = Arc::new(room);
+                let room = self.new_room(id, name, owner, *capacity);
                 self.rooms.insert(room.clone());
                 let mut rs = room.lock();
                 for e in entries {
@@ -298,6 +284,11 @@ impl Core {
                 room.set_committed(entry.seq);
             }
         }
+    }
+
+    fn new_room(&self, id: &str, name: &str, owner: &str, capacity: u32) -> Arc<Room> {
+        let (id, name, owner) = (id.to_string(), name.to_string(), owner.to_string());
+        Arc::new(Room::new(id, name, owner, capacity, self.cfg.history))
     }
 
     fn apply_user(&self, users: &mut HashMap<String, Arc<User>>, name: &str, hash: String) {
@@ -679,14 +670,7 @@ impl Core {
             return Err(ChatError::TooManyRooms);
         }
         let room = loop {
-            let room = Room::new(
-                random_id(10),
-                name.to_string(),
-                user.name.clone(),
-                capacity,
-                self.cfg.history,
-            );
-            let room = Arc::new(room);
+            let room = self.new_room(&random_id(10), name, &user.name, capacity);
             if self.rooms.insert(room.clone()) {
                 break room;
             }
