@@ -69,6 +69,23 @@ pub fn verify_dummy(password: &[u8], iterations: u32) -> bool {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Nice value of the hashing threads. At 19 the scheduler gives them about 1.5% of a core
+/// that messaging also wants, so a login flood slows logins rather than conversations; on an
+/// idle core they still run at full speed.
+const HASH_NICE: i32 = 19;
+
+/// Lowers the calling thread's scheduling priority (Linux sets nice per thread).
+fn lower_priority() {
+    // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
+    let rc = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, HASH_NICE)
+    };
+    if rc != 0 {
+        eprintln!("parley: could not lower the hashing thread's priority");
+    }
+}
+
 /// A fixed set of hashing threads behind a bounded queue.
 pub struct HashPool {
     tx: crossbeam_channel::Sender<Job>,
@@ -83,6 +100,7 @@ impl HashPool {
             let spawned = std::thread::Builder::new()
                 .name(format!("parley-hash-{i}"))
                 .spawn(move || {
+                    lower_priority();
                     while let Ok(job) = rx.recv() {
                         job();
                     }
