@@ -128,8 +128,11 @@ async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
 }
 
+/// Work the server does on a timer.
+type Periodic = (Duration, fn(&Core));
+
 fn spawn_periodic(core: &Arc<Core>, stop: &watch::Receiver<bool>) {
-    let tasks: [(Duration, fn(&Core)); 2] = [
+    let tasks: [Periodic; 2] = [
         (SWEEP_EVERY, Core::sweep),
         (core.cfg.heartbeat_interval, Core::heartbeat),
     ];

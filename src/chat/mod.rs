@@ -562,11 +562,19 @@ impl Core {
 
     fn user_view(&self, user: &User, now: u64) -> UserView {
         let us = user.lock();
-        let online = us.is_online(now, self.presence_timeout_ms());
+        let timeout = self.presence_timeout_ms();
+        let online = us.is_online(now, timeout);
+        // Until the sweep announces it, a user whose presence just ran out is still marked
+        // online; their `last_seen` is the moment it ran out.
+        let last_seen = if !online && us.online {
+            Some(us.went_offline_at(timeout).min(now))
+        } else {
+            us.last_seen
+        };
         UserView {
             username: user.name.clone(),
             online,
-            last_seen: us.last_seen,
+            last_seen,
         }
     }
 
@@ -577,7 +585,7 @@ impl Core {
             users.values().cloned().collect()
         };
         let mut out: Vec<UserView> = users.iter().map(|u| self.user_view(u, now)).collect();
-        out.sort_by(|a, b| a.username.to_lowercase().cmp(&b.username.to_lowercase()));
+        out.sort_by_key(|u| u.username.to_lowercase());
         out
     }
 

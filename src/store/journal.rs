@@ -6,8 +6,9 @@
 //! last snapshot and every record written after it, in order, for the server to replay.
 //!
 //! # Files in the data directory
-//! - `LOCK`: the pid of the process that has the directory open. Created with `create_new`;
-//!   a lock whose pid is no longer running (no `/proc/<pid>`) is taken over.
+//! - `LOCK`: held with an exclusive `flock` while the journal is open, and holding the pid of
+//!   the process that has the directory open, for people. The kernel drops the lock when that
+//!   process dies, however it dies, so a crash never leaves the directory locked.
 //! - `journal-<generation>.log` (generation as 20 zero-padded decimal digits): the live
 //!   journal, and during a compaction also the one or two before it.
 //! - `snapshot`: the state as of the start of journal generation `base` (stored in its header).
@@ -1712,7 +1713,7 @@ mod tests {
         drop(child); // SIGKILL mid-stream, and reap it
         acked.extend(lines.filter_map(ack));
         assert!(acked.len() >= 20_000, "child stopped early");
-        // The child died holding the lock; its pid is gone, so open takes the lock over.
+        // The child died holding the lock; the kernel released its flock, so open succeeds.
         let (_journal, recovered) = open(dir.config());
         let recovered: Vec<u64> = recovered
             .records

@@ -100,7 +100,7 @@ mod tests {
     fn accept_key_matches_rfc_6455() {
         assert_eq!(
             super::accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kQGzzzZgVpAmDw="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 }

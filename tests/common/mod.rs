@@ -292,3 +292,176 @@ impl Ws {
 pub fn close_code(c: u16) -> CloseCode {
     CloseCode::from(c)
 }
+
+// ----- raw HTTP helpers for the limit and keep-alive tests -----
+
+/// Starts an in-process server with exactly `cfg`, none of the test defaults.
+pub async fn start_config(cfg: parley::Config) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let core = parley::start(cfg).unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(parley::run(listener, core.clone(), async move {
+        let _ = rx.await;
+    }));
+    Server {
+        addr,
+        core,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+/// Connects to `addr` from the loopback address `from` (any 127.x.y.z works on Linux), so a
+/// test can look like several client IPs.
+pub async fn connect_from(addr: SocketAddr, from: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// The bytes of one HTTP/1.1 request that keeps the connection open.
+pub fn request_bytes(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> String {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A keep-alive connection that sends requests one after another.
+pub struct KeepAlive {
+    pub stream: TcpStream,
+    pub buf: Vec<u8>,
+}
+
+impl KeepAlive {
+    pub async fn open(addr: SocketAddr) -> KeepAlive {
+        KeepAlive::over(TcpStream::connect(addr).await.unwrap())
+    }
+
+    pub fn over(stream: TcpStream) -> KeepAlive {
+        KeepAlive {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends one request and reads its response; `None` if the connection ended instead.
+    pub async fn ask(&mut self, method: &str, path: &str, token: Option<&str>) -> Option<Reply> {
+        let req = request_bytes(method, path, token, None);
+        self.stream.write_all(req.as_bytes()).await.ok()?;
+        read_reply(&mut self.stream, &mut self.buf).await
+    }
+}
+
+/// Writes `bytes` on a fresh connection and reads one response. The write runs beside the
+/// read and its errors are ignored, as a server may answer and close before reading it all.
+pub async fn raw(addr: SocketAddr, bytes: Vec<u8>) -> (Option<Reply>, TcpStream) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    raw_on(stream, bytes).await
+}
+
+/// Like [`raw`], on a connection the caller opened.
+pub async fn raw_on(stream: TcpStream, bytes: Vec<u8>) -> (Option<Reply>, TcpStream) {
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(&bytes).await;
+        wr
+    });
+    let mut buf = Vec::new();
+    let reply = read_reply_half(&mut rd, &mut buf).await;
+    let wr = writer.await.unwrap();
+    (reply, rd.reunite(wr).unwrap())
+}
+
+async fn read_reply_half(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut Vec<u8>,
+) -> Option<Reply> {
+    // Reuse `read_reply`'s parsing by reading into `buf` until a whole response is there.
+    loop {
+        if let Some(reply) = parse_reply(buf) {
+            return Some(reply);
+        }
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(WAIT, rd.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// One complete response at the start of `buf`, removed from it.
+pub fn parse_reply(buf: &mut Vec<u8>) -> Option<Reply> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    if buf.len() < end + 4 + len {
+        return None;
+    }
+    let body = buf[end + 4..end + 4 + len].to_vec();
+    buf.drain(..end + 4 + len);
+    Some(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Reads until the server closes `stream` or `wait` passes. Returns the bytes that arrived
+/// before the close, or `None` if it stayed open.
+pub async fn until_closed(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let mut chunk = [0u8; 8192];
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(got),
+            Ok(Ok(n)) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it holds; false if it still does not after [`WAIT`].
+pub async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,321 @@
+//! The live side: sending messages through the outbox, and turning what the
+//! connection reports (hello, entries, histories, presence, replies, errors, drops) into
+//! output and state.
+
+use std::time::{Duration, Instant};
+
+use super::{first_room, App};
+use crate::conn::{Hello, NetEvent};
+use crate::protocol::{nonce_str, ClientFrame, EntryKind, Room, ServerFrame};
+use crate::render::{clean, human_ms};
+
+impl App {
+    /// A message to the current room, or (`command`) a slash command for the server.
+    pub(super) fn send_text(&mut self, text: String, command: bool) {
+        let Some(s) = self.need_session() else { return };
+        let room = match (&s.current, command) {
+            (Some(r), _) => r.clone(),
+            (None, true) => String::new(),
+            (None, false) => {
+                return self
+                    .error("no current room: /join ID or /create NAME first (/rooms lists them)");
+            }
+        };
+        if s.outbox.push(&room, &text).is_none() {
+            return self
+                .error("too many unacknowledged messages; wait for the connection to catch up");
+        }
+        let offline_note = !s.online && !s.told_queued && s.ever_connected;
+        if offline_note {
+            s.told_queued = true;
+            self.notice("offline: queued, will be sent once reconnected");
+        }
+        self.flush_outbox();
+    }
+
+    /// Send whatever the outbox says is due, if connected.
+    pub(super) fn flush_outbox(&mut self) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        if !s.online {
+            return;
+        }
+        let Some(conn) = &s.conn else { return };
+        let timeline = &s.timeline;
+        let due = s
+            .outbox
+            .take_due(Instant::now(), |room| !timeline.is_catching_up(room));
+        for p in due {
+            let frame = ClientFrame::Send {
+                room: &p.room,
+                text: &p.text,
+                nonce: &p.nonce,
+            };
+            conn.send(frame.to_json());
+        }
+    }
+
+    pub(super) fn tick(&mut self) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let late = s.timeline.expire(Instant::now());
+        for e in &late {
+            self.print_entry(e);
+        }
+        self.flush_outbox();
+    }
+
+    // ----- the connection -----------------------------------------------------------
+
+    pub(super) fn on_net(&mut self, ev: NetEvent) {
+        match ev {
+            NetEvent::Connected(hello) => self.on_hello(hello),
+            NetEvent::Frame(f) => self.on_frame(f),
+            NetEvent::Garbled(text) => {
+                self.error(&format!("unreadable frame from the server: {text}"))
+            }
+            NetEvent::Lost { reason, retry_in } => {
+                if let Some(s) = self.session.as_mut() {
+                    s.online = false;
+                    s.told_queued = false;
+                    s.outbox.connection_lost();
+                }
+                self.error(&format!(
+                    "connection lost ({reason}); reconnecting in {}",
+                    human_ms(retry_in.as_millis() as u64)
+                ));
+            }
+            NetEvent::RetryFailed {
+                reason,
+                attempt,
+                retry_in,
+            } => {
+                let first = self.session.as_ref().is_some_and(|s| !s.ever_connected);
+                let next = human_ms(retry_in.as_millis() as u64);
+                if first && attempt == 1 {
+                    self.error(&format!("cannot connect ({reason}); retrying in {next}"));
+                } else {
+                    self.notice(&format!(
+                        "reconnect attempt {attempt} failed ({reason}); next in {next}"
+                    ));
+                }
+            }
+            NetEvent::Ended { reason } => {
+                if let Some(s) = self.session.as_mut() {
+                    // The thread has exited; dropping the handle is enough.
+                    s.conn = None;
+                }
+                self.end_session(&reason);
+            }
+        }
+    }
+
+    pub(super) fn on_hello(&mut self, hello: Hello) {
+        let now = Instant::now();
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let first = !s.ever_connected;
+        let new_epoch = s.epoch.as_ref().is_some_and(|e| *e != hello.epoch);
+        s.online = true;
+        s.ever_connected = true;
+        s.epoch = Some(hello.epoch);
+        if new_epoch {
+            s.timeline.clear();
+        }
+        // The hello lists rooms as of the moment the connection was made; a room
+        // joined by REST a moment later may be missing. Ask before forgetting any.
+        let mut missing: Vec<String> = s
+            .rooms
+            .keys()
+            .filter(|id| !hello.rooms.iter().any(|r| &r.id == *id))
+            .cloned()
+            .collect();
+        let token = s.token.clone();
+        let mut rooms_now: Vec<Room> = hello.rooms.clone();
+        if !missing.is_empty() {
+            if let Ok(me) = self.api.me(&token) {
+                missing.retain(|id| !me.rooms.iter().any(|r| &r.id == id));
+                for r in me.rooms {
+                    if !rooms_now.iter().any(|h| h.id == r.id) {
+                        rooms_now.push(r);
+                    }
+                }
+            }
+        }
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let mut syncs = Vec::new();
+        for r in &rooms_now {
+            if s.timeline.knows(&r.id) {
+                syncs.push((r.id.clone(), s.timeline.begin_sync(&r.id, now)));
+            } else {
+                s.timeline.track(&r.id, r.last_seq);
+            }
+            s.rooms.insert(r.id.clone(), r.clone());
+        }
+        if let Some(conn) = &s.conn {
+            for (room, since) in &syncs {
+                conn.send(
+                    ClientFrame::Sync {
+                        room,
+                        since: *since,
+                    }
+                    .to_json(),
+                );
+            }
+        }
+        for r in &rooms_now {
+            self.room_names.insert(r.id.clone(), r.name.clone());
+        }
+        if new_epoch {
+            self.error("the server lost its stored history (new epoch); starting afresh from now");
+        }
+        if first {
+            self.notice(&format!("connected as {}", hello.username));
+        } else {
+            let n = syncs.len();
+            self.notice(&format!("reconnected; catching up on {n} room(s)"));
+        }
+        for id in missing {
+            let label = self.label(&id);
+            self.notice(&format!("you are no longer in {label}"));
+            self.forget_room(&id);
+        }
+        if let Some(s) = self.session.as_mut() {
+            if s.current.is_none() && !s.rooms.is_empty() {
+                s.current = first_room(&s.rooms);
+                if let Some(id) = s.current.clone() {
+                    let label = self.label(&id);
+                    self.notice(&format!("current room: {label}"));
+                }
+            }
+        }
+        self.flush_outbox();
+    }
+
+    pub(super) fn on_frame(&mut self, f: ServerFrame) {
+        let now = Instant::now();
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        match f {
+            ServerFrame::Entry { entry, nonce } => {
+                if let Some(n) = nonce {
+                    s.outbox.ack(&nonce_str(&n));
+                }
+                let me = s.user.eq_ignore_ascii_case(&entry.from);
+                if me && entry.kind == EntryKind::Leave && !s.rooms.contains_key(&entry.room) {
+                    // The echo of our own /leave: the room is already forgotten.
+                    return self.print_entry(&entry);
+                }
+                let membership = (me && entry.kind != EntryKind::Message)
+                    .then(|| (entry.kind, entry.room.clone()));
+                let shown = s.timeline.on_entry(entry, now);
+                for e in &shown {
+                    self.print_entry(e);
+                }
+                match membership {
+                    // Left from another device: stop showing the room.
+                    Some((EntryKind::Leave, room)) => self.forget_room(&room),
+                    // Joined from another device: learn the room's name.
+                    Some((EntryKind::Join, room)) => self.learn_room(&room),
+                    _ => {}
+                }
+            }
+            ServerFrame::History {
+                room,
+                entries,
+                complete,
+            } => {
+                let shown = s.timeline.on_history(&room, entries, complete);
+                let user = s.user.clone();
+                for e in &shown.entries {
+                    if e.kind == EntryKind::Message && e.from.eq_ignore_ascii_case(&user) {
+                        if let Some(t) = &e.text {
+                            s.outbox.settle(&room, t);
+                        }
+                    }
+                }
+                if shown.gap {
+                    let label = self.label(&room);
+                    self.error(&format!(
+                        "{label}: some entries were missed and are no longer kept by the server"
+                    ));
+                }
+                for e in &shown.entries {
+                    self.print_entry(e);
+                }
+                self.flush_outbox();
+            }
+            ServerFrame::Presence { username, online } => {
+                if !s.user.eq_ignore_ascii_case(&username) {
+                    let line = self.style.presence(&username, online);
+                    self.out.line(&line);
+                }
+            }
+            ServerFrame::Reply { nonce, text, .. } => {
+                if let Some(n) = nonce {
+                    s.outbox.ack(&nonce_str(&n));
+                }
+                let text = clean(&text);
+                self.notice(&text);
+            }
+            ServerFrame::Error {
+                code,
+                message,
+                nonce,
+                retry_after_ms,
+            } => {
+                let message = clean(if message.is_empty() { &code } else { &message });
+                let Some(n) = nonce.as_ref().map(nonce_str) else {
+                    return self.error(&format!("{message} ({code})"));
+                };
+                if code == "rate_limited" {
+                    let wait = Duration::from_millis(retry_after_ms.unwrap_or(1000));
+                    match s.outbox.rate_limited(&n, now, wait) {
+                        Some(true) => {
+                            return self
+                                .notice("sending faster than the server allows; slowing down")
+                        }
+                        Some(false) => return,
+                        None => {}
+                    }
+                }
+                match s.outbox.ack(&n) {
+                    Some(p) if !p.text.starts_with('/') || p.text.starts_with("//") => {
+                        let label = self.label(&p.room);
+                        let preview: String = p.text.chars().take(40).collect();
+                        self.error(&format!(
+                            "not sent to {label} ({preview:?}): {message} ({code})"
+                        ));
+                    }
+                    _ => self.error(&format!("{message} ({code})")),
+                }
+            }
+            ServerFrame::Hello { .. } | ServerFrame::Unknown => {}
+        }
+    }
+
+    /// Learn the name of a room we turned out to be in (joined from elsewhere).
+    pub(super) fn learn_room(&mut self, id: &str) {
+        let Some(s) = &self.session else { return };
+        if s.rooms.contains_key(id) {
+            return;
+        }
+        let token = s.token.clone();
+        if let Ok(detail) = self.api.room(&token, id) {
+            self.room_names
+                .insert(id.to_owned(), detail.room.name.clone());
+            if let Some(s) = self.session.as_mut() {
+                s.rooms.insert(id.to_owned(), detail.room);
+                if s.current.is_none() {
+                    s.current = Some(id.to_owned());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! The app thread: owns the session (token, rooms, current room, timelines, unsent
+//! messages), carries out commands and renders what the connection reports.
+//!
+//! Everything that changes client state happens on this one thread, in order: lines
+//! typed, frames received, timers. REST calls are made inline; they are short, and frames
+//! arriving meanwhile wait in the channel and are rendered right after, so output never
+//! interleaves mid-line.
+//!
+//! The work is split by subject: [`account`] (register, login, logout), [`rooms`] (room
+//! and user commands over REST) and [`live`] (sending, and what the WebSocket reports).
+
+mod account;
+mod live;
+mod rooms;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, Sender};
+
+use crate::api::{Api, ApiError};
+use crate::commands::{self, Command, Line};
+use crate::conn::{Connection, NetEvent};
+use crate::outbox::Outbox;
+use crate::protocol::{Entry, Room};
+use crate::render::{clean, Style};
+use crate::timeline::Timeline;
+use crate::ui::{Input, Printer, UiRequest};
+
+/// At end of a script, how long to wait for acknowledgements. Default is 30 s: room for a
+/// few reconnect attempts at full back-off, bounded so a dead server ends the script.
+pub const EOF_ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// After `/quit` on a terminal, how long to wait for what was just sent. Default is 2 s.
+pub const QUIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Longest sleep of the app loop with nothing to do. Default is 100 ms; timers that are
+/// due sooner (catch-up timeouts, paced sends) wake it on time.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Entries of context shown when joining a room. The server sends the last 50 after a
+/// join; this keeps a join made before the connection is up showing the same.
+pub const JOIN_CONTEXT: u64 = 50;
+
+/// Where passwords come from.
+#[derive(Debug, Clone)]
+pub enum PasswordSource {
+    /// `--password-stdin` or `PARLEY_PASSWORD`: the same password for every login.
+    Given(String),
+    /// Ask on the terminal, without echo.
+    Ask,
+    /// Not a terminal and none given.
+    Missing,
+}
+
+/// What the app needs from `main`.
+pub struct Setup {
+    pub api: Api,
+    pub style: Style,
+    pub printer: Printer,
+    pub password: PasswordSource,
+    /// `--user`: log in at start.
+    pub user: Option<String>,
+    /// `Some` on a terminal: the line editor to hand prompts and password requests to.
+    pub ui: Option<Sender<UiRequest>>,
+    /// Room ids and names for the editor's completion.
+    pub completions: Arc<Mutex<Vec<String>>>,
+}
+
+struct Session {
+    user: String,
+    token: String,
+    conn: Option<Connection>,
+    online: bool,
+    ever_connected: bool,
+    /// Told the user their message is queued during this outage.
+    told_queued: bool,
+    epoch: Option<serde_json::Value>,
+    /// Rooms the user is in, by id.
+    rooms: BTreeMap<String, Room>,
+    current: Option<String>,
+    timeline: Timeline,
+    outbox: Outbox,
+}
+
+#[derive(PartialEq)]
+enum Flow {
+    Continue,
+    Quit,
+}
+
+pub struct App {
+    api: Api,
+    style: Style,
+    out: Printer,
+    password: PasswordSource,
+    start_user: Option<String>,
+    ui: Option<Sender<UiRequest>>,
+    completions: Arc<Mutex<Vec<String>>>,
+    events_tx: Sender<(u64, NetEvent)>,
+    events: Receiver<(u64, NetEvent)>,
+    /// Tag of the current connection; events of older ones are ignored.
+    tag: u64,
+    session: Option<Session>,
+    /// Names of rooms seen in listings, for labels and name lookups.
+    room_names: HashMap<String, String>,
+    /// Set once input ended or `/quit`: exit when the outbox is empty or at this moment.
+    closing: Option<Instant>,
+    exit_code: i32,
+}
+
+impl App {
+    pub fn new(setup: Setup) -> App {
+        // Bounded: if rendering falls behind, the connection thread waits, the server
+        // notices a slow reader and, past its limit, drops us; we reconnect and sync.
+        let (events_tx, events) = crossbeam_channel::bounded(4096);
+        App {
+            api: setup.api,
+            style: setup.style,
+            out: setup.printer,
+            password: setup.password,
+            start_user: setup.user,
+            ui: setup.ui,
+            completions: setup.completions,
+            events_tx,
+            events,
+            tag: 0,
+            session: None,
+            room_names: HashMap::new(),
+            closing: None,
+            exit_code: 0,
+        }
+    }
+
+    /// Run until `/quit` or end of input; returns the exit status.
+    pub fn run(mut self, input: Receiver<Input>) -> i32 {
+        let mut input = input;
+        if let Some(user) = self.start_user.take() {
+            self.login(&user, false);
+        } else if self.ui.is_some() {
+            self.notice(&format!(
+                "server {}; /register NAME or /login NAME to start, /help for more",
+                self.api.endpoint()
+            ));
+        }
+        self.ready();
+        loop {
+            select! {
+                recv(input) -> msg => match msg {
+                    Ok(Input::Line(line)) => {
+                        if self.handle_line(&line) == Flow::Quit {
+                            self.begin_closing(QUIT_GRACE);
+                            input = crossbeam_channel::never();
+                        } else {
+                            self.ready();
+                        }
+                    }
+                    Ok(Input::Eof) | Err(_) => {
+                        let grace = if self.ui.is_some() { QUIT_GRACE } else { EOF_ACK_TIMEOUT };
+                        self.begin_closing(grace);
+                        input = crossbeam_channel::never();
+                    }
+                },
+                recv(self.events) -> ev => {
+                    if let Ok((tag, ev)) = ev {
+                        if tag == self.tag {
+                            self.on_net(ev);
+                        }
+                    }
+                }
+                default(self.next_wake()) => {}
+            }
+            self.tick();
+            if let Some(deadline) = self.closing {
+                let pending = self.session.as_ref().map_or(0, |s| s.outbox.len());
+                let can_deliver = self.session.as_ref().is_some_and(|s| s.conn.is_some());
+                if pending == 0 {
+                    break;
+                }
+                if Instant::now() >= deadline || !can_deliver {
+                    self.error(&format!(
+                        "{pending} message(s) not acknowledged by the server; they may not have been delivered"
+                    ));
+                    self.exit_code = 1;
+                    break;
+                }
+            }
+        }
+        if let Some(s) = self.session.take() {
+            if let Some(c) = s.conn {
+                c.shutdown();
+            }
+        }
+        if let Some(ui) = &self.ui {
+            let _ = ui.send(UiRequest::Quit);
+        }
+        self.exit_code
+    }
+
+    /// How long the loop may sleep before a timer needs it.
+    fn next_wake(&self) -> Duration {
+        let now = Instant::now();
+        let soonest = self.session.as_ref().and_then(|s| {
+            [s.timeline.next_deadline(), s.outbox.next_due()]
+                .into_iter()
+                .flatten()
+                .min()
+        });
+        soonest.map_or(TICK, |t| {
+            t.saturating_duration_since(now)
+                .clamp(Duration::from_millis(1), TICK)
+        })
+    }
+
+    fn begin_closing(&mut self, grace: Duration) {
+        if self.closing.is_none() {
+            self.closing = Some(Instant::now() + grace);
+        }
+    }
+
+    // ----- output -------------------------------------------------------------------
+
+    fn notice(&mut self, text: &str) {
+        let line = self.style.notice(text);
+        self.out.line(&line);
+    }
+
+    fn error(&mut self, text: &str) {
+        let line = self.style.error(text);
+        self.out.line(&line);
+    }
+
+    fn print_entry(&mut self, e: &Entry) {
+        let label = self.label(&e.room);
+        let line = self.style.entry(&label, e);
+        self.out.line(&line);
+    }
+
+    /// How a room is shown: its name, or `name#id` when two of your rooms share it.
+    fn label(&self, id: &str) -> String {
+        let name = self
+            .session
+            .as_ref()
+            .and_then(|s| s.rooms.get(id))
+            .map(|r| r.name.clone())
+            .or_else(|| self.room_names.get(id).cloned());
+        let Some(name) = name else {
+            return clean(id);
+        };
+        let shared = self.session.as_ref().is_some_and(|s| {
+            s.rooms
+                .values()
+                .any(|r| r.id != id && r.name.eq_ignore_ascii_case(&name))
+        });
+        if shared {
+            clean(&format!("{name}#{id}"))
+        } else {
+            clean(&name)
+        }
+    }
+
+    /// Hand the editor its next prompt: `user@room> `.
+    fn ready(&mut self) {
+        let Some(ui) = &self.ui else { return };
+        let (plain, styled) = match &self.session {
+            None => ("parley> ".to_owned(), self.paint_prompt("parley", "", "")),
+            Some(s) => {
+                let room = s
+                    .current
+                    .as_ref()
+                    .map(|id| format!("@{}", self.label(id)))
+                    .unwrap_or_default();
+                let state = if s.online || !s.ever_connected {
+                    ""
+                } else {
+                    " (offline)"
+                };
+                (
+                    format!("{}{room}{state}> ", s.user),
+                    self.paint_prompt(&s.user, &room, state),
+                )
+            }
+        };
+        if let Ok(mut c) = self.completions.lock() {
+            c.clear();
+            if let Some(s) = &self.session {
+                for r in s.rooms.values() {
+                    c.push(r.id.clone());
+                    c.push(r.name.clone());
+                }
+            }
+        }
+        let _ = ui.send(UiRequest::Ready(plain, styled));
+    }
+
+    fn paint_prompt(&self, user: &str, room: &str, state: &str) -> String {
+        if self.style.colour {
+            format!("\x1b[1m{user}\x1b[0m\x1b[36m{room}\x1b[0m\x1b[2m{state}\x1b[0m> ")
+        } else {
+            format!("{user}{room}{state}> ")
+        }
+    }
+
+    // ----- input --------------------------------------------------------------------
+
+    fn handle_line(&mut self, line: &str) -> Flow {
+        match commands::parse(line) {
+            Line::Empty => Flow::Continue,
+            Line::Usage(u) => {
+                self.error(&format!("usage: {u}"));
+                Flow::Continue
+            }
+            Line::Message(text) => {
+                self.send_text(text, false);
+                Flow::Continue
+            }
+            Line::Command(c) => self.command(c),
+        }
+    }
+
+    fn command(&mut self, c: Command) -> Flow {
+        match c {
+            Command::Quit => return Flow::Quit,
+            Command::Help => {
+                let text = commands::help_text();
+                let line = self
+                    .style
+                    .listing("help", &text.lines().map(str::to_owned).collect::<Vec<_>>());
+                self.out.line(&line);
+            }
+            Command::Register(name) => self.register(&name),
+            Command::Login(name) => self.login(&name, true),
+            Command::Logout => self.logout(),
+            Command::Create(name) => self.create(&name),
+            Command::Join(arg) => self.join(&arg),
+            Command::Leave(arg) => self.leave(arg.as_deref()),
+            Command::Switch(arg) => self.switch(&arg),
+            Command::Rooms => self.rooms(),
+            Command::Users => self.users(),
+            Command::Who(arg) => self.who(arg.as_deref()),
+            Command::History(n) => self.history(n),
+            Command::Server(text) => self.send_text(text, true),
+        }
+        Flow::Continue
+    }
+
+    fn ask_password(&mut self, prompt: &str) -> Option<String> {
+        match &self.password {
+            PasswordSource::Given(p) => Some(p.clone()),
+            PasswordSource::Missing => {
+                self.error("no password: set PARLEY_PASSWORD or pass --password-stdin");
+                None
+            }
+            PasswordSource::Ask => {
+                let ui = self.ui.as_ref()?;
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                ui.send(UiRequest::Password {
+                    prompt: prompt.to_owned(),
+                    reply: tx,
+                })
+                .ok()?;
+                let pw = rx.recv().ok().flatten();
+                if pw.is_none() {
+                    self.notice("cancelled");
+                }
+                pw
+            }
+        }
+    }
+
+    /// The session, or an error telling the user to log in.
+    fn need_session(&mut self) -> Option<&mut Session> {
+        if self.session.is_none() {
+            self.error("not logged in: /login NAME or /register NAME first");
+            return None;
+        }
+        self.session.as_mut()
+    }
+
+    fn token(&mut self) -> Option<String> {
+        self.need_session().map(|s| s.token.clone())
+    }
+
+    /// Report a REST failure; a 401 means the session is gone.
+    fn api_error(&mut self, what: &str, e: ApiError) {
+        self.error(&format!("{what}: {e}"));
+        if e.code() == Some("unauthorized") && self.session.is_some() {
+            self.end_session("the server no longer accepts this session");
+        }
+    }
+}
+
+/// The room to make current when none is chosen: the first by name.
+fn first_room(rooms: &BTreeMap<String, Room>) -> Option<String> {
+    rooms
+        .values()
+        .min_by(|a, b| {
+            a.name
+                .to_lowercase()
+                .cmp(&b.name.to_lowercase())
+                .then(a.id.cmp(&b.id))
+        })
+        .map(|r| r.id.clone())
+}

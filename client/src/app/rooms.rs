@@ -1,0 +1,358 @@
+//! Room and user commands, carried out over REST: create, join, leave, switch, and
+//! the listings (rooms, users, who, history).
+
+use std::time::Instant;
+
+use super::{first_room, App, JOIN_CONTEXT};
+use crate::protocol::Room;
+use crate::render::{clean, now_ms};
+
+impl App {
+    /// Resolve a room the user is in by id, or by a name only one of them has.
+    pub(super) fn my_room(&mut self, arg: &str) -> Result<String, String> {
+        let Some(s) = &self.session else {
+            return Err("not logged in".into());
+        };
+        if s.rooms.contains_key(arg) {
+            return Ok(arg.to_owned());
+        }
+        let named: Vec<&Room> = s
+            .rooms
+            .values()
+            .filter(|r| r.name.eq_ignore_ascii_case(arg))
+            .collect();
+        match named.as_slice() {
+            [one] => Ok(one.id.clone()),
+            [] => Err(format!("you are not in a room {arg:?} (see /rooms)")),
+            many => Err(format!(
+                "several of your rooms are named {arg:?}; use an id: {}",
+                many.iter()
+                    .map(|r| r.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// Record a room just joined or created and make it current.
+    pub(super) fn entered(&mut self, room: Room) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let id = room.id.clone();
+        if !s.timeline.knows(&id) {
+            s.timeline
+                .track(&id, room.last_seq.saturating_sub(JOIN_CONTEXT));
+            s.timeline.expect_history(&id, Instant::now());
+        }
+        self.room_names.insert(id.clone(), room.name.clone());
+        s.rooms.insert(id.clone(), room);
+        s.current = Some(id);
+    }
+
+    pub(super) fn create(&mut self, name: &str) {
+        let Some(token) = self.token() else { return };
+        match self.api.create_room(&token, name, None) {
+            Ok(room) => {
+                let id = room.id.clone();
+                self.entered(room);
+                let label = self.label(&id);
+                self.notice(&format!(
+                    "created {label} (id {id}); you are in it and it is current"
+                ));
+            }
+            Err(e) => self.api_error("cannot create the room", e),
+        }
+    }
+
+    pub(super) fn join(&mut self, arg: &str) {
+        let Some(token) = self.token() else { return };
+        if let Ok(id) = self.my_room(arg) {
+            if let Some(s) = self.session.as_mut() {
+                s.current = Some(id.clone());
+            }
+            let label = self.label(&id);
+            self.notice(&format!("you are already in {label}; it is now current"));
+            return;
+        }
+        let result = match self.api.join(&token, arg) {
+            Err(e) if e.code() == Some("room_not_found") => match self.room_by_name(&token, arg) {
+                Ok(Some(id)) => self.api.join(&token, &id),
+                Ok(None) => Err(e),
+                Err(msg) => {
+                    self.error(&msg);
+                    return;
+                }
+            },
+            other => other,
+        };
+        match result {
+            Ok(room) => {
+                let id = room.id.clone();
+                let (members, capacity) = (room.members, room.capacity);
+                self.entered(room);
+                let label = self.label(&id);
+                self.notice(&format!(
+                    "joined {label} (id {id}, {members}/{capacity} members); it is now current"
+                ));
+            }
+            Err(e) => self.api_error(&format!("cannot join {arg:?}"), e),
+        }
+    }
+
+    /// A room id for `name` when exactly one room has that name.
+    pub(super) fn room_by_name(
+        &mut self,
+        token: &str,
+        name: &str,
+    ) -> Result<Option<String>, String> {
+        let rooms = self
+            .api
+            .rooms(token)
+            .map_err(|e| format!("cannot list rooms: {e}"))?;
+        for r in &rooms {
+            self.room_names.insert(r.id.clone(), r.name.clone());
+        }
+        let named: Vec<&Room> = rooms
+            .iter()
+            .filter(|r| r.name.eq_ignore_ascii_case(name))
+            .collect();
+        match named.as_slice() {
+            [one] => Ok(Some(one.id.clone())),
+            [] => Ok(None),
+            many => Err(format!(
+                "several rooms are named {name:?}; join one by id: {}",
+                many.iter()
+                    .map(|r| r.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    pub(super) fn leave(&mut self, arg: Option<&str>) {
+        let Some(token) = self.token() else { return };
+        let id = match arg {
+            Some(a) => match self.my_room(a) {
+                Ok(id) => id,
+                Err(_) => a.to_owned(),
+            },
+            None => match self.session.as_ref().and_then(|s| s.current.clone()) {
+                Some(id) => id,
+                None => {
+                    self.error("no current room to leave; /leave ID");
+                    return;
+                }
+            },
+        };
+        let label = self.label(&id);
+        let result = self.api.leave(&token, &id);
+        let forget = match &result {
+            Ok(()) => true,
+            Err(e) => e.code() == Some("not_a_member") || e.code() == Some("room_not_found"),
+        };
+        if let Err(e) = result {
+            self.api_error(&format!("cannot leave {label}"), e);
+        } else {
+            self.notice(&format!("left {label}"));
+        }
+        if forget {
+            self.forget_room(&id);
+        }
+    }
+
+    /// The user is no longer in `id`: drop its state, pick another current room.
+    pub(super) fn forget_room(&mut self, id: &str) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        s.rooms.remove(id);
+        s.timeline.forget(id);
+        let dropped = s.outbox.drop_room(id);
+        if s.current.as_deref() == Some(id) {
+            s.current = first_room(&s.rooms);
+            let now = s.current.clone();
+            match now {
+                Some(next) => {
+                    let label = self.label(&next);
+                    self.notice(&format!("current room: {label}"));
+                }
+                None => self.notice("you are in no room now: /join ID or /create NAME"),
+            }
+        }
+        if dropped > 0 {
+            self.error(&format!("{dropped} unsent message(s) to that room dropped"));
+        }
+    }
+
+    pub(super) fn switch(&mut self, arg: &str) {
+        if self.need_session().is_none() {
+            return;
+        }
+        match self.my_room(arg) {
+            Ok(id) => {
+                if let Some(s) = self.session.as_mut() {
+                    s.current = Some(id.clone());
+                }
+                let label = self.label(&id);
+                self.notice(&format!("current room: {label}"));
+            }
+            Err(e) => self.error(&format!("{e}; /join it first")),
+        }
+    }
+
+    pub(super) fn rooms(&mut self) {
+        let Some(token) = self.token() else { return };
+        let rooms = match self.api.rooms(&token) {
+            Ok(r) => r,
+            Err(e) => return self.api_error("cannot list rooms", e),
+        };
+        let mine: Vec<String> = self
+            .session
+            .as_ref()
+            .map(|s| s.rooms.keys().cloned().collect())
+            .unwrap_or_default();
+        let idw = rooms
+            .iter()
+            .map(|r| r.id.chars().count())
+            .max()
+            .unwrap_or(0);
+        let namew = rooms
+            .iter()
+            .map(|r| r.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .min(40);
+        let mut rows = Vec::new();
+        for r in &rooms {
+            self.room_names.insert(r.id.clone(), r.name.clone());
+            let is_mine = mine.contains(&r.id);
+            let mark = if is_mine { "*" } else { " " };
+            let row = format!(
+                "{mark} {:<idw$}  {:<namew$}  {}/{} members",
+                clean(&r.id),
+                clean(&r.name),
+                r.members,
+                r.capacity
+            );
+            rows.push(if is_mine {
+                self.style.strong(&row)
+            } else {
+                row
+            });
+        }
+        let heading = if rooms.is_empty() {
+            "no rooms yet: /create NAME".to_owned()
+        } else {
+            format!("{} room(s); * = you are in it", rooms.len())
+        };
+        let text = self.style.listing(&heading, &rows);
+        self.out.line(&text);
+    }
+
+    pub(super) fn users(&mut self) {
+        let Some(token) = self.token() else { return };
+        let mut users = match self.api.users(&token) {
+            Ok(u) => u,
+            Err(e) => return self.api_error("cannot list users", e),
+        };
+        users.sort_by(|a, b| {
+            b.online
+                .cmp(&a.online)
+                .then_with(|| a.username.to_lowercase().cmp(&b.username.to_lowercase()))
+        });
+        let w = users.iter().map(|u| u.username.len()).max().unwrap_or(0);
+        let now = now_ms();
+        let online = users.iter().filter(|u| u.online).count();
+        let rows: Vec<String> = users
+            .iter()
+            .map(|u| {
+                let name = format!("{:<w$}", clean(&u.username));
+                if u.online {
+                    format!("{}  online", self.style.strong(&name))
+                } else {
+                    let seen = match u.last_seen {
+                        Some(ts) => format!("offline, last seen {}", self.style.when(ts, now)),
+                        None => "offline, never seen".to_owned(),
+                    };
+                    format!("{name}  {}", self.style.faint(&seen))
+                }
+            })
+            .collect();
+        let heading = format!("{} user(s), {online} online", users.len());
+        let text = self.style.listing(&heading, &rows);
+        self.out.line(&text);
+    }
+
+    pub(super) fn who(&mut self, arg: Option<&str>) {
+        let Some(token) = self.token() else { return };
+        let id = match arg {
+            Some(a) => self.my_room(a).unwrap_or_else(|_| a.to_owned()),
+            None => match self.session.as_ref().and_then(|s| s.current.clone()) {
+                Some(id) => id,
+                None => return self.error("no current room; /who ID"),
+            },
+        };
+        let detail = match self.api.room(&token, &id) {
+            Ok(d) => d,
+            Err(e) => return self.api_error(&format!("cannot look up room {id:?}"), e),
+        };
+        self.room_names
+            .insert(detail.room.id.clone(), detail.room.name.clone());
+        let mut members = detail.member_list;
+        members.sort_by(|a, b| {
+            b.online
+                .cmp(&a.online)
+                .then_with(|| a.username.to_lowercase().cmp(&b.username.to_lowercase()))
+        });
+        let w = members.iter().map(|m| m.username.len()).max().unwrap_or(0);
+        let rows: Vec<String> = members
+            .iter()
+            .map(|m| {
+                let name = format!("{:<w$}", clean(&m.username));
+                if m.online {
+                    format!("{}  online", self.style.strong(&name))
+                } else {
+                    format!("{name}  {}", self.style.faint("offline"))
+                }
+            })
+            .collect();
+        let label = self.label(&detail.room.id);
+        let heading = format!(
+            "{label} (id {}): {}/{} members, owner {}",
+            clean(&detail.room.id),
+            detail.room.members,
+            detail.room.capacity,
+            clean(&detail.room.owner)
+        );
+        let text = self.style.listing(&heading, &rows);
+        self.out.line(&text);
+    }
+
+    pub(super) fn history(&mut self, n: usize) {
+        let Some(token) = self.token() else { return };
+        let Some(id) = self.session.as_ref().and_then(|s| s.current.clone()) else {
+            return self.error("no current room; /join ID first");
+        };
+        let page = match self.api.messages(&token, &id, n) {
+            Ok(p) => p,
+            Err(e) => return self.api_error("cannot fetch history", e),
+        };
+        let label = self.label(&id);
+        let mut rows: Vec<String> = page
+            .entries
+            .iter()
+            .map(|e| self.style.entry(&label, e))
+            .collect();
+        let heading = if page.entries.is_empty() {
+            format!("{label}: nothing yet")
+        } else {
+            format!("last {} entries of {label}", page.entries.len())
+        };
+        if page.entries.len() < n && page.first_seq.is_some_and(|f| f > 1) {
+            rows.insert(0, self.style.faint("(older entries are no longer kept)"));
+        }
+        let text = self.style.listing(&heading, &rows);
+        self.out.line(&text);
+    }
+}

@@ -1,0 +1,230 @@
+//! The JSON shapes of the Parley wire contract (`shared/PROTOCOL.md`) that the client
+//! reads and writes: REST bodies and WebSocket frames.
+//!
+//! Decoding is lenient where leniency costs nothing: unknown fields are ignored, unknown
+//! frame types decode to [`ServerFrame::Unknown`], and counters a server might omit
+//! default to zero. A frame that does not decode at all is reported, never unwrapped.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `Room = {"id","name","owner","members","capacity","last_seq"}`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Room {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub owner: String,
+    /// A count of members, not a list.
+    #[serde(default)]
+    pub members: u64,
+    #[serde(default)]
+    pub capacity: u64,
+    #[serde(default)]
+    pub last_seq: u64,
+}
+
+/// `GET /api/v1/rooms/{id}`: a room plus its member list.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoomDetail {
+    #[serde(flatten)]
+    pub room: Room,
+    #[serde(default)]
+    pub member_list: Vec<Member>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Member {
+    pub username: String,
+    #[serde(default)]
+    pub online: bool,
+}
+
+/// One entry of `GET /api/v1/users`, or `GET /api/v1/users/{name}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserInfo {
+    pub username: String,
+    #[serde(default)]
+    pub online: bool,
+    /// Milliseconds since the epoch when the user went offline; `None` if never online.
+    #[serde(default)]
+    pub last_seen: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    Message,
+    Join,
+    Leave,
+    /// A kind this client does not know; shown plainly rather than dropped.
+    #[serde(other)]
+    Other,
+}
+
+/// `Entry = {"room","seq","ts","kind","from","text"?}`: one numbered timeline entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Entry {
+    pub room: String,
+    pub seq: u64,
+    pub ts: i64,
+    pub kind: EntryKind,
+    pub from: String,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+/// Frames the server sends on the WebSocket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerFrame {
+    Hello {
+        username: String,
+        /// Compared for equality only: a new value means the server lost its timelines.
+        epoch: Value,
+        #[serde(default)]
+        heartbeat_ms: u64,
+        #[serde(default)]
+        rooms: Vec<Room>,
+    },
+    Entry {
+        #[serde(flatten)]
+        entry: Entry,
+        /// Present only on the sending connection's copy: the acknowledgement.
+        #[serde(default)]
+        nonce: Option<Value>,
+    },
+    History {
+        room: String,
+        #[serde(default)]
+        entries: Vec<Entry>,
+        #[serde(default = "yes")]
+        complete: bool,
+    },
+    Presence {
+        username: String,
+        online: bool,
+    },
+    Reply {
+        #[serde(default)]
+        nonce: Option<Value>,
+        #[serde(default)]
+        command: String,
+        #[serde(default)]
+        text: String,
+        #[serde(default)]
+        data: Value,
+    },
+    Error {
+        code: String,
+        #[serde(default)]
+        message: String,
+        #[serde(default)]
+        nonce: Option<Value>,
+        #[serde(default)]
+        retry_after_ms: Option<u64>,
+    },
+    #[serde(other)]
+    Unknown,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Frames the client sends on the WebSocket.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ClientFrame<'a> {
+    /// A message, or a slash command the server handles (`/me`).
+    Send {
+        room: &'a str,
+        text: &'a str,
+        nonce: &'a str,
+    },
+    /// Ask for every kept entry of `room` with `seq > since`.
+    Sync { room: &'a str, since: u64 },
+}
+
+impl ClientFrame<'_> {
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail; fall back to an empty object anyway
+        // rather than panic.
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+/// Nonces are sent as strings; a server that echoes them as another JSON type still
+/// matches by its textual form.
+pub fn nonce_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_every_server_frame() {
+        let cases = [
+            r#"{"type":"hello","username":"al","epoch":"e1","heartbeat_ms":20000,"rooms":[{"id":"r1","name":"lobby","owner":"al","members":2,"capacity":1000,"last_seq":7}]}"#,
+            r#"{"type":"entry","room":"r1","seq":8,"ts":1700000000000,"kind":"message","from":"al","text":"hi","nonce":"n1"}"#,
+            r#"{"type":"entry","room":"r1","seq":9,"ts":1700000000000,"kind":"join","from":"bo"}"#,
+            r#"{"type":"history","room":"r1","entries":[],"complete":false}"#,
+            r#"{"type":"presence","username":"bo","online":true}"#,
+            r#"{"type":"reply","nonce":"n2","command":"me","text":"you are al","data":{}}"#,
+            r#"{"type":"error","code":"rate_limited","message":"slow down","nonce":"n3","retry_after_ms":120}"#,
+            r#"{"type":"something_new","x":1}"#,
+        ];
+        for case in cases {
+            let frame: Result<ServerFrame, _> = serde_json::from_str(case);
+            assert!(frame.is_ok(), "{case}: {frame:?}");
+        }
+    }
+
+    #[test]
+    fn entry_frame_keeps_nonce_and_entry() {
+        let f: ServerFrame = serde_json::from_str(
+            r#"{"type":"entry","room":"r1","seq":8,"ts":5,"kind":"message","from":"al","text":"hi","nonce":"n1"}"#,
+        )
+        .expect("decodes");
+        match f {
+            ServerFrame::Entry { entry, nonce } => {
+                assert_eq!(entry.seq, 8);
+                assert_eq!(entry.text.as_deref(), Some("hi"));
+                assert_eq!(nonce.as_ref().map(nonce_str).as_deref(), Some("n1"));
+            }
+            other => panic!("not an entry: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn client_frames_encode_as_contract() {
+        let send = ClientFrame::Send {
+            room: "r1",
+            text: "hi",
+            nonce: "n1",
+        };
+        assert_eq!(
+            send.to_json(),
+            r#"{"type":"send","room":"r1","text":"hi","nonce":"n1"}"#
+        );
+        let sync = ClientFrame::Sync {
+            room: "r1",
+            since: 4,
+        };
+        assert_eq!(sync.to_json(), r#"{"type":"sync","room":"r1","since":4}"#);
+    }
+
+    #[test]
+    fn unknown_entry_kind_is_kept() {
+        let e: Entry = serde_json::from_str(
+            r#"{"room":"r","seq":1,"ts":0,"kind":"topic","from":"al","text":"x"}"#,
+        )
+        .expect("decodes");
+        assert_eq!(e.kind, EntryKind::Other);
+    }
+}

@@ -1,0 +1,263 @@
+//! The terminal side: reading lines (rustyline on a terminal, plain lines otherwise),
+//! asking for passwords without echo, and printing without garbling the typed line.
+//!
+//! On a terminal the main thread owns the line editor and the app thread owns everything
+//! else. They take turns through two channels: the editor sends each line as an
+//! [`Input`], then waits for the app's [`UiRequest::Ready`] carrying the next prompt
+//! (which may have changed: `/join` moves you to another room). A password is asked for
+//! in between, with [`UiRequest::Password`]. Incoming messages are printed by the app
+//! thread through rustyline's `ExternalPrinter`, which redraws the prompt and the half
+//! typed line below them.
+
+use std::borrow::Cow;
+use std::io::{self, BufRead, Write};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{Receiver, Sender};
+use rustyline::completion::Completer;
+use rustyline::config::Configurer;
+use rustyline::error::ReadlineError;
+use rustyline::highlight::{CmdKind, Highlighter};
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{ColorMode, Config, Context, Editor, ExternalPrinter, Helper};
+
+use crate::commands;
+
+/// From the input side to the app.
+#[derive(Debug)]
+pub enum Input {
+    Line(String),
+    /// End of input (Ctrl-D, or end of a script).
+    Eof,
+}
+
+/// From the app to the line editor (terminal mode only).
+#[derive(Debug)]
+pub enum UiRequest {
+    /// Read the next line with this prompt: `(plain, styled)`, same display width.
+    Ready(String, String),
+    /// Read a password without echo; answer `None` if the user cancelled (Ctrl-C/D).
+    Password {
+        prompt: String,
+        reply: Sender<Option<String>>,
+    },
+    /// The app is done; stop reading.
+    Quit,
+}
+
+/// Where lines of output go.
+pub struct Printer {
+    sink: Sink,
+}
+
+enum Sink {
+    Stdout,
+    Editor(Box<dyn ExternalPrinter + Send>),
+}
+
+impl Printer {
+    pub fn stdout() -> Printer {
+        Printer { sink: Sink::Stdout }
+    }
+
+    /// Print one event (may contain newlines).
+    pub fn line(&mut self, text: &str) {
+        if let Sink::Editor(p) = &mut self.sink {
+            // The editor adds the newline itself while a line is being edited, but not
+            // when it writes straight through between two readline calls.
+            if p.print(format!("{text}\n")).is_ok() {
+                return;
+            }
+        }
+        let mut out = io::stdout().lock();
+        // A closed stdout (a script's reader went away) is not worth a panic.
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+}
+
+/// rustyline helper: completes command names and room ids, and masks passwords.
+pub struct CliHelper {
+    masking: bool,
+    /// Room ids and names to offer after `/join`, `/switch`, `/leave`, `/who`; kept
+    /// up to date by the app.
+    rooms: Arc<Mutex<Vec<String>>>,
+}
+
+impl Completer for CliHelper {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        if self.masking || !line.starts_with('/') {
+            return Ok((0, Vec::new()));
+        }
+        let before = &line[..pos];
+        match before.split_once(' ') {
+            None => Ok((
+                0,
+                commands::NAMES
+                    .iter()
+                    .filter(|n| n.starts_with(before))
+                    .map(|n| format!("{n} "))
+                    .collect(),
+            )),
+            Some((cmd, arg)) if ["/join", "/switch", "/leave", "/who"].contains(&cmd) => {
+                if arg.contains(' ') {
+                    return Ok((0, Vec::new()));
+                }
+                let rooms = self.rooms.lock().map(|r| r.clone()).unwrap_or_default();
+                let found = rooms
+                    .into_iter()
+                    .filter(|r| r.starts_with(arg) && !r.contains(' '))
+                    .collect();
+                Ok((cmd.len() + 1, found))
+            }
+            Some(_) => Ok((0, Vec::new())),
+        }
+    }
+}
+
+impl Hinter for CliHelper {
+    type Hint = String;
+}
+
+impl Validator for CliHelper {}
+
+impl Highlighter for CliHelper {
+    fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
+        if self.masking {
+            // Same width, nothing readable: the cursor stays where the editor thinks.
+            Cow::Owned(" ".repeat(line.chars().count()))
+        } else {
+            Cow::Borrowed(line)
+        }
+    }
+
+    fn highlight_char(&self, _line: &str, _pos: usize, kind: CmdKind) -> bool {
+        self.masking && kind != CmdKind::MoveCursor
+    }
+}
+
+impl Helper for CliHelper {}
+
+/// The line editor for terminal mode.
+pub struct Terminal {
+    editor: Editor<CliHelper, DefaultHistory>,
+}
+
+impl Terminal {
+    pub fn new(rooms: Arc<Mutex<Vec<String>>>) -> rustyline::Result<Terminal> {
+        let config = Config::builder()
+            .auto_add_history(false)
+            .max_history_size(1000)?
+            .build();
+        let mut editor = Editor::with_config(config)?;
+        editor.set_helper(Some(CliHelper {
+            masking: false,
+            rooms,
+        }));
+        Ok(Terminal { editor })
+    }
+
+    /// A printer that keeps the typed line intact, or plain stdout where the terminal
+    /// cannot do that (output not a terminal, `TERM=dumb`).
+    pub fn printer(&mut self) -> Printer {
+        match self.editor.create_external_printer() {
+            Ok(p) => Printer {
+                sink: Sink::Editor(Box::new(p)),
+            },
+            Err(_) => Printer::stdout(),
+        }
+    }
+
+    fn read_password(&mut self, prompt: &str) -> Option<String> {
+        if let Some(h) = self.editor.helper_mut() {
+            h.masking = true;
+        }
+        // The mask is drawn by the highlighter, which rustyline only calls with colour on.
+        self.editor.set_color_mode(ColorMode::Forced);
+        let r = self.editor.readline(prompt);
+        self.editor.set_color_mode(ColorMode::Enabled);
+        if let Some(h) = self.editor.helper_mut() {
+            h.masking = false;
+        }
+        r.ok()
+    }
+
+    /// Run the editor until the app says [`UiRequest::Quit`] (or goes away).
+    pub fn run(mut self, lines: Sender<Input>, requests: Receiver<UiRequest>) {
+        loop {
+            // Wait for the app's turn to end: it may ask for passwords meanwhile.
+            let prompt = loop {
+                match requests.recv() {
+                    Ok(UiRequest::Ready(plain, styled)) => break (plain, styled),
+                    Ok(UiRequest::Password { prompt, reply }) => {
+                        let pw = self.read_password(&prompt);
+                        let _ = reply.send(pw);
+                    }
+                    Ok(UiRequest::Quit) | Err(_) => return,
+                }
+            };
+            let input = match self.editor.readline(&prompt) {
+                Ok(line) => {
+                    if !line.trim().is_empty() {
+                        let _ = self.editor.add_history_entry(line.as_str());
+                    }
+                    Input::Line(line)
+                }
+                // Ctrl-C drops the line being typed, as in a shell.
+                Err(ReadlineError::Interrupted) => Input::Line(String::new()),
+                Err(_) => Input::Eof,
+            };
+            if lines.send(input).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Non-terminal input: every line of `reader` becomes an [`Input::Line`], then
+/// [`Input::Eof`]. Invalid UTF-8 is replaced, not fatal.
+pub fn read_lines<R: BufRead>(mut reader: R, lines: Sender<Input>) {
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf);
+                let line = line.trim_end_matches(['\n', '\r']).to_owned();
+                if lines.send(Input::Line(line)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = lines.send(Input::Eof);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_then_eof() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        read_lines(&b"one\r\ntwo\n\nthree"[..], tx);
+        let got: Vec<String> = rx
+            .iter()
+            .map(|i| match i {
+                Input::Line(l) => l,
+                Input::Eof => "<eof>".to_owned(),
+            })
+            .collect();
+        assert_eq!(got, ["one", "two", "", "three", "<eof>"]);
+    }
+}

@@ -1,0 +1,705 @@
+//! Black-box tests: the built `parley-cli` runs as a child process, driven through its
+//! standard input (so in non-interactive mode), against a real `parley-server` child on
+//! `127.0.0.1:0`.
+//!
+//! # Finding the server
+//! `parley-server` belongs to the workspace's root package, which Cargo does not build
+//! for this crate's tests. [`server_bin`] uses, in order:
+//! 1. `PARLEY_SERVER_BIN`, if set;
+//! 2. otherwise it runs `cargo build --bin parley-server` once per test run, in the
+//!    workspace, into the same target directory as this test binary (found from
+//!    `current_exe()`: `<target>/<profile>/deps/cli-HASH`), so the server is as fresh as
+//!    the sources (a no-op when it is). Cargo holds no build lock while tests run.
+//!
+//! Every wait here waits for a line of output, with a deadline; nothing sleeps to
+//! synchronize.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+const PASSWORD: &str = "correct-horse";
+const WAIT: Duration = Duration::from_secs(30);
+
+// ----- the server ---------------------------------------------------------------------
+
+fn server_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("PARLEY_SERVER_BIN") {
+            return PathBuf::from(p);
+        }
+        let exe = std::env::current_exe().expect("test binary path");
+        // <target>/<profile>/deps/cli-HASH
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary lives in <target>/<profile>/deps");
+        let target_dir = profile_dir.parent().expect("target dir");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("client/ sits in the workspace");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace)
+            .args(["build", "--bin", "parley-server"])
+            .env("CARGO_TARGET_DIR", target_dir);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo to build parley-server");
+        assert!(status.success(), "cargo build --bin parley-server failed");
+        let bin = profile_dir.join("parley-server");
+        assert!(bin.exists(), "no server binary at {}", bin.display());
+        bin
+    })
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    /// An in-memory server with fast password hashing.
+    fn start(extra: &[&str]) -> Server {
+        let mut args = vec!["--bind", "127.0.0.1:0", "--ephemeral"];
+        args.extend_from_slice(extra);
+        Server::spawn(&args).expect("server starts")
+    }
+
+    /// A server keeping its data in `dir`, on `bind`.
+    fn durable(dir: &Path, bind: &str) -> Option<Server> {
+        let dir = dir.to_str().expect("utf-8 temp path");
+        Server::spawn(&["--bind", bind, "--data-dir", dir, "--fsync", "always"])
+    }
+
+    fn spawn(args: &[&str]) -> Option<Server> {
+        let mut child = Command::new(server_bin())
+            .args(args)
+            .args(["--pbkdf2-iterations", "1000", "--min-password-length", "8"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn parley-server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = match lines.next() {
+            Some(Ok(l)) => l,
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        };
+        // Keep draining so the server never blocks on a full pipe.
+        thread::spawn(move || for _ in lines {});
+        let addr = first
+            .strip_prefix("parley listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .trim()
+            .to_owned();
+        Some(Server { child, addr })
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ----- the client ---------------------------------------------------------------------
+
+struct Client {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Everything printed so far, stdout and (prefixed) stderr.
+    log: Vec<String>,
+}
+
+impl Client {
+    fn start(name: &str, server: &str, password: &str, extra: &[&str]) -> Client {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_parley-cli"))
+            .args(["--server", server])
+            .args(extra)
+            .env("PARLEY_PASSWORD", password)
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn parley-cli");
+        let (tx, lines) = crossbeam_channel::unbounded();
+        let out = child.stdout.take().expect("piped stdout");
+        let err = child.stderr.take().expect("piped stderr");
+        let tx2 = tx.clone();
+        thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx2.send(format!("[stderr] {l}"));
+            }
+        });
+        Client {
+            name: name.to_owned(),
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").expect("write to client");
+        stdin.flush().expect("flush to client");
+    }
+
+    /// Position in the log, for [`Client::wait_after`].
+    fn mark(&self) -> usize {
+        self.log.len()
+    }
+
+    /// Wait for a line, printed at or after `mark`, that satisfies `pred`.
+    fn wait_after(&mut self, mark: usize, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        let mut checked = mark;
+        loop {
+            if let Some(l) = self.log[checked..].iter().find(|l| pred(l)) {
+                return l.clone();
+            }
+            checked = self.log.len();
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.log.push(l),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.fail(&format!("timed out waiting for {what}"))
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.fail(&format!("exited while waiting for {what}"))
+                }
+            }
+        }
+    }
+
+    /// Wait for a line containing `needle` anywhere in the output so far or to come.
+    fn wait_for(&mut self, needle: &str) -> String {
+        self.wait_after(0, needle, |l| l.contains(needle))
+    }
+
+    /// Wait for a line containing `needle` printed after `mark`.
+    fn wait_new(&mut self, mark: usize, needle: &str) -> String {
+        self.wait_after(mark, needle, |l| l.contains(needle))
+    }
+
+    /// Wait for a timeline line `HH:MM [room] rest`.
+    fn wait_entry(&mut self, room: &str, rest: &str) -> String {
+        let want = format!(" [{room}] {rest}");
+        self.wait_after(0, &format!("HH:MM{want}"), |l| is_entry(l, &want))
+    }
+
+    /// How many timeline lines `HH:MM [room] rest` were printed so far.
+    fn count_entry(&self, room: &str, rest: &str) -> usize {
+        let want = format!(" [{room}] {rest}");
+        self.log.iter().filter(|l| is_entry(l, &want)).count()
+    }
+
+    /// Close standard input and wait for the client to exit by itself.
+    fn finish(mut self) -> (ExitStatus, Vec<String>) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            while let Ok(l) = self.lines.try_recv() {
+                self.log.push(l);
+            }
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    // Collect what is still in the pipes.
+                    while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                        self.log.push(l);
+                    }
+                    return (status, std::mem::take(&mut self.log));
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                        self.log.push(l);
+                    }
+                }
+                _ => self.fail("did not exit after end of input"),
+            }
+        }
+    }
+
+    fn fail(&mut self, why: &str) -> ! {
+        while let Ok(l) = self.lines.try_recv() {
+            self.log.push(l);
+        }
+        panic!(
+            "client {}: {why}\n--- its output ---\n{}\n---",
+            self.name,
+            self.log.join("\n")
+        );
+    }
+
+    /// Register `name` (PARLEY_PASSWORD) and wait until logged in and connected.
+    fn register(&mut self, name: &str) {
+        let m = self.mark();
+        self.send(&format!("/register {name}"));
+        self.wait_new(m, &format!("logged in as {name}"));
+        self.wait_new(m, &format!("connected as {name}"));
+    }
+
+    /// `/create NAME`; returns the new room's id.
+    fn create(&mut self, room: &str) -> String {
+        let m = self.mark();
+        self.send(&format!("/create {room}"));
+        let line = self.wait_new(m, &format!("created {room} (id "));
+        line.split("(id ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .expect("room id in the create notice")
+            .to_owned()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `HH:MM` followed by exactly `rest`.
+fn is_entry(line: &str, rest: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 5
+        && b[0].is_ascii_digit()
+        && b[1].is_ascii_digit()
+        && b[2] == b':'
+        && b[3].is_ascii_digit()
+        && b[4].is_ascii_digit()
+        && &line[5..] == rest
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "parley-cli-test-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+// ----- the tests ----------------------------------------------------------------------
+
+#[test]
+fn help_lists_options_and_commands() {
+    let out = Command::new(env!("CARGO_BIN_EXE_parley-cli"))
+        .arg("--help")
+        .output()
+        .expect("run parley-cli --help");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--server",
+        "--user",
+        "--password-stdin",
+        "PARLEY_PASSWORD",
+        "/register NAME",
+        "/login NAME",
+        "/logout",
+        "/create NAME",
+        "/join ID",
+        "/leave [ID]",
+        "/switch ID",
+        "/rooms",
+        "/users",
+        "/who [ID]",
+        "/history [N]",
+        "/help",
+        "/quit",
+        "NO_COLOR",
+    ] {
+        assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
+    }
+
+    let out = Command::new(env!("CARGO_BIN_EXE_parley-cli"))
+        .arg("--bogus")
+        .output()
+        .expect("run parley-cli --bogus");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one-line reason: {err}");
+}
+
+#[test]
+fn two_clients_see_each_others_messages_and_joins() {
+    let server = Server::start(&[]);
+    let mut alice = Client::start("alice", &server.url(), PASSWORD, &[]);
+    let mut bob = Client::start("bob", &server.url(), PASSWORD, &[]);
+    alice.register("alice");
+    bob.register("bob");
+
+    let room = alice.create("lobby");
+    alice.wait_entry("lobby", "--> alice joined");
+
+    let m = bob.mark();
+    bob.send(&format!("/join {room}"));
+    bob.wait_new(m, "joined lobby");
+    // Bob sees the room's recent past and his own join; Alice sees him arrive.
+    bob.wait_entry("lobby", "--> alice joined");
+    bob.wait_entry("lobby", "--> bob joined");
+    alice.wait_entry("lobby", "--> bob joined");
+
+    alice.send("hello bob");
+    bob.wait_entry("lobby", "alice: hello bob");
+    bob.send("hi alice, //slashes/ are fine");
+    alice.wait_entry("lobby", "bob: hi alice, //slashes/ are fine");
+    bob.send("//not a command");
+    alice.wait_entry("lobby", "bob: /not a command");
+    // Each sees their own message once, as the server numbered it.
+    alice.wait_entry("lobby", "alice: hello bob");
+    bob.wait_entry("lobby", "bob: hi alice, //slashes/ are fine");
+
+    // A second room: /rooms marks both as Bob's; /switch and /leave move between them.
+    let side = bob.create("side");
+    let m = bob.mark();
+    bob.send("/rooms");
+    bob.wait_new(m, "2 room(s); * = you are in it");
+    let lobby_row = bob.wait_new(m, &format!("* {room}"));
+    assert!(
+        lobby_row.contains("lobby") && lobby_row.contains("2/"),
+        "{lobby_row:?}"
+    );
+    let side_row = bob.wait_new(m, &format!("* {side}"));
+    assert!(
+        side_row.contains("side") && side_row.contains("1/"),
+        "{side_row:?}"
+    );
+    let m = bob.mark();
+    bob.send("/switch lobby");
+    bob.wait_new(m, "current room: lobby");
+    let m = bob.mark();
+    bob.send(&format!("/leave {side}"));
+    bob.wait_new(m, "left side");
+    bob.send("back in the lobby");
+    alice.wait_entry("lobby", "bob: back in the lobby");
+    let m = alice.mark();
+    alice.send(&format!("/who {room}"));
+    alice.wait_new(m, "lobby (id ");
+    alice.wait_new(m, "bob");
+
+    let (status, alice_log) = alice.finish();
+    assert!(
+        status.success(),
+        "alice exit: {status}\n{}",
+        alice_log.join("\n")
+    );
+    let (status, bob_log) = bob.finish();
+    assert!(
+        status.success(),
+        "bob exit: {status}\n{}",
+        bob_log.join("\n")
+    );
+    for line in alice_log.iter().chain(&bob_log) {
+        assert!(
+            !line.contains('\x1b'),
+            "colour codes outside a terminal: {line:?}"
+        );
+    }
+    let count = |log: &[String], rest: &str| {
+        let want = format!(" [lobby] {rest}");
+        log.iter().filter(|l| is_entry(l, &want)).count()
+    };
+    assert_eq!(count(&bob_log, "alice: hello bob"), 1);
+    assert_eq!(count(&alice_log, "bob: hi alice, //slashes/ are fine"), 1);
+    assert_eq!(count(&bob_log, "--> bob joined"), 1);
+}
+
+#[test]
+fn users_shows_presence_and_last_seen() {
+    // Presence drops one second after the last connection closes.
+    let server = Server::start(&["--presence-timeout", "1"]);
+    let mut carol = Client::start("carol", &server.url(), PASSWORD, &[]);
+    carol.register("carol");
+    let (status, _) = carol.finish();
+    assert!(status.success());
+
+    let mut alice = Client::start("alice", &server.url(), PASSWORD, &[]);
+    let mut bob = Client::start("bob", &server.url(), PASSWORD, &[]);
+    alice.register("alice");
+    bob.register("bob");
+    let room = alice.create("den");
+    bob.send(&format!("/join {room}"));
+    alice.wait_entry("den", "--> bob joined");
+
+    // Everyone is listed; those connected are online, carol is offline with a time.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let m = alice.mark();
+        alice.send("/users");
+        alice.wait_new(m, "user(s)");
+        let carol_line = alice.wait_new(m, "carol");
+        let alice_line = alice.wait_new(m, "alice ");
+        let bob_line = alice.wait_new(m, "bob ");
+        assert!(alice_line.ends_with("online"), "{alice_line:?}");
+        assert!(bob_line.ends_with("online"), "{bob_line:?}");
+        if carol_line.contains("offline, last seen ") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "carol never shown offline: {carol_line:?}"
+        );
+        thread::sleep(Duration::from_millis(300));
+    }
+
+    // A presence change of someone sharing a room is shown as it happens.
+    let m = alice.mark();
+    let (status, _) = bob.finish();
+    assert!(status.success());
+    alice.wait_new(m, "* bob went offline");
+
+    let m = alice.mark();
+    alice.send("/who");
+    alice.wait_new(m, "den (id ");
+    let bob_line = alice.wait_new(m, "bob");
+    assert!(bob_line.ends_with("offline"), "{bob_line:?}");
+}
+
+#[test]
+fn errors_are_printed_plainly_and_the_client_keeps_running() {
+    let server = Server::start(&[]);
+    let mut alice = Client::start("alice", &server.url(), PASSWORD, &[]);
+    alice.register("alice");
+
+    // A room that is full: capacity 1, its owner inside. Made with a direct REST call.
+    let api = parley_cli::api::Api::new(
+        parley_cli::http::Endpoint::parse(&server.url()).expect("server url"),
+    );
+    let token = api.login("alice", PASSWORD).expect("login").token;
+    let full = api
+        .create_room(&token, "tiny", Some(1))
+        .expect("create a room of capacity 1");
+
+    let mut mallory = Client::start("mallory", &server.url(), "wrong-password", &[]);
+    let m = mallory.mark();
+    mallory.send("/login alice");
+    let line = mallory.wait_new(m, "login failed");
+    assert!(line.starts_with("! "), "errors stand out: {line:?}");
+    assert!(line.contains("invalid_credentials"), "{line:?}");
+
+    mallory.register("mallory");
+    for (input, code) in [
+        ("/join no-such-room".to_owned(), "room_not_found"),
+        (format!("/join {}", full.id), "room_full"),
+        ("/frobnicate".to_owned(), "unknown_command"),
+        ("/register x".to_owned(), "not a valid username"),
+        ("/history abc".to_owned(), "usage: /history"),
+    ] {
+        let m = mallory.mark();
+        mallory.send(&input);
+        let line = mallory.wait_new(m, code);
+        assert!(line.starts_with("! "), "{input}: {line:?}");
+    }
+    let m = mallory.mark();
+    mallory.send("a message with no room");
+    mallory.wait_new(m, "! no current room");
+
+    // Still running, still useful.
+    mallory.create("after");
+    mallory.send("still here");
+    mallory.wait_entry("after", "mallory: still here");
+    let (status, log) = mallory.finish();
+    assert!(status.success(), "exit {status}\n{}", log.join("\n"));
+}
+
+#[test]
+fn password_from_stdin_and_user_flag() {
+    let server = Server::start(&[]);
+    let mut alice = Client::start("alice", &server.url(), PASSWORD, &[]);
+    alice.register("alice");
+    let room = alice.create("quiet");
+
+    // A script: password on the first line, then messages.
+    let mut script = Command::new(env!("CARGO_BIN_EXE_parley-cli"))
+        .args([
+            "--server",
+            &server.url(),
+            "--user",
+            "alice",
+            "--password-stdin",
+        ])
+        .env_remove("PARLEY_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn scripted client");
+    let mut stdin = script.stdin.take().expect("stdin");
+    writeln!(stdin, "{PASSWORD}\n/switch {room}\nfrom a script").expect("write script");
+    drop(stdin);
+    let out = script.wait_with_output().expect("script runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("logged in as alice"), "{text}");
+    // It exits only once its message was acknowledged: so it has seen it.
+    assert!(
+        text.lines()
+            .any(|l| is_entry(l, " [quiet] alice: from a script")),
+        "{text}"
+    );
+    alice.wait_entry("quiet", "alice: from a script");
+}
+
+#[test]
+fn a_piped_script_faster_than_the_rate_limit_is_delivered_in_order() {
+    // The server's defaults: 10 messages a second, bursts of 30.
+    let server = Server::start(&[]);
+    let mut alice = Client::start("alice", &server.url(), PASSWORD, &[]);
+    alice.register("alice");
+    alice.create("flood");
+    for i in 1..=60 {
+        alice.send(&format!("line {i}"));
+    }
+    let (status, log) = alice.finish();
+    let got: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("[flood] alice: line "))
+        .collect();
+    let want: Vec<String> = (1..=60)
+        .map(|i| format!("[flood] alice: line {i}"))
+        .collect();
+    assert!(status.success(), "exit {status}\n{}", log.join("\n"));
+    assert_eq!(got.len(), 60, "{}", log.join("\n"));
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            g.ends_with(w.as_str()),
+            "out of order: {g:?} where {w:?} was due"
+        );
+    }
+    assert!(
+        !log.iter().any(|l| l.contains("connection lost")),
+        "the client must pace itself, not get closed: {}",
+        log.join("\n")
+    );
+}
+
+/// A port that was free a moment ago, for a server that must come back on the same one.
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a probe socket");
+    l.local_addr().expect("probe address").port()
+}
+
+#[test]
+fn reconnects_after_a_server_restart_and_shows_missed_messages_once() {
+    let dir = temp_dir("restart");
+    let bind = format!("127.0.0.1:{}", free_port());
+    let server = Server::durable(&dir, &bind).expect("durable server starts");
+    let url = server.url();
+
+    let mut alice = Client::start("alice", &url, PASSWORD, &[]);
+    let mut bob = Client::start("bob", &url, PASSWORD, &[]);
+    alice.register("alice");
+    bob.register("bob");
+    let room = alice.create("ops");
+    bob.send(&format!("/join {room}"));
+    alice.wait_entry("ops", "--> bob joined");
+    bob.send("before the restart");
+    alice.wait_entry("ops", "bob: before the restart");
+
+    // The server dies mid-conversation.
+    let (ma, mb) = (alice.mark(), bob.mark());
+    server.kill();
+    alice.wait_new(ma, "connection lost");
+    bob.wait_new(mb, "connection lost");
+    // Alice types while it is down: queued, delivered once it is back.
+    alice.send("typed while the server was down");
+    // Let the back-off grow (0.25, 0.5, 1, 2 s...) so that what Bob posts below lands
+    // while Alice is away and reaches her only through her `sync`.
+    alice.wait_new(ma, "reconnect attempt 3 failed");
+
+    // It comes back on the same address with the same data.
+    let deadline = Instant::now() + WAIT;
+    let server = loop {
+        if let Some(s) = Server::durable(&dir, &bind) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not restart on {bind}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+
+    // Bob, on another device, posts at once, very likely before the others reconnect.
+    let mut bob2 = Client::start("bob2", &server.url(), PASSWORD, &["--user", "bob"]);
+    bob2.wait_for("logged in as bob");
+    bob2.wait_for("current room: ops");
+    bob2.send("sent while you were away 1");
+    bob2.send("sent while you were away 2");
+    let (status, log) = bob2.finish();
+    assert!(status.success(), "bob2: {status}\n{}", log.join("\n"));
+
+    // Alice and Bob come back by themselves and catch up.
+    alice.wait_for("reconnected");
+    bob.wait_for("reconnected");
+    for c in [&mut alice, &mut bob] {
+        c.wait_entry("ops", "bob: sent while you were away 1");
+        c.wait_entry("ops", "bob: sent while you were away 2");
+        c.wait_entry("ops", "alice: typed while the server was down");
+    }
+    // A last message proves the conversation goes on, and bounds the log for counting.
+    bob.send("after the restart");
+    alice.wait_entry("ops", "bob: after the restart");
+    bob.wait_entry("ops", "bob: after the restart");
+
+    for c in [&alice, &bob] {
+        for rest in [
+            "bob: before the restart",
+            "bob: sent while you were away 1",
+            "bob: sent while you were away 2",
+            "alice: typed while the server was down",
+            "bob: after the restart",
+            "--> bob joined",
+        ] {
+            assert_eq!(
+                c.count_entry("ops", rest),
+                1,
+                "{}: {rest:?} not exactly once:\n{}",
+                c.name,
+                c.log.join("\n")
+            );
+        }
+    }
+    let (status, _) = alice.finish();
+    assert!(status.success());
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,300 @@
+//! The `cargo bench` driver: each file in the workspace's `benches/` calls [`main`] with its
+//! scenario. It pins itself to CPU 1, starts the release server on CPU 0 with the benchmark
+//! flags, runs the scenario on a single-threaded runtime and prints Markdown tables.
+//!
+//! Scale and duration come from environment variables (see [`BenchEnv`]), so a quick run is
+//! `PARLEY_BENCH_QUICK=1 cargo bench --bench fanout`.
+
+use crate::error::{LoadError, Result};
+use crate::probe;
+use crate::report;
+use crate::scenario::connections::{self, ConnectionsConfig};
+use crate::scenario::fanout::{self, FanoutConfig};
+use crate::scenario::logins::{self, FloodConfig};
+use crate::scenario::rooms::{self, RoomsConfig};
+use crate::scenario::Target;
+use crate::server::{bench_flags, server_binary, ServerProcess, TempDir};
+use std::path::Path;
+use std::process::Command;
+
+/// CPU the server is pinned to.
+pub const SERVER_CPU: usize = 0;
+/// CPU the generator is pinned to.
+pub const GENERATOR_CPU: usize = 1;
+
+/// Benchmark settings read from the environment.
+///
+/// | variable | meaning | default (quick) |
+/// | --- | --- | --- |
+/// | `PARLEY_BENCH_QUICK` | `1`: small scale, short phases | off |
+/// | `PARLEY_BENCH_SECS` | seconds per measured phase | 5 (2); many-rooms 10 (2) |
+/// | `PARLEY_BENCH_MEMBERS` | fan-out room members | 1000 (200) |
+/// | `PARLEY_BENCH_SENDERS` | fan-out senders | 10 (5) |
+/// | `PARLEY_BENCH_LOADS` | fan-out offered deliveries/s, comma-separated | 100000,500000,1000000 (20000,100000) |
+/// | `PARLEY_BENCH_WINDOW` | saturation messages in flight | 200 |
+/// | `PARLEY_BENCH_ROOMS` | many-rooms room count | 100 (20) |
+/// | `PARLEY_BENCH_ROOM_SIZE` | members per room | 10 |
+/// | `PARLEY_BENCH_RATE` | messages/s per many-rooms sender | 10 |
+/// | `PARLEY_BENCH_CONNECTIONS` | connections scenario target | 19000 (2000) |
+/// | `PARLEY_BENCH_FLOOD` | logins in flight in the flood | 32 (8) |
+/// | `PARLEY_BENCH_PIN` | `0` disables CPU pinning | on |
+/// | `PARLEY_SERVER_BIN` | server binary to run | the bench's own build |
+#[derive(Clone, Debug)]
+pub struct BenchEnv {
+    pub fanout: FanoutConfig,
+    pub rooms: RoomsConfig,
+    pub connections: ConnectionsConfig,
+    pub flood: FloodConfig,
+    pub pin: bool,
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| LoadError::Config(format!("bad value {v:?} for {name}"))),
+        _ => Ok(None),
+    }
+}
+
+impl BenchEnv {
+    pub fn from_env() -> Result<BenchEnv> {
+        let quick = env_parse::<u32>("PARLEY_BENCH_QUICK")?.unwrap_or(0) > 0;
+        let mut fanout = FanoutConfig::default();
+        let mut rooms = RoomsConfig::default();
+        let mut connections = ConnectionsConfig::default();
+        let mut flood = FloodConfig::default();
+        if quick {
+            fanout.members = 200;
+            fanout.senders = 5;
+            fanout.loads = vec![20_000.0, 100_000.0];
+            fanout.phase_secs = 2.0;
+            fanout.saturation_secs = 2.0;
+            rooms.rooms = 20;
+            rooms.secs = 2.0;
+            connections.connections = 2000;
+            connections.broadcasts = 3;
+            flood.concurrency = 8;
+        }
+        if let Some(s) = env_parse::<f64>("PARLEY_BENCH_SECS")? {
+            fanout.phase_secs = s;
+            fanout.saturation_secs = s;
+            rooms.secs = s;
+        }
+        if let Some(v) = env_parse("PARLEY_BENCH_MEMBERS")? {
+            fanout.members = v;
+        }
+        if let Some(v) = env_parse("PARLEY_BENCH_SENDERS")? {
+            fanout.senders = v;
+        }
+        if let Ok(v) = std::env::var("PARLEY_BENCH_LOADS") {
+            if !v.trim().is_empty() {
+                fanout.loads = v
+                    .split(',')
+                    .map(|s| s.trim().parse::<f64>())
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|_| LoadError::Config(format!("bad PARLEY_BENCH_LOADS {v:?}")))?;
+            }
+        }
+        if let Some(v) = env_parse("PARLEY_BENCH_WINDOW")? {
+            fanout.window = v;
+        }
+        if let Some(v) = env_parse("PARLEY_BENCH_ROOMS")? {
+            rooms.rooms = v;
+        }
+        if let Some(v) = env_parse("PARLEY_BENCH_ROOM_SIZE")? {
+            rooms.room_size = v;
+        }
+        if let Some(v) = env_parse("PARLEY_BENCH_RATE")? {
+            rooms.rate = v;
+        }
+        if let Some(v) = env_parse("PARLEY_BENCH_CONNECTIONS")? {
+            connections.connections = v;
+        }
+        if let Some(v) = env_parse("PARLEY_BENCH_FLOOD")? {
+            flood.concurrency = v;
+        }
+        let pin = env_parse::<u32>("PARLEY_BENCH_PIN")?.unwrap_or(1) != 0;
+        Ok(BenchEnv {
+            fanout,
+            rooms,
+            connections,
+            flood,
+            pin,
+        })
+    }
+}
+
+/// Runs one benchmark scenario: `fanout`, `rooms`, `connections`, `logins` or `persistence`.
+/// `server_hint` is the bench's `CARGO_BIN_EXE_parley-server`, `workspace` its manifest dir.
+/// Exits non-zero when the benchmark could not run (a benchmark never fails on a figure).
+pub fn main(scenario: &str, server_hint: Option<&str>, workspace: &str) {
+    // `cargo bench` passes `--bench`; a filter argument selecting nothing of ours skips.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if let Some(filter) = args.first() {
+        if !scenario.contains(filter.as_str()) {
+            return;
+        }
+    }
+    if let Err(e) = run(scenario, server_hint, Path::new(workspace)) {
+        eprintln!("benchmark {scenario} failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Runs one scenario against a server it starts; what [`main`] does after argument handling.
+pub fn run(scenario: &str, server_hint: Option<&str>, workspace: &Path) -> Result<()> {
+    let env = BenchEnv::from_env()?;
+    let bin = server_binary(server_hint, workspace)?;
+    let pin = env.pin && probe::available_cpus() >= 2;
+    if pin && !probe::pin_current_thread(GENERATOR_CPU) {
+        eprintln!("warning: could not pin the generator to CPU {GENERATOR_CPU}");
+    }
+    let server_cpu = pin.then_some(SERVER_CPU);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    println!("{}", machine_line(&bin, workspace, pin));
+    match scenario {
+        "fanout" => {
+            let server = start(&bin, &ephemeral(Some(1000)), server_cpu)?;
+            let r = rt.block_on(fanout::run(&target(&server, server_cpu), &env.fanout))?;
+            println!("{}", report::fanout(&r));
+            stop(server)
+        }
+        "rooms" => {
+            let server = start(&bin, &ephemeral(Some(1000)), server_cpu)?;
+            let r = rt.block_on(rooms::run(&target(&server, server_cpu), &env.rooms))?;
+            println!("{}", report::rooms(&r));
+            stop(server)
+        }
+        "connections" => {
+            let server = start(&bin, &ephemeral(Some(1000)), server_cpu)?;
+            let r = rt.block_on(connections::run(
+                &target(&server, server_cpu),
+                &env.connections,
+            ))?;
+            println!("{}", report::connections(&r));
+            stop(server)
+        }
+        "logins" | "login_flood" => {
+            // Accounts of the message load are made with cheap hashing; the server then
+            // restarts on the same data directory at the default 600,000 iterations, which the
+            // flood's accounts and logins use (each hash keeps its own iteration count).
+            let dir = TempDir::new("logins")?;
+            let mut flags = bench_flags(Some(1000));
+            flags.extend(data_dir(&dir.0));
+            let server = start(&bin, &flags, server_cpu)?;
+            eprintln!("logins: preparing accounts with 1000 iterations");
+            let setup = rt.block_on(rooms::prepare(&target(&server, server_cpu), &env.rooms))?;
+            stop(server)?;
+            let mut flags = bench_flags(None);
+            flags.extend(data_dir(&dir.0));
+            let server = start(&bin, &flags, server_cpu)?;
+            eprintln!("logins: restarted at the default iterations; measuring");
+            let r = rt.block_on(logins::measure(
+                &target(&server, server_cpu),
+                &setup,
+                &env.rooms,
+                &env.flood,
+            ))?;
+            println!("{}", report::isolation(&r));
+            stop(server)
+        }
+        "persistence" => {
+            let server = start(&bin, &ephemeral(Some(1000)), server_cpu)?;
+            let eph = rt.block_on(fanout::run(&target(&server, server_cpu), &env.fanout))?;
+            stop(server)?;
+            let dir = TempDir::new("persistence")?;
+            let mut flags = bench_flags(Some(1000));
+            flags.extend(data_dir(&dir.0));
+            let server = start(&bin, &flags, server_cpu)?;
+            let per = rt.block_on(fanout::run(&target(&server, server_cpu), &env.fanout))?;
+            println!(
+                "{}",
+                report::persistence(&eph, &per, "`--data-dir` at the default `--fsync interval`")
+            );
+            stop(server)
+        }
+        other => Err(LoadError::Config(format!("unknown scenario {other:?}"))),
+    }
+}
+
+fn ephemeral(iterations: Option<u32>) -> Vec<String> {
+    let mut f = bench_flags(iterations);
+    f.push("--ephemeral".into());
+    f
+}
+
+fn data_dir(dir: &Path) -> Vec<String> {
+    vec!["--data-dir".into(), dir.display().to_string()]
+}
+
+fn start(bin: &Path, flags: &[String], cpu: Option<usize>) -> Result<ServerProcess> {
+    let server = ServerProcess::start(bin, flags, cpu)?;
+    println!(
+        "server: `{} {}` (pid {}, pinned to CPU {})\n",
+        bin.file_name()
+            .map(|s| s.to_string_lossy())
+            .unwrap_or_default(),
+        flags.join(" "),
+        server.probe.pid,
+        cpu.map(|c| c.to_string()).unwrap_or_else(|| "none".into())
+    );
+    Ok(server)
+}
+
+fn stop(server: ServerProcess) -> Result<()> {
+    let status = server.stop()?;
+    if !status.success() {
+        eprintln!("warning: server exited with {status}");
+    }
+    Ok(())
+}
+
+fn target(server: &ServerProcess, cpu: Option<usize>) -> Target {
+    Target {
+        addr: server.addr,
+        probe: Some(server.probe),
+        server_cpu_index: cpu,
+    }
+}
+
+/// Machine, commit and pinning, for the record.
+fn machine_line(bin: &Path, workspace: &Path, pin: bool) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown cpu".into());
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(workspace)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let load = probe::load_average()
+        .map(|l| format!("{l:.2}"))
+        .unwrap_or_else(|| "n/a".into());
+    format!(
+        "machine: {cpu}, {} CPUs, load average {load} at start; commit {commit}; server {}; {}",
+        probe::online_cpus(),
+        bin.display(),
+        if pin {
+            format!("server on CPU {SERVER_CPU}, generator on CPU {GENERATOR_CPU}")
+        } else {
+            "not pinned".into()
+        }
+    )
+}

@@ -1,0 +1,210 @@
+//! Building the generator's message texts and finding them again in server frames, without
+//! JSON parsing.
+//!
+//! Every text the generator posts starts with a stamp, `~p<phase>t<nanos>~`, where `nanos` is
+//! the send time on the generator's monotonic clock ([`crate::stats::Clock`]) and `phase`
+//! says which measurement the message belongs to; the rest is padding up to the wanted
+//! length. The characters of the stamp need no JSON escaping and survive the server's
+//! filtering (no control characters), so the stamp appears verbatim in every `entry` frame.
+
+use memchr::memmem;
+use std::sync::LazyLock;
+
+static TYPE_FINDER: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"type\":\""));
+static STAMP_FINDER: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"~p"));
+
+/// The server frame types of the contract, told apart by a scan for `"type":"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameType {
+    Hello,
+    Entry,
+    History,
+    Presence,
+    Reply,
+    Error,
+    Other,
+}
+
+/// Finds the frame's `type` without parsing the JSON.
+///
+/// The first `"type":"` in a contract frame is its own: entries carry `kind`, not `type`, and
+/// a `"` inside any string value is escaped, so no string value can contain the needle.
+pub fn frame_type(payload: &[u8]) -> FrameType {
+    let Some(at) = TYPE_FINDER.find(payload) else {
+        return FrameType::Other;
+    };
+    let rest = &payload[at + 8..];
+    let is =
+        |word: &[u8]| rest.len() > word.len() && rest.starts_with(word) && rest[word.len()] == b'"';
+    if is(b"entry") {
+        FrameType::Entry
+    } else if is(b"hello") {
+        FrameType::Hello
+    } else if is(b"history") {
+        FrameType::History
+    } else if is(b"presence") {
+        FrameType::Presence
+    } else if is(b"reply") {
+        FrameType::Reply
+    } else if is(b"error") {
+        FrameType::Error
+    } else {
+        FrameType::Other
+    }
+}
+
+/// A stamp found in a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub phase: u32,
+    pub sent_ns: u64,
+}
+
+/// Appends a message text of exactly `len` bytes (or just the stamp, if that is longer).
+pub fn write_text(out: &mut Vec<u8>, stamp: Stamp, len: usize) {
+    let start = out.len();
+    out.extend_from_slice(b"~p");
+    push_u64(out, u64::from(stamp.phase));
+    out.push(b't');
+    push_u64(out, stamp.sent_ns);
+    out.push(b'~');
+    let written = out.len() - start;
+    if written < len {
+        out.resize(start + len, b'x');
+    }
+}
+
+/// Appends the decimal digits of `v`.
+pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Finds the first well-formed stamp in `payload`.
+pub fn find_stamp(payload: &[u8]) -> Option<Stamp> {
+    let mut from = 0;
+    while let Some(at) = STAMP_FINDER.find(&payload[from..]) {
+        let start = from + at + 2;
+        if let Some(stamp) = parse_stamp(&payload[start..]) {
+            return Some(stamp);
+        }
+        from = start;
+    }
+    None
+}
+
+fn parse_stamp(s: &[u8]) -> Option<Stamp> {
+    let (phase, used) = parse_digits(s)?;
+    let s = s.get(used..)?;
+    if s.first() != Some(&b't') {
+        return None;
+    }
+    let (sent_ns, used) = parse_digits(&s[1..])?;
+    if s.get(1 + used) != Some(&b'~') {
+        return None;
+    }
+    Some(Stamp {
+        phase: u32::try_from(phase).ok()?,
+        sent_ns,
+    })
+}
+
+fn parse_digits(s: &[u8]) -> Option<(u64, usize)> {
+    let mut v: u64 = 0;
+    let mut n = 0;
+    for &b in s.iter().take(20) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        n += 1;
+    }
+    (n > 0).then_some((v, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_have_the_asked_length_and_scan_back() {
+        for (phase, ns, len) in [(0, 0, 100), (7, 123_456_789_012, 100), (31, u64::MAX, 10)] {
+            let stamp = Stamp { phase, sent_ns: ns };
+            let mut text = Vec::new();
+            write_text(&mut text, stamp, len);
+            let stamp_len = format!("~p{phase}t{ns}~").len();
+            assert_eq!(text.len(), len.max(stamp_len));
+            assert_eq!(find_stamp(&text), Some(stamp));
+        }
+    }
+
+    #[test]
+    fn finds_stamps_inside_entry_frames() {
+        let mut text = Vec::new();
+        write_text(
+            &mut text,
+            Stamp {
+                phase: 3,
+                sent_ns: 42,
+            },
+            100,
+        );
+        let text = String::from_utf8(text).unwrap();
+        let frame = format!(
+            r#"{{"type":"entry","room":"r~p1","seq":9,"ts":1,"kind":"message","from":"u~p","text":"{text}","nonce":"n1"}}"#
+        );
+        assert_eq!(frame_type(frame.as_bytes()), FrameType::Entry);
+        assert_eq!(
+            find_stamp(frame.as_bytes()),
+            Some(Stamp {
+                phase: 3,
+                sent_ns: 42
+            })
+        );
+        assert_eq!(find_stamp(br#"{"text":"~p12x~p3t~ ~p4t5"}"#), None);
+        assert_eq!(find_stamp(b"~p99999999999999999999999t1~"), None);
+    }
+
+    #[test]
+    fn classifies_frame_types() {
+        let cases: [(&[u8], FrameType); 9] = [
+            (br#"{"type":"hello","username":"a"}"#, FrameType::Hello),
+            (br#"{"type":"entry","room":"x"}"#, FrameType::Entry),
+            (br#"{"room":"x","type":"entry"}"#, FrameType::Entry),
+            (br#"{"type":"history","entries":[]}"#, FrameType::History),
+            (br#"{"type":"presence"}"#, FrameType::Presence),
+            (br#"{"type":"reply"}"#, FrameType::Reply),
+            (br#"{"type":"error","code":"bad_frame"}"#, FrameType::Error),
+            (br#"{"type":"entryx"}"#, FrameType::Other),
+            (br#"{"kind":"entry"}"#, FrameType::Other),
+        ];
+        for (payload, want) in cases {
+            assert_eq!(
+                frame_type(payload),
+                want,
+                "{}",
+                String::from_utf8_lossy(payload)
+            );
+        }
+    }
+
+    #[test]
+    fn push_u64_writes_decimal() {
+        for v in [0u64, 9, 10, 1234567890, u64::MAX] {
+            let mut out = Vec::new();
+            push_u64(&mut out, v);
+            assert_eq!(out, v.to_string().into_bytes());
+        }
+    }
+}

@@ -1,0 +1,1102 @@
+//! Durability, black-box: the built `parley-server` binary runs as a child process on a data
+//! directory of its own, and is stopped with SIGTERM, killed with SIGKILL in the middle of a
+//! message storm, restarted on a journal cut short or with a flipped byte, started twice on one
+//! directory, and made to compact. Each test checks what a user would see after the restart:
+//! logins, old tokens, rooms, members and history with the same seqs.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{get, join, post, room, user, ws_hello, Ended, Ws, PASSWORD, WAIT};
+use futures_util::{SinkExt, Stream, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+// ----- a data directory and a server process -----
+
+/// A fresh directory under the system temp dir, removed when the test ends. The server's data
+/// directory is `data` inside it, which the server has to create itself.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "parley-durability-{name}-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.0.join("data")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `parley-server`. Dropping it kills the process (SIGKILL) and reaps it.
+struct Proc {
+    child: Child,
+    addr: SocketAddr,
+    /// Everything the process wrote to stderr so far.
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How a start attempt ended.
+enum Launch {
+    Running(Proc),
+    Exited { status: ExitStatus, stderr: String },
+}
+
+/// Starts the built server on 127.0.0.1:0 with fast hashing and no rate limit, plus `extra`,
+/// and waits for its `parley listening on HOST:PORT` line (or for it to exit).
+fn launch(data_dir: &Path, extra: &[&str]) -> Launch {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parley-server"))
+        .args(["--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(["--pbkdf2-iterations", "1000", "--min-password-length", "8"])
+        .args(["--rate-limit", "0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn parley-server");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr_pipe = child.stderr.take().expect("stderr");
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let stderr_reader = {
+        let stderr = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stderr_pipe);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                stderr.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        })
+    };
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(first)) = lines.next() {
+            let _ = tx.send(first);
+        }
+        // Keep draining so the server never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let mut proc = Proc {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        stderr,
+        stderr_reader: Some(stderr_reader),
+    };
+    match rx.recv_timeout(WAIT) {
+        Ok(line) => {
+            let addr = line
+                .strip_prefix("parley listening on ")
+                .and_then(|a| a.trim().parse().ok())
+                .unwrap_or_else(|| panic!("unexpected first stdout line: {line:?}"));
+            proc.addr = addr;
+            Launch::Running(proc)
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            // Stdout closed without the line: the process is exiting.
+            let status = proc.wait_blocking();
+            let stderr = proc.stderr_after_exit();
+            Launch::Exited { status, stderr }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!(
+                "no listening line within {WAIT:?}; stderr: {}",
+                proc.stderr()
+            )
+        }
+    }
+}
+
+/// Starts a server that must come up.
+fn start(data_dir: &Path, extra: &[&str]) -> Proc {
+    match launch(data_dir, extra) {
+        Launch::Running(proc) => proc,
+        Launch::Exited { status, stderr } => {
+            panic!("parley-server did not start ({status}): {stderr}")
+        }
+    }
+}
+
+/// Starts a server that must refuse to start; returns its exit status and stderr.
+fn refused(data_dir: &Path, extra: &[&str]) -> (ExitStatus, String) {
+    match launch(data_dir, extra) {
+        Launch::Running(proc) => panic!(
+            "parley-server started on {} but should have refused; stderr: {}",
+            proc.addr,
+            proc.stderr()
+        ),
+        Launch::Exited { status, stderr } => (status, stderr),
+    }
+}
+
+impl Proc {
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// All of stderr, once the process has exited and the pipe is drained.
+    fn stderr_after_exit(&mut self) -> String {
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        self.stderr()
+    }
+
+    fn wait_blocking(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "parley-server did not exit");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends SIGTERM (std has no signal API, so through `kill`).
+    fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed: {status}");
+    }
+
+    /// Waits for the process to exit, without blocking the runtime.
+    async fn exited(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "parley-server still running {WAIT:?} after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// SIGTERM, then the exit status, which must be 0.
+    async fn stop(self) {
+        self.sigterm();
+        self.finish().await;
+    }
+
+    /// After a SIGTERM: waits for the exit, which must be with status 0.
+    async fn finish(mut self) {
+        let status = self.exited().await;
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "exit after SIGTERM: {status}; stderr: {}",
+            self.stderr()
+        );
+    }
+
+    /// SIGKILL, as a crash: nothing gets flushed or closed by the server.
+    fn kill_9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// Polls stderr until it contains `needle`.
+    async fn stderr_eventually_contains(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = self.stderr();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stderr never mentioned {needle:?}: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+// ----- client helpers -----
+
+async fn login(addr: SocketAddr, name: &str, password: &str) -> common::Reply {
+    post(
+        addr,
+        "/api/v1/login",
+        None,
+        json!({ "username": name, "password": password }),
+    )
+    .await
+}
+
+async fn me(addr: SocketAddr, token: &str) -> common::Reply {
+    get(addr, "/api/v1/me", Some(token)).await
+}
+
+/// Every kept entry of a room through the REST history call, paging back with `before`, oldest
+/// first; and `first_seq`.
+async fn history(addr: SocketAddr, token: &str, room: &str) -> (Vec<Value>, u64) {
+    let mut all: Vec<Value> = Vec::new();
+    let mut before: Option<u64> = None;
+    loop {
+        let path = match before {
+            None => format!("/api/v1/rooms/{room}/messages?limit=500"),
+            Some(b) => format!("/api/v1/rooms/{room}/messages?limit=500&before={b}"),
+        };
+        let r = get(addr, &path, Some(token)).await;
+        assert_eq!(r.status, 200, "{path}: {:?}", r.json());
+        let body = r.json();
+        let first_seq = body["first_seq"].as_u64().expect("first_seq");
+        let page = body["entries"].as_array().expect("entries").clone();
+        let Some(oldest) = page.first().map(seq) else {
+            return (all, first_seq);
+        };
+        if let Some(b) = before {
+            assert!(oldest < b, "paging back from {b} gave seq {oldest}");
+        }
+        all.splice(0..0, page);
+        if oldest <= first_seq {
+            return (all, first_seq);
+        }
+        before = Some(oldest);
+    }
+}
+
+fn seq(entry: &Value) -> u64 {
+    entry["seq"].as_u64().expect("entry seq")
+}
+
+/// An entry as history shows it: an `entry` frame without its `type` and `nonce`.
+fn as_entry(frame: &Value) -> Value {
+    let mut e = frame.clone();
+    if let Some(obj) = e.as_object_mut() {
+        obj.remove("type");
+        obj.remove("nonce");
+    }
+    e
+}
+
+/// Posts `text` over `ws` and returns the acknowledging copy (the one with our nonce).
+async fn say_acked(ws: &mut Ws, room: &str, text: &str) -> Value {
+    static NONCE: AtomicUsize = AtomicUsize::new(0);
+    let nonce = format!("n{}", NONCE.fetch_add(1, Ordering::Relaxed));
+    ws.say(room, text, &nonce).await;
+    let ack = ws
+        .next_where("entry", |f| f["nonce"] == nonce.as_str())
+        .await;
+    assert_eq!(ack["text"], text, "{ack}");
+    ack
+}
+
+fn assert_consecutive(entries: &[Value], first: u64, what: &str) {
+    let seqs: Vec<u64> = entries.iter().map(seq).collect();
+    let want: Vec<u64> = (first..first + seqs.len() as u64).collect();
+    assert_eq!(
+        seqs, want,
+        "{what}: seqs must run from {first} without gaps"
+    );
+}
+
+/// One request on its own connection; `None` once the server is gone.
+async fn try_post(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> Option<common::Reply> {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let body = body.to_string();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.ok()?;
+    common::read_reply(&mut stream, &mut Vec::new()).await
+}
+
+/// What the REST calls of [`newcomers`] answered with success.
+#[derive(Default)]
+struct Answered {
+    accounts: Vec<String>,
+    /// `(username, token)`.
+    sessions: Vec<(String, String)>,
+    /// `(owner's token, room id)`.
+    rooms: Vec<(String, String)>,
+}
+
+/// Registers, logs in and creates a room for one newcomer after another until the server is
+/// gone, noting each success only once its 2xx answer has arrived.
+fn newcomers(addr: SocketAddr, answered: Arc<Mutex<Answered>>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        for n in 0..1000 {
+            let name = format!("newcomer{n}");
+            let creds = json!({ "username": name, "password": PASSWORD });
+            match try_post(addr, "/api/v1/register", None, &creds).await {
+                Some(r) if r.status == 201 => answered.lock().unwrap().accounts.push(name.clone()),
+                _ => return,
+            }
+            let token = match try_post(addr, "/api/v1/login", None, &creds).await {
+                Some(r) if r.status == 200 => r.json()["token"].as_str().unwrap().to_string(),
+                _ => return,
+            };
+            let session = (name.clone(), token.clone());
+            answered.lock().unwrap().sessions.push(session);
+            let body = json!({ "name": format!("{name}'s room") });
+            match try_post(addr, "/api/v1/rooms", Some(&token), &body).await {
+                Some(r) if r.status == 201 => {
+                    let id = r.json()["id"].as_str().unwrap().to_string();
+                    answered.lock().unwrap().rooms.push((token, id));
+                }
+                _ => return,
+            }
+        }
+    })
+}
+
+// ----- journal files, as documented in src/store/journal.rs -----
+
+const FILE_HEADER: usize = 32;
+const RECORD_HEADER: usize = 8;
+
+/// The journal files of a data directory, oldest generation first.
+fn journal_files(data: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(data)
+        .expect("list data dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("journal-") && name.ends_with(".log")
+        })
+        .collect();
+    files.sort(); // zero-padded generations sort by name
+    files
+}
+
+/// Start and end offsets of each whole record in a journal file.
+fn record_spans(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut pos = FILE_HEADER;
+    while pos + RECORD_HEADER <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        let end = pos + RECORD_HEADER + len;
+        assert!(end <= bytes.len(), "record at {pos} runs past the file");
+        spans.push((pos, end));
+        pos = end;
+    }
+    assert_eq!(pos, bytes.len(), "trailing bytes after the last record");
+    spans
+}
+
+fn payload(bytes: &[u8], (start, end): (usize, usize)) -> Value {
+    serde_json::from_slice(&bytes[start + RECORD_HEADER..end]).expect("record payload is JSON")
+}
+
+// ----- 1. clean restart -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clean_restart_keeps_accounts_sessions_rooms_and_history() {
+    let tmp = TempDir::new("restart");
+    let data = tmp.data();
+    let server = start(&data, &[]);
+    let addr = server.addr;
+
+    let alice = user(addr, "alice").await;
+    let bob = user(addr, "Bob").await;
+    let carol = user(addr, "carol").await;
+    let general = room(addr, &alice, "general").await;
+    let quiet = room(addr, &carol, "quiet").await;
+    assert_eq!(join(addr, &bob, &general).await.status, 200);
+    assert_eq!(join(addr, &carol, &general).await.status, 200);
+    let leave = format!("/api/v1/rooms/{general}/leave");
+    assert_eq!(
+        post(addr, &leave, Some(&carol), json!({})).await.status,
+        204
+    );
+    // A second session of Bob's, ended by logout: it must stay ended.
+    let r = login(addr, "bob", PASSWORD).await;
+    assert_eq!(r.status, 200);
+    let bob_gone = r.json()["token"].as_str().unwrap().to_string();
+    let r = post(addr, "/api/v1/logout", Some(&bob_gone), json!({})).await;
+    assert_eq!(r.status, 204);
+
+    let (mut wa, hello) = ws_hello(addr, &alice).await;
+    let epoch = hello["epoch"].as_str().expect("epoch").to_string();
+    assert!(!epoch.is_empty());
+    let (mut wb, _) = ws_hello(addr, &bob).await;
+    for i in 0..5 {
+        say_acked(&mut wa, &general, &format!("alice says {i}")).await;
+        say_acked(&mut wb, &general, &format!("bob says {i}")).await;
+    }
+    let (before, first_seq) = history(addr, &alice, &general).await;
+    assert_eq!(first_seq, 1);
+    assert_eq!(before.len(), 14, "4 joins/leaves and 10 messages");
+    assert_consecutive(&before, 1, "history before the restart");
+    let rooms_before = get(addr, "/api/v1/rooms", Some(&alice)).await.json();
+    let me_alice = me(addr, &alice).await.json();
+    let me_carol = me(addr, &carol).await.json();
+
+    // SIGTERM: WebSockets close with 1001 and the process exits 0.
+    server.sigterm();
+    assert_eq!(wa.closed().await, Ended::Close(1001));
+    assert_eq!(wb.closed().await, Ended::Close(1001));
+    server.finish().await;
+
+    let server = start(&data, &[]);
+    let addr = server.addr;
+    // Accounts: the password still logs in, the wrong one does not, the name is still taken.
+    assert_eq!(login(addr, "alice", PASSWORD).await.status, 200);
+    let wrong = login(addr, "alice", "not the password").await;
+    assert_eq!(
+        (wrong.status, wrong.code()),
+        (401, "invalid_credentials".into())
+    );
+    let again = post(
+        addr,
+        "/api/v1/register",
+        None,
+        json!({ "username": "ALICE", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!((again.status, again.code()), (409, "username_taken".into()));
+    // Live sessions: the old tokens still work; the logged-out one still does not.
+    assert_eq!(me(addr, &alice).await.json(), me_alice);
+    assert_eq!(me(addr, &carol).await.json(), me_carol);
+    assert_eq!(me(addr, &bob).await.json()["username"], "Bob");
+    assert_eq!(me(addr, &bob_gone).await.status, 401);
+    // Rooms, owners, member counts and last seqs.
+    assert_eq!(
+        get(addr, "/api/v1/rooms", Some(&alice)).await.json(),
+        rooms_before
+    );
+    let detail = get(addr, &format!("/api/v1/rooms/{general}"), Some(&bob)).await;
+    let mut members: Vec<String> = detail.json()["member_list"]
+        .as_array()
+        .expect("member_list")
+        .iter()
+        .map(|m| m["username"].as_str().unwrap().to_string())
+        .collect();
+    members.sort();
+    assert_eq!(members, ["Bob", "alice"]);
+    let carol_reads = get(
+        addr,
+        &format!("/api/v1/rooms/{general}/messages"),
+        Some(&carol),
+    )
+    .await;
+    assert_eq!(
+        (carol_reads.status, carol_reads.code()),
+        (403, "not_a_member".into())
+    );
+    assert_eq!(history(addr, &carol, &quiet).await.0.len(), 1);
+    // History: the same entries with the same seqs.
+    assert_eq!(history(addr, &bob, &general).await, (before.clone(), 1));
+
+    // The epoch is the data directory's, and new entries continue the numbering.
+    let (mut wa, hello) = ws_hello(addr, &alice).await;
+    assert_eq!(hello["epoch"], epoch.as_str());
+    let (mut wb, _) = ws_hello(addr, &bob).await;
+    let ack = say_acked(&mut wa, &general, "after the restart").await;
+    assert_eq!(seq(&ack), 15);
+    let seen = wb
+        .next_where("entry", |f| f["room"] == general.as_str())
+        .await;
+    assert_eq!(as_entry(&seen), as_entry(&ack));
+    server.stop().await;
+
+    // And once more: the entry written after the first restart is kept too.
+    let server = start(&data, &[]);
+    let (after, _) = history(server.addr, &alice, &general).await;
+    assert_eq!(after[..14], before[..]);
+    assert_eq!(as_entry(&after[14]), as_entry(&ack));
+    let (_w, hello) = ws_hello(server.addr, &alice).await;
+    assert_eq!(hello["epoch"], epoch.as_str());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_keeps_nothing_and_changes_epoch() {
+    let tmp = TempDir::new("ephemeral");
+    let data = tmp.data();
+    let server = start(&data, &["--ephemeral"]);
+    let token = user(server.addr, "alice").await;
+    let (mut ws, hello) = ws_hello(server.addr, &token).await;
+    let first_epoch = hello["epoch"].as_str().expect("epoch").to_string();
+    server.sigterm();
+    assert_eq!(ws.closed().await, Ended::Close(1001));
+    server.finish().await;
+
+    let server = start(&data, &["--ephemeral"]);
+    assert_eq!(me(server.addr, &token).await.status, 401);
+    assert_eq!(login(server.addr, "alice", PASSWORD).await.status, 401);
+    let token = user(server.addr, "alice").await;
+    let (_ws, hello) = ws_hello(server.addr, &token).await;
+    let second_epoch = hello["epoch"].as_str().expect("epoch");
+    assert!(!second_epoch.is_empty());
+    assert_ne!(
+        second_epoch, first_epoch,
+        "a new start of --ephemeral is a new epoch"
+    );
+    server.stop().await;
+    assert!(!data.exists(), "--ephemeral created {}", data.display());
+}
+
+// ----- 2. kill -9 during a storm -----
+
+const SENDERS: usize = 4;
+const PER_SENDER: usize = 500;
+
+/// Records every `entry` frame of `room` that arrives on `stream` until the connection ends,
+/// counting them in `progress` if given.
+fn record<S>(
+    mut stream: S,
+    room: String,
+    progress: Option<(Arc<AtomicUsize>, Arc<Notify>)>,
+) -> JoinHandle<Vec<Value>>
+where
+    S: Stream<Item = Result<Message, tungstenite::Error>> + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(Ok(msg)) = stream.next().await {
+            let Message::Text(text) = msg else { continue };
+            let Ok(frame) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            if frame["type"] == "entry" && frame["room"] == room.as_str() {
+                seen.push(frame);
+                if let Some((count, notify)) = &progress {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    notify.notify_one();
+                }
+            }
+        }
+        seen
+    })
+}
+
+/// Four senders post as fast as they can into one room while two receivers (and the senders'
+/// own connections) record every entry they are shown; the server is SIGKILLed once the first
+/// receiver has seen `kill_after` entries. After a restart every entry anyone saw must be
+/// there, unchanged, in a timeline without gaps or duplicates. Meanwhile newcomers register,
+/// log in and create rooms over REST: each of those that was answered with success must be
+/// there too.
+///
+/// With `compact`, the journal compacts every 4096 bytes, the senders pace themselves so the
+/// storm outlasts the once-a-second compaction check, and the kill also waits for the first
+/// snapshot: recovery then reads a snapshot and the journal after it.
+async fn storm_then_kill(name: &str, kill_after: usize, fsync: &str, compact: bool) {
+    let tmp = TempDir::new(name);
+    let data = tmp.data();
+    let mut flags = vec!["--history", "100000", "--fsync", fsync];
+    if compact {
+        flags.extend(["--compact-bytes", "4096"]);
+    }
+    let mut server = start(&data, &flags);
+    let addr = server.addr;
+
+    let mut senders = Vec::new();
+    for i in 0..SENDERS {
+        senders.push(user(addr, &format!("sender{i}")).await);
+    }
+    let receivers = [user(addr, "reader0").await, user(addr, "reader1").await];
+    let room_id = room(addr, &senders[0], "storm").await;
+    for token in senders[1..].iter().chain(&receivers) {
+        assert_eq!(join(addr, token, &room_id).await.status, 200);
+    }
+    let joins = (SENDERS + receivers.len()) as u64;
+
+    let progress = Arc::new(AtomicUsize::new(0));
+    let notify = Arc::new(Notify::new());
+    let mut recorders = Vec::new();
+    let mut epoch = String::new();
+    for (i, token) in receivers.iter().enumerate() {
+        let (ws, hello) = ws_hello(addr, token).await;
+        epoch = hello["epoch"].as_str().expect("epoch").to_string();
+        let counter = (i == 0).then(|| (Arc::clone(&progress), Arc::clone(&notify)));
+        recorders.push(record(ws.inner, room_id.clone(), counter));
+    }
+    // Newcomers keep arriving through the storm; a few are in before it starts.
+    let answered = Arc::new(Mutex::new(Answered::default()));
+    let rest = newcomers(addr, Arc::clone(&answered));
+    let deadline = Instant::now() + WAIT;
+    while answered.lock().unwrap().rooms.len() < 3 {
+        assert!(Instant::now() < deadline, "newcomers are not getting in");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut posters = Vec::new();
+    for (i, token) in senders.iter().enumerate() {
+        let (ws, _) = ws_hello(addr, token).await;
+        let (mut sink, stream) = ws.inner.split();
+        recorders.push(record(stream, room_id.clone(), None));
+        let room_id = room_id.clone();
+        posters.push(tokio::spawn(async move {
+            for k in 0..PER_SENDER {
+                let frame = json!({
+                    "type": "send",
+                    "room": room_id,
+                    "text": format!("sender{i} message {k}"),
+                    "nonce": format!("{i}-{k}"),
+                });
+                if sink.send(Message::text(frame.to_string())).await.is_err() {
+                    break;
+                }
+                if compact {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        }));
+    }
+
+    let snapshot = data.join("snapshot");
+    let reached = tokio::time::timeout(WAIT, async {
+        loop {
+            let signalled = notify.notified();
+            if progress.load(Ordering::SeqCst) >= kill_after && (!compact || snapshot.exists()) {
+                break;
+            }
+            // The snapshot has no notification; look again every few milliseconds.
+            tokio::select! {
+                _ = signalled => {}
+                _ = tokio::time::sleep(Duration::from_millis(2)), if compact => {}
+            }
+        }
+    })
+    .await;
+    server.kill_9();
+    assert!(
+        reached.is_ok(),
+        "receiver saw only {} entries; snapshot written: {}",
+        progress.load(Ordering::SeqCst),
+        snapshot.exists()
+    );
+    for poster in &posters {
+        poster.abort();
+    }
+    rest.abort();
+    let answered = std::mem::take(&mut *answered.lock().unwrap());
+
+    // Everything any client was shown, by seq; two clients never disagree about one seq.
+    let mut seen: BTreeMap<u64, Value> = BTreeMap::new();
+    for recorder in recorders {
+        let frames = tokio::time::timeout(WAIT, recorder)
+            .await
+            .expect("client connections end when the server dies")
+            .expect("recorder task");
+        for frame in frames {
+            let entry = as_entry(&frame);
+            if let Some(other) = seen.insert(seq(&entry), entry.clone()) {
+                assert_eq!(other, entry, "two clients were shown different entries");
+            }
+        }
+    }
+    assert!(seen.len() >= kill_after);
+
+    let server = start(&data, &flags);
+    let addr = server.addr;
+    let (kept, first_seq) = history(addr, &receivers[0], &room_id).await;
+    assert_eq!(first_seq, 1);
+    assert_consecutive(&kept, 1, "history after kill -9");
+    for (s, entry) in &seen {
+        let kept_entry = kept
+            .get(*s as usize - 1)
+            .unwrap_or_else(|| panic!("entry {s} was delivered before the crash and is gone"));
+        assert_eq!(kept_entry, entry, "entry {s} changed across the crash");
+    }
+    // The first entries are the joins; then each sender's messages in the order it sent them,
+    // none twice and none skipped.
+    for entry in &kept[..joins as usize] {
+        assert_eq!(entry["kind"], "join", "{entry}");
+    }
+    let messages = &kept[joins as usize..];
+    let mut total = 0;
+    for i in 0..SENDERS {
+        let from = format!("sender{i}");
+        let texts: Vec<&str> = messages
+            .iter()
+            .filter(|e| e["from"] == from.as_str())
+            .map(|e| e["text"].as_str().unwrap_or(""))
+            .collect();
+        let want: Vec<String> = (0..texts.len())
+            .map(|k| format!("sender{i} message {k}"))
+            .collect();
+        assert_eq!(texts, want, "{from}'s messages after kill -9");
+        total += texts.len();
+    }
+    assert_eq!(total, messages.len(), "only the senders' messages");
+    assert!(messages.iter().all(|e| e["kind"] == "message"));
+    eprintln!(
+        "{name}: killed after {kill_after} seen; {} entries seen by some client, {} kept of {} sent; {} newcomers",
+        seen.len(),
+        messages.len(),
+        SENDERS * PER_SENDER,
+        answered.accounts.len()
+    );
+
+    // Every account, session, room and membership a 2xx answer told about.
+    for name in &answered.accounts {
+        let r = get(addr, &format!("/api/v1/users/{name}"), Some(&receivers[0])).await;
+        assert_eq!(
+            r.status, 200,
+            "account {name} was registered before the crash"
+        );
+    }
+    for (name, token) in &answered.sessions {
+        let r = me(addr, token).await;
+        assert_eq!(
+            r.status, 200,
+            "{name}'s session was answered before the crash"
+        );
+        assert_eq!(r.json()["username"], name.as_str());
+    }
+    for (token, id) in &answered.rooms {
+        let r = me(addr, token).await.json();
+        let rooms = r["rooms"].as_array().expect("rooms");
+        assert!(
+            rooms
+                .iter()
+                .any(|room| room["id"] == id.as_str() && room["members"] == 1),
+            "room {id} was created before the crash, with its owner in it: {r}"
+        );
+    }
+
+    // Sessions and the epoch survive the crash, and the numbering continues.
+    let (mut ws, hello) = ws_hello(addr, &receivers[1]).await;
+    assert_eq!(hello["epoch"], epoch.as_str());
+    let ack = say_acked(&mut ws, &room_id, "after the crash").await;
+    assert_eq!(seq(&ack), kept.len() as u64 + 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_after_50_entries_loses_nothing_delivered() {
+    storm_then_kill("kill50", 50, "interval", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_after_150_entries_loses_nothing_delivered() {
+    storm_then_kill("kill150", 150, "always", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_after_300_entries_loses_nothing_delivered() {
+    storm_then_kill("kill300", 300, "never", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_after_700_entries_loses_nothing_delivered() {
+    storm_then_kill("kill700", 700, "always", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_after_1000_entries_loses_nothing_delivered() {
+    storm_then_kill("kill1000", 1000, "interval", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_after_a_compaction_loses_nothing_delivered() {
+    storm_then_kill("kill-compacted", 100, "interval", true).await;
+}
+
+// ----- 3. torn final record -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_cut_inside_its_last_record_recovers_to_the_last_whole_record() {
+    let tmp = TempDir::new("torn");
+    let data = tmp.data();
+    let server = start(&data, &[]);
+    let alice = user(server.addr, "alice").await;
+    let general = room(server.addr, &alice, "general").await;
+    let (mut ws, _) = ws_hello(server.addr, &alice).await;
+    for i in 1..=5 {
+        say_acked(&mut ws, &general, &format!("line {i}")).await;
+    }
+    let (before, _) = history(server.addr, &alice, &general).await;
+    assert_consecutive(&before, 1, "history before the cut");
+    assert_eq!(before.len(), 6);
+    drop(ws);
+    server.stop().await;
+
+    let journal = journal_files(&data).pop().expect("a journal file");
+    let bytes = fs::read(&journal).unwrap();
+    let last = *record_spans(&bytes).last().expect("records");
+    assert_eq!(
+        payload(&bytes, last)["text"],
+        "line 5",
+        "the last record is the last message"
+    );
+    let cut = last.1 - 3;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap()
+        .set_len(cut as u64)
+        .unwrap();
+
+    let server = start(&data, &[]);
+    let name = journal.file_name().unwrap().to_string_lossy().into_owned();
+    server.stderr_eventually_contains(&name).await;
+    let (after, _) = history(server.addr, &alice, &general).await;
+    assert_eq!(after, before[..5], "everything but the torn last message");
+    let (mut ws, _) = ws_hello(server.addr, &alice).await;
+    let ack = say_acked(&mut ws, &general, "after the cut").await;
+    assert_eq!(
+        seq(&ack),
+        6,
+        "numbering continues from the last whole record"
+    );
+    drop(ws);
+    server.stop().await;
+
+    // What was written after the recovery follows the cut, not the garbage.
+    let server = start(&data, &[]);
+    let (after, _) = history(server.addr, &alice, &general).await;
+    assert_eq!(after[..5], before[..5]);
+    assert_eq!(after.len(), 6);
+    assert_eq!(as_entry(&after[5]), as_entry(&ack));
+    server.stop().await;
+}
+
+// ----- 4. corruption in the middle -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flipped_byte_mid_journal_is_refused_naming_file_and_offset() {
+    let tmp = TempDir::new("flip");
+    let data = tmp.data();
+    let server = start(&data, &[]);
+    let alice = user(server.addr, "alice").await;
+    let general = room(server.addr, &alice, "general").await;
+    let (mut ws, _) = ws_hello(server.addr, &alice).await;
+    for i in 0..20 {
+        say_acked(&mut ws, &general, &format!("note {i}")).await;
+    }
+    let (before, _) = history(server.addr, &alice, &general).await;
+    drop(ws);
+    server.stop().await;
+
+    let journal = journal_files(&data).pop().expect("a journal file");
+    let original = fs::read(&journal).unwrap();
+    let spans = record_spans(&original);
+    let target = *spans
+        .iter()
+        .find(|&&span| payload(&original, span)["text"] == "note 10")
+        .expect("the record of note 10");
+    assert!(target.1 < original.len(), "a record in the middle");
+    let flipped_at = target.0 + RECORD_HEADER + (target.1 - target.0 - RECORD_HEADER) / 2;
+    let mut damaged = original.clone();
+    damaged[flipped_at] ^= 0x01;
+    fs::write(&journal, &damaged).unwrap();
+
+    let (status, stderr) = refused(&data, &[]);
+    assert!(!status.success(), "exit status {status}");
+    let name = journal.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(stderr.contains(&name), "stderr names the file: {stderr}");
+    let offsets: Vec<u64> = stderr
+        .split("offset")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest
+                .trim_start()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        })
+        .collect();
+    assert!(
+        offsets
+            .iter()
+            .any(|&o| (target.0 as u64..=flipped_at as u64).contains(&o)),
+        "stderr names the damaged record's offset ({}..={flipped_at}): {stderr}",
+        target.0
+    );
+    assert_eq!(
+        fs::read(&journal).unwrap(),
+        damaged,
+        "a refused start leaves the journal as it was"
+    );
+
+    // Put the byte back: nothing was dropped.
+    fs::write(&journal, &original).unwrap();
+    let server = start(&data, &[]);
+    assert_eq!(history(server.addr, &alice, &general).await.0, before);
+    server.stop().await;
+}
+
+// ----- 5. the data directory: lock and creation -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_server_on_one_data_dir_is_refused() {
+    let tmp = TempDir::new("lock");
+    let data = tmp.data();
+    let first = start(&data, &[]);
+    let alice = user(first.addr, "alice").await;
+
+    let (status, stderr) = refused(&data, &[]);
+    assert!(!status.success(), "exit status {status}");
+    assert!(
+        stderr.to_lowercase().contains("lock"),
+        "the reason is the lock: {stderr}"
+    );
+    assert!(
+        stderr.contains(&data.display().to_string()),
+        "the message names the directory: {stderr}"
+    );
+    // The first server is undisturbed.
+    assert_eq!(me(first.addr, &alice).await.status, 200);
+    assert!(!user(first.addr, "bob").await.is_empty());
+    first.stop().await;
+
+    // Once it has stopped, the directory is free again and holds both accounts.
+    let second = start(&data, &[]);
+    assert_eq!(me(second.addr, &alice).await.status, 200);
+    assert_eq!(login(second.addr, "bob", PASSWORD).await.status, 200);
+    second.stop().await;
+}
+
+#[test]
+fn data_dir_that_cannot_be_created_is_a_clear_error() {
+    let tmp = TempDir::new("baddir");
+    let file = tmp.0.join("plain-file");
+    fs::write(&file, "not a directory").unwrap();
+    for data in [file.join("data"), file.clone()] {
+        let (status, stderr) = refused(&data, &[]);
+        assert!(
+            !status.success(),
+            "{}: exit status {status}",
+            data.display()
+        );
+        assert!(
+            stderr.contains(&file.display().to_string()),
+            "the message names the path: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    }
+    assert_eq!(fs::read_to_string(&file).unwrap(), "not a directory");
+}
+
+// ----- 6. compaction -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_writes_a_snapshot_drops_old_journals_and_keeps_everything() {
+    let tmp = TempDir::new("compact");
+    let data = tmp.data();
+    let flags = ["--compact-bytes", "4096", "--history", "200"];
+    let server = start(&data, &flags);
+    let addr = server.addr;
+    let alice = user(addr, "alice").await;
+    let bob = user(addr, "bob").await;
+    let carol = user(addr, "carol").await;
+    let bob_gone = login(addr, "bob", PASSWORD).await.json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        post(addr, "/api/v1/logout", Some(&bob_gone), json!({}))
+            .await
+            .status,
+        204
+    );
+    let general = room(addr, &alice, "general").await;
+    assert_eq!(join(addr, &bob, &general).await.status, 200);
+    let first_journal = journal_files(&data).remove(0);
+
+    let (mut ws, hello) = ws_hello(addr, &alice).await;
+    let epoch = hello["epoch"].as_str().unwrap().to_string();
+    for i in 0..300 {
+        ws.say(&general, &format!("compact me {i}"), &format!("c{i}"))
+            .await;
+    }
+    ws.next_where("entry", |f| f["nonce"] == "c299").await;
+
+    // The sweep compacts within a second or so of the journal passing 4096 bytes.
+    let deadline = Instant::now() + WAIT;
+    while !data.join("snapshot").exists() || first_journal.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot replaced {}: {:?}",
+            first_journal.display(),
+            fs::read_dir(&data).unwrap().collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Some traffic after the snapshot, which only the new journal holds.
+    for i in 300..320 {
+        say_acked(&mut ws, &general, &format!("compact me {i}")).await;
+    }
+    let (before, first_seq) = history(addr, &bob, &general).await;
+    assert_eq!(before.len(), 200, "--history 200 keeps 200 entries");
+    assert_eq!(first_seq, seq(&before[0]));
+    assert_consecutive(&before, first_seq, "history before the restart");
+    let rooms_before = get(addr, "/api/v1/rooms", Some(&alice)).await.json();
+    drop(ws);
+    server.stop().await;
+
+    assert!(data.join("snapshot").exists());
+    assert!(!first_journal.exists(), "the first journal is gone");
+    assert!(!journal_files(&data).is_empty());
+
+    let server = start(&data, &flags);
+    let addr = server.addr;
+    assert_eq!(
+        history(addr, &bob, &general).await,
+        (before.clone(), first_seq)
+    );
+    assert_eq!(
+        get(addr, "/api/v1/rooms", Some(&alice)).await.json(),
+        rooms_before
+    );
+    assert_eq!(me(addr, &bob).await.status, 200, "bob's session survives");
+    assert_eq!(me(addr, &bob_gone).await.status, 401, "a logout survives");
+    assert_eq!(login(addr, "carol", PASSWORD).await.status, 200);
+    assert_eq!(me(addr, &carol).await.json()["rooms"], json!([]));
+    let (mut ws, hello) = ws_hello(addr, &alice).await;
+    assert_eq!(hello["epoch"], epoch.as_str());
+    let ack = say_acked(&mut ws, &general, "after compaction").await;
+    assert_eq!(seq(&ack), seq(before.last().unwrap()) + 1);
+    drop(ws);
+    server.stop().await;
+}

@@ -1,0 +1,113 @@
+//! Presence events for users who share a room, and the heartbeat timeout.
+//!
+//! These servers run with `--presence-timeout 1`, so the REST calls that set a test up keep a
+//! user online for one second only; after that, open sockets alone decide.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+use crate::raw::{End, Raw, PING, TEXT};
+use crate::{frames_until_own, next_message};
+
+fn about(name: &'static str, online: bool) -> impl Fn(&Value) -> bool {
+    move |f: &Value| f["username"] == name && f["online"] == online
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_mates_see_a_user_come_online_and_go_offline() {
+    let s = start(&["--presence-timeout", "1"]).await;
+    let alice = user(s.addr, "alice").await;
+    let bob = user(s.addr, "bob").await;
+    let carol = user(s.addr, "carol").await;
+    let id = room(s.addr, &alice, "lobby").await;
+    let carols = room(s.addr, &carol, "carol's").await;
+    let (mut wa, _) = ws_hello(s.addr, &alice).await;
+    let (mut wc, _) = ws_hello(s.addr, &carol).await;
+    assert_eq!(join(s.addr, &bob, &id).await.status, 200);
+    // Bob's REST calls kept him online for a second; then he is announced offline.
+    let f = wa.next_where("presence", about("bob", false)).await;
+    assert_eq!(
+        f,
+        json!({ "type": "presence", "username": "bob", "online": false })
+    );
+
+    let (mut wb, _) = ws_hello(s.addr, &bob).await;
+    wa.next_where("presence", about("bob", true)).await;
+    let info = get(s.addr, "/api/v1/users/bob", Some(&alice)).await.json();
+    assert_eq!(info["online"], true, "{info}");
+    // REST agrees with the events: both members are online.
+    let who = get(s.addr, &format!("/api/v1/rooms/{id}"), Some(&alice))
+        .await
+        .json();
+    assert!(
+        who["member_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["online"] == true),
+        "{who}"
+    );
+
+    let closed_at = now_ms();
+    wb.inner.close(None).await.unwrap();
+    drop(wb);
+    wa.next_where("presence", about("bob", false)).await;
+    let info = get(s.addr, "/api/v1/users/bob", Some(&alice)).await.json();
+    assert_eq!(info["online"], false, "{info}");
+    let last_seen = info["last_seen"].as_u64().expect("last_seen once offline");
+    assert!(last_seen + 5_000 >= closed_at, "{last_seen} vs {closed_at}");
+
+    // Carol shares no room with bob: none of this reached her.
+    let seen = frames_until_own(&mut wc, &carols, "carol-marker").await;
+    assert!(
+        seen.iter().all(|f| f["type"] != "presence"),
+        "presence leaked to a stranger: {seen:?}"
+    );
+    s.stop().await;
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_times_out_and_its_user_goes_offline() {
+    let s = start(&["--heartbeat-interval", "1", "--presence-timeout", "1"]).await;
+    let alice = user(s.addr, "alice").await;
+    let bob = user(s.addr, "bob").await;
+    let id = room(s.addr, &alice, "lobby").await;
+    // Alice's client reads all along, so it answers every ping.
+    let (mut wa, hello) = ws_hello(s.addr, &alice).await;
+    let alice_since = Instant::now();
+    assert_eq!(hello["heartbeat_ms"], 1000);
+    assert_eq!(join(s.addr, &bob, &id).await.status, 200);
+    wa.next_where("presence", about("bob", false)).await;
+
+    // Bob's connection upgrades and then neither reads nor writes.
+    let mut silent = Raw::connect(s.addr, &bob).await;
+    wa.next_where("presence", about("bob", true)).await;
+    let silent_since = Instant::now();
+    wa.next_where("presence", about("bob", false)).await;
+    let lasted = silent_since.elapsed().as_millis();
+    assert!(
+        lasted >= 2_500,
+        "closed after {lasted} ms, before three intervals"
+    );
+
+    let (end, frames) = silent.ended().await;
+    assert_eq!(end, End::Close(1000, "heartbeat timeout".into()));
+    assert_eq!(frames[0].opcode, TEXT, "hello first");
+    let pings = frames.iter().filter(|f| f.opcode == PING).count();
+    assert!(pings >= 2, "the server pinged every second: {pings} pings");
+
+    // Alice, who answered the pings, outlived three intervals and is still served.
+    assert!(alice_since.elapsed().as_secs() >= 3);
+    wa.say(&id, "still here", "here").await;
+    assert_eq!(next_message(&mut wa).await["nonce"], "here");
+    s.stop().await;
+}
