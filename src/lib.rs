@@ -54,15 +54,19 @@ pub fn start(cfg: Config) -> Result<Arc<Core>, String> {
         (store, Some(recovered))
     };
     let core = Core::new(Arc::new(cfg), Arc::new(Metrics::default()), store, filter);
+    // A torn final record may have held entries a client saw (after a power loss under
+    // `--fsync interval`); their seqs will be reused, so clients must forget the old ones.
+    let mut timelines_lost = false;
     if let Some(recovered) = recovered {
         if let Some(note) = &recovered.truncated_tail {
-            eprintln!("parley: {note}");
+            eprintln!("parley: {note}; starting a new epoch");
+            timelines_lost = true;
         }
         for rec in &recovered.records {
             core.apply(rec);
         }
     }
-    core.ensure_epoch();
+    core.ensure_epoch(timelines_lost);
     Ok(Arc::new(core))
 }
 

@@ -849,7 +849,8 @@ async fn journal_cut_inside_its_last_record_recovers_to_the_last_whole_record() 
     let server = start(&data, &[]);
     let alice = user(server.addr, "alice").await;
     let general = room(server.addr, &alice, "general").await;
-    let (mut ws, _) = ws_hello(server.addr, &alice).await;
+    let (mut ws, hello) = ws_hello(server.addr, &alice).await;
+    let epoch = hello["epoch"].as_str().expect("epoch").to_string();
     for i in 1..=5 {
         say_acked(&mut ws, &general, &format!("line {i}")).await;
     }
@@ -880,7 +881,12 @@ async fn journal_cut_inside_its_last_record_recovers_to_the_last_whole_record() 
     server.stderr_eventually_contains(&name).await;
     let (after, _) = history(server.addr, &alice, &general).await;
     assert_eq!(after, before[..5], "everything but the torn last message");
-    let (mut ws, _) = ws_hello(server.addr, &alice).await;
+    let (mut ws, hello) = ws_hello(server.addr, &alice).await;
+    assert_ne!(
+        hello["epoch"],
+        epoch.as_str(),
+        "a cut tail may have lost seen entries whose seqs are reused: a new epoch"
+    );
     let ack = say_acked(&mut ws, &general, "after the cut").await;
     assert_eq!(
         seq(&ack),

@@ -284,11 +284,19 @@ fn machine_line(bin: &Path, workspace: &Path, pin: bool) -> String {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_else(|| "unknown".into());
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .current_dir(workspace)
+        .output()
+        .ok()
+        .filter(|o| o.status.success() && !o.stdout.is_empty())
+        .map(|_| " with uncommitted changes")
+        .unwrap_or("");
     let load = probe::load_average()
         .map(|l| format!("{l:.2}"))
         .unwrap_or_else(|| "n/a".into());
     format!(
-        "machine: {cpu}, {} CPUs, load average {load} at start; commit {commit}; server {}; {}",
+        "machine: {cpu}, {} CPUs, load average {load} at start; commit {commit}{dirty}; server {}; {}",
         probe::online_cpus(),
         bin.display(),
         if pin {

@@ -172,9 +172,9 @@ impl Core {
         &self.store
     }
 
-    /// Sets a fresh epoch if recovery found none, recording it.
-    pub fn ensure_epoch(&self) {
-        if self.epoch().is_empty() {
+    /// Sets a fresh epoch if recovery found none, or if `timelines_lost`, recording it.
+    pub fn ensure_epoch(&self, timelines_lost: bool) {
+        if self.epoch().is_empty() || timelines_lost {
             let rec = Record::Epoch {
                 epoch: random_id(16),
             };

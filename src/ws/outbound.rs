@@ -72,6 +72,13 @@ impl Outbound {
             return Pushed::Closed;
         }
         if q.pending + frame.len() > self.limit {
+            eprintln!(
+                "DEBUG overflow pending={} frame={} queued={} queued_bytes={}",
+                q.pending,
+                frame.len(),
+                q.frames.len(),
+                q.frames.iter().map(Bytes::len).sum::<usize>()
+            );
             q.close = Some(Close {
                 code: super::frame::close::TOO_SLOW,
                 reason: "too slow: output not read",
