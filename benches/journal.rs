@@ -1,0 +1,91 @@
+//! Journal append throughput for each `--fsync` policy.
+//!
+//! Appends 1,000,000 message entries (100-byte texts, the fan-out benchmark's size) through
+//! the server's own store, as `post` does (JSON encoding included), from one producer, and
+//! waits for the last acknowledgement. Then measures append-then-wait round trips, one record
+//! at a time, which is what a lone client sees. Run: `cargo bench --bench journal`.
+//! `PARLEY_BENCH_RECORDS` overrides the record count.
+
+use std::sync::mpsc;
+use std::time::Instant;
+
+use parley::chat::Record;
+use parley::config::{Config, FsyncPolicy};
+use parley::protocol::{Entry, EntryKind};
+use parley::store::Store;
+
+fn entry(seq: u64) -> Record {
+    Record::Entry(Entry {
+        room: "k3v9x0a2qp".into(),
+        seq,
+        ts: 1_795_000_000_000 + seq,
+        kind: EntryKind::Message,
+        from: "sender-0042".into(),
+        text: Some("x".repeat(100)),
+    })
+}
+
+fn main() {
+    let n: u64 = std::env::var("PARLEY_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    println!("### Journal append throughput ({n} entries of 100-byte text, one producer)\n");
+    println!("| fsync | records/s | MiB/s | fsyncs | append-then-wait round trip |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for policy in [
+        FsyncPolicy::Always,
+        FsyncPolicy::Interval,
+        FsyncPolicy::Never,
+    ] {
+        let dir = std::env::temp_dir().join(format!(
+            "parley-bench-journal-{}-{policy}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg = Config {
+            data_dir: dir.clone(),
+            fsync: policy,
+            compact_bytes: u64::MAX,
+            ..Config::default()
+        };
+        let (store, _) = Store::open(&cfg).expect("open the journal");
+        let (tx, rx) = mpsc::channel();
+        let start = Instant::now();
+        for seq in 1..=n {
+            let tx = (seq == n).then(|| tx.clone());
+            store.append_entry(
+                entry(seq),
+                Box::new(move |_| {
+                    if let Some(tx) = tx {
+                        let _ = tx.send(());
+                    }
+                }),
+            );
+        }
+        rx.recv().expect("the last acknowledgement");
+        let secs = start.elapsed().as_secs_f64();
+        let (bytes, fsyncs) = store.stats();
+
+        const ROUND_TRIPS: u64 = 2_000;
+        let start = Instant::now();
+        for seq in 0..ROUND_TRIPS {
+            let (tx, rx) = mpsc::channel();
+            store.append_entry(
+                entry(n + 1 + seq),
+                Box::new(move |_| {
+                    let _ = tx.send(());
+                }),
+            );
+            rx.recv().expect("acknowledged");
+        }
+        let per = start.elapsed() / ROUND_TRIPS as u32;
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+        println!(
+            "| {policy} | {:.0} | {:.1} | {fsyncs} | {per:.1?} |",
+            n as f64 / secs,
+            bytes as f64 / secs / (1024.0 * 1024.0),
+        );
+    }
+}
