@@ -23,10 +23,6 @@ struct Queue {
     /// Bytes queued or taken but not yet written.
     pending: usize,
     close: Option<Close>,
-    dbg_pushed: usize,
-    dbg_pushed_bytes: usize,
-    dbg_written: usize,
-    dbg_taken: usize,
 }
 
 /// What happened to a pushed frame.
@@ -76,7 +72,6 @@ impl Outbound {
             return Pushed::Closed;
         }
         if q.pending + frame.len() > self.limit {
-            eprintln!("DEBUG overflow pending={} frame={} queued={} queued_bytes={} pushed={} pushed_bytes={} written={} taken={}", q.pending, frame.len(), q.frames.len(), q.frames.iter().map(Bytes::len).sum::<usize>(), q.dbg_pushed, q.dbg_pushed_bytes, q.dbg_written, q.dbg_taken);
             q.close = Some(Close {
                 code: super::frame::close::TOO_SLOW,
                 reason: "too slow: output not read",
@@ -88,8 +83,6 @@ impl Outbound {
             return Pushed::Overflow;
         }
         let was_empty = q.frames.is_empty();
-        q.dbg_pushed += 1;
-        q.dbg_pushed_bytes += frame.len();
         q.pending += frame.len();
         if front {
             q.frames.insert(0, frame.clone());
@@ -122,7 +115,6 @@ impl Outbound {
     pub fn take(&self, out: &mut Vec<u8>) -> Option<Close> {
         let mut q = self.lock();
         let frames = std::mem::take(&mut q.frames);
-        q.dbg_taken += frames.iter().map(Bytes::len).sum::<usize>();
         let close = q.close;
         drop(q);
         for f in &frames {
@@ -135,7 +127,6 @@ impl Outbound {
     pub fn written(&self, n: usize) {
         let mut q = self.lock();
         q.pending = q.pending.saturating_sub(n);
-        q.dbg_written += n;
     }
 
     /// Waits until something is pushed or a close is asked for.

@@ -28,6 +28,8 @@ use crate::protocol::{ClientFrame, ServerFrame};
 
 /// How long a closing connection may take to drain its last bytes.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Most bytes discarded while lingering after a close.
+const LINGER_BYTES: usize = 64 * 1024;
 /// Most bytes read in one wake-up, so one busy client cannot monopolize the task.
 const READ_BUDGET: usize = 64 * 1024;
 
@@ -47,8 +49,32 @@ pub async fn run(
         rbuf: leftover,
         message: None,
     };
-    let _ = s.drive(shutdown).await;
+    let ended = s.drive(shutdown).await;
     core.close_conn(&conn);
+    if ended.is_ok() {
+        linger(stream).await;
+    }
+}
+
+/// After our close frame went out: half-close, then read and discard what the client still
+/// sends until it closes too, for a moment. Closing a socket with unread bytes makes the
+/// kernel answer with a reset, which can destroy the close frame before the client reads it.
+async fn linger(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut scratch = [0u8; 1024];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
 }
 
 struct Session<'a> {

@@ -1,0 +1,362 @@
+//! The writer thread, the only one that writes journal files: it batches whatever is queued
+//! into one write (group commit), fsyncs by the policy, runs the batch's `done` callbacks in
+//! submit order, and switches to a new journal file when a compaction comes through the queue.
+
+use std::fs::File;
+use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::compactor::Compactor;
+use super::files::{create_journal_file, LockGuard};
+use super::format::{encode_record, HEADER_LEN};
+use super::{
+    lock_ignoring_poison, Done, FsyncPolicy, Shared, DEFAULT_MAX_BATCH_BYTES, MAX_RECORD_BYTES,
+    MAX_SNAPSHOT_BYTES, SYNC_INTERVAL,
+};
+
+/// What a [`Journal`](super::Journal) handle sends the writer thread.
+pub(super) enum Msg {
+    Record(Vec<u8>, Option<Done>),
+    Compact(Vec<u8>),
+    Close,
+}
+
+/// A message that ends a batch: the batch is written before it is acted on.
+enum Control {
+    Compact(Vec<u8>),
+    Close,
+    Fail(String),
+}
+
+/// The writer thread's state. Field order matters for drop: the snapshot thread is stopped
+/// before the lock file is removed.
+pub(super) struct Writer {
+    pub(super) rx: Receiver<Msg>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) dir: PathBuf,
+    pub(super) file: File,
+    pub(super) path: PathBuf,
+    pub(super) generation: u64,
+    pub(super) policy: FsyncPolicy,
+    pub(super) max_batch_bytes: usize,
+    /// Encoded records of the batch being built; reused so appends allocate nothing here.
+    pub(super) buf: Vec<u8>,
+    pub(super) dones: Vec<Done>,
+    pub(super) batch_records: u64,
+    /// When the oldest write not yet fsynced happened; `None` when everything is synced.
+    pub(super) unsynced_since: Option<Instant>,
+    pub(super) failed: bool,
+    pub(super) compactor: Compactor,
+    pub(super) _lock: LockGuard,
+}
+
+impl Writer {
+    pub(super) fn run(mut self) {
+        while let Some(first) = self.next_message() {
+            let control = self.collect_batch(first);
+            self.commit_batch();
+            match control {
+                None => {}
+                Some(Control::Compact(snapshot)) => self.rotate(snapshot),
+                Some(Control::Fail(reason)) => self.fail(reason),
+                Some(Control::Close) => break,
+            }
+        }
+        if !self.failed {
+            self.sync();
+        }
+        // Dropping `self` stops the snapshot thread (after any snapshot in hand) and unlocks.
+    }
+
+    /// Blocks for the next message; under `Interval` wakes up to fsync on time.
+    fn next_message(&mut self) -> Option<Msg> {
+        loop {
+            if self.shared.close_requested.load(Ordering::Acquire) {
+                return None;
+            }
+            let deadline = match (self.policy, self.unsynced_since) {
+                (FsyncPolicy::Interval, Some(since)) if !self.failed => since + SYNC_INTERVAL,
+                _ => return self.rx.recv().ok(),
+            };
+            match self.rx.recv_deadline(deadline) {
+                Ok(msg) => return Some(msg),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.sync();
+                }
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Encodes `first` and whatever else is already queued, up to `max_batch_bytes`. Stops early
+    /// at a control message, which is returned to be handled after the batch is written.
+    fn collect_batch(&mut self, first: Msg) -> Option<Control> {
+        let mut msg = first;
+        loop {
+            match msg {
+                Msg::Record(record, done) => {
+                    if self.failed {
+                        // Dropped uncalled: a failed journal acknowledges nothing.
+                    } else if record.len() > MAX_RECORD_BYTES {
+                        return Some(Control::Fail(format!(
+                            "record of {} bytes exceeds the {MAX_RECORD_BYTES}-byte limit",
+                            record.len()
+                        )));
+                    } else {
+                        encode_record(&mut self.buf, &record);
+                        self.batch_records += 1;
+                        if let Some(done) = done {
+                            self.dones.push(done);
+                        }
+                    }
+                }
+                Msg::Compact(snapshot) => return Some(Control::Compact(snapshot)),
+                Msg::Close => return Some(Control::Close),
+            }
+            if self.buf.len() >= self.max_batch_bytes {
+                return None;
+            }
+            match self.rx.try_recv() {
+                Ok(next) => msg = next,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// One write, an fsync if the policy says so, then the batch's `done`s in order.
+    fn commit_batch(&mut self) {
+        if self.buf.is_empty() || self.failed {
+            self.buf.clear();
+            self.dones.clear();
+            self.batch_records = 0;
+            return;
+        }
+        if let Err(e) = self.file.write_all(&self.buf) {
+            // The file may now end in a partial batch; writing more after it would turn a
+            // torn tail into mid-file corruption, so the writer stops for good.
+            self.fail(format!("write to {} failed: {e}", self.path.display()));
+            return;
+        }
+        let written = self.buf.len() as u64;
+        self.shared
+            .bytes_written
+            .fetch_add(written, Ordering::Relaxed);
+        self.shared.live_bytes.fetch_add(written, Ordering::Relaxed);
+        let since = *self.unsynced_since.get_or_insert_with(Instant::now);
+        let sync_now = match self.policy {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::Interval => since.elapsed() >= SYNC_INTERVAL,
+            FsyncPolicy::Never => false,
+        };
+        if sync_now && !self.sync() {
+            return;
+        }
+        self.shared
+            .records
+            .fetch_add(self.batch_records, Ordering::Relaxed);
+        self.batch_records = 0;
+        for done in self.dones.drain(..) {
+            if panic::catch_unwind(AssertUnwindSafe(done)).is_err() {
+                eprintln!("parley journal: a record's done callback panicked; continuing");
+            }
+        }
+        self.buf.clear();
+        if self.buf.capacity() > 4 * self.max_batch_bytes.max(DEFAULT_MAX_BATCH_BYTES) {
+            // One huge record should not pin its buffer for the life of the process.
+            self.buf.shrink_to(self.max_batch_bytes);
+        }
+    }
+
+    /// fsyncs the live journal if anything is unsynced. False (and failed) if fsync fails:
+    /// after a failed fsync the kernel may have dropped the dirty pages, so nothing more can
+    /// be promised.
+    fn sync(&mut self) -> bool {
+        if self.unsynced_since.is_none() {
+            return true;
+        }
+        match self.file.sync_data() {
+            Ok(()) => {
+                self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+                self.unsynced_since = None;
+                true
+            }
+            Err(e) => {
+                self.fail(format!("fsync of {} failed: {e}", self.path.display()));
+                false
+            }
+        }
+    }
+
+    fn fail(&mut self, reason: String) {
+        if !self.failed {
+            eprintln!("parley journal: {reason}; no further records will be acknowledged");
+            *lock_ignoring_poison(&self.shared.failed) = Some(reason);
+            self.failed = true;
+        }
+        self.buf.clear();
+        self.dones.clear();
+        self.batch_records = 0;
+    }
+
+    /// Starts journal generation `g + 1` and hands the snapshot (base `g + 1`) to the
+    /// snapshot thread. On failure the old journal stays live and nothing is lost.
+    fn rotate(&mut self, snapshot: Vec<u8>) {
+        let abandon = |shared: &Shared| {
+            shared.pending_compactions.fetch_sub(1, Ordering::AcqRel);
+        };
+        if self.failed {
+            return abandon(&self.shared);
+        }
+        if snapshot.len() > MAX_SNAPSHOT_BYTES {
+            eprintln!(
+                "parley journal: snapshot of {} bytes exceeds the {MAX_SNAPSHOT_BYTES}-byte limit; not compacting",
+                snapshot.len()
+            );
+            return abandon(&self.shared);
+        }
+        // The old journal must be complete on disk before a newer one exists: recovery only
+        // forgives a torn record at the end of the newest file.
+        if !self.sync() {
+            return abandon(&self.shared);
+        }
+        let generation = self.generation + 1;
+        match create_journal_file(&self.dir, generation) {
+            Ok((file, path)) => {
+                self.file = file;
+                self.path = path;
+                self.generation = generation;
+                self.shared
+                    .bytes_written
+                    .fetch_add(HEADER_LEN as u64, Ordering::Relaxed);
+                self.shared
+                    .live_bytes
+                    .store(HEADER_LEN as u64, Ordering::Relaxed);
+                self.compactor.submit(snapshot, generation, &self.shared);
+            }
+            Err(e) => {
+                eprintln!("parley journal: cannot start a new journal file, not compacting: {e}");
+                abandon(&self.shared);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::journal::test_support::{append_wait, open, record, TestDir};
+    use crate::store::journal::MAX_RECORD_BYTES;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::{mpsc, Mutex};
+    use std::thread;
+    use std::time::Duration;
+
+    #[test]
+    fn dones_run_in_submit_order() {
+        let dir = TestDir::new("order");
+        let mut cfg = dir.config();
+        cfg.max_batch_bytes = 4096; // many batches
+        let (journal, _) = open(cfg);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let producers: Vec<_> = (0..4)
+            .map(|p| {
+                let (journal, seen) = (journal.clone(), Arc::clone(&seen));
+                thread::spawn(move || {
+                    for i in 0..5_000 {
+                        let seen = Arc::clone(&seen);
+                        // Every third record has no callback; the rest must still be ordered.
+                        let done: Option<Done> = (i % 3 != 0)
+                            .then(|| Box::new(move || seen.lock().unwrap().push((p, i))) as Done);
+                        journal.append(format!("{p}:{i}").into_bytes(), done);
+                    }
+                })
+            })
+            .collect();
+        for producer in producers {
+            producer.join().unwrap();
+        }
+        journal.close();
+        let seen = seen.lock().unwrap();
+        for p in 0..4 {
+            let mine: Vec<usize> = seen
+                .iter()
+                .filter(|(q, _)| *q == p)
+                .map(|(_, i)| *i)
+                .collect();
+            let want: Vec<usize> = (0..5_000).filter(|i| i % 3 != 0).collect();
+            assert_eq!(mine, want, "producer {p}");
+        }
+        // The file order is the done order.
+        let (_journal, recovered) = open(dir.config());
+        let file_order: Vec<(usize, usize)> = recovered
+            .records
+            .iter()
+            .filter_map(|r| {
+                let text = String::from_utf8(r.clone()).ok()?;
+                let (p, i) = text.split_once(':')?;
+                let (p, i) = (p.parse().ok()?, i.parse().ok()?);
+                (i % 3 != 0).then_some((p, i))
+            })
+            .collect();
+        assert_eq!(file_order, *seen);
+    }
+
+    #[test]
+    fn interval_policy_fsyncs_within_a_second_of_a_lone_write() {
+        let dir = TestDir::new("interval");
+        let (journal, _) = open(dir.config());
+        append_wait(&journal, record(1));
+        let before = journal.stats().fsyncs;
+        let start = Instant::now();
+        while journal.stats().fsyncs == before && start.elapsed() < Duration::from_millis(1500) {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(journal.stats().fsyncs > before, "no fsync within 1.5 s");
+    }
+
+    #[test]
+    fn always_policy_fsyncs_before_done_and_never_does_not() {
+        for (policy, expect_sync) in [(FsyncPolicy::Always, true), (FsyncPolicy::Never, false)] {
+            let dir = TestDir::new("policy");
+            let mut cfg = dir.config();
+            cfg.fsync = policy;
+            let (journal, _) = open(cfg);
+            append_wait(&journal, record(1));
+            assert_eq!(journal.stats().fsyncs > 0, expect_sync, "{policy}");
+            journal.close();
+            assert!(journal.stats().fsyncs > 0, "close fsyncs under {policy}");
+        }
+    }
+
+    #[test]
+    fn oversized_record_fails_the_journal_and_nothing_after_is_acknowledged() {
+        let dir = TestDir::new("oversized");
+        let (journal, _) = open(dir.config());
+        let acked = Arc::new(AtomicUsize::new(0));
+        let counter = |acked: &Arc<AtomicUsize>| -> Option<Done> {
+            let acked = Arc::clone(acked);
+            Some(Box::new(move || {
+                acked.fetch_add(1, Ordering::SeqCst);
+            }))
+        };
+        append_wait(&journal, record(0));
+        journal.append(vec![0; MAX_RECORD_BYTES + 1], counter(&acked));
+        journal.append(record(1), counter(&acked));
+        let (tx, rx) = mpsc::channel::<()>();
+        journal.append(record(2), Some(Box::new(move || drop(tx))));
+        // The done is dropped uncalled, which disconnects the channel.
+        assert!(rx.recv_timeout(Duration::from_secs(10)).is_err());
+        assert_eq!(acked.load(Ordering::SeqCst), 0);
+        assert!(journal.failed().is_some_and(|e| e.contains("exceeds")));
+        journal.close();
+        let (journal, recovered) = open(dir.config());
+        assert_eq!(recovered.records, vec![record(0)]);
+        assert!(journal.failed().is_none());
+    }
+}
