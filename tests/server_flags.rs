@@ -1,0 +1,91 @@
+//! The `parley-server` binary's command line: `--help`, bad flags, the listening line.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn server() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_parley-server"))
+}
+
+#[test]
+fn help_lists_every_flag_with_its_default_and_exits_0() {
+    let out = server().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--bind",
+        "--data-dir",
+        "--ephemeral",
+        "--fsync",
+        "--max-connections",
+        "--max-connections-per-ip",
+        "--min-password-length",
+        "--pbkdf2-iterations",
+        "--presence-timeout",
+        "--session-idle-timeout",
+        "--session-max-age",
+        "--room-capacity",
+        "--max-rooms-per-user",
+        "--history",
+        "--heartbeat-interval",
+        "--allowed-origin",
+        "--rate-limit",
+        "--rate-burst",
+        "--blocked-words",
+        "--max-outbound-bytes",
+        "--max-body-bytes",
+        "--header-timeout",
+        "--keepalive-timeout",
+    ] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{flag} ")) || l.trim() == flag)
+            .unwrap_or_else(|| panic!("--help has no line for {flag}:\n{help}"));
+        assert!(
+            line.contains("[default:"),
+            "{flag} shows no default: {line}"
+        );
+    }
+    assert!(
+        help.contains("[default: 600000]"),
+        "PBKDF2 default is 600,000"
+    );
+}
+
+#[test]
+fn a_bad_flag_or_value_exits_2_with_one_line() {
+    for args in [
+        vec!["--no-such-flag"],
+        vec!["--fsync", "sometimes"],
+        vec!["--history"],
+        vec!["--room-capacity", "0"],
+        vec!["--heartbeat-interval", "soon"],
+    ] {
+        let out = server().args(&args).stdin(Stdio::null()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
+    }
+}
+
+#[test]
+fn the_first_stdout_line_names_the_bound_address() {
+    let mut child = server()
+        .args(["--bind", "127.0.0.1:0", "--ephemeral"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let addr = line
+        .trim()
+        .strip_prefix("parley listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    assert_ne!(addr.port(), 0, "the real port, not 0");
+}
