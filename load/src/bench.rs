@@ -38,6 +38,8 @@ pub const GENERATOR_CPU: usize = 1;
 /// | `PARLEY_BENCH_CONNECTIONS` | connections scenario target | 19000 (2000) |
 /// | `PARLEY_BENCH_FLOOD` | logins in flight in the flood | 32 (8) |
 /// | `PARLEY_BENCH_PIN` | `0` disables CPU pinning | on |
+/// | `PARLEY_BENCH_NICE` | nice value for server and generator, e.g. `-10` on a shared machine | unchanged |
+/// | `PARLEY_BENCH_QUIET_LOAD` | first wait (up to 15 min) for the 1-minute load average to drop below this | no wait |
 /// | `PARLEY_SERVER_BIN` | server binary to run | the bench's own build |
 #[derive(Clone, Debug)]
 pub struct BenchEnv {
@@ -46,6 +48,8 @@ pub struct BenchEnv {
     pub connections: ConnectionsConfig,
     pub flood: FloodConfig,
     pub pin: bool,
+    pub nice: Option<i32>,
+    pub quiet_load: Option<f64>,
 }
 
 fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>> {
@@ -117,12 +121,16 @@ impl BenchEnv {
             flood.concurrency = v;
         }
         let pin = env_parse::<u32>("PARLEY_BENCH_PIN")?.unwrap_or(1) != 0;
+        let nice = env_parse::<i32>("PARLEY_BENCH_NICE")?;
+        let quiet_load = env_parse::<f64>("PARLEY_BENCH_QUIET_LOAD")?;
         Ok(BenchEnv {
             fanout,
             rooms,
             connections,
             flood,
             pin,
+            nice,
+            quiet_load,
         })
     }
 }
@@ -151,30 +159,38 @@ pub fn main(scenario: &str, server_hint: Option<&str>, workspace: &str) {
 pub fn run(scenario: &str, server_hint: Option<&str>, workspace: &Path) -> Result<()> {
     let env = BenchEnv::from_env()?;
     let bin = server_binary(server_hint, workspace)?;
+    if let Some(limit) = env.quiet_load {
+        wait_for_quiet(limit, std::time::Duration::from_secs(900));
+    }
     let pin = env.pin && probe::available_cpus() >= 2;
     if pin && !probe::pin_current_thread(GENERATOR_CPU) {
         eprintln!("warning: could not pin the generator to CPU {GENERATOR_CPU}");
     }
     let server_cpu = pin.then_some(SERVER_CPU);
+    if let Some(n) = env.nice {
+        if !probe::set_nice(n) {
+            eprintln!("warning: could not set nice {n}");
+        }
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     println!("{}", machine_line(&bin, workspace, pin));
     match scenario {
         "fanout" => {
-            let server = start(&bin, &ephemeral(Some(1000)), server_cpu)?;
+            let server = start(&bin, &ephemeral(Some(1000)), server_cpu, env.nice)?;
             let r = rt.block_on(fanout::run(&target(&server, server_cpu), &env.fanout))?;
             println!("{}", report::fanout(&r));
             stop(server)
         }
         "rooms" => {
-            let server = start(&bin, &ephemeral(Some(1000)), server_cpu)?;
+            let server = start(&bin, &ephemeral(Some(1000)), server_cpu, env.nice)?;
             let r = rt.block_on(rooms::run(&target(&server, server_cpu), &env.rooms))?;
             println!("{}", report::rooms(&r));
             stop(server)
         }
         "connections" => {
-            let server = start(&bin, &ephemeral(Some(1000)), server_cpu)?;
+            let server = start(&bin, &ephemeral(Some(1000)), server_cpu, env.nice)?;
             let r = rt.block_on(connections::run(
                 &target(&server, server_cpu),
                 &env.connections,
@@ -189,13 +205,13 @@ pub fn run(scenario: &str, server_hint: Option<&str>, workspace: &Path) -> Resul
             let dir = TempDir::new("logins")?;
             let mut flags = bench_flags(Some(1000));
             flags.extend(data_dir(&dir.0));
-            let server = start(&bin, &flags, server_cpu)?;
+            let server = start(&bin, &flags, server_cpu, env.nice)?;
             eprintln!("logins: preparing accounts with 1000 iterations");
             let setup = rt.block_on(rooms::prepare(&target(&server, server_cpu), &env.rooms))?;
             stop(server)?;
             let mut flags = bench_flags(None);
             flags.extend(data_dir(&dir.0));
-            let server = start(&bin, &flags, server_cpu)?;
+            let server = start(&bin, &flags, server_cpu, env.nice)?;
             eprintln!("logins: restarted at the default iterations; measuring");
             let r = rt.block_on(logins::measure(
                 &target(&server, server_cpu),
@@ -207,13 +223,13 @@ pub fn run(scenario: &str, server_hint: Option<&str>, workspace: &Path) -> Resul
             stop(server)
         }
         "persistence" => {
-            let server = start(&bin, &ephemeral(Some(1000)), server_cpu)?;
+            let server = start(&bin, &ephemeral(Some(1000)), server_cpu, env.nice)?;
             let eph = rt.block_on(fanout::run(&target(&server, server_cpu), &env.fanout))?;
             stop(server)?;
             let dir = TempDir::new("persistence")?;
             let mut flags = bench_flags(Some(1000));
             flags.extend(data_dir(&dir.0));
-            let server = start(&bin, &flags, server_cpu)?;
+            let server = start(&bin, &flags, server_cpu, env.nice)?;
             let per = rt.block_on(fanout::run(&target(&server, server_cpu), &env.fanout))?;
             println!(
                 "{}",
@@ -222,6 +238,22 @@ pub fn run(scenario: &str, server_hint: Option<&str>, workspace: &Path) -> Resul
             stop(server)
         }
         other => Err(LoadError::Config(format!("unknown scenario {other:?}"))),
+    }
+}
+
+/// Waits until the 1-minute load average is below `limit`, at most `max`.
+fn wait_for_quiet(limit: f64, max: std::time::Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        let load = probe::load_average().unwrap_or(0.0);
+        if load < limit {
+            return;
+        }
+        if start.elapsed() >= max {
+            eprintln!("load average still {load:.2} after {max:?}; measuring anyway");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(5));
     }
 }
 
@@ -235,16 +267,22 @@ fn data_dir(dir: &Path) -> Vec<String> {
     vec!["--data-dir".into(), dir.display().to_string()]
 }
 
-fn start(bin: &Path, flags: &[String], cpu: Option<usize>) -> Result<ServerProcess> {
-    let server = ServerProcess::start(bin, flags, cpu)?;
+fn start(
+    bin: &Path,
+    flags: &[String],
+    cpu: Option<usize>,
+    nice: Option<i32>,
+) -> Result<ServerProcess> {
+    let server = ServerProcess::start(bin, flags, cpu, nice)?;
     println!(
-        "server: `{} {}` (pid {}, pinned to CPU {})\n",
+        "server: `{} {}` (pid {}, pinned to CPU {}{})\n",
         bin.file_name()
             .map(|s| s.to_string_lossy())
             .unwrap_or_default(),
         flags.join(" "),
         server.probe.pid,
-        cpu.map(|c| c.to_string()).unwrap_or_else(|| "none".into())
+        cpu.map(|c| c.to_string()).unwrap_or_else(|| "none".into()),
+        nice.map(|n| format!(", nice {n}")).unwrap_or_default()
     );
     Ok(server)
 }

@@ -173,6 +173,7 @@ impl Connection {
                 latency: (0..MAX_PHASES).map(|_| None).collect(),
                 pending: [0; MAX_PHASES],
                 shared_samples: Vec::new(),
+                worst_us: 0,
                 fragment: None,
             }
             .run(stop),
@@ -235,6 +236,8 @@ struct Reader {
     pending: [u64; MAX_PHASES],
     /// Samples for `shared.shared_latency`, flushed once per read.
     shared_samples: Vec<(u32, u64)>,
+    /// Worst latency since the last publish, µs.
+    worst_us: u64,
     /// A fragmented text message being reassembled (rare: servers send whole frames).
     fragment: Option<Vec<u8>>,
 }
@@ -313,6 +316,7 @@ impl Reader {
                         &mut self.latency,
                         &mut self.pending,
                         &mut self.shared_samples,
+                        &mut self.worst_us,
                     );
                 }
                 OpCode::Text | OpCode::Binary => {
@@ -333,6 +337,7 @@ impl Reader {
                                 &mut self.latency,
                                 &mut self.pending,
                                 &mut self.shared_samples,
+                                &mut self.worst_us,
                             );
                         } else if frag.len() as u64 > self.max_frame {
                             self.shared.count_close("message over the limit".into());
@@ -370,6 +375,7 @@ impl Reader {
         latency: &mut [Option<RecvHistogram>],
         pending: &mut [u64; MAX_PHASES],
         shared_samples: &mut Vec<(u32, u64)>,
+        worst_us: &mut u64,
     ) {
         match scan::frame_type(payload) {
             FrameType::Entry => {
@@ -377,6 +383,7 @@ impl Reader {
                     let phase = stamp.phase as usize % MAX_PHASES;
                     let us = (now_ns.saturating_sub(stamp.sent_ns) / 1000).min(MAX_LATENCY_US);
                     pending[phase] += 1;
+                    *worst_us = (*worst_us).max(us);
                     if shared.shared_latency.is_some() {
                         shared_samples.push((phase as u32, us));
                     } else {
@@ -401,6 +408,10 @@ impl Reader {
 
     /// Publishes this read's deliveries to the shared counters.
     fn publish(&mut self, now_ns: u64) {
+        if self.worst_us > 0 {
+            self.shared.note_worst(now_ns, self.worst_us);
+            self.worst_us = 0;
+        }
         for (phase, n) in self.pending.iter_mut().enumerate() {
             if *n > 0 {
                 let c = &self.shared.phases[phase];

@@ -17,6 +17,13 @@ impl ServerProbe {
         parse_stat_cpu_ticks(&stat).map(ticks_to_duration)
     }
 
+    /// Major page faults so far (`/proc/<pid>/stat` field 12): pages, code included, that had
+    /// to be read back after the kernel reclaimed them.
+    pub fn major_faults(&self) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        parse_stat_major_faults(&stat)
+    }
+
     /// Resident set size now, in KiB (`VmRSS`).
     pub fn rss_kib(&self) -> Option<u64> {
         self.status_kib("VmRSS:")
@@ -60,6 +67,17 @@ pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// majflt from a `/proc/<pid>/stat` line.
+pub fn parse_stat_major_faults(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(9)?.parse().ok()
+}
+
+/// Major page faults of this process so far.
+pub fn self_major_faults() -> Option<u64> {
+    parse_stat_major_faults(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
 /// A `Key:   123 kB` value from `/proc/<pid>/status`.
 pub fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(key))?;
@@ -85,8 +103,9 @@ pub fn self_cpu() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-/// CPU time all processes of the machine spent busy so far (`/proc/stat`: user, nice,
-/// system, irq, softirq, steal), summed over CPUs.
+/// CPU time all processes of the machine spent so far (`/proc/stat`: user, nice, system,
+/// steal), summed over CPUs. Interrupt and softirq time is left out: on loopback it is mostly
+/// the benchmark's own network traffic, charged to no process.
 pub fn machine_busy() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     parse_machine_busy_ticks(&stat).map(ticks_to_duration)
@@ -101,7 +120,7 @@ pub fn parse_machine_busy_ticks(stat: &str) -> Option<u64> {
         .map(|f| f.parse().unwrap_or(0))
         .collect();
     // user nice system idle iowait irq softirq steal
-    Some(v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7).unwrap_or(&0))
+    Some(v.first()? + v.get(1)? + v.get(2)? + v.get(7).unwrap_or(&0))
 }
 
 /// Interrupt and softirq time of one CPU so far (`/proc/stat`, line `cpuN`): on loopback,
@@ -171,6 +190,13 @@ pub fn pin_current_thread(cpu: usize) -> bool {
     }
 }
 
+/// Sets the nice value of the calling thread (and of threads it creates later). Returns
+/// whether it worked; negative values need privilege.
+pub fn set_nice(nice: i32) -> bool {
+    // SAFETY: setpriority only changes the scheduling priority of the calling thread.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) == 0 }
+}
+
 /// The soft open-file limit of this process.
 pub fn open_file_limit() -> Option<u64> {
     let mut lim = libc::rlimit {
@@ -191,12 +217,15 @@ mod tests {
         let stat = "1234 (parley (srv) x) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 37 0 0 20 0 9 0 100 0 0";
         assert_eq!(parse_stat_cpu_ticks(stat), Some(287));
         assert_eq!(parse_stat_cpu_ticks("garbage"), None);
+        assert_eq!(parse_stat_major_faults(stat), Some(0));
+        let stat2 = "1 (x) S 1 1 1 0 -1 0 500 0 42 0 250 37";
+        assert_eq!(parse_stat_major_faults(stat2), Some(42));
         let status = "Name:\tparley\nVmHWM:\t   51200 kB\nVmRSS:\t   40960 kB\n";
         assert_eq!(parse_status_kib(status, "VmHWM:"), Some(51200));
         assert_eq!(parse_status_kib(status, "VmRSS:"), Some(40960));
         assert_eq!(parse_status_kib(status, "VmSwap:"), None);
         let stat = "cpu  100 1 20 5000 7 3 4 5 0 0\ncpu0 1 2 3 4\n";
-        assert_eq!(parse_machine_busy_ticks(stat), Some(133));
+        assert_eq!(parse_machine_busy_ticks(stat), Some(126));
         let stat = "cpu  1 2 3 4 5 6 7 8\ncpu0 1 2 3 4 5 6 7 8\ncpu1 0 0 0 0 0 10 20 0\n";
         assert_eq!(parse_cpu_irq_ticks(stat, 1), Some(30));
         assert_eq!(parse_cpu_irq_ticks(stat, 0), Some(13));

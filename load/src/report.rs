@@ -28,6 +28,16 @@ fn gen_load(u: &Usage) -> String {
     }
 }
 
+/// Major page faults of server and generator over the phase.
+fn faults(u: &Usage) -> String {
+    let show = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "n/a".into());
+    format!(
+        "{}/{}",
+        show(u.server_major_faults),
+        show(u.generator_major_faults)
+    )
+}
+
 /// Other processes' CPU as a share of one CPU over the phase.
 fn other_load(u: &Usage) -> String {
     let wall = u.wall.as_secs_f64();
@@ -37,12 +47,12 @@ fn other_load(u: &Usage) -> String {
     }
 }
 
-const PHASE_HEAD: &str = "| run | offered deliveries/s | messages sent | delivered/s | lost | p50 | p99 | p99.9 | max | server CPU s | deliveries per server CPU-s | same, counting its CPU's softirq | server peak RSS | generator CPU | other CPU | missed sends | send lag p99 |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+const PHASE_HEAD: &str = "| run | offered deliveries/s | messages sent | delivered/s | lost | p50 | p99 | p99.9 | max | server CPU s | deliveries per server CPU-s | same, counting its CPU's softirq | server peak RSS | generator CPU | other CPU | major faults server/generator | missed sends | send lag p99 |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
 
 fn phase_row(out: &mut String, label: &str, p: &PhaseResult) {
     let _ = writeln!(
         out,
-        "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
         p.offered_per_s
             .map(|o| fmt_count(o as u64))
             .unwrap_or_else(|| "closed loop".into()),
@@ -63,9 +73,39 @@ fn phase_row(out: &mut String, label: &str, p: &PhaseResult) {
         opt_mib(p.usage.server_peak_rss_kib),
         gen_load(&p.usage),
         other_load(&p.usage),
+        faults(&p.usage),
         fmt_count(p.missed),
         fmt_us(p.send_lag.p99_us),
     );
+}
+
+/// Lists the 100 ms slots with slow deliveries, phase by phase.
+fn spikes(out: &mut String, phases: &[(String, &PhaseResult)]) {
+    let with: Vec<_> = phases
+        .iter()
+        .filter(|(_, p)| !p.spikes.is_empty())
+        .collect();
+    if with.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nSlow moments: 100 ms slots whose worst delivery took {} or more, how many, and the ten worst (seconds into the phase at the slot's end: worst latency):",
+        fmt_us(crate::scenario::SPIKE_US)
+    );
+    for (label, p) in with {
+        let list: Vec<String> = p
+            .spikes
+            .iter()
+            .map(|(t, us)| format!("{t:.1}s: {}", fmt_us(*us)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "- {label}: {} slots; {}",
+            p.spike_slots,
+            list.join(", ")
+        );
+    }
 }
 
 fn problems(out: &mut String, problems: &BTreeMap<String, u64>) {
@@ -95,6 +135,18 @@ pub fn fanout(r: &FanoutReport) -> String {
         };
         phase_row(&mut out, &label, p);
     }
+    let labelled: Vec<(String, &PhaseResult)> = r
+        .phases
+        .iter()
+        .map(|p| {
+            let l = p
+                .offered_per_s
+                .map(fmt_load)
+                .unwrap_or_else(|| "saturation".into());
+            (l, p)
+        })
+        .collect();
+    spikes(&mut out, &labelled);
     let _ = writeln!(
         out,
         "\nSetup (accounts, joins, {} upgrades): {:.1} s. Whole run: server CPU {} s, server peak RSS {}.",
@@ -116,6 +168,7 @@ pub fn rooms(r: &RoomsReport) -> String {
     );
     out.push_str(PHASE_HEAD);
     phase_row(&mut out, "many rooms", &r.phase);
+    spikes(&mut out, &[("many rooms".into(), &r.phase)]);
     problems(&mut out, &r.problems);
     out
 }
@@ -153,6 +206,13 @@ pub fn isolation(r: &IsolationReport) -> String {
     out.push_str(PHASE_HEAD);
     phase_row(&mut out, "quiet", &r.quiet.phase);
     phase_row(&mut out, "login flood", &r.flooded.phase);
+    spikes(
+        &mut out,
+        &[
+            ("quiet".into(), &r.quiet.phase),
+            ("login flood".into(), &r.flooded.phase),
+        ],
+    );
     let _ = writeln!(
         out,
         "\np99 during the flood / quiet p99: {:.2}x",
@@ -186,6 +246,20 @@ pub fn persistence(ephemeral: &FanoutReport, persistent: &FanoutReport, label: &
             phase_row(&mut out, &format!("{name} {load}"), p);
         }
     }
+    let labelled: Vec<(String, &PhaseResult)> =
+        [("ephemeral", ephemeral), ("persistent", persistent)]
+            .iter()
+            .flat_map(|(name, r)| {
+                r.phases.iter().map(move |p| {
+                    let l = p
+                        .offered_per_s
+                        .map(fmt_load)
+                        .unwrap_or_else(|| "saturation".into());
+                    (format!("{name} {l}"), p)
+                })
+            })
+            .collect();
+    spikes(&mut out, &labelled);
     let sat = |r: &FanoutReport| {
         r.phases
             .iter()

@@ -55,7 +55,12 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `bin` with `args`, pinned to `pin_cpu` when given, and waits for its
     /// `parley listening on HOST:PORT` line.
-    pub fn start(bin: &Path, args: &[String], pin_cpu: Option<usize>) -> Result<ServerProcess> {
+    pub fn start(
+        bin: &Path,
+        args: &[String],
+        pin_cpu: Option<usize>,
+        nice: Option<i32>,
+    ) -> Result<ServerProcess> {
         let stderr_path = std::env::temp_dir().join(format!(
             "parley-bench-server-{}-{}.log",
             std::process::id(),
@@ -67,14 +72,19 @@ impl ServerProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
-        if let Some(cpu) = pin_cpu {
+        if pin_cpu.is_some() || nice.is_some() {
             // SAFETY: between fork and exec only async-signal-safe calls are made
-            // (sched_setaffinity on plain data).
+            // (sched_setaffinity on plain data, setpriority).
             unsafe {
                 cmd.pre_exec(move || {
-                    let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    libc::CPU_SET(cpu, &mut set);
-                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                    if let Some(cpu) = pin_cpu {
+                        let mut set: libc::cpu_set_t = std::mem::zeroed();
+                        libc::CPU_SET(cpu, &mut set);
+                        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                    }
+                    if let Some(n) = nice {
+                        libc::setpriority(libc::PRIO_PROCESS, 0, n);
+                    }
                     Ok(())
                 });
             }

@@ -83,6 +83,11 @@ pub struct PhaseCounters {
     pub missed: AtomicU64,
 }
 
+/// Width of a timeline slot: 100 ms.
+pub const SLOT_NS: u64 = 100_000_000;
+/// Slots kept: 30 minutes.
+pub const TIMELINE_SLOTS: usize = 18_000;
+
 /// State shared by all connections of one run.
 pub struct Shared {
     pub clock: Clock,
@@ -99,6 +104,9 @@ pub struct Shared {
     pub shared_latency: Option<Mutex<Vec<TotalHistogram>>>,
     /// Histogram of send-schedule lag (actual minus planned send time), microseconds.
     pub send_lag: Mutex<Vec<TotalHistogram>>,
+    /// Highest latency (µs) of any delivery in each 100 ms slot of the clock: shows when a
+    /// stall happened, and whether stalls recur.
+    pub timeline_max_us: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -116,7 +124,45 @@ impl Shared {
             other_frames: AtomicU64::new(0),
             shared_latency: shared_latency.then(|| Mutex::new(hists())),
             send_lag: Mutex::new(hists()),
+            timeline_max_us: (0..TIMELINE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
         }
+    }
+
+    /// Records the worst latency of a batch of deliveries received at `now_ns`.
+    pub fn note_worst(&self, now_ns: u64, us: u64) {
+        if let Some(slot) = self.timeline_max_us.get((now_ns / SLOT_NS) as usize) {
+            slot.fetch_max(us, Ordering::Relaxed);
+        }
+    }
+
+    /// The 100 ms slots between two clock readings whose worst delivery took at least
+    /// `threshold_us`, as (seconds from `from_ns` to the slot's end, worst µs) in time order,
+    /// and how many
+    /// there were: the `limit` worst are returned.
+    pub fn spikes(
+        &self,
+        from_ns: u64,
+        to_ns: u64,
+        threshold_us: u64,
+        limit: usize,
+    ) -> (Vec<(f64, u64)>, usize) {
+        let first = (from_ns / SLOT_NS) as usize;
+        let last = ((to_ns / SLOT_NS) as usize).min(TIMELINE_SLOTS.saturating_sub(1));
+        let mut all: Vec<(f64, u64)> = (first..=last)
+            .filter_map(|i| {
+                let us = self.timeline_max_us[i].load(Ordering::Relaxed);
+                (us >= threshold_us).then(|| {
+                    // The slot's end, so the slot holding `from_ns` reads 0.1 s, not 0.
+                    let t = ((i as u64 + 1) * SLOT_NS).saturating_sub(from_ns) as f64 / 1e9;
+                    (t, us)
+                })
+            })
+            .collect();
+        let total = all.len();
+        all.sort_by_key(|s| std::cmp::Reverse(s.1));
+        all.truncate(limit);
+        all.sort_by(|a, b| a.0.total_cmp(&b.0));
+        (all, total)
     }
 
     pub fn phase(&self, phase: u32) -> &PhaseCounters {
@@ -257,6 +303,24 @@ mod tests {
         assert!((495..=505).contains(&l.p50_us), "{l:?}");
         assert!(l.max_us >= 49_990, "{l:?}");
         assert_eq!(Latency::of(&new_total_histogram()), Latency::default());
+    }
+
+    #[test]
+    fn spikes_are_the_worst_slots_in_time_order() {
+        let shared = Shared::new(false);
+        let base = 10 * SLOT_NS;
+        for (slot, us) in [
+            (0u64, 5_000u64),
+            (1, 30_000),
+            (2, 90_000),
+            (3, 25_000),
+            (5, 60_000),
+        ] {
+            shared.note_worst(base + slot * SLOT_NS + 1, us);
+        }
+        let (worst, total) = shared.spikes(base, base + 6 * SLOT_NS, 20_000, 2);
+        assert_eq!(total, 4);
+        assert_eq!(worst, vec![(0.3, 90_000), (0.6, 60_000)]);
     }
 
     #[test]

@@ -120,11 +120,8 @@ impl Session<'_> {
                     return Ok(());
                 }
                 wpos = 0;
-                if wbuf.capacity() > 4096 {
-                    wbuf = Vec::new();
-                } else {
-                    wbuf.clear();
-                }
+                // An idle connection keeps no write buffer.
+                wbuf = Vec::new();
             }
             let pending = !wbuf.is_empty();
             let deadline = closing.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));

@@ -138,6 +138,8 @@ pub async fn run(target: &Target, cfg: &FanoutConfig) -> Result<FanoutReport> {
             Some(load) => {
                 let rate = load / fanout as f64 / cfg.senders as f64;
                 let start = Instant::now() + Duration::from_millis(20);
+                // Deliveries per second count from the first scheduled send.
+                result.start_ns = shared.clock.now_ns() + 20_000_000;
                 for (s, conn) in conns.iter().take(cfg.senders).enumerate() {
                     // Stagger senders evenly over one sending interval.
                     let offset = Duration::from_secs_f64(s as f64 / (rate * cfg.senders as f64));

@@ -46,6 +46,10 @@ pub struct Usage {
     /// Interrupt and softirq time on the server's CPU, when it is pinned: loopback TCP work
     /// that no process is charged for.
     pub server_irq: Option<Duration>,
+    /// Major page faults of the server and of the generator: a page (often code) read back
+    /// after reclaim, each a stall.
+    pub server_major_faults: Option<u64>,
+    pub generator_major_faults: Option<u64>,
 }
 
 impl Usage {
@@ -64,6 +68,8 @@ pub struct Meter {
     machine_busy: Option<Duration>,
     irq_cpu: Option<usize>,
     irq: Option<Duration>,
+    server_majflt: Option<u64>,
+    generator_majflt: Option<u64>,
 }
 
 impl Meter {
@@ -79,6 +85,8 @@ impl Meter {
             machine_busy: probe::machine_busy(),
             irq_cpu: target.server_cpu_index,
             irq: target.server_cpu_index.and_then(probe::cpu_irq_time),
+            server_majflt: target.probe.and_then(|p| p.major_faults()),
+            generator_majflt: probe::self_major_faults(),
         }
     }
 
@@ -106,6 +114,17 @@ impl Meter {
                 (Some(end), Some(start)) => Some(end.saturating_sub(start)),
                 _ => None,
             },
+            server_major_faults: match (
+                self.probe.and_then(|p| p.major_faults()),
+                self.server_majflt,
+            ) {
+                (Some(end), Some(start)) => Some(end.saturating_sub(start)),
+                _ => None,
+            },
+            generator_major_faults: match (probe::self_major_faults(), self.generator_majflt) {
+                (Some(end), Some(start)) => Some(end.saturating_sub(start)),
+                _ => None,
+            },
         }
     }
 }
@@ -127,7 +146,15 @@ pub struct PhaseResult {
     pub latency: Latency,
     pub send_lag: Latency,
     pub usage: Usage,
+    /// 100 ms slots whose worst delivery took at least [`SPIKE_US`]: (seconds into the
+    /// phase, worst µs).
+    pub spikes: Vec<(f64, u64)>,
+    /// How many such slots there were in all.
+    pub spike_slots: usize,
 }
+
+/// Latency worth listing in a phase's spike timeline: 20 ms (the fan-out target's p99).
+pub const SPIKE_US: u64 = 20_000;
 
 impl PhaseResult {
     pub fn lost(&self) -> u64 {
@@ -169,6 +196,9 @@ impl PhaseResult {
         if let Ok(h) = shared.send_lag.lock() {
             self.send_lag = Latency::of(&h[self.phase as usize]);
         }
+        let (spikes, total) = shared.spikes(self.start_ns, last.max(self.start_ns), SPIKE_US, 10);
+        self.spikes = spikes;
+        self.spike_slots = total;
     }
 }
 

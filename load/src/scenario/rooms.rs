@@ -160,6 +160,8 @@ pub async fn measure(
             ..Default::default()
         };
         let start = Instant::now() + Duration::from_millis(20);
+        // Deliveries per second count from the first scheduled send.
+        r.start_ns = shared.clock.now_ns() + 20_000_000;
         let n = conns.len();
         let mut tasks = Vec::with_capacity(n);
         for (i, conn) in conns.iter().enumerate() {

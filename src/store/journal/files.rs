@@ -12,7 +12,7 @@ pub(super) const LOCK_FILE: &str = "LOCK";
 pub(super) const SNAPSHOT_FILE: &str = "snapshot";
 pub(super) const SNAPSHOT_TMP: &str = "snapshot.tmp";
 pub(super) const JOURNAL_PREFIX: &str = "journal-";
-pub(super) const JOURNAL_SUFFIX: &str = ".log";
+const JOURNAL_SUFFIX: &str = ".log";
 pub(super) const TMP_SUFFIX: &str = ".tmp";
 
 /// Creates journal `generation` with its header, durably and without ever exposing a

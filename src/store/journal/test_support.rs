@@ -76,7 +76,7 @@ pub(super) fn append_wait(journal: &Journal, rec: Vec<u8>) {
         .expect("done did not run");
 }
 
-pub(super) fn only_journal(dir: &Path) -> PathBuf {
+fn only_journal(dir: &Path) -> PathBuf {
     let journals = list_journals(dir).expect("list");
     assert_eq!(journals.len(), 1, "expected one journal file: {journals:?}");
     journals[0].1.clone()
