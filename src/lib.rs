@@ -54,20 +54,24 @@ pub fn start(cfg: Config) -> Result<Arc<Core>, String> {
         (store, Some(recovered))
     };
     let core = Core::new(Arc::new(cfg), Arc::new(Metrics::default()), store, filter);
-    // A torn final record may have held entries a client saw (after a power loss under
-    // `--fsync interval`); their seqs will be reused, so clients must forget the old ones.
-    let mut timelines_lost = false;
     if let Some(recovered) = recovered {
         if let Some(note) = &recovered.truncated_tail {
-            eprintln!("parley: {note}; starting a new epoch");
-            timelines_lost = true;
+            eprintln!("parley: {note}");
         }
         for rec in &recovered.records {
             core.apply(rec);
         }
     }
-    core.ensure_epoch(timelines_lost);
+    core.begin_run(&boot_id());
     Ok(Arc::new(core))
+}
+
+/// This boot of the machine, to tell a process crash (acknowledged data is with the OS) from a
+/// power loss after which a journal may miss acknowledged records.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Serves `listener` with `core` until `shutdown` completes.

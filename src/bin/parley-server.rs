@@ -52,6 +52,7 @@ async fn serve(cfg: parley::Config) -> ExitCode {
         }
     }
     parley::run(listener, core.clone(), stop_signal()).await;
+    core.end_run();
     tokio::task::block_in_place(|| core.store().close());
     ExitCode::SUCCESS
 }

@@ -95,6 +95,14 @@ struct Fanout {
     preface: Option<(Vec<Arc<Conn>>, Bytes)>,
 }
 
+/// The last start recorded in the journal, and whether a clean stop followed it.
+#[derive(Debug, Clone)]
+struct LastRun {
+    boot_id: String,
+    fsync: String,
+    stopped: bool,
+}
+
 /// Waits for the store to acknowledge a record.
 pub struct Commit(oneshot::Receiver<()>);
 
@@ -130,6 +138,8 @@ pub struct Core {
     filter: Filter,
     store: Store,
     epoch: RwLock<String>,
+    /// The previous run on this data directory, as recovery found it.
+    last_run: Mutex<Option<LastRun>>,
     next_conn: AtomicU64,
     ping: Bytes,
 }
@@ -159,6 +169,7 @@ impl Core {
             filter,
             store,
             epoch: RwLock::new(String::new()),
+            last_run: Mutex::new(None),
             next_conn: AtomicU64::new(1),
             ping: frame::ping(),
         }
@@ -172,9 +183,28 @@ impl Core {
         &self.store
     }
 
-    /// Sets a fresh epoch if recovery found none, or if `timelines_lost`, recording it.
-    pub fn ensure_epoch(&self, timelines_lost: bool) {
-        if self.epoch().is_empty() || timelines_lost {
+    /// Sets a fresh epoch if recovery found none, or if acknowledged entries may have been
+    /// lost, and records this start. Entries can be lost only when the previous run did not
+    /// stop cleanly, the machine rebooted since (a process crash leaves every acknowledged
+    /// record with the OS; a power loss does not), and that run did not fsync every batch.
+    /// Their seqs would then be handed out again, so clients must forget the ones they hold.
+    pub fn begin_run(&self, boot_id: &str) {
+        let lost = self
+            .last_run
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|r| !r.stopped && r.boot_id != boot_id && r.fsync != "always");
+        let started = Record::Started {
+            boot_id: boot_id.to_string(),
+            fsync: self.cfg.fsync.to_string(),
+        };
+        {
+            let _gate = self.store.gate();
+            self.apply(&started);
+            self.store.append(&started, None);
+        }
+        if self.epoch().is_empty() || lost {
             let rec = Record::Epoch {
                 epoch: random_id(16),
             };
@@ -215,6 +245,23 @@ impl Core {
         match rec {
             Record::Epoch { epoch } => {
                 *self.epoch.write().unwrap_or_else(|e| e.into_inner()) = epoch.clone();
+            }
+            Record::Started { boot_id, fsync } => {
+                *self.last_run.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastRun {
+                    boot_id: boot_id.clone(),
+                    fsync: fsync.clone(),
+                    stopped: false,
+                });
+            }
+            Record::Stopped => {
+                if let Some(run) = self
+                    .last_run
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
+                    run.stopped = true;
+                }
             }
             Record::UserRegistered { username, hash, .. } => {
                 let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
@@ -1131,12 +1178,29 @@ impl Core {
         self.store.compact_if_due(|| self.snapshot_records());
     }
 
+    /// Records a clean stop: nothing acknowledged can be missing after it.
+    pub fn end_run(&self) {
+        let _gate = self.store.gate();
+        self.store.append(&Record::Stopped, None);
+    }
+
     /// Every record needed to rebuild the current state, for a snapshot. Each room's ring
     /// contributes only the entries it keeps.
     pub fn snapshot_records(&self) -> Vec<Record> {
         let mut out = vec![Record::Epoch {
             epoch: self.epoch(),
         }];
+        if let Some(run) = self
+            .last_run
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            out.push(Record::Started {
+                boot_id: run.boot_id,
+                fsync: run.fsync,
+            });
+        }
         let users: Vec<Arc<User>> = {
             let users = self.users.read().unwrap_or_else(|e| e.into_inner());
             users.values().cloned().collect()
@@ -1194,5 +1258,88 @@ fn deliver_to(metrics: &Metrics, conn: &Conn, frame: &Bytes) -> u64 {
             0
         }
         Pushed::Closed => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core(fsync: &str) -> Core {
+        let cfg = Config {
+            fsync: fsync.parse().unwrap(),
+            ..Config::default()
+        };
+        Core::new(
+            Arc::new(cfg),
+            Arc::default(),
+            Store::memory(),
+            Filter::default(),
+        )
+    }
+
+    /// Replays a previous run's records, starts a new run on boot `now`, and tells whether
+    /// the epoch changed.
+    fn epoch_changes(previous: &[Record], now: &str) -> bool {
+        let c = core("interval");
+        c.apply(&Record::Epoch {
+            epoch: "old".into(),
+        });
+        for r in previous {
+            c.apply(r);
+        }
+        c.begin_run(now);
+        c.epoch() != "old"
+    }
+
+    #[test]
+    fn only_an_unclean_stop_across_a_reboot_without_fsync_changes_the_epoch() {
+        let started = |boot: &str, fsync: &str| Record::Started {
+            boot_id: boot.into(),
+            fsync: fsync.into(),
+        };
+        let cases = [
+            (
+                "crash, same boot",
+                vec![started("b1", "interval")],
+                "b1",
+                false,
+            ),
+            (
+                "reboot after a crash",
+                vec![started("b1", "interval")],
+                "b2",
+                true,
+            ),
+            (
+                "reboot, fsync never",
+                vec![started("b1", "never")],
+                "b2",
+                true,
+            ),
+            (
+                "reboot, fsync always",
+                vec![started("b1", "always")],
+                "b2",
+                false,
+            ),
+            (
+                "clean stop, reboot",
+                vec![started("b1", "interval"), Record::Stopped],
+                "b2",
+                false,
+            ),
+            ("no run recorded", vec![], "b2", false),
+        ];
+        for (name, previous, now, want) in cases {
+            assert_eq!(epoch_changes(&previous, now), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_fresh_directory_gets_an_epoch() {
+        let c = core("interval");
+        c.begin_run("b1");
+        assert_eq!(c.epoch().len(), 16);
     }
 }

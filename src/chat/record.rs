@@ -11,8 +11,13 @@ use crate::protocol::Entry;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Record {
-    /// The data directory's identity; written once when it is created.
+    /// The data directory's identity; written when it is created, and anew when timelines
+    /// may have been lost.
     Epoch { epoch: String },
+    /// A server started on this data directory: the machine's boot id and its `--fsync`.
+    Started { boot_id: String, fsync: String },
+    /// The server stopped cleanly: everything before this is on disk.
+    Stopped,
     /// A new account. `hash` is the self-describing PBKDF2 string of `chat::password`.
     UserRegistered {
         username: String,
