@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use super::compactor::Compactor;
 use super::files::{create_journal_file, LockGuard};
 use super::format::{encode_record, HEADER_LEN};
+use super::syncer::Syncer;
 use super::{
     lock_ignoring_poison, Done, FsyncPolicy, Shared, DEFAULT_MAX_BATCH_BYTES, MAX_RECORD_BYTES,
     MAX_SNAPSHOT_BYTES, SYNC_INTERVAL,
@@ -52,6 +53,8 @@ pub(super) struct Writer {
     /// When the oldest write not yet fsynced happened; `None` when everything is synced.
     pub(super) unsynced_since: Option<Instant>,
     pub(super) failed: bool,
+    /// Under `Interval`, the thread that fsyncs in the background.
+    pub(super) syncer: Option<Syncer>,
     pub(super) compactor: Compactor,
     pub(super) _lock: LockGuard,
 }
@@ -81,7 +84,9 @@ impl Writer {
                 return None;
             }
             let deadline = match (self.policy, self.unsynced_since) {
-                (FsyncPolicy::Interval, Some(since)) if !self.failed => since + SYNC_INTERVAL,
+                (FsyncPolicy::Interval, Some(since)) if !self.failed && self.syncer.is_none() => {
+                    since + SYNC_INTERVAL
+                }
                 _ => return self.rx.recv().ok(),
             };
             match self.rx.recv_deadline(deadline) {
@@ -131,6 +136,10 @@ impl Writer {
 
     /// One write, an fsync if the policy says so, then the batch's `done`s in order.
     fn commit_batch(&mut self) {
+        if !self.failed && lock_ignoring_poison(&self.shared.failed).is_some() {
+            // The fsync thread failed; it published why.
+            self.failed = true;
+        }
         if self.buf.is_empty() || self.failed {
             self.buf.clear();
             self.dones.clear();
@@ -151,7 +160,13 @@ impl Writer {
         let since = *self.unsynced_since.get_or_insert_with(Instant::now);
         let sync_now = match self.policy {
             FsyncPolicy::Always => true,
-            FsyncPolicy::Interval => since.elapsed() >= SYNC_INTERVAL,
+            FsyncPolicy::Interval => match &self.syncer {
+                Some(syncer) => {
+                    syncer.dirty();
+                    false
+                }
+                None => since.elapsed() >= SYNC_INTERVAL,
+            },
             FsyncPolicy::Never => false,
         };
         if sync_now && !self.sync() {
@@ -228,6 +243,13 @@ impl Writer {
         let generation = self.generation + 1;
         match create_journal_file(&self.dir, generation) {
             Ok((file, path)) => {
+                let handed = self.syncer.as_ref().map(|s| s.switch(&file, &path));
+                if let Some(Err(e)) = handed {
+                    eprintln!(
+                        "parley journal: cannot hand the new journal to the fsync thread ({e}); fsyncing on the writer thread from now on"
+                    );
+                    self.syncer = None;
+                }
                 self.file = file;
                 self.path = path;
                 self.generation = generation;
