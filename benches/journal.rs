@@ -26,6 +26,14 @@ fn entry(seq: u64) -> Record {
 }
 
 fn main() {
+    // `cargo bench -- NAME` runs only the benches whose name contains NAME.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if !filters.is_empty() && !filters.iter().any(|f| "journal".contains(f.as_str())) {
+        return;
+    }
     let n: u64 = std::env::var("PARLEY_BENCH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
