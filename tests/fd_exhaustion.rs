@@ -3,22 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// CPU ticks (user + system) the process has used.
 fn cpu_ticks(pid: u32) -> u64 {
@@ -31,7 +21,8 @@ fn cpu_ticks(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_descriptors_keeps_serving_and_does_not_spin() {
     let bin = env!("CARGO_BIN_EXE_parley-server");
-    let mut child = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .args(["-c", "ulimit -n 40 && exec \"$0\" \"$@\"", bin])
         .args([
             "--bind",
@@ -40,17 +31,9 @@ async fn out_of_descriptors_keeps_serving_and_does_not_spin() {
             "--max-connections",
             "1000",
         ])
-        .args(["--max-connections-per-ip", "0", "--keepalive-timeout", "30"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let pid = child.id();
-    let _server = Server(child);
-    let addr: std::net::SocketAddr = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
+        .args(["--max-connections-per-ip", "0", "--keepalive-timeout", "30"]);
+    let server = spawn_server(command);
+    let (pid, addr) = (server.process.id(), server.addr);
 
     let mut kept = KeepAlive::open(addr).await;
     let health = kept.ask("GET", "/healthz", None).await.map(|r| r.status);

@@ -1,6 +1,7 @@
 //! The `parley-server` binary's command line: `--help`, bad flags, the listening line.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Command, Stdio};
 
 fn server() -> Command {
@@ -71,21 +72,8 @@ fn a_bad_flag_or_value_exits_2_with_one_line() {
 
 #[test]
 fn the_first_stdout_line_names_the_bound_address() {
-    let mut child = server()
-        .args(["--bind", "127.0.0.1:0", "--ephemeral"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    let addr = line
-        .trim()
-        .strip_prefix("parley listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-    let addr: std::net::SocketAddr = addr.parse().unwrap();
-    assert_ne!(addr.port(), 0, "the real port, not 0");
+    let mut command = server();
+    command.args(["--bind", "127.0.0.1:0", "--ephemeral"]);
+    let child = common::spawn_server(command);
+    assert_ne!(child.addr.port(), 0, "the real port, not 0");
 }

@@ -49,19 +49,7 @@ pub async fn start(extra: &[&str]) -> Server {
         Ok(Parsed::Run(cfg)) => *cfg,
         other => panic!("bad test flags: {other:?}"),
     };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let core = parley::start(cfg).unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(parley::run(listener, core.clone(), async move {
-        let _ = rx.await;
-    }));
-    Server {
-        addr,
-        core,
-        stop: Some(tx),
-        task: Some(task),
-    }
+    start_config(cfg).await
 }
 
 impl Server {
@@ -464,4 +452,40 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+// ----- the built binary -----
+
+/// A `parley-server` child process, killed when dropped.
+pub struct Child {
+    pub process: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// Runs `command` (the built server, possibly wrapped) with stdout piped and waits for its
+/// first line, `parley listening on HOST:PORT`.
+pub fn spawn_server(mut command: std::process::Command) -> Child {
+    use std::io::{BufRead, BufReader};
+    let mut process = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start parley-server");
+    let mut line = String::new();
+    BufReader::new(process.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let addr = line
+        .trim()
+        .strip_prefix("parley listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .parse()
+        .expect("an address");
+    Child { process, addr }
 }
