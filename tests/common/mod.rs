@@ -96,28 +96,8 @@ impl Reply {
 /// Reads one response from `stream`; `buf` carries bytes past it for pipelining.
 pub async fn read_reply(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Reply> {
     loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let mut lines = head.split("\r\n");
-            let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-            let headers: Vec<(String, String)> = lines
-                .filter_map(|l| l.split_once(':'))
-                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-                .collect();
-            let len: usize = headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, v)| v.parse().ok())
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                let body = buf[end + 4..end + 4 + len].to_vec();
-                buf.drain(..end + 4 + len);
-                return Some(Reply {
-                    status,
-                    headers,
-                    body,
-                });
-            }
+        if let Some(reply) = parse_reply(buf) {
+            return Some(reply);
         }
         let mut chunk = [0u8; 8192];
         let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
