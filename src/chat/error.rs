@@ -18,7 +18,10 @@ pub enum ChatError {
     RoomNotFound,
     RoomFull,
     TooManyRooms,
+    /// Reading or posting to a room one is not in (403).
     NotAMember,
+    /// Leaving a room one is not in (409: the request conflicts with the membership).
+    NotInRoom,
     EmptyMessage,
     MessageTooLong,
     RateLimited {
@@ -42,7 +45,7 @@ impl ChatError {
             | EmptyMessage | MessageTooLong | UnknownCommand(_) | BadCommand(_) => 400,
             NotAMember => 403,
             UserNotFound | RoomNotFound => 404,
-            UsernameTaken | RoomFull | TooManyRooms => 409,
+            UsernameTaken | RoomFull | TooManyRooms | NotInRoom => 409,
             TooManyAttempts { .. } | RateLimited { .. } => 429,
             Busy | Unavailable => 503,
         }
@@ -64,7 +67,7 @@ impl ChatError {
             RoomNotFound => "room_not_found",
             RoomFull => "room_full",
             TooManyRooms => "too_many_rooms",
-            NotAMember => "not_a_member",
+            NotAMember | NotInRoom => "not_a_member",
             EmptyMessage => "empty_message",
             MessageTooLong => "message_too_long",
             RateLimited { .. } => "rate_limited",
@@ -103,7 +106,7 @@ impl fmt::Display for ChatError {
             RoomNotFound => write!(f, "no such room"),
             RoomFull => write!(f, "the room is full"),
             TooManyRooms => write!(f, "you are in as many rooms as allowed; leave one first"),
-            NotAMember => write!(f, "you are not a member of that room"),
+            NotAMember | NotInRoom => write!(f, "you are not a member of that room"),
             EmptyMessage => write!(f, "the message is empty"),
             MessageTooLong => write!(f, "messages are at most 4096 bytes"),
             RateLimited { .. } => write!(f, "slow down: too many messages"),

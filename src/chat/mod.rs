@@ -816,7 +816,7 @@ impl Core {
             let mut us = user.lock();
             let mut rs = room.lock();
             if !rs.members.contains_key(&user.key) {
-                return Err(ChatError::NotAMember);
+                return Err(ChatError::NotInRoom);
             }
             let entry = Entry {
                 room: room.id.clone(),
