@@ -205,6 +205,19 @@ impl Shared {
         out
     }
 
+    /// Waits for a message phase to drain: every message sent reaching its `fanout`
+    /// receivers, or 2 s without progress, 15 s at most.
+    pub async fn drain_phase(&self, phase: u32, fanout: u64) {
+        let expected = self.sent(phase) * fanout;
+        self.wait_delivered(
+            phase,
+            expected,
+            Duration::from_secs(2),
+            Duration::from_secs(15),
+        )
+        .await;
+    }
+
     /// Waits until `expected` deliveries of `phase` arrived, or none arrived for `idle`, or
     /// `limit` passed. Returns whether all arrived.
     pub async fn wait_delivered(
