@@ -77,6 +77,8 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 pub const LOGIN_FAILURES_ALLOWED: usize = 5;
 /// The login-throttling window.
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Sessions one user may hold; a login beyond it ends their oldest session.
+pub const MAX_SESSIONS_PER_USER: usize = 100;
 /// Longest message text in bytes, after trimming.
 pub const MAX_MESSAGE_BYTES: usize = 4096;
 /// Largest WebSocket frame or reassembled message.

@@ -1081,3 +1081,30 @@ async fn metrics_expose_the_contracts_counters() {
     assert_eq!(value("parley_slow_consumer_closes_total"), 0.0);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_holds_at_most_100_sessions_and_the_oldest_ends_first() {
+    let s = start(&[]).await;
+    let first = user(s.addr, "alice").await;
+    let (mut ws, _) = ws_hello(s.addr, &first).await;
+    let mut tokens = vec![first.clone()];
+    for _ in 0..100 {
+        let r = login(&s, "alice", PASSWORD).await;
+        assert_eq!(r.status, 200);
+        tokens.push(r.json()["token"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        get(s.addr, "/api/v1/me", Some(&first)).await.status,
+        401,
+        "the 101st login ends the oldest session"
+    );
+    assert_eq!(
+        ws.closed().await,
+        Ended::Close(4001),
+        "and closes its sockets"
+    );
+    for t in &tokens[1..] {
+        assert_eq!(get(s.addr, "/api/v1/me", Some(t)).await.status, 200);
+    }
+    s.stop().await;
+}

@@ -275,16 +275,20 @@ impl Core {
                 if let (Some(user), Some(hash)) =
                     (self.user(&username.to_ascii_lowercase()), unhex(token_hash))
                 {
+                    let mut sessions = self.sessions();
+                    user.lock().sessions.push(hash);
                     let session = Session {
                         user,
                         created: *created,
                     };
-                    self.sessions().insert(hash, session);
+                    sessions.insert(hash, session);
                 }
             }
             Record::SessionEnded { token_hash } => {
                 if let Some(hash) = unhex(token_hash) {
-                    self.sessions().remove(&hash);
+                    if let Some(s) = self.sessions().remove(&hash) {
+                        s.user.lock().sessions.retain(|h| *h != hash);
+                    }
                 }
             }
             Record::RoomCreated {
@@ -490,15 +494,19 @@ impl Core {
         };
         let commit = {
             let _gate = self.store.gate();
-            let mut sessions = self.sessions();
-            let session = Session {
-                user: user.clone(),
-                created: now_ms(),
-            };
-            sessions.insert(hash, session);
+            self.apply(&rec);
             self.commit(&rec, || {})
         };
         commit.wait().await?;
+        // A user's oldest session ends when they hold too many, so logins cannot pile up
+        // sessions without bound.
+        let oldest = {
+            let us = user.lock();
+            (us.sessions.len() > config::MAX_SESSIONS_PER_USER).then(|| us.sessions[0])
+        };
+        if let Some(commit) = oldest.and_then(|h| self.end_session(h)) {
+            commit.wait().await?;
+        }
         Metrics::add(&self.metrics.logins_total, 1);
         self.touch(&user);
         Ok((token, user.name.clone()))
@@ -532,11 +540,13 @@ impl Core {
     pub fn end_session(&self, hash: [u8; 32]) -> Option<Commit> {
         let commit = {
             let _gate = self.store.gate();
-            let mut sessions = self.sessions();
-            sessions.remove(&hash)?;
+            if !self.sessions().contains_key(&hash) {
+                return None;
+            }
             let rec = Record::SessionEnded {
                 token_hash: hex(&hash),
             };
+            self.apply(&rec);
             self.commit(&rec, || {})
         };
         let conns: Vec<Arc<Conn>> = {

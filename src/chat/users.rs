@@ -23,6 +23,8 @@ pub struct UserState {
     pub rooms: Vec<String>,
     /// Live WebSocket connections.
     pub conns: Vec<Arc<Conn>>,
+    /// Token hashes of this user's sessions, oldest first.
+    pub sessions: Vec<[u8; 32]>,
     /// Last authenticated request, ms since the epoch; 0 if none.
     pub last_request: u64,
     /// Last time a WebSocket connection of theirs closed; 0 if none.
@@ -44,6 +46,7 @@ impl User {
                 hash,
                 rooms: Vec::new(),
                 conns: Vec::new(),
+                sessions: Vec::new(),
                 last_request: 0,
                 last_close: 0,
                 last_seen: None,
