@@ -1,7 +1,7 @@
 //! Every limit and default of the server in one place, and the hand-written flag parser.
 //!
 //! Flags are parsed in two steps, as ripgrep does: the raw `--name value` pairs are matched
-//! against the [`FLAGS`] table, then each value is validated into a typed [`Config`] field.
+//! against the `FLAGS` table, then each value is validated into a typed [`Config`] field.
 //! The same table produces `--help`, so a flag cannot exist without its help line.
 
 use std::path::PathBuf;
@@ -184,7 +184,7 @@ pub enum Parsed {
     Help,
 }
 
-/// The `--help` text, generated from [`FLAGS`].
+/// The `--help` text, generated from the `FLAGS` table.
 pub fn help() -> String {
     let mut out = String::from(
         "parley-server: a real-time chat server\n\nUSAGE:\n    parley-server [FLAGS]\n\nFLAGS:\n",
