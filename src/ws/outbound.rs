@@ -3,7 +3,8 @@
 //! Broadcasts push shared, already-encoded frames here; the connection's task takes everything
 //! pending at once and writes it in one syscall. The queue counts bytes until they are written,
 //! so a peer that stops reading is closed with 4002 once it owes more than the limit, and the
-//! frames queued for it are dropped at that moment: nobody else waits, and memory stays bounded.
+//! frames queued for it are dropped at that moment: nobody else waits, and memory stays bounded
+//! (by the limit, or by one frame for a peer that had read everything).
 
 use std::sync::Mutex;
 
@@ -71,7 +72,9 @@ impl Outbound {
         if q.close.is_some() {
             return Pushed::Closed;
         }
-        if q.pending + frame.len() > self.limit {
+        // A connection with nothing unsent is keeping up, so it may take one frame larger than
+        // the limit (a `/users` reply on a big server); otherwise the limit holds.
+        if q.pending > 0 && q.pending + frame.len() > self.limit {
             q.close = Some(Close {
                 code: super::frame::close::TOO_SLOW,
                 reason: "too slow: output not read",
@@ -151,6 +154,14 @@ mod tests {
         let close = out.take(&mut buf).map(|c| c.code);
         assert_eq!(close, Some(4002));
         assert!(buf.is_empty(), "queued frames are dropped on overflow");
+    }
+
+    #[test]
+    fn a_caught_up_connection_may_take_one_large_frame() {
+        let out = Outbound::new(10);
+        let big = Bytes::from(vec![b'x'; 25]);
+        assert_eq!(out.push(&big), Pushed::Queued);
+        assert_eq!(out.push(&Bytes::from_static(b"1")), Pushed::Overflow);
     }
 
     #[test]

@@ -174,3 +174,28 @@ async fn double_slash_posts_a_literal_slash_and_messages_are_filtered() {
     assert_eq!(kept, shown);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_larger_than_the_outbound_limit_reaches_a_client_that_keeps_up() {
+    let s = start(&["--max-outbound-bytes", "1024"]).await;
+    let token = user(s.addr, "alice").await;
+    for i in 0..40 {
+        let creds = json!({ "username": format!("member-{i:02}"), "password": PASSWORD });
+        assert_eq!(
+            post(s.addr, "/api/v1/register", None, creds).await.status,
+            201
+        );
+    }
+    let (mut ws, _) = ws_hello(s.addr, &token).await;
+    let reply = ask(&mut ws, "", "/users", "reply").await;
+    let users = reply["data"]["users"].as_array().expect("users");
+    assert_eq!(users.len(), 41);
+    assert!(
+        reply.to_string().len() > 1024,
+        "the reply is over the limit"
+    );
+    // Still open and served.
+    let again = ask(&mut ws, "", "/me", "reply").await;
+    assert_eq!(again["data"]["username"], "alice");
+    s.stop().await;
+}
