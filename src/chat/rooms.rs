@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::ring::Ring;
 use super::users::{Conn, User};
-use crate::protocol::{Entry, RoomView};
+use crate::protocol::{Entry, EntryKind, RoomView};
 
 /// Shards of the room table. Lookups take one shard's read lock, so joins and messages in
 /// different rooms rarely meet on a lock.
@@ -80,6 +80,24 @@ impl Room {
 }
 
 impl RoomState {
+    /// The room's next timeline entry, stamped now; the caller applies it.
+    pub fn next_entry(
+        &self,
+        room: &Room,
+        kind: EntryKind,
+        from: &str,
+        text: Option<String>,
+    ) -> Entry {
+        Entry {
+            room: room.id.clone(),
+            seq: self.last_seq + 1,
+            ts: super::now_ms(),
+            kind,
+            from: from.to_string(),
+            text,
+        }
+    }
+
     /// Seq of the oldest kept entry; `last_seq + 1` when none is kept.
     pub fn first_seq(&self) -> u64 {
         self.ring.get(0).map_or(self.last_seq + 1, |e| e.seq)

@@ -1,0 +1,188 @@
+//! Room membership and listings: creating, joining and leaving rooms, and the views of
+//! them (`rooms`, `my_rooms`, `room_detail`). Joins and leaves are timeline entries,
+//! handed on through `append_entry`.
+
+use std::sync::Arc;
+
+use super::rooms::{Room, RoomState};
+use super::{encode, now_ms, random_id, users, ChatError, Commit, Core, Fanout, Record, User};
+use crate::config;
+use crate::protocol::{Entry, EntryKind, MemberView, RoomDetail, RoomView, ServerFrame};
+
+impl Core {
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    pub fn rooms(&self) -> Vec<RoomView> {
+        let mut rooms: Vec<RoomView> = self.rooms.all().iter().map(|r| r.view(&r.lock())).collect();
+        rooms.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        rooms
+    }
+
+    /// The rooms a user belongs to, in the order joined.
+    pub fn my_rooms(&self, user: &User) -> Vec<RoomView> {
+        let ids = user.lock().rooms.clone();
+        ids.iter()
+            .filter_map(|id| self.rooms.get(id))
+            .map(|r| r.view(&r.lock()))
+            .collect()
+    }
+
+    pub fn room_detail(&self, id: &str) -> Result<RoomDetail, ChatError> {
+        let room = self.room(id)?;
+        let (view, members) = {
+            let rs = room.lock();
+            (
+                room.view(&rs),
+                rs.members.values().cloned().collect::<Vec<_>>(),
+            )
+        };
+        let now = now_ms();
+        let timeout = self.presence_timeout_ms();
+        let member_list = members
+            .iter()
+            .map(|u| MemberView {
+                username: u.name.clone(),
+                online: u.lock().is_online(now, timeout),
+            })
+            .collect();
+        Ok(RoomDetail {
+            room: view,
+            member_list,
+        })
+    }
+
+    pub async fn create_room(
+        &self,
+        user: &Arc<User>,
+        name: &str,
+        capacity: Option<i64>,
+    ) -> Result<RoomView, ChatError> {
+        let name = name.trim();
+        let chars = name.chars().count();
+        if !(1..=64).contains(&chars) || name.chars().any(char::is_control) {
+            return Err(ChatError::InvalidRoomName);
+        }
+        let capacity = match capacity {
+            None => self.cfg.room_capacity,
+            Some(c) if (1..=config::MAX_ROOM_CAPACITY as i64).contains(&c) => c as u32,
+            Some(_) => return Err(ChatError::InvalidCapacity),
+        };
+        let (view, commit) = self.create_locked(user, name, capacity)?;
+        commit.wait().await?;
+        Ok(view)
+    }
+
+    fn create_locked(
+        &self,
+        user: &Arc<User>,
+        name: &str,
+        capacity: u32,
+    ) -> Result<(RoomView, Commit), ChatError> {
+        let _gate = self.store.gate();
+        let mut us = user.lock();
+        if us.rooms.len() >= self.cfg.max_rooms_per_user {
+            return Err(ChatError::TooManyRooms);
+        }
+        let room = loop {
+            let room = self.new_room(&random_id(10), name, &user.name, capacity);
+            if self.rooms.insert(room.clone()) {
+                break room;
+            }
+        };
+        let created = Record::RoomCreated {
+            id: room.id.clone(),
+            name: room.name.clone(),
+            owner: room.owner.clone(),
+            capacity,
+            ts: now_ms(),
+        };
+        self.store.append(&created, None);
+        let mut rs = room.lock();
+        let commit = self.join_locked(&room, &mut rs, user, &mut us);
+        let mut view = room.view(&rs);
+        view.last_seq = rs.last_seq;
+        Ok((view, commit))
+    }
+
+    pub async fn join_room(&self, user: &Arc<User>, id: &str) -> Result<RoomView, ChatError> {
+        let room = self.room(id)?;
+        let (view, commit) = {
+            let _gate = self.store.gate();
+            let mut us = user.lock();
+            let mut rs = room.lock();
+            if rs.members.contains_key(&user.key) {
+                return Ok(room.view(&rs));
+            }
+            if us.rooms.len() >= self.cfg.max_rooms_per_user {
+                return Err(ChatError::TooManyRooms);
+            }
+            if rs.members.len() >= room.capacity as usize {
+                return Err(ChatError::RoomFull);
+            }
+            let commit = self.join_locked(&room, &mut rs, user, &mut us);
+            let mut view = room.view(&rs);
+            view.last_seq = rs.last_seq;
+            (view, commit)
+        };
+        commit.wait().await?;
+        Ok(view)
+    }
+
+    /// Appends `user`'s join entry. Once it is acknowledged, the joiner's connections get
+    /// the room's recent `history` and then the entry, like every other member.
+    fn join_locked(
+        &self,
+        room: &Arc<Room>,
+        rs: &mut RoomState,
+        user: &Arc<User>,
+        us: &mut users::UserState,
+    ) -> Commit {
+        let entry = rs.next_entry(room, EntryKind::Join, &user.name, None);
+        let recent: Vec<Entry> = {
+            let skip = rs.ring.len().saturating_sub(config::JOIN_HISTORY);
+            rs.ring
+                .range(skip, rs.ring.len())
+                .map(|e| (**e).clone())
+                .collect()
+        };
+        let complete = recent.first().is_none_or(|e| e.seq == 1);
+        Self::apply_entry(room, rs, Some((user, us)), &entry);
+        let history = encode(&ServerFrame::History {
+            room: &room.id,
+            entries: recent,
+            complete,
+            more: false,
+        });
+        let fanout = Fanout {
+            subscribers: rs.subscribers.clone(),
+            ack: None,
+            preface: Some((us.conns.clone(), history)),
+        };
+        self.append_entry(room, rs, entry, Some(fanout))
+    }
+
+    pub async fn leave_room(&self, user: &Arc<User>, id: &str) -> Result<(), ChatError> {
+        let room = self.room(id)?;
+        let commit = {
+            let _gate = self.store.gate();
+            let mut us = user.lock();
+            let mut rs = room.lock();
+            if !rs.members.contains_key(&user.key) {
+                return Err(ChatError::NotInRoom);
+            }
+            let entry = rs.next_entry(&room, EntryKind::Leave, &user.name, None);
+            // The leaver's connections still get the entry: it tells them they left.
+            let subscribers = rs.subscribers.clone();
+            Self::apply_entry(&room, &mut rs, Some((user, &mut us)), &entry);
+            let fanout = Fanout {
+                subscribers,
+                ack: None,
+                preface: None,
+            };
+            self.append_entry(&room, &mut rs, entry, Some(fanout))
+        };
+        commit.wait().await
+    }
+}

@@ -1,0 +1,96 @@
+//! Presence: request activity, the online/offline announcements to room-mates, and the
+//! user views (`users`, `user_info`) and online count built from it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{encode, now_ms, ChatError, Conn, Core, User};
+use crate::protocol::{ServerFrame, UserView};
+
+impl Core {
+    /// Records request activity, announcing the user online if they were not.
+    pub fn touch(&self, user: &Arc<User>) {
+        user.lock().last_request = now_ms();
+        self.refresh_presence(user);
+    }
+
+    pub(super) fn presence_timeout_ms(&self) -> u64 {
+        self.cfg.presence_timeout.as_millis() as u64
+    }
+
+    /// Compares a user's presence with what was last announced, and announces a change to
+    /// every connection of everyone who shares a room with them.
+    pub fn refresh_presence(&self, user: &Arc<User>) {
+        let now = now_ms();
+        let timeout = self.presence_timeout_ms();
+        let (online, rooms) = {
+            let mut us = user.lock();
+            let online = us.is_online(now, timeout);
+            if online == us.online {
+                return;
+            }
+            us.online = online;
+            if !online {
+                us.last_seen = Some(us.went_offline_at(timeout).min(now));
+            }
+            (online, us.rooms.clone())
+        };
+        let frame = encode(&ServerFrame::Presence {
+            username: &user.name,
+            online,
+        });
+        let mut sent: HashMap<u64, Arc<Conn>> = HashMap::new();
+        for id in rooms {
+            if let Some(room) = self.rooms.get(&id) {
+                let subs = room.lock().subscribers.clone();
+                for c in subs.iter().filter(|c| c.user.key != user.key) {
+                    sent.entry(c.id).or_insert_with(|| c.clone());
+                }
+            }
+        }
+        for c in sent.values() {
+            self.push(c, &frame);
+        }
+    }
+
+    fn user_view(&self, user: &User, now: u64) -> UserView {
+        let us = user.lock();
+        let timeout = self.presence_timeout_ms();
+        let online = us.is_online(now, timeout);
+        // Until the sweep announces it, a user whose presence just ran out is still marked
+        // online; their `last_seen` is the moment it ran out.
+        let last_seen = if !online && us.online {
+            Some(us.went_offline_at(timeout).min(now))
+        } else {
+            us.last_seen
+        };
+        UserView {
+            username: user.name.clone(),
+            online,
+            last_seen,
+        }
+    }
+
+    pub fn users(&self) -> Vec<UserView> {
+        let now = now_ms();
+        let users: Vec<Arc<User>> = {
+            let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+            users.values().cloned().collect()
+        };
+        let mut out: Vec<UserView> = users.iter().map(|u| self.user_view(u, now)).collect();
+        out.sort_by_key(|u| u.username.to_lowercase());
+        out
+    }
+
+    pub fn user_info(&self, name: &str) -> Result<UserView, ChatError> {
+        let user = self
+            .user(&name.to_ascii_lowercase())
+            .ok_or(ChatError::UserNotFound)?;
+        Ok(self.user_view(&user, now_ms()))
+    }
+
+    pub fn online_users(&self) -> usize {
+        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+        users.values().filter(|u| u.lock().online).count()
+    }
+}
