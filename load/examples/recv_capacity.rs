@@ -17,22 +17,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn entry_frames(n: usize) -> Vec<u8> {
-    let mut text = Vec::new();
-    scan::write_text(
-        &mut text,
+    let one = scan::sample_entry_frame(
         Stamp {
             phase: 1,
             sent_ns: 0,
         },
         100,
     );
-    let text = String::from_utf8(text).unwrap_or_default();
-    let payload = format!(
-        r#"{{"type":"entry","room":"r7Hc2kQ9","seq":123456,"ts":1764151200000,"kind":"message","from":"ld7f3k2a_123","text":"{text}"}}"#
-    );
-    let mut one = vec![0x81u8, 126];
-    one.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    one.extend_from_slice(payload.as_bytes());
     one.iter().copied().cycle().take(one.len() * n).collect()
 }
 

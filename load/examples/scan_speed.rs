@@ -7,22 +7,11 @@ use parley_load::scan::{self, Stamp};
 use std::time::Instant;
 
 fn main() {
-    let mut text = Vec::new();
-    scan::write_text(
-        &mut text,
-        Stamp {
-            phase: 3,
-            sent_ns: 123_456_789_012,
-        },
-        100,
-    );
-    let text = String::from_utf8(text).unwrap_or_default();
-    let payload = format!(
-        r#"{{"type":"entry","room":"r7Hc2kQ9","seq":123456,"ts":1764151200000,"kind":"message","from":"ld7f3k2a_123","text":"{text}"}}"#
-    );
-    let mut one = vec![0x81u8, 126];
-    one.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    one.extend_from_slice(payload.as_bytes());
+    let stamp = Stamp {
+        phase: 3,
+        sent_ns: 123_456_789_012,
+    };
+    let one = scan::sample_entry_frame(stamp, 100);
     let per_buf = 256 * 1024 / one.len();
     let buf: Vec<u8> = one
         .iter()

@@ -62,6 +62,21 @@ pub struct Stamp {
     pub sent_ns: u64,
 }
 
+/// One server `entry` frame (unmasked, final) carrying a stamped text of `len` bytes, shaped
+/// like the server's: for the generator's own speed checks against stand-in servers.
+pub fn sample_entry_frame(stamp: Stamp, len: usize) -> Vec<u8> {
+    let mut text = Vec::new();
+    write_text(&mut text, stamp, len);
+    let text = String::from_utf8(text).unwrap_or_default();
+    let payload = format!(
+        r#"{{"type":"entry","room":"r7Hc2kQ9","seq":123456,"ts":1764151200000,"kind":"message","from":"ld7f3k2a_123","text":"{text}"}}"#
+    );
+    let mut frame = vec![0x81u8, 126];
+    frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    frame.extend_from_slice(payload.as_bytes());
+    frame
+}
+
 /// Appends a message text of exactly `len` bytes (or just the stamp, if that is longer).
 pub fn write_text(out: &mut Vec<u8>, stamp: Stamp, len: usize) {
     let start = out.len();

@@ -94,7 +94,10 @@ impl Reply {
 }
 
 /// Reads one response from `stream`; `buf` carries bytes past it for pipelining.
-pub async fn read_reply(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Reply> {
+pub async fn read_reply<R>(stream: &mut R, buf: &mut Vec<u8>) -> Option<Reply>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
     loop {
         if let Some(reply) = parse_reply(buf) {
             return Some(reply);
@@ -348,30 +351,9 @@ pub async fn raw_on(stream: TcpStream, bytes: Vec<u8>) -> (Option<Reply>, TcpStr
         wr
     });
     let mut buf = Vec::new();
-    let reply = read_reply_half(&mut rd, &mut buf).await;
+    let reply = read_reply(&mut rd, &mut buf).await;
     let wr = writer.await.unwrap();
     (reply, rd.reunite(wr).unwrap())
-}
-
-async fn read_reply_half(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
-    buf: &mut Vec<u8>,
-) -> Option<Reply> {
-    // Reuse `read_reply`'s parsing by reading into `buf` until a whole response is there.
-    loop {
-        if let Some(reply) = parse_reply(buf) {
-            return Some(reply);
-        }
-        let mut chunk = [0u8; 8192];
-        let n = tokio::time::timeout(WAIT, rd.read(&mut chunk))
-            .await
-            .ok()?
-            .ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
 }
 
 /// One complete response at the start of `buf`, removed from it.
