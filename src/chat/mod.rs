@@ -9,6 +9,17 @@
 //! same critical section, so the journal's order is the memory's order. Whatever tells a
 //! client about the change (a REST answer, a broadcast `entry`) runs only once the store has
 //! acknowledged the record: broadcasts run in the store's callback, REST answers await it.
+//!
+//! # Layout
+//! `Core` and the one `apply` are here; its other methods live by concept in `accounts`
+//! (registration, login, sessions), `presence`, `membership` (rooms, joins, leaves),
+//! `timeline` (messages, sync, history), `connections` (WebSocket registration, heartbeat)
+//! and `lifecycle` (epoch, sweeps, snapshots). Data structures: `rooms` (the sharded table),
+//! `ring` (history), `users`; helpers: `commands`, `filter`, `password`, `ratelimit`.
+//!
+//! # Lock order
+//! The store's gate, then sessions, then a user, then a room, then an outbound queue; no
+//! lock is held across an `.await`.
 
 pub mod commands;
 pub mod error;
