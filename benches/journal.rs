@@ -1,28 +1,41 @@
 //! Journal append throughput for each `--fsync` policy.
 //!
 //! Appends 1,000,000 message entries (100-byte texts, the fan-out benchmark's size) through
-//! the server's own store, as `post` does (JSON encoding included), from one producer, and
-//! waits for the last acknowledgement. Then measures append-then-wait round trips, one record
+//! the server's own store, as `post` does (a place reserved, the record encoded), from one
+//! producer that waits for a place when all are taken, and waits for the last
+//! acknowledgement. Then measures append-then-wait round trips, one record
 //! at a time, which is what a lone client sees. Run: `cargo bench --bench journal`.
 //! `PARLEY_BENCH_RECORDS` overrides the record count.
 
 use std::sync::mpsc;
 use std::time::Instant;
 
-use parley::chat::Record;
 use parley::config::{Config, FsyncPolicy};
-use parley::protocol::{Entry, EntryKind};
-use parley::store::Store;
+use parley::protocol::EntryKind;
+use parley::store::{Done, KeptEntry, Store};
 
-fn entry(seq: u64) -> Record {
-    Record::Entry(Entry {
-        room: "k3v9x0a2qp".into(),
-        seq,
-        ts: 1_795_000_000_000 + seq,
-        kind: EntryKind::Message,
-        from: "sender-0042".into(),
-        text: Some("x".repeat(100)),
-    })
+fn entry(seq: u64) -> Vec<u8> {
+    let text = "x".repeat(100);
+    let kept = KeptEntry::new(
+        1_795_000_000_000 + seq,
+        EntryKind::Message,
+        "sender-0042",
+        Some(&text),
+        Some("\"n-1\""),
+    );
+    let mut out = Vec::with_capacity(256);
+    kept.write_record(&mut out, "k3v9x0a2qp", seq);
+    out
+}
+
+/// Appends like the server does: a place first (waiting while all are taken), then the record.
+fn append(store: &Store, record: Vec<u8>, done: Done) {
+    loop {
+        match store.reserve() {
+            Ok(slot) => return slot.append(record, done),
+            Err(_) => std::thread::yield_now(),
+        }
+    }
 }
 
 fn main() {
@@ -57,12 +70,16 @@ fn main() {
             compact_bytes: u64::MAX,
             ..Config::default()
         };
-        let (store, _) = Store::open(&cfg).expect("open the journal");
+        let store = Store::journal();
+        store
+            .open(&cfg, &mut |_| {}, &|| false)
+            .expect("open the journal");
         let (tx, rx) = mpsc::channel();
         let start = Instant::now();
         for seq in 1..=n {
             let tx = (seq == n).then(|| tx.clone());
-            store.append_entry(
+            append(
+                &store,
                 entry(seq),
                 Box::new(move |_| {
                     if let Some(tx) = tx {
@@ -79,7 +96,8 @@ fn main() {
         let start = Instant::now();
         for seq in 0..ROUND_TRIPS {
             let (tx, rx) = mpsc::channel();
-            store.append_entry(
+            append(
+                &store,
                 entry(n + 1 + seq),
                 Box::new(move |_| {
                     let _ = tx.send(());

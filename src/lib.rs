@@ -30,6 +30,7 @@ pub mod ws;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::net::TcpListener;
 
@@ -47,23 +48,41 @@ pub fn start(cfg: Config) -> Result<Arc<Core>, String> {
             .map_err(|e| format!("cannot read --blocked-words {}: {e}", path.display()))?,
         None => Filter::default(),
     };
-    let (store, recovered) = if cfg.ephemeral {
-        (Store::memory(), None)
+    let store = if cfg.ephemeral {
+        Store::memory()
     } else {
-        let (store, recovered) = Store::open(&cfg)?;
-        (store, Some(recovered))
+        Store::journal()
     };
-    let core = Core::new(Arc::new(cfg), Arc::new(Metrics::default()), store, filter);
-    if let Some(recovered) = recovered {
-        if let Some(note) = &recovered.truncated_tail {
+    let cfg = Arc::new(cfg);
+    let core = Arc::new(Core::new(
+        cfg.clone(),
+        Arc::new(Metrics::default()),
+        store,
+        filter,
+    ));
+    let boot = boot_id();
+    if !cfg.ephemeral {
+        let began = Instant::now();
+        let found = core.store().open(&cfg, &mut |rec| core.apply(&rec), &|| {
+            core.loss_possible(&boot)
+        })?;
+        if let Some(note) = &found.truncated_tail {
             eprintln!("parley: {note}");
         }
-        for rec in &recovered.records {
-            core.apply(rec);
+        if let Some(note) = &found.lost_tail {
+            eprintln!("parley: {note}; starting a new epoch");
         }
+        let (users, rooms, entries) = core.counts();
+        eprintln!(
+            "parley: recovered {} records ({} bytes) from {} in {} ms: {users} users, {rooms} rooms, {entries} kept entries",
+            found.records,
+            found.bytes,
+            cfg.data_dir.display(),
+            began.elapsed().as_millis()
+        );
     }
-    core.begin_run(&boot_id());
-    Ok(Arc::new(core))
+    core.begin_run(&boot);
+    Ok(core)
 }
 
 /// This boot of the machine, to tell a process crash (acknowledged data is with the OS) from a

@@ -48,7 +48,8 @@ pub enum EntryKind {
     Leave,
 }
 
-/// One timeline entry, as kept in a room's ring and as the history call returns it.
+/// One timeline entry, as the journal keeps it and the history call returns it. Rooms keep
+/// their entries in a compact form (`store::KeptEntry`); this is the readable one.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Entry {
     pub room: String,
@@ -58,20 +59,14 @@ pub struct Entry {
     pub from: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The nonce the sender gave. Kept with the entry and shown only to the sender's own
+    /// reads (`history`, `sync`), so a client can tell which of its sends arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<Value>,
 }
 
-/// The `entry` frame: the entry with a type tag, and the nonce on the sender's copy only.
-#[derive(Serialize)]
-pub struct EntryFrame<'a> {
-    #[serde(rename = "type")]
-    pub kind_tag: &'static str,
-    #[serde(flatten)]
-    pub entry: &'a Entry,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nonce: Option<&'a Value>,
-}
-
-/// Frames the server sends, other than `entry` (see [`EntryFrame`]).
+/// Frames the server sends, other than `entry` and `history`, which are written from kept
+/// entries by `chat::timeline`.
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ServerFrame<'a> {
@@ -80,15 +75,6 @@ pub enum ServerFrame<'a> {
         epoch: &'a str,
         heartbeat_ms: u64,
         rooms: Vec<RoomView>,
-    },
-    History {
-        room: &'a str,
-        entries: Vec<Entry>,
-        complete: bool,
-        /// Extension: the answer to `sync` was cut to fit the connection's output budget;
-        /// sync again from the last entry's seq for the rest.
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        more: bool,
     },
     Presence {
         username: &'a str,

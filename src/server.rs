@@ -129,12 +129,15 @@ async fn refuse(mut stream: TcpStream) {
 }
 
 /// Work the server does on a timer.
-type Periodic = (Duration, fn(&Core));
+type Periodic = (Duration, fn(&Arc<Core>));
 
 fn spawn_periodic(core: &Arc<Core>, stop: &watch::Receiver<bool>) {
     let tasks: [Periodic; 2] = [
-        (SWEEP_EVERY, Core::sweep),
-        (core.cfg.heartbeat_interval, Core::heartbeat),
+        (SWEEP_EVERY, |core| {
+            core.sweep();
+            core.compact_if_due();
+        }),
+        (core.cfg.heartbeat_interval, |core| core.heartbeat()),
     ];
     for (every, work) in tasks {
         let (core, mut stop) = (core.clone(), stop.clone());

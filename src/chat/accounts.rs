@@ -44,13 +44,19 @@ impl Core {
             ts: now_ms(),
         };
         let commit = {
-            let _gate = self.store.gate();
             let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
             if users.contains_key(&key) {
                 return Err(ChatError::UsernameTaken);
             }
+            let slot = self.reserve()?;
             self.apply_user(&mut users, username, hash);
-            self.commit(&rec, || {})
+            let table = self.users.clone();
+            self.commit(slot, &rec, move || {
+                table
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+            })
         };
         commit.wait().await?;
         Metrics::add(&self.metrics.registrations_total, 1);
@@ -140,9 +146,16 @@ impl Core {
             created: now_ms(),
         };
         let commit = {
-            let _gate = self.store.gate();
+            let slot = self.reserve()?;
             self.apply(&rec);
-            self.commit(&rec, || {})
+            let (sessions, user) = (self.sessions.clone(), user.clone());
+            self.commit(slot, &rec, move || {
+                sessions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&hash);
+                user.lock().sessions.retain(|h| *h != hash);
+            })
         };
         commit.wait().await?;
         // A user's oldest session ends when they hold too many, so logins cannot pile up
@@ -152,7 +165,7 @@ impl Core {
             (us.sessions.len() > config::MAX_SESSIONS_PER_USER).then(|| us.sessions[0])
         };
         if let Some(commit) = oldest.and_then(|h| self.end_session(h)) {
-            commit.wait().await?;
+            commit?.wait().await?;
         }
         Metrics::add(&self.metrics.logins_total, 1);
         self.touch(&user);
@@ -183,19 +196,18 @@ impl Core {
         })
     }
 
-    /// Ends a session now: its token stops working and its sockets close with 4001.
-    pub fn end_session(&self, hash: [u8; 32]) -> Option<Commit> {
-        let commit = {
-            let _gate = self.store.gate();
-            if !self.sessions().contains_key(&hash) {
-                return None;
-            }
-            let rec = Record::SessionEnded {
-                token_hash: hex(&hash),
-            };
-            self.apply(&rec);
-            self.commit(&rec, || {})
+    /// Ends a session now: its token stops working and its sockets close with 4001. When it
+    /// was the user's last session, the user is offline at once, whatever their last
+    /// request's time. If the journal cannot record the end, the session still ends in memory
+    /// (the safe side), and the answer is `unavailable`.
+    pub fn end_session(&self, hash: [u8; 32]) -> Option<Result<Commit, ChatError>> {
+        let user = self.sessions().get(&hash).map(|s| s.user.clone())?;
+        let rec = Record::SessionEnded {
+            token_hash: hex(&hash),
         };
+        let slot = self.reserve();
+        self.apply(&rec);
+        let commit = slot.map(|slot| self.commit(slot, &rec, || {}));
         let conns: Vec<Arc<Conn>> = {
             let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
             conns
@@ -206,13 +218,22 @@ impl Core {
         };
         for c in conns {
             c.out.close(frame::close::SESSION_ENDED, "session ended");
+            // No longer counted for presence, although its task takes a moment to end.
+            self.close_conn(&c);
         }
+        {
+            let mut us = user.lock();
+            if us.sessions.is_empty() {
+                us.last_request = 0;
+            }
+        }
+        self.refresh_presence(&user);
         Some(commit)
     }
 
     pub async fn logout(&self, auth: &Auth) -> Result<(), ChatError> {
         match self.end_session(auth.session) {
-            Some(commit) => commit.wait().await,
+            Some(commit) => commit?.wait().await,
             None => Err(ChatError::Unauthorized),
         }
     }

@@ -1,10 +1,9 @@
 //! The server's runs over one data directory: the epoch rule at start, the clean-stop
-//! record, the periodic sweep of presence, sessions and the login throttle, and the
-//! records a snapshot is made of.
+//! record, and the periodic sweep of presence, sessions and the login throttle.
 
 use std::sync::Arc;
 
-use super::{hex, now_ms, random_id, Core, Record, User};
+use super::{now_ms, random_id, Core, Record, User};
 use crate::config;
 
 impl Core {
@@ -18,29 +17,32 @@ impl Core {
     /// record with the OS; a power loss does not), and that run did not fsync every batch.
     /// Their seqs would then be handed out again, so clients must forget the ones they hold.
     pub fn begin_run(&self, boot_id: &str) {
-        let lost = self
-            .last_run
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(|r| !r.stopped && r.boot_id != boot_id && r.fsync != "always");
+        let lost = self.loss_possible(boot_id);
         let started = Record::Started {
             boot_id: boot_id.to_string(),
             fsync: self.cfg.fsync.to_string(),
         };
-        {
-            let _gate = self.store.gate();
-            self.apply(&started);
-            self.store.append(&started, None);
-        }
+        self.apply(&started);
+        self.store.append_system(&started);
         if self.epoch().is_empty() || lost {
             let rec = Record::Epoch {
                 epoch: random_id(16),
             };
-            let _gate = self.store.gate();
             self.apply(&rec);
-            self.store.append(&rec, None);
+            self.store.append_system(&rec);
         }
+    }
+
+    /// Whether the run recorded so far may have lost acknowledged records: it did not stop
+    /// cleanly, the machine rebooted since (a process crash leaves every acknowledged record
+    /// with the OS; a power cut does not), and it did not fsync every batch. Recovery asks
+    /// this when it finds damage followed by valid records.
+    pub fn loss_possible(&self, boot_id: &str) -> bool {
+        self.last_run
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|r| !r.stopped && r.boot_id != boot_id && r.fsync != "always")
     }
 
     /// Ends presence by request activity that timed out, and sessions past their idle or
@@ -82,63 +84,11 @@ impl Core {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, f| f.iter().any(|&t| now.saturating_sub(t) < window));
-        self.store.compact_if_due(|| self.snapshot_records());
     }
 
     /// Records a clean stop: nothing acknowledged can be missing after it.
     pub fn end_run(&self) {
-        let _gate = self.store.gate();
-        self.store.append(&Record::Stopped, None);
-    }
-
-    /// Every record needed to rebuild the current state, for a snapshot. Each room's ring
-    /// contributes only the entries it keeps.
-    pub fn snapshot_records(&self) -> Vec<Record> {
-        let mut out = vec![Record::Epoch {
-            epoch: self.epoch(),
-        }];
-        if let Some(run) = self
-            .last_run
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
-            out.push(Record::Started {
-                boot_id: run.boot_id,
-                fsync: run.fsync,
-            });
-        }
-        let users: Vec<Arc<User>> = {
-            let users = self.users.read().unwrap_or_else(|e| e.into_inner());
-            users.values().cloned().collect()
-        };
-        for u in &users {
-            out.push(Record::UserRegistered {
-                username: u.name.clone(),
-                hash: u.lock().hash.clone(),
-                ts: 0,
-            });
-        }
-        for (hash, s) in self.sessions().iter() {
-            out.push(Record::SessionStarted {
-                token_hash: hex(hash),
-                username: s.user.name.clone(),
-                created: s.created,
-            });
-        }
-        for room in self.rooms.all() {
-            let rs = room.lock();
-            out.push(Record::RoomSnapshot {
-                id: room.id.clone(),
-                name: room.name.clone(),
-                owner: room.owner.clone(),
-                capacity: room.capacity,
-                last_seq: rs.last_seq,
-                members: rs.members.values().map(|u| u.name.clone()).collect(),
-                entries: rs.ring.iter().map(|e| (**e).clone()).collect(),
-            });
-        }
-        out
+        self.store.append_system(&Record::Stopped);
     }
 }
 

@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
-use super::rooms::{Room, RoomState};
-use super::{encode, now_ms, random_id, users, ChatError, Commit, Core, Fanout, Record, User};
+use super::rooms::{Room, RoomState, RoomTable};
+use super::timeline::{history_frame, Change, Delivery};
+use super::{now_ms, random_id, users, ChatError, Commit, Core, Record, User};
 use crate::config;
-use crate::protocol::{Entry, EntryKind, MemberView, RoomDetail, RoomView, ServerFrame};
+use crate::protocol::{EntryKind, MemberView, RoomDetail, RoomView};
+use crate::store::{KeptEntry, Slot};
 
 impl Core {
     pub fn room_count(&self) -> usize {
@@ -80,11 +82,11 @@ impl Core {
         name: &str,
         capacity: u32,
     ) -> Result<(RoomView, Commit), ChatError> {
-        let _gate = self.store.gate();
         let mut us = user.lock();
         if us.rooms.len() >= self.cfg.max_rooms_per_user {
             return Err(ChatError::TooManyRooms);
         }
+        let (created_slot, join_slot) = (self.reserve()?, self.reserve()?);
         let room = loop {
             let room = self.new_room(&random_id(10), name, &user.name, capacity);
             if self.rooms.insert(room.clone()) {
@@ -98,9 +100,12 @@ impl Core {
             capacity,
             ts: now_ms(),
         };
-        self.store.append(&created, None);
+        let (rooms, id) = (self.rooms.clone(), room.id.clone());
+        drop(self.commit(created_slot, &created, move || {
+            RoomTable::remove(&rooms, &id);
+        }));
         let mut rs = room.lock();
-        let commit = self.join_locked(&room, &mut rs, user, &mut us);
+        let commit = self.join_locked(join_slot, &room, &mut rs, user, &mut us);
         let mut view = room.view(&rs);
         view.last_seq = rs.last_seq;
         Ok((view, commit))
@@ -109,7 +114,6 @@ impl Core {
     pub async fn join_room(&self, user: &Arc<User>, id: &str) -> Result<RoomView, ChatError> {
         let room = self.room(id)?;
         let (view, commit) = {
-            let _gate = self.store.gate();
             let mut us = user.lock();
             let mut rs = room.lock();
             if rs.members.contains_key(&user.key) {
@@ -121,7 +125,8 @@ impl Core {
             if rs.members.len() >= room.capacity as usize {
                 return Err(ChatError::RoomFull);
             }
-            let commit = self.join_locked(&room, &mut rs, user, &mut us);
+            let slot = self.reserve()?;
+            let commit = self.join_locked(slot, &room, &mut rs, user, &mut us);
             let mut view = room.view(&rs);
             view.last_seq = rs.last_seq;
             (view, commit)
@@ -130,58 +135,77 @@ impl Core {
         Ok(view)
     }
 
-    /// Appends `user`'s join entry. Once it is acknowledged, the joiner's connections get
-    /// the room's recent `history` and then the entry, like every other member.
+    /// Appends `user`'s join entry. Once it is published, the joiner's connections get the
+    /// room's recent `history` and then the entry, like every other member.
     fn join_locked(
         &self,
+        slot: Slot,
         room: &Arc<Room>,
         rs: &mut RoomState,
         user: &Arc<User>,
         us: &mut users::UserState,
     ) -> Commit {
-        let entry = rs.next_entry(room, EntryKind::Join, &user.name, None);
-        let recent: Vec<Entry> = {
-            let skip = rs.ring.len().saturating_sub(config::JOIN_HISTORY);
-            rs.ring
-                .range(skip, rs.ring.len())
-                .map(|e| (**e).clone())
-                .collect()
-        };
-        let complete = recent.first().is_none_or(|e| e.seq == 1);
-        Self::apply_entry(room, rs, Some((user, us)), &entry);
-        let history = encode(&ServerFrame::History {
-            room: &room.id,
-            entries: recent,
+        let since = rs.last_seq.saturating_sub(config::JOIN_HISTORY as u64);
+        // Complete when it reaches back to the room's first entry.
+        let complete = rs.last_seq == since || (since == 0 && rs.first_seq() <= 1);
+        let history = history_frame(
+            room,
+            rs,
+            &user.name,
+            since,
+            rs.last_seq,
             complete,
-            more: false,
-        });
-        let fanout = Fanout {
-            subscribers: rs.subscribers.clone(),
+            usize::MAX,
+        );
+        let entry = KeptEntry::new(now_ms(), EntryKind::Join, &user.name, None, None);
+        let seq = rs.append(entry.clone());
+        Self::apply_membership(room, rs, user, us, EntryKind::Join);
+        let delivery = Delivery {
+            room: room.clone(),
+            seq,
+            entry,
             ack: None,
-            preface: Some((us.conns.clone(), history)),
+            change: Change::Join(user.clone(), history),
         };
-        self.append_entry(room, rs, entry, Some(fanout))
+        let (room, user) = (room.clone(), user.clone());
+        let undo = move || {
+            let mut us = user.lock();
+            let mut rs = room.lock();
+            Self::apply_membership(&room, &mut rs, &user, &mut us, EntryKind::Leave);
+            rs.unsubscribe_user(&user.key);
+        };
+        self.submit_entry(slot, rs, Some(us), delivery, undo)
     }
 
     pub async fn leave_room(&self, user: &Arc<User>, id: &str) -> Result<(), ChatError> {
         let room = self.room(id)?;
         let commit = {
-            let _gate = self.store.gate();
             let mut us = user.lock();
             let mut rs = room.lock();
             if !rs.members.contains_key(&user.key) {
                 return Err(ChatError::NotInRoom);
             }
-            let entry = rs.next_entry(&room, EntryKind::Leave, &user.name, None);
+            let slot = self.reserve()?;
+            let entry = KeptEntry::new(now_ms(), EntryKind::Leave, &user.name, None, None);
+            let seq = rs.append(entry.clone());
+            Self::apply_membership(&room, &mut rs, user, &mut us, EntryKind::Leave);
             // The leaver's connections still get the entry: it tells them they left.
-            let subscribers = rs.subscribers.clone();
-            Self::apply_entry(&room, &mut rs, Some((user, &mut us)), &entry);
-            let fanout = Fanout {
-                subscribers,
+            let delivery = Delivery {
+                room: room.clone(),
+                seq,
+                entry,
                 ack: None,
-                preface: None,
+                change: Change::Leave(user.clone()),
             };
-            self.append_entry(&room, &mut rs, entry, Some(fanout))
+            let (room, user) = (room.clone(), user.clone());
+            let undo = move || {
+                let mut us = user.lock();
+                let mut rs = room.lock();
+                Self::apply_membership(&room, &mut rs, &user, &mut us, EntryKind::Join);
+                let conns = us.conns.clone();
+                rs.subscribe(&conns);
+            };
+            self.submit_entry(slot, &mut rs, Some(&us), delivery, undo)
         };
         commit.wait().await
     }

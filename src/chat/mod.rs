@@ -5,10 +5,21 @@
 //! both call the methods of [`Core`], so nothing about rooms or users is decided twice.
 //!
 //! # Acknowledgement
-//! A change is applied in memory under its locks and its record handed to the store in the
-//! same critical section, so the journal's order is the memory's order. Whatever tells a
-//! client about the change (a REST answer, a broadcast `entry`) runs only once the store has
-//! acknowledged the record: broadcasts run in the store's callback, REST answers await it.
+//! A change first takes a place in the store (refused with `unavailable` when the journal
+//! failed or is full, before anything changed), is applied in memory under its locks, and
+//! its record is handed to the store in the same critical section, so the journal's order is
+//! the memory's order. Whatever tells a client about the change (a REST answer, a broadcast
+//! `entry`) runs only once the store has acknowledged the record: broadcasts are published in
+//! the store's callback (`timeline`), REST answers await it. If the store fails before
+//! acknowledging, the callback undoes the change in memory instead, so memory never holds a
+//! user, session, room or membership that the journal lacks.
+//!
+//! # Threads
+//! Request and connection tasks run on the tokio workers and never block: no lock is held
+//! across an `.await`, and a full journal refuses rather than waits. Password hashing runs on
+//! its own small pool (`password`). With a journal, acknowledgements and broadcasts run on
+//! the journal's delivery thread, writes on its writer thread, snapshots on its snapshot
+//! thread; nothing on a request path waits for a snapshot.
 //!
 //! # Layout
 //! `Core` and the one `apply` are here; its other methods live by concept in `accounts`
@@ -26,7 +37,6 @@ pub mod error;
 pub mod filter;
 pub mod password;
 pub mod ratelimit;
-pub mod record;
 pub mod ring;
 pub mod rooms;
 pub mod users;
@@ -36,6 +46,7 @@ mod connections;
 mod lifecycle;
 mod membership;
 mod presence;
+mod snapshot;
 mod timeline;
 
 use std::collections::HashMap;
@@ -44,25 +55,24 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use tungstenite::Bytes;
 
+pub use crate::store::Record;
 pub use accounts::valid_username;
 pub use error::ChatError;
-pub use record::Record;
 pub use users::{Conn, Session, User};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::protocol::{Entry, EntryFrame, EntryKind, ServerFrame};
-use crate::store::Store;
+use crate::protocol::{EntryKind, ServerFrame};
+use crate::store::{KeptEntry, Slot, Store};
 use crate::ws::frame;
 use crate::ws::outbound::Pushed;
 use filter::Filter;
 use password::HashPool;
-use rooms::{Room, RoomState, RoomTable};
+use rooms::{Room, RoomTable};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -100,15 +110,6 @@ pub fn random_id(len: usize) -> String {
         .collect()
 }
 
-/// Who receives a new entry once it is acknowledged.
-struct Fanout {
-    subscribers: Arc<Vec<Arc<Conn>>>,
-    /// The sender's connection and nonce: that connection's copy carries the nonce.
-    ack: Option<(u64, Value)>,
-    /// A frame some connections get just before the entry: a joiner's `history`.
-    preface: Option<(Vec<Arc<Conn>>, Bytes)>,
-}
-
 /// The last start recorded in the journal, and whether a clean stop followed it.
 #[derive(Debug, Clone)]
 struct LastRun {
@@ -118,11 +119,22 @@ struct LastRun {
 }
 
 /// Waits for the store to acknowledge a record.
-pub struct Commit(oneshot::Receiver<()>);
+pub struct Commit(oneshot::Receiver<bool>);
 
 impl Commit {
+    /// A change that needed no waiting (nothing is stored).
+    fn done() -> Commit {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(true);
+        Commit(rx)
+    }
+
+    /// `Err(Unavailable)` when the store failed before acknowledging the record.
     pub async fn wait(self) -> Result<(), ChatError> {
-        self.0.await.map_err(|_| ChatError::Unavailable)
+        match self.0.await {
+            Ok(true) => Ok(()),
+            _ => Err(ChatError::Unavailable),
+        }
     }
 }
 
@@ -139,12 +151,17 @@ pub enum Posted<'a> {
     Command(&'a str),
 }
 
+type Users = Arc<RwLock<HashMap<String, Arc<User>>>>;
+type Sessions = Arc<Mutex<HashMap<[u8; 32], Session>>>;
+
 pub struct Core {
     pub cfg: Arc<Config>,
     pub metrics: Arc<Metrics>,
-    users: RwLock<HashMap<String, Arc<User>>>,
-    sessions: Mutex<HashMap<[u8; 32], Session>>,
-    rooms: RoomTable,
+    // The tables are `Arc`s so that an acknowledgement callback can undo a change the store
+    // failed to keep, and a snapshot can read them on the snapshot thread.
+    users: Users,
+    sessions: Sessions,
+    rooms: Arc<RoomTable>,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     /// Failed-login times per lowercase username, for throttling.
     throttle: Mutex<HashMap<String, Vec<u64>>>,
@@ -164,9 +181,9 @@ impl Core {
             hasher: HashPool::new(cfg.hash_threads, cfg.max_pending_hashes),
             cfg,
             metrics,
-            users: RwLock::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
-            rooms: RoomTable::default(),
+            users: Arc::default(),
+            sessions: Arc::default(),
+            rooms: Arc::default(),
             conns: Mutex::new(HashMap::new()),
             throttle: Mutex::new(HashMap::new()),
             filter,
@@ -195,24 +212,36 @@ impl Core {
         self.rooms.get(id).ok_or(ChatError::RoomNotFound)
     }
 
-    /// Hands `rec` to the store; `then` runs once it is acknowledged, and so does the
-    /// returned [`Commit`].
-    fn commit(&self, rec: &Record, then: impl FnOnce() + Send + 'static) -> Commit {
+    /// Takes a place in the store for one record, before changing anything.
+    fn reserve(&self) -> Result<Slot, ChatError> {
+        self.store.reserve().map_err(|_| ChatError::Unavailable)
+    }
+
+    /// Hands `rec` to the store in `slot`; the returned [`Commit`] completes once it is
+    /// acknowledged. `on_fail` runs instead if the store never will: it undoes the change.
+    fn commit(&self, slot: Slot, rec: &Record, on_fail: impl FnOnce() + Send + 'static) -> Commit {
+        if let Slot::Memory = slot {
+            return Commit::done();
+        }
         let (tx, rx) = oneshot::channel();
-        self.store.append(
-            rec,
-            Some(Box::new(move || {
-                then();
-                let _ = tx.send(());
-            })),
+        slot.append(
+            crate::store::snapshot::encode(rec),
+            Box::new(move |written| {
+                if !written {
+                    on_fail();
+                }
+                let _ = tx.send(written);
+            }),
         );
         Commit(rx)
     }
 
     // ----- the one function that applies records -----
 
-    /// Applies a record to memory. Recovery replays the journal through here; the live path
-    /// calls the same per-record helpers under the locks it already holds.
+    /// Applies a record to memory. Recovery replays the snapshot and the journal through
+    /// here; the live path calls the same per-record helpers under the locks it already
+    /// holds. Applying a record the state already holds changes nothing (see
+    /// `store::record`).
     pub fn apply(&self, rec: &Record) {
         match rec {
             Record::Epoch { epoch } => {
@@ -237,7 +266,9 @@ impl Core {
             }
             Record::UserRegistered { username, hash, .. } => {
                 let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
-                self.apply_user(&mut users, username, hash.clone());
+                if !users.contains_key(&username.to_ascii_lowercase()) {
+                    self.apply_user(&mut users, username, hash.clone());
+                }
             }
             Record::SessionStarted {
                 token_hash,
@@ -247,13 +278,15 @@ impl Core {
                 if let (Some(user), Some(hash)) =
                     (self.user(&username.to_ascii_lowercase()), unhex(token_hash))
                 {
-                    let mut sessions = self.sessions();
-                    user.lock().sessions.push(hash);
-                    let session = Session {
-                        user,
-                        created: *created,
-                    };
-                    sessions.insert(hash, session);
+                    if let std::collections::hash_map::Entry::Vacant(slot) =
+                        self.sessions().entry(hash)
+                    {
+                        user.lock().sessions.push(hash);
+                        slot.insert(Session {
+                            user,
+                            created: *created,
+                        });
+                    }
                 }
             }
             Record::SessionEnded { token_hash } => {
@@ -280,20 +313,35 @@ impl Core {
                 last_seq,
                 members,
                 entries,
+                kept,
             } => {
                 let room = self.new_room(id, name, owner, *capacity);
-                self.rooms.insert(room.clone());
-                let mut rs = room.lock();
-                for e in entries {
-                    rs.ring.push(Arc::new(e.clone()));
+                if !self.rooms.insert(room.clone()) {
+                    return;
                 }
-                rs.last_seq = *last_seq;
+                let mut rs = room.lock();
+                // The kept entries follow (format 2) and bring `last_seq` up to date as they
+                // are restored; a format-1 snapshot has them inline.
+                rs.last_seq = last_seq.saturating_sub(*kept);
+                for e in entries {
+                    rs.restore(e.seq, KeptEntry::from_entry(e));
+                }
+                rs.last_seq = rs.last_seq.max(last_seq.saturating_sub(*kept));
                 room.set_committed(*last_seq);
                 for name in members {
                     if let Some(user) = self.user(&name.to_ascii_lowercase()) {
                         user.lock().rooms.push(id.clone());
                         rs.members.insert(user.key.clone(), user);
                     }
+                }
+            }
+            Record::KeptEntries { room, entries } => {
+                let Some(room) = self.rooms.get(room) else {
+                    return;
+                };
+                let mut rs = room.lock();
+                for e in entries {
+                    rs.append(e.clone());
                 }
             }
             Record::Entry(entry) => {
@@ -303,7 +351,11 @@ impl Core {
                 let user = self.user(&entry.from.to_ascii_lowercase());
                 let mut us = user.as_ref().map(|u| u.lock());
                 let mut rs = room.lock();
-                Self::apply_entry(&room, &mut rs, user.as_ref().zip(us.as_deref_mut()), entry);
+                if rs.restore(entry.seq, KeptEntry::from_entry(entry)) {
+                    if let Some((user, us)) = user.as_ref().zip(us.as_deref_mut()) {
+                        Self::apply_membership(&room, &mut rs, user, us, entry.kind);
+                    }
+                }
                 room.set_committed(entry.seq);
             }
         }
@@ -319,29 +371,25 @@ impl Core {
         users.insert(user.key.clone(), Arc::new(user));
     }
 
-    /// Adds an entry to a room's timeline; `join` and `leave` also change membership.
-    fn apply_entry(
+    /// The membership a `join` or `leave` entry makes. Connections subscribe and unsubscribe
+    /// when the entry is published (`timeline`), not here.
+    fn apply_membership(
         room: &Room,
-        rs: &mut RoomState,
-        user: Option<(&Arc<User>, &mut users::UserState)>,
-        entry: &Entry,
+        rs: &mut rooms::RoomState,
+        user: &Arc<User>,
+        us: &mut users::UserState,
+        kind: EntryKind,
     ) {
-        rs.last_seq = rs.last_seq.max(entry.seq);
-        rs.ring.push(Arc::new(entry.clone()));
-        let Some((user, us)) = user else { return };
-        match entry.kind {
+        match kind {
             EntryKind::Join => {
                 rs.members.insert(user.key.clone(), user.clone());
                 if !us.rooms.contains(&room.id) {
                     us.rooms.push(room.id.clone());
                 }
-                rs.subscribe(&us.conns);
             }
             EntryKind::Leave => {
                 rs.members.remove(&user.key);
                 us.rooms.retain(|r| *r != room.id);
-                let ids: Vec<u64> = us.conns.iter().map(|c| c.id).collect();
-                rs.unsubscribe(&ids);
             }
             EntryKind::Message => {}
         }
@@ -351,15 +399,6 @@ impl Core {
 /// Serializes a server frame into a WebSocket text frame.
 pub fn encode(f: &ServerFrame<'_>) -> Bytes {
     frame::text(&serde_json::to_vec(f).unwrap_or_default())
-}
-
-fn encode_entry(entry: &Entry, nonce: Option<&Value>) -> Bytes {
-    let f = EntryFrame {
-        kind_tag: "entry",
-        entry,
-        nonce,
-    };
-    frame::text(&serde_json::to_vec(&f).unwrap_or_default())
 }
 
 /// Pushes one frame, counting a slow-consumer close; returns frames queued (0 or 1).

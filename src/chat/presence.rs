@@ -89,6 +89,14 @@ impl Core {
         Ok(self.user_view(&user, now_ms()))
     }
 
+    /// Users, rooms and kept entries, for the log.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let users = self.users.read().unwrap_or_else(|e| e.into_inner()).len();
+        let rooms = self.rooms.all();
+        let entries = rooms.iter().map(|r| r.lock().ring.len()).sum();
+        (users, rooms.len(), entries)
+    }
+
     pub fn online_users(&self) -> usize {
         let users = self.users.read().unwrap_or_else(|e| e.into_inner());
         users.values().filter(|u| u.lock().online).count()

@@ -33,6 +33,15 @@ impl<T> Ring<T> {
     /// Appends `item`, returning the item it evicted, if the ring was full.
     pub fn push(&mut self, item: T) -> Option<T> {
         if self.slots.len() < self.capacity {
+            if self.slots.len() == self.slots.capacity() {
+                // Grow by doubling, but never past the capacity: a full ring has no slack.
+                let more = self
+                    .slots
+                    .len()
+                    .max(4)
+                    .min(self.capacity - self.slots.len());
+                self.slots.reserve_exact(more);
+            }
             self.slots.push(item);
             None
         } else {
@@ -58,6 +67,12 @@ impl<T> Ring<T> {
 
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.range(0, self.len())
+    }
+
+    /// Drops every item, keeping the capacity.
+    pub fn clear(&mut self) {
+        self.slots = Vec::new();
+        self.head = 0;
     }
 }
 

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::ring::Ring;
 use super::users::{Conn, User};
-use crate::protocol::{Entry, EntryKind, RoomView};
+use crate::protocol::RoomView;
+use crate::store::KeptEntry;
 
 /// Shards of the room table. Lookups take one shard's read lock, so joins and messages in
 /// different rooms rarely meet on a lock.
@@ -33,7 +34,8 @@ pub struct RoomState {
     /// Every connection of every member. Copy-on-write: a broadcast clones the `Arc`, and a
     /// change copies the list only while a broadcast still holds the old one.
     pub subscribers: Arc<Vec<Arc<Conn>>>,
-    pub ring: Ring<Arc<Entry>>,
+    /// The last `--history` entries; the newest has seq `last_seq`, and seqs are consecutive.
+    pub ring: Ring<KeptEntry>,
     pub last_seq: u64,
 }
 
@@ -80,35 +82,48 @@ impl Room {
 }
 
 impl RoomState {
-    /// The room's next timeline entry, stamped now; the caller applies it.
-    pub fn next_entry(
-        &self,
-        room: &Room,
-        kind: EntryKind,
-        from: &str,
-        text: Option<String>,
-    ) -> Entry {
-        Entry {
-            room: room.id.clone(),
-            seq: self.last_seq + 1,
-            ts: super::now_ms(),
-            kind,
-            from: from.to_string(),
-            text,
+    /// Appends the room's next entry; returns its seq.
+    pub fn append(&mut self, entry: KeptEntry) -> u64 {
+        self.last_seq += 1;
+        self.ring.push(entry);
+        self.last_seq
+    }
+
+    /// Appends an entry read back from the journal with its seq. One already kept (a
+    /// snapshot may hold entries the journal after it repeats) changes nothing; after a gap
+    /// (which recovery never makes) the ring starts afresh, since its seqs must be
+    /// consecutive. Returns whether it was appended.
+    pub fn restore(&mut self, seq: u64, entry: KeptEntry) -> bool {
+        if seq <= self.last_seq {
+            return false;
         }
+        if seq != self.last_seq + 1 {
+            self.ring.clear();
+            self.last_seq = seq - 1;
+        }
+        self.append(entry);
+        true
     }
 
     /// Seq of the oldest kept entry; `last_seq + 1` when none is kept.
     pub fn first_seq(&self) -> u64 {
-        self.ring.get(0).map_or(self.last_seq + 1, |e| e.seq)
+        self.last_seq + 1 - self.ring.len() as u64
     }
 
-    /// Kept entries with `from < seq <= to`, oldest first.
-    pub fn entries_between(&self, from: u64, to: u64) -> impl Iterator<Item = &Arc<Entry>> {
+    /// Kept entries with `from < seq <= to` and their seqs, oldest first.
+    pub fn entries_between(&self, from: u64, to: u64) -> impl Iterator<Item = (u64, &KeptEntry)> {
         let first = self.first_seq();
         let start = from.saturating_add(1).max(first) - first;
-        let end = to.saturating_add(1).max(first) - first;
-        self.ring.range(start as usize, end as usize)
+        let end = to.min(self.last_seq).saturating_add(1).max(first) - first;
+        self.ring
+            .range(start as usize, end as usize)
+            .enumerate()
+            .map(move |(i, e)| (first + start + i as u64, e))
+    }
+
+    /// Every kept entry, oldest first, for a snapshot.
+    pub fn kept(&self) -> Vec<KeptEntry> {
+        self.ring.iter().cloned().collect()
     }
 
     pub fn subscribe(&mut self, conns: &[Arc<Conn>]) {
@@ -123,6 +138,13 @@ impl RoomState {
     pub fn unsubscribe(&mut self, conn_ids: &[u64]) {
         if self.subscribers.iter().any(|s| conn_ids.contains(&s.id)) {
             Arc::make_mut(&mut self.subscribers).retain(|s| !conn_ids.contains(&s.id));
+        }
+    }
+
+    /// Unsubscribes every connection of a user (by lowercase name), closed ones included.
+    pub fn unsubscribe_user(&mut self, key: &str) {
+        if self.subscribers.iter().any(|s| s.user.key == key) {
+            Arc::make_mut(&mut self.subscribers).retain(|s| s.user.key != key);
         }
     }
 }
@@ -165,6 +187,12 @@ impl RoomTable {
         }
         shard.insert(room.id.clone(), room);
         true
+    }
+
+    /// Removes a room; returns whether it was there.
+    pub fn remove(&self, id: &str) -> bool {
+        let mut shard = self.shard(id).write().unwrap_or_else(|e| e.into_inner());
+        shard.remove(id).is_some()
     }
 
     /// Every room, in no particular order.

@@ -1,70 +1,175 @@
-//! A room's timeline: appending entries and broadcasting them once acknowledged, checking
-//! and posting messages under the rate limits, and reading entries back (`sync`,
-//! `history`).
+//! A room's timeline: appending entries and publishing them once acknowledged, checking and
+//! posting messages under the rate limits, and reading entries back (`sync`, `history`).
+//!
+//! # Publishing
+//! An entry is applied to the room (its ring and `last_seq`) when it is made, under the room's
+//! lock, and handed to the store in the same critical section. It is *published* once the
+//! store acknowledges it: [`Delivery::publish`] marks it committed, applies the subscription
+//! change a join or leave makes, and takes the room's subscribers, all under the room's lock;
+//! then the frame goes to each of them. Opening a connection subscribes it and reads
+//! `last_seq` for its `hello` under the same lock, so a connection either is subscribed when
+//! an entry is published or its `hello` already counts that entry: it never misses one.
+//! Publishing happens in seq order per room: in memory, inline under the room's lock; with a
+//! journal, on its one delivery thread, in journal order.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
 use tokio::sync::oneshot;
+use tungstenite::Bytes;
 
 use super::filter::Filter;
 use super::rooms::{Room, RoomState};
-use super::{
-    deliver_to, encode_entry, ChatError, Commit, Conn, Core, Fanout, Posted, Record, User,
-};
+use super::users::UserState;
+use super::{deliver_to, ChatError, Commit, Conn, Core, Posted, User};
 use crate::config;
 use crate::metrics::Metrics;
-use crate::protocol::{Entry, EntryKind};
+use crate::protocol::{Entry, EntryKind, ServerFrame};
+use crate::store::record::ENTRY_HEAD;
+use crate::store::{KeptEntry, Slot};
+use crate::ws::frame;
 
-impl Core {
-    /// Hands an entry the caller has already applied to the store, and broadcasts it once the
-    /// store acknowledges it. Called under the room's lock, so the store sees each room's
-    /// entries in seq order and so do subscribers. `fanout` overrides the recipients, and names the
-    /// sender's connection and nonce for the acknowledging copy.
-    pub(super) fn append_entry(
+/// What publishing an entry changes about who is subscribed to its room.
+pub(super) enum Change {
+    None,
+    /// The user's connections subscribe, and those not yet subscribed get this `history`
+    /// frame just before the entry.
+    Join(Arc<User>, Bytes),
+    /// The user's connections get the entry, then unsubscribe.
+    Leave(Arc<User>),
+}
+
+/// An applied entry waiting to be published.
+pub(super) struct Delivery {
+    pub(super) room: Arc<Room>,
+    pub(super) seq: u64,
+    pub(super) entry: KeptEntry,
+    /// The sending connection and its nonce (JSON): its copy carries the nonce.
+    pub(super) ack: Option<(u64, Box<str>)>,
+    pub(super) change: Change,
+}
+
+impl Delivery {
+    /// Marks the entry committed and applies the subscription change. Returns the
+    /// subscribers that get the entry and the connections that get the `history` first.
+    fn publish(
         &self,
-        room: &Arc<Room>,
         rs: &mut RoomState,
-        entry: Entry,
-        fanout: Option<Fanout>,
-    ) -> Commit {
-        let Fanout {
-            subscribers,
-            ack,
-            preface,
-        } = fanout.unwrap_or_else(|| Fanout {
-            subscribers: rs.subscribers.clone(),
-            ack: None,
-            preface: None,
-        });
-        let rec = Record::Entry(entry);
-        let room = room.clone();
-        let metrics = self.metrics.clone();
-        let (tx, rx) = oneshot::channel();
-        // Building the frame from the record after the store has it keeps one copy of the text.
-        let deliver = move |rec: &Record| {
-            let Record::Entry(entry) = rec else { return };
-            room.set_committed(entry.seq);
-            let mut delivered = 0;
-            if let Some((conns, frame)) = &preface {
-                for c in conns {
-                    delivered += deliver_to(&metrics, c, frame);
+        us: Option<&UserState>,
+    ) -> (Arc<Vec<Arc<Conn>>>, Vec<Arc<Conn>>) {
+        self.room.set_committed(self.seq);
+        match &self.change {
+            Change::None => (rs.subscribers.clone(), Vec::new()),
+            Change::Join(user, _) => {
+                let newcomers: Vec<Arc<Conn>> = us
+                    .map(|us| {
+                        us.conns
+                            .iter()
+                            .filter(|c| !rs.subscribers.iter().any(|s| s.id == c.id))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                // Still a member: a leave made before this join was published has not
+                // removed the user yet, or has, and then there is nothing to subscribe.
+                if rs.members.contains_key(&user.key) {
+                    rs.subscribe(&newcomers);
+                    (rs.subscribers.clone(), newcomers)
+                } else {
+                    (rs.subscribers.clone(), Vec::new())
                 }
             }
-            let shared = encode_entry(entry, None);
-            for c in subscribers.iter() {
-                let frame = match &ack {
-                    Some((id, nonce)) if *id == c.id => encode_entry(entry, Some(nonce)),
-                    _ => shared.clone(),
-                };
-                delivered += deliver_to(&metrics, c, &frame);
+            Change::Leave(user) => {
+                let subs = rs.subscribers.clone();
+                if !rs.members.contains_key(&user.key) {
+                    rs.unsubscribe_user(&user.key);
+                }
+                (subs, Vec::new())
             }
-            Metrics::add(&metrics.frames_delivered_total, delivered);
-            Metrics::add(&metrics.entries_appended_total, 1);
-            let _ = tx.send(());
+        }
+    }
+
+    /// Queues the frames: the `history` for newcomers, then the entry for everyone.
+    fn push(&self, metrics: &Metrics, subs: &[Arc<Conn>], newcomers: &[Arc<Conn>]) {
+        let mut delivered = 0;
+        if let Change::Join(_, history) = &self.change {
+            for c in newcomers {
+                delivered += deliver_to(metrics, c, history);
+            }
+        }
+        let room = &self.room.id;
+        let mut json = Vec::with_capacity(160 + self.entry.as_bytes().len());
+        self.entry
+            .write_json(&mut json, ENTRY_HEAD, room, self.seq, None);
+        let shared = frame::text(&json);
+        for c in subs {
+            let f = match &self.ack {
+                Some((id, nonce)) if *id == c.id => {
+                    json.clear();
+                    self.entry
+                        .write_json(&mut json, ENTRY_HEAD, room, self.seq, Some(nonce));
+                    frame::text(&json)
+                }
+                _ => shared.clone(),
+            };
+            delivered += deliver_to(metrics, c, &f);
+        }
+        Metrics::add(&metrics.frames_delivered_total, delivered);
+        Metrics::add(&metrics.entries_appended_total, 1);
+    }
+
+    /// Publishes from the journal's delivery thread: takes the joiner's lock (for a join),
+    /// then the room's, and pushes outside them.
+    fn run(self, metrics: &Metrics) {
+        let (subs, newcomers) = {
+            let joiner = match &self.change {
+                Change::Join(user, _) => Some(user.clone()),
+                _ => None,
+            };
+            let us = joiner.as_ref().map(|u| u.lock());
+            let mut rs = self.room.lock();
+            self.publish(&mut rs, us.as_deref())
         };
-        self.store.append_entry(rec, Box::new(deliver));
+        self.push(metrics, &subs, &newcomers);
+    }
+}
+
+impl Core {
+    /// Hands an entry the caller has already applied to the store, and publishes it once the
+    /// store acknowledges it; `on_fail` runs instead if the store never will. Called under
+    /// the room's lock (and, for a join, the joiner's), so the store sees each room's entries
+    /// in seq order. In memory the entry is published right here.
+    pub(super) fn submit_entry(
+        &self,
+        slot: Slot,
+        rs: &mut RoomState,
+        us: Option<&UserState>,
+        delivery: Delivery,
+        on_fail: impl FnOnce() + Send + 'static,
+    ) -> Commit {
+        if let Slot::Memory = slot {
+            let (subs, newcomers) = delivery.publish(rs, us);
+            delivery.push(&self.metrics, &subs, &newcomers);
+            return Commit::done();
+        }
+        let mut record = Vec::with_capacity(160 + delivery.entry.as_bytes().len());
+        delivery
+            .entry
+            .write_record(&mut record, &delivery.room.id, delivery.seq);
+        let metrics = self.metrics.clone();
+        let (tx, rx) = oneshot::channel();
+        slot.append(
+            record,
+            Box::new(move |written| {
+                if written {
+                    delivery.run(&metrics);
+                } else {
+                    on_fail();
+                }
+                let _ = tx.send(written);
+            }),
+        );
         Commit(rx)
     }
 
@@ -110,6 +215,8 @@ impl Core {
     }
 
     /// Posts a message. The sender's connection gets its copy with `nonce`; that is the ack.
+    /// If the store fails before acknowledging it, that connection gets error `unavailable`
+    /// with the nonce instead.
     pub fn post(
         &self,
         conn: &Arc<Conn>,
@@ -118,33 +225,49 @@ impl Core {
         nonce: Option<Value>,
     ) -> Result<(), ChatError> {
         let room = self.room(room_id)?;
-        let _gate = self.store.gate();
         let mut rs = room.lock();
         if !rs.members.contains_key(&conn.user.key) {
             return Err(ChatError::NotAMember);
         }
-        let entry = rs.next_entry(&room, EntryKind::Message, &conn.user.name, Some(text));
-        Self::apply_entry(&room, &mut rs, None, &entry);
+        let slot = self.reserve()?;
+        let nonce_json: Option<Box<str>> = nonce.as_ref().map(|n| n.to_string().into());
+        let entry = KeptEntry::new(
+            super::now_ms(),
+            EntryKind::Message,
+            &conn.user.name,
+            Some(&text),
+            nonce_json.as_deref(),
+        );
+        let seq = rs.append(entry.clone());
         // Membership subscribes every connection of the user, the sender's included; without a
         // nonce the sender gets the plain copy like everyone else.
-        let fanout = Fanout {
-            subscribers: rs.subscribers.clone(),
-            ack: nonce.map(|n| (conn.id, n)),
-            preface: None,
+        let delivery = Delivery {
+            room: room.clone(),
+            seq,
+            entry,
+            ack: nonce_json.map(|n| (conn.id, n)),
+            change: Change::None,
         };
-        drop(self.append_entry(&room, &mut rs, entry, Some(fanout)));
+        let (metrics, sender) = (self.metrics.clone(), conn.clone());
+        let on_fail = move || {
+            let e = ChatError::Unavailable;
+            let f = super::encode(&ServerFrame::Error {
+                code: e.code(),
+                message: e.to_string(),
+                nonce: nonce.as_ref(),
+                retry_after_ms: None,
+            });
+            deliver_to(&metrics, &sender, &f);
+        };
+        drop(self.submit_entry(slot, &mut rs, None, delivery, on_fail));
         Ok(())
     }
 
-    /// Kept entries after `since`, for `sync`: `(entries, complete, more)`. Entries are cut
-    /// at a byte budget (half the outbound limit) so one answer cannot overflow the
-    /// connection; `more` then says to sync again from the last entry returned.
-    pub fn sync(
-        &self,
-        user: &User,
-        room_id: &str,
-        since: u64,
-    ) -> Result<(Vec<Entry>, bool, bool), ChatError> {
+    /// The `history` frame answering `sync` from `since`. Entries are cut at a byte budget
+    /// (half the outbound limit) so one answer cannot overflow the connection; `"more": true`
+    /// then says to sync again from the last entry returned. The user's own entries carry
+    /// the nonce they were sent with.
+    pub fn sync_frame(&self, user: &User, room_id: &str, since: u64) -> Result<Bytes, ChatError> {
         let room = self.room(room_id)?;
         let rs = room.lock();
         if !rs.members.contains_key(&user.key) {
@@ -153,22 +276,13 @@ impl Core {
         let last = room.committed().min(rs.last_seq);
         let complete = since >= last || since + 1 >= rs.first_seq();
         let budget = self.cfg.max_outbound_bytes / 2;
-        let mut used = 0;
-        let mut out = Vec::new();
-        let mut more = false;
-        for e in rs.entries_between(since, last) {
-            used += 96 + e.from.len() + e.text.as_ref().map_or(0, |t| t.len() * 2);
-            if used > budget && !out.is_empty() {
-                more = true;
-                break;
-            }
-            out.push((**e).clone());
-        }
-        Ok((out, complete, more))
+        Ok(history_frame(
+            &room, &rs, &user.name, since, last, complete, budget,
+        ))
     }
 
     /// A page of history: at most `limit` entries with `seq < before`, oldest first, and the
-    /// oldest kept seq.
+    /// oldest kept seq. The user's own entries carry their nonce.
     pub fn history(
         &self,
         user: &User,
@@ -186,8 +300,48 @@ impl Core {
         let from = upto.saturating_sub(limit as u64);
         let entries = rs
             .entries_between(from, upto)
-            .map(|e| (**e).clone())
+            .map(|(seq, e)| e.to_entry(&room.id, seq, e.from() == user.name))
             .collect();
         Ok((entries, rs.first_seq()))
     }
+}
+
+/// A `history` frame of the kept entries with `since < seq <= upto`, at most `budget` bytes
+/// of entries (at least one), written straight from the kept bytes. `own` names the user
+/// whose entries carry their nonce.
+pub(super) fn history_frame(
+    room: &Room,
+    rs: &RoomState,
+    own: &str,
+    since: u64,
+    upto: u64,
+    complete: bool,
+    budget: usize,
+) -> Bytes {
+    let mut json = Vec::with_capacity(256);
+    json.extend_from_slice(b"{\"type\":\"history\",\"room\":");
+    crate::store::record::write_str(&mut json, &room.id);
+    json.extend_from_slice(b",\"entries\":[");
+    let start = json.len();
+    let mut more = false;
+    for (n, (seq, e)) in rs.entries_between(since, upto).enumerate() {
+        if n > 0 && json.len() - start > budget {
+            more = true;
+            break;
+        }
+        if n > 0 {
+            json.push(b',');
+        }
+        let nonce = e.nonce().filter(|_| e.from() == own);
+        e.write_json(&mut json, b"", &room.id, seq, nonce);
+    }
+    json.extend_from_slice(b"],\"complete\":");
+    json.extend_from_slice(if complete { b"true" } else { b"false" });
+    if more {
+        // Extension: the answer was cut to fit the connection's output budget; sync again
+        // from the last entry's seq for the rest.
+        json.extend_from_slice(b",\"more\":true");
+    }
+    json.push(b'}');
+    frame::text(&json)
 }

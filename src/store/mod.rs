@@ -1,160 +1,186 @@
 //! Where records go: nowhere (`--ephemeral`), or the journal in `--data-dir`.
 //!
-//! The chat core hands every record here together with what to do once it is safe (the
-//! acknowledgement). In memory that happens at once; with a journal it happens on the writer
-//! thread after the record's batch reached the OS (and the disk, under `--fsync always`).
-//! Records are JSON inside the journal's length-prefixed, checksummed frames; a snapshot is
-//! one JSON array of the records that rebuild the state.
+//! The chat core first takes a place ([`Store::reserve`], refused once the journal failed or
+//! is full, before anything changed), then hands the record here with what to do once it is
+//! safe (the acknowledgement). In memory the core acknowledges at once itself; with a journal
+//! the acknowledgement runs on the journal's delivery thread after the record's batch reached
+//! the OS (and the disk, under `--fsync always`). Records are JSON inside the journal's
+//! length-prefixed, checksummed frames; a snapshot is a stream of records (`snapshot`).
 
 pub mod journal;
+pub mod record;
+pub mod snapshot;
 
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::OnceLock;
 
-use crate::chat::Record;
 use crate::config::Config;
-use journal::{Journal, JournalConfig};
+use journal::{Journal, JournalConfig, Origin, Reserved, SnapshotSource};
 
-/// Runs once a record is acknowledged.
-pub type Done = journal::Done;
-/// Runs once an entry record is acknowledged, with the record.
-pub type Deliver = Box<dyn FnOnce(&Record) + Send>;
+pub use journal::{Done, Refused};
+pub use record::{KeptEntry, Record};
 
 /// Largest group-commit write.
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
 enum Backend {
     Memory,
-    Journal(Journal),
+    /// Set once recovery is over; the core exists (and replays into) before that.
+    Journal(OnceLock<Journal>),
 }
 
 pub struct Store {
-    /// Held shared by every change (memory and record together) and exclusively by a
-    /// snapshot, so a snapshot never sees a change whose record went to the next journal.
-    gate: RwLock<()>,
     backend: Backend,
 }
 
-/// What recovery read back, in the order to apply it.
-pub struct Recovered {
-    pub records: Vec<Record>,
-    /// A note about a torn final record that was cut off, to log.
+/// A place for one record, taken before the change it describes.
+pub enum Slot {
+    /// Nothing is stored: the caller acknowledges at once.
+    Memory,
+    Journal(Reserved),
+}
+
+impl Slot {
+    /// Hands the record to the journal; `done` runs once its fate is known. In memory,
+    /// `done(true)` runs at once, on this thread.
+    pub fn append(self, record: Vec<u8>, done: Done) {
+        match self {
+            Slot::Memory => done(true),
+            Slot::Journal(place) => place.append(record, Some(done)),
+        }
+    }
+}
+
+/// What recovery did, for the log.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    pub records: u64,
+    pub bytes: u64,
+    /// A torn final record was cut: nothing acknowledged was lost.
     pub truncated_tail: Option<String>,
+    /// Damage followed by valid records was cut after an unclean stop and a reboot:
+    /// acknowledged records may be lost.
+    pub lost_tail: Option<String>,
 }
 
 impl Store {
-    /// A store that keeps nothing: every record is acknowledged at once.
+    /// A store that keeps nothing.
     pub fn memory() -> Store {
         Store {
-            gate: RwLock::new(()),
             backend: Backend::Memory,
         }
     }
 
-    /// Opens the journal in `cfg.data_dir` and reads back what it holds.
-    pub fn open(cfg: &Config) -> Result<(Store, Recovered), String> {
+    /// A store for the journal in `--data-dir`, not open yet: see [`Store::open`].
+    pub fn journal() -> Store {
+        Store {
+            backend: Backend::Journal(OnceLock::new()),
+        }
+    }
+
+    /// True when nothing is stored and changes are acknowledged at once.
+    pub fn is_memory(&self) -> bool {
+        matches!(self.backend, Backend::Memory)
+    }
+
+    fn live(&self) -> Option<&Journal> {
+        match &self.backend {
+            Backend::Memory => None,
+            Backend::Journal(j) => j.get(),
+        }
+    }
+
+    /// Opens the journal in `cfg.data_dir` and replays it into `apply`, one record at a time.
+    /// `may_lose` is asked when damage is followed by valid records (see [`Journal::open`]).
+    pub fn open(
+        &self,
+        cfg: &Config,
+        apply: &mut dyn FnMut(Record),
+        may_lose: &dyn Fn() -> bool,
+    ) -> Result<Recovery, String> {
+        let Backend::Journal(slot) = &self.backend else {
+            return Ok(Recovery::default());
+        };
         let jcfg = JournalConfig {
             dir: cfg.data_dir.clone(),
             fsync: cfg.fsync,
             compact_bytes: cfg.compact_bytes,
             max_batch_bytes: MAX_BATCH_BYTES,
         };
-        let (journal, found) = Journal::open(jcfg).map_err(|e| e.to_string())?;
-        let mut records = Vec::with_capacity(found.records.len());
-        if let Some(snapshot) = &found.snapshot {
-            let state: Vec<Record> = serde_json::from_slice(snapshot).map_err(|e| {
-                format!("snapshot in {} is unreadable: {e}", cfg.data_dir.display())
-            })?;
-            records.extend(state);
-        }
-        for (i, raw) in found.records.iter().enumerate() {
-            let rec = serde_json::from_slice(raw).map_err(|e| {
-                format!(
-                    "journal record {} in {} is unreadable: {e}",
-                    i + 1,
-                    cfg.data_dir.display()
-                )
-            })?;
-            records.push(rec);
-        }
-        let store = Store {
-            gate: RwLock::new(()),
-            backend: Backend::Journal(journal),
-        };
-        let recovered = Recovered {
-            records,
-            truncated_tail: found.truncated_tail,
-        };
-        Ok((store, recovered))
-    }
-
-    /// Taken around each change; see the `gate` field.
-    pub fn gate(&self) -> RwLockReadGuard<'_, ()> {
-        self.gate.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn quiesce(&self) -> RwLockWriteGuard<'_, ()> {
-        self.gate.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn append(&self, rec: &Record, done: Option<Done>) {
-        match &self.backend {
-            Backend::Memory => {
-                if let Some(done) = done {
-                    done();
+        let mut sink = |origin: Origin, payload: &[u8]| -> Result<(), String> {
+            match origin {
+                Origin::Journal => {
+                    let rec = serde_json::from_slice(payload)
+                        .map_err(|e| format!("journal record is unreadable: {e}"))?;
+                    apply(rec);
                 }
+                Origin::Snapshot => snapshot::decode(payload, &mut *apply)?,
             }
-            Backend::Journal(j) => j.append(serde_json::to_vec(rec).unwrap_or_default(), done),
-        }
-    }
-
-    /// Like [`Store::append`], handing the record itself to the acknowledgement so the
-    /// broadcast can be built from it without another copy.
-    pub fn append_entry(&self, rec: Record, deliver: Deliver) {
-        match &self.backend {
-            Backend::Memory => deliver(&rec),
-            Backend::Journal(j) => {
-                let bytes = serde_json::to_vec(&rec).unwrap_or_default();
-                j.append(bytes, Some(Box::new(move || deliver(&rec))));
-            }
-        }
-    }
-
-    /// When the journal has grown past `--compact-bytes`, replaces it with a snapshot of the
-    /// state `snapshot` describes. Changes wait while the state is read.
-    pub fn compact_if_due(&self, snapshot: impl FnOnce() -> Vec<Record>) {
-        let Backend::Journal(j) = &self.backend else {
-            return;
+            Ok(())
         };
-        if !j.wants_snapshot() {
-            return;
+        let (journal, found) =
+            Journal::open(jcfg, &mut sink, may_lose).map_err(|e| e.to_string())?;
+        let _ = slot.set(journal);
+        Ok(Recovery {
+            records: found.snapshot_records + found.journal_records,
+            bytes: found.bytes,
+            truncated_tail: found.truncated_tail,
+            lost_tail: found.lost_tail,
+        })
+    }
+
+    /// Takes a place for one record; refused when the journal failed, closed or is full.
+    pub fn reserve(&self) -> Result<Slot, Refused> {
+        match &self.backend {
+            Backend::Memory => Ok(Slot::Memory),
+            Backend::Journal(j) => match j.get() {
+                Some(j) => j.reserve().map(Slot::Journal),
+                None => Err(Refused::Failed),
+            },
         }
-        let _quiet = self.quiesce();
-        let bytes = serde_json::to_vec(&snapshot()).unwrap_or_default();
-        j.compact(bytes);
+    }
+
+    /// Appends a record the server writes for itself (start, stop, epoch), without a place.
+    pub fn append_system(&self, rec: &Record) {
+        if let Some(j) = self.live() {
+            j.append(serde_json::to_vec(rec).unwrap_or_default(), None);
+        }
+    }
+
+    /// When the journal has grown past `--compact-bytes`, replaces it with a snapshot whose
+    /// records `source` gives; `source` is called at once, and its records are pulled on the
+    /// snapshot thread.
+    pub fn compact_if_due(&self, source: impl FnOnce() -> SnapshotSource) {
+        if let Some(j) = self.live() {
+            if j.wants_snapshot() {
+                j.compact(source());
+            }
+        }
     }
 
     /// Bytes written and fsyncs done, for `/metrics`.
     pub fn stats(&self) -> (u64, u64) {
-        match &self.backend {
-            Backend::Memory => (0, 0),
-            Backend::Journal(j) => {
+        match self.live() {
+            None => (0, 0),
+            Some(j) => {
                 let s = j.stats();
                 (s.bytes_written, s.fsyncs)
             }
         }
     }
 
+    /// Snapshots written since start.
+    pub fn snapshots(&self) -> u64 {
+        self.live().map_or(0, |j| j.stats().snapshots)
+    }
+
     /// Why the journal stopped accepting writes, if it did.
     pub fn failed(&self) -> Option<String> {
-        match &self.backend {
-            Backend::Memory => None,
-            Backend::Journal(j) => j.failed(),
-        }
+        self.live().and_then(Journal::failed)
     }
 
     /// Flushes and stops the journal, if any. Blocks until it is on disk.
     pub fn close(&self) {
-        if let Backend::Journal(j) = &self.backend {
+        if let Some(j) = self.live() {
             j.close();
         }
     }

@@ -42,6 +42,12 @@ pub async fn run(
 ) {
     let _ = stream.set_nodelay(true);
     let conn = core.open_conn(&auth);
+    // Closes the connection in the core however this task ends, a panic included, so a
+    // user is never left online by a connection that is gone.
+    let guard = Registered {
+        core: &core,
+        conn: &conn,
+    };
     let mut s = Session {
         core: &core,
         conn: &conn,
@@ -50,9 +56,21 @@ pub async fn run(
         message: None,
     };
     let ended = s.drive(shutdown).await;
-    core.close_conn(&conn);
+    drop(guard);
     if ended.is_ok() {
         linger(stream).await;
+    }
+}
+
+/// Unregisters a connection from the core when dropped.
+struct Registered<'a> {
+    core: &'a Core,
+    conn: &'a Arc<Conn>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.core.close_conn(self.conn);
     }
 }
 
@@ -305,16 +323,8 @@ impl Session<'_> {
                 }
             }
             ClientFrame::Sync { room, since, nonce } => {
-                match self.core.sync(&self.conn.user, &room, since) {
-                    Ok((entries, complete, more)) => {
-                        let f = ServerFrame::History {
-                            room: &room,
-                            entries,
-                            complete,
-                            more,
-                        };
-                        self.core.send_frame(self.conn, &f);
-                    }
+                match self.core.sync_frame(&self.conn.user, &room, since) {
+                    Ok(f) => self.core.push(self.conn, &f),
                     Err(e) => self.chat_error(&e, nonce.as_ref()),
                 }
             }

@@ -1,10 +1,10 @@
-//! The snapshot thread: takes a snapshot from the writer after it switched journal files,
-//! writes it atomically (temporary file, fsync, rename, directory fsync) and then deletes the
-//! journals it covers. Runs apart from the writer so a large snapshot never holds up
-//! acknowledgements.
+//! The snapshot thread: takes a snapshot source from the writer after it switched journal
+//! files, pulls its records one at a time into `snapshot.tmp` (so a snapshot is never whole in
+//! memory), makes it durable (fsync, rename, directory fsync) and then deletes the journals it
+//! covers. Runs apart from the writer so a large snapshot never holds up acknowledgements.
 
 use std::fs;
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
@@ -12,8 +12,8 @@ use std::thread::{self, JoinHandle};
 
 use super::error::{io_error, JournalError};
 use super::files::{list_journals, private_file_options, sync_dir, SNAPSHOT_FILE, SNAPSHOT_TMP};
-use super::format::{encode_header, record_crc, HEADER_LEN, RECORD_HEADER_LEN, SNAPSHOT_MAGIC};
-use super::{lock_ignoring_poison, Shared};
+use super::format::{encode_end_record, encode_header_version, encode_record, SNAPSHOT_MAGIC};
+use super::{lock_ignoring_poison, Shared, SnapshotSource, MAX_RECORD_BYTES, SNAPSHOT_VERSION};
 
 /// The snapshot thread and the one-job slot it takes work from.
 pub(super) struct Compactor {
@@ -31,7 +31,7 @@ struct CompactorSlot {
 struct CompactorState {
     /// The next snapshot to write and its base generation. A newer one replaces one not yet
     /// started: it covers strictly more, so memory stays bounded at two snapshots.
-    job: Option<(Vec<u8>, u64)>,
+    job: Option<(SnapshotSource, u64)>,
     stop: bool,
 }
 
@@ -52,7 +52,7 @@ impl Compactor {
         })
     }
 
-    pub(super) fn submit(&self, snapshot: Vec<u8>, base: u64, shared: &Shared) {
+    pub(super) fn submit(&self, snapshot: SnapshotSource, base: u64, shared: &Shared) {
         let mut state = lock_ignoring_poison(&self.slot.state);
         if state.job.replace((snapshot, base)).is_some() {
             shared.pending_compactions.fetch_sub(1, Ordering::AcqRel);
@@ -91,7 +91,7 @@ fn run_compactor(dir: &Path, slot: &CompactorSlot, shared: &Shared) {
             }
         };
         let Some((snapshot, base)) = job else { return };
-        match write_snapshot(dir, &snapshot, base) {
+        match write_snapshot(dir, snapshot, base) {
             Ok(()) => {
                 shared.snapshots.fetch_add(1, Ordering::Relaxed);
             }
@@ -103,20 +103,45 @@ fn run_compactor(dir: &Path, slot: &CompactorSlot, shared: &Shared) {
     }
 }
 
-/// Writes `snapshot` with base generation `base` atomically, then deletes journals it covers.
-fn write_snapshot(dir: &Path, snapshot: &[u8], base: u64) -> Result<(), JournalError> {
+/// Writes the records of `snapshot` with base generation `base` atomically, then deletes the
+/// journals it covers.
+fn write_snapshot(dir: &Path, snapshot: SnapshotSource, base: u64) -> Result<(), JournalError> {
     let tmp = dir.join(SNAPSHOT_TMP);
-    let mut file = private_file_options()
+    let file = private_file_options()
         .open(&tmp)
         .map_err(|e| io_error(&tmp, "create", e))?;
-    let mut head = Vec::with_capacity(HEADER_LEN + RECORD_HEADER_LEN);
-    head.extend_from_slice(&encode_header(&SNAPSHOT_MAGIC, base));
-    let len = snapshot.len() as u32;
-    head.extend_from_slice(&len.to_le_bytes());
-    head.extend_from_slice(&record_crc(len, snapshot).to_le_bytes());
-    file.write_all(&head)
-        .and_then(|()| file.write_all(snapshot))
-        .map_err(|e| io_error(&tmp, "write", e))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let write_err = |e| io_error(&tmp, "write", e);
+    out.write_all(&encode_header_version(
+        &SNAPSHOT_MAGIC,
+        SNAPSHOT_VERSION,
+        base,
+    ))
+    .map_err(write_err)?;
+    let mut framed = Vec::new();
+    let mut count = 0u64;
+    for record in snapshot {
+        if record.len() > MAX_RECORD_BYTES {
+            return Err(JournalError::Corrupt {
+                path: tmp.clone(),
+                offset: 0,
+                reason: format!(
+                    "snapshot record of {} bytes exceeds the {MAX_RECORD_BYTES}-byte limit",
+                    record.len()
+                ),
+            });
+        }
+        framed.clear();
+        encode_record(&mut framed, &record);
+        out.write_all(&framed).map_err(write_err)?;
+        count += 1;
+    }
+    framed.clear();
+    encode_end_record(&mut framed, count);
+    out.write_all(&framed).map_err(write_err)?;
+    let file = out
+        .into_inner()
+        .map_err(|e| io_error(&tmp, "write", e.into_error()))?;
     file.sync_all().map_err(|e| io_error(&tmp, "fsync", e))?;
     drop(file);
     let path = dir.join(SNAPSHOT_FILE);
@@ -140,7 +165,9 @@ fn write_snapshot(dir: &Path, snapshot: &[u8], base: u64) -> Result<(), JournalE
 mod tests {
     use super::*;
     use crate::store::journal::files::{journal_name, journal_path, TMP_SUFFIX};
-    use crate::store::journal::test_support::{append_wait, open, record, write_records, TestDir};
+    use crate::store::journal::test_support::{
+        append_wait, open, record, snap, write_records, TestDir,
+    };
     use std::time::{Duration, Instant};
 
     #[test]
@@ -150,7 +177,7 @@ mod tests {
         for i in 0..5 {
             journal.append(record(i), None);
         }
-        journal.compact(b"state after 5".to_vec());
+        journal.compact(snap(b"state after 5"));
         for i in 5..8 {
             journal.append(record(i), None);
         }
@@ -161,14 +188,14 @@ mod tests {
         assert_eq!(journals[0].0, 2, "the old journal is gone");
 
         let (journal, recovered) = open(dir.config());
-        assert_eq!(recovered.snapshot.as_deref(), Some(&b"state after 5"[..]));
+        assert_eq!(recovered.snapshot, Some(vec![b"state after 5".to_vec()]));
         assert_eq!(recovered.records, (5..8).map(record).collect::<Vec<_>>());
         // A second compaction on top of the first.
-        journal.compact(b"state after 8".to_vec());
+        journal.compact(snap(b"state after 8"));
         append_wait(&journal, record(8));
         journal.close();
         let (_journal, recovered) = open(dir.config());
-        assert_eq!(recovered.snapshot.as_deref(), Some(&b"state after 8"[..]));
+        assert_eq!(recovered.snapshot, Some(vec![b"state after 8".to_vec()]));
         assert_eq!(recovered.records, vec![record(8)]);
         assert_eq!(list_journals(&dir.0).unwrap()[0].0, 3);
     }
@@ -180,7 +207,7 @@ mod tests {
         let (first_path, _) = write_records(&dir, 5);
         let first_journal = fs::read(&first_path).unwrap();
         let (journal, _) = open(dir.config());
-        journal.compact(b"state after 5".to_vec());
+        journal.compact(snap(b"state after 5"));
         for i in 5..8 {
             journal.append(record(i), None);
         }
@@ -211,7 +238,7 @@ mod tests {
         fs::copy(journal_path(&dir.0, 2), journal_path(&before_delete.0, 2)).unwrap();
         fs::write(journal_path(&before_delete.0, 1), &first_journal).unwrap();
         let (_j, recovered) = open(before_delete.config());
-        assert_eq!(recovered.snapshot.as_deref(), Some(&b"state after 5"[..]));
+        assert_eq!(recovered.snapshot, Some(vec![b"state after 5".to_vec()]));
         assert_eq!(recovered.records, all[5..]);
         assert!(!journal_path(&before_delete.0, 1).exists());
 
@@ -242,7 +269,7 @@ mod tests {
         }
         append_wait(&journal, record(20));
         assert!(journal.wants_snapshot());
-        journal.compact(b"s".to_vec());
+        journal.compact(snap(b"s"));
         assert!(
             !journal.wants_snapshot(),
             "false while a compaction is pending"

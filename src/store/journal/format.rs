@@ -1,50 +1,32 @@
 //! The bytes on disk: the 32-byte file header, length-prefixed checksummed records, and the
 //! CRC32C that guards both. Pure functions over byte slices; no I/O.
 
+use std::io::{self, Read};
 use std::path::Path;
 
 use super::error::JournalError;
-use super::FORMAT_VERSION;
+use super::{FORMAT_VERSION, SNAPSHOT_VERSION};
 
 pub(super) const JOURNAL_MAGIC: [u8; 8] = *b"PRLYJRNL";
 pub(super) const SNAPSHOT_MAGIC: [u8; 8] = *b"PRLYSNAP";
 pub(super) const HEADER_LEN: usize = 32;
 pub(super) const RECORD_HEADER_LEN: usize = 8;
 
-pub(super) enum Decoded<'a> {
-    /// A whole record with a matching checksum, and the offset just past it.
-    Record(&'a [u8], usize),
-    /// Clean end of file.
-    End,
-    Bad(String),
-}
-
-pub(super) fn decode_at(data: &[u8], pos: usize, max_len: usize) -> Decoded<'_> {
-    let rest = data.get(pos..).unwrap_or_default();
-    if rest.is_empty() {
-        return Decoded::End;
-    }
+/// Whether a whole record with a matching checksum starts at `pos` in `data`.
+pub(super) fn record_at(data: &[u8], pos: usize, max_len: usize) -> bool {
+    let Some(rest) = data.get(pos..) else {
+        return false;
+    };
     let (Some(len), Some(crc)) = (read_u32(rest, 0), read_u32(rest, 4)) else {
-        return Decoded::Bad(format!(
-            "incomplete record header ({} of {RECORD_HEADER_LEN} bytes)",
-            rest.len()
-        ));
+        return false;
     };
     if len as usize > max_len {
-        return Decoded::Bad(format!(
-            "record length {len} exceeds the {max_len}-byte limit"
-        ));
+        return false;
     }
-    let Some(payload) = rest.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len as usize) else {
-        return Decoded::Bad(format!(
-            "incomplete record ({} of {len} payload bytes present)",
-            rest.len() - RECORD_HEADER_LEN
-        ));
-    };
-    if record_crc(len, payload) != crc {
-        return Decoded::Bad("record checksum mismatch".into());
+    match rest.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len as usize) {
+        Some(payload) => record_crc(len, payload) == crc,
+        None => false,
     }
-    Decoded::Record(payload, pos + RECORD_HEADER_LEN + len as usize)
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
@@ -67,10 +49,95 @@ pub(super) fn record_crc(len: u32, payload: &[u8]) -> u32 {
     crc32c_update(crc32c_update(0, &len.to_le_bytes()), payload)
 }
 
+/// Payload of the record that ends a format-2 snapshot, before the record count (u64 LE).
+pub(super) const END_MARK: &[u8; 4] = b"\0end";
+
+/// Appends the end record of a snapshot of `count` records.
+pub(super) fn encode_end_record(buf: &mut Vec<u8>, count: u64) {
+    let mut payload = END_MARK.to_vec();
+    payload.extend_from_slice(&count.to_le_bytes());
+    encode_record(buf, &payload);
+}
+
+/// The record count of an end record, if `payload` is one.
+pub(super) fn end_record_count(payload: &[u8]) -> Option<u64> {
+    let rest = payload.strip_prefix(END_MARK.as_slice())?;
+    Some(u64::from_le_bytes(rest.try_into().ok()?))
+}
+
+/// What [`read_record`] found.
+pub(super) enum ReadResult {
+    /// A whole record; its payload is in the buffer.
+    Record,
+    /// Clean end of input.
+    End,
+    Bad(String),
+}
+
+/// Reads one record from `input` into `payload`. Incomplete input, an oversized length or a
+/// checksum mismatch is `Bad`; an I/O error is returned as such.
+pub(super) fn read_record(
+    input: &mut impl Read,
+    max_len: usize,
+    payload: &mut Vec<u8>,
+) -> io::Result<ReadResult> {
+    let mut head = [0u8; RECORD_HEADER_LEN];
+    let got = read_full(input, &mut head)?;
+    if got == 0 {
+        return Ok(ReadResult::End);
+    }
+    if got < RECORD_HEADER_LEN {
+        return Ok(ReadResult::Bad(format!(
+            "incomplete record header ({got} of {RECORD_HEADER_LEN} bytes)"
+        )));
+    }
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    if len as usize > max_len {
+        return Ok(ReadResult::Bad(format!(
+            "record length {len} exceeds the {max_len}-byte limit"
+        )));
+    }
+    payload.clear();
+    payload.resize(len as usize, 0);
+    let got = read_full(input, payload)?;
+    if got < len as usize {
+        return Ok(ReadResult::Bad(format!(
+            "incomplete record ({got} of {len} payload bytes present)"
+        )));
+    }
+    if record_crc(len, payload) != crc {
+        return Ok(ReadResult::Bad("record checksum mismatch".into()));
+    }
+    Ok(ReadResult::Record)
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
 pub(super) fn encode_header(magic: &[u8; 8], generation: u64) -> [u8; HEADER_LEN] {
+    encode_header_version(magic, FORMAT_VERSION, generation)
+}
+
+pub(super) fn encode_header_version(
+    magic: &[u8; 8],
+    version: u32,
+    generation: u64,
+) -> [u8; HEADER_LEN] {
     let mut header = [0u8; HEADER_LEN];
     header[0..8].copy_from_slice(magic);
-    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[8..12].copy_from_slice(&version.to_le_bytes());
     // 12..16: flags, none defined in version 1.
     header[16..24].copy_from_slice(&generation.to_le_bytes());
     let crc = crc32c_update(0, &header[0..24]);
@@ -80,6 +147,16 @@ pub(super) fn encode_header(magic: &[u8; 8], generation: u64) -> [u8; HEADER_LEN
 
 /// Checks a file header and returns its generation.
 pub(super) fn parse_header(path: &Path, data: &[u8], magic: &[u8; 8]) -> Result<u64, JournalError> {
+    parse_header_version(path, data, magic).map(|(_, generation)| generation)
+}
+
+/// Checks a file header and returns its format version and generation. Journals are version
+/// 1; snapshots are version 1 (one record) or 2 (a stream of records).
+pub(super) fn parse_header_version(
+    path: &Path,
+    data: &[u8],
+    magic: &[u8; 8],
+) -> Result<(u32, u64), JournalError> {
     let bad = |reason: String| JournalError::BadHeader {
         path: path.to_path_buf(),
         reason,
@@ -99,9 +176,14 @@ pub(super) fn parse_header(path: &Path, data: &[u8], magic: &[u8; 8]) -> Result<
         return Err(bad(format!("not a parley {kind} file (wrong magic bytes)")));
     }
     let version = read_u32(data, 8).unwrap_or_default();
-    if version != FORMAT_VERSION {
+    let newest = if magic == &SNAPSHOT_MAGIC {
+        SNAPSHOT_VERSION
+    } else {
+        FORMAT_VERSION
+    };
+    if version == 0 || version > newest {
         return Err(bad(format!(
-            "unsupported format version {version} (this build reads version {FORMAT_VERSION})"
+            "unsupported format version {version} (this build reads versions 1 to {newest})"
         )));
     }
     if read_u32(data, 24) != Some(crc32c_update(0, &data[0..24])) {
@@ -111,7 +193,8 @@ pub(super) fn parse_header(path: &Path, data: &[u8], magic: &[u8; 8]) -> Result<
     if flags != 0 {
         return Err(bad(format!("unknown header flags {flags:#x}")));
     }
-    read_u64(data, 16).ok_or_else(|| bad("header too short".into()))
+    let generation = read_u64(data, 16).ok_or_else(|| bad("header too short".into()))?;
+    Ok((version, generation))
 }
 
 /// CRC32C (Castagnoli), reflected polynomial.

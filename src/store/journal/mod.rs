@@ -21,30 +21,49 @@
 //! A record is its payload length (u32), a CRC32C (u32) over the length bytes and the payload,
 //! then the payload. Covering the length means a run of zero bytes (what a file system may
 //! leave at the end of a file after a power cut) never reads as a valid empty record. A
-//! journal record is at most [`MAX_RECORD_BYTES`]; the snapshot is one record of up to 4 GiB.
+//! record is at most [`MAX_RECORD_BYTES`]. Journals are format version 1. A snapshot (format
+//! version 2) is a stream of such records ended by an end record (payload `\0end` and the
+//! record count, u64), written and read one record at a time, so it has no size limit; a
+//! version-1 snapshot (one record holding everything) is still read.
 //!
 //! # Threads
-//! [`Journal::append`] only puts the record on a bounded channel. One writer thread does all
-//! journal I/O: it waits for a message, drains whatever else is already queued (up to
-//! `max_batch_bytes`), writes the batch with one `write`, fsyncs according to the policy, then
-//! runs the batch's `done` callbacks in submit order. A second thread writes snapshots, so a
-//! large snapshot never holds up acknowledgements. Under `Interval` a third thread does the
+//! [`Journal::append`] only puts the record on a channel; [`Journal::reserve`] first takes one
+//! of [`QUEUE_CAPACITY`] places, so a caller learns that the journal is full or failed before
+//! it changes anything, and nobody ever blocks. One writer thread does all journal I/O: it
+//! waits for a message, drains whatever else is already queued (up to `max_batch_bytes`),
+//! writes the batch with one `write`, fsyncs according to the policy, and hands the batch's
+//! `done` callbacks to the delivery thread (`deliverer`), which runs them in submit order: the
+//! writer only writes, and a slow broadcast never holds up the disk. A place is given back
+//! once its `done` has run, so the places bound the records waiting to be written and the
+//! acknowledgements waiting to be delivered together. A third thread writes snapshots, so a
+//! large snapshot never holds up acknowledgements. Under `Interval` a fourth thread does the
 //! fsyncs (`syncer`), so a slow disk never holds them up either: `Always` fsyncs on the writer
 //! thread before each batch's `done`s, as it must.
 //!
 //! # Recovery rules
+//! [`Journal::open`] reads the snapshot and then the journals one record at a time and hands
+//! each to the caller's sink, so recovery holds one record in memory, not the data directory.
 //! A bad final record (incomplete, oversized length or checksum mismatch) with no valid record
 //! anywhere after it is a torn write: the file is cut back to the last whole record and the
-//! cut is reported in [`Recovered::truncated_tail`]. A bad record followed by a valid record,
-//! or a bad record in a journal that is followed by a newer journal, is corruption: `open`
-//! refuses with [`JournalError::Corrupt`] naming the file and byte offset, and touches nothing.
+//! cut is reported in [`Recovered::truncated_tail`]. A bad record followed by a valid record
+//! in the newest journal is a lost tail when the caller says loss was possible (`may_lose`:
+//! an unclean stop, a reboot since, and no fsync per batch): the file is cut at the bad record
+//! and the cut reported in [`Recovered::lost_tail`]. Otherwise it is corruption, and so is a
+//! bad record in a journal followed by a newer one (rotation fsyncs a journal before the next
+//! exists): `open` refuses with [`JournalError::Corrupt`] naming the file and byte offset, and
+//! changes nothing on disk.
 //!
 //! # Compaction
 //! [`Journal::compact`] travels through the writer's queue, so it is ordered with appends. The
 //! writer fsyncs the live journal and switches to a new generation `g + 1` (created as a
 //! temporary file, fsynced, renamed, directory fsynced); records appended after the call go
-//! there. The snapshot thread then writes `snapshot.tmp` with base `g + 1`, fsyncs it, renames
-//! it over `snapshot`, fsyncs the directory and deletes journals older than `g + 1`. At every
+//! there. The snapshot thread then pulls the snapshot's records from the caller's
+//! [`SnapshotSource`] one at a time (the caller reads its state then, not before, so nothing
+//! waits for it), writes them to `snapshot.tmp` with base `g + 1`, fsyncs it, renames it over
+//! `snapshot`, fsyncs the directory and deletes journals older than `g + 1`. The state the
+//! source reads is at least the state at the switch and may hold some later records too, so
+//! replaying journal `g + 1` over it must skip what it already holds (the caller's records are
+//! idempotent). At every
 //! instant the directory holds either the old snapshot with all journals from its base on, or
 //! the new snapshot with journals from `g + 1` on (plus stale older journals, which open
 //! ignores and deletes); both replay to the same state.
@@ -58,10 +77,12 @@
 //!   directory fsync, the `LOCK` file.
 //! - `recovery.rs`: what `open` reads back, and the torn-tail vs corruption rules.
 //! - `writer.rs`: the writer thread: group commit, the fsync policy, switching journal files.
+//! - `deliverer.rs`: the delivery thread that runs acknowledgements.
 //! - `compactor.rs`: the snapshot thread.
 //! - `tests.rs`: tests of the journal as a whole; `test_support.rs`: helpers all tests share.
 
 mod compactor;
+mod deliverer;
 mod error;
 mod files;
 mod format;
@@ -76,7 +97,7 @@ mod writer;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Duration;
@@ -86,19 +107,20 @@ use crossbeam_channel::Sender;
 pub use error::JournalError;
 
 use compactor::Compactor;
+use deliverer::Deliverer;
 use error::io_error;
 use files::{create_private_dir, LockGuard};
 use recovery::recover;
 use syncer::Syncer;
 use writer::{Msg, Writer};
 
-/// Largest journal record payload. Default is 16 MiB: far above any state change the server
-/// makes (request bodies are capped at 64 KiB), small enough that a corrupt length field is
+/// Largest record payload. Default is 16 MiB: far above any state change the server makes
+/// (request bodies are capped at 64 KiB), small enough that a corrupt length field is
 /// recognised as such instead of sending recovery off to read gigabytes.
 pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 
-/// Largest snapshot payload (the u32 length field's range).
-pub const MAX_SNAPSHOT_BYTES: usize = u32::MAX as usize;
+/// Largest record in a format-1 snapshot (the u32 length field's range).
+pub const MAX_LEGACY_SNAPSHOT_BYTES: usize = u32::MAX as usize;
 
 /// Default `compact_bytes`: 64 MiB of journal since the last snapshot makes
 /// [`Journal::wants_snapshot`] true. Replaying that much takes well under a second.
@@ -108,18 +130,35 @@ pub const DEFAULT_COMPACT_BYTES: u64 = 64 * 1024 * 1024;
 /// cover thousands of small records, small enough to keep acknowledgement latency low.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 1024 * 1024;
 
-/// Capacity of the writer's queue, in messages. When it is full, [`Journal::append`] blocks
-/// until the writer catches up: producers get backpressure instead of unbounded memory.
+/// Places for reserved records: written or not, not yet acknowledged. When all are taken,
+/// [`Journal::reserve`] refuses with [`Refused::Full`] instead of blocking the caller.
 pub const QUEUE_CAPACITY: usize = 65_536;
 
 /// Under [`FsyncPolicy::Interval`], the longest a written record stays unsynced.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
-/// On-disk format version written by this build; other versions are refused.
+/// On-disk format version of journal files.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Callback run on the writer thread once its record is written (see [`Journal::append`]).
-pub type Done = Box<dyn FnOnce() + Send>;
+/// On-disk format version of snapshots written by this build (a stream of records).
+pub const SNAPSHOT_VERSION: u32 = 2;
+
+/// Callback run once its record's fate is known: `true` when it was written (see
+/// [`Journal::append`]), `false` when it never will be (the journal failed or closed).
+pub type Done = Box<dyn FnOnce(bool) + Send>;
+
+/// The records of a snapshot, pulled one at a time by the snapshot thread.
+pub type SnapshotSource = Box<dyn Iterator<Item = Vec<u8>> + Send>;
+
+/// What [`Journal::open`] hands each recovered record to; an error refuses the open.
+pub type Sink<'a> = &'a mut dyn FnMut(Origin, &[u8]) -> Result<(), String>;
+
+/// Where a recovered record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Snapshot,
+    Journal,
+}
 
 /// When the writer calls fsync. Every policy survives a process crash (`kill -9`) for every
 /// acknowledged record, because a `done` runs only after the record reached the OS; the
@@ -186,15 +225,20 @@ impl JournalConfig {
     }
 }
 
-/// What [`Journal::open`] found on disk: replay `snapshot` (if any), then `records` in order.
+/// What [`Journal::open`] did, beside handing every record to the sink.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// The state as of the last compaction, exactly as passed to [`Journal::compact`].
-    pub snapshot: Option<Vec<u8>>,
-    /// Every record appended after that snapshot, oldest first.
-    pub records: Vec<Vec<u8>>,
+    /// Records read from the snapshot (the end record not counted).
+    pub snapshot_records: u64,
+    /// Records read from the journals after it.
+    pub journal_records: u64,
+    /// Bytes of snapshot and journal read.
+    pub bytes: u64,
     /// Set when a torn final record was cut off; a line worth logging at startup.
     pub truncated_tail: Option<String>,
+    /// Set when damage followed by valid records was cut because the caller said loss was
+    /// possible: acknowledged records may be gone, and their seqs will be handed out again.
+    pub lost_tail: Option<String>,
 }
 
 /// Counters since [`Journal::open`].
@@ -212,6 +256,15 @@ pub struct JournalStats {
     pub live_bytes: u64,
 }
 
+/// Why [`Journal::reserve`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Every place is taken: the disk or the deliveries are behind. Try again shortly.
+    Full,
+    /// The journal failed or closed; nothing more will be written.
+    Failed,
+}
+
 /// A handle to an open journal. Cheap to clone; all clones share one writer thread. The
 /// journal closes (flush, fsync, unlock) on [`Journal::close`] or when the last clone drops.
 #[derive(Clone)]
@@ -226,39 +279,85 @@ struct Inner {
     /// Taken by the first `close`; held while joining so a concurrent `close` waits too.
     writer: Mutex<Option<JoinHandle<()>>>,
     writer_id: ThreadId,
+    deliverer_id: ThreadId,
 }
 
-/// State the writer and snapshot threads publish to handles.
+/// State the writer, delivery and snapshot threads publish to handles.
 struct Shared {
     bytes_written: AtomicU64,
     fsyncs: AtomicU64,
     records: AtomicU64,
     snapshots: AtomicU64,
     live_bytes: AtomicU64,
+    /// Reserved places not yet given back (see [`QUEUE_CAPACITY`]).
+    in_flight: AtomicUsize,
     /// `compact` calls not yet finished (or abandoned); `wants_snapshot` is false meanwhile.
     pending_compactions: AtomicU64,
-    /// Set by a `close` that runs on the writer thread itself (from a `done`), which cannot
-    /// wait for the writer without waiting for itself.
-    close_requested: AtomicBool,
+    /// Set once nothing more will be written: the writer failed, or the journal closed.
+    stopped: AtomicBool,
     failed: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn set_failed(&self, reason: String) {
+        *lock_ignoring_poison(&self.failed) = Some(reason);
+        self.stopped.store(true, Ordering::Release);
+    }
 }
 
 fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A place in the journal's queue, taken by [`Journal::reserve`]; given back if dropped unused.
+pub struct Reserved {
+    journal: Journal,
+    used: bool,
+}
+
+impl Reserved {
+    /// Hands the record to the writer (see [`Journal::append`]); the place is given back once
+    /// `done` has run.
+    pub fn append(mut self, record: Vec<u8>, done: Option<Done>) {
+        self.used = true;
+        self.journal.send(record, done, true);
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if !self.used {
+            self.journal
+                .inner
+                .shared
+                .in_flight
+                .fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 impl Journal {
-    /// Creates `dir` if needed, locks it, recovers the snapshot and journal records, cuts a
-    /// torn final record, and starts the writer thread.
+    /// Creates `dir` if needed, locks it, reads the snapshot and journal records back one at
+    /// a time into `sink`, cuts a torn final record, and starts the threads.
+    ///
+    /// `may_lose` is asked when a damaged record is followed by valid ones in the newest
+    /// journal, with everything before the damage already in the sink: `true` (the previous
+    /// run may have lost acknowledged records in a power cut) cuts the journal there, `false`
+    /// refuses. An error from `sink` refuses too, naming the file and offset.
     ///
     /// Refuses with [`JournalError::Locked`] while another live process (or another open
     /// handle in this process) holds the directory, and with [`JournalError::Corrupt`] or
-    /// [`JournalError::BadHeader`] on damage that is not a torn final write.
-    pub fn open(cfg: JournalConfig) -> Result<(Journal, Recovered), JournalError> {
+    /// [`JournalError::BadHeader`] on damage that is not a torn final write. A refusal
+    /// changes nothing on disk.
+    pub fn open(
+        cfg: JournalConfig,
+        sink: Sink<'_>,
+        may_lose: &dyn Fn() -> bool,
+    ) -> Result<(Journal, Recovered), JournalError> {
         let dir = cfg.dir;
         create_private_dir(&dir).map_err(|e| io_error(&dir, "create directory", e))?;
         let lock = LockGuard::acquire(&dir)?;
-        let state = recover(&dir)?;
+        let state = recover(&dir, sink, may_lose)?;
 
         let shared = Arc::new(Shared {
             bytes_written: AtomicU64::new(0),
@@ -266,12 +365,16 @@ impl Journal {
             records: AtomicU64::new(0),
             snapshots: AtomicU64::new(0),
             live_bytes: AtomicU64::new(state.live_bytes),
+            in_flight: AtomicUsize::new(0),
             pending_compactions: AtomicU64::new(0),
-            close_requested: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             failed: Mutex::new(None),
         });
         let compactor = Compactor::start(&dir, &shared)?;
-        let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+        let deliverer =
+            Deliverer::start(&shared).map_err(|e| io_error(&dir, "spawn delivery thread", e))?;
+        let deliverer_id = deliverer.thread_id();
+        let (tx, rx) = crossbeam_channel::unbounded();
         let syncer = match cfg.fsync {
             FsyncPolicy::Interval => Some(
                 Syncer::start(&state.file, &state.path, &shared)
@@ -289,16 +392,17 @@ impl Journal {
             policy: cfg.fsync,
             max_batch_bytes: cfg.max_batch_bytes.max(1),
             buf: Vec::with_capacity(cfg.max_batch_bytes.clamp(1, DEFAULT_MAX_BATCH_BYTES)),
-            dones: Vec::new(),
+            batch: deliverer::Batch::default(),
             batch_records: 0,
             unsynced_since: None,
             failed: false,
             syncer,
+            deliverer,
             compactor,
             _lock: lock,
         };
-        // If spawning fails the closure is dropped with the writer, which stops the snapshot
-        // thread and removes the lock file.
+        // If spawning fails the closure is dropped with the writer, which stops the other
+        // threads and removes the lock file.
         let handle = thread::Builder::new()
             .name("parley-journal-writer".into())
             .spawn(move || writer.run())
@@ -308,6 +412,7 @@ impl Journal {
             shared,
             compact_bytes: cfg.compact_bytes,
             writer_id: handle.thread().id(),
+            deliverer_id,
             writer: Mutex::new(Some(handle)),
         };
         Ok((
@@ -318,18 +423,44 @@ impl Journal {
         ))
     }
 
-    /// Hands a record to the writer thread. `done` runs on the writer thread after the batch
-    /// holding this record was written to the OS (and fsynced under `Always`); records are
-    /// written and `done`s run in submit order. Keep `done` short (signal a oneshot, push to a
-    /// queue): it holds up the next batch. It must not call `append` or `compact`, which could
-    /// wait on a full queue that only this thread drains; `close` is fine.
-    ///
-    /// Blocks while [`QUEUE_CAPACITY`] messages are waiting. After [`Journal::close`], or once
-    /// the journal has [`failed`](Journal::failed), the record is dropped and `done` is dropped
-    /// without being called (a captured oneshot sender then reports the loss).
+    /// Takes a place for one record, or says why not: the journal failed or closed, or every
+    /// place is taken. Take it before changing anything the record describes, so that a
+    /// refusal leaves nothing to undo.
+    pub fn reserve(&self) -> Result<Reserved, Refused> {
+        let shared = &self.inner.shared;
+        if shared.stopped.load(Ordering::Acquire) {
+            return Err(Refused::Failed);
+        }
+        if shared.in_flight.fetch_add(1, Ordering::AcqRel) >= QUEUE_CAPACITY {
+            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refused::Full);
+        }
+        Ok(Reserved {
+            journal: self.clone(),
+            used: false,
+        })
+    }
+
+    /// Hands a record to the writer thread without a place (records the server writes for
+    /// itself, such as its start and stop). `done(true)` runs on the delivery thread after the
+    /// batch holding this record was written to the OS (and fsynced under `Always`); records
+    /// are written and `done`s run in submit order. After [`Journal::close`], or once the
+    /// journal has [`failed`](Journal::failed), the record is dropped and `done(false)` runs.
     pub fn append(&self, record: Vec<u8>, done: Option<Done>) {
-        // A send error means the writer has exited; dropping the message drops `done` uncalled.
-        let _ = self.inner.tx.send(Msg::Record(record, done));
+        self.send(record, done, false);
+    }
+
+    fn send(&self, record: Vec<u8>, done: Option<Done>, reserved: bool) {
+        let sent = self.inner.tx.send(Msg::Record(record, done, reserved));
+        // An error means the writer has exited: nothing more is written.
+        if let Err(crossbeam_channel::SendError(Msg::Record(_, done, reserved))) = sent {
+            if reserved {
+                self.inner.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            }
+            if let Some(done) = done {
+                done(false);
+            }
+        }
     }
 
     /// True when the journal has grown past `compact_bytes` since the last snapshot and no
@@ -340,21 +471,22 @@ impl Journal {
             && shared.live_bytes.load(Ordering::Relaxed) > self.inner.compact_bytes
     }
 
-    /// Replaces the journal so far with `snapshot`, the full serialized state including every
-    /// record appended before this call and none appended after it (so take the snapshot and
-    /// call this under the same lock that orders your appends). Returns at once; the writer
-    /// switches to a new journal file in queue order and a background thread writes the
-    /// snapshot. A crash at any point recovers the same state.
-    pub fn compact(&self, snapshot: Vec<u8>) {
+    /// Replaces the journal so far with a snapshot. Returns at once: the writer switches to a
+    /// new journal file in queue order, and then the snapshot thread pulls `source`'s records
+    /// and writes them. `source` must describe at least every record appended before this
+    /// call, and may describe some appended after it if replaying those again changes nothing
+    /// (see "Compaction" above). A crash at any point recovers the same state.
+    pub fn compact(&self, source: SnapshotSource) {
         let shared = &self.inner.shared;
         shared.pending_compactions.fetch_add(1, Ordering::AcqRel);
-        if self.inner.tx.send(Msg::Compact(snapshot)).is_err() {
+        if self.inner.tx.send(Msg::Compact(source)).is_err() {
             shared.pending_compactions.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
-    /// Writes and fsyncs everything queued, finishes a snapshot in progress, stops the threads
-    /// and removes the lock file. Idempotent; later appends are dropped.
+    /// Writes and fsyncs everything queued, runs the last acknowledgements, finishes a
+    /// snapshot in progress, stops the threads and removes the lock file. Idempotent; later
+    /// appends are dropped.
     pub fn close(&self) {
         self.inner.close();
     }
@@ -380,10 +512,12 @@ impl Journal {
 
 impl Inner {
     fn close(&self) {
-        if thread::current().id() == self.writer_id {
-            // Called from a `done` (or by dropping the last handle inside one): the writer
-            // finishes this batch and then shuts down by itself.
-            self.shared.close_requested.store(true, Ordering::Release);
+        let me = thread::current().id();
+        if me == self.writer_id || me == self.deliverer_id {
+            // Called from a `done` (or by dropping the last handle inside one): joining would
+            // wait for this very thread. The writer finishes what is queued and stops; a later
+            // `close` from another thread, or the process, joins it.
+            let _ = self.tx.send(Msg::Close);
             return;
         }
         let mut writer = lock_ignoring_poison(&self.writer);

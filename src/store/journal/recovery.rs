@@ -1,10 +1,11 @@
 //! What [`Journal::open`](super::Journal::open) reads back: the snapshot and the journals
-//! after it, checked record by record. A torn final record is cut; anything else that is
-//! damaged is refused without touching the directory (see "Recovery rules" in the module
-//! above).
+//! after it, checked and handed to the caller's sink one record at a time. A torn final
+//! record is cut; a lost tail is cut when the caller says loss was possible; anything else
+//! that is damaged is refused without changing the directory (see "Recovery rules" in the
+//! module above).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::error::{io_error, JournalError};
@@ -13,9 +14,13 @@ use super::files::{
     SNAPSHOT_TMP, TMP_SUFFIX,
 };
 use super::format::{
-    decode_at, parse_header, Decoded, HEADER_LEN, JOURNAL_MAGIC, RECORD_HEADER_LEN, SNAPSHOT_MAGIC,
+    end_record_count, parse_header, parse_header_version, read_record, record_at, ReadResult,
+    HEADER_LEN, JOURNAL_MAGIC, RECORD_HEADER_LEN, SNAPSHOT_MAGIC,
 };
-use super::{Recovered, MAX_RECORD_BYTES, MAX_SNAPSHOT_BYTES};
+use super::{Origin, Recovered, Sink, MAX_LEGACY_SNAPSHOT_BYTES, MAX_RECORD_BYTES};
+
+/// Buffer for reading files record by record.
+const READ_BUFFER: usize = 256 * 1024;
 
 pub(super) struct RecoveryState {
     pub(super) recovered: Recovered,
@@ -28,7 +33,11 @@ pub(super) struct RecoveryState {
 
 /// Reads and validates everything before changing anything on disk: a refusal leaves the
 /// directory exactly as it was found.
-pub(super) fn recover(dir: &Path) -> Result<RecoveryState, JournalError> {
+pub(super) fn recover(
+    dir: &Path,
+    sink: Sink<'_>,
+    may_lose: &dyn Fn() -> bool,
+) -> Result<RecoveryState, JournalError> {
     // Leftovers of an interrupted snapshot or rotation: never needed, deleted at the end.
     let mut garbage = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| io_error(dir, "list directory", e))? {
@@ -41,8 +50,10 @@ pub(super) fn recover(dir: &Path) -> Result<RecoveryState, JournalError> {
         }
     }
 
-    let snapshot = read_snapshot(&dir.join(SNAPSHOT_FILE))?;
-    let base = snapshot.as_ref().map_or(1, |(base, _)| *base);
+    let mut recovered = Recovered::default();
+    let base = read_snapshot(&dir.join(SNAPSHOT_FILE), sink, &mut recovered)?;
+    let has_snapshot = base.is_some();
+    let base = base.unwrap_or(1);
     let mut journals = Vec::new();
     for (generation, path) in list_journals(dir)? {
         if generation < base {
@@ -52,11 +63,7 @@ pub(super) fn recover(dir: &Path) -> Result<RecoveryState, JournalError> {
             journals.push((generation, path));
         }
     }
-    let mut recovered = Recovered {
-        snapshot: snapshot.map(|(_, bytes)| bytes),
-        ..Recovered::default()
-    };
-    if journals.is_empty() && recovered.snapshot.is_some() {
+    if journals.is_empty() && has_snapshot {
         return Err(JournalError::Corrupt {
             path: journal_path(dir, base),
             offset: 0,
@@ -78,29 +85,64 @@ pub(super) fn recover(dir: &Path) -> Result<RecoveryState, JournalError> {
     let mut newest = None;
     if let Some(((generation, path), older)) = journals.split_last() {
         for (generation, path) in older {
-            let data = fs::read(path).map_err(|e| io_error(path, "read", e))?;
-            parse_journal(path, &data, *generation, false, &mut recovered.records)?;
-            live_bytes += data.len() as u64;
+            let file = File::open(path).map_err(|e| io_error(path, "open", e))?;
+            let scan = scan_journal(path, file, *generation, sink, &mut recovered)?;
+            if let Some((offset, reason)) = scan.bad {
+                return Err(JournalError::Corrupt {
+                    path: path.clone(),
+                    offset,
+                    reason: format!("{reason}, in a journal file followed by a newer one"),
+                });
+            }
+            live_bytes += scan.valid_end;
         }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| io_error(path, "open", e))?;
-        let mut data = Vec::new();
-        file.read_to_end(&mut data)
-            .map_err(|e| io_error(path, "read", e))?;
-        let (valid_end, note) =
-            parse_journal(path, &data, *generation, true, &mut recovered.records)?;
-        if valid_end < data.len() {
-            file.set_len(valid_end as u64)
+        let reader = file.try_clone().map_err(|e| io_error(path, "open", e))?;
+        let scan = scan_journal(path, reader, *generation, sink, &mut recovered)?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| io_error(path, "stat", e))?
+            .len();
+        let mut valid_end = scan.valid_end;
+        if let Some((offset, reason)) = scan.bad {
+            let valid = find_valid_record_after(path, &mut file, offset)?;
+            match valid {
+                None => {
+                    recovered.truncated_tail = Some(format!(
+                        "cut a torn final record from {} at byte offset {offset} ({} bytes dropped: {reason})",
+                        path.display(),
+                        file_len - offset
+                    ));
+                }
+                Some(next) if may_lose() => {
+                    recovered.lost_tail = Some(format!(
+                        "cut the journal {} at byte offset {offset} ({} bytes dropped: {reason}, followed by a valid record at offset {next}); the previous run stopped uncleanly before a reboot without fsyncing every write, so its last acknowledged records may be lost",
+                        path.display(),
+                        file_len - offset
+                    ));
+                }
+                Some(next) => {
+                    return Err(JournalError::Corrupt {
+                        path: path.clone(),
+                        offset,
+                        reason: format!("{reason}, followed by a valid record at offset {next}"),
+                    });
+                }
+            }
+            valid_end = offset;
+        }
+        if valid_end < file_len {
+            file.set_len(valid_end)
                 .map_err(|e| io_error(path, "truncate", e))?;
             file.sync_all().map_err(|e| io_error(path, "fsync", e))?;
         }
-        file.seek(SeekFrom::Start(valid_end as u64))
+        file.seek(SeekFrom::Start(valid_end))
             .map_err(|e| io_error(path, "seek", e))?;
-        recovered.truncated_tail = note;
-        live_bytes += valid_end as u64;
+        live_bytes += valid_end;
         newest = Some((file, path.clone(), *generation));
     }
     let (file, path, generation) = match newest {
@@ -128,45 +170,104 @@ pub(super) fn recover(dir: &Path) -> Result<RecoveryState, JournalError> {
     })
 }
 
-/// Reads the snapshot: `(base generation, payload)`, or `None` if there is none.
-fn read_snapshot(path: &Path) -> Result<Option<(u64, Vec<u8>)>, JournalError> {
-    let mut data = match fs::read(path) {
-        Ok(data) => data,
+/// Reads the snapshot, if there is one, into `sink`; returns its base generation.
+fn read_snapshot(
+    path: &Path,
+    sink: Sink<'_>,
+    recovered: &mut Recovered,
+) -> Result<Option<u64>, JournalError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(path, "read", e)),
+        Err(e) => return Err(io_error(path, "open", e)),
     };
-    let base = parse_header(path, &data, &SNAPSHOT_MAGIC)?;
-    let corrupt = |offset: usize, reason: String| JournalError::Corrupt {
+    let mut input = BufReader::with_capacity(READ_BUFFER, file);
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    (&mut input)
+        .take(HEADER_LEN as u64)
+        .read_to_end(&mut header)
+        .map_err(|e| io_error(path, "read", e))?;
+    let (version, base) = parse_header_version(path, &header, &SNAPSHOT_MAGIC)?;
+    let corrupt = |offset: u64, reason: String| JournalError::Corrupt {
         path: path.to_path_buf(),
-        offset: offset as u64,
+        offset,
         reason,
     };
-    let (len, end) = match decode_at(&data, HEADER_LEN, MAX_SNAPSHOT_BYTES) {
-        Decoded::Record(payload, end) => (payload.len(), end),
-        Decoded::End => return Err(corrupt(HEADER_LEN, "snapshot holds no record".into())),
-        Decoded::Bad(reason) => return Err(corrupt(HEADER_LEN, reason)),
+    let mut pos = HEADER_LEN as u64;
+    let mut payload = Vec::new();
+    let mut count = 0u64;
+    let max = if version == 1 {
+        MAX_LEGACY_SNAPSHOT_BYTES
+    } else {
+        MAX_RECORD_BYTES
     };
-    if end != data.len() {
-        return Err(corrupt(
-            end,
-            "unexpected bytes after the snapshot record".into(),
-        ));
+    loop {
+        let read =
+            read_record(&mut input, max, &mut payload).map_err(|e| io_error(path, "read", e))?;
+        match read {
+            ReadResult::Record => {}
+            ReadResult::End if version == 1 && count == 1 => break,
+            ReadResult::End => {
+                return Err(corrupt(pos, "snapshot ends before its end record".into()));
+            }
+            ReadResult::Bad(reason) => return Err(corrupt(pos, reason)),
+        }
+        let at = pos;
+        pos += (RECORD_HEADER_LEN + payload.len()) as u64;
+        if version == 1 {
+            if count == 1 {
+                return Err(corrupt(
+                    at,
+                    "unexpected bytes after the snapshot record".into(),
+                ));
+            }
+        } else if let Some(expected) = end_record_count(&payload) {
+            if expected != count {
+                return Err(corrupt(
+                    at,
+                    format!("end record counts {expected} records, the snapshot holds {count}"),
+                ));
+            }
+            let mut rest = [0u8; 1];
+            if input
+                .read(&mut rest)
+                .map_err(|e| io_error(path, "read", e))?
+                != 0
+            {
+                return Err(corrupt(pos, "unexpected bytes after the end record".into()));
+            }
+            break;
+        }
+        sink(Origin::Snapshot, &payload).map_err(|reason| corrupt(at, reason))?;
+        count += 1;
     }
-    data.drain(..HEADER_LEN + RECORD_HEADER_LEN);
-    data.truncate(len);
-    Ok(Some((base, data)))
+    recovered.snapshot_records = count;
+    recovered.bytes += pos;
+    Ok(Some(base))
 }
 
-/// Appends the records of one journal file to `out`. Returns where its valid part ends and,
-/// if a torn final record was found in the newest file (`is_last`), a note about cutting it.
-fn parse_journal(
+/// What [`scan_journal`] found: where its valid part ends, and the first bad record's offset
+/// and reason, if any.
+struct Scan {
+    valid_end: u64,
+    bad: Option<(u64, String)>,
+}
+
+/// Hands the records of one journal file to `sink` up to the first bad one.
+fn scan_journal(
     path: &Path,
-    data: &[u8],
+    file: File,
     generation: u64,
-    is_last: bool,
-    out: &mut Vec<Vec<u8>>,
-) -> Result<(usize, Option<String>), JournalError> {
-    let header_generation = parse_header(path, data, &JOURNAL_MAGIC)?;
+    sink: Sink<'_>,
+    recovered: &mut Recovered,
+) -> Result<Scan, JournalError> {
+    let mut input = BufReader::with_capacity(READ_BUFFER, file);
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    (&mut input)
+        .take(HEADER_LEN as u64)
+        .read_to_end(&mut header)
+        .map_err(|e| io_error(path, "read", e))?;
+    let header_generation = parse_header(path, &header, &JOURNAL_MAGIC)?;
     if header_generation != generation {
         return Err(JournalError::BadHeader {
             path: path.to_path_buf(),
@@ -175,54 +276,67 @@ fn parse_journal(
             ),
         });
     }
-    let mut pos = HEADER_LEN;
+    let mut pos = HEADER_LEN as u64;
+    let mut payload = Vec::new();
     loop {
-        match decode_at(data, pos, MAX_RECORD_BYTES) {
-            Decoded::End => return Ok((pos, None)),
-            Decoded::Record(payload, next) => {
-                out.push(payload.to_vec());
-                pos = next;
+        let read = read_record(&mut input, MAX_RECORD_BYTES, &mut payload)
+            .map_err(|e| io_error(path, "read", e))?;
+        match read {
+            ReadResult::End => {
+                recovered.bytes += pos;
+                return Ok(Scan {
+                    valid_end: pos,
+                    bad: None,
+                });
             }
-            Decoded::Bad(reason) => {
-                let corrupt = |reason: String| JournalError::Corrupt {
+            ReadResult::Bad(reason) => {
+                recovered.bytes += pos;
+                return Ok(Scan {
+                    valid_end: pos,
+                    bad: Some((pos, reason)),
+                });
+            }
+            ReadResult::Record => {
+                sink(Origin::Journal, &payload).map_err(|reason| JournalError::Corrupt {
                     path: path.to_path_buf(),
-                    offset: pos as u64,
+                    offset: pos,
                     reason,
-                };
-                if !is_last {
-                    return Err(corrupt(format!(
-                        "{reason}, in a journal file followed by a newer one"
-                    )));
-                }
-                if let Some(valid) = find_valid_record(data, pos + 1) {
-                    return Err(corrupt(format!(
-                        "{reason}, followed by a valid record at offset {valid}"
-                    )));
-                }
-                let note = format!(
-                    "cut a torn final record from {} at byte offset {pos} ({} bytes dropped: {reason})",
-                    path.display(),
-                    data.len() - pos
-                );
-                return Ok((pos, Some(note)));
+                })?;
+                recovered.journal_records += 1;
+                pos += (RECORD_HEADER_LEN + payload.len()) as u64;
             }
         }
     }
+}
+
+/// Offset of the first whole, checksummed record starting after `bad` in `file`, if any.
+/// Reads the rest of the file: this runs only when a file is damaged.
+fn find_valid_record_after(
+    path: &Path,
+    file: &mut File,
+    bad: u64,
+) -> Result<Option<u64>, JournalError> {
+    file.seek(SeekFrom::Start(bad))
+        .map_err(|e| io_error(path, "seek", e))?;
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest)
+        .map_err(|e| io_error(path, "read", e))?;
+    Ok(find_valid_record(&rest, 1).map(|at| bad + at as u64))
 }
 
 /// First offset at or after `from` where a whole, checksummed journal record starts. Cheap on
 /// real tails: most offsets are rejected by their length field before any checksum is computed.
 fn find_valid_record(data: &[u8], from: usize) -> Option<usize> {
     let last_start = data.len().checked_sub(RECORD_HEADER_LEN)?;
-    (from..=last_start)
-        .find(|&pos| matches!(decode_at(data, pos, MAX_RECORD_BYTES), Decoded::Record(..)))
+    (from..=last_start).find(|&pos| record_at(data, pos, MAX_RECORD_BYTES))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::journal::test_support::{
-        append_wait, lock_is_free, open, open_err, record, write_records, TestDir,
+        append_wait, lock_is_free, open, open_err, open_may_lose, open_may_lose_err, record, snap,
+        write_records, TestDir,
     };
     use std::io::Write;
 
@@ -232,7 +346,7 @@ mod tests {
         write_records(&dir, 2);
         // A snapshot whose journal is missing, plus leftovers open would otherwise clean up.
         let (journal, _) = open(dir.config());
-        journal.compact(b"s".to_vec());
+        journal.compact(snap(b"s"));
         journal.close();
         fs::remove_file(journal_path(&dir.0, 2)).unwrap();
         fs::write(journal_path(&dir.0, 1), b"stale").unwrap();
@@ -355,6 +469,50 @@ mod tests {
         fs::rename(journal_path(&dir.0, 1), journal_path(&dir.0, 2)).unwrap();
         match open_err(dir.config()) {
             JournalError::Corrupt { path, .. } => assert_eq!(path, journal_path(&dir.0, 1)),
+            other => panic!("expected corrupt, got {other}"),
+        }
+    }
+
+    #[test]
+    fn damage_before_valid_records_is_cut_when_loss_was_possible() {
+        let dir = TestDir::new("lost-src");
+        let (path, offsets) = write_records(&dir, 4);
+        let mut bytes = fs::read(&path).unwrap();
+        let at = offsets[1] as usize + RECORD_HEADER_LEN + 2;
+        bytes[at] ^= 0x20;
+        fs::write(&path, &bytes).unwrap();
+        let (journal, recovered) = open_may_lose(dir.config());
+        assert_eq!(recovered.records, vec![record(0)]);
+        let note = recovered.lost_tail.expect("a lost tail is reported");
+        assert!(note.contains(&format!("offset {}", offsets[1])), "{note}");
+        assert!(recovered.truncated_tail.is_none());
+        assert_eq!(fs::metadata(&path).unwrap().len(), offsets[1]);
+        append_wait(&journal, b"after the cut".to_vec());
+        journal.close();
+        let (_journal, recovered) = open(dir.config());
+        assert_eq!(
+            recovered.records,
+            vec![record(0), b"after the cut".to_vec()]
+        );
+    }
+
+    #[test]
+    fn damage_in_an_older_journal_is_refused_even_when_loss_was_possible() {
+        let dir = TestDir::new("lost-older");
+        let (path, offsets) = write_records(&dir, 3);
+        let mut first = fs::read(&path).unwrap();
+        let (journal, _) = open(dir.config());
+        journal.compact(snap(b"s"));
+        append_wait(&journal, record(9));
+        journal.close();
+        // Journal 2 exists now; put journal 1 back, damaged, and drop the snapshot, so that
+        // journal 1 is replayed and is followed by a newer one.
+        fs::remove_file(dir.0.join(SNAPSHOT_FILE)).unwrap();
+        first[offsets[1] as usize + RECORD_HEADER_LEN + 1] ^= 0x20;
+        fs::write(journal_path(&dir.0, 1), &first).unwrap();
+        let err = open_may_lose_err(dir.config());
+        match err {
+            JournalError::Corrupt { offset, .. } => assert_eq!(offset, offsets[1]),
             other => panic!("expected corrupt, got {other}"),
         }
     }

@@ -122,6 +122,9 @@ fn run(inner: &Inner, shared: &Shared) {
                 let reason = format!("fsync of {} failed: {e}", path.display());
                 eprintln!("parley journal: {reason}; no further records will be acknowledged");
                 lock_ignoring_poison(&shared.failed).get_or_insert(reason);
+                shared
+                    .stopped
+                    .store(true, std::sync::atomic::Ordering::Release);
                 return;
             }
         }

@@ -9,7 +9,62 @@ use std::time::Duration;
 
 use super::files::{list_journals, LOCK_FILE};
 use super::format::{HEADER_LEN, RECORD_HEADER_LEN};
-use super::{Journal, JournalConfig, JournalError, Recovered};
+use super::{Journal, JournalConfig, JournalError, Origin, Recovered, SnapshotSource};
+
+/// Everything [`Journal::open`] handed to its sink, for tests to compare.
+#[derive(Debug, Default)]
+pub(super) struct Collected {
+    /// The snapshot's records, if there was a snapshot.
+    pub(super) snapshot: Option<Vec<Vec<u8>>>,
+    pub(super) records: Vec<Vec<u8>>,
+    pub(super) truncated_tail: Option<String>,
+    pub(super) lost_tail: Option<String>,
+}
+
+fn open_collecting(
+    cfg: JournalConfig,
+    may_lose: bool,
+) -> Result<(Journal, Collected), JournalError> {
+    let mut got = Collected::default();
+    let mut sink = |origin: Origin, payload: &[u8]| {
+        match origin {
+            Origin::Snapshot => got
+                .snapshot
+                .get_or_insert_with(Vec::new)
+                .push(payload.to_vec()),
+            Origin::Journal => got.records.push(payload.to_vec()),
+        }
+        Ok(())
+    };
+    let (journal, recovered): (Journal, Recovered) = Journal::open(cfg, &mut sink, &|| may_lose)?;
+    if recovered.snapshot_records > 0 || got.snapshot.is_some() {
+        got.snapshot.get_or_insert_with(Vec::new);
+    }
+    got.truncated_tail = recovered.truncated_tail;
+    got.lost_tail = recovered.lost_tail;
+    Ok((journal, got))
+}
+
+/// A snapshot source of one record.
+pub(super) fn snap(payload: &[u8]) -> SnapshotSource {
+    Box::new(std::iter::once(payload.to_vec()))
+}
+
+/// Why opening with `may_lose` answering true fails.
+pub(super) fn open_may_lose_err(cfg: JournalConfig) -> JournalError {
+    match open_collecting(cfg, true) {
+        Ok(_) => panic!("open unexpectedly succeeded"),
+        Err(e) => e,
+    }
+}
+
+/// Opens with `may_lose` answering true.
+pub(super) fn open_may_lose(cfg: JournalConfig) -> (Journal, Collected) {
+    match open_collecting(cfg, true) {
+        Ok(opened) => opened,
+        Err(e) => panic!("open failed: {e}"),
+    }
+}
 
 /// A fresh directory under the system temp dir, removed when the test ends.
 pub(super) struct TestDir(pub(super) PathBuf);
@@ -41,15 +96,15 @@ impl Drop for TestDir {
     }
 }
 
-pub(super) fn open(cfg: JournalConfig) -> (Journal, Recovered) {
-    match Journal::open(cfg) {
+pub(super) fn open(cfg: JournalConfig) -> (Journal, Collected) {
+    match open_collecting(cfg, false) {
         Ok(opened) => opened,
         Err(e) => panic!("open failed: {e}"),
     }
 }
 
 pub(super) fn open_err(cfg: JournalConfig) -> JournalError {
-    match Journal::open(cfg) {
+    match open_collecting(cfg, false) {
         Ok(_) => panic!("open unexpectedly succeeded"),
         Err(e) => e,
     }
@@ -68,7 +123,7 @@ pub(super) fn append_wait(journal: &Journal, rec: Vec<u8>) {
     let (tx, rx) = mpsc::channel();
     journal.append(
         rec,
-        Some(Box::new(move || {
+        Some(Box::new(move |_| {
             let _ = tx.send(());
         })),
     );

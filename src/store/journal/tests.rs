@@ -61,7 +61,7 @@ fn close_from_a_done_does_not_deadlock() {
     let (tx, rx) = mpsc::channel();
     journal.append(
         record(0),
-        Some(Box::new(move || {
+        Some(Box::new(move |_| {
             handle.close();
             let _ = tx.send(());
         })),
@@ -89,7 +89,7 @@ fn kill_9_child() {
     for i in 0..2_000_000u64 {
         journal.append(
             i.to_string().into_bytes(),
-            Some(Box::new(move || println!("ack {i}"))),
+            Some(Box::new(move |_| println!("ack {i}"))),
         );
     }
 }

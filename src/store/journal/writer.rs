@@ -1,10 +1,10 @@
 //! The writer thread, the only one that writes journal files: it batches whatever is queued
-//! into one write (group commit), fsyncs by the policy, runs the batch's `done` callbacks in
-//! submit order, and switches to a new journal file when a compaction comes through the queue.
+//! into one write (group commit), fsyncs by the policy, hands the batch's `done` callbacks to
+//! the delivery thread, and switches to a new journal file when a compaction comes through
+//! the queue.
 
 use std::fs::File;
 use std::io::Write;
-use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,24 +13,26 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::compactor::Compactor;
+use super::deliverer::{Batch, Deliverer};
 use super::files::{create_journal_file, LockGuard};
 use super::format::{encode_record, HEADER_LEN};
 use super::syncer::Syncer;
 use super::{
-    lock_ignoring_poison, Done, FsyncPolicy, Shared, DEFAULT_MAX_BATCH_BYTES, MAX_RECORD_BYTES,
-    MAX_SNAPSHOT_BYTES, SYNC_INTERVAL,
+    lock_ignoring_poison, Done, FsyncPolicy, Shared, SnapshotSource, DEFAULT_MAX_BATCH_BYTES,
+    MAX_RECORD_BYTES, SYNC_INTERVAL,
 };
 
-/// What a [`Journal`](super::Journal) handle sends the writer thread.
+/// What a [`Journal`](super::Journal) handle sends the writer thread. A record says whether it
+/// holds a reserved place.
 pub(super) enum Msg {
-    Record(Vec<u8>, Option<Done>),
-    Compact(Vec<u8>),
+    Record(Vec<u8>, Option<Done>, bool),
+    Compact(SnapshotSource),
     Close,
 }
 
 /// A message that ends a batch: the batch is written before it is acted on.
 enum Control {
-    Compact(Vec<u8>),
+    Compact(SnapshotSource),
     Close,
     Fail(String),
 }
@@ -48,13 +50,15 @@ pub(super) struct Writer {
     pub(super) max_batch_bytes: usize,
     /// Encoded records of the batch being built; reused so appends allocate nothing here.
     pub(super) buf: Vec<u8>,
-    pub(super) dones: Vec<Done>,
+    /// The callbacks and places of the batch being built.
+    pub(super) batch: Batch,
     pub(super) batch_records: u64,
     /// When the oldest write not yet fsynced happened; `None` when everything is synced.
     pub(super) unsynced_since: Option<Instant>,
     pub(super) failed: bool,
     /// Under `Interval`, the thread that fsyncs in the background.
     pub(super) syncer: Option<Syncer>,
+    pub(super) deliverer: Deliverer,
     pub(super) compactor: Compactor,
     pub(super) _lock: LockGuard,
 }
@@ -74,15 +78,35 @@ impl Writer {
         if !self.failed {
             self.sync();
         }
-        // Dropping `self` stops the snapshot thread (after any snapshot in hand) and unlocks.
+        self.shared.stopped.store(true, Ordering::Release);
+        // Whatever is still queued will never be written.
+        while let Ok(msg) = self.rx.try_recv() {
+            self.drop_message(msg);
+        }
+        // Dropping `self` runs the last acknowledgements, stops the snapshot thread (after any
+        // snapshot in hand) and unlocks.
+    }
+
+    fn drop_message(&mut self, msg: Msg) {
+        match msg {
+            Msg::Record(_, done, reserved) => {
+                let mut batch = Batch::default();
+                batch.dones.extend(done);
+                batch.reserved = usize::from(reserved);
+                self.deliverer.hand(batch, false);
+            }
+            Msg::Compact(_) => {
+                self.shared
+                    .pending_compactions
+                    .fetch_sub(1, Ordering::AcqRel);
+            }
+            Msg::Close => {}
+        }
     }
 
     /// Blocks for the next message; under `Interval` wakes up to fsync on time.
     fn next_message(&mut self) -> Option<Msg> {
         loop {
-            if self.shared.close_requested.load(Ordering::Acquire) {
-                return None;
-            }
             let deadline = match (self.policy, self.unsynced_since) {
                 (FsyncPolicy::Interval, Some(since)) if !self.failed && self.syncer.is_none() => {
                     since + SYNC_INTERVAL
@@ -105,20 +129,21 @@ impl Writer {
         let mut msg = first;
         loop {
             match msg {
-                Msg::Record(record, done) => {
+                Msg::Record(record, done, reserved) => {
                     if self.failed {
-                        // Dropped uncalled: a failed journal acknowledges nothing.
+                        // A failed journal acknowledges nothing.
+                        self.drop_message(Msg::Record(record, done, reserved));
                     } else if record.len() > MAX_RECORD_BYTES {
+                        self.drop_message(Msg::Record(Vec::new(), done, reserved));
                         return Some(Control::Fail(format!(
                             "record of {} bytes exceeds the {MAX_RECORD_BYTES}-byte limit",
                             record.len()
                         )));
                     } else {
                         encode_record(&mut self.buf, &record);
+                        self.batch.dones.extend(done);
+                        self.batch.reserved += usize::from(reserved);
                         self.batch_records += 1;
-                        if let Some(done) = done {
-                            self.dones.push(done);
-                        }
                     }
                 }
                 Msg::Compact(snapshot) => return Some(Control::Compact(snapshot)),
@@ -142,8 +167,9 @@ impl Writer {
         }
         if self.buf.is_empty() || self.failed {
             self.buf.clear();
-            self.dones.clear();
             self.batch_records = 0;
+            let batch = std::mem::take(&mut self.batch);
+            self.deliverer.hand(batch, false);
             return;
         }
         if let Err(e) = self.file.write_all(&self.buf) {
@@ -176,11 +202,8 @@ impl Writer {
             .records
             .fetch_add(self.batch_records, Ordering::Relaxed);
         self.batch_records = 0;
-        for done in self.dones.drain(..) {
-            if panic::catch_unwind(AssertUnwindSafe(done)).is_err() {
-                eprintln!("parley journal: a record's done callback panicked; continuing");
-            }
-        }
+        let batch = std::mem::take(&mut self.batch);
+        self.deliverer.hand(batch, true);
         self.buf.clear();
         if self.buf.capacity() > 4 * self.max_batch_bytes.max(DEFAULT_MAX_BATCH_BYTES) {
             // One huge record should not pin its buffer for the life of the process.
@@ -211,28 +234,22 @@ impl Writer {
     fn fail(&mut self, reason: String) {
         if !self.failed {
             eprintln!("parley journal: {reason}; no further records will be acknowledged");
-            *lock_ignoring_poison(&self.shared.failed) = Some(reason);
+            self.shared.set_failed(reason);
             self.failed = true;
         }
         self.buf.clear();
-        self.dones.clear();
         self.batch_records = 0;
+        let batch = std::mem::take(&mut self.batch);
+        self.deliverer.hand(batch, false);
     }
 
     /// Starts journal generation `g + 1` and hands the snapshot (base `g + 1`) to the
     /// snapshot thread. On failure the old journal stays live and nothing is lost.
-    fn rotate(&mut self, snapshot: Vec<u8>) {
+    fn rotate(&mut self, snapshot: SnapshotSource) {
         let abandon = |shared: &Shared| {
             shared.pending_compactions.fetch_sub(1, Ordering::AcqRel);
         };
         if self.failed {
-            return abandon(&self.shared);
-        }
-        if snapshot.len() > MAX_SNAPSHOT_BYTES {
-            eprintln!(
-                "parley journal: snapshot of {} bytes exceeds the {MAX_SNAPSHOT_BYTES}-byte limit; not compacting",
-                snapshot.len()
-            );
             return abandon(&self.shared);
         }
         // The old journal must be complete on disk before a newer one exists: recovery only
@@ -294,7 +311,7 @@ mod tests {
                         let seen = Arc::clone(&seen);
                         // Every third record has no callback; the rest must still be ordered.
                         let done: Option<Done> = (i % 3 != 0)
-                            .then(|| Box::new(move || seen.lock().unwrap().push((p, i))) as Done);
+                            .then(|| Box::new(move |_| seen.lock().unwrap().push((p, i))) as Done);
                         journal.append(format!("{p}:{i}").into_bytes(), done);
                     }
                 })
@@ -363,19 +380,30 @@ mod tests {
         let acked = Arc::new(AtomicUsize::new(0));
         let counter = |acked: &Arc<AtomicUsize>| -> Option<Done> {
             let acked = Arc::clone(acked);
-            Some(Box::new(move || {
-                acked.fetch_add(1, Ordering::SeqCst);
+            Some(Box::new(move |written| {
+                if written {
+                    acked.fetch_add(1, Ordering::SeqCst);
+                }
             }))
         };
         append_wait(&journal, record(0));
         journal.append(vec![0; MAX_RECORD_BYTES + 1], counter(&acked));
         journal.append(record(1), counter(&acked));
-        let (tx, rx) = mpsc::channel::<()>();
-        journal.append(record(2), Some(Box::new(move || drop(tx))));
-        // The done is dropped uncalled, which disconnects the channel.
-        assert!(rx.recv_timeout(Duration::from_secs(10)).is_err());
+        let (tx, rx) = mpsc::channel::<bool>();
+        journal.append(
+            record(2),
+            Some(Box::new(move |written| {
+                let _ = tx.send(written);
+            })),
+        );
+        // The done runs, told that the record was not written.
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(false));
         assert_eq!(acked.load(Ordering::SeqCst), 0);
         assert!(journal.failed().is_some_and(|e| e.contains("exceeds")));
+        assert!(matches!(
+            journal.reserve(),
+            Err(super::super::Refused::Failed)
+        ));
         journal.close();
         let (journal, recovered) = open(dir.config());
         assert_eq!(recovered.records, vec![record(0)]);

@@ -1,0 +1,147 @@
+//! The state as snapshot records, read from the live core on the journal's snapshot thread.
+//!
+//! Nothing stops for a snapshot. The stream first copies what it needs room by room (each
+//! room's lock is held for as long as it takes to clone its members' names and its kept
+//! entries, which are `Arc`s), then the users and sessions, and encodes one record at a time
+//! as the snapshot thread pulls them. Rooms are read before users so that every member a
+//! room names is among the users; the journal after the snapshot repeats whatever changed
+//! meanwhile, and replaying a record the snapshot already holds changes nothing.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::{hex, Core, Record};
+use crate::store::snapshot::{encode, encode_kept, BATCH_ENTRIES};
+use crate::store::KeptEntry;
+
+impl Core {
+    /// Compacts the journal once it has grown past `--compact-bytes`; the state is read on
+    /// the snapshot thread, not here.
+    pub fn compact_if_due(self: &Arc<Self>) {
+        let core = Arc::clone(self);
+        self.store
+            .compact_if_due(move || Box::new(SnapshotStream { core, state: None }));
+    }
+
+    /// Every record of a snapshot of the current state, for tests and tools.
+    pub fn snapshot_records(self: &Arc<Self>) -> Vec<Vec<u8>> {
+        SnapshotStream {
+            core: Arc::clone(self),
+            state: None,
+        }
+        .collect()
+    }
+}
+
+/// A room as copied for the snapshot: its record and its kept entries.
+struct RoomCopy {
+    id: String,
+    entries: Vec<KeptEntry>,
+    next: usize,
+}
+
+struct Copied {
+    /// Encoded records still to hand out: the header, users and sessions, then the current
+    /// room's record.
+    ready: VecDeque<Vec<u8>>,
+    rooms: std::vec::IntoIter<(Record, RoomCopy)>,
+    current: Option<RoomCopy>,
+}
+
+struct SnapshotStream {
+    core: Arc<Core>,
+    /// Copied on the first pull, on the snapshot thread.
+    state: Option<Copied>,
+}
+
+impl SnapshotStream {
+    fn copy(core: &Core) -> Copied {
+        let mut rooms = Vec::new();
+        for room in core.rooms.all() {
+            let rs = room.lock();
+            let entries = rs.kept();
+            let rec = Record::RoomSnapshot {
+                id: room.id.clone(),
+                name: room.name.clone(),
+                owner: room.owner.clone(),
+                capacity: room.capacity,
+                last_seq: rs.last_seq,
+                members: rs.members.values().map(|u| u.name.clone()).collect(),
+                entries: Vec::new(),
+                kept: entries.len() as u64,
+            };
+            let copy = RoomCopy {
+                id: room.id.clone(),
+                entries,
+                next: 0,
+            };
+            rooms.push((rec, copy));
+        }
+        let mut ready = VecDeque::new();
+        ready.push_back(encode(&Record::Epoch {
+            epoch: core.epoch(),
+        }));
+        let last_run = core
+            .last_run
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(run) = last_run {
+            ready.push_back(encode(&Record::Started {
+                boot_id: run.boot_id,
+                fsync: run.fsync,
+            }));
+        }
+        let users: Vec<_> = {
+            let users = core.users.read().unwrap_or_else(|e| e.into_inner());
+            users.values().cloned().collect()
+        };
+        for u in &users {
+            ready.push_back(encode(&Record::UserRegistered {
+                username: u.name.clone(),
+                hash: u.lock().hash.clone(),
+                ts: 0,
+            }));
+        }
+        let sessions: Vec<Record> = core
+            .sessions()
+            .iter()
+            .map(|(hash, s)| Record::SessionStarted {
+                token_hash: hex(hash),
+                username: s.user.name.clone(),
+                created: s.created,
+            })
+            .collect();
+        ready.extend(sessions.iter().map(encode));
+        Copied {
+            ready,
+            rooms: rooms.into_iter(),
+            current: None,
+        }
+    }
+}
+
+impl Iterator for SnapshotStream {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let core = &self.core;
+        let state = self.state.get_or_insert_with(|| Self::copy(core));
+        loop {
+            if let Some(rec) = state.ready.pop_front() {
+                return Some(rec);
+            }
+            if let Some(room) = &mut state.current {
+                if room.next < room.entries.len() {
+                    let end = (room.next + BATCH_ENTRIES).min(room.entries.len());
+                    let batch = encode_kept(&room.id, &room.entries[room.next..end]);
+                    room.next = end;
+                    return Some(batch);
+                }
+            }
+            let (rec, copy) = state.rooms.next()?;
+            state.ready.push_back(encode(&rec));
+            state.current = Some(copy);
+        }
+    }
+}

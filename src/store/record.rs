@@ -1,0 +1,395 @@
+//! The state-change records of the chat core, and the compact form of a kept timeline entry.
+//!
+//! Every change that must survive a restart is one [`Record`]. The live path builds the
+//! record, applies it and hands it to the store; recovery replays the same records through
+//! the same `Core::apply`. Records live here, below both the core and the journal, so the
+//! store can encode them without knowing the core.
+//!
+//! # Replay is idempotent
+//! A snapshot is taken while the server keeps running (see `store::snapshot`), so it may
+//! already reflect some records of the journal that follows it. Applying a record to a state
+//! that already holds it must change nothing: a user, session or room that exists is kept,
+//! and an entry whose seq is not above its room's `last_seq` is skipped. Every new record
+//! kind must keep this rule.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Entry, EntryKind};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Record {
+    /// The data directory's identity; written when it is created, and anew when timelines
+    /// may have been lost.
+    Epoch { epoch: String },
+    /// A server started on this data directory: the machine's boot id and its `--fsync`.
+    Started { boot_id: String, fsync: String },
+    /// The server stopped cleanly: everything before this is on disk.
+    Stopped,
+    /// A new account. `hash` is the self-describing PBKDF2 string of `chat::password`.
+    UserRegistered {
+        username: String,
+        hash: String,
+        ts: u64,
+    },
+    /// A login. Only the SHA-256 of the token is kept, as hex.
+    SessionStarted {
+        token_hash: String,
+        username: String,
+        created: u64,
+    },
+    /// Logout or expiry.
+    SessionEnded { token_hash: String },
+    /// A new room; its owner's join follows as an entry.
+    RoomCreated {
+        id: String,
+        name: String,
+        owner: String,
+        capacity: u32,
+        ts: u64,
+    },
+    /// A timeline entry. `join` and `leave` entries also change membership.
+    Entry(Entry),
+    /// A room as a snapshot keeps it. Since snapshot format 2 its kept entries follow as
+    /// [`Record::KeptEntries`] (`kept` of them); a format-1 snapshot carries them inline.
+    RoomSnapshot {
+        id: String,
+        name: String,
+        owner: String,
+        capacity: u32,
+        last_seq: u64,
+        members: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        entries: Vec<Entry>,
+        #[serde(default)]
+        kept: u64,
+    },
+    /// The next kept entries of a room restored from a snapshot, oldest first, in the
+    /// snapshot's binary encoding (never JSON).
+    #[serde(skip)]
+    KeptEntries {
+        room: String,
+        entries: Vec<KeptEntry>,
+    },
+}
+
+/// One kept timeline entry in one allocation: what a room's history ring holds.
+///
+/// The room and the seq are not stored: the ring knows both. Layout: `ts` (u64 LE), kind
+/// (u8), flags (u8: bit 0 = has text), sender length (u8), nonce length (u16 LE), then the
+/// sender, the nonce (its JSON text) and the text. A 100-byte message from a 7-character name
+/// costs 136 bytes plus the allocation's header.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeptEntry(Arc<[u8]>);
+
+const FIXED: usize = 13;
+const HAS_TEXT: u8 = 1;
+
+/// Longest nonce kept with an entry, as JSON text. A longer one still acknowledges the live
+/// `send`; it is just not echoed again in `history` answers.
+pub const MAX_KEPT_NONCE: usize = 256;
+
+impl std::fmt::Debug for KeptEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeptEntry")
+            .field("ts", &self.ts())
+            .field("kind", &self.kind())
+            .field("from", &self.from())
+            .field("text", &self.text())
+            .field("nonce", &self.nonce())
+            .finish()
+    }
+}
+
+fn kind_code(kind: EntryKind) -> u8 {
+    match kind {
+        EntryKind::Message => 0,
+        EntryKind::Join => 1,
+        EntryKind::Leave => 2,
+    }
+}
+
+fn kind_of(code: u8) -> Option<EntryKind> {
+    Some(match code {
+        0 => EntryKind::Message,
+        1 => EntryKind::Join,
+        2 => EntryKind::Leave,
+        _ => return None,
+    })
+}
+
+impl KeptEntry {
+    /// `nonce` is the JSON text of the sender's nonce; one over [`MAX_KEPT_NONCE`] bytes is
+    /// not kept. A sender name over 255 bytes is cut (usernames are at most 32).
+    pub fn new(
+        ts: u64,
+        kind: EntryKind,
+        from: &str,
+        text: Option<&str>,
+        nonce: Option<&str>,
+    ) -> KeptEntry {
+        let from = &from.as_bytes()[..from.len().min(255)];
+        let nonce = nonce.filter(|n| n.len() <= MAX_KEPT_NONCE).unwrap_or("");
+        let text = text.map(str::as_bytes);
+        let len = FIXED + from.len() + nonce.len() + text.map_or(0, <[u8]>::len);
+        let mut buf = Vec::with_capacity(len);
+        buf.extend_from_slice(&ts.to_le_bytes());
+        buf.push(kind_code(kind));
+        buf.push(if text.is_some() { HAS_TEXT } else { 0 });
+        buf.push(from.len() as u8);
+        buf.extend_from_slice(&(nonce.len() as u16).to_le_bytes());
+        buf.extend_from_slice(from);
+        buf.extend_from_slice(nonce.as_bytes());
+        if let Some(t) = text {
+            buf.extend_from_slice(t);
+        }
+        KeptEntry(Arc::from(buf))
+    }
+
+    /// The entry of a journal record.
+    pub fn from_entry(e: &Entry) -> KeptEntry {
+        let nonce = e.nonce.as_ref().map(|n| n.to_string());
+        KeptEntry::new(e.ts, e.kind, &e.from, e.text.as_deref(), nonce.as_deref())
+    }
+
+    /// Reads the encoding of [`KeptEntry::as_bytes`] back; `None` if it is malformed.
+    pub fn from_bytes(bytes: &[u8]) -> Option<KeptEntry> {
+        let e = KeptEntry(Arc::from(bytes));
+        let (from_end, nonce_end) = e.bounds()?;
+        kind_of(bytes[8])?;
+        std::str::from_utf8(&bytes[FIXED..from_end]).ok()?;
+        std::str::from_utf8(&bytes[from_end..nonce_end]).ok()?;
+        std::str::from_utf8(&bytes[nonce_end..]).ok()?;
+        if bytes[9] & HAS_TEXT == 0 && nonce_end != bytes.len() {
+            return None;
+        }
+        Some(e)
+    }
+
+    fn bounds(&self) -> Option<(usize, usize)> {
+        let b = &self.0;
+        if b.len() < FIXED {
+            return None;
+        }
+        let from_end = FIXED + b[10] as usize;
+        let nonce_end = from_end + u16::from_le_bytes([b[11], b[12]]) as usize;
+        (nonce_end <= b.len()).then_some((from_end, nonce_end))
+    }
+
+    fn str_at(&self, from: usize, to: usize) -> &str {
+        // Built from `&str`s or checked by `from_bytes`.
+        std::str::from_utf8(self.0.get(from..to).unwrap_or_default()).unwrap_or_default()
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn ts(&self) -> u64 {
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&self.0[..8]);
+        u64::from_le_bytes(ts)
+    }
+
+    pub fn kind(&self) -> EntryKind {
+        kind_of(self.0[8]).unwrap_or(EntryKind::Message)
+    }
+
+    pub fn from(&self) -> &str {
+        let (from_end, _) = self.bounds().unwrap_or((FIXED, FIXED));
+        self.str_at(FIXED, from_end)
+    }
+
+    /// The sender's nonce as JSON text, if one was kept.
+    pub fn nonce(&self) -> Option<&str> {
+        let (from_end, nonce_end) = self.bounds()?;
+        (nonce_end > from_end).then(|| self.str_at(from_end, nonce_end))
+    }
+
+    pub fn text(&self) -> Option<&str> {
+        if self.0[9] & HAS_TEXT == 0 {
+            return None;
+        }
+        let (_, nonce_end) = self.bounds()?;
+        Some(self.str_at(nonce_end, self.0.len()))
+    }
+
+    /// The contract's `Entry`; the nonce only if `with_nonce`.
+    pub fn to_entry(&self, room: &str, seq: u64, with_nonce: bool) -> Entry {
+        Entry {
+            room: room.to_string(),
+            seq,
+            ts: self.ts(),
+            kind: self.kind(),
+            from: self.from().to_string(),
+            text: self.text().map(str::to_string),
+            nonce: self
+                .nonce()
+                .filter(|_| with_nonce)
+                .and_then(|n| serde_json::from_str(n).ok()),
+        }
+    }
+
+    /// Appends the entry's JSON object (`{"room":…}`). `head` goes right after the opening
+    /// brace (an `entry` frame's `"type":"entry",`); `nonce` is added as given (JSON text).
+    pub fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        head: &[u8],
+        room: &str,
+        seq: u64,
+        nonce: Option<&str>,
+    ) {
+        out.push(b'{');
+        out.extend_from_slice(head);
+        out.extend_from_slice(b"\"room\":");
+        write_str(out, room);
+        out.extend_from_slice(b",\"seq\":");
+        write_u64(out, seq);
+        out.extend_from_slice(b",\"ts\":");
+        write_u64(out, self.ts());
+        out.extend_from_slice(b",\"kind\":\"");
+        out.extend_from_slice(match self.kind() {
+            EntryKind::Message => b"message".as_slice(),
+            EntryKind::Join => b"join",
+            EntryKind::Leave => b"leave",
+        });
+        out.extend_from_slice(b"\",\"from\":");
+        write_str(out, self.from());
+        if let Some(text) = self.text() {
+            out.extend_from_slice(b",\"text\":");
+            write_str(out, text);
+        }
+        if let Some(n) = nonce {
+            out.extend_from_slice(b",\"nonce\":");
+            out.extend_from_slice(n.as_bytes());
+        }
+        out.push(b'}');
+    }
+
+    /// The journal record of this entry (`Record::Entry` as JSON), written without building
+    /// an `Entry`.
+    pub fn write_record(&self, out: &mut Vec<u8>, room: &str, seq: u64) {
+        self.write_json(out, b"\"t\":\"entry\",", room, seq, self.nonce());
+    }
+}
+
+/// What an `entry` frame's JSON starts with, for [`KeptEntry::write_json`].
+pub const ENTRY_HEAD: &[u8] = b"\"type\":\"entry\",";
+
+/// A JSON string literal.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a `str` to a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn kept_entries_read_back_what_they_were_given() {
+        let cases = [
+            (
+                EntryKind::Message,
+                "alice",
+                Some("hello \"there\"\n"),
+                Some("\"n-1\""),
+            ),
+            (EntryKind::Join, "bob", None, None),
+            (EntryKind::Leave, "carol_x", None, Some("42")),
+            (EntryKind::Message, "dave", Some(""), None),
+            (
+                EntryKind::Message,
+                "eve",
+                Some("ünïcødé ✓"),
+                Some("{\"a\":[1,2]}"),
+            ),
+        ];
+        for (kind, from, text, nonce) in cases {
+            let e = KeptEntry::new(1_764_600_000_123, kind, from, text, nonce);
+            assert_eq!(e.ts(), 1_764_600_000_123);
+            assert_eq!(e.kind(), kind);
+            assert_eq!(e.from(), from);
+            assert_eq!(e.text(), text);
+            assert_eq!(e.nonce(), nonce);
+            let again = KeptEntry::from_bytes(e.as_bytes()).expect("valid bytes");
+            assert_eq!(again, e);
+        }
+    }
+
+    #[test]
+    fn an_overlong_nonce_is_not_kept() {
+        let long = format!("\"{}\"", "x".repeat(MAX_KEPT_NONCE));
+        let e = KeptEntry::new(1, EntryKind::Message, "a", Some("t"), Some(&long));
+        assert_eq!(e.nonce(), None);
+        assert_eq!(e.text(), Some("t"));
+    }
+
+    #[test]
+    fn malformed_bytes_are_refused() {
+        let good = KeptEntry::new(1, EntryKind::Message, "abc", Some("hi"), Some("1"));
+        let bytes = good.as_bytes();
+        assert!(KeptEntry::from_bytes(&bytes[..FIXED - 1]).is_none());
+        assert!(KeptEntry::from_bytes(&bytes[..FIXED + 2]).is_none());
+        let mut bad_kind = bytes.to_vec();
+        bad_kind[8] = 200;
+        assert!(KeptEntry::from_bytes(&bad_kind).is_none());
+        let mut bad_utf8 = bytes.to_vec();
+        bad_utf8[FIXED] = 0xff;
+        assert!(KeptEntry::from_bytes(&bad_utf8).is_none());
+    }
+
+    #[test]
+    fn json_matches_the_contract_entry() {
+        let e = KeptEntry::new(7, EntryKind::Message, "al", Some("a\u{1}b"), Some("\"n\""));
+        let mut out = Vec::new();
+        e.write_json(&mut out, ENTRY_HEAD, "r1", 9, e.nonce());
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"entry","room":"r1","seq":9,"ts":7,"kind":"message","from":"al","text":"a\u{1}b","nonce":"n"})
+        );
+        let entry = e.to_entry("r1", 9, true);
+        let mut plain = Vec::new();
+        e.write_json(&mut plain, b"", "r1", 9, e.nonce());
+        assert_eq!(
+            serde_json::from_slice::<Value>(&plain).unwrap(),
+            serde_json::to_value(&entry).unwrap()
+        );
+        let join = KeptEntry::new(7, EntryKind::Join, "al", None, None);
+        let mut out = Vec::new();
+        join.write_json(&mut out, b"", "r1", 1, None);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out).unwrap(),
+            json!({"room":"r1","seq":1,"ts":7,"kind":"join","from":"al"})
+        );
+    }
+
+    #[test]
+    fn the_journal_record_reads_back_as_the_entry() {
+        let e = KeptEntry::new(5, EntryKind::Message, "al", Some("x"), Some("[1]"));
+        let mut out = Vec::new();
+        e.write_record(&mut out, "r", 3);
+        let rec: Record = serde_json::from_slice(&out).unwrap();
+        assert_eq!(rec, Record::Entry(e.to_entry("r", 3, true)));
+        assert_eq!(KeptEntry::from_entry(&e.to_entry("r", 3, true)), e);
+    }
+}
