@@ -6,6 +6,10 @@
 //! Hashing takes tens to hundreds of milliseconds of CPU, so it never runs on the async
 //! workers: [`HashPool`] owns a few plain threads fed through a bounded channel. When the
 //! channel is full, callers get [`ChatError::Busy`] at once instead of queueing without bound.
+//! A job that panics fails only its own caller, also with `Busy`; its thread goes on to the
+//! next job, so a bug in one hash cannot shrink the pool until logins stop.
+
+use std::panic::AssertUnwindSafe;
 
 use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
 use base64::Engine;
@@ -102,7 +106,10 @@ impl HashPool {
                 .spawn(move || {
                     lower_priority();
                     while let Ok(job) = rx.recv() {
-                        job();
+                        // Unwinding drops the job's reply sender, so its caller sees an error
+                        // instead of waiting. Asserting unwind safety is sound: the job owns
+                        // everything it touches, and nothing of it is used after a panic.
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
                     }
                 });
             if let Err(e) = spawned {
@@ -113,6 +120,7 @@ impl HashPool {
     }
 
     /// Runs `f` on a hashing thread and waits for its result without blocking the runtime.
+    /// [`ChatError::Busy`] when the queue is full or `f` panicked.
     pub async fn run<T, F>(&self, f: F) -> Result<T, ChatError>
     where
         T: Send + 'static,
@@ -142,6 +150,16 @@ mod tests {
             hash_password(b"correct horse battery", 1000),
             "salt is random"
         );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_its_caller_and_the_thread_serves_the_next() {
+        // One thread: had the panic killed it, the pool would have none left.
+        let pool = HashPool::new(1, 4);
+        let panicked = pool.run(|| -> u32 { panic!("a hashing job panics on purpose") });
+        assert_eq!(panicked.await, Err(ChatError::Busy));
+        let hashed = pool.run(|| iterations_of(&hash_password(b"pw", 1000)));
+        assert_eq!(hashed.await, Ok(Some(1000)));
     }
 
     #[test]
