@@ -49,7 +49,11 @@ impl Drop for Slot {
 
 /// Serves `listener` until `shutdown` completes, then closes every WebSocket with 1001 and
 /// waits (up to a few seconds) for connections to end.
-pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: impl Future<Output = ()>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    core: Arc<Core>,
+    shutdown: impl Future<Output = ()>,
+) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();

@@ -4,7 +4,7 @@
 //! so raising `--pbkdf2-iterations` later keeps old hashes verifiable.
 //!
 //! Hashing takes tens to hundreds of milliseconds of CPU, so it never runs on the async
-//! workers: [`HashPool`] owns a few plain threads fed through a bounded channel. When the
+//! workers: `HashPool` owns a few plain threads fed through a bounded channel. When the
 //! channel is full, callers get [`ChatError::Busy`] at once instead of queueing without bound.
 //! A job that panics fails only its own caller, also with `Busy`; its thread goes on to the
 //! next job, so a bug in one hash cannot shrink the pool until logins stop.
@@ -24,7 +24,7 @@ const SALT_BYTES: usize = 16;
 const HASH_BYTES: usize = 32;
 
 /// Hashes `password` with a fresh random salt.
-pub fn hash_password(password: &[u8], iterations: u32) -> String {
+pub(crate) fn hash_password(password: &[u8], iterations: u32) -> String {
     let mut salt = [0u8; SALT_BYTES];
     rand::rng().fill_bytes(&mut salt);
     let mut out = [0u8; HASH_BYTES];
@@ -54,7 +54,7 @@ pub fn iterations_of(stored: &str) -> Option<u32> {
 }
 
 /// Checks `password` against `stored` in time independent of where they differ.
-pub fn verify(password: &[u8], stored: &str) -> bool {
+pub(crate) fn verify(password: &[u8], stored: &str) -> bool {
     let Some((iterations, salt, want)) = parse(stored) else {
         return false;
     };
@@ -65,7 +65,7 @@ pub fn verify(password: &[u8], stored: &str) -> bool {
 
 /// Spends the same work as a real verification, for logins of unknown users, so that the
 /// answer's timing does not tell whether an account exists.
-pub fn verify_dummy(password: &[u8], iterations: u32) -> bool {
+pub(crate) fn verify_dummy(password: &[u8], iterations: u32) -> bool {
     let mut out = [0u8; HASH_BYTES];
     pbkdf2::pbkdf2_hmac::<Sha256>(password, b"parley-dummy-salt", iterations, &mut out);
     false
@@ -91,13 +91,13 @@ fn lower_priority() {
 }
 
 /// A fixed set of hashing threads behind a bounded queue.
-pub struct HashPool {
+pub(crate) struct HashPool {
     tx: crossbeam_channel::Sender<Job>,
 }
 
 impl HashPool {
     /// Starts `threads` hashing threads; at most `queue` jobs wait for them.
-    pub fn new(threads: usize, queue: usize) -> HashPool {
+    pub(crate) fn new(threads: usize, queue: usize) -> HashPool {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(queue);
         for i in 0..threads.max(1) {
             let rx = rx.clone();
@@ -121,7 +121,7 @@ impl HashPool {
 
     /// Runs `f` on a hashing thread and waits for its result without blocking the runtime.
     /// [`ChatError::Busy`] when the queue is full or `f` panicked.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, ChatError>
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, ChatError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
