@@ -41,7 +41,8 @@ pub struct Config {
     pub session_idle_timeout: Duration,
     /// No session lives longer. Default is 24 h.
     pub session_max_age: Duration,
-    /// Capacity of a room created without one. Default is 1,000; at most [`MAX_ROOM_CAPACITY`].
+    /// Capacity of a room created without one. Default is 1,000; at most 100,000
+    /// (`MAX_ROOM_CAPACITY`).
     pub room_capacity: u32,
     /// Default is 100.
     pub max_rooms_per_user: usize,
@@ -70,24 +71,24 @@ pub struct Config {
 }
 
 /// Rooms may hold at most this many members, whatever `--room-capacity` says.
-pub const MAX_ROOM_CAPACITY: u32 = 100_000;
+pub(crate) const MAX_ROOM_CAPACITY: u32 = 100_000;
 /// Longest password accepted, in bytes.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
 /// Failed logins per account within [`LOGIN_WINDOW`] before further attempts get 429.
-pub const LOGIN_FAILURES_ALLOWED: usize = 5;
+pub(crate) const LOGIN_FAILURES_ALLOWED: usize = 5;
 /// The login-throttling window.
-pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+pub(crate) const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Sessions one user may hold; a login beyond it ends their oldest session.
-pub const MAX_SESSIONS_PER_USER: usize = 100;
+pub(crate) const MAX_SESSIONS_PER_USER: usize = 100;
 /// Longest message text in bytes, after trimming.
-pub const MAX_MESSAGE_BYTES: usize = 4096;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 4096;
 /// Largest WebSocket frame or reassembled message.
-pub const MAX_WS_MESSAGE: usize = 64 * 1024;
+pub(crate) const MAX_WS_MESSAGE: usize = 64 * 1024;
 /// Entries sent in the `history` frame after a join.
-pub const JOIN_HISTORY: usize = 50;
+pub(crate) const JOIN_HISTORY: usize = 50;
 /// Default and largest `limit` of the history call.
-pub const HISTORY_PAGE_DEFAULT: usize = 50;
-pub const HISTORY_PAGE_MAX: usize = 500;
+pub(crate) const HISTORY_PAGE_DEFAULT: usize = 50;
+pub(crate) const HISTORY_PAGE_MAX: usize = 500;
 
 impl Default for Config {
     fn default() -> Self {
@@ -126,7 +127,7 @@ impl Default for Config {
 const FD_HEADROOM: usize = 64;
 
 /// The soft open-file limit, read from `/proc/self/limits` (no libc call needed).
-pub fn open_file_limit() -> Option<usize> {
+pub(crate) fn open_file_limit() -> Option<usize> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line.split_whitespace().nth(3)?.parse().ok()

@@ -5,28 +5,39 @@
 //!
 //! # Layout
 //! - [`config`]: every flag, limit and default, and `--help`.
-//! - [`server`]: the accept loop, connection caps, periodic work and shutdown.
-//! - [`http`]: request parsing with the contract's limits, responses, the keep-alive loop.
-//! - [`api`]: REST handlers, thin calls into the chat core.
-//! - [`ws`]: the upgrade, the per-connection session, frames and the outbound queue.
+//! - `server`: the accept loop, connection caps, periodic work and shutdown. It serves each
+//!   connection with `http` and hands the ones that upgrade to `ws`.
+//! - `http`: request parsing with the contract's limits, responses, the keep-alive loop. It
+//!   does not import `ws`: the caller passes the handshake in and gets the stream back.
+//! - `api`: REST handlers, thin calls into the chat core.
+//! - `ws`: the upgrade handshake (on `http`'s request and response types), the
+//!   per-connection session, frames and the outbound queue.
 //! - [`chat`]: the core: users, sessions, presence, rooms (sharded), history rings,
 //!   commands, filtering and rate limits. No I/O.
 //! - [`store`]: where records go: memory, or the journal in the data directory.
 //! - [`protocol`]: the JSON shapes of `shared/PROTOCOL.md`.
 //! - [`metrics`]: counters for `/metrics`.
 //!
+//! `server`, `http`, `api` and `ws` are private to the crate; the others are public for the
+//! binary, the tests and the benches.
+//!
+//! Threads: tokio's workers run the accept loop, one task per connection (HTTP, then its
+//! WebSocket session) and the timers; PBKDF2 runs on the `parley-hash-N` threads of
+//! [`chat::password`], never on a worker; while serving, the journal writes, fsyncs and
+//! snapshots on threads of its own (see [`store`]).
+//!
 //! [`start`] builds everything from a [`Config`]; [`run`] serves an already-bound listener, so
 //! tests bind `127.0.0.1:0`.
 
-pub mod api;
+pub(crate) mod api;
 pub mod chat;
 pub mod config;
-pub mod http;
+pub(crate) mod http;
 pub mod metrics;
 pub mod protocol;
-pub mod server;
+pub(crate) mod server;
 pub mod store;
-pub mod ws;
+pub(crate) mod ws;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -13,7 +13,7 @@ macro_rules! metrics {
 
         impl Metrics {
             /// The Prometheus exposition of every field, `parley_` prefixed.
-            pub fn render(&self, extra: &[(&str, &str, u64)]) -> String {
+            pub(crate) fn render(&self, extra: &[(&str, &str, u64)]) -> String {
                 let mut out = String::new();
                 $(
                     let help = concat!($($doc),*).trim();
@@ -66,11 +66,11 @@ metrics! {
 }
 
 impl Metrics {
-    pub fn add(counter: &AtomicU64, n: u64) {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
     }
 
-    pub fn sub(counter: &AtomicU64, n: u64) {
+    pub(crate) fn sub(counter: &AtomicU64, n: u64) {
         counter.fetch_sub(n, Relaxed);
     }
 }

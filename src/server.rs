@@ -16,9 +16,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::chat::Core;
-use crate::http::Response;
+use crate::http::{self, Response};
 use crate::metrics::Metrics;
-use crate::ws::frame::close;
+use crate::ws::{self, frame::close};
 
 /// How long shutdown waits for connections to finish closing.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,7 +49,11 @@ impl Drop for Slot {
 
 /// Serves `listener` until `shutdown` completes, then closes every WebSocket with 1001 and
 /// waits (up to a few seconds) for connections to end.
-pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: impl Future<Output = ()>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    core: Arc<Core>,
+    shutdown: impl Future<Output = ()>,
+) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
@@ -80,7 +84,7 @@ pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: impl Future
         };
         let (core, stop, alive) = (core.clone(), stop_rx.clone(), alive_tx.clone());
         tokio::spawn(async move {
-            crate::http::conn::serve(core, stream, stop).await;
+            connection(core, stream, stop).await;
             drop(slot);
             drop(alive);
         });
@@ -89,6 +93,15 @@ pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: impl Future
     core.close_all(close::GOING_AWAY, "server shutting down");
     drop(alive_tx);
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, alive_rx.recv()).await;
+}
+
+/// One connection: HTTP requests until one upgrades it, then a WebSocket session.
+async fn connection(core: Arc<Core>, stream: TcpStream, stop: watch::Receiver<bool>) {
+    let upgraded =
+        http::conn::serve(&core, stream, stop.clone(), |req| ws::handshake(&core, req)).await;
+    if let Some(up) = upgraded {
+        ws::session::run(core, up.stream, up.leftover, up.accepted, stop).await;
+    }
 }
 
 fn admit(

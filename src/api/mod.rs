@@ -29,7 +29,7 @@ fn allowed(segments: &[&str]) -> Option<&'static [&'static str]> {
     })
 }
 
-pub async fn handle(core: &Core, req: &Request) -> Response {
+pub(crate) async fn handle(core: &Core, req: &Request) -> Response {
     let decoded: Option<Vec<String>> = req.path.split('/').skip(1).map(percent_decode).collect();
     let Some(decoded) = decoded else {
         return Response::error(400, "bad_request", "malformed path", None);

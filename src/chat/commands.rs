@@ -7,13 +7,13 @@ use serde_json::{json, Value};
 use super::{ChatError, Core, User};
 
 /// What a command answered: the command name, text for humans, and the REST-shaped data.
-pub struct Reply {
-    pub command: &'static str,
-    pub text: String,
-    pub data: Value,
+pub(crate) struct Reply {
+    pub(crate) command: &'static str,
+    pub(crate) text: String,
+    pub(crate) data: Value,
 }
 
-pub const HELP: &[(&str, &str)] = &[
+pub(crate) const HELP: &[(&str, &str)] = &[
     ("/create NAME", "create a room and join it"),
     ("/join ID", "join a room"),
     ("/leave [ID]", "leave a room (default: this one)"),
@@ -31,7 +31,7 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
 
 /// Runs a command line such as `/join abc`. `room` is the `send` frame's room, the default
 /// for commands that take an optional room.
-pub async fn run(
+pub(crate) async fn run(
     core: &Core,
     user: &Arc<User>,
     room: &str,

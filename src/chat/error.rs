@@ -117,3 +117,5 @@ impl fmt::Display for ChatError {
         }
     }
 }
+
+impl std::error::Error for ChatError {}

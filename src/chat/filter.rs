@@ -8,11 +8,11 @@ pub struct Filter {
 
 impl Filter {
     /// Reads one word per line; blank lines and lines starting with `#` are skipped.
-    pub fn from_file(path: &std::path::Path) -> std::io::Result<Filter> {
+    pub(crate) fn from_file(path: &std::path::Path) -> std::io::Result<Filter> {
         Ok(Filter::from_words(&std::fs::read_to_string(path)?))
     }
 
-    pub fn from_words(list: &str) -> Filter {
+    pub(crate) fn from_words(list: &str) -> Filter {
         let blocked = list
             .lines()
             .map(str::trim)
@@ -23,7 +23,7 @@ impl Filter {
     }
 
     /// Removes control characters other than newline and tab.
-    pub fn strip_controls(text: &str) -> String {
+    pub(crate) fn strip_controls(text: &str) -> String {
         text.chars()
             .filter(|&c| c == '\n' || c == '\t' || !c.is_control())
             .collect()
@@ -31,7 +31,7 @@ impl Filter {
 
     /// Replaces every blocked word (a maximal run of alphanumerics, `_`, `'` and `-`) by
     /// as many asterisks as it has characters.
-    pub fn mask(&self, text: &str) -> String {
+    pub(crate) fn mask(&self, text: &str) -> String {
         if self.blocked.is_empty() {
             return text.to_string();
         }

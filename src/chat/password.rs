@@ -4,8 +4,12 @@
 //! so raising `--pbkdf2-iterations` later keeps old hashes verifiable.
 //!
 //! Hashing takes tens to hundreds of milliseconds of CPU, so it never runs on the async
-//! workers: [`HashPool`] owns a few plain threads fed through a bounded channel. When the
+//! workers: `HashPool` owns a few plain threads fed through a bounded channel. When the
 //! channel is full, callers get [`ChatError::Busy`] at once instead of queueing without bound.
+//! A job that panics fails only its own caller, also with `Busy`; its thread goes on to the
+//! next job, so a bug in one hash cannot shrink the pool until logins stop.
+
+use std::panic::AssertUnwindSafe;
 
 use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
 use base64::Engine;
@@ -20,7 +24,7 @@ const SALT_BYTES: usize = 16;
 const HASH_BYTES: usize = 32;
 
 /// Hashes `password` with a fresh random salt.
-pub fn hash_password(password: &[u8], iterations: u32) -> String {
+pub(crate) fn hash_password(password: &[u8], iterations: u32) -> String {
     let mut salt = [0u8; SALT_BYTES];
     rand::rng().fill_bytes(&mut salt);
     let mut out = [0u8; HASH_BYTES];
@@ -50,7 +54,7 @@ pub fn iterations_of(stored: &str) -> Option<u32> {
 }
 
 /// Checks `password` against `stored` in time independent of where they differ.
-pub fn verify(password: &[u8], stored: &str) -> bool {
+pub(crate) fn verify(password: &[u8], stored: &str) -> bool {
     let Some((iterations, salt, want)) = parse(stored) else {
         return false;
     };
@@ -61,7 +65,7 @@ pub fn verify(password: &[u8], stored: &str) -> bool {
 
 /// Spends the same work as a real verification, for logins of unknown users, so that the
 /// answer's timing does not tell whether an account exists.
-pub fn verify_dummy(password: &[u8], iterations: u32) -> bool {
+pub(crate) fn verify_dummy(password: &[u8], iterations: u32) -> bool {
     let mut out = [0u8; HASH_BYTES];
     pbkdf2::pbkdf2_hmac::<Sha256>(password, b"parley-dummy-salt", iterations, &mut out);
     false
@@ -87,13 +91,13 @@ fn lower_priority() {
 }
 
 /// A fixed set of hashing threads behind a bounded queue.
-pub struct HashPool {
+pub(crate) struct HashPool {
     tx: crossbeam_channel::Sender<Job>,
 }
 
 impl HashPool {
     /// Starts `threads` hashing threads; at most `queue` jobs wait for them.
-    pub fn new(threads: usize, queue: usize) -> HashPool {
+    pub(crate) fn new(threads: usize, queue: usize) -> HashPool {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(queue);
         for i in 0..threads.max(1) {
             let rx = rx.clone();
@@ -102,7 +106,10 @@ impl HashPool {
                 .spawn(move || {
                     lower_priority();
                     while let Ok(job) = rx.recv() {
-                        job();
+                        // Unwinding drops the job's reply sender, so its caller sees an error
+                        // instead of waiting. Asserting unwind safety is sound: the job owns
+                        // everything it touches, and nothing of it is used after a panic.
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
                     }
                 });
             if let Err(e) = spawned {
@@ -113,7 +120,8 @@ impl HashPool {
     }
 
     /// Runs `f` on a hashing thread and waits for its result without blocking the runtime.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, ChatError>
+    /// [`ChatError::Busy`] when the queue is full or `f` panicked.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, ChatError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -142,6 +150,16 @@ mod tests {
             hash_password(b"correct horse battery", 1000),
             "salt is random"
         );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_its_caller_and_the_thread_serves_the_next() {
+        // One thread: had the panic killed it, the pool would have none left.
+        let pool = HashPool::new(1, 4);
+        let panicked = pool.run(|| -> u32 { panic!("a hashing job panics on purpose") });
+        assert_eq!(panicked.await, Err(ChatError::Busy));
+        let hashed = pool.run(|| iterations_of(&hash_password(b"pw", 1000)));
+        assert_eq!(hashed.await, Ok(Some(1000)));
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    pub fn full(burst: u32) -> Self {
+    pub(crate) fn full(burst: u32) -> Self {
         TokenBucket {
             tokens: burst as f64,
             last: Instant::now(),
@@ -17,7 +17,7 @@ impl TokenBucket {
     }
 
     /// Takes one token. On refusal returns the milliseconds until one is available.
-    pub fn take(&mut self, rate: u32, burst: u32, now: Instant) -> Result<(), u64> {
+    pub(crate) fn take(&mut self, rate: u32, burst: u32, now: Instant) -> Result<(), u64> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * rate as f64).min(burst as f64);

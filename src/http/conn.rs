@@ -1,10 +1,14 @@
-//! One HTTP connection: keep-alive, pipelining, timeouts, and the hand-off to WebSocket.
+//! One HTTP connection: keep-alive, pipelining, timeouts, and the point where it upgrades.
 //!
 //! Requests are answered strictly in order. A request head must complete within
 //! `--header-timeout` of its first byte (or of the accept, for the first request), else 408
 //! and close; an idle keep-alive connection closes after `--keepalive-timeout`. Any parse
 //! error is answered with its status and the connection closes, since the byte stream can no
 //! longer be split into requests.
+//!
+//! This layer knows where an upgrade is asked for, not what it upgrades to: the caller passes
+//! the handshake in and takes the stream back in an [`Upgraded`], so HTTP does not depend on
+//! the WebSocket layer that sits on top of it.
 
 use std::sync::Arc;
 
@@ -14,38 +18,38 @@ use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
 
 use super::parse::{self, Limits};
-use super::Response;
+use super::{Request, Response};
+use crate::api;
 use crate::chat::Core;
-use crate::{api, ws};
 
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// An upgraded connection: who it is and the bytes that followed the request head.
-struct Upgrade {
-    stream: TcpStream,
-    leftover: Vec<u8>,
-    auth: crate::chat::Auth,
+/// The route that asks to switch protocols (`GET` only); every other request goes to the API.
+const UPGRADE_PATH: &str = "/api/v1/ws";
+
+/// A connection that switched protocols: the caller's handshake accepted it and the 101
+/// response has been written.
+pub(crate) struct Upgraded<A> {
+    pub(crate) stream: TcpStream,
+    /// Bytes the client sent after the request head: the first bytes of the new protocol.
+    pub(crate) leftover: Vec<u8>,
+    /// What the handshake accepted (for WebSocket, who the connection is).
+    pub(crate) accepted: A,
 }
 
-pub async fn serve(core: Arc<Core>, stream: TcpStream, shutdown: watch::Receiver<bool>) {
-    // The HTTP loop's buffers and request are gone before the WebSocket session starts, so a
-    // long-lived connection keeps none of them.
-    if let Some(up) = serve_http(&core, stream, shutdown.clone()).await {
-        let leftover = if up.leftover.is_empty() {
-            Vec::new()
-        } else {
-            up.leftover
-        };
-        ws::session::run(core, up.stream, leftover, up.auth, shutdown).await;
-    }
-}
-
-async fn serve_http(
+/// Serves HTTP requests on `stream` until it closes, `shutdown` fires, or a `GET` to the
+/// upgrade route passes `handshake`; then returns the stream for the new protocol.
+///
+/// `handshake` answers either what it accepted and the bytes of the 101 response, or the HTTP
+/// response to send instead, after which the connection stays HTTP. The loop's buffers are
+/// gone when this returns, so a long-lived upgraded connection keeps none of them.
+pub(crate) async fn serve<A>(
     core: &Arc<Core>,
     mut stream: TcpStream,
     mut shutdown: watch::Receiver<bool>,
-) -> Option<Upgrade> {
+    handshake: impl Fn(&Request) -> Result<(A, Vec<u8>), Response>,
+) -> Option<Upgraded<A>> {
     let limits = Limits {
         max_body: core.cfg.max_body_bytes,
         ..Limits::default()
@@ -59,15 +63,16 @@ async fn serve_http(
             Ok(Some((req, used))) => {
                 buf.drain(..used);
                 head_started = (!buf.is_empty()).then(Instant::now);
-                if req.path == "/api/v1/ws" && req.method == "GET" {
-                    match ws::handshake(core, &req) {
-                        Ok((auth, reply)) => {
+                if req.path == UPGRADE_PATH && req.method == "GET" {
+                    match handshake(&req) {
+                        Ok((accepted, reply)) => {
                             stream.write_all(&reply).await.ok()?;
-                            // Bytes the client sent after the head are WebSocket frames.
-                            return Some(Upgrade {
+                            // An empty buffer may still hold capacity; don't carry it along.
+                            let leftover = if buf.is_empty() { Vec::new() } else { buf };
+                            return Some(Upgraded {
                                 stream,
-                                leftover: buf,
-                                auth,
+                                leftover,
+                                accepted,
                             });
                         }
                         Err(resp) => {

@@ -18,20 +18,20 @@ use std::fmt;
 
 /// Size limits on one request. Every field is a hard cap checked before bytes are buffered past it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Longest request line in bytes, excluding its line ending. Default is 8192: the contract's
     /// 414 threshold, far above any path and query this API produces.
-    pub max_request_line: usize,
+    pub(crate) max_request_line: usize,
     /// Largest header block in bytes: every header line with its line ending, from after the
     /// request line up to (not including) the blank line. Default is 16384: the contract's 431
     /// threshold, room for a token, cookies and an origin many times over.
-    pub max_header_bytes: usize,
+    pub(crate) max_header_bytes: usize,
     /// Most header fields. Default is 64: the contract's 431 threshold; real clients send about a
     /// dozen. It also sizes the httparse slot array, so keep it modest.
-    pub max_headers: usize,
+    pub(crate) max_headers: usize,
     /// Largest accepted `Content-Length`. Default is 65536 (`--max-body-bytes`): a chat message is
     /// at most 4 KiB of text, so this leaves room for JSON escaping and future fields.
-    pub max_body: usize,
+    pub(crate) max_body: usize,
 }
 
 impl Default for Limits {
@@ -47,22 +47,22 @@ impl Default for Limits {
 
 /// One parsed request, owning its data so the read buffer can be reused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    pub method: String,
+pub(crate) struct Request {
+    pub(crate) method: String,
     /// The raw path before `?`, not percent-decoded, so `%2F` cannot forge a path separator.
-    pub path: String,
+    pub(crate) path: String,
     /// The raw text after the first `?`, if any.
-    pub query: Option<String>,
+    pub(crate) query: Option<String>,
     /// In arrival order; names lowercased, values decoded as lossy UTF-8 and trimmed.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
     /// Whether the connection may serve another request after this one.
-    pub keep_alive: bool,
+    pub(crate) keep_alive: bool,
 }
 
 impl Request {
     /// The first header named `name`, compared case-insensitively.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -71,7 +71,7 @@ impl Request {
 
     /// The first query parameter whose decoded key is `key`, decoded (`+` is a space). `None`
     /// when absent or when that value is not valid percent-encoded UTF-8.
-    pub fn query_param(&self, key: &str) -> Option<String> {
+    pub(crate) fn query_param(&self, key: &str) -> Option<String> {
         let form_decode = |s: &str| percent_decode(&s.replace('+', " "));
         self.query
             .as_deref()?
@@ -85,7 +85,7 @@ impl Request {
 }
 
 /// Decodes `%XX` escapes (`+` is left alone). `None` on a bad escape or invalid UTF-8.
-pub fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let hex = |b: u8| (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
     let mut out = Vec::with_capacity(s.len());
     let mut bytes = s.bytes();
@@ -104,7 +104,7 @@ pub fn percent_decode(s: &str) -> Option<String> {
 /// Why a request was refused; [`ParseError::status`] and [`ParseError::code`] map it to the
 /// contract's error response. The connection should be closed after answering.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     /// Request line over `max_request_line`: 414.
     UriTooLong,
     /// Header block over `max_header_bytes`, or more than `max_headers` headers: 431.
@@ -119,7 +119,7 @@ pub enum ParseError {
 
 impl ParseError {
     /// The HTTP status to answer with.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             ParseError::UriTooLong => 414,
             ParseError::HeadersTooLarge => 431,
@@ -130,7 +130,7 @@ impl ParseError {
     }
 
     /// The contract's `error.code` string.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             ParseError::UriTooLong => "uri_too_long",
             ParseError::HeadersTooLarge => "headers_too_large",
@@ -141,7 +141,7 @@ impl ParseError {
     }
 
     /// The contract's `error.message`: lowercase, no trailing period.
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             ParseError::UriTooLong => "request line too long".to_owned(),
             ParseError::HeadersTooLarge => "request header block too large".to_owned(),
@@ -168,7 +168,7 @@ impl std::error::Error for ParseError {}
 ///
 /// An error is final for the connection: answer it and close, since the stream can no longer be
 /// framed. Each call re-parses from the start of `buf`, so call it once per read, not per byte.
-pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, ParseError> {
+pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, ParseError> {
     let start = skip_empty_lines(buf);
     let rest = buf.get(start..).unwrap_or_default();
     let line_end = rest.iter().position(|&b| b == b'\n').map(|i| start + i);
@@ -246,7 +246,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, Pa
 }
 
 /// True once the request head (up to and including the blank line) is complete in buf.
-pub fn head_complete(buf: &[u8]) -> bool {
+pub(crate) fn head_complete(buf: &[u8]) -> bool {
     let rest = buf.get(skip_empty_lines(buf)..).unwrap_or_default();
     rest.iter().enumerate().any(|(i, &b)| {
         b == b'\n'

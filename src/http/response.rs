@@ -6,17 +6,17 @@ use serde_json::json;
 use crate::chat::ChatError;
 
 #[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
-    pub content_type: &'static str,
-    pub body: Vec<u8>,
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: Vec<u8>,
     /// Close the connection after this response.
-    pub close: bool,
+    pub(crate) close: bool,
 }
 
 impl Response {
-    pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
+    pub(crate) fn json<T: Serialize>(status: u16, body: &T) -> Response {
         Response {
             status,
             headers: Vec::new(),
@@ -27,7 +27,7 @@ impl Response {
     }
 
     /// A response without a body, such as 204.
-    pub fn empty(status: u16) -> Response {
+    pub(crate) fn empty(status: u16) -> Response {
         Response {
             status,
             headers: Vec::new(),
@@ -37,7 +37,7 @@ impl Response {
         }
     }
 
-    pub fn text(status: u16, content_type: &'static str, body: String) -> Response {
+    pub(crate) fn text(status: u16, content_type: &'static str, body: String) -> Response {
         Response {
             status,
             headers: Vec::new(),
@@ -48,7 +48,12 @@ impl Response {
     }
 
     /// `{"error":{"code","message"}}`, plus `retry_after_ms` and `Retry-After` on a 429.
-    pub fn error(status: u16, code: &str, message: &str, retry_after_ms: Option<u64>) -> Response {
+    pub(crate) fn error(
+        status: u16,
+        code: &str,
+        message: &str,
+        retry_after_ms: Option<u64>,
+    ) -> Response {
         let mut error = json!({ "code": code, "message": message });
         let mut headers = Vec::new();
         if let Some(ms) = retry_after_ms {
@@ -60,18 +65,13 @@ impl Response {
         r
     }
 
-    pub fn with_header(mut self, name: &'static str, value: String) -> Response {
+    pub(crate) fn with_header(mut self, name: &'static str, value: String) -> Response {
         self.headers.push((name, value));
         self
     }
 
-    pub fn closing(mut self) -> Response {
-        self.close = true;
-        self
-    }
-
     /// Appends the response to `out`.
-    pub fn encode(&self, keep_alive: bool, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, keep_alive: bool, out: &mut Vec<u8>) {
         use std::io::Write;
         let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         if !self.content_type.is_empty() {
@@ -97,7 +97,7 @@ impl From<ChatError> for Response {
     }
 }
 
-pub fn reason(status: u16) -> &'static str {
+fn reason(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         200 => "OK",

@@ -5,9 +5,9 @@
 //! tungstenite's own handshake guards do not run here: the HTTP layer has already enforced
 //! the header size, count and time limits before this code sees the request.
 
-pub mod frame;
-pub mod outbound;
-pub mod session;
+pub(crate) mod frame;
+pub(crate) mod outbound;
+pub(crate) mod session;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -19,7 +19,7 @@ use crate::http::{Request, Response};
 const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// `Sec-WebSocket-Accept` for a client's key.
-pub fn accept_key(key: &str) -> String {
+fn accept_key(key: &str) -> String {
     let mut sha = Sha1::new();
     sha.update(key.as_bytes());
     sha.update(ACCEPT_GUID.as_bytes());
@@ -33,7 +33,7 @@ fn has_token(value: Option<&str>, token: &str) -> bool {
 /// Checks an upgrade request. On success returns who it is and the 101 response bytes;
 /// otherwise the HTTP answer to send instead (400, 401, 403 or 426), and no upgrade.
 /// Offered extensions (compression) are ignored: the answer names none.
-pub fn handshake(core: &Core, req: &Request) -> Result<(Auth, Vec<u8>), Response> {
+pub(crate) fn handshake(core: &Core, req: &Request) -> Result<(Auth, Vec<u8>), Response> {
     let is_upgrade = has_token(req.header("upgrade"), "websocket")
         && has_token(req.header("connection"), "upgrade");
     if !is_upgrade {
