@@ -192,6 +192,7 @@ mod tests {
             kind: EntryKind::Message,
             from: "a".into(),
             text: Some(format!("m{seq}")),
+            nonce: None,
         }
     }
 

@@ -203,9 +203,9 @@ impl App {
             return;
         };
         match f {
-            ServerFrame::Entry { entry, nonce } => {
-                if let Some(n) = nonce {
-                    s.outbox.ack(&nonce_str(&n));
+            ServerFrame::Entry { entry } => {
+                if let Some(n) = &entry.nonce {
+                    s.outbox.ack(&nonce_str(n));
                 }
                 let me = s.user.eq_ignore_ascii_case(&entry.from);
                 if me && entry.kind == EntryKind::Leave && !s.rooms.contains_key(&entry.room) {
@@ -230,6 +230,7 @@ impl App {
                 room,
                 entries,
                 complete,
+                ..
             } => {
                 let shown = s.timeline.on_history(&room, entries, complete);
                 let user = s.user.clone();
