@@ -1,9 +1,10 @@
 //! Messages (and server-side commands) the user sent that the server has not yet
 //! acknowledged.
 //!
-//! Every `send` frame carries a nonce. The acknowledgement is the `entry` echoing it (a
-//! message) or a `reply` / `error` echoing it (a command or a refusal). A script at end of
-//! input waits until this box is empty.
+//! Every `send` frame carries a nonce, unique for the life of the process (see
+//! [`next_nonce`]). The acknowledgement is the `entry` echoing it (a message) or a `reply`
+//! / `error` echoing it (a command or a refusal). A script at end of input waits until
+//! this box is empty.
 //!
 //! Across a reconnect, a message sent on the old connection is *in doubt*: the server may
 //! have appended it before the connection died. Its echo then comes back in the `sync`
@@ -20,6 +21,8 @@
 //! with 1008.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Most unacknowledged items. Default is 1,000: a paste of that many lines while offline
@@ -57,11 +60,21 @@ pub struct Pending {
     paced: bool,
 }
 
+/// A nonce never used before by this process: 64 random bits drawn once per process,
+/// and a counter. Nonces stay unique across logins in one run (the server keeps them with
+/// the user's entries), and two clients of one user, which see each other's nonces in
+/// their catch-ups, collide with odds of one in 2^64.
+pub fn next_nonce() -> String {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| format!("{:016x}", rand::random::<u64>()));
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+    format!("{prefix}-{n}")
+}
+
 #[derive(Debug, Default)]
 pub struct Outbox {
     items: VecDeque<Pending>,
-    counter: u64,
-    prefix: String,
     /// Rate limited: send nothing before this moment.
     paused_until: Option<Instant>,
     /// Spacing between sends since the last refusal; `None` when not paced.
@@ -73,9 +86,6 @@ impl Outbox {
     pub fn new() -> Outbox {
         Outbox {
             items: VecDeque::new(),
-            counter: 0,
-            // Random per session so nonces from two runs never collide in a log.
-            prefix: format!("{:08x}", rand::random::<u32>()),
             paused_until: None,
             pace: None,
             last_sent: None,
@@ -95,8 +105,7 @@ impl Outbox {
         if self.items.len() >= MAX_PENDING {
             return None;
         }
-        self.counter += 1;
-        let nonce = format!("{}-{}", self.prefix, self.counter);
+        let nonce = next_nonce();
         self.items.push_back(Pending {
             nonce: nonce.clone(),
             room: room.to_owned(),
@@ -269,6 +278,19 @@ mod tests {
             again.iter().map(|p| p.text.as_str()).collect::<Vec<_>>(),
             ["two"]
         );
+    }
+
+    #[test]
+    fn nonces_are_unique_for_the_process() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..3 {
+            // A new outbox per login: nonces do not start over.
+            let mut o = Outbox::new();
+            for i in 0..100 {
+                let n = o.push("r", &i.to_string()).expect("room");
+                assert!(seen.insert(n), "nonce repeated");
+            }
+        }
     }
 
     #[test]
