@@ -232,15 +232,10 @@ impl App {
                 complete,
                 ..
             } => {
+                // Settle unknown-fate messages before the timeline drops what was shown.
+                let after = s.timeline.last_seq(&room).unwrap_or(0);
+                s.outbox.settle(&room, &entries, &s.user, after);
                 let shown = s.timeline.on_history(&room, entries, complete);
-                let user = s.user.clone();
-                for e in &shown.entries {
-                    if e.kind == EntryKind::Message && e.from.eq_ignore_ascii_case(&user) {
-                        if let Some(t) = &e.text {
-                            s.outbox.settle(&room, t);
-                        }
-                    }
-                }
                 if shown.gap {
                     let label = self.label(&room);
                     self.error(&format!(
