@@ -8,8 +8,9 @@
 //! - [`http`]: a minimal HTTP/1.1 client; [`api`]: the REST calls on top of it.
 //! - [`protocol`]: the JSON frames and bodies as serde types.
 //! - [`conn`]: the WebSocket thread: connect, pump frames, reconnect with back-off.
-//! - [`timeline`]: per-room seq tracking, so every entry shows exactly once across
-//!   reconnects; [`outbox`]: sent-but-unacknowledged messages.
+//! - [`timeline`]: per-room seq tracking, so every entry shows exactly once and in order,
+//!   holes filled by `sync` first; [`outbox`]: sent-but-unacknowledged messages, matched
+//!   by nonce after a reconnect.
 //! - [`commands`]: what a typed line means; [`app`]: the thread that owns the session and
 //!   carries commands out; [`render`]: how events look.
 //! - [`ui`]: line editing, password prompts and printing on a terminal, plain lines

@@ -1,15 +1,22 @@
 //! Messages (and server-side commands) the user sent that the server has not yet
 //! acknowledged.
 //!
-//! Every `send` frame carries a nonce. The acknowledgement is the `entry` echoing it (a
-//! message) or a `reply` / `error` echoing it (a command or a refusal). A script at end of
-//! input waits until this box is empty.
+//! Every `send` frame carries a nonce, unique for the life of the process (see
+//! [`next_nonce`]). The acknowledgement is the `entry` echoing it (a message) or a `reply`
+//! / `error` echoing it (a command or a refusal). A script at end of input waits until
+//! this box is empty.
 //!
 //! Across a reconnect, a message sent on the old connection is *in doubt*: the server may
-//! have appended it before the connection died. Its echo then comes back in the `sync`
-//! answer without a nonce, as an entry from us with the same text; [`Outbox::settle`]
-//! matches those, and whatever is still in doubt once the room has caught up is sent
-//! again. Messages typed while offline are simply queued.
+//! have appended it before the connection died. The server keeps the sender's nonce with
+//! each entry and serves it back to that user in `history` frames, so
+//! [`Outbox::settle`] recognises such a message by its nonce in the catch-up, whatever the
+//! server made of its text (`//x` posts `/x`, blocked words are masked, text is trimmed).
+//! Whatever is still in doubt once its room has caught up is sent again, with the same
+//! nonce. Messages typed while offline are simply queued.
+//!
+//! An older server keeps no nonces. Until a `history` frame has carried one, an in-doubt
+//! message is also matched by its text against our own new entries, as before nonces
+//! were kept; that fallback cannot see through the server's changes to the text.
 //!
 //! Pacing: at most [`MAX_IN_FLIGHT`] item is unanswered at a time. When the server
 //! answers `rate_limited`, everything waits for its `retry_after_ms`, and from then on
@@ -20,7 +27,11 @@
 //! with 1008.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use crate::protocol::{nonce_str, Entry, EntryKind};
 
 /// Most unacknowledged items. Default is 1,000: a paste of that many lines while offline
 /// is kept; beyond it the user is told to wait rather than the client growing unbounded.
@@ -57,11 +68,24 @@ pub struct Pending {
     paced: bool,
 }
 
+/// A nonce never used before by this process: 64 random bits drawn once per process,
+/// and a counter. Nonces stay unique across logins in one run (the server keeps them with
+/// the user's entries), and two clients of one user, which see each other's nonces in
+/// their catch-ups, collide with odds of one in 2^64.
+pub fn next_nonce() -> String {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| format!("{:016x}", rand::random::<u64>()));
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+    format!("{prefix}-{n}")
+}
+
 #[derive(Debug, Default)]
 pub struct Outbox {
     items: VecDeque<Pending>,
-    counter: u64,
-    prefix: String,
+    /// A `history` frame has carried a nonce: the server keeps them, so matching by text
+    /// is never needed.
+    server_keeps_nonces: bool,
     /// Rate limited: send nothing before this moment.
     paused_until: Option<Instant>,
     /// Spacing between sends since the last refusal; `None` when not paced.
@@ -73,9 +97,7 @@ impl Outbox {
     pub fn new() -> Outbox {
         Outbox {
             items: VecDeque::new(),
-            counter: 0,
-            // Random per session so nonces from two runs never collide in a log.
-            prefix: format!("{:08x}", rand::random::<u32>()),
+            server_keeps_nonces: false,
             paused_until: None,
             pace: None,
             last_sent: None,
@@ -95,8 +117,7 @@ impl Outbox {
         if self.items.len() >= MAX_PENDING {
             return None;
         }
-        self.counter += 1;
-        let nonce = format!("{}-{}", self.prefix, self.counter);
+        let nonce = next_nonce();
         self.items.push_back(Pending {
             nonce: nonce.clone(),
             room: room.to_owned(),
@@ -195,9 +216,34 @@ impl Outbox {
         }
     }
 
-    /// An entry from us with `text` turned up in `room` during catch-up: if an in-doubt
-    /// item matches, the server had it after all. Returns whether one was settled.
-    pub fn settle(&mut self, room: &str, text: &str) -> bool {
+    /// A `history` frame for `room` arrived with `entries`. Every item whose nonce is on
+    /// one of them reached the server and is done with, whatever its state. `me` and
+    /// `after` (the highest seq shown before this frame) serve the text fallback for an
+    /// older server. Returns how many items were settled.
+    pub fn settle(&mut self, room: &str, entries: &[Entry], me: &str, after: u64) -> usize {
+        let mut settled = 0;
+        for n in entries.iter().filter_map(|e| e.nonce.as_ref()) {
+            self.server_keeps_nonces = true;
+            if self.ack(&nonce_str(n)).is_some() {
+                settled += 1;
+            }
+        }
+        if self.server_keeps_nonces {
+            return settled;
+        }
+        let ours = entries.iter().filter(|e| {
+            e.seq > after && e.kind == EntryKind::Message && e.from.eq_ignore_ascii_case(me)
+        });
+        for text in ours.filter_map(|e| e.text.as_deref()) {
+            if self.settle_text(room, text) {
+                settled += 1;
+            }
+        }
+        settled
+    }
+
+    /// The text fallback: an in-doubt item of `room` whose text, trimmed, is `text`.
+    fn settle_text(&mut self, room: &str, text: &str) -> bool {
         let text = text.trim();
         match self
             .items
@@ -206,6 +252,9 @@ impl Outbox {
         {
             Some(i) => {
                 self.items.remove(i);
+                if self.items.is_empty() {
+                    self.pace = None;
+                }
                 true
             }
             None => false,
@@ -251,24 +300,99 @@ mod tests {
         assert!(o.take_due(now, |_| true).is_empty());
     }
 
+    fn entry(seq: u64, from: &str, text: &str, nonce: Option<&str>) -> Entry {
+        Entry {
+            room: "r".into(),
+            seq,
+            ts: 0,
+            kind: EntryKind::Message,
+            from: from.into(),
+            text: Some(text.into()),
+            nonce: nonce.map(|n| n.into()),
+        }
+    }
+
+    fn texts(v: &[Pending]) -> Vec<&str> {
+        v.iter().map(|p| p.text.as_str()).collect()
+    }
+
     #[test]
-    fn in_doubt_items_settle_or_resend_after_catch_up() {
+    fn in_doubt_items_settle_by_nonce_whatever_the_text() {
         let mut o = Outbox::new();
-        o.push("r", "one");
+        let lit = o.push("r", "//literal").expect("room");
         o.push("r", "two");
         let now = Instant::now();
         o.take_due(now, |_| true);
         o.connection_lost();
         // Still catching up: nothing is resent yet.
         assert!(o.take_due(now, |_| false).is_empty());
-        // The sync answer shows "one" arrived before the drop.
-        assert!(o.settle("r", " one "));
-        assert!(!o.settle("r", "one"));
+        // The catch-up has the first as the server posted it, with its nonce; the text
+        // of someone else's entry or a nonce not ours settles nothing.
+        let catch_up = [
+            entry(7, "al", "/literal", Some(&lit)),
+            entry(8, "bo", "two", None),
+            entry(9, "al", "two", Some("someone-else-1")),
+        ];
+        assert_eq!(o.settle("r", &catch_up, "al", 6), 1);
+        assert_eq!(o.settle("r", &catch_up, "al", 6), 0, "settled once");
+        // What the catch-up did not have goes again, with the nonce it had.
         let again = o.take_due(now, |_| true);
+        assert_eq!(texts(&again), ["two"]);
+        let two = again[0].nonce.clone();
+        o.connection_lost();
+        assert_eq!(o.take_due(now, |_| true)[0].nonce, two);
+    }
+
+    #[test]
+    fn a_nonce_in_a_catch_up_settles_items_in_any_state() {
+        let mut o = Outbox::new();
+        let n = o.push("r", "typed offline").expect("room");
+        assert_eq!(o.settle("r", &[entry(3, "al", "x", Some(&n))], "al", 0), 1);
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn text_fallback_only_for_servers_that_keep_no_nonces() {
+        // An older server: no nonce anywhere. Our own new message with the same text
+        // (trimmed) settles the in-doubt item; older ones and others' do not.
+        let mut o = Outbox::new();
+        o.push("r", " one ");
+        o.push("r", "two");
+        o.take_due(Instant::now(), |_| true);
+        o.connection_lost();
+        let old_server = [
+            entry(4, "al", "two", None),
+            entry(6, "bo", "two", None),
+            entry(7, "AL", "one", None),
+        ];
+        assert_eq!(o.settle("r", &old_server, "al", 5), 1);
+        assert_eq!(texts(&o.take_due(Instant::now(), |_| true)), ["two"]);
+
+        // Once the server has shown it keeps nonces, text proves nothing.
+        let mut o = Outbox::new();
+        o.push("r", "same words");
+        o.take_due(Instant::now(), |_| true);
+        o.connection_lost();
         assert_eq!(
-            again.iter().map(|p| p.text.as_str()).collect::<Vec<_>>(),
-            ["two"]
+            o.settle("r", &[entry(2, "al", "hi", Some("x-1"))], "al", 1),
+            0
         );
+        let other_device = [entry(3, "al", "same words", None)];
+        assert_eq!(o.settle("r", &other_device, "al", 2), 0);
+        assert_eq!(o.len(), 1);
+    }
+
+    #[test]
+    fn nonces_are_unique_for_the_process() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..3 {
+            // A new outbox per login: nonces do not start over.
+            let mut o = Outbox::new();
+            for i in 0..100 {
+                let n = o.push("r", &i.to_string()).expect("room");
+                assert!(seen.insert(n), "nonce repeated");
+            }
+        }
     }
 
     #[test]

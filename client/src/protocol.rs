@@ -62,7 +62,8 @@ pub enum EntryKind {
     Other,
 }
 
-/// `Entry = {"room","seq","ts","kind","from","text"?}`: one numbered timeline entry.
+/// `Entry = {"room","seq","ts","kind","from","text"?,"nonce"?}`: one numbered timeline
+/// entry.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Entry {
     pub room: String,
@@ -72,6 +73,13 @@ pub struct Entry {
     pub from: String,
     #[serde(default)]
     pub text: Option<String>,
+    /// The nonce the entry was sent with. On a live `entry` it is on the sending
+    /// connection's copy (the acknowledgement); in `history` frames and REST history the
+    /// server keeps it on entries the requesting user sent with one, so a message whose
+    /// fate was unknown across a reconnect is recognised whatever the server made of its
+    /// text. Never on other users' entries; absent everywhere from older servers.
+    #[serde(default)]
+    pub nonce: Option<Value>,
 }
 
 /// Frames the server sends on the WebSocket.
@@ -87,12 +95,10 @@ pub enum ServerFrame {
         #[serde(default)]
         rooms: Vec<Room>,
     },
+    /// A new timeline entry; its `nonce` is the acknowledgement of our `send`.
     Entry {
         #[serde(flatten)]
         entry: Entry,
-        /// Present only on the sending connection's copy: the acknowledgement.
-        #[serde(default)]
-        nonce: Option<Value>,
     },
     History {
         room: String,
@@ -100,6 +106,10 @@ pub enum ServerFrame {
         entries: Vec<Entry>,
         #[serde(default = "yes")]
         complete: bool,
+        /// Server extension: the answer was cut to fit the connection's output budget;
+        /// sync again from the last entry's seq for the rest.
+        #[serde(default)]
+        more: bool,
     },
     Presence {
         username: String,
@@ -192,13 +202,50 @@ mod tests {
         )
         .expect("decodes");
         match f {
-            ServerFrame::Entry { entry, nonce } => {
+            ServerFrame::Entry { entry } => {
                 assert_eq!(entry.seq, 8);
                 assert_eq!(entry.text.as_deref(), Some("hi"));
-                assert_eq!(nonce.as_ref().map(nonce_str).as_deref(), Some("n1"));
+                assert_eq!(entry.nonce.as_ref().map(nonce_str).as_deref(), Some("n1"));
             }
             other => panic!("not an entry: {other:?}"),
         }
+    }
+
+    #[test]
+    fn history_frame_keeps_nonces_and_more() {
+        let f: ServerFrame = serde_json::from_str(
+            r#"{"type":"history","room":"r1","complete":true,"more":true,"entries":[
+                {"room":"r1","seq":3,"ts":5,"kind":"message","from":"al","text":"/x","nonce":"n7"},
+                {"room":"r1","seq":4,"ts":5,"kind":"message","from":"bo","text":"y"}]}"#,
+        )
+        .expect("decodes");
+        match f {
+            ServerFrame::History {
+                entries,
+                complete,
+                more,
+                ..
+            } => {
+                assert!(complete && more);
+                let nonces: Vec<Option<String>> = entries
+                    .iter()
+                    .map(|e| e.nonce.as_ref().map(nonce_str))
+                    .collect();
+                assert_eq!(nonces, [Some("n7".to_owned()), None]);
+            }
+            other => panic!("not a history: {other:?}"),
+        }
+        // An older server sends neither field.
+        let f: ServerFrame = serde_json::from_str(r#"{"type":"history","room":"r1","entries":[]}"#)
+            .expect("decodes");
+        assert!(matches!(
+            f,
+            ServerFrame::History {
+                complete: true,
+                more: false,
+                ..
+            }
+        ));
     }
 
     #[test]

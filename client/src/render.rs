@@ -242,6 +242,7 @@ mod tests {
             kind,
             from: "alice".into(),
             text: text.map(str::to_owned),
+            nonce: None,
         }
     }
 

@@ -14,12 +14,12 @@
 //! Every wait here waits for a line of output, with a deadline; nothing sleeps to
 //! synchronize.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,21 @@ impl Server {
     fn durable(dir: &Path, bind: &str) -> Option<Server> {
         let dir = dir.to_str().expect("utf-8 temp path");
         Server::spawn(&["--bind", bind, "--data-dir", dir, "--fsync", "always"])
+    }
+
+    /// Start again on `dir` and `bind`, once the address is free.
+    fn restart(dir: &Path, bind: &str) -> Server {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(s) = Server::durable(dir, bind) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not restart on {bind}"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn spawn(args: &[&str]) -> Option<Server> {
@@ -315,6 +330,97 @@ fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
+}
+
+// ----- a relay that can hold a message in flight --------------------------------------
+
+/// A TCP relay between a client and the server. While it swallows, it passes the client's
+/// bytes on and drops the server's: a message reaches the server, its acknowledgement
+/// never reaches the client. [`Relay::cut`] then ends every connection through it, so the
+/// message is in flight when the connection dies.
+struct Relay {
+    addr: String,
+    shared: Arc<RelayShared>,
+}
+
+struct RelayShared {
+    upstream: String,
+    swallow: AtomicBool,
+    /// Both sockets of every connection made so far, to cut them.
+    open: Mutex<Vec<TcpStream>>,
+}
+
+impl Relay {
+    fn start(upstream: &str) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+        let addr = listener.local_addr().expect("relay address").to_string();
+        let shared = Arc::new(RelayShared {
+            upstream: upstream.to_owned(),
+            swallow: AtomicBool::new(false),
+            open: Mutex::new(Vec::new()),
+        });
+        let sh = shared.clone();
+        thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                // Server down: dropping the client's socket refuses it in turn.
+                let Ok(server) = TcpStream::connect(&sh.upstream) else {
+                    continue;
+                };
+                let clones = [client.try_clone(), server.try_clone()];
+                let [Ok(c2), Ok(s2)] = clones else { continue };
+                sh.open
+                    .lock()
+                    .expect("relay lock")
+                    .extend([c2.try_clone(), s2.try_clone()].into_iter().flatten());
+                thread::spawn(move || pipe(client, s2, None));
+                let sh = sh.clone();
+                thread::spawn(move || pipe(server, c2, Some(sh)));
+            }
+        });
+        Relay { addr, shared }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn swallow(&self, on: bool) {
+        self.shared.swallow.store(on, Ordering::SeqCst);
+    }
+
+    fn cut(&self) {
+        for s in self.shared.open.lock().expect("relay lock").drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Copy `from` to `to` until either ends; with `swallow`, drop what comes while it is on.
+fn pipe(mut from: TcpStream, mut to: TcpStream, swallow: Option<Arc<RelayShared>>) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => {
+                // Pass the half-close on: the other direction may still carry an answer.
+                let _ = to.shutdown(Shutdown::Write);
+                return;
+            }
+            Ok(n) => {
+                if swallow
+                    .as_ref()
+                    .is_some_and(|s| s.swallow.load(Ordering::SeqCst))
+                {
+                    continue;
+                }
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
 }
 
 // ----- the tests ----------------------------------------------------------------------
@@ -646,17 +752,7 @@ fn reconnects_after_a_server_restart_and_shows_missed_messages_once() {
     alice.wait_new(ma, "reconnect attempt 3 failed");
 
     // It comes back on the same address with the same data.
-    let deadline = Instant::now() + WAIT;
-    let server = loop {
-        if let Some(s) = Server::durable(&dir, &bind) {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server did not restart on {bind}"
-        );
-        thread::sleep(Duration::from_millis(100));
-    };
+    let server = Server::restart(&dir, &bind);
 
     // Bob, on another device, posts at once, very likely before the others reconnect.
     let mut bob2 = Client::start("bob2", &server.url(), PASSWORD, &["--user", "bob"]);
@@ -700,6 +796,59 @@ fn reconnects_after_a_server_restart_and_shows_missed_messages_once() {
     }
     let (status, _) = alice.finish();
     assert!(status.success());
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_message_in_flight_across_a_server_restart_is_posted_once_whatever_the_server_made_of_it() {
+    let dir = temp_dir("in-flight");
+    let bind = format!("127.0.0.1:{}", free_port());
+    let server = Server::durable(&dir, &bind).expect("durable server starts");
+    // Alice talks to the server through the relay, Bob directly.
+    let relay = Relay::start(&bind);
+    let mut alice = Client::start("alice", &relay.url(), PASSWORD, &[]);
+    let mut bob = Client::start("bob", &server.url(), PASSWORD, &[]);
+    alice.register("alice");
+    bob.register("bob");
+    let room = alice.create("ops");
+    bob.send(&format!("/join {room}"));
+    alice.wait_entry("ops", "--> bob joined");
+
+    // `//literal` posts `/literal`: the text the server keeps is not the text Alice sent.
+    // The server gets it and says so to Bob, but its answer never reaches Alice...
+    relay.swallow(true);
+    let (ma, mb) = (alice.mark(), bob.mark());
+    alice.send("//literal");
+    bob.wait_new(mb, "alice: /literal");
+    // ...for the server dies, and Alice's connection with it.
+    server.kill();
+    relay.cut();
+    relay.swallow(false);
+    alice.wait_new(ma, "connection lost");
+    bob.wait_new(mb, "connection lost");
+
+    let server = Server::restart(&dir, &bind);
+    alice.wait_new(ma, "reconnected");
+    bob.wait_new(mb, "reconnected");
+    // A last message proves the conversation goes on, and bounds the logs for counting.
+    alice.send("after the restart");
+    bob.wait_entry("ops", "alice: after the restart");
+    alice.wait_entry("ops", "alice: after the restart");
+
+    for c in [&alice, &bob] {
+        for rest in ["alice: /literal", "alice: after the restart"] {
+            assert_eq!(
+                c.count_entry("ops", rest),
+                1,
+                "{}: {rest:?} not exactly once:\n{}",
+                c.name,
+                c.log.join("\n")
+            );
+        }
+    }
+    let (status, log) = alice.finish();
+    assert!(status.success(), "alice: {status}\n{}", log.join("\n"));
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,6 +8,7 @@ use super::{first_room, App};
 use crate::conn::{Hello, NetEvent};
 use crate::protocol::{nonce_str, ClientFrame, EntryKind, Room, ServerFrame};
 use crate::render::{clean, human_ms};
+use crate::timeline::{Gap, Step};
 
 impl App {
     /// A message to the current room, or (`command`) a slash command for the server.
@@ -60,11 +61,38 @@ impl App {
         let Some(s) = self.session.as_mut() else {
             return;
         };
-        let late = s.timeline.expire(Instant::now());
-        for e in &late {
+        let step = s.timeline.expire(Instant::now());
+        self.apply(step);
+        self.flush_outbox();
+    }
+
+    /// Carry out what the timeline asked: tell the gaps, send the syncs, show entries.
+    fn apply(&mut self, step: Step) {
+        for (room, gap) in &step.gaps {
+            let label = self.label(room);
+            self.error(&match gap {
+                Gap::NotKept => format!(
+                    "{label}: some entries were missed and are no longer kept by the server"
+                ),
+                Gap::Unfilled => format!(
+                    "{label}: some entries were missed and the server did not send them; /history may show them"
+                ),
+            });
+        }
+        if let Some(conn) = self.session.as_ref().and_then(|s| s.conn.as_ref()) {
+            for (room, since) in &step.sync {
+                conn.send(
+                    ClientFrame::Sync {
+                        room,
+                        since: *since,
+                    }
+                    .to_json(),
+                );
+            }
+        }
+        for e in &step.show {
             self.print_entry(e);
         }
-        self.flush_outbox();
     }
 
     // ----- the connection -----------------------------------------------------------
@@ -81,6 +109,7 @@ impl App {
                     s.online = false;
                     s.told_queued = false;
                     s.outbox.connection_lost();
+                    s.timeline.connection_lost();
                 }
                 self.error(&format!(
                     "connection lost ({reason}); reconnecting in {}",
@@ -157,6 +186,16 @@ impl App {
             }
             s.rooms.insert(r.id.clone(), r.clone());
         }
+        // A room held for a history that will never come (left while offline) is dropped.
+        let stale: Vec<String> = s
+            .timeline
+            .rooms()
+            .filter(|id| !rooms_now.iter().any(|r| r.id == *id))
+            .map(str::to_owned)
+            .collect();
+        for id in &stale {
+            s.timeline.forget(id);
+        }
         if let Some(conn) = &s.conn {
             for (room, since) in &syncs {
                 conn.send(
@@ -203,9 +242,9 @@ impl App {
             return;
         };
         match f {
-            ServerFrame::Entry { entry, nonce } => {
-                if let Some(n) = nonce {
-                    s.outbox.ack(&nonce_str(&n));
+            ServerFrame::Entry { entry } => {
+                if let Some(n) = &entry.nonce {
+                    s.outbox.ack(&nonce_str(n));
                 }
                 let me = s.user.eq_ignore_ascii_case(&entry.from);
                 if me && entry.kind == EntryKind::Leave && !s.rooms.contains_key(&entry.room) {
@@ -214,10 +253,8 @@ impl App {
                 }
                 let membership = (me && entry.kind != EntryKind::Message)
                     .then(|| (entry.kind, entry.room.clone()));
-                let shown = s.timeline.on_entry(entry, now);
-                for e in &shown {
-                    self.print_entry(e);
-                }
+                let step = s.timeline.on_entry(entry, now);
+                self.apply(step);
                 match membership {
                     // Left from another device: stop showing the room.
                     Some((EntryKind::Leave, room)) => self.forget_room(&room),
@@ -230,25 +267,13 @@ impl App {
                 room,
                 entries,
                 complete,
+                more,
             } => {
-                let shown = s.timeline.on_history(&room, entries, complete);
-                let user = s.user.clone();
-                for e in &shown.entries {
-                    if e.kind == EntryKind::Message && e.from.eq_ignore_ascii_case(&user) {
-                        if let Some(t) = &e.text {
-                            s.outbox.settle(&room, t);
-                        }
-                    }
-                }
-                if shown.gap {
-                    let label = self.label(&room);
-                    self.error(&format!(
-                        "{label}: some entries were missed and are no longer kept by the server"
-                    ));
-                }
-                for e in &shown.entries {
-                    self.print_entry(e);
-                }
+                // Settle unknown-fate messages before the timeline drops what was shown.
+                let after = s.timeline.last_seq(&room).unwrap_or(0);
+                s.outbox.settle(&room, &entries, &s.user, after);
+                let step = s.timeline.on_history(&room, entries, complete, more, now);
+                self.apply(step);
                 self.flush_outbox();
             }
             ServerFrame::Presence { username, online } => {
