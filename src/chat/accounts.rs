@@ -10,7 +10,7 @@ use rand::RngCore;
 use super::{hex, now_ms, password, token_hash, Auth, ChatError, Commit, Conn, Core, Record};
 use crate::config;
 use crate::metrics::Metrics;
-use crate::ws::frame;
+use super::wire as frame;
 
 /// Usernames: 3-32 characters of `[A-Za-z0-9_-]`.
 pub fn valid_username(name: &str) -> bool {

@@ -10,8 +10,8 @@ use super::ratelimit::TokenBucket;
 use super::{deliver_to, encode, now_ms, Auth, Conn, Core};
 use crate::metrics::Metrics;
 use crate::protocol::ServerFrame;
-use crate::ws::frame;
-use crate::ws::outbound::Outbound;
+use super::outbound::Outbound;
+use super::wire as frame;
 
 impl Core {
     /// Registers a new WebSocket connection: it subscribes to the user's rooms and its first

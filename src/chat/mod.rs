@@ -35,11 +35,13 @@
 pub mod commands;
 pub mod error;
 pub mod filter;
+pub(crate) mod outbound;
 pub mod password;
 pub mod ratelimit;
 pub mod ring;
 pub mod rooms;
 pub mod users;
+pub(crate) mod wire;
 
 mod accounts;
 mod connections;
@@ -68,8 +70,8 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::protocol::{EntryKind, ServerFrame};
 use crate::store::{KeptEntry, Slot, Store};
-use crate::ws::frame;
-use crate::ws::outbound::Pushed;
+use outbound::Pushed;
+use wire as frame;
 use filter::Filter;
 use password::HashPool;
 use rooms::{Room, RoomTable};

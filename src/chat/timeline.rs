@@ -28,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::protocol::{Entry, EntryKind, ServerFrame};
 use crate::store::record::ENTRY_HEAD;
 use crate::store::{KeptEntry, Slot};
-use crate::ws::frame;
+use super::wire as frame;
 
 /// What publishing an entry changes about who is subscribed to its room.
 pub(super) enum Change {

@@ -4,7 +4,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::ratelimit::TokenBucket;
-use crate::ws::outbound::Outbound;
+use super::outbound::Outbound;
 
 /// An account. `name` is as registered; `key` is its lowercase form, unique.
 #[derive(Debug)]

@@ -1,62 +1,12 @@
-//! WebSocket frames over tungstenite's frame codec.
-//!
-//! Server frames are never masked, so one encoded frame (header and payload) can be shared by
-//! every recipient of a broadcast: [`text`] builds it once and each queue holds a cheap clone.
-//! Client frames are parsed with tungstenite's [`FrameHeader::parse`] and unmasked here.
+//! Client frames, parsed with tungstenite's [`FrameHeader::parse`] and unmasked here. Server
+//! frames are encoded by the core (`chat::wire`), which owns the outbound queues.
 
 use std::io::Cursor;
 
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
-use tungstenite::Bytes;
 
-/// Close codes of the contract.
-pub mod close {
-    pub const NORMAL: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
-    pub const PROTOCOL: u16 = 1002;
-    pub const INVALID_DATA: u16 = 1007;
-    pub const POLICY: u16 = 1008;
-    pub const TOO_BIG: u16 = 1009;
-    pub const SESSION_ENDED: u16 = 4001;
-    pub const TOO_SLOW: u16 = 4002;
-}
-
-fn encode(opcode: OpCode, payload: &[u8]) -> Bytes {
-    let header = FrameHeader {
-        opcode,
-        ..FrameHeader::default()
-    };
-    let mut out = Vec::with_capacity(header.len(payload.len() as u64) + payload.len());
-    // Writing into a Vec cannot fail.
-    let _ = header.format(payload.len() as u64, &mut out);
-    out.extend_from_slice(payload);
-    Bytes::from(out)
-}
-
-/// A final, unmasked text frame.
-pub fn text(json: &[u8]) -> Bytes {
-    encode(OpCode::Data(Data::Text), json)
-}
-
-pub fn ping() -> Bytes {
-    encode(OpCode::Control(Control::Ping), b"")
-}
-
-pub fn pong(payload: &[u8]) -> Bytes {
-    encode(OpCode::Control(Control::Pong), payload)
-}
-
-/// A close frame with `code` and a short reason (at most 123 bytes are kept).
-pub fn close_frame(code: u16, reason: &str) -> Bytes {
-    let mut payload = code.to_be_bytes().to_vec();
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    payload.extend_from_slice(&reason.as_bytes()[..end]);
-    encode(OpCode::Control(Control::Close), &payload)
-}
+pub(crate) use crate::chat::wire::{close, close_frame, pong};
 
 /// One parsed, unmasked client frame.
 #[derive(Debug, PartialEq, Eq)]
@@ -140,6 +90,7 @@ pub fn parse(buf: &[u8], max: usize) -> Result<Option<(InFrame, usize)>, FrameEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::wire::text;
 
     fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
         let mask = [1u8, 2, 3, 4];

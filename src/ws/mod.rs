@@ -6,7 +6,6 @@
 //! the header size, count and time limits before this code sees the request.
 
 pub(crate) mod frame;
-pub(crate) mod outbound;
 pub(crate) mod session;
 
 use base64::engine::general_purpose::STANDARD;

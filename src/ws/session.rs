@@ -20,7 +20,7 @@ use tokio::time::{sleep_until, Instant};
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 use super::frame::{self, close, FrameError, InFrame};
-use super::outbound::Close;
+use crate::chat::outbound::Close;
 use crate::chat::{commands, now_ms, Auth, ChatError, Conn, Core, Posted};
 use crate::config::MAX_WS_MESSAGE;
 use crate::metrics::Metrics;

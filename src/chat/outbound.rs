@@ -76,7 +76,7 @@ impl Outbound {
         // the limit (a `/users` reply on a big server); otherwise the limit holds.
         if q.pending > 0 && q.pending + frame.len() > self.limit {
             q.close = Some(Close {
-                code: super::frame::close::TOO_SLOW,
+                code: super::wire::close::TOO_SLOW,
                 reason: "too slow: output not read",
             });
             q.pending -= q.frames.iter().map(Bytes::len).sum::<usize>();
