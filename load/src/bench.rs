@@ -12,8 +12,9 @@ use crate::scenario::connections::{self, ConnectionsConfig};
 use crate::scenario::fanout::{self, FanoutConfig};
 use crate::scenario::logins::{self, FloodConfig};
 use crate::scenario::rooms::{self, RoomsConfig};
+use crate::scenario::state::{self, StateConfig};
 use crate::scenario::Target;
-use crate::server::{bench_flags, server_binary, ServerProcess, TempDir};
+use crate::server::{bench_flags, server_binary, supports_flag, ServerProcess, TempDir};
 use std::path::Path;
 use std::process::Command;
 
@@ -29,14 +30,15 @@ pub const GENERATOR_CPU: usize = 1;
 /// | `PARLEY_BENCH_QUICK` | `1`: small scale, short phases | off |
 /// | `PARLEY_BENCH_SECS` | seconds per measured phase | 5 (2); many-rooms 10 (2) |
 /// | `PARLEY_BENCH_MEMBERS` | fan-out room members | 1000 (200) |
-/// | `PARLEY_BENCH_SENDERS` | fan-out senders | 10 (5) |
+/// | `PARLEY_BENCH_SENDERS` | fan-out senders; state: fill senders | 10 (5); state 10 |
 /// | `PARLEY_BENCH_LOADS` | fan-out offered deliveries/s, comma-separated | 100000,500000,1000000 (20000,100000) |
-/// | `PARLEY_BENCH_WINDOW` | saturation messages in flight | 200 |
+/// | `PARLEY_BENCH_WINDOW` | saturation messages in flight; state: fill messages unacknowledged | 200; state 1000 |
 /// | `PARLEY_BENCH_ROOMS` | many-rooms room count | 100 (20) |
 /// | `PARLEY_BENCH_ROOM_SIZE` | members per room | 10 |
 /// | `PARLEY_BENCH_RATE` | messages/s per many-rooms sender | 10 |
 /// | `PARLEY_BENCH_CONNECTIONS` | connections scenario target | 19000 (2000) |
 /// | `PARLEY_BENCH_FLOOD` | logins in flight in the flood | 32 (8) |
+/// | `PARLEY_BENCH_ENTRIES` | state: kept entries (rooms of 1000) | 1000000 (50000) |
 /// | `PARLEY_BENCH_PIN` | `0` disables CPU pinning | on |
 /// | `PARLEY_BENCH_NICE` | nice value for server and generator, e.g. `-10` on a shared machine | unchanged |
 /// | `PARLEY_BENCH_QUIET_LOAD` | first wait (up to 15 min) for the 1-minute load average to drop below this | no wait |
@@ -47,6 +49,7 @@ pub struct BenchEnv {
     pub rooms: RoomsConfig,
     pub connections: ConnectionsConfig,
     pub flood: FloodConfig,
+    pub state: StateConfig,
     pub pin: bool,
     pub nice: Option<i32>,
     pub quiet_load: Option<f64>,
@@ -70,6 +73,7 @@ impl BenchEnv {
         let mut rooms = RoomsConfig::default();
         let mut connections = ConnectionsConfig::default();
         let mut flood = FloodConfig::default();
+        let mut state = StateConfig::default();
         if quick {
             fanout.members = 200;
             fanout.senders = 5;
@@ -81,6 +85,7 @@ impl BenchEnv {
             connections.connections = 2000;
             connections.broadcasts = 3;
             flood.concurrency = 8;
+            state.entries = 50_000;
         }
         if let Some(s) = env_parse::<f64>("PARLEY_BENCH_SECS")? {
             fanout.phase_secs = s;
@@ -92,6 +97,7 @@ impl BenchEnv {
         }
         if let Some(v) = env_parse("PARLEY_BENCH_SENDERS")? {
             fanout.senders = v;
+            state.senders = v;
         }
         if let Ok(v) = std::env::var("PARLEY_BENCH_LOADS") {
             if !v.trim().is_empty() {
@@ -102,8 +108,9 @@ impl BenchEnv {
                     .map_err(|_| LoadError::Config(format!("bad PARLEY_BENCH_LOADS {v:?}")))?;
             }
         }
-        if let Some(v) = env_parse("PARLEY_BENCH_WINDOW")? {
+        if let Some(v) = env_parse::<u64>("PARLEY_BENCH_WINDOW")? {
             fanout.window = v;
+            state.window = v as usize;
         }
         if let Some(v) = env_parse("PARLEY_BENCH_ROOMS")? {
             rooms.rooms = v;
@@ -120,6 +127,9 @@ impl BenchEnv {
         if let Some(v) = env_parse("PARLEY_BENCH_FLOOD")? {
             flood.concurrency = v;
         }
+        if let Some(v) = env_parse("PARLEY_BENCH_ENTRIES")? {
+            state.entries = v;
+        }
         let pin = env_parse::<u32>("PARLEY_BENCH_PIN")?.unwrap_or(1) != 0;
         let nice = env_parse::<i32>("PARLEY_BENCH_NICE")?;
         let quiet_load = env_parse::<f64>("PARLEY_BENCH_QUIET_LOAD")?;
@@ -128,6 +138,7 @@ impl BenchEnv {
             rooms,
             connections,
             flood,
+            state,
             pin,
             nice,
             quiet_load,
@@ -135,7 +146,8 @@ impl BenchEnv {
     }
 }
 
-/// Runs one benchmark scenario: `fanout`, `rooms`, `connections`, `logins` or `persistence`.
+/// Runs one benchmark scenario: `fanout`, `rooms`, `connections`, `logins`, `persistence` or
+/// `state`.
 /// `server_hint` is the bench's `CARGO_BIN_EXE_parley-server`, `workspace` its manifest dir.
 /// Exits non-zero when the benchmark could not run (a benchmark never fails on a figure).
 pub fn main(scenario: &str, server_hint: Option<&str>, workspace: &str) {
@@ -236,6 +248,19 @@ pub fn run(scenario: &str, server_hint: Option<&str>, workspace: &Path) -> Resul
                 report::persistence(&eph, &per, "`--data-dir` at the default `--fsync interval`")
             );
             stop(server)
+        }
+        "state" => {
+            // A data directory, the default history, and REST calls unthrottled where the
+            // server has a limit on them: the setup creates 100 rooms per account.
+            let mut flags = bench_flags(Some(1000));
+            if supports_flag(&bin, "rest-rate-limit") {
+                flags.extend(["--rest-rate-limit".into(), "0".into()]);
+            }
+            let r = state::run(&rt, &env.state, &flags, &mut |f: &[String]| {
+                start(&bin, f, server_cpu, env.nice)
+            })?;
+            println!("{}", report::state(&r));
+            Ok(())
         }
         other => Err(LoadError::Config(format!("unknown scenario {other:?}"))),
     }

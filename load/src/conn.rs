@@ -9,7 +9,9 @@ use crate::error::{LoadError, Result};
 use crate::frame::{self, OpCode, XorShift};
 use crate::http::{self, parse_head};
 use crate::scan::{self, FrameType};
-use crate::stats::{new_recv_histogram, RecvHistogram, Shared, MAX_LATENCY_US, MAX_PHASES};
+use crate::stats::{
+    new_recv_histogram, Arrival, RecvHistogram, Shared, MAX_LATENCY_US, MAX_PHASES,
+};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -234,8 +236,9 @@ struct Reader {
     latency: Vec<Option<RecvHistogram>>,
     /// Deliveries per phase since the last publish to `shared`.
     pending: [u64; MAX_PHASES],
-    /// Samples for `shared.shared_latency`, flushed once per read.
-    shared_samples: Vec<(u32, u64)>,
+    /// Samples for `shared.shared_latency` and `shared.arrivals` (phase, µs, send time),
+    /// flushed once per read.
+    shared_samples: Vec<(u32, u64, u64)>,
     /// Worst latency since the last publish, µs.
     worst_us: u64,
     /// A fragmented text message being reassembled (rare: servers send whole frames).
@@ -374,7 +377,7 @@ impl Reader {
         shared: &Shared,
         latency: &mut [Option<RecvHistogram>],
         pending: &mut [u64; MAX_PHASES],
-        shared_samples: &mut Vec<(u32, u64)>,
+        shared_samples: &mut Vec<(u32, u64, u64)>,
         worst_us: &mut u64,
     ) {
         match scan::frame_type(payload) {
@@ -384,9 +387,10 @@ impl Reader {
                     let us = (now_ns.saturating_sub(stamp.sent_ns) / 1000).min(MAX_LATENCY_US);
                     pending[phase] += 1;
                     *worst_us = (*worst_us).max(us);
-                    if shared.shared_latency.is_some() {
-                        shared_samples.push((phase as u32, us));
-                    } else {
+                    if shared.shared_latency.is_some() || shared.arrivals.is_some() {
+                        shared_samples.push((phase as u32, us, stamp.sent_ns));
+                    }
+                    if shared.shared_latency.is_none() {
                         latency[phase]
                             .get_or_insert_with(new_recv_histogram)
                             .saturating_record(us);
@@ -422,9 +426,20 @@ impl Reader {
         }
         if !self.shared_samples.is_empty() {
             if let Some(Ok(mut hists)) = self.shared.shared_latency.as_ref().map(|m| m.lock()) {
-                for &(phase, us) in &self.shared_samples {
+                for &(phase, us, _) in &self.shared_samples {
                     hists[phase as usize].saturating_record(us);
                 }
+            }
+            if let Some(Ok(mut log)) = self.shared.arrivals.as_ref().map(|m| m.lock()) {
+                log.extend(
+                    self.shared_samples
+                        .iter()
+                        .map(|&(phase, _, sent_ns)| Arrival {
+                            phase,
+                            sent_ns,
+                            received_ns: now_ns,
+                        }),
+                );
             }
             self.shared_samples.clear();
         }

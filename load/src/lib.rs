@@ -13,7 +13,7 @@
 //! - [`sender`]: open-loop (fixed schedule) and closed-loop (window) senders.
 //! - [`stats`]: the clock, per-phase counters, HdrHistograms; [`probe`]: server CPU time
 //!   and memory from `/proc`, pinning.
-//! - [`scenario`]: fan-out, many rooms, connections, login isolation.
+//! - [`scenario`]: fan-out, many rooms, connections, login isolation, kept state.
 //! - [`server`]: starting `parley-server` as a child; [`bench`]: the `cargo bench` driver;
 //!   [`report`]: Markdown tables; [`cli`]: the `parley-load` command line.
 //!

@@ -43,6 +43,22 @@ pub fn bench_flags(iterations: Option<u32>) -> Vec<String> {
     flags
 }
 
+/// Whether `bin --help` lists `--<flag>`: for flags a newer server has and an older one would
+/// refuse.
+pub fn supports_flag(bin: &Path, flag: &str) -> bool {
+    Command::new(bin)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| {
+            let help = String::from_utf8_lossy(&o.stdout);
+            let needle = format!("--{flag}");
+            help.split_whitespace().any(|w| w == needle)
+        })
+        .unwrap_or(false)
+}
+
 /// A running server child.
 pub struct ServerProcess {
     child: Option<Child>,

@@ -107,6 +107,24 @@ pub struct Shared {
     /// Highest latency (µs) of any delivery in each 100 ms slot of the clock: shows when a
     /// stall happened, and whether stalls recur.
     pub timeline_max_us: Vec<AtomicU64>,
+    /// When set, every stamped delivery is also logged here: for a probe whose deliveries must
+    /// be placed in time exactly (a few thousand of them, not millions).
+    pub arrivals: Option<Mutex<Vec<Arrival>>>,
+}
+
+/// One stamped delivery, on the run's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    pub phase: u32,
+    pub sent_ns: u64,
+    /// When the `read()` that brought it returned.
+    pub received_ns: u64,
+}
+
+impl Arrival {
+    pub fn latency_us(&self) -> u64 {
+        self.received_ns.saturating_sub(self.sent_ns) / 1000
+    }
 }
 
 impl Shared {
@@ -125,6 +143,21 @@ impl Shared {
             shared_latency: shared_latency.then(|| Mutex::new(hists())),
             send_lag: Mutex::new(hists()),
             timeline_max_us: (0..TIMELINE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            arrivals: None,
+        }
+    }
+
+    /// Also logs every stamped delivery (see [`Shared::arrivals`]).
+    pub fn with_arrival_log(mut self) -> Shared {
+        self.arrivals = Some(Mutex::new(Vec::new()));
+        self
+    }
+
+    /// The logged deliveries so far, in arrival order.
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        match self.arrivals.as_ref().map(|m| m.lock()) {
+            Some(Ok(a)) => a.clone(),
+            _ => Vec::new(),
         }
     }
 

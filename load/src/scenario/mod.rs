@@ -5,6 +5,7 @@ pub mod connections;
 pub mod fanout;
 pub mod logins;
 pub mod rooms;
+pub mod state;
 
 use crate::api::{self, source_addresses};
 use crate::conn::{Connection, WsConfig};

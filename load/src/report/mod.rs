@@ -1,4 +1,10 @@
 //! Printing results as Markdown tables, ready to paste into `docs/BENCHMARKS.md`.
+//!
+//! `state.rs`: the kept-state scenario's tables.
+
+mod state;
+
+pub use state::state;
 
 use crate::scenario::connections::ConnectionsReport;
 use crate::scenario::fanout::{fmt_load, FanoutReport};
