@@ -7,10 +7,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 
+use super::wire as frame;
 use super::{hex, now_ms, password, token_hash, Auth, ChatError, Commit, Conn, Core, Record};
 use crate::config;
 use crate::metrics::Metrics;
-use super::wire as frame;
 
 /// Usernames: 3-32 characters of `[A-Za-z0-9_-]`.
 pub fn valid_username(name: &str) -> bool {

@@ -6,12 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use tungstenite::Bytes;
 
+use super::outbound::Outbound;
 use super::ratelimit::TokenBucket;
+use super::wire as frame;
 use super::{deliver_to, encode, now_ms, Auth, Conn, Core};
 use crate::metrics::Metrics;
 use crate::protocol::ServerFrame;
-use super::outbound::Outbound;
-use super::wire as frame;
 
 impl Core {
     /// Registers a new WebSocket connection: it subscribes to the user's rooms and its first
@@ -27,6 +27,9 @@ impl Core {
             abuse: Mutex::new(TokenBucket::full(burst * 3)),
         });
         let user = &auth.user;
+        // A lapse of request-based presence not yet announced is announced first, so
+        // room-mates see the user go and come back.
+        self.refresh_presence(user);
         let rooms = {
             let mut us = user.lock();
             us.conns.push(conn.clone());

@@ -70,11 +70,11 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::protocol::{EntryKind, ServerFrame};
 use crate::store::{KeptEntry, Slot, Store};
-use outbound::Pushed;
-use wire as frame;
 use filter::Filter;
+use outbound::Pushed;
 use password::HashPool;
 use rooms::{Room, RoomTable};
+use wire as frame;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

@@ -6,10 +6,18 @@
 //! frames queued for it are dropped at that moment: nobody else waits, and memory stays bounded
 //! (by the limit, or by one frame for a peer that had read everything).
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use tungstenite::Bytes;
+
+use crate::store::record::write_str;
+
+/// Most users whose presence changes one connection holds unwritten. Beyond it the changes
+/// are dropped and the connection is told everyone's current presence instead, once it
+/// writes again: a reconnect storm costs each connection a bounded amount of memory.
+pub(crate) const MAX_PENDING_PRESENCE: usize = 1024;
 
 /// Why the server is closing a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +32,11 @@ struct Queue {
     /// Bytes queued or taken but not yet written.
     pending: usize,
     close: Option<Close>,
+    /// Presence changes not yet written, by username: the first state announced since the
+    /// last write, and the latest. They are not counted against the limit.
+    presence: HashMap<Arc<str>, (bool, bool)>,
+    /// Too many presence changes were pending: tell the current presence of everyone.
+    presence_resync: bool,
 }
 
 /// What happened to a pushed frame.
@@ -99,6 +112,44 @@ impl Outbound {
         Pushed::Queued
     }
 
+    /// Queues a presence change of `user`. Changes coalesce per user until the connection
+    /// writes: the latest state wins, and a user who went and came back (or came and went)
+    /// since the last write is told as both changes, in order, so the change is not lost.
+    pub fn push_presence(&self, user: &Arc<str>, online: bool) {
+        let mut q = self.lock();
+        if q.close.is_some() || q.presence_resync {
+            return;
+        }
+        let was_idle = q.frames.is_empty() && q.presence.is_empty();
+        let full = q.presence.len() >= MAX_PENDING_PRESENCE;
+        match q.presence.get_mut(user) {
+            Some((_, latest)) => *latest = online,
+            None if full => {
+                q.presence = HashMap::new();
+                q.presence_resync = true;
+            }
+            None => {
+                q.presence.insert(user.clone(), (online, online));
+            }
+        }
+        drop(q);
+        if was_idle {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Whether presence changes overflowed since the last call: the writer should then add
+    /// every room-mate's current presence (see [`MAX_PENDING_PRESENCE`]).
+    pub fn take_presence_resync(&self) -> bool {
+        std::mem::take(&mut self.lock().presence_resync)
+    }
+
+    /// Counts `n` bytes the writer added itself (a presence resync) as taken, so that
+    /// [`Outbound::written`] balances.
+    pub fn taken_extra(&self, n: usize) {
+        self.lock().pending += n;
+    }
+
     /// Asks the connection to close with `code`; the first reason given wins.
     pub fn close(&self, code: u16, reason: &'static str) {
         let mut q = self.lock();
@@ -118,10 +169,21 @@ impl Outbound {
     pub fn take(&self, out: &mut Vec<u8>) -> Option<Close> {
         let mut q = self.lock();
         let frames = std::mem::take(&mut q.frames);
+        let presence = std::mem::take(&mut q.presence);
         let close = q.close;
         drop(q);
         for f in &frames {
             out.extend_from_slice(f);
+        }
+        if !presence.is_empty() && close.is_none() {
+            let start = out.len();
+            for (user, (first, latest)) in &presence {
+                if first != latest {
+                    presence_frame(out, user, *first);
+                }
+                presence_frame(out, user, *latest);
+            }
+            self.lock().pending += out.len() - start;
         }
         close
     }
@@ -136,6 +198,19 @@ impl Outbound {
     pub async fn changed(&self) {
         self.notify.notified().await
     }
+}
+
+/// Appends a `presence` frame.
+pub(crate) fn presence_frame(out: &mut Vec<u8>, user: &str, online: bool) {
+    let mut json = Vec::with_capacity(64);
+    json.extend_from_slice(b"{\"type\":\"presence\",\"username\":");
+    write_str(&mut json, user);
+    json.extend_from_slice(if online {
+        b",\"online\":true}".as_slice()
+    } else {
+        b",\"online\":false}"
+    });
+    out.extend_from_slice(&super::wire::text(&json));
 }
 
 #[cfg(test)]
@@ -185,5 +260,58 @@ mod tests {
         buf.clear();
         out.take(&mut buf);
         assert_eq!(&buf[..2], b"h1");
+    }
+
+    fn presence_frames(out: &Outbound) -> Vec<(String, bool)> {
+        let mut buf = Vec::new();
+        out.take(&mut buf);
+        let mut got = Vec::new();
+        let mut pos = 0;
+        while pos < buf.len() {
+            let len = buf[pos + 1] as usize;
+            let v: serde_json::Value =
+                serde_json::from_slice(&buf[pos + 2..pos + 2 + len]).unwrap();
+            got.push((
+                v["username"].as_str().unwrap().to_string(),
+                v["online"].as_bool().unwrap(),
+            ));
+            pos += 2 + len;
+        }
+        got.sort();
+        got
+    }
+
+    #[test]
+    fn presence_coalesces_per_user_and_keeps_a_bounce() {
+        let out = Outbound::new(10);
+        let (a, b): (Arc<str>, Arc<str>) = ("ann".into(), "bob".into());
+        for _ in 0..50 {
+            out.push_presence(&a, true);
+            out.push_presence(&a, false);
+        }
+        out.push_presence(&a, true);
+        out.push_presence(&b, false);
+        out.push_presence(&b, true);
+        // The limit of 10 bytes is not reached by presence.
+        assert_eq!(
+            presence_frames(&out),
+            vec![
+                ("ann".into(), true),
+                ("bob".into(), false),
+                ("bob".into(), true)
+            ]
+        );
+        assert!(presence_frames(&out).is_empty());
+    }
+
+    #[test]
+    fn too_many_pending_users_ask_for_a_resync() {
+        let out = Outbound::new(10);
+        for i in 0..=MAX_PENDING_PRESENCE {
+            out.push_presence(&Arc::from(format!("u{i}")), true);
+        }
+        assert!(out.take_presence_resync());
+        assert!(presence_frames(&out).is_empty());
+        assert!(!out.take_presence_resync());
     }
 }

@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{encode, now_ms, ChatError, Conn, Core, User};
-use crate::protocol::{ServerFrame, UserView};
+use super::{now_ms, ChatError, Conn, Core, User};
+use crate::protocol::UserView;
 
 impl Core {
-    /// Records request activity, announcing the user online if they were not.
+    /// Records request activity, announcing the user online if they were not. A lapse not
+    /// yet announced is announced first, so room-mates see the user go and come back.
     pub fn touch(&self, user: &Arc<User>) {
+        self.refresh_presence(user);
         user.lock().last_request = now_ms();
         self.refresh_presence(user);
     }
@@ -35,10 +37,6 @@ impl Core {
             }
             (online, us.rooms.clone())
         };
-        let frame = encode(&ServerFrame::Presence {
-            username: &user.name,
-            online,
-        });
         let mut sent: HashMap<u64, Arc<Conn>> = HashMap::new();
         for id in rooms {
             if let Some(room) = self.rooms.get(&id) {
@@ -48,9 +46,34 @@ impl Core {
                 }
             }
         }
+        // Coalesced per connection (`Outbound::push_presence`): a storm of changes costs each
+        // connection one pending state per user, never a 4002.
         for c in sent.values() {
-            self.push(c, &frame);
+            c.out.push_presence(&user.handle, online);
         }
+    }
+
+    /// Appends a `presence` frame for every user who shares a room with `conn`'s user, with
+    /// their current (announced) state: what a connection gets when its pending presence
+    /// changes overflowed. Returns the bytes appended.
+    pub fn write_room_mates_presence(&self, conn: &Conn, out: &mut Vec<u8>) -> usize {
+        let start = out.len();
+        let rooms = conn.user.lock().rooms.clone();
+        let mut mates: HashMap<String, Arc<User>> = HashMap::new();
+        for id in rooms {
+            if let Some(room) = self.rooms.get(&id) {
+                for (key, u) in room.lock().members.iter() {
+                    if *key != conn.user.key {
+                        mates.entry(key.clone()).or_insert_with(|| u.clone());
+                    }
+                }
+            }
+        }
+        for u in mates.values() {
+            let online = u.lock().online;
+            super::outbound::presence_frame(out, &u.name, online);
+        }
+        out.len() - start
     }
 
     fn user_view(&self, user: &User, now: u64) -> UserView {

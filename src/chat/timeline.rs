@@ -22,13 +22,13 @@ use tungstenite::Bytes;
 use super::filter::Filter;
 use super::rooms::{Room, RoomState};
 use super::users::UserState;
+use super::wire as frame;
 use super::{deliver_to, ChatError, Commit, Conn, Core, Posted, User};
 use crate::config;
 use crate::metrics::Metrics;
 use crate::protocol::{Entry, EntryKind, ServerFrame};
 use crate::store::record::ENTRY_HEAD;
 use crate::store::{KeptEntry, Slot};
-use super::wire as frame;
 
 /// What publishing an entry changes about who is subscribed to its room.
 pub(super) enum Change {

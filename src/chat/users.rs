@@ -3,14 +3,16 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::ratelimit::TokenBucket;
 use super::outbound::Outbound;
+use super::ratelimit::TokenBucket;
 
 /// An account. `name` is as registered; `key` is its lowercase form, unique.
 #[derive(Debug)]
 pub struct User {
     pub name: String,
     pub key: String,
+    /// `name`, shared by the presence changes pending for room-mates' connections.
+    pub handle: Arc<str>,
     // A std mutex: every critical section is short and none spans an await. Lock order is
     // user, then room, then outbound queue.
     state: Mutex<UserState>,
@@ -41,6 +43,7 @@ impl User {
     pub fn new(name: &str, hash: String, burst: u32) -> User {
         User {
             name: name.to_string(),
+            handle: Arc::from(name),
             key: name.to_ascii_lowercase(),
             state: Mutex::new(UserState {
                 hash,

@@ -56,4 +56,3 @@ pub(crate) fn close_frame(code: u16, reason: &str) -> Bytes {
     payload.extend_from_slice(&reason.as_bytes()[..end]);
     encode(OpCode::Control(Control::Close), &payload)
 }
-

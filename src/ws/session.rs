@@ -119,6 +119,9 @@ impl Session<'_> {
                 if let Some(c) = self.conn.out.take(&mut wbuf) {
                     wbuf.extend_from_slice(&frame::close_frame(c.code, c.reason));
                     closing = Some(Instant::now() + CLOSE_GRACE);
+                } else if self.conn.out.take_presence_resync() {
+                    let n = self.core.write_room_mates_presence(self.conn, &mut wbuf);
+                    self.conn.out.taken_extra(n);
                 }
             }
             while wpos < wbuf.len() {
