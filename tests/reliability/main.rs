@@ -14,6 +14,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod journal_failure;
 mod new_connections;
 
 use std::net::SocketAddr;
