@@ -16,6 +16,7 @@ mod common;
 
 mod journal_failure;
 mod new_connections;
+mod power_cut;
 
 use std::net::SocketAddr;
 
