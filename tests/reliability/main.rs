@@ -17,6 +17,7 @@ mod common;
 mod journal_failure;
 mod new_connections;
 mod power_cut;
+mod presence;
 
 use std::net::SocketAddr;
 
