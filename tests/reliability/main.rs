@@ -16,6 +16,7 @@ mod common;
 
 mod journal_failure;
 mod new_connections;
+mod nonce;
 mod power_cut;
 mod presence;
 
