@@ -1,6 +1,10 @@
 //! Shared helpers for the black-box tests: a real server on 127.0.0.1:0, a tiny raw HTTP
-//! client, and a WebSocket client that reads JSON frames.
+//! client, and a WebSocket client that reads JSON frames. `process` runs the built binary on
+//! a data directory; `journal` reads and damages its journal files.
 #![allow(dead_code)]
+
+pub mod journal;
+pub mod process;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -122,7 +126,32 @@ pub async fn request(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let stream = TcpStream::connect(addr).await.unwrap();
+    request_on(stream, method, path, token, body).await
+}
+
+/// One request on its own connection from the loopback address `from`, so that per-address
+/// limits (registrations per IP, connections per IP) do not get in a test's way.
+pub async fn request_from(
+    addr: SocketAddr,
+    from: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Reply {
+    let stream = connect_from(addr, from).await;
+    request_on(stream, method, path, token, body).await
+}
+
+/// One request on `stream`, which then closes.
+pub async fn request_on(
+    mut stream: TcpStream,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Reply {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
@@ -172,6 +201,72 @@ pub async fn join(addr: SocketAddr, token: &str, room: &str) -> Reply {
     .await
 }
 
+pub async fn login(addr: SocketAddr, name: &str, password: &str) -> Reply {
+    post(
+        addr,
+        "/api/v1/login",
+        None,
+        json!({ "username": name, "password": password }),
+    )
+    .await
+}
+
+/// Every kept entry of a room through the REST history call, paging back with `before`, oldest
+/// first; and `first_seq`.
+pub async fn history(addr: SocketAddr, token: &str, room: &str) -> (Vec<Value>, u64) {
+    let mut all: Vec<Value> = Vec::new();
+    let mut before: Option<u64> = None;
+    loop {
+        let path = match before {
+            None => format!("/api/v1/rooms/{room}/messages?limit=500"),
+            Some(b) => format!("/api/v1/rooms/{room}/messages?limit=500&before={b}"),
+        };
+        let r = get(addr, &path, Some(token)).await;
+        assert_eq!(r.status, 200, "{path}: {:?}", r.json());
+        let body = r.json();
+        let first_seq = body["first_seq"].as_u64().expect("first_seq");
+        let page = body["entries"].as_array().expect("entries").clone();
+        let Some(oldest) = page.first().map(seq) else {
+            return (all, first_seq);
+        };
+        if let Some(b) = before {
+            assert!(oldest < b, "paging back from {b} gave seq {oldest}");
+        }
+        all.splice(0..0, page);
+        if oldest <= first_seq {
+            return (all, first_seq);
+        }
+        before = Some(oldest);
+    }
+}
+
+pub fn seq(entry: &Value) -> u64 {
+    entry["seq"].as_u64().expect("entry seq")
+}
+
+/// An entry as history shows it: an `entry` frame without its `type` and `nonce`.
+pub fn as_entry(frame: &Value) -> Value {
+    let mut e = frame.clone();
+    if let Some(obj) = e.as_object_mut() {
+        obj.remove("type");
+        obj.remove("nonce");
+    }
+    e
+}
+
+/// Posts `text` over `ws` and returns the acknowledging copy (the one with our nonce).
+pub async fn say_acked(ws: &mut Ws, room: &str, text: &str) -> Value {
+    static NONCE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nonce = format!("n{n}");
+    ws.say(room, text, &nonce).await;
+    let ack = ws
+        .next_where("entry", |f| f["nonce"] == nonce.as_str())
+        .await;
+    assert_eq!(ack["text"], text, "{ack}");
+    ack
+}
+
 /// A WebSocket client that reads JSON frames.
 pub struct Ws {
     pub inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -191,6 +286,19 @@ pub async fn ws(addr: SocketAddr, token: &str) -> Ws {
         .await
         .expect("upgrade in time")
         .expect("upgrade");
+    Ws { inner }
+}
+
+/// Upgrades a connection the caller opened (with its own socket options, say).
+pub async fn ws_on(stream: TcpStream, addr: SocketAddr, token: &str) -> Ws {
+    let url = format!("ws://{addr}/api/v1/ws?token={token}");
+    let (inner, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)),
+    )
+    .await
+    .expect("upgrade in time")
+    .expect("upgrade");
     Ws { inner }
 }
 
