@@ -201,7 +201,7 @@ async fn a_crowd_connecting_at_once_is_never_cut_and_sees_everyone_online() {
                 Err(e) => {
                     out.ended = Some(e);
                     let _ = tokio::time::timeout(BARRIER_WAIT, all_done.wait()).await;
-                    return out;
+                    return (out, None);
                 }
             };
             let mine = helloed[i].load(Ordering::SeqCst);
@@ -237,15 +237,18 @@ async fn a_crowd_connecting_at_once_is_never_cut_and_sees_everyone_online() {
                 .filter(|n| latest.get(**n).copied() != Some(true))
                 .map(|n| n.to_string())
                 .collect();
-            // Everyone stays connected until everyone is done, so nobody goes offline.
+            // Everyone stays connected until everyone is done, so nobody goes offline, and
+            // until the member list below was read: the connection goes back with the outcome.
             let _ = tokio::time::timeout(BARRIER_WAIT, all_done.wait()).await;
-            drop(w);
-            out
+            (out, Some(w))
         }));
     }
     let mut outcomes = Vec::new();
+    let mut held = Vec::new();
     for member in crowd {
-        outcomes.push(member.await.expect("member task"));
+        let (outcome, conn) = member.await.expect("member task");
+        outcomes.push(outcome);
+        held.push(conn);
     }
     let took = storm_started.elapsed();
 
@@ -288,6 +291,7 @@ async fn a_crowd_connecting_at_once_is_never_cut_and_sees_everyone_online() {
         .filter(|m| m["online"] != true && m["username"] != "owner")
         .collect();
     assert!(offline.is_empty(), "members shown offline: {offline:?}");
+    drop(held);
     s.stop().await;
 }
 
