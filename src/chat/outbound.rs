@@ -138,12 +138,6 @@ impl Outbound {
         }
     }
 
-    /// Whether presence changes overflowed since the last call: the writer should then add
-    /// every room-mate's current presence (see [`MAX_PENDING_PRESENCE`]).
-    pub fn take_presence_resync(&self) -> bool {
-        std::mem::take(&mut self.lock().presence_resync)
-    }
-
     /// Counts `n` bytes the writer added itself (a presence resync) as taken, so that
     /// [`Outbound::written`] balances.
     pub fn taken_extra(&self, n: usize) {
@@ -167,9 +161,21 @@ impl Outbound {
     /// Appends every pending frame to `out` and reports whether a close was asked for. The
     /// bytes stay counted until [`Outbound::written`] says they left.
     pub fn take(&self, out: &mut Vec<u8>) -> Option<Close> {
+        self.take_all(out).0
+    }
+
+    /// Like [`Outbound::take`], and also whether presence changes overflowed since the last
+    /// take: the writer should then add every room-mate's current presence (see
+    /// [`MAX_PENDING_PRESENCE`]) and count it with [`Outbound::taken_extra`].
+    pub fn take_all(&self, out: &mut Vec<u8>) -> (Option<Close>, bool) {
         let mut q = self.lock();
         let frames = std::mem::take(&mut q.frames);
-        let presence = std::mem::take(&mut q.presence);
+        let presence = if q.presence.is_empty() {
+            HashMap::new()
+        } else {
+            std::mem::take(&mut q.presence)
+        };
+        let resync = std::mem::take(&mut q.presence_resync);
         let close = q.close;
         drop(q);
         for f in &frames {
@@ -185,7 +191,7 @@ impl Outbound {
             }
             self.lock().pending += out.len() - start;
         }
-        close
+        (close, resync && close.is_none())
     }
 
     /// `n` bytes taken earlier were written to the socket.
@@ -310,8 +316,9 @@ mod tests {
         for i in 0..=MAX_PENDING_PRESENCE {
             out.push_presence(&Arc::from(format!("u{i}")), true);
         }
-        assert!(out.take_presence_resync());
-        assert!(presence_frames(&out).is_empty());
-        assert!(!out.take_presence_resync());
+        let mut buf = Vec::new();
+        assert_eq!(out.take_all(&mut buf), (None, true));
+        assert!(buf.is_empty(), "the pending changes were dropped");
+        assert_eq!(out.take_all(&mut buf), (None, false));
     }
 }

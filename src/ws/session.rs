@@ -116,12 +116,16 @@ impl Session<'_> {
         }
         loop {
             if closing.is_none() {
-                if let Some(c) = self.conn.out.take(&mut wbuf) {
-                    wbuf.extend_from_slice(&frame::close_frame(c.code, c.reason));
-                    closing = Some(Instant::now() + CLOSE_GRACE);
-                } else if self.conn.out.take_presence_resync() {
-                    let n = self.core.write_room_mates_presence(self.conn, &mut wbuf);
-                    self.conn.out.taken_extra(n);
+                match self.conn.out.take_all(&mut wbuf) {
+                    (Some(c), _) => {
+                        wbuf.extend_from_slice(&frame::close_frame(c.code, c.reason));
+                        closing = Some(Instant::now() + CLOSE_GRACE);
+                    }
+                    (None, true) => {
+                        let n = self.core.write_room_mates_presence(self.conn, &mut wbuf);
+                        self.conn.out.taken_extra(n);
+                    }
+                    (None, false) => {}
                 }
             }
             while wpos < wbuf.len() {
