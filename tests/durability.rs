@@ -744,6 +744,12 @@ async fn compaction_writes_a_snapshot_drops_old_journals_and_keeps_everything() 
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let metrics = get(addr, "/metrics", None).await;
+    let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert!(
+        metrics.lines().any(|l| l == "parley_journal_snapshots 1"),
+        "/metrics counts the snapshot: {metrics}"
+    );
     // Some traffic after the snapshot, which only the new journal holds.
     for i in 300..320 {
         say_acked(&mut ws, &general, &format!("compact me {i}")).await;

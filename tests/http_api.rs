@@ -1066,6 +1066,7 @@ async fn metrics_expose_the_contracts_counters() {
         "parley_rate_limited_total",
         "parley_journal_bytes_total",
         "parley_journal_fsyncs_total",
+        "parley_journal_snapshots",
     ] {
         value(name);
     }

@@ -174,6 +174,11 @@ fn metrics(core: &Core) -> Response {
             core.online_users() as u64,
         ),
         ("rooms", "Rooms that exist.", core.room_count() as u64),
+        (
+            "journal_snapshots",
+            "Snapshots written since start (compactions).",
+            core.store().snapshots(),
+        ),
     ];
     Response::text(200, "text/plain; version=0.0.4", m.render(&extra))
 }

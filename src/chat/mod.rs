@@ -324,7 +324,7 @@ impl Core {
                 let mut rs = room.lock();
                 // The kept entries follow (format 2) and bring `last_seq` up to date as they
                 // are restored; a format-1 snapshot has them inline.
-                rs.last_seq = last_seq.saturating_sub(*kept);
+                rs.last_seq = last_seq.saturating_sub(*kept + entries.len() as u64);
                 for e in entries {
                     rs.restore(e.seq, KeptEntry::from_entry(e));
                 }
@@ -412,5 +412,130 @@ fn deliver_to(metrics: &Metrics, conn: &Conn, frame: &Bytes) -> u64 {
             0
         }
         Pushed::Closed => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Entry;
+
+    fn core() -> Core {
+        Core::new(
+            Arc::default(),
+            Arc::default(),
+            Store::memory(),
+            Filter::default(),
+        )
+    }
+
+    fn entry(room: &str, seq: u64, kind: EntryKind, from: &str, text: Option<&str>) -> Entry {
+        Entry {
+            room: room.into(),
+            seq,
+            ts: seq,
+            kind,
+            from: from.into(),
+            text: text.map(str::to_string),
+            nonce: None,
+        }
+    }
+
+    fn kept_seqs(c: &Core, room: &str) -> (Vec<u64>, u64) {
+        let room = c.rooms.get(room).expect("room");
+        let rs = room.lock();
+        let seqs = rs.entries_between(0, rs.last_seq).map(|(s, _)| s).collect();
+        (seqs, rs.last_seq)
+    }
+
+    #[test]
+    fn a_format_1_room_snapshot_restores_its_inline_entries() {
+        let c = core();
+        c.apply(&Record::UserRegistered {
+            username: "Al".into(),
+            hash: String::new(),
+            ts: 0,
+        });
+        c.apply(&Record::RoomSnapshot {
+            id: "r".into(),
+            name: "general".into(),
+            owner: "Al".into(),
+            capacity: 10,
+            last_seq: 7,
+            members: vec!["Al".into()],
+            entries: (5..=7)
+                .map(|s| entry("r", s, EntryKind::Message, "Al", Some("hi")))
+                .collect(),
+            kept: 0,
+        });
+        assert_eq!(kept_seqs(&c, "r"), (vec![5, 6, 7], 7));
+    }
+
+    #[test]
+    fn replaying_what_a_snapshot_holds_changes_nothing() {
+        let c = core();
+        let user = Record::UserRegistered {
+            username: "Al".into(),
+            hash: "h".into(),
+            ts: 0,
+        };
+        c.apply(&user);
+        c.apply(&Record::RoomSnapshot {
+            id: "r".into(),
+            name: "general".into(),
+            owner: "Al".into(),
+            capacity: 10,
+            last_seq: 3,
+            members: vec!["Al".into()],
+            entries: Vec::new(),
+            kept: 2,
+        });
+        c.apply(&Record::KeptEntries {
+            room: "r".into(),
+            entries: vec![
+                KeptEntry::new(2, EntryKind::Message, "Al", Some("two"), None),
+                KeptEntry::new(3, EntryKind::Message, "Al", Some("three"), None),
+            ],
+        });
+        // The journal after the snapshot repeats some of it, then goes on.
+        c.apply(&user);
+        c.apply(&Record::RoomCreated {
+            id: "r".into(),
+            name: "other".into(),
+            owner: "Al".into(),
+            capacity: 1,
+            ts: 0,
+        });
+        c.apply(&Record::Entry(entry("r", 3, EntryKind::Leave, "Al", None)));
+        c.apply(&Record::Entry(entry(
+            "r",
+            4,
+            EntryKind::Message,
+            "Al",
+            Some("four"),
+        )));
+        assert_eq!(kept_seqs(&c, "r"), (vec![2, 3, 4], 4));
+        let room = c.rooms.get("r").unwrap();
+        assert_eq!(room.name, "general");
+        let rs = room.lock();
+        assert!(
+            rs.members.contains_key("al"),
+            "the repeated leave was skipped"
+        );
+        let texts: Vec<_> = rs
+            .ring
+            .iter()
+            .map(|e| e.text().map(str::to_string))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                Some("two".into()),
+                Some("three".into()),
+                Some("four".into())
+            ]
+        );
+        drop(rs);
+        assert_eq!(c.user("al").unwrap().lock().hash, "h");
     }
 }

@@ -91,10 +91,8 @@ fn run_compactor(dir: &Path, slot: &CompactorSlot, shared: &Shared) {
             }
         };
         let Some((snapshot, base)) = job else { return };
-        match write_snapshot(dir, snapshot, base) {
-            Ok(()) => {
-                shared.snapshots.fetch_add(1, Ordering::Relaxed);
-            }
+        match write_snapshot(dir, snapshot, base, shared) {
+            Ok(()) => {}
             // The previous snapshot and all journals since it are untouched: nothing is lost,
             // the journal just stays long until the next compaction.
             Err(e) => eprintln!("parley journal: snapshot not written: {e}"),
@@ -105,7 +103,12 @@ fn run_compactor(dir: &Path, slot: &CompactorSlot, shared: &Shared) {
 
 /// Writes the records of `snapshot` with base generation `base` atomically, then deletes the
 /// journals it covers.
-fn write_snapshot(dir: &Path, snapshot: SnapshotSource, base: u64) -> Result<(), JournalError> {
+fn write_snapshot(
+    dir: &Path,
+    snapshot: SnapshotSource,
+    base: u64,
+    shared: &Shared,
+) -> Result<(), JournalError> {
     let tmp = dir.join(SNAPSHOT_TMP);
     let file = private_file_options()
         .open(&tmp)
@@ -147,6 +150,7 @@ fn write_snapshot(dir: &Path, snapshot: SnapshotSource, base: u64) -> Result<(),
     let path = dir.join(SNAPSHOT_FILE);
     fs::rename(&tmp, &path).map_err(|e| io_error(&path, "rename snapshot into", e))?;
     sync_dir(dir)?;
+    shared.snapshots.fetch_add(1, Ordering::Relaxed);
     // From here the old journals are dead weight; one left behind is deleted at next open.
     for (generation, path) in list_journals(dir)? {
         if generation < base {

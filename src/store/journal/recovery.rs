@@ -516,4 +516,44 @@ mod tests {
             other => panic!("expected corrupt, got {other}"),
         }
     }
+
+    #[test]
+    fn a_format_1_snapshot_is_still_read() {
+        use crate::store::journal::format::{encode_header, encode_record};
+        let dir = TestDir::new("legacy-snapshot");
+        write_records(&dir, 2);
+        // Journal 1 becomes journal 2, after a format-1 snapshot with base 2.
+        fs::rename(journal_path(&dir.0, 1), journal_path(&dir.0, 2)).unwrap();
+        let mut journal = fs::read(journal_path(&dir.0, 2)).unwrap();
+        journal[..HEADER_LEN].copy_from_slice(&encode_header(&JOURNAL_MAGIC, 2));
+        fs::write(journal_path(&dir.0, 2), &journal).unwrap();
+        let mut snapshot = encode_header(&SNAPSHOT_MAGIC, 2).to_vec();
+        encode_record(&mut snapshot, b"[\"the whole state\"]");
+        fs::write(dir.0.join(SNAPSHOT_FILE), &snapshot).unwrap();
+        let (_journal, recovered) = open(dir.config());
+        assert_eq!(
+            recovered.snapshot,
+            Some(vec![b"[\"the whole state\"]".to_vec()])
+        );
+        assert_eq!(recovered.records, vec![record(0), record(1)]);
+    }
+
+    #[test]
+    fn a_snapshot_without_its_end_record_is_refused() {
+        let dir = TestDir::new("snapshot-end");
+        write_records(&dir, 1);
+        let (journal, _) = open(dir.config());
+        journal.compact(Box::new((0..3).map(|i| format!("part {i}").into_bytes())));
+        append_wait(&journal, record(5));
+        journal.close();
+        let (j, recovered) = open(dir.config());
+        assert_eq!(recovered.snapshot.as_ref().map(Vec::len), Some(3));
+        j.close();
+        // Cut the end record off: a snapshot that ends early is not taken for a whole one.
+        let path = dir.0.join(SNAPSHOT_FILE);
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() - (RECORD_HEADER_LEN + 12)]).unwrap();
+        let err = open_err(dir.config());
+        assert!(matches!(err, JournalError::Corrupt { .. }), "{err}");
+    }
 }
