@@ -118,7 +118,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             header_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(60),
-            compact_bytes: 64 << 20,
+            compact_bytes: crate::store::journal::DEFAULT_COMPACT_BYTES,
         }
     }
 }

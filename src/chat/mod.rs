@@ -32,15 +32,15 @@
 //! The store's gate, then sessions, then a user, then a room, then an outbound queue; no
 //! lock is held across an `.await`.
 
-pub mod commands;
+pub(crate) mod commands;
 pub mod error;
-pub mod filter;
+pub(crate) mod filter;
 pub(crate) mod outbound;
 pub mod password;
-pub mod ratelimit;
-pub mod ring;
-pub mod rooms;
-pub mod users;
+pub(crate) mod ratelimit;
+pub(crate) mod ring;
+pub(crate) mod rooms;
+pub(crate) mod users;
 pub(crate) mod wire;
 
 mod accounts;

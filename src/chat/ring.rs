@@ -26,10 +26,6 @@ impl<T> Ring<T> {
         self.slots.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
     /// Appends `item`, returning the item it evicted, if the ring was full.
     pub fn push(&mut self, item: T) -> Option<T> {
         if self.slots.len() < self.capacity {

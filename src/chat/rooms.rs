@@ -211,8 +211,4 @@ impl RoomTable {
             .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len())
             .sum()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

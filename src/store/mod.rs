@@ -7,9 +7,9 @@
 //! the OS (and the disk, under `--fsync always`). Records are JSON inside the journal's
 //! length-prefixed, checksummed frames; a snapshot is a stream of records (`snapshot`).
 
-pub mod journal;
-pub mod record;
-pub mod snapshot;
+pub(crate) mod journal;
+pub(crate) mod record;
+pub(crate) mod snapshot;
 
 use std::sync::OnceLock;
 
@@ -90,7 +90,7 @@ impl Store {
     }
 
     /// Opens the journal in `cfg.data_dir` and replays it into `apply`, one record at a time.
-    /// `may_lose` is asked when damage is followed by valid records (see [`Journal::open`]).
+    /// `may_lose` is asked when damage is followed by valid records (see `Journal::open`).
     pub fn open(
         &self,
         cfg: &Config,

@@ -121,7 +121,7 @@ fn kind_of(code: u8) -> Option<EntryKind> {
 }
 
 impl KeptEntry {
-    /// `nonce` is the JSON text of the sender's nonce; one over [`MAX_KEPT_NONCE`] bytes is
+    /// `nonce` is the JSON text of the sender's nonce; one over `MAX_KEPT_NONCE` bytes is
     /// not kept. A sender name over 255 bytes is cut (usernames are at most 32).
     pub fn new(
         ts: u64,

@@ -144,7 +144,7 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// Callback run once its record's fate is known: `true` when it was written (see
-/// [`Journal::append`]), `false` when it never will be (the journal failed or closed).
+/// `Journal::append`), `false` when it never will be (the journal failed or closed).
 pub type Done = Box<dyn FnOnce(bool) + Send>;
 
 /// The records of a snapshot, pulled one at a time by the snapshot thread.
@@ -167,7 +167,7 @@ pub enum Origin {
 pub enum FsyncPolicy {
     /// fsync every batch before acknowledging it: nothing acknowledged is lost on power loss.
     Always,
-    /// fsync at most [`SYNC_INTERVAL`] after a write: up to a second at risk on power loss.
+    /// fsync at most `SYNC_INTERVAL` after a write: up to a second at risk on power loss.
     #[default]
     Interval,
     /// Leave it to the OS (fsync only at compaction and close).
@@ -213,6 +213,7 @@ pub struct JournalConfig {
     pub max_batch_bytes: usize,
 }
 
+#[cfg(test)]
 impl JournalConfig {
     /// The defaults: `interval` fsync, [`DEFAULT_COMPACT_BYTES`], [`DEFAULT_MAX_BATCH_BYTES`].
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -256,7 +257,7 @@ pub struct JournalStats {
     pub live_bytes: u64,
 }
 
-/// Why [`Journal::reserve`] refused.
+/// Why `Journal::reserve` refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
     /// Every place is taken: the disk or the deliveries are behind. Try again shortly.
