@@ -559,3 +559,22 @@ pub fn spawn_server(mut command: std::process::Command) -> Child {
         .expect("an address");
     Child { process, addr }
 }
+
+/// Posts a marker message to `room` and returns every frame that arrived before its own
+/// acknowledgement. The server queues each connection's frames in order, so anything that
+/// was going to reach this connection before the marker is in the returned list: it shows
+/// what a connection did *not* receive without waiting on a clock.
+pub async fn frames_until_own(w: &mut Ws, room: &str, marker: &str) -> Vec<Value> {
+    w.say(room, marker, marker).await;
+    let mut before = Vec::new();
+    loop {
+        let f = w
+            .next()
+            .await
+            .unwrap_or_else(|| panic!("marker {marker} never came back"));
+        if f["type"] == "entry" && f["nonce"] == marker {
+            return before;
+        }
+        before.push(f);
+    }
+}

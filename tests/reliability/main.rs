@@ -62,21 +62,3 @@ pub async fn sync(w: &mut Ws, room: &str, since: u64) -> Value {
         .await;
     w.next_where("history", |f| f["room"] == room).await
 }
-
-/// Posts a marker message to `room` and returns every frame that arrived before its own
-/// acknowledgement: the server queues a connection's frames in order, so whatever was going
-/// to reach it before the marker is in the list.
-pub async fn frames_until_own(w: &mut Ws, room: &str, marker: &str) -> Vec<Value> {
-    w.say(room, marker, marker).await;
-    let mut before = Vec::new();
-    loop {
-        let f = w
-            .next()
-            .await
-            .unwrap_or_else(|| panic!("marker {marker} never came back"));
-        if f["type"] == "entry" && f["nonce"] == marker {
-            return before;
-        }
-        before.push(f);
-    }
-}

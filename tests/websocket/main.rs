@@ -47,25 +47,6 @@ pub async fn next_message(w: &mut Ws) -> Value {
     w.next_where("entry", |f| f["kind"] == "message").await
 }
 
-/// Posts a marker message to `room` and returns every frame that arrived before its own
-/// acknowledgement. The server queues each connection's frames in order, so anything that
-/// was going to reach this connection before the marker is in the returned list: it shows
-/// what a connection did *not* receive without waiting on a clock.
-pub async fn frames_until_own(w: &mut Ws, room: &str, marker: &str) -> Vec<Value> {
-    w.say(room, marker, marker).await;
-    let mut before = Vec::new();
-    loop {
-        let f = w
-            .next()
-            .await
-            .unwrap_or_else(|| panic!("marker {marker} never came back"));
-        if f["type"] == "entry" && f["nonce"] == marker {
-            return before;
-        }
-        before.push(f);
-    }
-}
-
 /// Sends a `send` frame and returns the next frame of type `kind` (`reply` or `error`).
 pub async fn ask(w: &mut Ws, room: &str, text: &str, kind: &str) -> Value {
     static NEXT: AtomicU64 = AtomicU64::new(0);

@@ -170,6 +170,17 @@ pub(super) fn recover(
     })
 }
 
+/// A buffered reader over `file` and the file's header bytes (fewer if it is that short).
+fn read_header(path: &Path, file: File) -> Result<(BufReader<File>, Vec<u8>), JournalError> {
+    let mut input = BufReader::with_capacity(READ_BUFFER, file);
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    (&mut input)
+        .take(HEADER_LEN as u64)
+        .read_to_end(&mut header)
+        .map_err(|e| io_error(path, "read", e))?;
+    Ok((input, header))
+}
+
 /// Reads the snapshot, if there is one, into `sink`; returns its base generation.
 fn read_snapshot(
     path: &Path,
@@ -181,12 +192,7 @@ fn read_snapshot(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error(path, "open", e)),
     };
-    let mut input = BufReader::with_capacity(READ_BUFFER, file);
-    let mut header = Vec::with_capacity(HEADER_LEN);
-    (&mut input)
-        .take(HEADER_LEN as u64)
-        .read_to_end(&mut header)
-        .map_err(|e| io_error(path, "read", e))?;
+    let (mut input, header) = read_header(path, file)?;
     let (version, base) = parse_header_version(path, &header, &SNAPSHOT_MAGIC)?;
     let corrupt = |offset: u64, reason: String| JournalError::Corrupt {
         path: path.to_path_buf(),
@@ -261,12 +267,7 @@ fn scan_journal(
     sink: Sink<'_>,
     recovered: &mut Recovered,
 ) -> Result<Scan, JournalError> {
-    let mut input = BufReader::with_capacity(READ_BUFFER, file);
-    let mut header = Vec::with_capacity(HEADER_LEN);
-    (&mut input)
-        .take(HEADER_LEN as u64)
-        .read_to_end(&mut header)
-        .map_err(|e| io_error(path, "read", e))?;
+    let (mut input, header) = read_header(path, file)?;
     let header_generation = parse_header(path, &header, &JOURNAL_MAGIC)?;
     if header_generation != generation {
         return Err(JournalError::BadHeader {
