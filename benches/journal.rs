@@ -10,9 +10,9 @@
 use std::sync::mpsc;
 use std::time::Instant;
 
-use parley::config::{Config, FsyncPolicy};
+use parley::config::FsyncPolicy;
 use parley::protocol::EntryKind;
-use parley::store::{Done, KeptEntry, Store};
+use parley::store::{Done, JournalConfig, KeptEntry, Store};
 
 fn entry(seq: u64) -> Vec<u8> {
     let text = "x".repeat(100);
@@ -64,15 +64,15 @@ fn main() {
             std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let cfg = Config {
-            data_dir: dir.clone(),
+        let cfg = JournalConfig {
+            dir: dir.clone(),
             fsync: policy,
             compact_bytes: u64::MAX,
-            ..Config::default()
+            max_batch_bytes: 1 << 20,
         };
         let store = Store::journal();
         store
-            .open(&cfg, &mut |_| {}, &|| false)
+            .open(cfg, &mut |_| {}, &|| false)
             .expect("open the journal");
         let (tx, rx) = mpsc::channel();
         let start = Instant::now();

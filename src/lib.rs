@@ -6,15 +6,22 @@
 //! # Layout
 //! - [`config`]: every flag, limit and default, and `--help`.
 //! - `server`: the accept loop, connection caps, periodic work and shutdown. It serves each
-//!   connection with `http` and hands the ones that upgrade to `ws`.
+//!   connection with `http`, answering requests with `api` and handing the ones that
+//!   upgrade to `ws`.
 //! - `http`: request parsing with the contract's limits, responses, the keep-alive loop. It
-//!   does not import `ws`: the caller passes the handshake in and gets the stream back.
+//!   imports neither `api` nor `ws`: the caller's `Service` answers requests and performs
+//!   the handshake, and gets the upgraded stream back.
 //! - `api`: REST handlers, thin calls into the chat core.
 //! - `ws`: the upgrade handshake (on `http`'s request and response types), the
-//!   per-connection session, frames and the outbound queue.
+//!   per-connection session and client frame parsing.
 //! - [`chat`]: the core: users, sessions, presence, rooms (sharded), history rings,
-//!   commands, filtering and rate limits. No I/O.
-//! - [`store`]: where records go: memory, or the journal in the data directory.
+//!   commands, filtering and rate limits, the outbound queues and server frame encoding
+//!   (`outbound`, `wire`). No socket or disk I/O.
+//! - [`store`]: records and kept entries, and where records go: memory, or the journal in
+//!   the data directory. It knows nothing of the core.
+//!
+//! Layers point one way: `server` → `http`, `api`, `ws` → `chat` → `config`, `store` →
+//! `protocol`, `metrics`.
 //! - [`protocol`]: the JSON shapes of `shared/PROTOCOL.md`.
 //! - [`metrics`]: counters for `/metrics`.
 //!
@@ -22,9 +29,13 @@
 //! binary, the tests and the benches.
 //!
 //! Threads: tokio's workers run the accept loop, one task per connection (HTTP, then its
-//! WebSocket session) and the timers; PBKDF2 runs on the `parley-hash-N` threads of
-//! [`chat::password`], never on a worker; while serving, the journal writes, fsyncs and
-//! snapshots on threads of its own (see [`store`]).
+//! WebSocket session) and the timers; they never block (no lock across an `.await`, and a
+//! full journal refuses a change rather than waits). PBKDF2 runs on the `parley-hash-N`
+//! threads of [`chat::password`], never on a worker. With a data directory, the journal
+//! writes on `parley-journal-writer`, runs acknowledgements and broadcasts on
+//! `parley-journal-deliver`, fsyncs on its own thread under `--fsync interval`, and writes
+//! snapshots on `parley-journal-snapshot`, which reads the live state itself: nothing on a
+//! request path waits for a snapshot.
 //!
 //! [`start`] builds everything from a [`Config`]; [`run`] serves an already-bound listener, so
 //! tests bind `127.0.0.1:0`.
@@ -74,7 +85,13 @@ pub fn start(cfg: Config) -> Result<Arc<Core>, String> {
     let boot = boot_id();
     if !cfg.ephemeral {
         let began = Instant::now();
-        let found = core.store().open(&cfg, &mut |rec| core.apply(&rec), &|| {
+        let jcfg = store::JournalConfig {
+            dir: cfg.data_dir.clone(),
+            fsync: cfg.fsync,
+            compact_bytes: cfg.compact_bytes,
+            max_batch_bytes: store::journal::DEFAULT_MAX_BATCH_BYTES,
+        };
+        let found = core.store().open(jcfg, &mut |rec| core.apply(&rec), &|| {
             core.loss_possible(&boot)
         })?;
         if let Some(note) = &found.truncated_tail {

@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
+use crate::api;
 use crate::chat::Core;
 use crate::http::{self, Response};
 use crate::metrics::Metrics;
@@ -95,10 +96,31 @@ pub(crate) async fn serve(
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, alive_rx.recv()).await;
 }
 
+/// What Parley serves over HTTP: the REST API, and the WebSocket upgrade.
+struct Parley<'a>(&'a Arc<Core>);
+
+impl http::conn::Service for Parley<'_> {
+    type Accepted = crate::chat::Auth;
+
+    async fn respond(&self, req: &http::Request) -> http::Response {
+        let resp = api::handle(self.0, req).await;
+        Metrics::add(&self.0.metrics.http_requests_total, 1);
+        resp
+    }
+
+    fn handshake(&self, req: &http::Request) -> Result<(Self::Accepted, Vec<u8>), http::Response> {
+        ws::handshake(self.0, req)
+    }
+}
+
 /// One connection: HTTP requests until one upgrades it, then a WebSocket session.
 async fn connection(core: Arc<Core>, stream: TcpStream, stop: watch::Receiver<bool>) {
-    let upgraded =
-        http::conn::serve(&core, stream, stop.clone(), |req| ws::handshake(&core, req)).await;
+    let limits = http::conn::ConnLimits {
+        max_body: core.cfg.max_body_bytes,
+        header_timeout: core.cfg.header_timeout,
+        keepalive_timeout: core.cfg.keepalive_timeout,
+    };
+    let upgraded = http::conn::serve(&Parley(&core), limits, stream, stop.clone()).await;
     if let Some(up) = upgraded {
         ws::session::run(core, up.stream, up.leftover, up.accepted, stop).await;
     }

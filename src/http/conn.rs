@@ -6,11 +6,13 @@
 //! error is answered with its status and the connection closes, since the byte stream can no
 //! longer be split into requests.
 //!
-//! This layer knows where an upgrade is asked for, not what it upgrades to: the caller passes
-//! the handshake in and takes the stream back in an [`Upgraded`], so HTTP does not depend on
-//! the WebSocket layer that sits on top of it.
+//! This layer knows how to carry requests, not what they mean: the caller's [`Service`]
+//! answers them and performs the handshake of an upgrade, and takes the stream back in an
+//! [`Upgraded`]. So HTTP depends on neither the REST API nor the WebSocket layer that sit on
+//! top of it.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -19,8 +21,6 @@ use tokio::time::{timeout_at, Instant};
 
 use super::parse::{self, Limits};
 use super::{Request, Response};
-use crate::api;
-use crate::chat::Core;
 
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 8 * 1024;
@@ -38,20 +38,42 @@ pub(crate) struct Upgraded<A> {
     pub(crate) accepted: A,
 }
 
+/// What a connection serves: the answer to each request, and the handshake of the protocol
+/// it may upgrade to.
+pub(crate) trait Service {
+    /// What an accepted handshake hands to the new protocol (for WebSocket, who it is).
+    type Accepted;
+
+    /// The answer to a request that does not upgrade.
+    fn respond(&self, req: &Request) -> impl Future<Output = Response> + Send;
+
+    /// Either what was accepted and the bytes of the 101 response, or the HTTP response to
+    /// send instead, after which the connection stays HTTP.
+    fn handshake(&self, req: &Request) -> Result<(Self::Accepted, Vec<u8>), Response>;
+}
+
+/// The timing and size limits of one connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnLimits {
+    pub(crate) max_body: usize,
+    /// How long a request head may take from its first byte (the first: from the accept).
+    pub(crate) header_timeout: Duration,
+    /// How long an idle keep-alive connection is kept.
+    pub(crate) keepalive_timeout: Duration,
+}
+
 /// Serves HTTP requests on `stream` until it closes, `shutdown` fires, or a `GET` to the
-/// upgrade route passes `handshake`; then returns the stream for the new protocol.
-///
-/// `handshake` answers either what it accepted and the bytes of the 101 response, or the HTTP
-/// response to send instead, after which the connection stays HTTP. The loop's buffers are
-/// gone when this returns, so a long-lived upgraded connection keeps none of them.
-pub(crate) async fn serve<A>(
-    core: &Arc<Core>,
+/// upgrade route passes the service's handshake; then returns the stream for the new
+/// protocol. The loop's buffers are gone when this returns, so a long-lived upgraded
+/// connection keeps none of them.
+pub(crate) async fn serve<S: Service>(
+    service: &S,
+    conn_limits: ConnLimits,
     mut stream: TcpStream,
     mut shutdown: watch::Receiver<bool>,
-    handshake: impl Fn(&Request) -> Result<(A, Vec<u8>), Response>,
-) -> Option<Upgraded<A>> {
+) -> Option<Upgraded<S::Accepted>> {
     let limits = Limits {
-        max_body: core.cfg.max_body_bytes,
+        max_body: conn_limits.max_body,
         ..Limits::default()
     };
     let mut buf: Vec<u8> = Vec::new();
@@ -64,7 +86,7 @@ pub(crate) async fn serve<A>(
                 buf.drain(..used);
                 head_started = (!buf.is_empty()).then(Instant::now);
                 if req.path == UPGRADE_PATH && req.method == "GET" {
-                    match handshake(&req) {
+                    match service.handshake(&req) {
                         Ok((accepted, reply)) => {
                             stream.write_all(&reply).await.ok()?;
                             // An empty buffer may still hold capacity; don't carry it along.
@@ -83,16 +105,15 @@ pub(crate) async fn serve<A>(
                         }
                     }
                 }
-                let resp = api::handle(core, &req).await;
-                crate::metrics::Metrics::add(&core.metrics.http_requests_total, 1);
+                let resp = service.respond(&req).await;
                 if !respond(&mut stream, &mut out, &resp, req.keep_alive).await {
                     return None;
                 }
             }
             Ok(None) => {
                 let deadline = match head_started {
-                    Some(t) => t + core.cfg.header_timeout,
-                    None => Instant::now() + core.cfg.keepalive_timeout,
+                    Some(t) => t + conn_limits.header_timeout,
+                    None => Instant::now() + conn_limits.keepalive_timeout,
                 };
                 let read = tokio::select! {
                     r = timeout_at(deadline, read_some(&stream, &mut buf)) => r,

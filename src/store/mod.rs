@@ -13,14 +13,12 @@ pub(crate) mod snapshot;
 
 use std::sync::OnceLock;
 
-use crate::config::Config;
-use journal::{Journal, JournalConfig, Origin, Reserved, SnapshotSource};
+use journal::{Journal, Origin, Reserved, SnapshotSource};
+
+pub use journal::JournalConfig;
 
 pub use journal::{Done, Refused};
 pub use record::{KeptEntry, Record};
-
-/// Largest group-commit write.
-const MAX_BATCH_BYTES: usize = 1 << 20;
 
 enum Backend {
     Memory,
@@ -89,22 +87,16 @@ impl Store {
         }
     }
 
-    /// Opens the journal in `cfg.data_dir` and replays it into `apply`, one record at a time.
+    /// Opens the journal as `jcfg` says and replays it into `apply`, one record at a time.
     /// `may_lose` is asked when damage is followed by valid records (see `Journal::open`).
     pub fn open(
         &self,
-        cfg: &Config,
+        jcfg: JournalConfig,
         apply: &mut dyn FnMut(Record),
         may_lose: &dyn Fn() -> bool,
     ) -> Result<Recovery, String> {
         let Backend::Journal(slot) = &self.backend else {
             return Ok(Recovery::default());
-        };
-        let jcfg = JournalConfig {
-            dir: cfg.data_dir.clone(),
-            fsync: cfg.fsync,
-            compact_bytes: cfg.compact_bytes,
-            max_batch_bytes: MAX_BATCH_BYTES,
         };
         let mut sink = |origin: Origin, payload: &[u8]| -> Result<(), String> {
             match origin {
