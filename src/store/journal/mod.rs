@@ -207,7 +207,7 @@ pub struct JournalConfig {
     pub dir: PathBuf,
     /// When to fsync (the `--fsync` flag).
     pub fsync: FsyncPolicy,
-    /// Journal bytes since the last snapshot above which [`Journal::wants_snapshot`] is true.
+    /// Journal bytes since the last snapshot above which a compaction is due.
     pub compact_bytes: u64,
     /// Upper bound on one group-commit write; a single larger record is still written whole.
     pub max_batch_bytes: usize,
