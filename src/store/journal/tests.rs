@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use super::test_support::{append_wait, lock_is_free, open, record, TestDir};
-use super::{FsyncPolicy, Journal, JournalConfig};
+use super::{FsyncPolicy, Journal, JournalConfig, Refused, QUEUE_CAPACITY};
 
 #[test]
 fn handles_are_send_and_sync() {
@@ -70,6 +70,50 @@ fn close_from_a_done_does_not_deadlock() {
     journal.close();
     let (_journal, recovered) = open(dir.config());
     assert_eq!(recovered.records, vec![record(0)]);
+}
+
+/// When deliveries fall behind, places run out and `reserve` refuses at once instead of
+/// blocking the caller; they come back as acknowledgements run.
+#[test]
+fn reserve_refuses_when_every_place_is_taken_and_recovers() {
+    let dir = TestDir::new("full");
+    let (journal, _) = open(dir.config());
+    // The first acknowledgement blocks the delivery thread until released.
+    let (release, blocked) = mpsc::channel::<()>();
+    let (started, has_started) = mpsc::channel::<()>();
+    journal.reserve().expect("a place").append(
+        record(0),
+        Some(Box::new(move |_| {
+            let _ = started.send(());
+            let _ = blocked.recv_timeout(Duration::from_secs(30));
+        })),
+    );
+    has_started.recv_timeout(Duration::from_secs(10)).unwrap();
+    let mut taken = 1;
+    let refused = loop {
+        match journal.reserve() {
+            Ok(place) => {
+                place.append(b"x".to_vec(), None);
+                taken += 1;
+            }
+            Err(e) => break e,
+        }
+        assert!(taken <= QUEUE_CAPACITY, "more places than the capacity");
+    };
+    assert_eq!(refused, Refused::Full);
+    assert_eq!(taken, QUEUE_CAPACITY);
+    // Once the delivery thread goes on, the places come back.
+    drop(release);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while journal.reserve().is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "places never came back"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    append_wait(&journal, record(1));
+    assert_eq!(journal.stats().records, QUEUE_CAPACITY as u64 + 1);
 }
 
 const CHILD_DIR_ENV: &str = "PARLEY_JOURNAL_KILL_TEST_DIR";
