@@ -65,8 +65,8 @@ pub struct Entry {
     pub nonce: Option<Value>,
 }
 
-/// Frames the server sends, other than `entry` and `history`, which are written from kept
-/// entries by `chat::timeline`.
+/// Frames the server sends, other than `entry` and `history` (written from kept entries by
+/// `chat::timeline`) and `presence` (written by the outbound queue, which coalesces them).
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ServerFrame<'a> {
@@ -75,10 +75,6 @@ pub enum ServerFrame<'a> {
         epoch: &'a str,
         heartbeat_ms: u64,
         rooms: Vec<RoomView>,
-    },
-    Presence {
-        username: &'a str,
-        online: bool,
     },
     Reply {
         #[serde(skip_serializing_if = "Option::is_none")]
