@@ -11,6 +11,7 @@ use crate::report;
 use crate::scenario::connections::{self, ConnectionsConfig};
 use crate::scenario::fanout::{self, FanoutConfig};
 use crate::scenario::logins::{self, FloodConfig};
+use crate::scenario::presence::{self, StormConfig};
 use crate::scenario::rooms::{self, RoomsConfig};
 use crate::scenario::state::{self, StateConfig};
 use crate::scenario::Target;
@@ -39,6 +40,8 @@ pub const GENERATOR_CPU: usize = 1;
 /// | `PARLEY_BENCH_CONNECTIONS` | connections scenario target | 19000 (2000) |
 /// | `PARLEY_BENCH_FLOOD` | logins in flight in the flood | 32 (8) |
 /// | `PARLEY_BENCH_ENTRIES` | state: kept entries (rooms of 1000) | 1000000 (50000) |
+/// | `PARLEY_BENCH_STORM_MEMBERS` | presence storm: members reconnecting | 5000 (1000) |
+/// | `PARLEY_BENCH_STORM_OUTBOUND` | presence storm: server `--max-outbound-bytes` | server default, 1 MiB |
 /// | `PARLEY_BENCH_PIN` | `0` disables CPU pinning | on |
 /// | `PARLEY_BENCH_NICE` | nice value for server and generator, e.g. `-10` on a shared machine | unchanged |
 /// | `PARLEY_BENCH_QUIET_LOAD` | first wait (up to 15 min) for the 1-minute load average to drop below this | no wait |
@@ -50,6 +53,7 @@ pub struct BenchEnv {
     pub connections: ConnectionsConfig,
     pub flood: FloodConfig,
     pub state: StateConfig,
+    pub storm: StormConfig,
     pub pin: bool,
     pub nice: Option<i32>,
     pub quiet_load: Option<f64>,
@@ -74,6 +78,7 @@ impl BenchEnv {
         let mut connections = ConnectionsConfig::default();
         let mut flood = FloodConfig::default();
         let mut state = StateConfig::default();
+        let mut storm = StormConfig::default();
         if quick {
             fanout.members = 200;
             fanout.senders = 5;
@@ -86,6 +91,7 @@ impl BenchEnv {
             connections.broadcasts = 3;
             flood.concurrency = 8;
             state.entries = 50_000;
+            storm.members = 1000;
         }
         if let Some(s) = env_parse::<f64>("PARLEY_BENCH_SECS")? {
             fanout.phase_secs = s;
@@ -130,6 +136,12 @@ impl BenchEnv {
         if let Some(v) = env_parse("PARLEY_BENCH_ENTRIES")? {
             state.entries = v;
         }
+        if let Some(v) = env_parse("PARLEY_BENCH_STORM_MEMBERS")? {
+            storm.members = v;
+        }
+        if let Some(v) = env_parse("PARLEY_BENCH_STORM_OUTBOUND")? {
+            storm.max_outbound_bytes = Some(v);
+        }
         let pin = env_parse::<u32>("PARLEY_BENCH_PIN")?.unwrap_or(1) != 0;
         let nice = env_parse::<i32>("PARLEY_BENCH_NICE")?;
         let quiet_load = env_parse::<f64>("PARLEY_BENCH_QUIET_LOAD")?;
@@ -139,6 +151,7 @@ impl BenchEnv {
             connections,
             flood,
             state,
+            storm,
             pin,
             nice,
             quiet_load,
@@ -146,8 +159,8 @@ impl BenchEnv {
     }
 }
 
-/// Runs one benchmark scenario: `fanout`, `rooms`, `connections`, `logins`, `persistence` or
-/// `state`.
+/// Runs one benchmark scenario: `fanout`, `rooms`, `connections`, `logins`, `persistence`,
+/// `state` or `presence`.
 /// `server_hint` is the bench's `CARGO_BIN_EXE_parley-server`, `workspace` its manifest dir.
 /// Exits non-zero when the benchmark could not run (a benchmark never fails on a figure).
 pub fn main(scenario: &str, server_hint: Option<&str>, workspace: &str) {
@@ -262,6 +275,36 @@ pub fn run(scenario: &str, server_hint: Option<&str>, workspace: &Path) -> Resul
             println!("{}", report::state(&r));
             Ok(())
         }
+        "presence" => {
+            // A data directory, so that the storm comes after a restart: sessions survive it,
+            // presence does not. The server's own outbound limit, not the benchmarks' 8 MiB.
+            let dir = TempDir::new("presence")?;
+            let mut flags = with_outbound(bench_flags(Some(1000)), env.storm.max_outbound_bytes);
+            flags.extend(data_dir(&dir.0));
+            let server = start(&bin, &flags, server_cpu, env.nice)?;
+            eprintln!(
+                "presence: registering {} members and one room",
+                env.storm.members
+            );
+            let setup = rt.block_on(presence::prepare(server.addr, &env.storm))?;
+            stop(server)?;
+            eprintln!("presence: restarting on the data directory");
+            let t = std::time::Instant::now();
+            let server = start(&bin, &flags, server_cpu, env.nice)?;
+            rt.block_on(state::wait_healthy(
+                server.addr,
+                std::time::Duration::from_secs(120),
+            ))?;
+            let restart = t.elapsed();
+            let mut r = rt.block_on(presence::storm(
+                &target(&server, server_cpu),
+                &setup,
+                &env.storm,
+            ))?;
+            r.restart = restart;
+            println!("{}", report::presence(&r));
+            stop(server)
+        }
         other => Err(LoadError::Config(format!("unknown scenario {other:?}"))),
     }
 }
@@ -286,6 +329,23 @@ fn ephemeral(iterations: Option<u32>) -> Vec<String> {
     let mut f = bench_flags(iterations);
     f.push("--ephemeral".into());
     f
+}
+
+/// `flags` with `--max-outbound-bytes` set to `bytes`, or left out (the server's default).
+fn with_outbound(flags: Vec<String>, bytes: Option<u64>) -> Vec<String> {
+    let mut out = Vec::with_capacity(flags.len());
+    let mut it = flags.into_iter();
+    while let Some(f) = it.next() {
+        if f == "--max-outbound-bytes" {
+            it.next();
+        } else {
+            out.push(f);
+        }
+    }
+    if let Some(b) = bytes {
+        out.extend(["--max-outbound-bytes".into(), b.to_string()]);
+    }
+    out
 }
 
 fn data_dir(dir: &Path) -> Vec<String> {

@@ -8,6 +8,7 @@
 use crate::error::{LoadError, Result};
 use crate::frame::{self, OpCode, XorShift};
 use crate::http::{self, parse_head};
+use crate::roster::Roster;
 use crate::scan::{self, FrameType};
 use crate::stats::{
     new_recv_histogram, Arrival, RecvHistogram, Shared, MAX_LATENCY_US, MAX_PHASES,
@@ -159,6 +160,10 @@ impl Connection {
             end += n;
         };
 
+        let roster = shared
+            .roster
+            .as_ref()
+            .and_then(|r| Some((r.clone(), r.row_of_hello(&hello)?)));
         let (rd, wr) = stream.into_split();
         let (tx, rx) = mpsc::channel(cfg.write_queue.max(1));
         let writer = tokio::spawn(write_loop(wr, rx, rng.clone()));
@@ -177,6 +182,7 @@ impl Connection {
                 shared_samples: Vec::new(),
                 worst_us: 0,
                 fragment: None,
+                roster,
             }
             .run(stop),
         );
@@ -243,6 +249,8 @@ struct Reader {
     worst_us: u64,
     /// A fragmented text message being reassembled (rare: servers send whole frames).
     fragment: Option<Vec<u8>>,
+    /// Where this connection's `presence` frames are recorded, and its row there.
+    roster: Option<(Arc<Roster>, usize)>,
 }
 
 enum Step {
@@ -259,7 +267,7 @@ impl Reader {
             }
             self.publish(now_ns);
             if !self.make_room() {
-                self.shared.count_close("frame over the limit".into());
+                self.ended("frame over the limit".into(), 0);
                 break;
             }
             let read = tokio::select! {
@@ -269,13 +277,12 @@ impl Reader {
             };
             match read {
                 Ok(0) => {
-                    self.shared.count_close("without close frame".into());
+                    self.ended("without close frame".into(), 0);
                     break;
                 }
                 Ok(n) => self.end += n,
                 Err(e) => {
-                    self.shared
-                        .count_close(format!("read error {:?}", e.kind()));
+                    self.ended(format!("read error {:?}", e.kind()), 0);
                     break;
                 }
             }
@@ -305,13 +312,18 @@ impl Reader {
                 }
                 Ok(None) => return Step::Continue,
                 Err(e) => {
-                    self.shared.count_close(format!("bad frame: {e}"));
+                    self.ended(format!("bad frame: {e}"), 0);
                     return Step::Stop;
                 }
             };
             match opcode {
                 OpCode::Text if fin => {
                     let payload = &self.buf[range];
+                    if let Some((roster, row)) = &self.roster {
+                        if scan::frame_type(payload) == FrameType::Presence {
+                            roster.note(*row, payload, now_ns);
+                        }
+                    }
                     Self::on_message(
                         payload,
                         now_ns,
@@ -343,7 +355,7 @@ impl Reader {
                                 &mut self.worst_us,
                             );
                         } else if frag.len() as u64 > self.max_frame {
-                            self.shared.count_close("message over the limit".into());
+                            self.ended("message over the limit".into(), 0);
                             return Step::Stop;
                         } else {
                             self.fragment = Some(frag);
@@ -363,7 +375,7 @@ impl Reader {
                 OpCode::Pong => {}
                 OpCode::Close => {
                     let code = frame::close_code(&self.buf[range]).unwrap_or(1005);
-                    self.shared.count_close(format!("with code {code}"));
+                    self.ended(format!("with code {code}"), code);
                     let _ = self.ctl.try_send(Outgoing::Close);
                     return Step::Stop;
                 }
@@ -408,6 +420,14 @@ impl Reader {
             _ => {}
         }
         shared.other_frames.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts how the connection ended, by description, and in the roster by close code.
+    fn ended(&self, what: String, code: u16) {
+        self.shared.count_close(what);
+        if let Some((roster, row)) = &self.roster {
+            roster.end(*row, code);
+        }
     }
 
     /// Publishes this read's deliveries to the shared counters.

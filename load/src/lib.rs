@@ -9,11 +9,13 @@
 //!   without parsing JSON.
 //! - [`http`]: a minimal HTTP/1.1 keep-alive client; [`api`]: the REST calls and bulk
 //!   setup of users, rooms and memberships.
-//! - [`conn`]: one WebSocket connection: upgrade, `hello`, reader and writer tasks.
+//! - [`conn`]: one WebSocket connection: upgrade, `hello`, reader and writer tasks;
+//!   [`roster`]: what each member's connection was told about the others' presence.
 //! - [`sender`]: open-loop (fixed schedule) and closed-loop (window) senders.
 //! - [`stats`]: the clock, per-phase counters, HdrHistograms; [`probe`]: server CPU time
 //!   and memory from `/proc`, pinning.
-//! - [`scenario`]: fan-out, many rooms, connections, login isolation, kept state.
+//! - [`scenario`]: fan-out, many rooms, connections, login isolation, kept state, presence
+//!   storm.
 //! - [`server`]: starting `parley-server` as a child; [`bench`]: the `cargo bench` driver;
 //!   [`report`]: Markdown tables; [`cli`]: the `parley-load` command line.
 //!
@@ -35,6 +37,7 @@ pub mod frame;
 pub mod http;
 pub mod probe;
 pub mod report;
+pub mod roster;
 pub mod scan;
 pub mod scenario;
 pub mod sender;

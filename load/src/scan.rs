@@ -14,6 +14,10 @@ static TYPE_FINDER: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"\"type\":\""));
 static STAMP_FINDER: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"~p"));
+static USERNAME_FINDER: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"username\":\""));
+static ONLINE_FINDER: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"online\":"));
 
 /// The server frame types of the contract, told apart by a scan for `"type":"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +123,29 @@ pub fn find_stamp(payload: &[u8]) -> Option<Stamp> {
     None
 }
 
+/// The first `username` string of a frame, without its quotes: in `hello` and `presence`
+/// frames, the frame's own. Usernames are `[A-Za-z0-9_-]`, so they never carry an escape.
+pub fn username(payload: &[u8]) -> Option<&[u8]> {
+    let start = USERNAME_FINDER.find(payload)? + 12;
+    let len = memchr::memchr(b'"', &payload[start..])?;
+    Some(&payload[start..start + len])
+}
+
+/// The user and state of a `presence` frame, `{"type":"presence","username","online"}`.
+pub fn presence(payload: &[u8]) -> Option<(&[u8], bool)> {
+    let name = username(payload)?;
+    let at = ONLINE_FINDER.find(payload)? + 9;
+    match payload
+        .get(at..)?
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())?
+    {
+        b't' => Some((name, true)),
+        b'f' => Some((name, false)),
+        _ => None,
+    }
+}
+
 fn parse_stamp(s: &[u8]) -> Option<Stamp> {
     let (phase, used) = parse_digits(s)?;
     let s = s.get(used..)?;
@@ -212,6 +239,36 @@ mod tests {
                 String::from_utf8_lossy(payload)
             );
         }
+    }
+
+    #[test]
+    fn reads_presence_frames() {
+        type Case<'a> = (&'a [u8], Option<(&'a [u8], bool)>);
+        let cases: [Case; 5] = [
+            (
+                br#"{"type":"presence","username":"ld0a1b2c_17","online":true}"#,
+                Some((b"ld0a1b2c_17", true)),
+            ),
+            (
+                br#"{"type":"presence","online": false,"username":"a-b"}"#,
+                Some((b"a-b", false)),
+            ),
+            (br#"{"type":"presence","username":"x"}"#, None),
+            (br#"{"type":"presence","username":"x","online":null}"#, None),
+            (br#"{"type":"presence","online":true}"#, None),
+        ];
+        for (payload, want) in cases {
+            assert_eq!(
+                presence(payload),
+                want,
+                "{}",
+                String::from_utf8_lossy(payload)
+            );
+        }
+        assert_eq!(
+            username(br#"{"type":"hello","username":"me","rooms":[]}"#),
+            Some(&b"me"[..])
+        );
     }
 
     #[test]

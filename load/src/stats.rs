@@ -5,10 +5,11 @@
 //! message text ([`crate::scan`]), so a late delivery is still counted for the phase that sent
 //! it, and no connection needs to be told when a phase starts or ends.
 
+use crate::roster::Roster;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Phase ids run from 0 to `MAX_PHASES - 1`.
@@ -110,6 +111,8 @@ pub struct Shared {
     /// When set, every stamped delivery is also logged here: for a probe whose deliveries must
     /// be placed in time exactly (a few thousand of them, not millions).
     pub arrivals: Option<Mutex<Vec<Arrival>>>,
+    /// When set, every `presence` frame a member's connection receives is recorded here.
+    pub roster: Option<Arc<Roster>>,
 }
 
 /// One stamped delivery, on the run's clock.
@@ -144,7 +147,14 @@ impl Shared {
             send_lag: Mutex::new(hists()),
             timeline_max_us: (0..TIMELINE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             arrivals: None,
+            roster: None,
         }
+    }
+
+    /// Also records the `presence` frames of the roster's members (see [`Roster`]).
+    pub fn with_roster(mut self, roster: Arc<Roster>) -> Shared {
+        self.roster = Some(roster);
+        self
     }
 
     /// Also logs every stamped delivery (see [`Shared::arrivals`]).

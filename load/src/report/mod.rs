@@ -1,9 +1,11 @@
 //! Printing results as Markdown tables, ready to paste into `docs/BENCHMARKS.md`.
 //!
-//! `state.rs`: the kept-state scenario's tables.
+//! `state.rs`: the kept-state scenario's tables; `presence.rs`: the presence storm's.
 
+mod presence;
 mod state;
 
+pub use presence::presence;
 pub use state::state;
 
 use crate::scenario::connections::ConnectionsReport;

@@ -4,6 +4,7 @@
 pub mod connections;
 pub mod fanout;
 pub mod logins;
+pub mod presence;
 pub mod rooms;
 pub mod state;
 
@@ -221,6 +222,10 @@ pub struct Opened {
     pub failures: BTreeMap<String, u64>,
     /// Time of each upgrade, request to `hello`, in microseconds.
     pub upgrade_latency: TotalHistogram,
+    /// For each connection that opened, two readings of the run's clock (`Shared::clock`, ns):
+    /// before its TCP connect, and once its `hello` had arrived. Whatever the server did for
+    /// this upgrade happened between the two.
+    pub spans: Vec<Option<(u64, u64)>>,
     pub wall: Duration,
 }
 
@@ -277,6 +282,7 @@ pub async fn open_many(
                     Ok(())
                 };
                 let t0 = Instant::now();
+                let began_ns = shared.clock.now_ns();
                 let r = match touched {
                     Ok(()) => {
                         let local = sources[i % sources.len()];
@@ -301,7 +307,7 @@ pub async fn open_many(
                         lat.saturating_record(
                             (t0.elapsed().as_micros() as u64).min(MAX_LATENCY_US),
                         );
-                        out.push((i, c));
+                        out.push((i, c, (began_ns, shared.clock.now_ns())));
                     }
                     Err(e) => {
                         if let Ok(mut f) = failures.lock() {
@@ -315,12 +321,14 @@ pub async fn open_many(
         }));
     }
     let mut conns: Vec<Option<Connection>> = (0..n).map(|_| None).collect();
+    let mut spans = vec![None; n];
     let mut upgrade_latency = new_total_histogram();
     for h in handles {
         if let Ok((part, lat)) = h.await {
             let _ = upgrade_latency.add(&lat);
-            for (i, c) in part {
+            for (i, c, span) in part {
                 conns[i] = Some(c);
+                spans[i] = Some(span);
             }
         }
     }
@@ -329,6 +337,7 @@ pub async fn open_many(
         conns,
         failures,
         upgrade_latency,
+        spans,
         wall: start.elapsed(),
     }
 }
