@@ -32,9 +32,10 @@ struct Queue {
     /// Bytes queued or taken but not yet written.
     pending: usize,
     close: Option<Close>,
-    /// Presence changes not yet written, by username: the first state announced since the
-    /// last write, and the latest. They are not counted against the limit.
-    presence: HashMap<Arc<str>, (bool, bool)>,
+    /// Presence changes not yet written, by user (the address of their frames): the first
+    /// state announced since the last write, and the latest. They are not counted against
+    /// the limit.
+    presence: HashMap<usize, (Arc<PresenceFrames>, bool, bool)>,
     /// Too many presence changes were pending: tell the current presence of everyone.
     presence_resync: bool,
 }
@@ -115,21 +116,22 @@ impl Outbound {
     /// Queues a presence change of `user`. Changes coalesce per user until the connection
     /// writes: the latest state wins, and a user who went and came back (or came and went)
     /// since the last write is told as both changes, in order, so the change is not lost.
-    pub fn push_presence(&self, user: &Arc<str>, online: bool) {
+    pub fn push_presence(&self, user: &Arc<PresenceFrames>, online: bool) {
         let mut q = self.lock();
         if q.close.is_some() || q.presence_resync {
             return;
         }
         let was_idle = q.frames.is_empty() && q.presence.is_empty();
         let full = q.presence.len() >= MAX_PENDING_PRESENCE;
-        match q.presence.get_mut(user) {
-            Some((_, latest)) => *latest = online,
+        match q.presence.get_mut(&(Arc::as_ptr(user) as usize)) {
+            Some((_, _, latest)) => *latest = online,
             None if full => {
                 q.presence = HashMap::new();
                 q.presence_resync = true;
             }
             None => {
-                q.presence.insert(user.clone(), (online, online));
+                let key = Arc::as_ptr(user) as usize;
+                q.presence.insert(key, (user.clone(), online, online));
             }
         }
         drop(q);
@@ -183,11 +185,11 @@ impl Outbound {
         }
         if !presence.is_empty() && close.is_none() {
             let start = out.len();
-            for (user, (first, latest)) in &presence {
+            for (frames, first, latest) in presence.values() {
                 if first != latest {
-                    presence_frame(out, user, *first);
+                    out.extend_from_slice(frames.get(*first));
                 }
-                presence_frame(out, user, *latest);
+                out.extend_from_slice(frames.get(*latest));
             }
             self.lock().pending += out.len() - start;
         }
@@ -203,6 +205,36 @@ impl Outbound {
     /// Waits until something is pushed or a close is asked for.
     pub async fn changed(&self) {
         self.notify.notified().await
+    }
+}
+
+/// A user's two `presence` frames, encoded once when the account is loaded and shared by
+/// every connection that is told about them.
+#[derive(Debug)]
+pub struct PresenceFrames {
+    online: Bytes,
+    offline: Bytes,
+}
+
+impl PresenceFrames {
+    pub(crate) fn new(user: &str) -> PresenceFrames {
+        let frame = |online| {
+            let mut out = Vec::new();
+            presence_frame(&mut out, user, online);
+            Bytes::from(out)
+        };
+        PresenceFrames {
+            online: frame(true),
+            offline: frame(false),
+        }
+    }
+
+    pub(crate) fn get(&self, online: bool) -> &Bytes {
+        if online {
+            &self.online
+        } else {
+            &self.offline
+        }
     }
 }
 
@@ -290,7 +322,10 @@ mod tests {
     #[test]
     fn presence_coalesces_per_user_and_keeps_a_bounce() {
         let out = Outbound::new(10);
-        let (a, b): (Arc<str>, Arc<str>) = ("ann".into(), "bob".into());
+        let (a, b) = (
+            Arc::new(PresenceFrames::new("ann")),
+            Arc::new(PresenceFrames::new("bob")),
+        );
         for _ in 0..50 {
             out.push_presence(&a, true);
             out.push_presence(&a, false);
@@ -314,7 +349,7 @@ mod tests {
     fn too_many_pending_users_ask_for_a_resync() {
         let out = Outbound::new(10);
         for i in 0..=MAX_PENDING_PRESENCE {
-            out.push_presence(&Arc::from(format!("u{i}")), true);
+            out.push_presence(&Arc::new(PresenceFrames::new(&format!("u{i}"))), true);
         }
         let mut buf = Vec::new();
         assert_eq!(out.take_all(&mut buf), (None, true));

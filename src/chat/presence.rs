@@ -49,7 +49,7 @@ impl Core {
         // Coalesced per connection (`Outbound::push_presence`): a storm of changes costs each
         // connection one pending state per user, never a 4002.
         for c in sent.values() {
-            c.out.push_presence(&user.handle, online);
+            c.out.push_presence(&user.presence, online);
         }
     }
 
@@ -71,7 +71,7 @@ impl Core {
         }
         for u in mates.values() {
             let online = u.lock().online;
-            super::outbound::presence_frame(out, &u.name, online);
+            out.extend_from_slice(u.presence.get(online));
         }
         out.len() - start
     }

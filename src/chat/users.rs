@@ -3,7 +3,7 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::outbound::Outbound;
+use super::outbound::{Outbound, PresenceFrames};
 use super::ratelimit::TokenBucket;
 
 /// An account. `name` is as registered; `key` is its lowercase form, unique.
@@ -11,8 +11,8 @@ use super::ratelimit::TokenBucket;
 pub struct User {
     pub name: String,
     pub key: String,
-    /// `name`, shared by the presence changes pending for room-mates' connections.
-    pub handle: Arc<str>,
+    /// This user's `presence` frames, encoded once and shared by room-mates' connections.
+    pub presence: Arc<PresenceFrames>,
     // A std mutex: every critical section is short and none spans an await. Lock order is
     // user, then room, then outbound queue.
     state: Mutex<UserState>,
@@ -43,7 +43,7 @@ impl User {
     pub fn new(name: &str, hash: String, burst: u32) -> User {
         User {
             name: name.to_string(),
-            handle: Arc::from(name),
+            presence: Arc::new(PresenceFrames::new(name)),
             key: name.to_ascii_lowercase(),
             state: Mutex::new(UserState {
                 hash,
