@@ -187,3 +187,33 @@ async fn senders_bursting_into_a_room_are_refused_and_no_reader_is_cut() {
     assert!(refused.iter().all(|&ms| ms > 0), "{refused:?}");
     s.stop().await;
 }
+
+/// `--rate-limit 0` turns off every message rate limit, the room's too: one sender posts
+/// 100 messages of 4 KB at once (400 KB, over the default room burst of 256 KiB and the
+/// message burst of 100 with the 2 joins) and every one is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_0_turns_room_budgets_off() {
+    let s = start(&["--rate-limit", "0"]).await;
+    let (id, tokens) = room_with(s.addr, &["ann", "bob"]).await;
+    let (mut reader, _) = ws_hello(s.addr, &tokens[1]).await;
+    let (mut w, _) = ws_hello(s.addr, &tokens[0]).await;
+    for k in 0..100 {
+        let text = format!("{k} {}", "x".repeat(4000));
+        let f = json!({ "type": "send", "room": id, "text": text, "nonce": format!("n{k}") });
+        w.inner.feed(Message::text(f.to_string())).await.unwrap();
+    }
+    w.inner.flush().await.unwrap();
+    for k in 0..100 {
+        let f = loop {
+            let f = w.next().await.expect("an answer to every send");
+            if f["type"] == "error" || f["kind"] == "message" {
+                break f;
+            }
+        };
+        assert_eq!(f["type"], "entry", "{f}");
+        assert_eq!(f["nonce"], format!("n{k}"));
+        let got = reader.next_where("entry", |f| f["kind"] == "message").await;
+        assert!(got["text"].as_str().unwrap().starts_with(&format!("{k} ")));
+    }
+    s.stop().await;
+}
