@@ -56,6 +56,13 @@ pub struct Config {
     pub rate_limit: u32,
     /// Burst size of the per-user token bucket. Default is 30.
     pub rate_burst: u32,
+    /// Room budgets, all senders together: messages a second and their burst (defaults 50
+    /// and 100), bytes of `entry` frames a second and their burst (see [`ROOM_BYTE_RATE`]).
+    /// `rate_limit` 0 turns them off too.
+    pub room_rate_limit: u32,
+    pub room_rate_burst: u32,
+    pub room_byte_rate: u32,
+    pub room_byte_burst: u32,
     /// File of words to mask, one per line.
     pub blocked_words: Option<PathBuf>,
     /// Unsent output after which a WebSocket is closed with 4002. Default is 1 MiB.
@@ -84,6 +91,20 @@ pub(crate) const MAX_SESSIONS_PER_USER: usize = 100;
 pub(crate) const MAX_MESSAGE_BYTES: usize = 4096;
 /// Largest WebSocket frame or reassembled message.
 pub(crate) const MAX_WS_MESSAGE: usize = 64 * 1024;
+/// Default `--room-byte-rate`: 64 KiB/s (512 kbit/s), below what any reader on a real network
+/// (a weak mobile link) takes, so a reader that keeps up drains a room faster than it fills.
+/// Default `--room-byte-burst` is a quarter of `--max-outbound-bytes` (256 KiB of 1 MiB),
+/// and no more is allowed, so a reader's unsent output stays under the limit: a `sync`
+/// answer takes at most half (plus one entry; a join's history of 50 entries is less), the
+/// room's burst a quarter, and the last quarter is left for one more entry, presence and
+/// replies. A message counts as its `entry` frame: the text with every byte escaped in the
+/// worst case (control characters are stripped; `"`, `\`, newline and tab escape to two
+/// bytes), so at most 2 × 4,096 + ~200 bytes of keys, names and header ≈ 8.4 KiB, plus the
+/// nonce its sender's copy carries. So a room's burst is 31 of the largest messages and it
+/// sustains 7 a second; short messages meet the message budget (50 a second, bursts of 100)
+/// first. A reader in several rooms takes each one's budget.
+pub(crate) const ROOM_BYTE_RATE: u32 = 64 * 1024;
+
 /// Entries sent in the `history` frame after a join.
 pub(crate) const JOIN_HISTORY: usize = 50;
 /// Default and largest `limit` of the history call.
@@ -113,6 +134,10 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             rate_limit: 10,
             rate_burst: 30,
+            room_rate_limit: 50,
+            room_rate_burst: 100,
+            room_byte_rate: ROOM_BYTE_RATE,
+            room_byte_burst: 1 << 18,
             blocked_words: None,
             max_outbound_bytes: 1 << 20,
             max_body_bytes: 64 * 1024,
@@ -167,8 +192,12 @@ const FLAGS: &[Flag] = &[
     Flag { name: "history", value: "N", help: "entries kept per room [default: 1000]" },
     Flag { name: "heartbeat-interval", value: "SECS", help: "WebSocket ping interval [default: 20]" },
     Flag { name: "allowed-origin", value: "ORIGIN", help: "allowed WebSocket Origin, repeatable [default: any]" },
-    Flag { name: "rate-limit", value: "N", help: "messages per second per user, 0 = off [default: 10]" },
+    Flag { name: "rate-limit", value: "N", help: "messages per second per user, 0 = off (room budgets too) [default: 10]" },
     Flag { name: "rate-burst", value: "N", help: "message burst per user [default: 30]" },
+    Flag { name: "room-rate-limit", value: "N", help: "messages per second into one room [default: 50]" },
+    Flag { name: "room-rate-burst", value: "N", help: "message burst per room [default: 100]" },
+    Flag { name: "room-byte-rate", value: "N", help: "entry bytes per second out of one room [default: 65536]" },
+    Flag { name: "room-byte-burst", value: "N", help: "byte burst per room, at most max-outbound-bytes / 4 [default: that quarter, 262144]" },
     Flag { name: "blocked-words", value: "FILE", help: "words to mask, one per line [default: none]" },
     Flag { name: "max-outbound-bytes", value: "N", help: "unsent bytes before a 4002 close [default: 1048576]" },
     Flag { name: "max-body-bytes", value: "N", help: "largest request body [default: 65536]" },
@@ -206,6 +235,7 @@ pub fn help() -> String {
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> {
     let mut cfg = Config::default();
     let mut args = args.into_iter();
+    let mut byte_burst_given = false;
     while let Some(arg) = args.next() {
         let Some(body) = arg.strip_prefix("--") else {
             return Err(format!("unexpected argument '{arg}'"));
@@ -233,6 +263,17 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, Str
             }
         };
         apply(&mut cfg, name, &value).map_err(|e| format!("--{name} {value}: {e}"))?;
+        byte_burst_given |= name == "room-byte-burst";
+    }
+    let quarter = (cfg.max_outbound_bytes / 4).min(u32::MAX as usize);
+    if !byte_burst_given {
+        cfg.room_byte_burst = quarter as u32;
+    } else if cfg.rate_limit > 0 && cfg.room_byte_burst as usize > quarter {
+        return Err(format!(
+            "--room-byte-burst {} is over a quarter of --max-outbound-bytes ({quarter}): \
+             readers that keep up would be closed with 4002",
+            cfg.room_byte_burst
+        ));
     }
     if cfg.rate_limit > 0 && cfg.rate_burst == 0 {
         return Err("--rate-burst must be at least 1 when --rate-limit is on".into());
@@ -268,6 +309,10 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "allowed-origin" => cfg.allowed_origins.push(v.to_string()),
         "rate-limit" => cfg.rate_limit = number(v, 0, 1_000_000)? as u32,
         "rate-burst" => cfg.rate_burst = number(v, 1, 1_000_000)? as u32,
+        "room-rate-limit" => cfg.room_rate_limit = number(v, 1, 1_000_000)? as u32,
+        "room-rate-burst" => cfg.room_rate_burst = number(v, 1, 1_000_000)? as u32,
+        "room-byte-rate" => cfg.room_byte_rate = number(v, 1, u32::MAX as usize)? as u32,
+        "room-byte-burst" => cfg.room_byte_burst = number(v, 1, u32::MAX as usize)? as u32,
         "blocked-words" => cfg.blocked_words = Some(PathBuf::from(v)),
         "max-outbound-bytes" => cfg.max_outbound_bytes = number(v, 1024, 1 << 34)?,
         "max-body-bytes" => cfg.max_body_bytes = number(v, 1, 1 << 30)?,
@@ -311,6 +356,18 @@ mod tests {
         assert_eq!(c.fsync, FsyncPolicy::Interval);
         assert_eq!(c.history, 1000);
         assert_eq!(c.max_outbound_bytes, 1 << 20);
+        assert_eq!(c.room_byte_burst as usize, c.max_outbound_bytes / 4);
+    }
+
+    #[test]
+    fn the_room_byte_burst_follows_the_outbound_limit_unless_given() {
+        let run = |a: &str| match parse_args(args(a)) {
+            Ok(Parsed::Run(c)) => c.room_byte_burst,
+            other => panic!("{a}: {other:?}"),
+        };
+        assert_eq!(run(""), 1 << 18);
+        assert_eq!(run("--max-outbound-bytes 65536"), 16384);
+        assert_eq!(run("--room-byte-burst 1000"), 1000);
     }
 
     #[test]
@@ -334,6 +391,15 @@ mod tests {
             ),
             ("--ephemeral=yes", Err("--ephemeral takes no value")),
             ("stray", Err("unexpected argument 'stray'")),
+            ("--max-outbound-bytes 4096 --room-byte-burst 1024", Ok(())),
+            (
+                "--room-byte-burst 262145",
+                Err(
+                    "--room-byte-burst 262145 is over a quarter of --max-outbound-bytes \
+                     (262144): readers that keep up would be closed with 4002",
+                ),
+            ),
+            ("--room-byte-burst 262145 --rate-limit 0", Ok(())),
         ];
         for (input, want) in cases {
             let got = parse_args(args(input)).map(|_| ());

@@ -32,6 +32,10 @@ fn help_lists_every_flag_with_its_default_and_exits_0() {
         "--allowed-origin",
         "--rate-limit",
         "--rate-burst",
+        "--room-rate-limit",
+        "--room-rate-burst",
+        "--room-byte-rate",
+        "--room-byte-burst",
         "--blocked-words",
         "--max-outbound-bytes",
         "--max-body-bytes",
@@ -61,6 +65,12 @@ fn a_bad_flag_or_value_exits_2_with_one_line() {
         vec!["--history"],
         vec!["--room-capacity", "0"],
         vec!["--heartbeat-interval", "soon"],
+        vec![
+            "--max-outbound-bytes",
+            "65536",
+            "--room-byte-burst",
+            "32768",
+        ],
     ] {
         let out = server().args(&args).stdin(Stdio::null()).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");

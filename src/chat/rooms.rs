@@ -6,6 +6,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use super::ratelimit::RoomBudget;
 use super::ring::Ring;
 use super::users::{Conn, User};
 use crate::protocol::RoomView;
@@ -37,6 +38,9 @@ pub struct RoomState {
     /// The last `--history` entries; the newest has seq `last_seq`, and seqs are consecutive.
     pub ring: Ring<KeptEntry>,
     pub last_seq: u64,
+    /// Messages and bytes the room may still take (`--room-rate-limit`, `--room-byte-rate`).
+    /// Not kept across restarts: a restarted room starts with a full budget.
+    pub budget: RoomBudget,
 }
 
 impl Room {
@@ -52,6 +56,7 @@ impl Room {
                 subscribers: Arc::new(Vec::new()),
                 ring: Ring::new(history),
                 last_seq: 0,
+                budget: RoomBudget::default(),
             }),
         }
     }

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use tungstenite::Bytes;
 
 use super::filter::Filter;
+use super::ratelimit::RoomLimits;
 use super::rooms::{Room, RoomState};
 use super::users::UserState;
 use super::wire as frame;
@@ -214,7 +215,27 @@ impl Core {
         })
     }
 
-    /// Posts a message. The sender's connection gets its copy with `nonce`; that is the ack.
+    /// Takes a message of `bytes` from the room's budget (see `config::ROOM_BYTE_RATE`).
+    fn room_budget_check(&self, rs: &mut RoomState, bytes: usize) -> Result<(), ChatError> {
+        let cfg = &self.cfg;
+        if cfg.rate_limit == 0 {
+            return Ok(());
+        }
+        let limits = RoomLimits {
+            rate: cfg.room_rate_limit,
+            burst: cfg.room_rate_burst,
+            byte_rate: cfg.room_byte_rate,
+            byte_burst: cfg.room_byte_burst,
+        };
+        rs.budget
+            .take(limits, bytes, Instant::now())
+            .map_err(|retry_after_ms| {
+                Metrics::add(&self.metrics.rate_limited_total, 1);
+                ChatError::RateLimited { retry_after_ms }
+            })
+    }
+
+    /// Posts a message, within the room's budget. The sender's connection gets its copy with `nonce`; that is the ack.
     /// If the store fails before acknowledging it, that connection gets error `unavailable`
     /// with the nonce instead.
     pub fn post(
@@ -229,8 +250,11 @@ impl Core {
         if !rs.members.contains_key(&conn.user.key) {
             return Err(ChatError::NotAMember);
         }
-        let slot = self.reserve()?;
         let nonce_json: Option<Box<str>> = nonce.as_ref().map(|n| n.to_string().into());
+        let bytes = entry_frame_bound(&room.id, &conn.user.name, &text)
+            + nonce_json.as_deref().map_or(0, str::len);
+        self.room_budget_check(&mut rs, bytes)?;
+        let slot = self.reserve()?;
         let entry = KeptEntry::new(
             super::now_ms(),
             EntryKind::Message,
@@ -306,6 +330,30 @@ impl Core {
     }
 }
 
+/// At least the bytes of the `entry` frame (header included) that a message of `text` from
+/// `from` makes in `room`, without a nonce: the strings as JSON escapes them, and the keys
+/// and two numbers of up to 20 digits in [`ENTRY_FRAME_FIXED`].
+pub(crate) fn entry_frame_bound(room: &str, from: &str, text: &str) -> usize {
+    ENTRY_FRAME_FIXED + json_str_len(room) + json_str_len(from) + json_str_len(text)
+}
+
+/// Keys and punctuation (72), `seq` and `ts` at 20 digits each, and the longest frame header
+/// (10).
+const ENTRY_FRAME_FIXED: usize = 122;
+
+/// Length of `s` as a JSON string literal, quotes included, as `serde_json` writes it.
+fn json_str_len(s: &str) -> usize {
+    let escapes: usize = s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\t' | b'\r' | 0x08 | 0x0c => 1,
+            0..=0x1f => 5,
+            _ => 0,
+        })
+        .sum();
+    s.len() + escapes + 2
+}
+
 /// A `history` frame of the kept entries with `since < seq <= upto`, at most `budget` bytes
 /// of entries (at least one), written straight from the kept bytes. `own` names the user
 /// whose entries carry their nonce.
@@ -344,4 +392,29 @@ pub(super) fn history_frame(
     }
     json.push(b'}');
     frame::text(&json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_entry_bound_covers_the_frame_in_the_worst_case() {
+        let texts = [
+            "x".to_string(),
+            "\"\\\n\t".repeat(config::MAX_MESSAGE_BYTES / 4),
+            "é".repeat(config::MAX_MESSAGE_BYTES / 2),
+            "\u{1}".repeat(100),
+        ];
+        for text in &texts {
+            let (room, from) = ("r0123456789", "a_user_name_of_thirty_two_bytes_");
+            let e = KeptEntry::new(u64::MAX, EntryKind::Message, from, Some(text), None);
+            let mut json = Vec::new();
+            e.write_json(&mut json, ENTRY_HEAD, room, u64::MAX, None);
+            let frame = frame::text(&json).len();
+            let bound = entry_frame_bound(room, from, text);
+            assert!(bound >= frame, "{bound} < {frame}");
+            assert!(bound <= frame + 16, "{bound} is far over {frame}");
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! - `delivery`: fan-out, ordering, join/leave entries, history on join, `sync`, `hello`.
 //! - `errors`: every error code of a `send`/`sync` frame, and refused upgrades.
 //! - `closes`: the close codes (1001, 1002, 1007, 1008, 1009, 4001, 4002).
+//! - `budgets`: room budgets refuse a burst of senders before readers would be cut.
 //! - `presence`: online/offline events, including through the heartbeat timeout.
 //! - `commands`: slash commands, `//` escaping and message filtering.
 //!
@@ -13,6 +14,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod budgets;
 mod closes;
 mod commands;
 mod delivery;
