@@ -437,3 +437,19 @@ async fn the_total_cap_refuses_connections_beyond_it() {
     assert!(freed, "a closed connection still counts against the cap");
     s.stop().await;
 }
+
+/// A burst of connects larger than tokio's default backlog (128) is queued by the kernel, not
+/// dropped: with a short backlog the extra SYNs are dropped and each such client waits a
+/// second or more for its retry. Nobody accepts here, so only the backlog holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_connects_waits_in_the_backlog_not_in_syn_retries() {
+    let listener = parley::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    for i in 0..1000 {
+        let c = tokio::time::timeout(Duration::from_millis(900), TcpStream::connect(addr)).await;
+        let c = c.unwrap_or_else(|_| panic!("connect {i} stalled: the backlog is full"));
+        held.push(c.unwrap());
+    }
+    drop(listener);
+}
