@@ -64,13 +64,14 @@ fn request_line(len: usize) -> Vec<u8> {
 
 /// A GET of `/healthz` whose header block (every header line with its CRLF) is `len` bytes.
 fn header_block(len: usize) -> Vec<u8> {
-    let pad = "a".repeat(len - "X-Pad: \r\n".len());
-    format!("GET /healthz HTTP/1.1\r\nX-Pad: {pad}\r\n\r\n").into_bytes()
+    let pad = "a".repeat(len - "Host: t\r\nX-Pad: \r\n".len());
+    format!("GET /healthz HTTP/1.1\r\nHost: t\r\nX-Pad: {pad}\r\n\r\n").into_bytes()
 }
 
 fn many_headers(n: usize) -> Vec<u8> {
-    let lines: String = (0..n).map(|i| format!("X-H{i}: v\r\n")).collect();
-    format!("GET /healthz HTTP/1.1\r\n{lines}\r\n").into_bytes()
+    // `Host` is one of the `n`.
+    let lines: String = (1..n).map(|i| format!("X-H{i}: v\r\n")).collect();
+    format!("GET /healthz HTTP/1.1\r\nHost: t\r\n{lines}\r\n").into_bytes()
 }
 
 /// A registration whose JSON body is padded with spaces to exactly `len` bytes.
@@ -142,7 +143,7 @@ async fn content_length_with_transfer_encoding_gets_400() {
     }
     // The order of the two headers does not matter.
     let req =
-        "POST /api/v1/login HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n";
+        "POST /api/v1/login HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n";
     refused_while_others_served(s.addr, req.into(), 400).await;
     s.stop().await;
 }

@@ -1,6 +1,7 @@
 //! One HTTP connection: keep-alive, pipelining, timeouts, and the point where it upgrades.
 //!
-//! Requests are answered strictly in order. A request head must complete within
+//! Requests are answered strictly in order, each written before more is read, so a client
+//! that does not read its answers stops being read. A request head must complete within
 //! `--header-timeout` of its first byte (or of the accept, for the first request), else 408
 //! and close; an idle keep-alive connection closes after `--keepalive-timeout`. Any parse
 //! error is answered with its status and the connection closes, since the byte stream can no
@@ -19,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
 
-use super::parse::{self, Limits};
+use super::parse::{Limits, Parser};
 use super::{Request, Response};
 
 /// Bytes read per `read` call.
@@ -78,10 +79,11 @@ pub(crate) async fn serve<S: Service>(
     };
     let mut buf: Vec<u8> = Vec::new();
     let mut out: Vec<u8> = Vec::new();
+    let mut parser = Parser::default();
     // When the current request's first byte arrived; the first request's clock starts now.
     let mut head_started = Some(Instant::now());
     loop {
-        match parse::parse(&buf, &limits) {
+        match parser.parse(&buf, &limits) {
             Ok(Some((req, used))) => {
                 buf.drain(..used);
                 head_started = (!buf.is_empty()).then(Instant::now);
@@ -127,7 +129,7 @@ pub(crate) async fn serve<S: Service>(
                         }
                     }
                     Err(_elapsed) => {
-                        if head_started.is_some() && !parse::head_complete(&buf) {
+                        if head_started.is_some() && !parser.in_body() {
                             let resp = Response::error(
                                 408,
                                 "request_timeout",
