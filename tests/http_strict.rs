@@ -1,11 +1,14 @@
-//! The stricter HTTP rules of v1.1 (shared/PROTOCOL.md, "HTTP limits"): `Host`, and
-//! dribbled requests.
+//! The stricter HTTP rules of v1.1 (shared/PROTOCOL.md, "HTTP limits"): `Host`, the body
+//! timeout, and dribbled requests.
 
 mod common;
+
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 /// Sends `bytes` on a fresh connection; returns the answer and whether the server then closed.
 async fn answer_and_close(addr: std::net::SocketAddr, bytes: &str) -> (Reply, bool) {
@@ -74,5 +77,38 @@ async fn a_dribbled_request_is_served() {
     assert_eq!(reply.status, 201, "{:?}", reply.json());
     let next = c.ask("GET", "/healthz", None).await.expect("next answer");
     assert_eq!(next.status, 200);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_gets_408_and_a_close() {
+    let s = start(&["--header-timeout", "1"]).await;
+    let began = Instant::now();
+    let mut slow = TcpStream::connect(s.addr).await.unwrap();
+    let body = json!({ "username": "late", "password": PASSWORD }).to_string();
+    let head = format!(
+        "POST /api/v1/register HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&body.as_bytes()[..5]).await.unwrap();
+    let reply = read_reply(&mut slow, &mut Vec::new())
+        .await
+        .expect("a 408 answer, not a silent close");
+    assert_eq!(
+        (reply.status, reply.code()),
+        (408, "request_timeout".into())
+    );
+    assert_eq!(reply.header("connection"), Some("close"));
+    assert!(
+        began.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        began.elapsed()
+    );
+    assert!(
+        until_closed(&mut slow, WAIT).await.is_some(),
+        "still open after 408"
+    );
+    assert_eq!(get(s.addr, "/healthz", None).await.status, 200);
     s.stop().await;
 }

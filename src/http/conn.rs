@@ -2,10 +2,10 @@
 //!
 //! Requests are answered strictly in order, each written before more is read, so a client
 //! that does not read its answers stops being read. A request head must complete within
-//! `--header-timeout` of its first byte (or of the accept, for the first request), else 408
-//! and close; an idle keep-alive connection closes after `--keepalive-timeout`. Any parse
-//! error is answered with its status and the connection closes, since the byte stream can no
-//! longer be split into requests.
+//! `--header-timeout` of its first byte (or of the accept, for the first request), and its
+//! body within `--header-timeout` of the head, else 408 and close; an idle keep-alive
+//! connection closes after `--keepalive-timeout`. Any parse error is answered with its status
+//! and the connection closes, since the byte stream can no longer be split into requests.
 //!
 //! This layer knows how to carry requests, not what they mean: the caller's [`Service`]
 //! answers them and performs the handshake of an upgrade, and takes the stream back in an
@@ -82,11 +82,14 @@ pub(crate) async fn serve<S: Service>(
     let mut parser = Parser::default();
     // When the current request's first byte arrived; the first request's clock starts now.
     let mut head_started = Some(Instant::now());
+    // When the current request's head was complete, while its body arrives.
+    let mut body_started: Option<Instant> = None;
     loop {
         match parser.parse(&buf, &limits) {
             Ok(Some((req, used))) => {
                 buf.drain(..used);
                 head_started = (!buf.is_empty()).then(Instant::now);
+                body_started = None;
                 if req.path == UPGRADE_PATH && req.method == "GET" {
                     match service.handshake(&req) {
                         Ok((accepted, reply)) => {
@@ -113,9 +116,12 @@ pub(crate) async fn serve<S: Service>(
                 }
             }
             Ok(None) => {
-                let deadline = match head_started {
-                    Some(t) => t + conn_limits.header_timeout,
-                    None => Instant::now() + conn_limits.keepalive_timeout,
+                if parser.in_body() && body_started.is_none() {
+                    body_started = Some(Instant::now());
+                }
+                let deadline = match (body_started, head_started) {
+                    (Some(t), _) | (None, Some(t)) => t + conn_limits.header_timeout,
+                    (None, None) => Instant::now() + conn_limits.keepalive_timeout,
                 };
                 let read = tokio::select! {
                     r = timeout_at(deadline, read_some(&stream, &mut buf)) => r,
@@ -129,13 +135,13 @@ pub(crate) async fn serve<S: Service>(
                         }
                     }
                     Err(_elapsed) => {
-                        if head_started.is_some() && !parser.in_body() {
-                            let resp = Response::error(
-                                408,
-                                "request_timeout",
-                                "the request head did not arrive in time",
-                                None,
-                            );
+                        if head_started.is_some() {
+                            let message = if parser.in_body() {
+                                "the request body did not arrive in time"
+                            } else {
+                                "the request head did not arrive in time"
+                            };
+                            let resp = Response::error(408, "request_timeout", message, None);
                             respond(&mut stream, &mut out, &resp, false).await;
                         }
                         return None;
