@@ -1,5 +1,5 @@
-//! The stricter HTTP rules of v1.1 (shared/PROTOCOL.md, "HTTP limits"): `Host`, the body
-//! timeout, and dribbled requests.
+//! The stricter HTTP rules of v1.1 (shared/PROTOCOL.md, "HTTP limits"): `Host`, `HEAD`, the
+//! body timeout, and dribbled requests.
 
 mod common;
 
@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Sends `bytes` on a fresh connection; returns the answer and whether the server then closed.
@@ -110,5 +110,57 @@ async fn a_stalled_body_gets_408_and_a_close() {
         "still open after 408"
     );
     assert_eq!(get(s.addr, "/healthz", None).await.status, 200);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_is_answered_wherever_get_is_without_a_body() {
+    let s = start(&[]).await;
+    let t = user(s.addr, "hana").await;
+    let mut c = KeepAlive::open(s.addr).await;
+    for (path, token) in [
+        ("/healthz", None),
+        ("/api/v1/me", Some(t.as_str())),
+        ("/api/v1/me", None),
+        ("/api/v1/rooms", Some(t.as_str())),
+        ("/no/such/path", None),
+    ] {
+        let get = c.ask("GET", path, token).await.expect("GET answer");
+        let req = request_bytes("HEAD", path, token, None);
+        c.stream.write_all(req.as_bytes()).await.unwrap();
+        // The HEAD answer's head only: its Content-Length is the GET body's, and no body
+        // follows, so the next answer on the connection starts right after the blank line.
+        let head = loop {
+            if let Some(end) = c.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break String::from_utf8_lossy(&c.buf.drain(..end + 4).collect::<Vec<_>>())
+                    .to_string();
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(WAIT, c.stream.read(&mut chunk))
+                .await
+                .expect("HEAD answer in time")
+                .unwrap();
+            assert!(n > 0, "closed after HEAD {path}");
+            c.buf.extend_from_slice(&chunk[..n]);
+        };
+        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+        assert_eq!(status, get.status, "HEAD {path}: {head}");
+        let length = head.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_owned())
+        });
+        assert_eq!(
+            length,
+            Some(get.body.len().to_string()),
+            "HEAD {path}: {head}"
+        );
+        assert!(!get.body.is_empty());
+        let after = c
+            .ask("GET", "/healthz", None)
+            .await
+            .expect("served after HEAD");
+        assert_eq!(after.status, 200, "HEAD {path} left a body behind");
+    }
     s.stop().await;
 }

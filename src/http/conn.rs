@@ -4,8 +4,9 @@
 //! that does not read its answers stops being read. A request head must complete within
 //! `--header-timeout` of its first byte (or of the accept, for the first request), and its
 //! body within `--header-timeout` of the head, else 408 and close; an idle keep-alive
-//! connection closes after `--keepalive-timeout`. Any parse error is answered with its status
-//! and the connection closes, since the byte stream can no longer be split into requests.
+//! connection closes after `--keepalive-timeout`. `HEAD` is served as `GET` without the body.
+//! Any parse error is answered with its status and the connection closes, since the byte
+//! stream can no longer be split into requests.
 //!
 //! This layer knows how to carry requests, not what they mean: the caller's [`Service`]
 //! answers them and performs the handshake of an upgrade, and takes the stream back in an
@@ -86,7 +87,7 @@ pub(crate) async fn serve<S: Service>(
     let mut body_started: Option<Instant> = None;
     loop {
         match parser.parse(&buf, &limits) {
-            Ok(Some((req, used))) => {
+            Ok(Some((mut req, used))) => {
                 buf.drain(..used);
                 head_started = (!buf.is_empty()).then(Instant::now);
                 body_started = None;
@@ -103,15 +104,21 @@ pub(crate) async fn serve<S: Service>(
                             });
                         }
                         Err(resp) => {
-                            if !respond(&mut stream, &mut out, &resp, req.keep_alive).await {
+                            if !respond(&mut stream, &mut out, &resp, req.keep_alive, true).await {
                                 return None;
                             }
                             continue;
                         }
                     }
                 }
+                // HEAD is answered wherever GET is: the GET answer's status and headers, with
+                // the Content-Length of its body, and no body.
+                let head = req.method == "HEAD";
+                if head {
+                    req.method = "GET".to_owned();
+                }
                 let resp = service.respond(&req).await;
-                if !respond(&mut stream, &mut out, &resp, req.keep_alive).await {
+                if !respond(&mut stream, &mut out, &resp, req.keep_alive, !head).await {
                     return None;
                 }
             }
@@ -142,7 +149,7 @@ pub(crate) async fn serve<S: Service>(
                                 "the request head did not arrive in time"
                             };
                             let resp = Response::error(408, "request_timeout", message, None);
-                            respond(&mut stream, &mut out, &resp, false).await;
+                            respond(&mut stream, &mut out, &resp, false, true).await;
                         }
                         return None;
                     }
@@ -150,7 +157,7 @@ pub(crate) async fn serve<S: Service>(
             }
             Err(e) => {
                 let resp = Response::error(e.status(), e.code(), &e.message(), None);
-                respond(&mut stream, &mut out, &resp, false).await;
+                respond(&mut stream, &mut out, &resp, false, true).await;
                 return None;
             }
         }
@@ -179,15 +186,17 @@ fn try_read_into(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize
     Ok(n)
 }
 
-/// Writes one response; false when the connection should end.
+/// Writes one response, with its body unless it answers a `HEAD`; false when the connection
+/// should end.
 async fn respond(
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
     resp: &Response,
     keep_alive: bool,
+    with_body: bool,
 ) -> bool {
     out.clear();
-    resp.encode(keep_alive, out);
+    resp.encode(keep_alive, with_body, out);
     if stream.write_all(out).await.is_err() {
         return false;
     }
