@@ -1,5 +1,5 @@
 //! The stricter HTTP rules of v1.1 (shared/PROTOCOL.md, "HTTP limits"): `Host`, `HEAD`, the
-//! body timeout, and dribbled requests.
+//! body timeout, dribbled requests, and a client that does not read its answers.
 
 mod common;
 
@@ -162,5 +162,35 @@ async fn head_is_answered_wherever_get_is_without_a_body() {
             .expect("served after HEAD");
         assert_eq!(after.status, 200, "HEAD {path} left a body behind");
     }
+    s.stop().await;
+}
+
+/// A client that pipelines requests but never reads the answers is not read any further
+/// once its answers fill the socket: the server does not buffer answers without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_is_not_read() {
+    let s = start(&[]).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut c = socket.connect(s.addr).await.unwrap();
+    let req = request_bytes("GET", "/metrics", None, None).into_bytes();
+    // Writes stop completing once the server stops reading: the kernel buffers fill.
+    let mut sent = 0usize;
+    let stalled = loop {
+        match tokio::time::timeout(Duration::from_secs(2), c.write_all(&req)).await {
+            Err(_) => break true,
+            Ok(r) => r.unwrap(),
+        }
+        sent += req.len();
+        if sent > 64 * 1024 * 1024 {
+            break false;
+        }
+    };
+    assert!(
+        stalled,
+        "the server read {sent} bytes of requests nobody read answers to"
+    );
+    // Others are served meanwhile.
+    assert_eq!(get(s.addr, "/healthz", None).await.status, 200);
     s.stop().await;
 }
