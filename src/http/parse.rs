@@ -175,6 +175,17 @@ pub(crate) struct Work {
     pub(crate) httparse_runs: usize,
 }
 
+/// What httparse read from a complete head.
+struct Parsed {
+    head_len: usize,
+    method: String,
+    target: String,
+    /// The minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    version: u8,
+    /// Names lowercased, values decoded as lossy UTF-8 and trimmed.
+    headers: Vec<(String, String)>,
+}
+
 /// A request head that has been parsed and is waiting for its body.
 #[derive(Debug)]
 struct Head {
@@ -321,10 +332,16 @@ impl Parser {
             return Ok(None);
         };
         let head = self.run_httparse(buf.get(..head_end).unwrap_or_default(), limits)?;
-        let Some(head) = head else {
+        let Some(Parsed {
+            head_len,
+            method,
+            target,
+            version,
+            headers,
+        }) = head
+        else {
             return Err(ParseError::Malformed("incomplete request head"));
         };
-        let (head_len, method, target, version, headers) = head;
         let blank_len = if buf.get(..head_len).is_some_and(|h| h.ends_with(b"\r\n")) {
             2
         } else {
@@ -382,14 +399,8 @@ impl Parser {
         found
     }
 
-    /// Runs httparse over `buf`: `Ok(None)` if the head is not complete in it, else its length,
-    /// method, target, version and headers (names lowercased, values trimmed lossy UTF-8).
-    #[allow(clippy::type_complexity)]
-    fn run_httparse(
-        &mut self,
-        buf: &[u8],
-        limits: &Limits,
-    ) -> Result<Option<(usize, String, String, u8, Vec<(String, String)>)>, ParseError> {
+    /// Runs httparse over `buf`: `Ok(None)` if the head is not complete in it.
+    fn run_httparse(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, ParseError> {
         self.work.httparse_runs += 1;
         // One spare slot tells "exactly max_headers" from "too many" without an httparse error.
         let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers.saturating_add(1)];
@@ -412,13 +423,13 @@ impl Parser {
                 (h.name.to_ascii_lowercase(), value)
             })
             .collect();
-        Ok(Some((
+        Ok(Some(Parsed {
             head_len,
-            method.to_owned(),
-            target.to_owned(),
+            method: method.to_owned(),
+            target: target.to_owned(),
             version,
             headers,
-        )))
+        }))
     }
 }
 
