@@ -37,8 +37,8 @@
 //! snapshots on `parley-journal-snapshot`, which reads the live state itself: nothing on a
 //! request path waits for a snapshot.
 //!
-//! [`start`] builds everything from a [`Config`]; [`run`] serves an already-bound listener, so
-//! tests bind `127.0.0.1:0`.
+//! [`start`] builds everything from a [`Config`]; [`bind`] makes a listener with a deep accept
+//! backlog; [`run`] serves an already-bound listener, so tests bind `127.0.0.1:0`.
 
 pub(crate) mod api;
 pub mod chat;
@@ -119,6 +119,37 @@ fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
+}
+
+/// Binds a listener on `addr` (the first address it resolves to) with a listen backlog of
+/// [`LISTEN_BACKLOG`], so a burst of connects waits in the kernel's queue instead of having its
+/// SYNs dropped and retried a second later; the kernel caps it at `net.core.somaxconn`.
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        match bind_one(addr) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+    }))
+}
+
+/// Default is 4096: tokio's `TcpListener::bind` uses 128, which a few hundred clients
+/// reconnecting at once (after a restart, say) overflow.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind_one(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves `listener` with `core` until `shutdown` completes.

@@ -159,7 +159,7 @@ async fn refuse(mut stream: TcpStream) {
         "connection limit reached",
         None,
     )
-    .encode(false, &mut out);
+    .encode(false, true, &mut out);
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
 }
 

@@ -684,6 +684,38 @@ async fn room_names_and_capacities_are_validated() {
     s.stop().await;
 }
 
+/// Bidirectional overrides, zero-width and other format characters (Unicode category Cf) could
+/// make a room name read as something else, so they are refused like control characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_names_with_format_characters_are_refused() {
+    let s = start(&[]).await;
+    let t = user(s.addr, "fay").await;
+    for c in [
+        '\u{202E}',
+        '\u{202A}',
+        '\u{2066}',
+        '\u{2069}',
+        '\u{200B}',
+        '\u{200D}',
+        '\u{200F}',
+        '\u{2060}',
+        '\u{FEFF}',
+        '\u{00AD}',
+        '\u{061C}',
+        '\u{E0041}',
+    ] {
+        let name = format!("lob{c}by");
+        let r = post(s.addr, "/api/v1/rooms", Some(&t), json!({ "name": name })).await;
+        assert_error(&r, 400, "invalid_room_name");
+    }
+    // Letters of right-to-left scripts, emoji and combining marks are names like any other.
+    for name in ["שלום", "مرحبا", "👩 team", "cafe\u{301}"] {
+        let r = post(s.addr, "/api/v1/rooms", Some(&t), json!({ "name": name })).await;
+        assert_eq!(r.status, 201, "{name}: {:?}", r.json());
+    }
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_detail_lists_members_with_their_presence() {
     let s = start(&[]).await;

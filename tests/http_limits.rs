@@ -64,13 +64,14 @@ fn request_line(len: usize) -> Vec<u8> {
 
 /// A GET of `/healthz` whose header block (every header line with its CRLF) is `len` bytes.
 fn header_block(len: usize) -> Vec<u8> {
-    let pad = "a".repeat(len - "X-Pad: \r\n".len());
-    format!("GET /healthz HTTP/1.1\r\nX-Pad: {pad}\r\n\r\n").into_bytes()
+    let pad = "a".repeat(len - "Host: t\r\nX-Pad: \r\n".len());
+    format!("GET /healthz HTTP/1.1\r\nHost: t\r\nX-Pad: {pad}\r\n\r\n").into_bytes()
 }
 
 fn many_headers(n: usize) -> Vec<u8> {
-    let lines: String = (0..n).map(|i| format!("X-H{i}: v\r\n")).collect();
-    format!("GET /healthz HTTP/1.1\r\n{lines}\r\n").into_bytes()
+    // `Host` is one of the `n`.
+    let lines: String = (1..n).map(|i| format!("X-H{i}: v\r\n")).collect();
+    format!("GET /healthz HTTP/1.1\r\nHost: t\r\n{lines}\r\n").into_bytes()
 }
 
 /// A registration whose JSON body is padded with spaces to exactly `len` bytes.
@@ -142,7 +143,7 @@ async fn content_length_with_transfer_encoding_gets_400() {
     }
     // The order of the two headers does not matter.
     let req =
-        "POST /api/v1/login HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n";
+        "POST /api/v1/login HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n";
     refused_while_others_served(s.addr, req.into(), 400).await;
     s.stop().await;
 }
@@ -436,4 +437,20 @@ async fn the_total_cap_refuses_connections_beyond_it() {
     .await;
     assert!(freed, "a closed connection still counts against the cap");
     s.stop().await;
+}
+
+/// A burst of connects larger than tokio's default backlog (128) is queued by the kernel, not
+/// dropped: with a short backlog the extra SYNs are dropped and each such client waits a
+/// second or more for its retry. Nobody accepts here, so only the backlog holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_connects_waits_in_the_backlog_not_in_syn_retries() {
+    let listener = parley::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    for i in 0..1000 {
+        let c = tokio::time::timeout(Duration::from_millis(900), TcpStream::connect(addr)).await;
+        let c = c.unwrap_or_else(|_| panic!("connect {i} stalled: the backlog is full"));
+        held.push(c.unwrap());
+    }
+    drop(listener);
 }

@@ -30,7 +30,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cfg: parley::Config) -> ExitCode {
-    let listener = match tokio::net::TcpListener::bind(&cfg.bind).await {
+    let listener = match parley::bind(&cfg.bind).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("parley-server: cannot listen on {}: {e}", cfg.bind);

@@ -63,7 +63,7 @@ impl Core {
     ) -> Result<RoomView, ChatError> {
         let name = name.trim();
         let chars = name.chars().count();
-        if !(1..=64).contains(&chars) || name.chars().any(char::is_control) {
+        if !(1..=64).contains(&chars) || super::text::has_hidden_chars(name) {
             return Err(ChatError::InvalidRoomName);
         }
         let capacity = match capacity {

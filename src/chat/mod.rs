@@ -40,6 +40,7 @@ pub mod password;
 pub(crate) mod ratelimit;
 pub(crate) mod ring;
 pub(crate) mod rooms;
+pub(crate) mod text;
 pub(crate) mod users;
 pub(crate) mod wire;
 

@@ -1,10 +1,12 @@
 //! One HTTP connection: keep-alive, pipelining, timeouts, and the point where it upgrades.
 //!
-//! Requests are answered strictly in order. A request head must complete within
-//! `--header-timeout` of its first byte (or of the accept, for the first request), else 408
-//! and close; an idle keep-alive connection closes after `--keepalive-timeout`. Any parse
-//! error is answered with its status and the connection closes, since the byte stream can no
-//! longer be split into requests.
+//! Requests are answered strictly in order, each written before more is read, so a client
+//! that does not read its answers stops being read. A request head must complete within
+//! `--header-timeout` of its first byte (or of the accept, for the first request), and its
+//! body within `--header-timeout` of the head, else 408 and close; an idle keep-alive
+//! connection closes after `--keepalive-timeout`. `HEAD` is served as `GET` without the body.
+//! Any parse error is answered with its status and the connection closes, since the byte
+//! stream can no longer be split into requests.
 //!
 //! This layer knows how to carry requests, not what they mean: the caller's [`Service`]
 //! answers them and performs the handshake of an upgrade, and takes the stream back in an
@@ -19,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
 
-use super::parse::{self, Limits};
+use super::parse::{Limits, Parser};
 use super::{Request, Response};
 
 /// Bytes read per `read` call.
@@ -78,13 +80,17 @@ pub(crate) async fn serve<S: Service>(
     };
     let mut buf: Vec<u8> = Vec::new();
     let mut out: Vec<u8> = Vec::new();
+    let mut parser = Parser::default();
     // When the current request's first byte arrived; the first request's clock starts now.
     let mut head_started = Some(Instant::now());
+    // When the current request's head was complete, while its body arrives.
+    let mut body_started: Option<Instant> = None;
     loop {
-        match parse::parse(&buf, &limits) {
-            Ok(Some((req, used))) => {
+        match parser.parse(&buf, &limits) {
+            Ok(Some((mut req, used))) => {
                 buf.drain(..used);
                 head_started = (!buf.is_empty()).then(Instant::now);
+                body_started = None;
                 if req.path == UPGRADE_PATH && req.method == "GET" {
                     match service.handshake(&req) {
                         Ok((accepted, reply)) => {
@@ -98,22 +104,31 @@ pub(crate) async fn serve<S: Service>(
                             });
                         }
                         Err(resp) => {
-                            if !respond(&mut stream, &mut out, &resp, req.keep_alive).await {
+                            if !respond(&mut stream, &mut out, &resp, req.keep_alive, true).await {
                                 return None;
                             }
                             continue;
                         }
                     }
                 }
+                // HEAD is answered wherever GET is: the GET answer's status and headers, with
+                // the Content-Length of its body, and no body.
+                let head = req.method == "HEAD";
+                if head {
+                    req.method = "GET".to_owned();
+                }
                 let resp = service.respond(&req).await;
-                if !respond(&mut stream, &mut out, &resp, req.keep_alive).await {
+                if !respond(&mut stream, &mut out, &resp, req.keep_alive, !head).await {
                     return None;
                 }
             }
             Ok(None) => {
-                let deadline = match head_started {
-                    Some(t) => t + conn_limits.header_timeout,
-                    None => Instant::now() + conn_limits.keepalive_timeout,
+                if parser.in_body() && body_started.is_none() {
+                    body_started = Some(Instant::now());
+                }
+                let deadline = match (body_started, head_started) {
+                    (Some(t), _) | (None, Some(t)) => t + conn_limits.header_timeout,
+                    (None, None) => Instant::now() + conn_limits.keepalive_timeout,
                 };
                 let read = tokio::select! {
                     r = timeout_at(deadline, read_some(&stream, &mut buf)) => r,
@@ -127,14 +142,14 @@ pub(crate) async fn serve<S: Service>(
                         }
                     }
                     Err(_elapsed) => {
-                        if head_started.is_some() && !parse::head_complete(&buf) {
-                            let resp = Response::error(
-                                408,
-                                "request_timeout",
-                                "the request head did not arrive in time",
-                                None,
-                            );
-                            respond(&mut stream, &mut out, &resp, false).await;
+                        if head_started.is_some() {
+                            let message = if parser.in_body() {
+                                "the request body did not arrive in time"
+                            } else {
+                                "the request head did not arrive in time"
+                            };
+                            let resp = Response::error(408, "request_timeout", message, None);
+                            respond(&mut stream, &mut out, &resp, false, true).await;
                         }
                         return None;
                     }
@@ -142,7 +157,7 @@ pub(crate) async fn serve<S: Service>(
             }
             Err(e) => {
                 let resp = Response::error(e.status(), e.code(), &e.message(), None);
-                respond(&mut stream, &mut out, &resp, false).await;
+                respond(&mut stream, &mut out, &resp, false, true).await;
                 return None;
             }
         }
@@ -171,15 +186,17 @@ fn try_read_into(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize
     Ok(n)
 }
 
-/// Writes one response; false when the connection should end.
+/// Writes one response, with its body unless it answers a `HEAD`; false when the connection
+/// should end.
 async fn respond(
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
     resp: &Response,
     keep_alive: bool,
+    with_body: bool,
 ) -> bool {
     out.clear();
-    resp.encode(keep_alive, out);
+    resp.encode(keep_alive, with_body, out);
     if stream.write_all(out).await.is_err() {
         return false;
     }

@@ -1,10 +1,11 @@
 //! HTTP/1.x request framing: turns the bytes a connection has buffered into a [`Request`] and
 //! enforces the "HTTP limits" of PROTOCOL.md (414, 431, 413, 400, 501).
 //!
-//! [`parse`] is incremental (`Ok(None)` = read more) and rejects an oversized request as soon
+//! [`Parser::parse`] is incremental (`Ok(None)` = read more), keeps its state between reads so
+//! a request dribbled a byte at a time costs O(n), and rejects an oversized request as soon
 //! as the buffered bytes prove it oversized, so a connection never holds more than about
 //! `max_request_line + max_header_bytes + max_body` bytes of one request. Routing, responses and
-//! the header timeout live elsewhere; [`head_complete`] is what that timeout watches.
+//! the timeouts live elsewhere; [`Parser::in_body`] tells the timeouts whether the head is in.
 //!
 //! Choices a caller should know:
 //! - Empty lines before the request line are skipped (RFC 9112 §2.2) and included in the
@@ -13,6 +14,8 @@
 //! - No `Transfer-Encoding` is accepted (501); without `Content-Length` the body is empty.
 //!   Repeated or comma-listed `Content-Length` values are accepted only when all agree.
 //! - The request target is passed through unchanged (origin-form, `*` or absolute-form).
+//! - An HTTP/1.1 request without `Host`, and any request with more than one, is malformed
+//!   (RFC 9112 §3.2); an HTTP/1.0 request may omit it.
 
 use std::fmt;
 
@@ -162,91 +165,284 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Incremental: returns Ok(None) while more bytes are needed; Ok(Some((req, consumed))) once a whole
-/// request (head + Content-Length body) is at the start of `buf`; consumed = bytes used, so pipelined
-/// requests can follow in buf[consumed..]. Never panics, never trusts client lengths.
-///
-/// An error is final for the connection: answer it and close, since the stream can no longer be
-/// framed. Each call re-parses from the start of `buf`, so call it once per read, not per byte.
-pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, ParseError> {
-    let start = skip_empty_lines(buf);
-    let rest = buf.get(start..).unwrap_or_default();
-    let line_end = rest.iter().position(|&b| b == b'\n').map(|i| start + i);
-    // Leading empty lines count toward the line; an unterminated trailing CR may yet become
-    // the line's CRLF, so it does not.
-    let line_len = line_end.unwrap_or(buf.len());
-    let line_len = match line_len.checked_sub(1) {
-        Some(before) if buf.get(before) == Some(&b'\r') => before,
-        _ => line_len,
-    };
-    if line_len > limits.max_request_line {
-        return Err(ParseError::UriTooLong);
-    }
-    let headers_start = line_end.map_or(buf.len(), |i| i + 1);
+/// What one [`Parser`] has done, so a test can show that its work grows linearly with the bytes
+/// of a request however they are split into reads.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Work {
+    /// Bytes looked at while searching for line ends.
+    pub(crate) scanned: usize,
+    /// Runs of httparse (each one reads the buffered head from its start).
+    pub(crate) httparse_runs: usize,
+}
 
-    // One spare slot tells "exactly max_headers" from "too many" without an httparse error.
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers.saturating_add(1)];
-    let mut req = httparse::Request::new(&mut slots);
-    let head_len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
+/// What httparse read from a complete head.
+struct Parsed {
+    head_len: usize,
+    method: String,
+    target: String,
+    /// The minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    version: u8,
+    /// Names lowercased, values decoded as lossy UTF-8 and trimmed.
+    headers: Vec<(String, String)>,
+}
+
+/// A request head that has been parsed and is waiting for its body.
+#[derive(Debug)]
+struct Head {
+    method: String,
+    path: String,
+    query: Option<String>,
+    headers: Vec<(String, String)>,
+    keep_alive: bool,
+    head_len: usize,
+    body_len: usize,
+}
+
+/// Parses the requests of one connection, keeping its state between reads so that a client
+/// sending a request a byte at a time costs O(n), not O(n²): the searches for the end of the
+/// request line and of the head resume where they stopped, and httparse runs at most three
+/// times a request (on the first bytes, to refuse garbage at once; on the complete request
+/// line; on the complete head), never again while the body arrives.
+///
+/// Between two calls the caller may only append to the buffer; once a request is returned it
+/// removes the `consumed` bytes from the front, and the parser starts afresh.
+#[derive(Debug, Default)]
+pub(crate) struct Parser {
+    /// Offset of the request line, after any empty lines before it.
+    start: usize,
+    /// Where the search for the request line's LF resumes.
+    line_scan: usize,
+    /// The request line's LF, once seen.
+    line_end: Option<usize>,
+    /// Where the search for the blank line that ends the head resumes.
+    head_scan: usize,
+    /// httparse has looked at the first bytes of the request line.
+    checked_start: bool,
+    /// httparse has looked at the complete request line.
+    checked_line: bool,
+    /// The parsed head, while its body arrives.
+    head: Option<Head>,
+    work: Work,
+}
+
+impl Parser {
+    /// Incremental: `Ok(None)` while more bytes are needed; `Ok(Some((req, consumed)))` once a
+    /// whole request (head and `Content-Length` body) is at the start of `buf`, so pipelined
+    /// requests can follow in `buf[consumed..]`. Never panics, never trusts client lengths.
+    ///
+    /// An error is final for the connection: answer it and close, since the stream can no
+    /// longer be framed.
+    pub(crate) fn parse(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+    ) -> Result<Option<(Request, usize)>, ParseError> {
+        if self.head.is_none() {
+            match self.parse_head(buf, limits)? {
+                Some(head) => self.head = Some(head),
+                None => return Ok(None),
+            }
+        }
+        let Some(head) = &self.head else {
+            return Ok(None);
+        };
+        let end = head.head_len + head.body_len;
+        let Some(body) = buf.get(head.head_len..end) else {
+            return Ok(None);
+        };
+        let body = body.to_vec();
+        let Some(head) = self.head.take() else {
+            return Ok(None);
+        };
+        *self = Parser {
+            work: self.work,
+            ..Parser::default()
+        };
+        let request = Request {
+            method: head.method,
+            path: head.path,
+            query: head.query,
+            headers: head.headers,
+            body,
+            keep_alive: head.keep_alive,
+        };
+        Ok(Some((request, end)))
+    }
+
+    /// True while a parsed head waits for the rest of its body.
+    pub(crate) fn in_body(&self) -> bool {
+        self.head.is_some()
+    }
+
+    /// The work done so far by this parser.
+    #[cfg(test)]
+    pub(crate) fn work(&self) -> Work {
+        self.work
+    }
+
+    /// The head of the request at the start of `buf`, once it is complete.
+    fn parse_head(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<Head>, ParseError> {
+        // Only whole empty lines are skipped, so `start` never has to move back.
+        let skipped = skip_empty_lines(buf.get(self.start..).unwrap_or_default());
+        self.work.scanned += skipped;
+        self.start += skipped;
+        if self.line_end.is_none() {
+            let from = self.line_scan.max(self.start);
+            let rest = buf.get(from..).unwrap_or_default();
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.work.scanned += i + 1;
+                    self.line_end = Some(from + i);
+                }
+                None => {
+                    self.work.scanned += rest.len();
+                    self.line_scan = buf.len();
+                }
+            }
+        }
+        // Leading empty lines count toward the line; an unterminated trailing CR may yet
+        // become the line's CRLF, so it does not.
+        let line_len = self.line_end.unwrap_or(buf.len());
+        let line_len = match line_len.checked_sub(1) {
+            Some(before) if buf.get(before) == Some(&b'\r') => before,
+            _ => line_len,
+        };
+        if line_len > limits.max_request_line {
+            return Err(ParseError::UriTooLong);
+        }
+        let Some(line_end) = self.line_end else {
+            if !self.checked_start && buf.len() > self.start {
+                // Refuse a stream that is not HTTP at all (TLS, say) without waiting for a LF.
+                self.checked_start = true;
+                self.run_httparse(buf, limits)?;
+            }
+            return Ok(None);
+        };
+        let headers_start = line_end + 1;
+        let Some(head_end) = self.find_head_end(buf, line_end) else {
+            if !self.checked_line {
+                self.checked_line = true;
+                self.run_httparse(buf, limits)?;
+            }
             // A block within the limit ends with its blank line at most two bytes later.
             let seen = buf.len().saturating_sub(headers_start);
             if seen > limits.max_header_bytes.saturating_add(2) {
                 return Err(ParseError::HeadersTooLarge);
             }
             return Ok(None);
+        };
+        let head = self.run_httparse(buf.get(..head_end).unwrap_or_default(), limits)?;
+        let Some(Parsed {
+            head_len,
+            method,
+            target,
+            version,
+            headers,
+        }) = head
+        else {
+            return Err(ParseError::Malformed("incomplete request head"));
+        };
+        let blank_len = if buf.get(..head_len).is_some_and(|h| h.ends_with(b"\r\n")) {
+            2
+        } else {
+            1
+        };
+        let block_len = head_len
+            .saturating_sub(blank_len)
+            .saturating_sub(headers_start);
+        if block_len > limits.max_header_bytes || headers.len() > limits.max_headers {
+            return Err(ParseError::HeadersTooLarge);
         }
-        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadersTooLarge),
-        Err(e) => return Err(ParseError::Malformed(httparse_reason(e))),
-    };
-    let blank_len = if buf.get(..head_len).is_some_and(|h| h.ends_with(b"\r\n")) {
-        2
-    } else {
-        1
-    };
-    let block_len = head_len
-        .saturating_sub(blank_len)
-        .saturating_sub(headers_start);
-    if block_len > limits.max_header_bytes || req.headers.len() > limits.max_headers {
-        return Err(ParseError::HeadersTooLarge);
+        // RFC 9112 §3.2: an HTTP/1.1 request must carry exactly one Host; HTTP/1.0 predates it.
+        match headers.iter().filter(|(n, _)| n == "host").count() {
+            0 if version >= 1 => return Err(ParseError::Malformed("missing host header")),
+            0 | 1 => {}
+            _ => return Err(ParseError::Malformed("more than one host header")),
+        }
+        let body_len = body_length(&headers, limits.max_body)?;
+        head_len
+            .checked_add(body_len)
+            .ok_or(ParseError::BodyTooLarge)?;
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
+            None => (target, None),
+        };
+        Ok(Some(Head {
+            method,
+            path,
+            query,
+            keep_alive: keep_alive(version, &headers),
+            headers,
+            head_len,
+            body_len,
+        }))
     }
-    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
-        return Err(ParseError::Malformed("incomplete request line"));
-    };
-    let headers: Vec<(String, String)> = req
-        .headers
-        .iter()
-        .map(|h| {
-            let value = String::from_utf8_lossy(h.value).trim().to_owned();
-            (h.name.to_ascii_lowercase(), value)
-        })
-        .collect();
 
-    let body_len = body_length(&headers, limits.max_body)?;
-    let end = head_len
-        .checked_add(body_len)
-        .ok_or(ParseError::BodyTooLarge)?;
-    let Some(body) = buf.get(head_len..end) else {
-        return Ok(None);
-    };
-    let (path, query) = match target.split_once('?') {
-        Some((path, query)) => (path, Some(query.to_owned())),
-        None => (target, None),
-    };
-    let request = Request {
-        method: method.to_owned(),
-        path: path.to_owned(),
-        query,
-        keep_alive: keep_alive(version, &headers),
-        headers,
-        body: body.to_vec(),
-    };
-    Ok(Some((request, end)))
+    /// Resumes the search for the blank line that ends the head, from the request line's LF
+    /// on; returns the offset just past it. Stops before a LF whose next bytes have not come.
+    fn find_head_end(&mut self, buf: &[u8], line_end: usize) -> Option<usize> {
+        let mut i = self.head_scan.max(line_end);
+        let found = loop {
+            let Some(&b) = buf.get(i) else { break None };
+            if b == b'\n' {
+                match (buf.get(i + 1), buf.get(i + 2)) {
+                    (Some(b'\n'), _) => break Some(i + 2),
+                    (Some(b'\r'), Some(b'\n')) => break Some(i + 3),
+                    (None, _) | (Some(b'\r'), None) => break None,
+                    _ => {}
+                }
+            }
+            i += 1;
+        };
+        self.work.scanned += i.saturating_sub(self.head_scan.max(line_end));
+        self.head_scan = i;
+        found
+    }
+
+    /// Runs httparse over `buf`: `Ok(None)` if the head is not complete in it.
+    fn run_httparse(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, ParseError> {
+        self.work.httparse_runs += 1;
+        // One spare slot tells "exactly max_headers" from "too many" without an httparse error.
+        let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers.saturating_add(1)];
+        let mut req = httparse::Request::new(&mut slots);
+        let head_len = match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadersTooLarge),
+            Err(e) => return Err(ParseError::Malformed(httparse_reason(e))),
+        };
+        let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version)
+        else {
+            return Err(ParseError::Malformed("incomplete request line"));
+        };
+        let headers = req
+            .headers
+            .iter()
+            .map(|h| {
+                let value = String::from_utf8_lossy(h.value).trim().to_owned();
+                (h.name.to_ascii_lowercase(), value)
+            })
+            .collect();
+        Ok(Some(Parsed {
+            head_len,
+            method: method.to_owned(),
+            target: target.to_owned(),
+            version,
+            headers,
+        }))
+    }
 }
 
-/// True once the request head (up to and including the blank line) is complete in buf.
-pub(crate) fn head_complete(buf: &[u8]) -> bool {
+/// Parses a request from the start of `buf` with a fresh [`Parser`].
+#[cfg(test)]
+pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, ParseError> {
+    Parser::default().parse(buf, limits)
+}
+
+/// True once the request head (up to and including the blank line) is complete in buf: the
+/// reference the parser's incremental search is tested against.
+#[cfg(test)]
+fn head_complete(buf: &[u8]) -> bool {
     let rest = buf.get(skip_empty_lines(buf)..).unwrap_or_default();
     rest.iter().enumerate().any(|(i, &b)| {
         b == b'\n'
@@ -347,19 +543,21 @@ mod tests {
     /// A GET whose header block is exactly `len` bytes: one padded header line.
     fn big_block(len: usize) -> Vec<u8> {
         bytes(&format!(
-            "GET / HTTP/1.1\r\nx-pad: {}\r\n\r\n",
-            "a".repeat(len - 9)
+            "GET / HTTP/1.1\r\nHost: x\r\nx-pad: {}\r\n\r\n",
+            "a".repeat(len - 18)
         ))
     }
 
+    /// `n` headers, the first of them `Host`.
     fn many_headers(n: usize) -> Vec<u8> {
-        let lines: String = (0..n).map(|i| format!("h{i}: v\r\n")).collect();
+        let lines: String = (1..n).map(|i| format!("h{i}: v\r\n")).collect();
+        let lines = format!("Host: x\r\n{lines}");
         bytes(&format!("GET / HTTP/1.1\r\n{lines}\r\n"))
     }
 
     fn post(content_length: usize, body_len: usize) -> Vec<u8> {
         let mut buf = bytes(&format!(
-            "POST /p HTTP/1.1\r\nContent-Length: {content_length}\r\n\r\n"
+            "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: {content_length}\r\n\r\n"
         ));
         buf.resize(buf.len() + body_len, b'x');
         buf
@@ -369,23 +567,23 @@ mod tests {
     fn cases() -> Vec<(&'static str, Vec<u8>, Want)> {
         use ParseError::*;
         let bad = |reason| Fail(Malformed(reason));
-        let get = |s: &str| bytes(&format!("GET / HTTP/1.1\r\n{s}\r\n"));
+        let get = |s: &str| bytes(&format!("GET / HTTP/1.1\r\nHost: x\r\n{s}\r\n"));
         vec![
             ("simple get", bytes("GET /api/v1/me HTTP/1.1\r\nHost: x\r\n\r\n"),
                 Done(None, |r| r.method == "GET" && r.path == "/api/v1/me" && r.query.is_none())),
-            ("post with body", bytes("POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"),
+            ("post with body", bytes("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"),
                 Done(None, |r| r.method == "POST" && r.body == b"hello")),
-            ("body incomplete", bytes("POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel"), More),
+            ("body incomplete", bytes("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhel"), More),
             ("head incomplete", bytes("GET / HTTP/1.1\r\nHost: x\r\n"), More),
-            ("query string", bytes("GET /r/m?before=9&limit=5 HTTP/1.1\r\n\r\n"),
+            ("query string", bytes("GET /r/m?before=9&limit=5 HTTP/1.1\r\nHost: x\r\n\r\n"),
                 Done(None, |r| r.path == "/r/m" && r.query.as_deref() == Some("before=9&limit=5"))),
-            ("path stays raw", bytes("GET /a%2Fb?x HTTP/1.1\r\n\r\n"),
+            ("path stays raw", bytes("GET /a%2Fb?x HTTP/1.1\r\nHost: x\r\n\r\n"),
                 Done(None, |r| r.path == "/a%2Fb" && r.query.as_deref() == Some("x"))),
-            ("pipelined", bytes("GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"),
-                Done(Some(19), |r| r.path == "/1")),
-            ("pipelined after body", bytes("POST /1 HTTP/1.1\r\ncontent-length: 2\r\n\r\nhiGET /2"),
-                Done(Some(41), |r| r.body == b"hi")),
-            ("leading empty lines", bytes("\r\n\nGET / HTTP/1.1\r\n\r\n"), Done(None, |r| r.path == "/")),
+            ("pipelined", bytes("GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"),
+                Done(Some(28), |r| r.path == "/1")),
+            ("pipelined after body", bytes("POST /1 HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhiGET /2"),
+                Done(Some(50), |r| r.body == b"hi")),
+            ("leading empty lines", bytes("\r\n\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"), Done(None, |r| r.path == "/")),
             ("bare lf", bytes("GET / HTTP/1.1\nHost: x\n\n"), Done(None, |r| r.header("host") == Some("x"))),
             ("request line at limit", long_line(8192), Done(None, |r| r.path.len() == 8179)),
             ("request line over limit", long_line(8193), Fail(UriTooLong)),
@@ -393,7 +591,7 @@ mod tests {
             ("line at limit, no lf yet", vec![b'a'; 8192], More),
             ("line at limit, cr only", long_line(8192)[..8193].to_vec(), More),
             ("empty lines count", [bytes(&"\r\n".repeat(4097)), long_line(20)].concat(), Fail(UriTooLong)),
-            ("header block at limit", big_block(16384), Done(None, |r| r.headers.len() == 1)),
+            ("header block at limit", big_block(16384), Done(None, |r| r.headers.len() == 2)),
             ("header block over limit", big_block(16385), Fail(HeadersTooLarge)),
             ("block over limit, no blank line yet",
                 [bytes("GET / HTTP/1.1\r\nx: "), vec![b'a'; 16384]].concat(), Fail(HeadersTooLarge)),
@@ -412,21 +610,27 @@ mod tests {
             ("cl duplicate differing", get("Content-Length: 1\r\nContent-Length: 2\r\n"),
                 bad("conflicting content-length values")),
             ("cl list differing", get("Content-Length: 1, 2\r\n"), bad("conflicting content-length values")),
-            ("cl duplicate same", bytes("POST / HTTP/1.1\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nok"),
+            ("cl duplicate same", bytes("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nok"),
                 Done(None, |r| r.body == b"ok")),
             ("http/2 request line", bytes("GET / HTTP/2.0\r\n\r\n"), bad("unsupported http version")),
             ("space in header name", get("Bad Name: x\r\n"), bad("invalid header name")),
             ("binary garbage", bytes("\u{1}\u{2}\r\n\r\n"), bad("invalid token in request line")),
-            ("1.1 keep-alive by default", bytes("GET / HTTP/1.1\r\n\r\n"), Done(None, |r| r.keep_alive)),
+            ("1.1 keep-alive by default", bytes("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), Done(None, |r| r.keep_alive)),
             ("1.1 close", get("Connection: Upgrade, Close\r\n"), Done(None, |r| !r.keep_alive)),
             ("1.0 close by default", bytes("GET / HTTP/1.0\r\n\r\n"), Done(None, |r| !r.keep_alive)),
             ("1.0 keep-alive", bytes("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"),
                 Done(None, |r| r.keep_alive)),
+            ("no host", bytes("GET / HTTP/1.1\r\nX: y\r\n\r\n"), bad("missing host header")),
+            ("two hosts", get("Host: y\r\n"), bad("more than one host header")),
+            ("two hosts, 1.0", bytes("GET / HTTP/1.0\r\nHost: x\r\nhost: x\r\n\r\n"),
+                bad("more than one host header")),
+            ("1.0 without host", bytes("GET / HTTP/1.0\r\n\r\n"), Done(None, |r| r.header("host").is_none())),
+            ("not http at all", vec![0x16, 0x03, 0x01, 0x02], bad("invalid token in request line")),
             ("header case-insensitive", get("X-Token:  abc \r\nx-token: second\r\n"), Done(None, |r| {
                 r.header("X-TOKEN") == Some("abc") && r.header("x-token") == Some("abc")
-                    && r.headers[0].0 == "x-token" && r.header("missing").is_none()
+                    && r.headers[1].0 == "x-token" && r.header("missing").is_none()
             })),
-            ("query_param decoding", bytes("GET /?q=a%20b+c&k%3D=v&q=2&bad=%zz&flag HTTP/1.1\r\n\r\n"),
+            ("query_param decoding", bytes("GET /?q=a%20b+c&k%3D=v&q=2&bad=%zz&flag HTTP/1.1\r\nHost: x\r\n\r\n"),
                 Done(None, |r| {
                     r.query_param("q").as_deref() == Some("a b c")
                         && r.query_param("k=").as_deref() == Some("v")
@@ -472,7 +676,7 @@ mod tests {
         };
         for full in requests {
             // The reference parse has a pipelined request behind it, which must not leak in.
-            let piped = [full.clone(), bytes("GET /next HTTP/1.1\r\n\r\n")].concat();
+            let piped = [full.clone(), bytes("GET /next HTTP/1.1\r\nHost: x\r\n\r\n")].concat();
             let Ok(Some((want, n))) = parse(&piped, &limits) else {
                 panic!("reference parse failed")
             };
@@ -484,9 +688,65 @@ mod tests {
                 assert_eq!(head_complete(prefix), k >= head_len, "prefix {k}");
                 let _ = parse(prefix, &tiny); // must not panic, whatever the limits
             }
-            assert_eq!(parse(&full, &limits), Ok(Some((want, full.len()))));
+            assert_eq!(parse(&full, &limits), Ok(Some((want.clone(), full.len()))));
             assert!(head_complete(&full));
             assert!(parse(&full, &tiny).is_err());
+
+            // One parser fed a byte at a time sees the same request, then the next one.
+            let mut parser = Parser::default();
+            for k in 0..piped.len() {
+                match parser.parse(&piped[..k], &limits) {
+                    Ok(None) => assert!(k < full.len(), "nothing at {k}"),
+                    Ok(Some((req, n))) => {
+                        assert_eq!((k, n), (full.len(), full.len()));
+                        assert_eq!(req, want);
+                        break;
+                    }
+                    Err(e) => panic!("dribbled prefix {k}: {e}"),
+                }
+                assert_eq!(
+                    parser.in_body(),
+                    k >= head_len && k < full.len(),
+                    "prefix {k}"
+                );
+            }
+            let rest = &piped[full.len()..];
+            let next = parser
+                .parse(rest, &limits)
+                .map(|r| r.map(|(q, n)| (q.path, n)));
+            assert_eq!(next, Ok(Some(("/next".to_owned(), rest.len()))));
+        }
+    }
+
+    /// A request dribbled a byte at a time costs work proportional to its length: the line
+    /// searches resume where they stopped and httparse runs a fixed number of times.
+    #[test]
+    fn dribbling_costs_linear_work() {
+        let limits = Limits::default();
+        for full in [
+            big_block(16384),
+            many_headers(64),
+            post(65536, 65536),
+            long_line(8192),
+        ] {
+            let mut parser = Parser::default();
+            for k in 1..=full.len() {
+                let got = parser.parse(&full[..k], &limits).expect("valid request");
+                assert_eq!(got.is_some(), k == full.len());
+            }
+            let work = parser.work();
+            assert!(work.httparse_runs <= 3, "{work:?}");
+            assert!(
+                work.scanned <= full.len() + 3,
+                "{work:?} for {} bytes",
+                full.len()
+            );
+
+            // The same work as when the request arrives whole, give or take the extra runs.
+            let mut whole = Parser::default();
+            assert!(whole.parse(&full, &limits).is_ok_and(|r| r.is_some()));
+            assert_eq!(whole.work().httparse_runs, 1);
+            assert!(work.scanned <= whole.work().scanned + 3);
         }
     }
 

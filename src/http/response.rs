@@ -70,8 +70,9 @@ impl Response {
         self
     }
 
-    /// Appends the response to `out`.
-    pub(crate) fn encode(&self, keep_alive: bool, out: &mut Vec<u8>) {
+    /// Appends the response to `out`; without its body (but with the body's
+    /// `Content-Length`) when `with_body` is false, as the answer to a `HEAD`.
+    pub(crate) fn encode(&self, keep_alive: bool, with_body: bool, out: &mut Vec<u8>) {
         use std::io::Write;
         let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         if !self.content_type.is_empty() {
@@ -87,7 +88,9 @@ impl Response {
             out.extend_from_slice(b"Connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.body);
+        if with_body {
+            out.extend_from_slice(&self.body);
+        }
     }
 }
 

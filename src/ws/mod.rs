@@ -62,12 +62,7 @@ pub(crate) fn handshake(core: &Core, req: &Request) -> Result<(Auth, Vec<u8>), R
             None,
         ));
     }
-    let origins = &core.cfg.allowed_origins;
-    if !origins.is_empty()
-        && !req
-            .header("origin")
-            .is_some_and(|o| origins.iter().any(|a| a == o))
-    {
+    if !origin_allowed(&core.cfg.allowed_origins, req) {
         return Err(Response::error(
             403,
             "forbidden_origin",
@@ -91,6 +86,21 @@ pub(crate) fn handshake(core: &Core, req: &Request) -> Result<(Auth, Vec<u8>), R
         accept_key(key)
     );
     Ok((auth, reply.into_bytes()))
+}
+
+/// With `--allowed-origin`, a browser's request must name one listed origin. A request
+/// without `Origin` comes from a client that is not a browser, which could send any Origin it
+/// liked, so it is allowed; two `Origin` headers are ambiguous and refused.
+fn origin_allowed(allowed: &[String], req: &Request) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let mut origins = req.headers.iter().filter(|(n, _)| n == "origin");
+    match (origins.next(), origins.next()) {
+        (None, _) => true,
+        (Some((_, o)), None) => allowed.iter().any(|a| a == o),
+        (Some(_), Some(_)) => false,
+    }
 }
 
 #[cfg(test)]

@@ -95,6 +95,48 @@ async fn linger(mut stream: TcpStream) {
     let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
 }
 
+/// The close frame that answers a client's close payload (RFC 6455 §5.5.1, §7.4): an empty
+/// payload gets 1000; a code a peer may send is echoed; a 1-byte payload or a code a peer may
+/// not send gets 1002; a reason that is not UTF-8 gets 1007.
+fn close_answer(payload: &[u8]) -> Close {
+    let (code, reason) = match payload {
+        [] => {
+            return Close {
+                code: close::NORMAL,
+                reason: "",
+            }
+        }
+        [hi, lo, reason @ ..] => (u16::from_be_bytes([*hi, *lo]), reason),
+        [_] => {
+            return Close {
+                code: close::PROTOCOL,
+                reason: "close payload of one byte",
+            }
+        }
+    };
+    if !may_be_sent(code) {
+        return Close {
+            code: close::PROTOCOL,
+            reason: "close code a peer may not send",
+        };
+    }
+    if std::str::from_utf8(reason).is_err() {
+        return Close {
+            code: close::INVALID_DATA,
+            reason: "close reason is not UTF-8",
+        };
+    }
+    Close { code, reason: "" }
+}
+
+/// Whether a peer may put `code` in a close frame: the codes RFC 6455 and the IANA registry
+/// define for use on the wire (1000-1003, 1007-1014), and the ranges for libraries and
+/// applications (3000-4999). 1004 is reserved; 1005, 1006 and 1015 only report what happened
+/// locally; 1016-2999 are unassigned or reserved for future protocol use.
+fn may_be_sent(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
 struct Session<'a> {
     core: &'a Core,
     conn: &'a Arc<Conn>,
@@ -231,16 +273,8 @@ impl Session<'_> {
             }
             OpCode::Control(Control::Pong) => Ok(()),
             OpCode::Control(Control::Close) => {
-                let code = match f.payload.get(..2) {
-                    Some(b) => u16::from_be_bytes([b[0], b[1]]),
-                    None => close::NORMAL,
-                };
-                let code = if (1000..5000).contains(&code) {
-                    code
-                } else {
-                    close::PROTOCOL
-                };
-                fail(code, "")
+                let answer = close_answer(&f.payload);
+                fail(answer.code, answer.reason)
             }
             OpCode::Data(Data::Continue) => {
                 let Some((opcode, mut payload)) = self.message.take() else {
@@ -357,5 +391,27 @@ impl Session<'_> {
             retry_after_ms,
         };
         self.core.send_frame(self.conn, &f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_answers() {
+        let with = |code: u16, reason: &[u8]| [&code.to_be_bytes()[..], reason].concat();
+        #[rustfmt::skip]
+        let cases: [(Vec<u8>, u16); 16] = [
+            (vec![], 1000), (vec![3], 1002), (with(1000, b"bye"), 1000), (with(1003, b""), 1003),
+            (with(1004, b""), 1002), (with(1005, b""), 1002), (with(1006, b""), 1002),
+            (with(1007, b""), 1007), (with(1012, b""), 1012), (with(1014, b""), 1014),
+            (with(1015, b""), 1002), (with(2999, b""), 1002), (with(3000, b""), 3000),
+            (with(4999, b""), 4999), (with(5000, b""), 1002), (with(4000, &[0xc3]), 1007),
+        ];
+        for (payload, want) in cases {
+            assert_eq!(close_answer(&payload).code, want, "{payload:?}");
+        }
+        assert!(!may_be_sent(999) && !may_be_sent(0) && !may_be_sent(u16::MAX));
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::*;
-use crate::raw::{try_upgrade, End, Raw, CONTINUATION, PING, TEXT};
+use crate::raw::{try_upgrade, End, Raw, CLOSE, CONTINUATION, PING, TEXT};
 use crate::{metric, next_message, room_with, seqs, sync};
 
 /// Bob posts and gets his ack: the server still serves others.
@@ -322,5 +322,51 @@ async fn a_reader_that_stops_is_closed_4002_while_the_others_lose_nothing() {
     let h = sync(&mut again, &id, last - 5).await;
     assert_eq!(seqs(&h), (last - 4..=last).collect::<Vec<u64>>());
     still_serving(&mut again, &id, "back again").await;
+    s.stop().await;
+}
+
+/// A client's close frame is answered as RFC 6455 §7.4 says: its code is echoed only when a
+/// peer may send it; otherwise 1002, or 1007 for a reason that is not UTF-8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_close_is_echoed_only_when_its_code_may_be_sent() {
+    let s = start(&[]).await;
+    let (id, t) = room_with(s.addr, &["alice", "bob"]).await;
+    let (mut wb, _) = ws_hello(s.addr, &t[1]).await;
+
+    let with_code = |code: u16, reason: &[u8]| [&code.to_be_bytes()[..], reason].concat();
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (vec![], 1000),
+        (with_code(1000, b"bye"), 1000),
+        (with_code(1001, b""), 1001),
+        (with_code(1003, b""), 1003),
+        (with_code(1007, b""), 1007),
+        (with_code(1011, b""), 1011),
+        (with_code(1012, b""), 1012),
+        (with_code(1014, b""), 1014),
+        (with_code(3000, b""), 3000),
+        (with_code(4999, b"app"), 4999),
+        (vec![0x03], 1002),
+        (with_code(0, b""), 1002),
+        (with_code(999, b""), 1002),
+        (with_code(1004, b""), 1002),
+        (with_code(1005, b""), 1002),
+        (with_code(1006, b""), 1002),
+        (with_code(1015, b""), 1002),
+        (with_code(1016, b""), 1002),
+        (with_code(2999, b""), 1002),
+        (with_code(5000, b""), 1002),
+        (with_code(1000, &[0xff, 0xfe]), 1007),
+    ];
+    for (payload, want) in cases {
+        let mut raw = Raw::connect(s.addr, &t[0]).await;
+        assert_eq!(raw.json().await.unwrap()["type"], "hello");
+        raw.write_frame(true, CLOSE, &payload, true).await;
+        let (end, _) = raw.ended().await;
+        assert!(
+            matches!(end, End::Close(c, _) if c == want),
+            "close payload {payload:?}: want {want}, got {end:?}"
+        );
+    }
+    still_serving(&mut wb, &id, "after the closes").await;
     s.stop().await;
 }

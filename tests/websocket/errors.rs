@@ -154,6 +154,15 @@ async fn refused_upgrades_get_their_status_and_no_socket() {
     for r in [&plain, &r] {
         assert!(r.header("sec-websocket-accept").is_none());
     }
+    // Two Origin headers, even both listed, are refused rather than the first believed.
+    let two = format!("{good_origin}Origin: https://evil.example\r\n");
+    let r = try_upgrade(s.addr, &target, KEY, &two).await;
+    assert_eq!(r.status, 403, "two origins");
+    let r = try_upgrade(s.addr, &target, KEY, &format!("{good_origin}{good_origin}")).await;
+    assert_eq!(r.status, 403, "the listed origin twice");
+    // No Origin at all is a client that is not a browser: allowed.
+    let r = try_upgrade(s.addr, &target, KEY, "").await;
+    assert_eq!(r.status, 101, "no origin");
     // The listed origin with the token in the Authorization header upgrades.
     let auth = format!("{good_origin}Authorization: Bearer {token}\r\n");
     let r = try_upgrade(s.addr, "/api/v1/ws", KEY, &auth).await;

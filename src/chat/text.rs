@@ -1,0 +1,103 @@
+//! Checks on user-chosen display text (room names, later topics) that the standard library
+//! cannot make alone: it knows control characters, but not Unicode format characters.
+
+/// The Unicode format characters (general category Cf, Unicode 15.1), as inclusive ranges in
+/// code point order. Small enough to list by hand instead of pulling in a Unicode-tables crate.
+const FORMAT_RANGES: &[(char, char)] = &[
+    ('\u{00AD}', '\u{00AD}'),   // soft hyphen
+    ('\u{0600}', '\u{0605}'),   // Arabic number signs
+    ('\u{061C}', '\u{061C}'),   // Arabic letter mark
+    ('\u{06DD}', '\u{06DD}'),   // Arabic end of ayah
+    ('\u{070F}', '\u{070F}'),   // Syriac abbreviation mark
+    ('\u{0890}', '\u{0891}'),   // Arabic pound and piastre marks above
+    ('\u{08E2}', '\u{08E2}'),   // Arabic disputed end of ayah
+    ('\u{180E}', '\u{180E}'),   // Mongolian vowel separator
+    ('\u{200B}', '\u{200F}'),   // zero-width space, non-joiner, joiner; LRM, RLM
+    ('\u{202A}', '\u{202E}'),   // bidirectional embeddings and overrides
+    ('\u{2060}', '\u{2064}'),   // word joiner, invisible operators
+    ('\u{2066}', '\u{206F}'),   // bidirectional isolates, deprecated format characters
+    ('\u{FEFF}', '\u{FEFF}'),   // zero-width no-break space (byte order mark)
+    ('\u{FFF9}', '\u{FFFB}'),   // interlinear annotation
+    ('\u{110BD}', '\u{110BD}'), // Kaithi number sign
+    ('\u{110CD}', '\u{110CD}'), // Kaithi number sign above
+    ('\u{13430}', '\u{1343F}'), // Egyptian hieroglyph format controls
+    ('\u{1BCA0}', '\u{1BCA3}'), // shorthand format controls
+    ('\u{1D173}', '\u{1D17A}'), // musical symbol format controls
+    ('\u{E0001}', '\u{E0001}'), // language tag
+    ('\u{E0020}', '\u{E007F}'), // tag characters
+];
+
+/// Whether `c` is a Unicode format character (category Cf): invisible characters that change
+/// how the text around them is shown, such as bidirectional overrides and zero-width joiners.
+pub(crate) fn is_format_char(c: char) -> bool {
+    // Everything below U+00AD is ASCII or Latin-1, and none of it is Cf.
+    if c < '\u{00AD}' {
+        return false;
+    }
+    FORMAT_RANGES
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c {
+                std::cmp::Ordering::Less
+            } else if lo > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
+}
+
+/// Whether `text` holds a control or format character, which display text may not.
+pub(crate) fn has_hidden_chars(text: &str) -> bool {
+    text.chars().any(|c| c.is_control() || is_format_char(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_sorted_and_disjoint() {
+        for pair in FORMAT_RANGES.windows(2) {
+            assert!(pair[0].0 <= pair[0].1 && pair[0].1 < pair[1].0, "{pair:?}");
+        }
+    }
+
+    #[test]
+    fn format_chars() {
+        #[rustfmt::skip]
+        let cases = [
+            ('\u{00AC}', false), ('\u{00AD}', true), ('\u{00AE}', false),
+            ('\u{05FF}', false), ('\u{0600}', true), ('\u{0605}', true), ('\u{0606}', false),
+            ('\u{061C}', true), ('\u{06DD}', true), ('\u{070F}', true), ('\u{08E2}', true),
+            ('\u{180E}', true), ('\u{200A}', false), ('\u{200B}', true), ('\u{200F}', true),
+            ('\u{2010}', false), ('\u{2029}', false), ('\u{202A}', true), ('\u{202E}', true),
+            ('\u{202F}', false), ('\u{2060}', true), ('\u{2064}', true), ('\u{2065}', false),
+            ('\u{2066}', true), ('\u{2069}', true), ('\u{206F}', true), ('\u{2070}', false),
+            ('\u{FEFF}', true), ('\u{FFF8}', false), ('\u{FFF9}', true), ('\u{FFFB}', true),
+            ('\u{FFFC}', false), ('\u{110BD}', true), ('\u{110CD}', true), ('\u{13430}', true),
+            ('\u{1343F}', true), ('\u{1BCA0}', true), ('\u{1BCA3}', true), ('\u{1D173}', true),
+            ('\u{1D17A}', true), ('\u{1D17B}', false), ('\u{E0000}', false), ('\u{E0001}', true),
+            ('\u{E0002}', false), ('\u{E0020}', true), ('\u{E007F}', true), ('\u{E0080}', false),
+            ('a', false), ('\u{7}', false), ('é', false), ('ש', false), ('\u{301}', false),
+            ('😀', false), ('\u{10FFFF}', false),
+        ];
+        for (c, want) in cases {
+            assert_eq!(is_format_char(c), want, "U+{:04X}", c as u32);
+        }
+    }
+
+    #[test]
+    fn hidden_chars() {
+        for (text, want) in [
+            ("lobby", false),
+            ("Café ☕", false),
+            ("👩\u{200D}💻", true),
+            ("bell\u{7}", true),
+            ("new\nline", true),
+            ("\u{202E}evil", true),
+        ] {
+            assert_eq!(has_hidden_chars(text), want, "{text:?}");
+        }
+    }
+}
