@@ -33,7 +33,7 @@ fn presence_of(frames: &[Value], name: &str) -> Vec<bool> {
 // ----- 1. a crowd connecting at once -----
 
 /// Members of the crowd; each one's connection may owe it a presence frame about each other.
-const MEMBERS: usize = 800;
+const MEMBERS: usize = 500;
 /// Connections being opened at any one moment.
 const AT_ONCE: usize = 32;
 /// Small enough that today's queue of presence frames overflows it many times over.
@@ -211,7 +211,8 @@ async fn a_crowd_connecting_at_once_is_never_cut_and_sees_everyone_online() {
                 .collect();
             out.expected = expected.len();
             let mut latest: HashMap<String, bool> = HashMap::new();
-            let deadline = Instant::now() + 3 * WAIT;
+            // Generous: on a loaded machine the crowd's reads are slow, not missing.
+            let deadline = Instant::now() + 6 * WAIT;
             let done = |latest: &HashMap<String, bool>| {
                 expected
                     .iter()
