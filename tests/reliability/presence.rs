@@ -100,7 +100,7 @@ async fn connect_small(addr: std::net::SocketAddr, token: &str) -> Result<Ws, St
 }
 
 /// Hundreds of members of one room, offline until now, connect at once (the issue speaks of
-/// 5,000 reconnecting; 800 keep this under 20 s in a debug build, and with
+/// 5,000 reconnecting; 500 keep this under 15 s in a debug build, and with
 /// `--max-outbound-bytes 2048` today's server fails it as it would fail 5,000 at the
 /// default limit), `AT_ONCE` connections in flight at any moment. Each connection reads
 /// its `hello` and then pauses until every member has connected, as a busy client or a slow
