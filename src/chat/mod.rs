@@ -51,7 +51,7 @@ mod presence;
 mod snapshot;
 mod timeline;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -153,7 +153,11 @@ pub enum Posted<'a> {
     Command(&'a str),
 }
 
-type Users = Arc<RwLock<HashMap<String, Arc<User>>>>;
+/// Users by lowercase name: a `BTreeMap`, so the listing pages through it in order.
+type Users = Arc<RwLock<BTreeMap<String, Arc<User>>>>;
+/// Rooms owned per lowercase owner name (`--max-owned-rooms`). Locked last: nothing is
+/// locked while it is held.
+type Owned = Arc<Mutex<HashMap<String, usize>>>;
 type Sessions = Arc<Mutex<HashMap<[u8; 32], Session>>>;
 
 pub struct Core {
@@ -164,6 +168,7 @@ pub struct Core {
     users: Users,
     sessions: Sessions,
     rooms: Arc<RoomTable>,
+    owned: Owned,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     /// Failed-login times per lowercase username, for throttling.
     throttle: Mutex<HashMap<String, Vec<u64>>>,
@@ -186,6 +191,7 @@ impl Core {
             users: Arc::default(),
             sessions: Arc::default(),
             rooms: Arc::default(),
+            owned: Arc::default(),
             conns: Mutex::new(HashMap::new()),
             throttle: Mutex::new(HashMap::new()),
             filter,
@@ -305,7 +311,15 @@ impl Core {
                 capacity,
                 ..
             } => {
-                self.rooms.insert(self.new_room(id, name, owner, *capacity));
+                if self.rooms.insert(self.new_room(id, name, owner, *capacity)) {
+                    Self::count_owned(&self.owned, owner, true);
+                }
+            }
+            Record::RoomDeleted { id } => {
+                if let Some(room) = self.rooms.remove(id) {
+                    room.lock().deleted = true;
+                    Self::count_owned(&self.owned, &room.owner, false);
+                }
             }
             Record::RoomSnapshot {
                 id,
@@ -321,6 +335,7 @@ impl Core {
                 if !self.rooms.insert(room.clone()) {
                     return;
                 }
+                Self::count_owned(&self.owned, owner, true);
                 let mut rs = room.lock();
                 // The kept entries follow (format 2) and bring `last_seq` up to date as they
                 // are restored; a format-1 snapshot has them inline.
@@ -368,8 +383,22 @@ impl Core {
         Arc::new(Room::new(id, name, owner, capacity, self.cfg.history))
     }
 
-    fn apply_user(&self, users: &mut HashMap<String, Arc<User>>, name: &str, hash: String) {
-        let user = User::new(name, hash, self.cfg.rate_burst);
+    /// Counts a room created (`up`) or deleted for its owner.
+    fn count_owned(owned: &Mutex<HashMap<String, usize>>, owner: &str, up: bool) {
+        let mut owned = owned.lock().unwrap_or_else(|e| e.into_inner());
+        let key = owner.to_ascii_lowercase();
+        if up {
+            *owned.entry(key).or_default() += 1;
+        } else if let Some(n) = owned.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                owned.remove(&key);
+            }
+        }
+    }
+
+    fn apply_user(&self, users: &mut BTreeMap<String, Arc<User>>, name: &str, hash: String) {
+        let user = User::new(name, hash, self.cfg.rate_burst, self.cfg.rest_rate_burst);
         users.insert(user.key.clone(), Arc::new(user));
     }
 
