@@ -294,6 +294,12 @@ async fn the_rooms_and_users_commands_answer_the_first_page() {
         let rest = get(s.addr, path, Some(&a)).await.json();
         assert_eq!(reply["data"], rest, "{line}");
     }
+    w.send(json!({ "type": "send", "room": "", "text": "/rooms" }))
+        .await;
+    let reply = w.next_where("reply", |_| true).await;
+    assert_eq!(reply["data"]["rooms"].as_array().unwrap().len(), 100);
+    assert_eq!(reply["data"]["next"], reply["data"]["rooms"][99]["id"]);
+    assert!(reply["text"].as_str().unwrap().contains("first 100 shown"));
     s.stop().await;
 }
 
