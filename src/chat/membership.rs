@@ -35,7 +35,7 @@ impl Core {
         })
     }
 
-    fn owned_by(&self, key: &str) -> usize {
+    pub(super) fn owned_by(&self, key: &str) -> usize {
         let owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
         owned.get(key).copied().unwrap_or(0)
     }

@@ -501,6 +501,38 @@ mod tests {
     }
 
     #[test]
+    fn replaying_a_room_deletion_is_idempotent_and_keeps_the_owned_count() {
+        let c = core();
+        c.apply(&Record::UserRegistered {
+            username: "Al".into(),
+            hash: String::new(),
+            ts: 0,
+        });
+        let created = |id: &str| Record::RoomCreated {
+            id: id.into(),
+            name: "n".into(),
+            owner: "Al".into(),
+            capacity: 5,
+            ts: 0,
+        };
+        let deleted = |id: &str| Record::RoomDeleted { id: id.into() };
+        for rec in [created("r"), created("r"), created("s"), deleted("r")] {
+            c.apply(&rec);
+        }
+        assert_eq!(c.owned_by("al"), 1);
+        // Again, and of a room never seen: nothing changes.
+        c.apply(&deleted("r"));
+        c.apply(&deleted("nowhere"));
+        c.apply(&Record::Entry(entry("r", 2, EntryKind::Join, "Al", None)));
+        assert!(c.rooms.get("r").is_none());
+        assert!(c.rooms.get("s").is_some());
+        assert_eq!(c.owned_by("al"), 1);
+        assert!(c.user("al").unwrap().lock().rooms.is_empty());
+        let listed = c.rooms("", None, 10).unwrap();
+        assert_eq!(listed.rooms.len(), 1);
+    }
+
+    #[test]
     fn replaying_what_a_snapshot_holds_changes_nothing() {
         let c = core();
         let user = Record::UserRegistered {
