@@ -46,6 +46,12 @@ pub struct Config {
     pub room_capacity: u32,
     /// Default is 100.
     pub max_rooms_per_user: usize,
+    /// Rooms one user may own; 0 turns the cap off. Default is 100.
+    pub max_owned_rooms: usize,
+    /// State-changing REST calls per second per user; 0 turns the bucket off. Default is 5.
+    pub rest_rate_limit: u32,
+    /// Burst size of the per-user REST bucket. Default is 20.
+    pub rest_rate_burst: u32,
     /// Entries kept per room. Default is 1,000.
     pub history: usize,
     /// Server ping interval; three silent intervals close a connection. Default is 20 s.
@@ -110,6 +116,10 @@ pub(crate) const JOIN_HISTORY: usize = 50;
 /// Default and largest `limit` of the history call.
 pub(crate) const HISTORY_PAGE_DEFAULT: usize = 50;
 pub(crate) const HISTORY_PAGE_MAX: usize = 500;
+/// Default and largest `limit` of the room and user listings: a page is bounded whatever
+/// the number of rooms or users.
+pub(crate) const LIST_PAGE_DEFAULT: usize = 100;
+pub(crate) const LIST_PAGE_MAX: usize = 500;
 
 impl Default for Config {
     fn default() -> Self {
@@ -129,6 +139,9 @@ impl Default for Config {
             session_max_age: Duration::from_secs(24 * 3600),
             room_capacity: 1000,
             max_rooms_per_user: 100,
+            max_owned_rooms: 100,
+            rest_rate_limit: 5,
+            rest_rate_burst: 20,
             history: 1000,
             heartbeat_interval: Duration::from_secs(20),
             allowed_origins: Vec::new(),
@@ -189,6 +202,9 @@ const FLAGS: &[Flag] = &[
     Flag { name: "session-max-age", value: "SECS", help: "longest session life [default: 86400]" },
     Flag { name: "room-capacity", value: "N", help: "capacity of new rooms, at most 100000 [default: 1000]" },
     Flag { name: "max-rooms-per-user", value: "N", help: "rooms one user may be in [default: 100]" },
+    Flag { name: "max-owned-rooms", value: "N", help: "rooms one user may own, 0 = off [default: 100]" },
+    Flag { name: "rest-rate-limit", value: "N", help: "state-changing REST calls per second per user, 0 = off [default: 5]" },
+    Flag { name: "rest-rate-burst", value: "N", help: "REST call burst per user [default: 20]" },
     Flag { name: "history", value: "N", help: "entries kept per room [default: 1000]" },
     Flag { name: "heartbeat-interval", value: "SECS", help: "WebSocket ping interval [default: 20]" },
     Flag { name: "allowed-origin", value: "ORIGIN", help: "allowed WebSocket Origin, repeatable [default: any]" },
@@ -304,6 +320,9 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "session-max-age" => cfg.session_max_age = seconds(v)?,
         "room-capacity" => cfg.room_capacity = number(v, 1, MAX_ROOM_CAPACITY as usize)? as u32,
         "max-rooms-per-user" => cfg.max_rooms_per_user = number(v, 1, 1 << 20)?,
+        "max-owned-rooms" => cfg.max_owned_rooms = number(v, 0, 1 << 20)?,
+        "rest-rate-limit" => cfg.rest_rate_limit = number(v, 0, 1_000_000)? as u32,
+        "rest-rate-burst" => cfg.rest_rate_burst = number(v, 1, 1_000_000)? as u32,
         "history" => cfg.history = number(v, 1, 1 << 20)?,
         "heartbeat-interval" => cfg.heartbeat_interval = seconds(v)?,
         "allowed-origin" => cfg.allowed_origins.push(v.to_string()),
@@ -356,6 +375,8 @@ mod tests {
         assert_eq!(c.fsync, FsyncPolicy::Interval);
         assert_eq!(c.history, 1000);
         assert_eq!(c.max_outbound_bytes, 1 << 20);
+        assert_eq!(c.max_owned_rooms, 100);
+        assert_eq!((c.rest_rate_limit, c.rest_rate_burst), (5, 20));
         assert_eq!(c.room_byte_burst as usize, c.max_outbound_bytes / 4);
     }
 

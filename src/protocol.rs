@@ -39,6 +39,21 @@ pub struct UserView {
     pub last_seen: Option<u64>,
 }
 
+/// A page of `GET /api/v1/rooms` (and `/rooms`): `next` is the `after` of the following
+/// page, `None` on the last.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomList {
+    pub rooms: Vec<RoomView>,
+    pub next: Option<String>,
+}
+
+/// A page of `GET /api/v1/users` (and `/users`).
+#[derive(Debug, Clone, Serialize)]
+pub struct UserList {
+    pub users: Vec<UserView>,
+    pub next: Option<String>,
+}
+
 /// The kinds of timeline entry.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

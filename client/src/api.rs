@@ -100,12 +100,38 @@ pub struct Messages {
 struct UsersBody {
     #[serde(default)]
     users: Vec<UserInfo>,
+    #[serde(default)]
+    next: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct RoomsBody {
     #[serde(default)]
     rooms: Vec<Room>,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// Items of a listing, and whether the server had more than were fetched.
+#[derive(Debug)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub more: bool,
+}
+
+/// The page size the client asks for: the server's largest.
+const PAGE: usize = 500;
+
+/// `/api/v1/{what}?limit=…&q=…&after=…`.
+fn list_path(what: &str, q: &str, after: Option<&str>) -> String {
+    let mut path = format!("/api/v1/{what}?limit={PAGE}");
+    if !q.is_empty() {
+        path.push_str(&format!("&q={}", encode_segment(q)));
+    }
+    if let Some(a) = after {
+        path.push_str(&format!("&after={}", encode_segment(a)));
+    }
+    path
 }
 
 /// A REST client bound to one server.
@@ -200,14 +226,48 @@ impl Api {
         self.call_json("GET", "/api/v1/me", Some(token), None)
     }
 
-    pub fn users(&self, token: &str) -> Result<Vec<UserInfo>, ApiError> {
-        self.call_json::<UsersBody>("GET", "/api/v1/users", Some(token), None)
-            .map(|b| b.users)
+    /// Users whose name contains `q` (every user for `""`), following the server's pages
+    /// until `max` are fetched.
+    pub fn users(&self, token: &str, q: &str, max: usize) -> Result<Listing<UserInfo>, ApiError> {
+        let mut out = Listing {
+            items: Vec::new(),
+            more: false,
+        };
+        let mut after: Option<String> = None;
+        loop {
+            let path = list_path("users", q, after.as_deref());
+            let page: UsersBody = self.call_json("GET", &path, Some(token), None)?;
+            out.items.extend(page.users);
+            match page.next {
+                Some(next) if out.items.len() < max => after = Some(next),
+                next => {
+                    out.more = next.is_some();
+                    return Ok(out);
+                }
+            }
+        }
     }
 
-    pub fn rooms(&self, token: &str) -> Result<Vec<Room>, ApiError> {
-        self.call_json::<RoomsBody>("GET", "/api/v1/rooms", Some(token), None)
-            .map(|b| b.rooms)
+    /// Rooms whose name contains `q` (every room for `""`), following the server's pages
+    /// until `max` are fetched.
+    pub fn rooms(&self, token: &str, q: &str, max: usize) -> Result<Listing<Room>, ApiError> {
+        let mut out = Listing {
+            items: Vec::new(),
+            more: false,
+        };
+        let mut after: Option<String> = None;
+        loop {
+            let path = list_path("rooms", q, after.as_deref());
+            let page: RoomsBody = self.call_json("GET", &path, Some(token), None)?;
+            out.items.extend(page.rooms);
+            match page.next {
+                Some(next) if out.items.len() < max => after = Some(next),
+                next => {
+                    out.more = next.is_some();
+                    return Ok(out);
+                }
+            }
+        }
     }
 
     pub fn create_room(

@@ -78,6 +78,13 @@ fn number(req: &Request, key: &str) -> Result<Option<u64>, Response> {
     }
 }
 
+/// The `q`, `after` and `limit` of a listing; an empty `after` is no cursor.
+fn listing(req: &Request) -> Result<(String, Option<String>, usize), Response> {
+    let limit = number(req, "limit")?.map_or(config::LIST_PAGE_DEFAULT, |l| l as usize);
+    let after = req.query_param("after").filter(|a| !a.is_empty());
+    Ok((req.query_param("q").unwrap_or_default(), after, limit))
+}
+
 async fn route(core: &Core, req: &Request, segments: &[&str]) -> Result<Response, ChatError> {
     let post = req.method == "POST";
     let resp = match segments {
@@ -111,7 +118,11 @@ async fn route(core: &Core, req: &Request, segments: &[&str]) -> Result<Response
         }
         ["api", "v1", "users"] => {
             auth(core, req)?;
-            Response::json(200, &json!({ "users": core.users() }))
+            let (q, after, limit) = match listing(req) {
+                Ok(l) => l,
+                Err(resp) => return Ok(resp),
+            };
+            Response::json(200, &core.users(&q, after.as_deref(), limit))
         }
         ["api", "v1", "users", name] => {
             auth(core, req)?;
@@ -119,6 +130,7 @@ async fn route(core: &Core, req: &Request, segments: &[&str]) -> Result<Response
         }
         ["api", "v1", "rooms"] if post => {
             let a = auth(core, req)?;
+            core.take_rest_budget(&a.user)?;
             match body::<NewRoom>(req) {
                 Ok(r) => {
                     Response::json(201, &core.create_room(&a.user, &r.name, r.capacity).await?)
@@ -128,7 +140,11 @@ async fn route(core: &Core, req: &Request, segments: &[&str]) -> Result<Response
         }
         ["api", "v1", "rooms"] => {
             auth(core, req)?;
-            Response::json(200, &json!({ "rooms": core.rooms() }))
+            let (q, after, limit) = match listing(req) {
+                Ok(l) => l,
+                Err(resp) => return Ok(resp),
+            };
+            Response::json(200, &core.rooms(&q, after.as_deref(), limit)?)
         }
         ["api", "v1", "rooms", id] => {
             auth(core, req)?;
@@ -136,10 +152,12 @@ async fn route(core: &Core, req: &Request, segments: &[&str]) -> Result<Response
         }
         ["api", "v1", "rooms", id, "join"] => {
             let a = auth(core, req)?;
+            core.take_rest_budget(&a.user)?;
             Response::json(200, &core.join_room(&a.user, id).await?)
         }
         ["api", "v1", "rooms", id, "leave"] => {
             let a = auth(core, req)?;
+            core.take_rest_budget(&a.user)?;
             core.leave_room(&a.user, id).await?;
             Response::empty(204)
         }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::{ChatError, Core, User};
+use crate::config;
 
 /// What a command answered: the command name, text for humans, and the REST-shaped data.
 pub(crate) struct Reply {
@@ -17,9 +18,15 @@ pub(crate) const HELP: &[(&str, &str)] = &[
     ("/create NAME", "create a room and join it"),
     ("/join ID", "join a room"),
     ("/leave [ID]", "leave a room (default: this one)"),
-    ("/rooms", "list every room"),
+    (
+        "/rooms [TEXT]",
+        "list rooms (first 100; TEXT filters names)",
+    ),
     ("/who [ID]", "list a room's members (default: this one)"),
-    ("/users", "list everyone with their presence"),
+    (
+        "/users [TEXT]",
+        "list users with their presence (first 100)",
+    ),
     ("/me", "who you are and your rooms"),
     ("/help", "this list"),
     ("//text", "send text that starts with /"),
@@ -87,8 +94,9 @@ pub(crate) async fn run(
             })
         }
         "/rooms" => {
-            let rooms = core.rooms();
-            let text = rooms
+            let list = core.rooms(arg, None, config::LIST_PAGE_DEFAULT)?;
+            let text = list
+                .rooms
                 .iter()
                 .map(|r| {
                     format!(
@@ -98,15 +106,15 @@ pub(crate) async fn run(
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
-            let text = if text.is_empty() {
-                "no rooms yet".into()
-            } else {
-                text
+            let text = match (text.is_empty(), &list.next) {
+                (true, _) => "no rooms yet".into(),
+                (false, None) => text,
+                (false, Some(_)) => format!("{text}\n(first {} shown)", list.rooms.len()),
             };
             Ok(Reply {
                 command: "rooms",
                 text,
-                data: json!({ "rooms": rooms }),
+                data: to_value(&list),
             })
         }
         "/who" => {
@@ -128,8 +136,9 @@ pub(crate) async fn run(
             })
         }
         "/users" => {
-            let users = core.users();
-            let text = users
+            let list = core.users(arg, None, config::LIST_PAGE_DEFAULT);
+            let text = list
+                .users
                 .iter()
                 .map(|u| {
                     format!(
@@ -140,10 +149,14 @@ pub(crate) async fn run(
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
+            let text = match &list.next {
+                None => text,
+                Some(_) => format!("{text}\n(first {} shown)", list.users.len()),
+            };
             Ok(Reply {
                 command: "users",
                 text,
-                data: json!({ "users": users }),
+                data: to_value(&list),
             })
         }
         "/me" => {

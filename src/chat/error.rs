@@ -18,6 +18,10 @@ pub enum ChatError {
     RoomNotFound,
     RoomFull,
     TooManyRooms,
+    /// Creating a room beyond `--max-owned-rooms`.
+    TooManyOwnedRooms,
+    /// A malformed query or cursor (400 `bad_request`).
+    BadRequest(String),
     /// Reading or posting to a room one is not in (403).
     NotAMember,
     /// Leaving a room one is not in (409: the request conflicts with the membership).
@@ -42,10 +46,12 @@ impl ChatError {
         match self {
             Unauthorized | InvalidCredentials => 401,
             InvalidUsername | InvalidPassword(_) | InvalidRoomName | InvalidCapacity
-            | EmptyMessage | MessageTooLong | UnknownCommand(_) | BadCommand(_) => 400,
+            | EmptyMessage | MessageTooLong | UnknownCommand(_) | BadCommand(_) | BadRequest(_) => {
+                400
+            }
             NotAMember => 403,
             UserNotFound | RoomNotFound => 404,
-            UsernameTaken | RoomFull | TooManyRooms | NotInRoom => 409,
+            UsernameTaken | RoomFull | TooManyRooms | TooManyOwnedRooms | NotInRoom => 409,
             TooManyAttempts { .. } | RateLimited { .. } => 429,
             Busy | Unavailable => 503,
         }
@@ -66,7 +72,8 @@ impl ChatError {
             InvalidCapacity => "invalid_capacity",
             RoomNotFound => "room_not_found",
             RoomFull => "room_full",
-            TooManyRooms => "too_many_rooms",
+            TooManyRooms | TooManyOwnedRooms => "too_many_rooms",
+            BadRequest(_) => "bad_request",
             NotAMember | NotInRoom => "not_a_member",
             EmptyMessage => "empty_message",
             MessageTooLong => "message_too_long",
@@ -106,10 +113,12 @@ impl fmt::Display for ChatError {
             RoomNotFound => write!(f, "no such room"),
             RoomFull => write!(f, "the room is full"),
             TooManyRooms => write!(f, "you are in as many rooms as allowed; leave one first"),
+            TooManyOwnedRooms => write!(f, "you own as many rooms as allowed; leave one first"),
+            BadRequest(why) => write!(f, "{why}"),
             NotAMember | NotInRoom => write!(f, "you are not a member of that room"),
             EmptyMessage => write!(f, "the message is empty"),
             MessageTooLong => write!(f, "messages are at most 4096 bytes"),
-            RateLimited { .. } => write!(f, "slow down: too many messages"),
+            RateLimited { .. } => write!(f, "slow down: too many requests"),
             UnknownCommand(c) => write!(f, "unknown command '{c}'; try /help"),
             BadCommand(usage) => write!(f, "usage: {usage}"),
             Busy => write!(f, "the server is busy; try again shortly"),

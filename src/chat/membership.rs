@@ -1,6 +1,10 @@
 //! Room membership and listings: creating, joining and leaving rooms, and the views of
 //! them (`rooms`, `my_rooms`, `room_detail`). Joins and leaves are timeline entries,
 //! handed on through `append_entry`.
+//!
+//! A room lives while it has members: the last member's leave is followed by a
+//! [`Record::RoomDeleted`], and the room and its timeline leave the table at once. A user
+//! owns at most `--max-owned-rooms` rooms, counted per owner in `Core::owned`.
 
 use std::sync::Arc;
 
@@ -8,7 +12,7 @@ use super::rooms::{Room, RoomState, RoomTable};
 use super::timeline::{history_frame, Change, Delivery};
 use super::{now_ms, random_id, users, ChatError, Commit, Core, Record, User};
 use crate::config;
-use crate::protocol::{EntryKind, MemberView, RoomDetail, RoomView};
+use crate::protocol::{EntryKind, MemberView, RoomDetail, RoomList, RoomView};
 use crate::store::{KeptEntry, Slot};
 
 impl Core {
@@ -16,10 +20,24 @@ impl Core {
         self.rooms.len()
     }
 
-    pub fn rooms(&self) -> Vec<RoomView> {
-        let mut rooms: Vec<RoomView> = self.rooms.all().iter().map(|r| r.view(&r.lock())).collect();
-        rooms.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
-        rooms
+    /// A page of the room listing: rooms by name then id after the room `after`, whose name
+    /// contains `q` case-insensitively; `limit` is clamped to 1..=`LIST_PAGE_MAX`.
+    pub fn rooms(&self, q: &str, after: Option<&str>, limit: usize) -> Result<RoomList, ChatError> {
+        let limit = limit.clamp(1, config::LIST_PAGE_MAX);
+        let page = self
+            .rooms
+            .page(&q.to_lowercase(), after, limit)
+            .ok_or_else(|| ChatError::BadRequest("unknown cursor: no such room".into()))?;
+        let rooms = page.rooms.iter().map(|r| r.view(&r.lock())).collect();
+        Ok(RoomList {
+            rooms,
+            next: page.next,
+        })
+    }
+
+    pub(super) fn owned_by(&self, key: &str) -> usize {
+        let owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+        owned.get(key).copied().unwrap_or(0)
     }
 
     /// The rooms a user belongs to, in the order joined.
@@ -86,6 +104,11 @@ impl Core {
         if us.rooms.len() >= self.cfg.max_rooms_per_user {
             return Err(ChatError::TooManyRooms);
         }
+        // The user's lock is held, so two creates of theirs cannot both pass this check.
+        let max_owned = self.cfg.max_owned_rooms;
+        if max_owned > 0 && self.owned_by(&user.key) >= max_owned {
+            return Err(ChatError::TooManyOwnedRooms);
+        }
         let (created_slot, join_slot) = (self.reserve()?, self.reserve()?);
         let room = loop {
             let room = self.new_room(&random_id(10), name, &user.name, capacity);
@@ -100,9 +123,12 @@ impl Core {
             capacity,
             ts: now_ms(),
         };
-        let (rooms, id) = (self.rooms.clone(), room.id.clone());
+        Self::count_owned(&self.owned, &room.owner, true);
+        let (rooms, owned, id) = (self.rooms.clone(), self.owned.clone(), room.id.clone());
         drop(self.commit(created_slot, &created, move || {
-            RoomTable::remove(&rooms, &id);
+            if let Some(room) = RoomTable::remove(&rooms, &id) {
+                Self::count_owned(&owned, &room.owner, false);
+            }
         }));
         let mut rs = room.lock();
         let commit = self.join_locked(join_slot, &room, &mut rs, user, &mut us);
@@ -116,6 +142,9 @@ impl Core {
         let (view, commit) = {
             let mut us = user.lock();
             let mut rs = room.lock();
+            if rs.deleted {
+                return Err(ChatError::RoomNotFound);
+            }
             if rs.members.contains_key(&user.key) {
                 return Ok(room.view(&rs));
             }
@@ -177,15 +206,19 @@ impl Core {
         self.submit_entry(slot, rs, Some(us), delivery, undo)
     }
 
+    /// Leaves a room. The last member's leave deletes the room: its `leave` entry is
+    /// published to the leaver's connections, then a [`Record::RoomDeleted`] follows it.
     pub async fn leave_room(&self, user: &Arc<User>, id: &str) -> Result<(), ChatError> {
         let room = self.room(id)?;
         let commit = {
             let mut us = user.lock();
             let mut rs = room.lock();
-            if !rs.members.contains_key(&user.key) {
+            if rs.deleted || !rs.members.contains_key(&user.key) {
                 return Err(ChatError::NotInRoom);
             }
+            let last = rs.members.len() == 1;
             let slot = self.reserve()?;
+            let delete_slot = if last { Some(self.reserve()?) } else { None };
             let entry = KeptEntry::new(now_ms(), EntryKind::Leave, &user.name, None, None);
             let seq = rs.append(entry.clone());
             Self::apply_membership(&room, &mut rs, user, &mut us, EntryKind::Leave);
@@ -197,16 +230,40 @@ impl Core {
                 ack: None,
                 change: Change::Leave(user.clone()),
             };
-            let (room, user) = (room.clone(), user.clone());
+            let (room2, user2) = (room.clone(), user.clone());
             let undo = move || {
-                let mut us = user.lock();
-                let mut rs = room.lock();
-                Self::apply_membership(&room, &mut rs, &user, &mut us, EntryKind::Join);
+                let mut us = user2.lock();
+                let mut rs = room2.lock();
+                Self::apply_membership(&room2, &mut rs, &user2, &mut us, EntryKind::Join);
                 let conns = us.conns.clone();
                 rs.subscribe(&conns);
             };
-            self.submit_entry(slot, &mut rs, Some(&us), delivery, undo)
+            let commit = self.submit_entry(slot, &mut rs, Some(&us), delivery, undo);
+            if let Some(slot) = delete_slot {
+                self.delete_locked(slot, &room, &mut rs);
+            }
+            commit
         };
+        // The deletion's fate does not change the answer: the leave itself is kept, and a
+        // deletion the store failed to keep is undone (the room stays, empty).
         commit.wait().await
+    }
+
+    /// Removes an empty room from the table and hands its `RoomDeleted` to the store.
+    fn delete_locked(&self, slot: Slot, room: &Arc<Room>, rs: &mut RoomState) {
+        rs.deleted = true;
+        if self.rooms.remove(&room.id).is_some() {
+            Self::count_owned(&self.owned, &room.owner, false);
+        }
+        let rec = Record::RoomDeleted {
+            id: room.id.clone(),
+        };
+        let (rooms, owned, room) = (self.rooms.clone(), self.owned.clone(), room.clone());
+        drop(self.commit(slot, &rec, move || {
+            room.lock().deleted = false;
+            if rooms.insert(room.clone()) {
+                Self::count_owned(&owned, &room.owner, true);
+            }
+        }));
     }
 }

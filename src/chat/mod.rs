@@ -52,7 +52,7 @@ mod presence;
 mod snapshot;
 mod timeline;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -154,7 +154,11 @@ pub enum Posted<'a> {
     Command(&'a str),
 }
 
-type Users = Arc<RwLock<HashMap<String, Arc<User>>>>;
+/// Users by lowercase name: a `BTreeMap`, so the listing pages through it in order.
+type Users = Arc<RwLock<BTreeMap<String, Arc<User>>>>;
+/// Rooms owned per lowercase owner name (`--max-owned-rooms`). Locked last: nothing is
+/// locked while it is held.
+type Owned = Arc<Mutex<HashMap<String, usize>>>;
 type Sessions = Arc<Mutex<HashMap<[u8; 32], Session>>>;
 
 pub struct Core {
@@ -165,6 +169,7 @@ pub struct Core {
     users: Users,
     sessions: Sessions,
     rooms: Arc<RoomTable>,
+    owned: Owned,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     /// Failed-login times per lowercase username, for throttling.
     throttle: Mutex<HashMap<String, Vec<u64>>>,
@@ -187,6 +192,7 @@ impl Core {
             users: Arc::default(),
             sessions: Arc::default(),
             rooms: Arc::default(),
+            owned: Arc::default(),
             conns: Mutex::new(HashMap::new()),
             throttle: Mutex::new(HashMap::new()),
             filter,
@@ -306,7 +312,15 @@ impl Core {
                 capacity,
                 ..
             } => {
-                self.rooms.insert(self.new_room(id, name, owner, *capacity));
+                if self.rooms.insert(self.new_room(id, name, owner, *capacity)) {
+                    Self::count_owned(&self.owned, owner, true);
+                }
+            }
+            Record::RoomDeleted { id } => {
+                if let Some(room) = self.rooms.remove(id) {
+                    room.lock().deleted = true;
+                    Self::count_owned(&self.owned, &room.owner, false);
+                }
             }
             Record::RoomSnapshot {
                 id,
@@ -322,6 +336,7 @@ impl Core {
                 if !self.rooms.insert(room.clone()) {
                     return;
                 }
+                Self::count_owned(&self.owned, owner, true);
                 let mut rs = room.lock();
                 // The kept entries follow (format 2) and bring `last_seq` up to date as they
                 // are restored; a format-1 snapshot has them inline.
@@ -369,8 +384,22 @@ impl Core {
         Arc::new(Room::new(id, name, owner, capacity, self.cfg.history))
     }
 
-    fn apply_user(&self, users: &mut HashMap<String, Arc<User>>, name: &str, hash: String) {
-        let user = User::new(name, hash, self.cfg.rate_burst);
+    /// Counts a room created (`up`) or deleted for its owner.
+    fn count_owned(owned: &Mutex<HashMap<String, usize>>, owner: &str, up: bool) {
+        let mut owned = owned.lock().unwrap_or_else(|e| e.into_inner());
+        let key = owner.to_ascii_lowercase();
+        if up {
+            *owned.entry(key).or_default() += 1;
+        } else if let Some(n) = owned.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                owned.remove(&key);
+            }
+        }
+    }
+
+    fn apply_user(&self, users: &mut BTreeMap<String, Arc<User>>, name: &str, hash: String) {
+        let user = User::new(name, hash, self.cfg.rate_burst, self.cfg.rest_rate_burst);
         users.insert(user.key.clone(), Arc::new(user));
     }
 
@@ -470,6 +499,38 @@ mod tests {
             kept: 0,
         });
         assert_eq!(kept_seqs(&c, "r"), (vec![5, 6, 7], 7));
+    }
+
+    #[test]
+    fn replaying_a_room_deletion_is_idempotent_and_keeps_the_owned_count() {
+        let c = core();
+        c.apply(&Record::UserRegistered {
+            username: "Al".into(),
+            hash: String::new(),
+            ts: 0,
+        });
+        let created = |id: &str| Record::RoomCreated {
+            id: id.into(),
+            name: "n".into(),
+            owner: "Al".into(),
+            capacity: 5,
+            ts: 0,
+        };
+        let deleted = |id: &str| Record::RoomDeleted { id: id.into() };
+        for rec in [created("r"), created("r"), created("s"), deleted("r")] {
+            c.apply(&rec);
+        }
+        assert_eq!(c.owned_by("al"), 1);
+        // Again, and of a room never seen: nothing changes.
+        c.apply(&deleted("r"));
+        c.apply(&deleted("nowhere"));
+        c.apply(&Record::Entry(entry("r", 2, EntryKind::Join, "Al", None)));
+        assert!(c.rooms.get("r").is_none());
+        assert!(c.rooms.get("s").is_some());
+        assert_eq!(c.owned_by("al"), 1);
+        assert!(c.user("al").unwrap().lock().rooms.is_empty());
+        let listed = c.rooms("", None, 10).unwrap();
+        assert_eq!(listed.rooms.len(), 1);
     }
 
     #[test]

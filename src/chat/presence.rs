@@ -1,11 +1,14 @@
 //! Presence: request activity, the online/offline announcements to room-mates, and the
-//! user views (`users`, `user_info`) and online count built from it.
+//! user views (`users`, a page of the listing, and `user_info`) and online count built
+//! from it.
 
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use super::{now_ms, ChatError, Conn, Core, User};
-use crate::protocol::UserView;
+use crate::config;
+use crate::protocol::{UserList, UserView};
 
 impl Core {
     /// Records request activity, announcing the user online if they were not. A lapse not
@@ -94,15 +97,28 @@ impl Core {
         }
     }
 
-    pub fn users(&self) -> Vec<UserView> {
-        let now = now_ms();
-        let users: Vec<Arc<User>> = {
-            let users = self.users.read().unwrap_or_else(|e| e.into_inner());
-            users.values().cloned().collect()
+    /// A page of the user listing: users by (case-insensitive) name after `after`, whose
+    /// name contains `q` case-insensitively; `limit` is clamped to 1..=`LIST_PAGE_MAX`.
+    pub fn users(&self, q: &str, after: Option<&str>, limit: usize) -> UserList {
+        let limit = limit.clamp(1, config::LIST_PAGE_MAX);
+        let q = q.to_ascii_lowercase();
+        let start = match after {
+            Some(name) => Bound::Excluded(name.to_ascii_lowercase()),
+            None => Bound::Unbounded,
         };
-        let mut out: Vec<UserView> = users.iter().map(|u| self.user_view(u, now)).collect();
-        out.sort_by_key(|u| u.username.to_lowercase());
-        out
+        let (page, more): (Vec<Arc<User>>, bool) = {
+            let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+            let mut matching = users
+                .range((start, Bound::Unbounded))
+                .filter(|(key, _)| key.contains(&q))
+                .map(|(_, u)| u);
+            let page = matching.by_ref().take(limit).cloned().collect();
+            (page, matching.next().is_some())
+        };
+        let now = now_ms();
+        let next = page.last().filter(|_| more).map(|u| u.name.clone());
+        let users = page.iter().map(|u| self.user_view(u, now)).collect();
+        UserList { users, next }
     }
 
     pub fn user_info(&self, name: &str) -> Result<UserView, ChatError> {

@@ -1,7 +1,26 @@
 //! Token buckets: `rate` tokens a second up to `burst`. A user's bucket counts messages; a
-//! room's budget ([`RoomBudget`]) counts messages and bytes.
+//! room's budget ([`RoomBudget`]) counts messages and bytes; and the per-user REST budget is
+//! built on the same bucket.
 
 use std::time::Instant;
+
+use super::{ChatError, Core, User};
+
+impl Core {
+    /// Takes one token from `user`'s REST bucket (`--rest-rate-limit`, `--rest-rate-burst`)
+    /// for a state-changing REST call; `rate_limited` when it is empty.
+    pub fn take_rest_budget(&self, user: &User) -> Result<(), ChatError> {
+        let (rate, burst) = (self.cfg.rest_rate_limit, self.cfg.rest_rate_burst);
+        if rate == 0 {
+            return Ok(());
+        }
+        let result = user.lock().rest_bucket.take(rate, burst, Instant::now());
+        result.map_err(|retry_after_ms| {
+            crate::metrics::Metrics::add(&self.metrics.rate_limited_total, 1);
+            ChatError::RateLimited { retry_after_ms }
+        })
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct TokenBucket {

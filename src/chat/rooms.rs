@@ -1,8 +1,9 @@
-//! The sharded room table and each room's state: members, subscribed connections and the
-//! history ring.
+//! The sharded room table, its listing index, and each room's state: members, subscribed
+//! connections and the history ring.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -15,6 +16,10 @@ use crate::store::KeptEntry;
 /// Shards of the room table. Lookups take one shard's read lock, so joins and messages in
 /// different rooms rarely meet on a lock.
 const SHARDS: usize = 16;
+
+/// Deleted rooms whose place in the listing order is remembered, so that a listing whose
+/// cursor room was deleted meanwhile goes on where it was.
+const REMEMBERED_DELETIONS: usize = 4096;
 
 #[derive(Debug)]
 pub struct Room {
@@ -41,6 +46,9 @@ pub struct RoomState {
     /// Messages and bytes the room may still take (`--room-rate-limit`, `--room-byte-rate`).
     /// Not kept across restarts: a restarted room starts with a full budget.
     pub budget: RoomBudget,
+    /// Set when the last member left and the room was removed from the table: a request
+    /// that found it just before must not join it.
+    pub deleted: bool,
 }
 
 impl Room {
@@ -57,6 +65,7 @@ impl Room {
                 ring: Ring::new(history),
                 last_seq: 0,
                 budget: RoomBudget::default(),
+                deleted: false,
             }),
         }
     }
@@ -154,11 +163,19 @@ impl RoomState {
     }
 }
 
-/// Rooms by id, sharded by a hash of the id.
+/// A room's place in the listing: its name, then its id.
+type ListKey = (String, String);
+
+/// Rooms by id, sharded by a hash of the id, and an index in listing order.
 #[derive(Debug)]
 pub struct RoomTable {
     shards: Vec<RwLock<HashMap<String, Arc<Room>>>>,
     hasher: RandomState,
+    /// Every room by (name, id), with its lowercase name for `q`: a page of the listing
+    /// walks from its cursor instead of sorting every room. Locked after a shard.
+    index: RwLock<BTreeMap<ListKey, (String, Arc<Room>)>>,
+    /// The listing keys of the last `REMEMBERED_DELETIONS` deleted rooms, by id.
+    deleted: Mutex<(HashMap<String, ListKey>, VecDeque<String>)>,
 }
 
 impl Default for RoomTable {
@@ -166,8 +183,17 @@ impl Default for RoomTable {
         RoomTable {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
+            index: RwLock::default(),
+            deleted: Mutex::default(),
         }
     }
+}
+
+/// One page of the room listing.
+pub struct Page {
+    pub rooms: Vec<Arc<Room>>,
+    /// The id to pass as `after` for the following page; `None` on the last one.
+    pub next: Option<String>,
 }
 
 impl RoomTable {
@@ -190,14 +216,61 @@ impl RoomTable {
         if shard.contains_key(&room.id) {
             return false;
         }
-        shard.insert(room.id.clone(), room);
+        shard.insert(room.id.clone(), room.clone());
+        let key = (room.name.clone(), room.id.clone());
+        let lower = room.name.to_lowercase();
+        self.index().insert(key, (lower, room));
         true
     }
 
-    /// Removes a room; returns whether it was there.
-    pub fn remove(&self, id: &str) -> bool {
+    fn index(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<ListKey, (String, Arc<Room>)>> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes a room; returns it if it was there.
+    pub fn remove(&self, id: &str) -> Option<Arc<Room>> {
         let mut shard = self.shard(id).write().unwrap_or_else(|e| e.into_inner());
-        shard.remove(id).is_some()
+        let room = shard.remove(id)?;
+        let key = (room.name.clone(), room.id.clone());
+        self.index().remove(&key);
+        let mut deleted = self.deleted.lock().unwrap_or_else(|e| e.into_inner());
+        let (keys, order) = &mut *deleted;
+        if keys.insert(id.to_string(), key).is_none() {
+            order.push_back(id.to_string());
+            if order.len() > REMEMBERED_DELETIONS {
+                if let Some(old) = order.pop_front() {
+                    keys.remove(&old);
+                }
+            }
+        }
+        Some(room)
+    }
+
+    /// Up to `limit` rooms in listing order after the room `after`, keeping those whose
+    /// lowercase name contains `q` (already lowercase). `None` when `after` is a room this
+    /// table never held (or forgot it deleted). The work is the rooms walked, not all rooms.
+    pub fn page(&self, q: &str, after: Option<&str>, limit: usize) -> Option<Page> {
+        let start = match after {
+            None => Bound::Unbounded,
+            Some(id) => Bound::Excluded(match self.get(id) {
+                Some(room) => (room.name.clone(), room.id.clone()),
+                None => {
+                    let deleted = self.deleted.lock().unwrap_or_else(|e| e.into_inner());
+                    deleted.0.get(id)?.clone()
+                }
+            }),
+        };
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let mut matching = index
+            .range((start, Bound::Unbounded))
+            .filter(|(_, (lower, _))| lower.contains(q))
+            .map(|(_, (_, room))| room);
+        let rooms: Vec<Arc<Room>> = matching.by_ref().take(limit).cloned().collect();
+        let next = match matching.next() {
+            Some(_) => rooms.last().map(|r| r.id.clone()),
+            None => None,
+        };
+        Some(Page { rooms, next })
     }
 
     /// Every room, in no particular order.

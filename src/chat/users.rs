@@ -37,10 +37,13 @@ pub struct UserState {
     pub online: bool,
     /// Messages per second, per user across all their connections.
     pub bucket: TokenBucket,
+    /// State-changing REST calls per second (`--rest-rate-limit`).
+    pub rest_bucket: TokenBucket,
 }
 
 impl User {
-    pub fn new(name: &str, hash: String, burst: u32) -> User {
+    /// `burst` and `rest_burst` fill the message and REST buckets.
+    pub fn new(name: &str, hash: String, burst: u32, rest_burst: u32) -> User {
         User {
             name: name.to_string(),
             presence: Arc::new(PresenceFrames::new(name)),
@@ -55,6 +58,7 @@ impl User {
                 last_seen: None,
                 online: false,
                 bucket: TokenBucket::full(burst),
+                rest_bucket: TokenBucket::full(rest_burst),
             }),
         }
     }

@@ -50,6 +50,9 @@ pub enum Record {
         capacity: u32,
         ts: u64,
     },
+    /// A room's last member left: the room and its timeline are gone. Written after that
+    /// `leave` entry. Applying it to a state without the room changes nothing.
+    RoomDeleted { id: String },
     /// A timeline entry. `join` and `leave` entries also change membership.
     Entry(Entry),
     /// A room as a snapshot keeps it. Since snapshot format 2 its kept entries follow as

@@ -36,7 +36,8 @@ pub struct Server {
     task: Option<JoinHandle<()>>,
 }
 
-/// Starts an in-process server on 127.0.0.1:0 with fast hashing and no disk, plus `extra` flags.
+/// Starts an in-process server on 127.0.0.1:0 with fast hashing, no disk and no REST rate
+/// limit (tests create rooms quickly), plus `extra` flags, which win.
 pub async fn start(extra: &[&str]) -> Server {
     let mut args: Vec<String> = [
         "--ephemeral",
@@ -44,6 +45,8 @@ pub async fn start(extra: &[&str]) -> Server {
         "1000",
         "--min-password-length",
         "8",
+        "--rest-rate-limit",
+        "0",
     ]
     .iter()
     .map(|s| s.to_string())

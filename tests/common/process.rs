@@ -75,7 +75,7 @@ pub fn command(data_dir: &Path, extra: &[&str]) -> Command {
         .args(["--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(["--pbkdf2-iterations", "1000", "--min-password-length", "8"])
-        .args(["--rate-limit", "0"])
+        .args(["--rate-limit", "0", "--rest-rate-limit", "0"])
         .args(extra);
     command
 }

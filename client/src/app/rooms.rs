@@ -7,6 +7,10 @@ use super::{first_room, App, JOIN_CONTEXT};
 use crate::protocol::Room;
 use crate::render::{clean, now_ms};
 
+/// Most rooms or users a listing fetches (following the server's pages); the heading says
+/// when there were more.
+const MAX_LISTED: usize = 5000;
+
 impl App {
     /// Resolve a room the user is in by id, or by a name only one of them has.
     pub(super) fn my_room(&mut self, arg: &str) -> Result<String, String> {
@@ -108,8 +112,9 @@ impl App {
     ) -> Result<Option<String>, String> {
         let rooms = self
             .api
-            .rooms(token)
-            .map_err(|e| format!("cannot list rooms: {e}"))?;
+            .rooms(token, name, MAX_LISTED)
+            .map_err(|e| format!("cannot list rooms: {e}"))?
+            .items;
         for r in &rooms {
             self.room_names.insert(r.id.clone(), r.name.clone());
         }
@@ -203,8 +208,8 @@ impl App {
 
     pub(super) fn rooms(&mut self) {
         let Some(token) = self.token() else { return };
-        let rooms = match self.api.rooms(&token) {
-            Ok(r) => r,
+        let (rooms, more) = match self.api.rooms(&token, "", MAX_LISTED) {
+            Ok(r) => (r.items, r.more),
             Err(e) => return self.api_error("cannot list rooms", e),
         };
         let mine: Vec<String> = self
@@ -246,14 +251,22 @@ impl App {
         } else {
             format!("{} room(s); * = you are in it", rooms.len())
         };
+        let heading = if more {
+            format!(
+                "{heading} (the first {} by name; there are more)",
+                rooms.len()
+            )
+        } else {
+            heading
+        };
         let text = self.style.listing(&heading, &rows);
         self.out.line(&text);
     }
 
     pub(super) fn users(&mut self) {
         let Some(token) = self.token() else { return };
-        let mut users = match self.api.users(&token) {
-            Ok(u) => u,
+        let (mut users, more) = match self.api.users(&token, "", MAX_LISTED) {
+            Ok(u) => (u.items, u.more),
             Err(e) => return self.api_error("cannot list users", e),
         };
         users.sort_by(|a, b| {
@@ -279,7 +292,10 @@ impl App {
                 }
             })
             .collect();
-        let heading = format!("{} user(s), {online} online", users.len());
+        let mut heading = format!("{} user(s), {online} online", users.len());
+        if more {
+            heading.push_str(" (the first by name; there are more)");
+        }
         let text = self.style.listing(&heading, &rows);
         self.out.line(&text);
     }
