@@ -85,7 +85,7 @@ pub(crate) async fn serve(
         };
         let (core, stop, alive) = (core.clone(), stop_rx.clone(), alive_tx.clone());
         tokio::spawn(async move {
-            connection(core, stream, stop).await;
+            connection(core, stream, peer.ip(), stop).await;
             drop(slot);
             drop(alive);
         });
@@ -96,31 +96,36 @@ pub(crate) async fn serve(
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, alive_rx.recv()).await;
 }
 
-/// What Parley serves over HTTP: the REST API, and the WebSocket upgrade.
-struct Parley<'a>(&'a Arc<Core>);
+/// What Parley serves over HTTP: the REST API, and the WebSocket upgrade; for one connection,
+/// whose client address the per-address limits count.
+struct Parley<'a> {
+    core: &'a Arc<Core>,
+    peer: IpAddr,
+}
 
 impl http::conn::Service for Parley<'_> {
     type Accepted = crate::chat::Auth;
 
     async fn respond(&self, req: &http::Request) -> http::Response {
-        let resp = api::handle(self.0, req).await;
-        Metrics::add(&self.0.metrics.http_requests_total, 1);
+        let resp = api::handle(self.core, req, self.peer).await;
+        Metrics::add(&self.core.metrics.http_requests_total, 1);
         resp
     }
 
     fn handshake(&self, req: &http::Request) -> Result<(Self::Accepted, Vec<u8>), http::Response> {
-        ws::handshake(self.0, req)
+        ws::handshake(self.core, req)
     }
 }
 
 /// One connection: HTTP requests until one upgrades it, then a WebSocket session.
-async fn connection(core: Arc<Core>, stream: TcpStream, stop: watch::Receiver<bool>) {
+async fn connection(core: Arc<Core>, stream: TcpStream, peer: IpAddr, stop: watch::Receiver<bool>) {
     let limits = http::conn::ConnLimits {
         max_body: core.cfg.max_body_bytes,
         header_timeout: core.cfg.header_timeout,
         keepalive_timeout: core.cfg.keepalive_timeout,
     };
-    let upgraded = http::conn::serve(&Parley(&core), limits, stream, stop.clone()).await;
+    let parley = Parley { core: &core, peer };
+    let upgraded = http::conn::serve(&parley, limits, stream, stop.clone()).await;
     if let Some(up) = upgraded {
         ws::session::run(core, up.stream, up.leftover, up.accepted, stop).await;
     }
