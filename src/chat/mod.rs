@@ -26,7 +26,8 @@
 //! (registration, login, sessions), `presence`, `membership` (rooms, joins, leaves),
 //! `timeline` (messages, sync, history), `connections` (WebSocket registration, heartbeat)
 //! and `lifecycle` (epoch, sweeps, snapshots). Data structures: `rooms` (the sharded table),
-//! `ring` (history), `users`, `throttle` (login and registration windows); helpers: `commands`, `filter`, `password`, `ratelimit`.
+//! `ring` (history), `users`, `throttle` (login and registration windows); helpers:
+//! `commands`, `filter`, `password`, `ratelimit`.
 //!
 //! # Lock order
 //! The store's gate, then sessions, then a user, then a room, then an outbound queue; no
