@@ -346,3 +346,34 @@ fn check_and_rehash(password: &[u8], stored: Option<&str>, current: u32) -> (boo
     let rehashed = (had != current).then(|| password::hash_password(password, current));
     (true, rehashed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stored hash, password, current count; then success, and the count of the new hash.
+    type Case<'a> = (Option<&'a str>, &'a [u8], u32, bool, Option<u32>);
+
+    #[test]
+    fn only_a_success_with_another_count_is_rehashed() {
+        let old = password::hash_password(b"right password", 1000);
+        let current = password::hash_password(b"right password", 2000);
+        let cases: &[Case] = &[
+            (Some(&old), b"right password", 2000, true, Some(2000)),
+            (Some(&old), b"wrong password", 2000, false, None),
+            (Some(&current), b"right password", 2000, true, None),
+            (Some(&current), b"right password", 1000, true, Some(1000)),
+            (None, b"right password", 2000, false, None),
+            (Some("not a hash"), b"right password", 2000, false, None),
+        ];
+        for (i, &(stored, pw, count, ok, rehashed)) in cases.iter().enumerate() {
+            let (got_ok, got_hash) = check_and_rehash(pw, stored, count);
+            assert_eq!(got_ok, ok, "case {i}");
+            let got_count = got_hash.as_deref().and_then(password::iterations_of);
+            assert_eq!(got_count, rehashed, "case {i}");
+            if let Some(h) = got_hash {
+                assert!(password::verify(pw, &h), "case {i}");
+            }
+        }
+    }
+}
