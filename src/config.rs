@@ -81,16 +81,24 @@ pub struct Config {
     pub keepalive_timeout: Duration,
     /// Journal size that triggers a snapshot and a fresh journal. Default is 64 MiB.
     pub compact_bytes: u64,
+    /// Successful registrations per client IP per hour; 0 turns the limit off. Default is 60.
+    pub register_per_ip_per_hour: usize,
+    /// Failed logins for one account from all addresses within [`LOGIN_WINDOW`] before every
+    /// address gets 429. Default is 100.
+    pub login_account_failures: usize,
 }
 
 /// Rooms may hold at most this many members, whatever `--room-capacity` says.
 pub(crate) const MAX_ROOM_CAPACITY: u32 = 100_000;
 /// Longest password accepted, in bytes.
 pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
-/// Failed logins per account within [`LOGIN_WINDOW`] before further attempts get 429.
+/// Failed logins per account and client address within [`LOGIN_WINDOW`] before further
+/// attempts from that address get 429.
 pub(crate) const LOGIN_FAILURES_ALLOWED: usize = 5;
 /// The login-throttling window.
 pub(crate) const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// The window of `--register-per-ip-per-hour`.
+pub(crate) const REGISTER_WINDOW: Duration = Duration::from_secs(3600);
 /// Sessions one user may hold; a login beyond it ends their oldest session.
 pub(crate) const MAX_SESSIONS_PER_USER: usize = 100;
 /// Longest message text in bytes, after trimming.
@@ -157,6 +165,8 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(60),
             compact_bytes: crate::store::journal::DEFAULT_COMPACT_BYTES,
+            register_per_ip_per_hour: 60,
+            login_account_failures: 100,
         }
     }
 }
@@ -220,6 +230,8 @@ const FLAGS: &[Flag] = &[
     Flag { name: "header-timeout", value: "SECS", help: "time allowed for a request head [default: 10]" },
     Flag { name: "keepalive-timeout", value: "SECS", help: "idle keep-alive close [default: 60]" },
     Flag { name: "compact-bytes", value: "N", help: "journal size that triggers a snapshot [default: 67108864]" },
+    Flag { name: "register-per-ip-per-hour", value: "N", help: "successful registrations per client IP per hour, 0 = off [default: 60]" },
+    Flag { name: "login-account-failures", value: "N", help: "failed logins per account from all addresses per 15 min [default: 100]" },
     Flag { name: "help", value: "", help: "print this help" },
 ];
 
@@ -338,6 +350,8 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "header-timeout" => cfg.header_timeout = seconds(v)?,
         "keepalive-timeout" => cfg.keepalive_timeout = seconds(v)?,
         "compact-bytes" => cfg.compact_bytes = number(v, 4096, usize::MAX)? as u64,
+        "register-per-ip-per-hour" => cfg.register_per_ip_per_hour = number(v, 0, 1 << 20)?,
+        "login-account-failures" => cfg.login_account_failures = number(v, 1, 1 << 20)?,
         _ => return Err("unknown flag".into()),
     }
     Ok(())
@@ -375,6 +389,10 @@ mod tests {
         assert_eq!(c.fsync, FsyncPolicy::Interval);
         assert_eq!(c.history, 1000);
         assert_eq!(c.max_outbound_bytes, 1 << 20);
+        assert_eq!(
+            (c.register_per_ip_per_hour, c.login_account_failures),
+            (60, 100)
+        );
         assert_eq!(c.max_owned_rooms, 100);
         assert_eq!((c.rest_rate_limit, c.rest_rate_burst), (5, 20));
         assert_eq!(c.room_byte_burst as usize, c.max_outbound_bytes / 4);

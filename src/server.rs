@@ -85,7 +85,7 @@ pub(crate) async fn serve(
         };
         let (core, stop, alive) = (core.clone(), stop_rx.clone(), alive_tx.clone());
         tokio::spawn(async move {
-            connection(core, stream, stop).await;
+            connection(core, stream, client_address(peer.ip()), stop).await;
             drop(slot);
             drop(alive);
         });
@@ -96,33 +96,51 @@ pub(crate) async fn serve(
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, alive_rx.recv()).await;
 }
 
-/// What Parley serves over HTTP: the REST API, and the WebSocket upgrade.
-struct Parley<'a>(&'a Arc<Core>);
+/// What Parley serves over HTTP: the REST API, and the WebSocket upgrade; for one connection,
+/// whose client address the per-address limits count.
+struct Parley<'a> {
+    core: &'a Arc<Core>,
+    peer: IpAddr,
+}
 
 impl http::conn::Service for Parley<'_> {
     type Accepted = crate::chat::Auth;
 
     async fn respond(&self, req: &http::Request) -> http::Response {
-        let resp = api::handle(self.0, req).await;
-        Metrics::add(&self.0.metrics.http_requests_total, 1);
+        let resp = api::handle(self.core, req, self.peer).await;
+        Metrics::add(&self.core.metrics.http_requests_total, 1);
         resp
     }
 
     fn handshake(&self, req: &http::Request) -> Result<(Self::Accepted, Vec<u8>), http::Response> {
-        ws::handshake(self.0, req)
+        ws::handshake(self.core, req)
     }
 }
 
 /// One connection: HTTP requests until one upgrades it, then a WebSocket session.
-async fn connection(core: Arc<Core>, stream: TcpStream, stop: watch::Receiver<bool>) {
+async fn connection(core: Arc<Core>, stream: TcpStream, peer: IpAddr, stop: watch::Receiver<bool>) {
     let limits = http::conn::ConnLimits {
         max_body: core.cfg.max_body_bytes,
         header_timeout: core.cfg.header_timeout,
         keepalive_timeout: core.cfg.keepalive_timeout,
     };
-    let upgraded = http::conn::serve(&Parley(&core), limits, stream, stop.clone()).await;
+    let parley = Parley { core: &core, peer };
+    let upgraded = http::conn::serve(&parley, limits, stream, stop.clone()).await;
     if let Some(up) = upgraded {
         ws::session::run(core, up.stream, up.leftover, up.accepted, stop).await;
+    }
+}
+
+/// The address the per-address limits count: an IPv4 client as itself (also when it reaches
+/// an IPv6 socket as `::ffff:a.b.c.d`), an IPv6 client by its /64, since a single host
+/// commonly holds a whole /64 and could otherwise take a new address per attempt.
+fn client_address(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
     }
 }
 
@@ -187,5 +205,24 @@ fn spawn_periodic(core: &Arc<Core>, stop: &watch::Receiver<bool>) {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_addresses_group_ipv6_by_64_and_unmap_ipv4() {
+        let cases = [
+            ("127.0.0.2", "127.0.0.2"),
+            ("::ffff:10.1.2.3", "10.1.2.3"),
+            ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::"),
+            ("2001:db8:1:2::1", "2001:db8:1:2::"),
+        ];
+        for (peer, want) in cases {
+            let got = client_address(peer.parse().unwrap());
+            assert_eq!(got, want.parse::<IpAddr>().unwrap(), "{peer}");
+        }
     }
 }

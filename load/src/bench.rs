@@ -358,7 +358,12 @@ fn start(
     cpu: Option<usize>,
     nice: Option<i32>,
 ) -> Result<ServerProcess> {
-    let server = ServerProcess::start(bin, flags, cpu, nice)?;
+    // The load generator registers every account from one address.
+    let mut flags = flags.to_vec();
+    if supports_flag(bin, "register-per-ip-per-hour") {
+        flags.extend(["--register-per-ip-per-hour".into(), "0".into()]);
+    }
+    let server = ServerProcess::start(bin, &flags, cpu, nice)?;
     println!(
         "server: `{} {}` (pid {}, pinned to CPU {}{})\n",
         bin.file_name()

@@ -1,6 +1,8 @@
 //! REST routing and handlers. Handlers are thin: they parse, call the chat core and shape the
 //! answer; the core decides everything.
 
+use std::net::IpAddr;
+
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -29,7 +31,8 @@ fn allowed(segments: &[&str]) -> Option<&'static [&'static str]> {
     })
 }
 
-pub(crate) async fn handle(core: &Core, req: &Request) -> Response {
+/// Answers `req`; `from` is the client's address, for the per-address limits.
+pub(crate) async fn handle(core: &Core, req: &Request, from: IpAddr) -> Response {
     let decoded: Option<Vec<String>> = req.path.split('/').skip(1).map(percent_decode).collect();
     let Some(decoded) = decoded else {
         return Response::error(400, "bad_request", "malformed path", None);
@@ -42,7 +45,7 @@ pub(crate) async fn handle(core: &Core, req: &Request) -> Response {
         return Response::error(405, "method_not_allowed", "method not allowed here", None)
             .with_header("Allow", methods.join(", "));
     }
-    match route(core, req, &segments).await {
+    match route(core, req, &segments, from).await {
         Ok(resp) => resp,
         Err(e) => e.into(),
     }
@@ -85,7 +88,12 @@ fn listing(req: &Request) -> Result<(String, Option<String>, usize), Response> {
     Ok((req.query_param("q").unwrap_or_default(), after, limit))
 }
 
-async fn route(core: &Core, req: &Request, segments: &[&str]) -> Result<Response, ChatError> {
+async fn route(
+    core: &Core,
+    req: &Request,
+    segments: &[&str],
+    from: IpAddr,
+) -> Result<Response, ChatError> {
     let post = req.method == "POST";
     let resp = match segments {
         ["healthz"] => match core.store().failed() {
@@ -95,14 +103,14 @@ async fn route(core: &Core, req: &Request, segments: &[&str]) -> Result<Response
         ["metrics"] => metrics(core),
         ["api", "v1", "register"] => match body::<Credentials>(req) {
             Ok(c) => {
-                let username = core.register(&c.username, &c.password).await?;
+                let username = core.register(&c.username, &c.password, from).await?;
                 Response::json(201, &json!({ "username": username }))
             }
             Err(resp) => resp,
         },
         ["api", "v1", "login"] => match body::<Credentials>(req) {
             Ok(c) => {
-                let (token, username) = core.login(&c.username, &c.password).await?;
+                let (token, username) = core.login(&c.username, &c.password, from).await?;
                 Response::json(200, &json!({ "token": token, "username": username }))
             }
             Err(resp) => resp,
@@ -192,6 +200,11 @@ fn metrics(core: &Core) -> Response {
             core.online_users() as u64,
         ),
         ("rooms", "Rooms that exist.", core.room_count() as u64),
+        (
+            "hashes_waiting",
+            "Logins and registrations waiting for a hashing thread.",
+            core.hashes_waiting() as u64,
+        ),
         (
             "journal_snapshots",
             "Snapshots written since start (compactions).",

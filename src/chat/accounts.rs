@@ -1,14 +1,16 @@
 //! Accounts and sessions: registration, password rules, login with its throttle,
 //! bearer-token authentication, and ending sessions (logout, the per-user cap).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 
+use super::throttle::Throttle;
 use super::wire as frame;
-use super::{hex, now_ms, password, token_hash, Auth, ChatError, Commit, Conn, Core, Record};
+use super::{hex, now_ms, password, token_hash, Auth, ChatError, Commit, Conn, Core, Record, User};
 use crate::config;
 use crate::metrics::Metrics;
 
@@ -20,11 +22,34 @@ pub fn valid_username(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Most failed-login records kept; beyond it, entries for unknown names are dropped first.
-const THROTTLE_KEYS: usize = 100_000;
+/// A registration counted against its address's hourly limit while it is under way; the
+/// count is taken back unless the account was created.
+struct Counted<'a> {
+    core: &'a Core,
+    from: IpAddr,
+    at: u64,
+    created: bool,
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if !self.created {
+            self.core
+                .throttle()
+                .registrations
+                .unrecord(&self.from, self.at);
+        }
+    }
+}
 
 impl Core {
-    pub async fn register(&self, username: &str, password: &str) -> Result<String, ChatError> {
+    /// Creates an account. `from` is the client's address, for `--register-per-ip-per-hour`.
+    pub async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        from: IpAddr,
+    ) -> Result<String, ChatError> {
         if !valid_username(username) {
             return Err(ChatError::InvalidUsername);
         }
@@ -33,10 +58,13 @@ impl Core {
         if self.user(&key).is_some() {
             return Err(ChatError::UsernameTaken);
         }
+        // Counted before hashing, so a flood from one address cannot have more registrations
+        // under way than its limit lets succeed.
+        let mut counted = self.count_registration(from)?;
         let (pw, iterations) = (password.as_bytes().to_vec(), self.cfg.pbkdf2_iterations);
         let hash = self
             .hasher
-            .run(move || password::hash_password(&pw, iterations))
+            .run(from, move || password::hash_password(&pw, iterations))
             .await?;
         let rec = Record::UserRegistered {
             username: username.to_string(),
@@ -59,8 +87,36 @@ impl Core {
             })
         };
         commit.wait().await?;
+        if let Some(c) = counted.as_mut() {
+            c.created = true;
+        }
         Metrics::add(&self.metrics.registrations_total, 1);
         Ok(username.to_string())
+    }
+
+    fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        self.throttle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a registration from `from`, or `too_many_attempts` over the hourly limit.
+    fn count_registration(&self, from: IpAddr) -> Result<Option<Counted<'_>>, ChatError> {
+        let limit = self.cfg.register_per_ip_per_hour;
+        if limit == 0 {
+            return Ok(None);
+        }
+        let at = now_ms();
+        let mut throttle = self.throttle();
+        let windows = &mut throttle.registrations;
+        windows
+            .check(&from, limit, at)
+            .map_err(|retry_after_ms| ChatError::TooManyAttempts { retry_after_ms })?;
+        windows.record(&from, limit, at);
+        Ok(Some(Counted {
+            core: self,
+            from,
+            at,
+            created: false,
+        }))
     }
 
     fn check_password(&self, password: &str) -> Result<(), ChatError> {
@@ -80,62 +136,74 @@ impl Core {
             .map(|u| u.lock().hash.clone())
     }
 
-    /// Checks the throttle for `key`, pruning old failures.
-    fn throttled(&self, key: &str, now: u64) -> Result<(), ChatError> {
-        let window = config::LOGIN_WINDOW.as_millis() as u64;
-        let mut throttle = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(fails) = throttle.get_mut(key) {
-            fails.retain(|&t| now.saturating_sub(t) < window);
-            if fails.len() >= config::LOGIN_FAILURES_ALLOWED {
-                let oldest = fails.iter().min().copied().unwrap_or(now);
-                let retry_after_ms = (oldest + window).saturating_sub(now).max(1);
-                return Err(ChatError::TooManyAttempts { retry_after_ms });
-            }
-        }
-        Ok(())
+    /// Logins and registrations waiting for a hashing thread.
+    pub fn hashes_waiting(&self) -> usize {
+        self.hasher.waiting()
     }
 
-    fn record_failure(&self, key: &str, now: u64) {
-        let mut throttle = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
-        if throttle.len() >= THROTTLE_KEYS && !throttle.contains_key(key) {
-            let window = config::LOGIN_WINDOW.as_millis() as u64;
-            throttle.retain(|_, f| f.iter().any(|&t| now.saturating_sub(t) < window));
-            if throttle.len() >= THROTTLE_KEYS {
-                let users = self.users.read().unwrap_or_else(|e| e.into_inner());
-                throttle.retain(|k, _| users.contains_key(k));
+    /// `too_many_attempts` when `key` failed too often from `from`, or from everywhere.
+    fn throttled(&self, key: &str, from: IpAddr, now: u64) -> Result<(), ChatError> {
+        let mut throttle = self.throttle();
+        let pair = (key.to_string(), from);
+        let per_pair = throttle
+            .pairs
+            .check(&pair, config::LOGIN_FAILURES_ALLOWED, now);
+        let per_account = throttle
+            .accounts
+            .check(&pair.0, self.cfg.login_account_failures, now);
+        match (per_pair, per_account) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(a), Err(b)) => Err(ChatError::TooManyAttempts {
+                retry_after_ms: a.max(b),
+            }),
+            (Err(retry_after_ms), _) | (_, Err(retry_after_ms)) => {
+                Err(ChatError::TooManyAttempts { retry_after_ms })
             }
         }
-        throttle.entry(key.to_string()).or_default().push(now);
     }
 
-    /// Logs in: a new session and its token.
+    fn record_failure(&self, key: &str, from: IpAddr, now: u64) {
+        let mut throttle = self.throttle();
+        let pair = (key.to_string(), from);
+        throttle
+            .pairs
+            .record(&pair, config::LOGIN_FAILURES_ALLOWED, now);
+        throttle
+            .accounts
+            .record(&pair.0, self.cfg.login_account_failures, now);
+    }
+
+    /// Logs in: a new session and its token. `from` is the client's address: failures are
+    /// counted per account and address, and hashing takes turns between addresses.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
+        from: IpAddr,
     ) -> Result<(String, String), ChatError> {
         let key = username.to_ascii_lowercase();
         let now = now_ms();
-        self.throttled(&key, now)?;
+        self.throttled(&key, from, now)?;
         let user = self.user(&key);
         let hash = user.as_ref().map(|u| u.lock().hash.clone());
-        let (pw, iterations) = (password.as_bytes().to_vec(), self.cfg.pbkdf2_iterations);
-        let ok = self
+        let (pw, current) = (password.as_bytes().to_vec(), self.cfg.pbkdf2_iterations);
+        let (ok, rehashed) = self
             .hasher
-            .run(move || match hash {
-                Some(h) => password::verify(&pw, &h),
-                None => password::verify_dummy(&pw, iterations),
+            .run(from, move || {
+                check_and_rehash(&pw, hash.as_deref(), current)
             })
             .await?;
         let Some(user) = user.filter(|_| ok) else {
-            self.record_failure(&key, now);
+            self.record_failure(&key, from, now);
             Metrics::add(&self.metrics.login_failures_total, 1);
             return Err(ChatError::InvalidCredentials);
         };
-        self.throttle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
+        // Only this address's count clears: a stranger's failures still count toward the
+        // account's ceiling.
+        self.throttle().pairs.forget(&(key.clone(), from));
+        if let Some(hash) = rehashed {
+            self.store_rehash(&user, hash).await?;
+        }
         let mut raw = [0u8; 32];
         rand::rng().fill_bytes(&mut raw);
         let token = URL_SAFE_NO_PAD.encode(raw);
@@ -170,6 +238,26 @@ impl Core {
         Metrics::add(&self.metrics.logins_total, 1);
         self.touch(&user);
         Ok((token, user.name.clone()))
+    }
+
+    /// Keeps a hash re-made at the current iteration count, unless the password changed
+    /// meanwhile. If the store cannot keep it, the old hash stays, which still verifies.
+    async fn store_rehash(&self, user: &Arc<User>, hash: String) -> Result<(), ChatError> {
+        let rec = Record::PasswordChanged {
+            username: user.name.clone(),
+            hash: hash.clone(),
+        };
+        let commit = {
+            let mut us = user.lock();
+            if password::iterations_of(&us.hash) == Some(self.cfg.pbkdf2_iterations) {
+                return Ok(());
+            }
+            let slot = self.reserve()?;
+            let old = std::mem::replace(&mut us.hash, hash);
+            let user = user.clone();
+            self.commit(slot, &rec, move || user.lock().hash = old)
+        };
+        commit.wait().await
     }
 
     /// Resolves a bearer token, counting the call as activity for presence.
@@ -235,6 +323,57 @@ impl Core {
         match self.end_session(auth.session) {
             Some(commit) => commit?.wait().await,
             None => Err(ChatError::Unauthorized),
+        }
+    }
+}
+
+/// Verifies `password` against `stored` (or, for an unknown user, spends the same work), on a
+/// hashing thread. Every failure costs `current` iterations, however old the stored hash, so
+/// the time does not tell a wrong password from an unknown name. A success with a hash of
+/// another count also returns the password hashed anew at `current`.
+fn check_and_rehash(password: &[u8], stored: Option<&str>, current: u32) -> (bool, Option<String>) {
+    let Some(stored) = stored else {
+        return (password::verify_dummy(password, current), None);
+    };
+    let ok = password::verify(password, stored);
+    let had = password::iterations_of(stored).unwrap_or(0);
+    if !ok {
+        if had < current {
+            password::verify_dummy(password, current - had);
+        }
+        return (false, None);
+    }
+    let rehashed = (had != current).then(|| password::hash_password(password, current));
+    (true, rehashed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stored hash, password, current count; then success, and the count of the new hash.
+    type Case<'a> = (Option<&'a str>, &'a [u8], u32, bool, Option<u32>);
+
+    #[test]
+    fn only_a_success_with_another_count_is_rehashed() {
+        let old = password::hash_password(b"right password", 1000);
+        let current = password::hash_password(b"right password", 2000);
+        let cases: &[Case] = &[
+            (Some(&old), b"right password", 2000, true, Some(2000)),
+            (Some(&old), b"wrong password", 2000, false, None),
+            (Some(&current), b"right password", 2000, true, None),
+            (Some(&current), b"right password", 1000, true, Some(1000)),
+            (None, b"right password", 2000, false, None),
+            (Some("not a hash"), b"right password", 2000, false, None),
+        ];
+        for (i, &(stored, pw, count, ok, rehashed)) in cases.iter().enumerate() {
+            let (got_ok, got_hash) = check_and_rehash(pw, stored, count);
+            assert_eq!(got_ok, ok, "case {i}");
+            let got_count = got_hash.as_deref().and_then(password::iterations_of);
+            assert_eq!(got_count, rehashed, "case {i}");
+            if let Some(h) = got_hash {
+                assert!(password::verify(pw, &h), "case {i}");
+            }
         }
     }
 }

@@ -34,7 +34,9 @@ pub enum ChatError {
     UnknownCommand(String),
     BadCommand(String),
     /// The hashing queue is full; try again shortly.
-    Busy,
+    Busy {
+        retry_after_ms: u64,
+    },
     /// The journal failed; nothing can be acknowledged.
     Unavailable,
 }
@@ -53,7 +55,7 @@ impl ChatError {
             UserNotFound | RoomNotFound => 404,
             UsernameTaken | RoomFull | TooManyRooms | TooManyOwnedRooms | NotInRoom => 409,
             TooManyAttempts { .. } | RateLimited { .. } => 429,
-            Busy | Unavailable => 503,
+            Busy { .. } | Unavailable => 503,
         }
     }
 
@@ -80,7 +82,7 @@ impl ChatError {
             RateLimited { .. } => "rate_limited",
             UnknownCommand(_) => "unknown_command",
             BadCommand(_) => "bad_command",
-            Busy => "server_busy",
+            Busy { .. } => "server_busy",
             Unavailable => "unavailable",
         }
     }
@@ -88,7 +90,8 @@ impl ChatError {
     pub fn retry_after_ms(&self) -> Option<u64> {
         match self {
             ChatError::TooManyAttempts { retry_after_ms }
-            | ChatError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
+            | ChatError::RateLimited { retry_after_ms }
+            | ChatError::Busy { retry_after_ms } => Some(*retry_after_ms),
             _ => None,
         }
     }
@@ -121,7 +124,7 @@ impl fmt::Display for ChatError {
             RateLimited { .. } => write!(f, "slow down: too many requests"),
             UnknownCommand(c) => write!(f, "unknown command '{c}'; try /help"),
             BadCommand(usage) => write!(f, "usage: {usage}"),
-            Busy => write!(f, "the server is busy; try again shortly"),
+            Busy { .. } => write!(f, "the server is busy; try again shortly"),
             Unavailable => write!(f, "the server cannot store data right now"),
         }
     }

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use super::{now_ms, random_id, Core, Record, User};
-use crate::config;
 
 impl Core {
     pub fn epoch(&self) -> String {
@@ -79,11 +78,10 @@ impl Core {
         for h in expired {
             self.end_session(h);
         }
-        let window = config::LOGIN_WINDOW.as_millis() as u64;
         self.throttle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, f| f.iter().any(|&t| now.saturating_sub(t) < window));
+            .sweep(now);
     }
 
     /// Records a clean stop: nothing acknowledged can be missing after it.

@@ -26,7 +26,8 @@
 //! (registration, login, sessions), `presence`, `membership` (rooms, joins, leaves),
 //! `timeline` (messages, sync, history), `connections` (WebSocket registration, heartbeat)
 //! and `lifecycle` (epoch, sweeps, snapshots). Data structures: `rooms` (the sharded table),
-//! `ring` (history), `users`; helpers: `commands`, `filter`, `password`, `ratelimit`.
+//! `ring` (history), `users`, `throttle` (login and registration windows); helpers:
+//! `commands`, `filter`, `password`, `ratelimit`.
 //!
 //! # Lock order
 //! The store's gate, then sessions, then a user, then a room, then an outbound queue; no
@@ -41,6 +42,7 @@ pub(crate) mod ratelimit;
 pub(crate) mod ring;
 pub(crate) mod rooms;
 pub(crate) mod text;
+pub(crate) mod throttle;
 pub(crate) mod users;
 pub(crate) mod wire;
 
@@ -171,8 +173,8 @@ pub struct Core {
     rooms: Arc<RoomTable>,
     owned: Owned,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
-    /// Failed-login times per lowercase username, for throttling.
-    throttle: Mutex<HashMap<String, Vec<u64>>>,
+    /// Failed logins and registrations by account and client address.
+    throttle: Mutex<throttle::Throttle>,
     hasher: HashPool,
     filter: Filter,
     store: Store,
@@ -194,7 +196,7 @@ impl Core {
             rooms: Arc::default(),
             owned: Arc::default(),
             conns: Mutex::new(HashMap::new()),
-            throttle: Mutex::new(HashMap::new()),
+            throttle: Mutex::new(throttle::Throttle::new()),
             filter,
             store,
             epoch: RwLock::new(String::new()),
@@ -277,6 +279,11 @@ impl Core {
                 let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
                 if !users.contains_key(&username.to_ascii_lowercase()) {
                     self.apply_user(&mut users, username, hash.clone());
+                }
+            }
+            Record::PasswordChanged { username, hash } => {
+                if let Some(user) = self.user(&username.to_ascii_lowercase()) {
+                    user.lock().hash = hash.clone();
                 }
             }
             Record::SessionStarted {

@@ -34,6 +34,8 @@ pub enum Record {
         hash: String,
         ts: u64,
     },
+    /// A user's password hash, re-made (at another iteration count) or changed.
+    PasswordChanged { username: String, hash: String },
     /// A login. Only the SHA-256 of the token is kept, as hex.
     SessionStarted {
         token_hash: String,
