@@ -7,6 +7,7 @@
 //! (by the limit, or by one frame for a peer that had read everything).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -35,9 +36,37 @@ struct Queue {
     /// Presence changes not yet written, by user (the address of their frames): the first
     /// state announced since the last write, and the latest. They are not counted against
     /// the limit.
-    presence: HashMap<usize, (Arc<PresenceFrames>, bool, bool)>,
+    presence: PendingPresence,
     /// Too many presence changes were pending: tell the current presence of everyone.
     presence_resync: bool,
+}
+
+/// Pending presence by the address of a user's frames. The keys are pointers, which need no
+/// protection against chosen collisions: a multiplicative hash is enough, and a storm makes
+/// millions of these lookups.
+type PendingPresence =
+    HashMap<usize, (Arc<PresenceFrames>, bool, bool), BuildHasherDefault<PtrHasher>>;
+
+/// Hashes one pointer-sized key by multiplying it by a large odd constant (Fibonacci hashing).
+#[derive(Default)]
+struct PtrHasher(u64);
+
+impl Hasher for PtrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        // Allocations are 16-byte aligned: drop the bits that never differ, so the low bits
+        // the table indexes by stay distinct; the multiply fills the high bits it tags with.
+        self.0 = ((n >> 4) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 /// What happened to a pushed frame.
@@ -126,7 +155,7 @@ impl Outbound {
         match q.presence.get_mut(&(Arc::as_ptr(user) as usize)) {
             Some((_, _, latest)) => *latest = online,
             None if full => {
-                q.presence = HashMap::new();
+                q.presence = PendingPresence::default();
                 q.presence_resync = true;
             }
             None => {
@@ -173,7 +202,7 @@ impl Outbound {
         let mut q = self.lock();
         let frames = std::mem::take(&mut q.frames);
         let presence = if q.presence.is_empty() {
-            HashMap::new()
+            PendingPresence::default()
         } else {
             std::mem::take(&mut q.presence)
         };
