@@ -6,18 +6,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{get, join, post, room, start, user, Reply};
+use common::{get, join, leave, post, room, start, user, Reply};
 use serde_json::json;
-
-async fn leave(addr: SocketAddr, token: &str, id: &str) -> Reply {
-    post(
-        addr,
-        &format!("/api/v1/rooms/{id}/leave"),
-        Some(token),
-        json!({}),
-    )
-    .await
-}
 
 fn assert_rate_limited(r: &Reply) -> u64 {
     assert_eq!(

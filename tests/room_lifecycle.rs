@@ -5,7 +5,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{get, join, post, room, start, user, Reply};
+use common::{get, join, leave, post, room, start, user, Reply};
 use serde_json::{json, Value};
 
 fn assert_error(r: &Reply, status: u16, code: &str) {
@@ -15,16 +15,6 @@ fn assert_error(r: &Reply, status: u16, code: &str) {
         "{}",
         String::from_utf8_lossy(&r.body)
     );
-}
-
-async fn leave(addr: SocketAddr, token: &str, id: &str) -> Reply {
-    post(
-        addr,
-        &format!("/api/v1/rooms/{id}/leave"),
-        Some(token),
-        json!({}),
-    )
-    .await
 }
 
 async fn create(addr: SocketAddr, token: &str, name: &str) -> Reply {

@@ -204,6 +204,17 @@ pub async fn join(addr: SocketAddr, token: &str, room: &str) -> Reply {
     .await
 }
 
+/// `POST /api/v1/rooms/{id}/leave`.
+pub async fn leave(addr: SocketAddr, token: &str, id: &str) -> Reply {
+    post(
+        addr,
+        &format!("/api/v1/rooms/{id}/leave"),
+        Some(token),
+        json!({}),
+    )
+    .await
+}
+
 pub async fn login(addr: SocketAddr, name: &str, password: &str) -> Reply {
     post(
         addr,
