@@ -162,8 +162,9 @@ impl KeptEntry {
         std::str::from_utf8(&bytes[FIXED..from_end]).ok()?;
         let nonce = std::str::from_utf8(&bytes[from_end..nonce_end]).ok()?;
         std::str::from_utf8(&bytes[nonce_end..]).ok()?;
-        // The nonce is written into JSON as it is (`write_json`), so it must be JSON text.
-        if !nonce.is_empty() && serde_json::from_str::<serde::de::IgnoredAny>(nonce).is_err() {
+        // The nonce is written into JSON as it is (`write_json`), so it must read back as the
+        // `Value` a record holds (`5e999` is JSON text, but no `Value`).
+        if !nonce.is_empty() && serde_json::from_str::<serde_json::Value>(nonce).is_err() {
             return None;
         }
         if bytes[9] & HAS_TEXT == 0 && nonce_end != bytes.len() {
@@ -369,7 +370,12 @@ mod tests {
         crash.extend_from_slice(&[0; 88]);
         crash.extend_from_slice(b"al\"n0\"hsllo");
         assert!(KeptEntry::from_bytes(&crash).is_none());
-        for nonce in ["\"n", "1 2", "{", "nul"] {
+        // A nonce that is JSON text but a number no `Value` holds.
+        let crash =
+            b"\x07\0\0\0\0\0\0\x57\0\x01\x02\x14\0\r\r5e887777777777777788777777\0\0\0\0\0\0\0mlo";
+        assert_eq!(crash.len(), 51);
+        assert!(KeptEntry::from_bytes(crash).is_none());
+        for nonce in ["\"n", "1 2", "{", "nul", "5e887777777777777788"] {
             let e = KeptEntry::new(1, EntryKind::Message, "a", Some("t"), Some(nonce));
             assert!(KeptEntry::from_bytes(e.as_bytes()).is_none(), "{nonce}");
         }
