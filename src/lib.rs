@@ -50,6 +50,102 @@ pub(crate) mod server;
 pub mod store;
 pub(crate) mod ws;
 
+/// Entry points for the fuzz targets in `fuzz/` (not part of the API): each feeds arbitrary
+/// bytes to a parser of untrusted input and ignores the result. A panic, including a failed
+/// consistency check here, is a bug.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::http::parse::{self as http, Limits};
+    use crate::store::{snapshot, KeptEntry, Record};
+    use crate::ws::frame;
+
+    /// The HTTP request parser, with the default limits and with tiny ones. A request it
+    /// returns must parse the same from exactly its own bytes, and not from fewer.
+    pub fn http_request(data: &[u8]) {
+        let _ = http::head_complete(data);
+        let tiny = Limits {
+            max_request_line: 32,
+            max_header_bytes: 64,
+            max_headers: 3,
+            max_body: 16,
+        };
+        for limits in [Limits::default(), tiny] {
+            if let Ok(Some((req, used))) = http::parse(data, &limits) {
+                assert!(used <= data.len());
+                let again = http::parse(&data[..used], &limits);
+                assert_eq!(
+                    again,
+                    Ok(Some((req, used))),
+                    "request differs on its own bytes"
+                );
+                for cut in [used - 1, used / 2] {
+                    assert_eq!(
+                        http::parse(&data[..cut], &limits),
+                        Ok(None),
+                        "prefix of {cut}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The WebSocket client frame parser, at the server's message cap and at the control
+    /// frame size. A frame it returns must parse the same from exactly its own bytes.
+    pub fn ws_frame(data: &[u8]) {
+        for max in [crate::config::MAX_WS_MESSAGE, 125] {
+            if let Ok(Some((f, used))) = frame::parse(data, max) {
+                assert!(used <= data.len());
+                assert_eq!(frame::parse(&data[..used], max), Ok(Some((f, used))));
+                assert_eq!(frame::parse(&data[..used - 1], max), Ok(None));
+            }
+        }
+    }
+
+    /// `data` as a journal file's records (each payload decoded as recovery does), and as one
+    /// payload itself: a snapshot record, a journal record's JSON and a kept entry.
+    pub fn journal_records(data: &[u8]) {
+        crate::store::journal::fuzz_records(data, &mut payload);
+        payload(data);
+    }
+
+    fn payload(p: &[u8]) {
+        let _ = snapshot::decode(p, &mut |rec| {
+            // What a snapshot holds, written again, reads back the same.
+            let again = match &rec {
+                Record::KeptEntries { room, entries } => snapshot::encode_kept(room, entries),
+                _ => snapshot::encode(&rec),
+            };
+            let mut back = Vec::new();
+            let read = snapshot::decode(&again, &mut |r| back.push(r));
+            assert_eq!((read, back), (Ok(()), vec![rec.clone()]));
+            if let Record::KeptEntries { entries, .. } = &rec {
+                entries.iter().for_each(kept);
+            }
+        });
+        if let Ok(rec) = serde_json::from_slice::<Record>(p) {
+            let again = snapshot::encode(&rec);
+            assert_eq!(serde_json::from_slice::<Record>(&again).ok(), Some(rec));
+        }
+        if let Some(e) = KeptEntry::from_bytes(p) {
+            kept(&e);
+        }
+    }
+
+    /// A kept entry that decoded is whole: its journal record and its JSON are readable.
+    fn kept(e: &KeptEntry) {
+        let _ = (e.ts(), e.kind(), e.from(), e.nonce(), e.text());
+        let _ = e.to_entry("room", 1, true);
+        let mut out = Vec::new();
+        e.write_record(&mut out, "room", 1);
+        let rec = serde_json::from_slice::<Record>(&out);
+        assert!(
+            rec.is_ok(),
+            "unreadable record {:?}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+}
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;

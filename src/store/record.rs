@@ -165,8 +165,13 @@ impl KeptEntry {
         let (from_end, nonce_end) = e.bounds()?;
         kind_of(bytes[8])?;
         std::str::from_utf8(&bytes[FIXED..from_end]).ok()?;
-        std::str::from_utf8(&bytes[from_end..nonce_end]).ok()?;
+        let nonce = std::str::from_utf8(&bytes[from_end..nonce_end]).ok()?;
         std::str::from_utf8(&bytes[nonce_end..]).ok()?;
+        // The nonce is written into JSON as it is (`write_json`), so it must read back as the
+        // `Value` a record holds (`5e999` is JSON text, but no `Value`).
+        if !nonce.is_empty() && serde_json::from_str::<serde_json::Value>(nonce).is_err() {
+            return None;
+        }
         if bytes[9] & HAS_TEXT == 0 && nonce_end != bytes.len() {
             return None;
         }
@@ -360,6 +365,32 @@ mod tests {
         let mut bad_utf8 = bytes.to_vec();
         bad_utf8[FIXED] = 0xff;
         assert!(KeptEntry::from_bytes(&bad_utf8).is_none());
+    }
+
+    /// Found by `fuzz/` (journal_records): a nonce that is UTF-8 but not JSON text was
+    /// accepted, and `write_record` then wrote a journal record that cannot be read back.
+    #[test]
+    fn a_nonce_that_is_not_json_is_refused() {
+        let mut crash = vec![7, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 0];
+        crash.extend_from_slice(&[0; 88]);
+        crash.extend_from_slice(b"al\"n0\"hsllo");
+        assert!(KeptEntry::from_bytes(&crash).is_none());
+        // A nonce that is JSON text but a number no `Value` holds.
+        let crash =
+            b"\x07\0\0\0\0\0\0\x57\0\x01\x02\x14\0\r\r5e887777777777777788777777\0\0\0\0\0\0\0mlo";
+        assert_eq!(crash.len(), 51);
+        assert!(KeptEntry::from_bytes(crash).is_none());
+        for nonce in ["\"n", "1 2", "{", "nul", "5e887777777777777788"] {
+            let e = KeptEntry::new(1, EntryKind::Message, "a", Some("t"), Some(nonce));
+            assert!(KeptEntry::from_bytes(e.as_bytes()).is_none(), "{nonce}");
+        }
+        for nonce in ["\"n\"", " 1 ", "{\"a\":[null]}"] {
+            let e = KeptEntry::new(1, EntryKind::Message, "a", Some("t"), Some(nonce));
+            let again = KeptEntry::from_bytes(e.as_bytes()).expect(nonce);
+            let mut out = Vec::new();
+            again.write_record(&mut out, "r", 1);
+            assert!(serde_json::from_slice::<Record>(&out).is_ok(), "{nonce}");
+        }
     }
 
     #[test]

@@ -114,6 +114,27 @@ use recovery::recover;
 use syncer::Syncer;
 use writer::{Msg, Writer};
 
+/// For `crate::fuzzing`: reads `data` as a journal file's content after its header, as
+/// recovery does, handing each whole record's payload to `each` until the end or the first bad
+/// record; also checks `data` as a file header and scans it for records as a resync would.
+#[doc(hidden)]
+pub(crate) fn fuzz_records(data: &[u8], each: &mut dyn FnMut(&[u8])) {
+    let path = std::path::Path::new("fuzz");
+    let _ = format::parse_header(path, data, &format::JOURNAL_MAGIC);
+    let _ = format::parse_header_version(path, data, &format::SNAPSHOT_MAGIC);
+    for pos in 0..data.len().min(64) {
+        let _ = format::record_at(data, pos, MAX_RECORD_BYTES);
+    }
+    let mut input = data;
+    let mut payload = Vec::new();
+    while let Ok(format::ReadResult::Record) =
+        format::read_record(&mut input, MAX_RECORD_BYTES, &mut payload)
+    {
+        let _ = format::end_record_count(&payload);
+        each(&payload);
+    }
+}
+
 /// Largest record payload. Default is 16 MiB: far above any state change the server makes
 /// (request bodies are capped at 64 KiB), small enough that a corrupt length field is
 /// recognised as such instead of sending recovery off to read gigabytes.
