@@ -434,7 +434,6 @@ impl Parser {
 }
 
 /// Parses a request from the start of `buf` with a fresh [`Parser`].
-#[cfg(test)]
 pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, ParseError> {
     Parser::default().parse(buf, limits)
 }
