@@ -84,6 +84,24 @@ impl Reply {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
 
+    /// The `retry_after_ms` of an error, checked against its `Retry-After` header: a positive
+    /// wait, and the header is it rounded up to whole seconds.
+    pub fn retry_after_ms(&self) -> u64 {
+        let ms = self.json()["error"]["retry_after_ms"]
+            .as_u64()
+            .expect("retry_after_ms");
+        let secs: u64 = self
+            .header("retry-after")
+            .expect("Retry-After header")
+            .parse()
+            .expect("Retry-After in whole seconds");
+        assert!(
+            ms > 0 && secs * 1000 >= ms && secs * 1000 < ms + 1000,
+            "{secs} s vs {ms} ms"
+        );
+        ms
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

@@ -132,14 +132,20 @@ async fn crash_reboot_and_damage(name: &str, fsync: &str) -> Damaged {
     }
 }
 
+impl Damaged {
+    /// The damaged journal's file name, as the server's messages give it.
+    fn journal_name(&self) -> String {
+        self.journal
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 /// Whether one line of `stderr` names `file` and, besides, a number within `offsets`.
 fn names_file_and_offset(stderr: &str, d: &Damaged, offsets: RangeInclusive<usize>) -> bool {
-    let file = d
-        .journal
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let file = d.journal_name();
     let dir = d.data.display().to_string();
     stderr.lines().filter(|l| l.contains(&file)).any(|line| {
         line.replace(&dir, " ")
@@ -170,12 +176,7 @@ async fn after_a_power_cut_a_damaged_journal_is_cut_and_the_server_serves() {
         ),
     };
     let addr = server.addr;
-    let file = d
-        .journal
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let file = d.journal_name();
     let stderr = server.stderr_eventually_contains(&file).await;
     assert!(
         names_file_and_offset(&stderr, &d, d.target.0..=d.flipped_at),
