@@ -189,16 +189,12 @@ impl Outbound {
         self.lock().close.is_some()
     }
 
-    /// Appends every pending frame to `out` and reports whether a close was asked for. The
-    /// bytes stay counted until [`Outbound::written`] says they left.
-    pub fn take(&self, out: &mut Vec<u8>) -> Option<Close> {
-        self.take_all(out).0
-    }
-
-    /// Like [`Outbound::take`], and also whether presence changes overflowed since the last
-    /// take: the writer should then add every room-mate's current presence (see
-    /// [`MAX_PENDING_PRESENCE`]) and count it with [`Outbound::taken_extra`].
-    pub fn take_all(&self, out: &mut Vec<u8>) -> (Option<Close>, bool) {
+    /// Appends every pending frame (and pending presence) to `out`; reports whether a close
+    /// was asked for, and whether presence changes overflowed since the last take, in which
+    /// case the writer should add every room-mate's current presence (see
+    /// [`MAX_PENDING_PRESENCE`]) and count it with [`Outbound::taken_extra`]. The bytes stay
+    /// counted until [`Outbound::written`] says they left.
+    pub fn take(&self, out: &mut Vec<u8>) -> (Option<Close>, bool) {
         let mut q = self.lock();
         let frames = std::mem::take(&mut q.frames);
         let presence = if q.presence.is_empty() {
@@ -293,7 +289,7 @@ mod tests {
         assert_eq!(out.push(&f), Pushed::Overflow);
         assert_eq!(out.push(&f), Pushed::Closed);
         let mut buf = Vec::new();
-        let close = out.take(&mut buf).map(|c| c.code);
+        let close = out.take(&mut buf).0.map(|c| c.code);
         assert_eq!(close, Some(4002));
         assert!(buf.is_empty(), "queued frames are dropped on overflow");
     }
@@ -312,7 +308,7 @@ mod tests {
         let f = Bytes::from_static(b"123456");
         assert_eq!(out.push(&f), Pushed::Queued);
         let mut buf = Vec::new();
-        assert_eq!(out.take(&mut buf), None);
+        assert_eq!(out.take(&mut buf), (None, false));
         assert_eq!(
             out.push(&f),
             Pushed::Overflow,
@@ -381,8 +377,8 @@ mod tests {
             out.push_presence(&Arc::new(PresenceFrames::new(&format!("u{i}"))), true);
         }
         let mut buf = Vec::new();
-        assert_eq!(out.take_all(&mut buf), (None, true));
+        assert_eq!(out.take(&mut buf), (None, true));
         assert!(buf.is_empty(), "the pending changes were dropped");
-        assert_eq!(out.take_all(&mut buf), (None, false));
+        assert_eq!(out.take(&mut buf), (None, false));
     }
 }

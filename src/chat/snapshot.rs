@@ -22,15 +22,6 @@ impl Core {
         self.store
             .compact_if_due(move || Box::new(SnapshotStream { core, state: None }));
     }
-
-    /// Every record of a snapshot of the current state, for tests and tools.
-    pub fn snapshot_records(self: &Arc<Self>) -> Vec<Vec<u8>> {
-        SnapshotStream {
-            core: Arc::clone(self),
-            state: None,
-        }
-        .collect()
-    }
 }
 
 /// A room as copied for the snapshot: its record and its kept entries.

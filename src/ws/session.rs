@@ -158,7 +158,7 @@ impl Session<'_> {
         }
         loop {
             if closing.is_none() {
-                match self.conn.out.take_all(&mut wbuf) {
+                match self.conn.out.take(&mut wbuf) {
                     (Some(c), _) => {
                         wbuf.extend_from_slice(&frame::close_frame(c.code, c.reason));
                         closing = Some(Instant::now() + CLOSE_GRACE);
