@@ -63,7 +63,7 @@ pub struct Config {
     /// Burst size of the per-user token bucket. Default is 30.
     pub rate_burst: u32,
     /// Room budgets, all senders together: messages a second and their burst (defaults 50
-    /// and 100), bytes of `entry` frames a second and their burst (see [`ROOM_BYTE_RATE`]).
+    /// and 100), bytes of `entry` frames a second and their burst (see `ROOM_BYTE_RATE`).
     /// `rate_limit` 0 turns them off too.
     pub room_rate_limit: u32,
     pub room_rate_burst: u32,
@@ -83,7 +83,7 @@ pub struct Config {
     pub compact_bytes: u64,
     /// Successful registrations per client IP per hour; 0 turns the limit off. Default is 60.
     pub register_per_ip_per_hour: usize,
-    /// Failed logins for one account from all addresses within [`LOGIN_WINDOW`] before every
+    /// Failed logins for one account from all addresses within `LOGIN_WINDOW` before every
     /// address gets 429. Default is 100.
     pub login_account_failures: usize,
 }
