@@ -22,7 +22,7 @@
 //!
 //! Layers point one way: `server` → `http`, `api`, `ws` → `chat` → `config`, `store` →
 //! `protocol`, `metrics`.
-//! - [`protocol`]: the JSON shapes of `shared/PROTOCOL.md`.
+//! - [`protocol`]: the JSON shapes of `docs/PROTOCOL.md`.
 //! - [`metrics`]: counters for `/metrics`.
 //!
 //! `server`, `http`, `api` and `ws` are private to the crate; the others are public for the

@@ -1,4 +1,4 @@
-//! The JSON shapes of `shared/PROTOCOL.md`: REST bodies and WebSocket frames, as serde types.
+//! The JSON shapes of `docs/PROTOCOL.md`: REST bodies and WebSocket frames, as serde types.
 //!
 //! Everything a client sees is built here, so the wire format is decided in one file.
 

@@ -1,5 +1,5 @@
 //! The REST API against a real server over real sockets: accounts, sessions, presence, rooms,
-//! history and the operations endpoints, with each error code of shared/PROTOCOL.md.
+//! history and the operations endpoints, with each error code of docs/PROTOCOL.md.
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! The HTTP layer's limits and connection handling against a real server: each limit of
-//! shared/PROTOCOL.md with its exact status while other clients keep being served, timeouts,
+//! docs/PROTOCOL.md with its exact status while other clients keep being served, timeouts,
 //! keep-alive and pipelining, and the connection caps.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The stricter HTTP rules of v1.1 (shared/PROTOCOL.md, "HTTP limits"): `Host`, `HEAD`, the
+//! The stricter HTTP rules of v1.1 (docs/PROTOCOL.md, "HTTP limits"): `Host`, `HEAD`, the
 //! body timeout, dribbled requests, and a client that does not read its answers.
 
 mod common;

@@ -1,6 +1,6 @@
 //! parley-cli: the terminal client of the Parley chat server.
 //!
-//! It speaks only the public contract (`shared/PROTOCOL.md`): REST for accounts and
+//! It speaks only the public contract (`docs/PROTOCOL.md`): REST for accounts and
 //! rooms, one WebSocket for everything live.
 //!
 //! # Layout

@@ -1,4 +1,4 @@
-//! The JSON shapes of the Parley wire contract (`shared/PROTOCOL.md`) that the client
+//! The JSON shapes of the Parley wire contract (`docs/PROTOCOL.md`) that the client
 //! reads and writes: REST bodies and WebSocket frames.
 //!
 //! Decoding is lenient where leniency costs nothing: unknown fields are ignored, unknown

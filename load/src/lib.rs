@@ -1,6 +1,6 @@
 //! `parley-load`: an efficient load generator for Parley servers, and the driver of the
 //! workspace's `cargo bench` targets. It speaks only the public contract
-//! (`shared/PROTOCOL.md`): REST for accounts and rooms, WebSocket for messages.
+//! (`docs/PROTOCOL.md`): REST for accounts and rooms, WebSocket for messages.
 //!
 //! # Layout
 //!

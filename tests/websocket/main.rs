@@ -1,4 +1,4 @@
-//! Black-box tests of the WebSocket side of the contract (`shared/PROTOCOL.md`, "Rooms" and
+//! Black-box tests of the WebSocket side of the contract (`docs/PROTOCOL.md`, "Rooms" and
 //! "WebSocket"): several real clients against a real in-process server on 127.0.0.1:0.
 //!
 //! - `delivery`: fan-out, ordering, join/leave entries, history on join, `sync`, `hello`.
