@@ -1,0 +1,291 @@
+//! Roles, bans, mutes, invitations, private rooms, topics and ownership transfers are state
+//! like any other: the built server keeps them across a clean restart, a `kill -9`, and a
+//! compaction followed by a `kill -9`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::journal::journal_files;
+use crate::common::process::{start, Proc, TempDir};
+use crate::common::*;
+use crate::*;
+
+/// The users and rooms of [`build`].
+struct State {
+    /// Owner of `private`; made `tess` the owner of `public`.
+    pat: String,
+    /// Moderator of `private`.
+    mona: String,
+    /// Member of `private`, muted for an hour.
+    mel: String,
+    /// Banned from `private` without ever joining.
+    bart: String,
+    /// Invited to `private`, not yet joined.
+    ivy: String,
+    /// Kicked from `public`; knows of neither room otherwise.
+    otto: String,
+    /// Owner of `public` by transfer.
+    tess: String,
+    /// Invited to `private` late (after the compaction, in that test).
+    una: String,
+    private: String,
+    public: String,
+}
+
+async fn build(a: SocketAddr) -> State {
+    let mut t = Vec::new();
+    for n in ["Pat", "mona", "mel", "bart", "ivy", "otto", "tess", "una"] {
+        t.push(user(a, n).await);
+    }
+    let [pat, mona, mel, bart, ivy, otto, tess, una] = t.try_into().unwrap();
+    let private = create(
+        a,
+        &pat,
+        json!({ "name": "plans", "visibility": "private", "topic": "secret plans" }),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (n, token) in [("MONA", &mona), ("mel", &mel)] {
+        assert_204(&invite(a, &pat, &private, n).await);
+        assert_eq!(join(a, token, &private).await.status, 200);
+    }
+    assert_204(&set_role(a, &pat, &private, "mona", "moderator").await);
+    assert_204(&mute(a, &mona, &private, "mel", json!(3600)).await);
+    assert_204(&ban(a, &mona, &private, "bart", Some("trouble")).await);
+    assert_204(&invite(a, &mona, &private, "ivy").await);
+    let r = patch(
+        a,
+        &pat,
+        &private,
+        json!({ "name": "Plans", "topic": "plans, secret" }),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+
+    let public = room(a, &pat, "town square").await;
+    for token in [&tess, &otto] {
+        assert_eq!(join(a, token, &public).await.status, 200);
+    }
+    assert_204(&kick(a, &pat, &public, "otto", Some("loud")).await);
+    assert_204(&set_role(a, &pat, &public, "tess", "owner").await);
+    State {
+        pat,
+        mona,
+        mel,
+        bart,
+        ivy,
+        otto,
+        tess,
+        una,
+        private,
+        public,
+    }
+}
+
+/// A room's details without what may differ after a restart: presence and read markers.
+async fn stable_details(a: SocketAddr, token: &str, id: &str) -> Value {
+    let r = details(a, token, id).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let mut v = r.json();
+    let o = v.as_object_mut().unwrap();
+    o.remove("read_seq");
+    o.remove("unread");
+    for m in v["member_list"].as_array_mut().expect("member_list") {
+        m.as_object_mut().unwrap().remove("online");
+    }
+    v
+}
+
+/// What users see of the state, to compare before and after.
+async fn look(a: SocketAddr, s: &State) -> Value {
+    let ivy_invites = me(a, &s.ivy).await["invites"].clone();
+    let una_invites = me(a, &s.una).await["invites"].clone();
+    json!({
+        "private": stable_details(a, &s.mona, &s.private).await,
+        "public": stable_details(a, &s.tess, &s.public).await,
+        "private history": history(a, &s.pat, &s.private).await.0,
+        "public history": history(a, &s.tess, &s.public).await.0,
+        "ivy's invites": ivy_invites,
+        "una's invites": una_invites,
+        "bans": bans(a, &s.mona, &s.private).await.json(),
+        "listed to otto": listed(a, &s.otto).await,
+        "listed to mel": listed(a, &s.mel).await,
+    })
+}
+
+/// What the state must still do: checks that change nothing.
+async fn behaves(a: SocketAddr, s: &State) {
+    let d = stable_details(a, &s.mona, &s.private).await;
+    assert_eq!(
+        (
+            &d["visibility"],
+            &d["topic"],
+            &d["name"],
+            &d["role"],
+            &d["owner"]
+        ),
+        (
+            &json!("private"),
+            &json!("plans, secret"),
+            &json!("Plans"),
+            &json!("moderator"),
+            &json!("Pat")
+        ),
+        "{d}"
+    );
+    assert_eq!(
+        roles_of(&d),
+        [
+            ("Pat".to_string(), "owner".to_string()),
+            ("mel".into(), "member".into()),
+            ("mona".into(), "moderator".into())
+        ]
+    );
+    let d = stable_details(a, &s.tess, &s.public).await;
+    assert_eq!((&d["owner"], &d["role"]), (&json!("tess"), &json!("owner")));
+    assert_eq!(
+        roles_of(&d),
+        [
+            ("Pat".to_string(), "moderator".to_string()),
+            ("tess".into(), "owner".into())
+        ]
+    );
+    // Pat, no longer the owner of the public room, may not delete it.
+    assert_error(&delete_room(a, &s.pat, &s.public).await, 403, "forbidden");
+    // Mel is still muted, for about an hour more.
+    let (mut w, hello) = ws_hello(a, &s.mel).await;
+    let r = hello["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == s.private.as_str())
+        .cloned()
+        .expect("mel is still in the private room");
+    assert_eq!(r["role"], "member");
+    let f = try_send(&mut w, &s.private, "am I still muted?").await;
+    assert_eq!(f["code"], "muted", "{f}");
+    let left = f["retry_after_ms"].as_u64().expect("retry_after_ms");
+    assert!(left > 3_000_000 && left <= 3_600_000, "{left}");
+    // Bart is still banned, Ivy still invited, Otto still shut out.
+    assert_error(&join(a, &s.bart, &s.private).await, 403, "banned");
+    assert_error(&invite(a, &s.mona, &s.private, "bart").await, 409, "banned");
+    assert_eq!(details(a, &s.ivy, &s.private).await.status, 200);
+    assert_error(
+        &messages(a, &s.ivy, &s.private).await,
+        403,
+        "room_restricted",
+    );
+    assert_error(
+        &details(a, &s.otto, &s.private).await,
+        403,
+        "room_restricted",
+    );
+    assert!(!listed(a, &s.otto).await.contains(&s.private));
+}
+
+/// The timeline of the private room names every moderation entry, in order.
+fn private_kinds(seen: &Value) -> Vec<Value> {
+    seen["private history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| json!([e["kind"], e["target"]]))
+        .collect()
+}
+
+async fn restart(server: Proc, data: &std::path::Path, crash: bool, flags: &[&str]) -> Proc {
+    if crash {
+        let mut server = server;
+        server.kill_9();
+    } else {
+        server.stop().await;
+    }
+    start(data, flags)
+}
+
+async fn survives(name: &str, crash: bool) {
+    let tmp = TempDir::new(name);
+    let data = tmp.data();
+    let server = start(&data, &[]);
+    let s = build(server.addr).await;
+    assert_204(&invite(server.addr, &s.pat, &s.private, "una").await);
+    let before = look(server.addr, &s).await;
+    assert_eq!(
+        private_kinds(&before),
+        [
+            json!(["join", null]),
+            json!(["join", null]),
+            json!(["join", null]),
+            json!(["role", "mona"]),
+            json!(["mute", "mel"]),
+            json!(["ban", "bart"]),
+            json!(["update", null]),
+        ]
+    );
+    behaves(server.addr, &s).await;
+
+    let server = restart(server, &data, crash, &[]).await;
+    assert_eq!(look(server.addr, &s).await, before, "after the restart");
+    behaves(server.addr, &s).await;
+    // Once more: what the restarted server wrote is read back too.
+    let server = restart(server, &data, crash, &[]).await;
+    assert_eq!(
+        look(server.addr, &s).await,
+        before,
+        "after a second restart"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moderation_state_survives_a_clean_restart() {
+    survives("mod-restart", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moderation_state_survives_kill_9() {
+    survives("mod-kill", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moderation_state_survives_a_compaction_and_kill_9() {
+    let tmp = TempDir::new("mod-compact");
+    let data = tmp.data();
+    let flags = ["--compact-bytes", "4096"];
+    let server = start(&data, &flags);
+    let a = server.addr;
+    let s = build(a).await;
+    let first_journal = journal_files(&data).remove(0);
+    // Enough traffic to pass 4096 journal bytes, in the public room.
+    let (mut w, _) = ws_hello(a, &s.tess).await;
+    for i in 0..60 {
+        w.say(
+            &s.public,
+            &format!("filler {i} to make the journal grow"),
+            &format!("f{i}"),
+        )
+        .await;
+    }
+    w.next_where("entry", |f| f["nonce"] == "f59").await;
+    // The sweep compacts within a second or so of the journal passing 4096 bytes.
+    let deadline = Instant::now() + WAIT;
+    while !data.join("snapshot").exists() || first_journal.exists() {
+        assert!(Instant::now() < deadline, "no snapshot was written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // One more change that only the new journal holds.
+    assert_204(&invite(a, &s.pat, &s.private, "UNA").await);
+    let before = look(a, &s).await;
+    assert_eq!(before["una's invites"][0]["by"], "Pat", "{before}");
+    drop(w);
+
+    let server = restart(server, &data, true, &flags).await;
+    assert!(!first_journal.exists(), "recovery starts from the snapshot");
+    assert_eq!(look(server.addr, &s).await, before, "after the compaction");
+    behaves(server.addr, &s).await;
+    server.stop().await;
+}
