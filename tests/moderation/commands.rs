@@ -7,15 +7,29 @@ use serde_json::{json, Value};
 use crate::common::*;
 use crate::*;
 
-/// Asks `line` in `room` and checks the reply's `command` and `data`.
-async fn command(w: &mut Ws, room: &str, line: &str, name: &str, data: &Value) -> Value {
-    let r = ask(w, room, line, "reply").await;
+/// Asks `line` in `room`, checks the reply's `command` and `data`, and returns the reply and
+/// the entry of `kind` the command appended to the room, whether it reached `w` before the
+/// reply or after it.
+async fn command(
+    w: &mut Ws,
+    room: &str,
+    line: &str,
+    name: &str,
+    data: &Value,
+    kind: &str,
+) -> (Value, Value) {
+    let (r, before) = ask_seen(w, room, line, "reply").await;
     assert_eq!(
         (&r["command"], &r["data"]),
         (&json!(name), data),
         "{line}: {r}"
     );
-    r
+    let is_it = |f: &Value| f["type"] == "entry" && f["room"] == room && f["kind"] == kind;
+    let entry = match before.iter().find(|f| is_it(f)) {
+        Some(e) => e.clone(),
+        None => next_entry(w, room, kind).await,
+    };
+    (r, entry)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,72 +43,79 @@ async fn moderation_commands_act_on_the_frames_room_and_reply_with_the_rest_data
     let null = json!(null);
     let id = c.id.as_str();
 
-    command(&mut wo, id, "/invite SCGUEST", "invite", &null).await;
+    let r = ask(&mut wo, id, "/invite SCGUEST", "reply").await;
+    assert_eq!((&r["command"], &r["data"]), (&json!("invite"), &null));
     let inv = wg.next_where("invite", |_| true).await;
     assert_eq!(
         (&inv["room"]["id"], &inv["by"]),
         (&json!(id), &json!("scown"))
     );
 
-    command(&mut wo, id, "/kick SCMEM being rude", "kick", &null).await;
-    let e = next_entry(&mut wo, id, "kick").await;
+    let (_, e) = command(&mut wo, id, "/kick SCMEM being rude", "kick", &null, "kick").await;
     assert_eq!(
         (&e["from"], &e["target"], &e["text"]),
         (&json!("scown"), &json!("scmem"), &json!("being rude"))
     );
     assert_eq!(join(a, &c.member, id).await.status, 200);
 
-    command(&mut wo, id, "/ban scMem spam and more", "ban", &null).await;
-    let e = next_entry(&mut wo, id, "ban").await;
+    let (_, e) = command(&mut wo, id, "/ban scMem spam and more", "ban", &null, "ban").await;
     assert_eq!(
         (&e["target"], &e["text"]),
         (&json!("scmem"), &json!("spam and more"))
     );
     assert_error(&join(a, &c.member, id).await, 403, "banned");
-    command(&mut wo, id, "/unban SCMEM", "unban", &null).await;
-    let e = next_entry(&mut wo, id, "unban").await;
+    let (_, e) = command(&mut wo, id, "/unban SCMEM", "unban", &null, "unban").await;
     assert_eq!(e["target"], "scmem");
     assert_eq!(join(a, &c.member, id).await.status, 200);
 
     let t0 = now_ms();
-    command(&mut wo, id, "/mute scmem 60", "mute", &null).await;
-    let e = next_entry(&mut wo, id, "mute").await;
+    let (_, e) = command(&mut wo, id, "/mute scmem 60", "mute", &null, "mute").await;
     let until = e["until"].as_u64().expect("until");
     assert!(
         until + 5 >= t0 + 60_000 && until <= now_ms() + 60_005,
         "{e}"
     );
-    command(&mut wo, id, "/unmute ScMem", "unmute", &null).await;
-    let e = next_entry(&mut wo, id, "unmute").await;
+    let (_, e) = command(&mut wo, id, "/unmute ScMem", "unmute", &null, "unmute").await;
     assert_eq!(e["target"], "scmem");
 
-    command(&mut wo, id, "/op scmem", "op", &null).await;
-    let e = next_entry(&mut wo, id, "role").await;
+    let (_, e) = command(&mut wo, id, "/op scmem", "op", &null, "role").await;
     assert_eq!(
         (&e["target"], &e["text"]),
         (&json!("scmem"), &json!("moderator"))
     );
-    command(&mut wo, id, "/deop SCMEM", "deop", &null).await;
-    let e = next_entry(&mut wo, id, "role").await;
+    let (_, e) = command(&mut wo, id, "/deop SCMEM", "deop", &null, "role").await;
     assert_eq!(
         (&e["target"], &e["text"]),
         (&json!("scmem"), &json!("member"))
     );
 
-    let r = ask(&mut wo, id, "/topic what we talk about here", "reply").await;
-    assert_eq!(r["command"], "topic");
-    let e = next_entry(&mut wo, id, "update").await;
+    // /topic and /visibility answer the Room, as PATCH does.
+    let line = "/topic what we talk about here";
+    let d = without_member_list(details(a, &c.owner, id).await.json());
+    let mut want = d.clone();
+    want["topic"] = json!("what we talk about here");
+    want["last_seq"] = json!(d["last_seq"].as_u64().unwrap() + 1);
+    let (r, e) = command(&mut wo, id, line, "topic", &want, "update").await;
     assert_eq!(e["changes"], json!({ "topic": "what we talk about here" }));
-    let d = without_member_list(details(a, &c.owner, id).await.json());
-    assert_eq!(r["data"], d, "/topic answers the Room, as PATCH does");
+    assert_eq!(
+        r["data"],
+        without_member_list(details(a, &c.owner, id).await.json())
+    );
 
-    let r = ask(&mut wo, id, "/visibility private", "reply").await;
-    assert_eq!(r["command"], "visibility");
-    let e = next_entry(&mut wo, id, "update").await;
-    assert_eq!(e["changes"], json!({ "visibility": "private" }));
     let d = without_member_list(details(a, &c.owner, id).await.json());
-    assert_eq!(r["data"], d);
-    assert_eq!(d["visibility"], "private");
+    let mut want = d.clone();
+    want["visibility"] = json!("private");
+    want["last_seq"] = json!(d["last_seq"].as_u64().unwrap() + 1);
+    let (_, e) = command(
+        &mut wo,
+        id,
+        "/visibility private",
+        "visibility",
+        &want,
+        "update",
+    )
+    .await;
+    assert_eq!(e["changes"], json!({ "visibility": "private" }));
     let stranger = user(a, "scstranger").await;
     assert_error(&details(a, &stranger, id).await, 403, "room_restricted");
     let r = ask(&mut wo, id, "/visibility public", "reply").await;

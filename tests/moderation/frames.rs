@@ -57,7 +57,7 @@ async fn joined_arrives_just_before_history_on_each_connection_for_every_door() 
     let s = server().await;
     let a = s.addr;
     let ada = user(a, "ada").await;
-    let bo = user(a, "bo").await;
+    let bo = user(a, "bob").await;
     let (mut a1, _) = ws_hello(a, &ada).await;
     let (mut a2, _) = ws_hello(a, &ada).await;
     let (mut b1, _) = ws_hello(a, &bo).await;
@@ -104,7 +104,7 @@ async fn joined_arrives_just_before_history_on_each_connection_for_every_door() 
     )
     .await;
     let qid = priv_room["id"].as_str().unwrap().to_string();
-    assert_204(&invite(a, &ada, &qid, "bo").await);
+    assert_204(&invite(a, &ada, &qid, "bob").await);
     for w in [&mut b1, &mut b2] {
         w.next_where("invite", |f| f["room"]["id"] == qid.as_str())
             .await;

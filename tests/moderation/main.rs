@@ -275,10 +275,16 @@ pub async fn listed(addr: SocketAddr, token: &str) -> Vec<String> {
 /// Sends a `send` frame with a nonce and returns the `reply` or `error` frame that echoes it,
 /// which must be of type `kind`.
 pub async fn ask(w: &mut Ws, room: &str, text: &str, kind: &str) -> Value {
+    ask_seen(w, room, text, kind).await.0
+}
+
+/// [`ask`], also returning the frames that arrived before the answer.
+pub async fn ask_seen(w: &mut Ws, room: &str, text: &str, kind: &str) -> (Value, Vec<Value>) {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nonce = format!("ask-{}", NEXT.fetch_add(1, Ordering::Relaxed));
     w.send(json!({ "type": "send", "room": room, "text": text, "nonce": nonce }))
         .await;
+    let mut before = Vec::new();
     let f = loop {
         let f = w
             .next()
@@ -287,9 +293,10 @@ pub async fn ask(w: &mut Ws, room: &str, text: &str, kind: &str) -> Value {
         if (f["type"] == "reply" || f["type"] == "error") && f["nonce"] == nonce.as_str() {
             break f;
         }
+        before.push(f);
     };
     assert_eq!(f["type"], kind, "answer to {text:?}: {f}");
-    f
+    (f, before)
 }
 
 /// Skips frames until an `entry` of `kind` in `room` arrives.
