@@ -9,6 +9,7 @@
 //! - `frames`: what each party receives (`invite`, `joined`, `room_deleted`, removal entries)
 //!   and does not; ownership passing on transfer and on the owner's leave.
 //! - `mutes`: a muted member's sends are refused until the mute ends, by itself or by unmute.
+//! - `entries`: moderation entries are numbered, delivered, kept and synced like others.
 //! - `commands`: the v1.1 slash commands answer with the REST call's data or error code.
 //! - `persistence`: roles, bans, mutes, invites, private rooms and topics survive a clean
 //!   restart, a `kill -9` and a compaction of the built binary.
@@ -17,6 +18,7 @@
 mod common;
 
 mod commands;
+mod entries;
 mod errors;
 mod frames;
 mod mutes;
