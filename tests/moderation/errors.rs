@@ -73,6 +73,9 @@ async fn a_banned_user_cannot_join_or_be_invited_until_unbanned() {
         assert_error(&join(a, &x, &c.id).await, 403, "banned");
         assert_error(&invite(a, &c.owner, &c.id, "bjx").await, 409, "banned");
     }
+    // Banned from a private room, a user is an outsider there for all else.
+    assert_error(&details(a, &x, &private.id).await, 403, "room_restricted");
+    assert_error(&messages(a, &x, &private.id).await, 403, "room_restricted");
     // The member of the public room is banned while in it: removed, and kept out.
     assert_204(&ban(a, &public.moderator, &public.id, "bjmem", None).await);
     assert_error(&join(a, &public.member, &public.id).await, 403, "banned");
