@@ -1,5 +1,7 @@
 //! REST routing and handlers. Handlers are thin: they parse, call the chat core and shape the
-//! answer; the core decides everything.
+//! answer; the core decides everything. Administration and password changes are in `admin`.
+
+mod admin;
 
 use std::net::IpAddr;
 
@@ -20,7 +22,9 @@ fn allowed(segments: &[&str]) -> Option<&'static [&'static str]> {
     Some(match segments {
         ["healthz"] | ["metrics"] => GET,
         ["api", "v1", rest @ ..] => match rest {
-            ["register"] | ["login"] | ["logout"] => POST,
+            ["register"] | ["login"] | ["logout"] | ["password"] => POST,
+            ["admin", "invite-codes"] | ["admin", "users"] => POST,
+            ["admin", "users", _, "disable"] | ["admin", "users", _, "enable"] => POST,
             ["me"] | ["users"] | ["users", _] | ["ws"] => GET,
             ["rooms"] => BOTH,
             ["rooms", _] | ["rooms", _, "messages"] => GET,
@@ -103,7 +107,8 @@ async fn route(
         ["metrics"] => metrics(core),
         ["api", "v1", "register"] => match body::<Credentials>(req) {
             Ok(c) => {
-                let username = core.register(&c.username, &c.password, from).await?;
+                let code = c.invite_code.as_deref();
+                let username = core.register(&c.username, &c.password, code, from).await?;
                 Response::json(201, &json!({ "username": username }))
             }
             Err(resp) => resp,
@@ -122,7 +127,15 @@ async fn route(
         ["api", "v1", "me"] => {
             let a = auth(core, req)?;
             let rooms = core.my_rooms(&a.user);
-            Response::json(200, &json!({ "username": a.user.name, "rooms": rooms }))
+            let admin = core.is_admin(&a.user);
+            Response::json(
+                200,
+                &json!({ "username": a.user.name, "rooms": rooms, "admin": admin }),
+            )
+        }
+        ["api", "v1", "password"] => admin::change_password(core, req, from).await?,
+        ["api", "v1", "admin", rest @ ..] if matches!(rest, ["invite-codes" | "users", ..]) => {
+            admin::route(core, req, rest, from).await?
         }
         ["api", "v1", "users"] => {
             auth(core, req)?;

@@ -39,6 +39,15 @@ pub enum ChatError {
     },
     /// The journal failed; nothing can be acknowledged.
     Unavailable,
+    /// A call the caller may not make: an admin-only call by someone else (403).
+    Forbidden,
+    /// Registering under `--registration invite` without a live invite code (403).
+    InviteRequired,
+    /// Registering under `--registration closed` (403).
+    RegistrationClosed,
+    /// Logging in to an account an admin disabled (403), told only after the password
+    /// verified.
+    AccountDisabled,
 }
 
 impl ChatError {
@@ -51,7 +60,7 @@ impl ChatError {
             | EmptyMessage | MessageTooLong | UnknownCommand(_) | BadCommand(_) | BadRequest(_) => {
                 400
             }
-            NotAMember => 403,
+            NotAMember | Forbidden | InviteRequired | RegistrationClosed | AccountDisabled => 403,
             UserNotFound | RoomNotFound => 404,
             UsernameTaken | RoomFull | TooManyRooms | TooManyOwnedRooms | NotInRoom => 409,
             TooManyAttempts { .. } | RateLimited { .. } => 429,
@@ -84,6 +93,10 @@ impl ChatError {
             BadCommand(_) => "bad_command",
             Busy { .. } => "server_busy",
             Unavailable => "unavailable",
+            Forbidden => "forbidden",
+            InviteRequired => "invite_required",
+            RegistrationClosed => "registration_closed",
+            AccountDisabled => "account_disabled",
         }
     }
 
@@ -126,6 +139,10 @@ impl fmt::Display for ChatError {
             BadCommand(usage) => write!(f, "usage: {usage}"),
             Busy { .. } => write!(f, "the server is busy; try again shortly"),
             Unavailable => write!(f, "the server cannot store data right now"),
+            Forbidden => write!(f, "you are not allowed to do that"),
+            InviteRequired => write!(f, "registration needs a valid, unused invite code"),
+            RegistrationClosed => write!(f, "registration is closed; ask an administrator"),
+            AccountDisabled => write!(f, "this account is disabled"),
         }
     }
 }
