@@ -278,6 +278,9 @@ pub enum ClientFrame {
 pub struct Credentials {
     pub username: String,
     pub password: String,
+    /// Needed to register under `--registration invite`; ignored elsewhere.
+    #[serde(default)]
+    pub invite_code: Option<String>,
 }
 
 /// `POST /api/v1/rooms` body. `name` may be missing (`invalid_room_name`).
@@ -314,4 +317,28 @@ pub struct ModerationRequest {
     pub seconds: Option<Value>,
     #[serde(default)]
     pub role: Option<Value>,
+}
+
+/// `POST /api/v1/admin/invite-codes` body; both optional.
+#[derive(Debug, Default, Deserialize)]
+pub struct NewInviteCode {
+    pub uses: Option<u64>,
+    /// Seconds from now.
+    pub expires_in: Option<u64>,
+}
+
+/// A new invite code, shown once: the server keeps only its hash.
+#[derive(Debug, Serialize)]
+pub struct InviteCode {
+    pub code: String,
+    pub uses: u32,
+    /// ts after which the code no longer works.
+    pub expires: u64,
+}
+
+/// `POST /api/v1/password` body.
+#[derive(Debug, Deserialize)]
+pub struct PasswordChange {
+    pub old: String,
+    pub new: String,
 }

@@ -1,6 +1,8 @@
 //! REST routing and handlers. Handlers are thin: they parse, call the chat core and shape the
-//! answer; the core decides everything. The room calls live in `rooms`.
+//! answer; the core decides everything. The room calls live in `rooms`; administration
+//! and password changes in `admin`.
 
+mod admin;
 mod rooms;
 
 use std::net::IpAddr;
@@ -21,7 +23,9 @@ fn allowed(segments: &[&str]) -> Option<&'static [&'static str]> {
     Some(match segments {
         ["healthz"] | ["metrics"] => GET,
         ["api", "v1", rest @ ..] => match rest {
-            ["register"] | ["login"] | ["logout"] => POST,
+            ["register"] | ["login"] | ["logout"] | ["password"] => POST,
+            ["admin", "invite-codes"] | ["admin", "users"] => POST,
+            ["admin", "users", _, "disable"] | ["admin", "users", _, "enable"] => POST,
             ["me"] | ["users"] | ["users", _] | ["ws"] => GET,
             _ => return rooms::allowed(rest),
         },
@@ -100,7 +104,8 @@ async fn route(
         ["metrics"] => metrics(core),
         ["api", "v1", "register"] => match body::<Credentials>(req) {
             Ok(c) => {
-                let username = core.register(&c.username, &c.password, from).await?;
+                let code = c.invite_code.as_deref();
+                let username = core.register(&c.username, &c.password, code, from).await?;
                 Response::json(201, &json!({ "username": username }))
             }
             Err(resp) => resp,
@@ -119,6 +124,10 @@ async fn route(
         ["api", "v1", "me"] => {
             let a = auth(core, req)?;
             Response::json(200, &core.me(&a.user))
+        }
+        ["api", "v1", "password"] => admin::change_password(core, req, from).await?,
+        ["api", "v1", "admin", rest @ ..] if matches!(rest, ["invite-codes" | "users", ..]) => {
+            admin::route(core, req, rest, from).await?
         }
         ["api", "v1", "users"] => {
             auth(core, req)?;

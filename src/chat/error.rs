@@ -39,7 +39,7 @@ pub enum ChatError {
     },
     /// The journal failed; nothing can be acknowledged.
     Unavailable,
-    /// The role table does not allow it (403).
+    /// The role table or admin-only call does not allow it (403).
     Forbidden,
     /// A private room the user is neither a member of nor invited to (403).
     RoomRestricted,
@@ -62,6 +62,13 @@ pub enum ChatError {
     NotMuted,
     /// A room with as many pending invitations as it may hold (409).
     TooManyInvites,
+    /// Registering under `--registration invite` without a live invite code (403).
+    InviteRequired,
+    /// Registering under `--registration closed` (403).
+    RegistrationClosed,
+    /// Logging in to an account an admin disabled (403), told only after the password
+    /// verified.
+    AccountDisabled,
 }
 
 impl ChatError {
@@ -75,8 +82,8 @@ impl ChatError {
                 400
             }
             InvalidDuration | InvalidRole | InvalidVisibility | InvalidTopic => 400,
-            NotAMember | Forbidden | RoomRestricted | Muted { .. } => 403,
-            Banned => 403,
+            NotAMember | Forbidden | RoomRestricted | Muted { .. } | Banned | InviteRequired
+            | RegistrationClosed | AccountDisabled => 403,
             UserNotFound | RoomNotFound | NotBanned | NotMuted => 404,
             UsernameTaken | RoomFull | TooManyRooms | TooManyOwnedRooms | NotInRoom
             | AlreadyMember | TooManyInvites | InviteeBanned => 409,
@@ -122,6 +129,9 @@ impl ChatError {
             NotBanned => "not_banned",
             NotMuted => "not_muted",
             TooManyInvites => "too_many_invites",
+            InviteRequired => "invite_required",
+            RegistrationClosed => "registration_closed",
+            AccountDisabled => "account_disabled",
         }
     }
 
@@ -165,7 +175,7 @@ impl fmt::Display for ChatError {
             BadCommand(usage) => write!(f, "usage: {usage}"),
             Busy { .. } => write!(f, "the server is busy; try again shortly"),
             Unavailable => write!(f, "the server cannot store data right now"),
-            Forbidden => write!(f, "your role in this room does not allow that"),
+            Forbidden => write!(f, "you are not allowed to do that"),
             RoomRestricted => write!(f, "this room is private: it needs an invitation"),
             Banned => write!(f, "banned from this room"),
             InviteeBanned => write!(f, "that user is banned from this room"),
@@ -181,6 +191,9 @@ impl fmt::Display for ChatError {
             NotBanned => write!(f, "that user is not banned here"),
             NotMuted => write!(f, "that user is not muted here"),
             TooManyInvites => write!(f, "this room has as many pending invitations as it may"),
+            InviteRequired => write!(f, "registration needs a valid, unused invite code"),
+            RegistrationClosed => write!(f, "registration is closed; ask an administrator"),
+            AccountDisabled => write!(f, "this account is disabled"),
         }
     }
 }

@@ -111,6 +111,7 @@ impl Core {
             "username": user.name,
             "rooms": self.my_rooms(user),
             "invites": self.my_invites(user),
+            "admin": self.is_admin(user),
         })
     }
 

@@ -23,7 +23,8 @@
 //!
 //! # Layout
 //! `Core` and the one `apply` are here; its other methods live by concept in `accounts`
-//! (registration, login, sessions), `presence`, `membership` (rooms, joins, leaves),
+//! (registration, login, sessions), `admin` (admins, invite codes, disabled accounts,
+//! password changes), `presence`, `membership` (rooms, joins, leaves),
 //! `timeline` (messages, sync, history), `connections` (WebSocket registration, heartbeat)
 //! and `lifecycle` (epoch, sweeps, snapshots). Data structures: `rooms` (the sharded table),
 //! `ring` (history), `users`, `throttle` (login and registration windows); helpers:
@@ -47,6 +48,7 @@ pub(crate) mod users;
 pub(crate) mod wire;
 
 mod accounts;
+mod admin;
 mod connections;
 mod lifecycle;
 mod membership;
@@ -179,6 +181,7 @@ pub struct Core {
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     /// Failed logins and registrations by account and client address.
     throttle: Mutex<throttle::Throttle>,
+    invites: admin::Invites,
     hasher: HashPool,
     filter: Filter,
     store: Store,
@@ -201,6 +204,7 @@ impl Core {
             owned: Arc::default(),
             conns: Mutex::new(HashMap::new()),
             throttle: Mutex::new(throttle::Throttle::new()),
+            invites: Arc::default(),
             filter,
             store,
             epoch: RwLock::new(String::new()),
@@ -445,6 +449,13 @@ impl Core {
                     rs.append(e.clone());
                 }
             }
+            Record::InviteCodeCreated {
+                hash,
+                uses,
+                expires,
+            } => self.apply_invite_created(hash, *uses, *expires),
+            Record::InviteCodeUsed { hash, remaining } => self.apply_invite_used(hash, *remaining),
+            Record::UserDisabled { username, disabled } => self.apply_disabled(username, *disabled),
             Record::Entry(entry) => {
                 let Some(room) = self.rooms.get(&entry.room) else {
                     return;

@@ -90,12 +90,23 @@ impl SnapshotStream {
             users.values().cloned().collect()
         };
         for u in &users {
+            let (hash, disabled) = {
+                let us = u.lock();
+                (us.hash.clone(), us.disabled)
+            };
             ready.push_back(encode(&Record::UserRegistered {
                 username: u.name.clone(),
-                hash: u.lock().hash.clone(),
+                hash,
                 ts: 0,
             }));
+            if disabled {
+                ready.push_back(encode(&Record::UserDisabled {
+                    username: u.name.clone(),
+                    disabled,
+                }));
+            }
         }
+        ready.extend(core.invite_records().iter().map(encode));
         let sessions: Vec<Record> = core
             .sessions()
             .iter()

@@ -47,6 +47,8 @@ pub struct UserState {
     pub bucket: TokenBucket,
     /// State-changing REST calls per second (`--rest-rate-limit`).
     pub rest_bucket: TokenBucket,
+    /// Disabled by an admin: no login, no session.
+    pub disabled: bool,
 }
 
 impl User {
@@ -68,6 +70,7 @@ impl User {
                 online: false,
                 bucket: TokenBucket::full(burst),
                 rest_bucket: TokenBucket::full(rest_burst),
+                disabled: false,
             }),
         }
     }

@@ -99,6 +99,19 @@ pub enum Record {
         room: String,
         entries: Vec<KeptEntry>,
     },
+    /// An invite code (`--registration invite`). Only the SHA-256 of the code is kept, as
+    /// hex; `expires` is a ts. Applying it to a state that has the code changes nothing.
+    InviteCodeCreated {
+        hash: String,
+        uses: u32,
+        expires: u64,
+    },
+    /// A registration spent one use of an invite code: `remaining` uses are left (absolute,
+    /// and never raises what the state holds, so a repeated record changes nothing). At 0 the
+    /// code is gone.
+    InviteCodeUsed { hash: String, remaining: u32 },
+    /// An admin disabled (or enabled again) an account.
+    UserDisabled { username: String, disabled: bool },
 }
 
 /// A room's governance as a snapshot keeps it: what its moderation entries made of it.
