@@ -727,6 +727,7 @@ mod tests {
             from: from.into(),
             text: text.map(str::to_string),
             nonce: None,
+            extra: EntryExtra::default(),
         }
     }
 
@@ -756,6 +757,7 @@ mod tests {
                 .map(|s| entry("r", s, EntryKind::Message, "Al", Some("hi")))
                 .collect(),
             kept: 0,
+            gov: None,
         });
         assert_eq!(kept_seqs(&c, "r"), (vec![5, 6, 7], 7));
     }
@@ -774,8 +776,13 @@ mod tests {
             owner: "Al".into(),
             capacity: 5,
             ts: 0,
+            visibility: Default::default(),
+            topic: String::new(),
         };
-        let deleted = |id: &str| Record::RoomDeleted { id: id.into() };
+        let deleted = |id: &str| Record::RoomDeleted {
+            id: id.into(),
+            by: None,
+        };
         for rec in [created("r"), created("r"), created("s"), deleted("r")] {
             c.apply(&rec);
         }
@@ -788,7 +795,8 @@ mod tests {
         assert!(c.rooms.get("s").is_some());
         assert_eq!(c.owned_by("al"), 1);
         assert!(c.user("al").unwrap().lock().rooms.is_empty());
-        let listed = c.rooms("", None, 10).unwrap();
+        let al = c.user("al").unwrap();
+        let listed = c.rooms(&al, "", None, 10).unwrap();
         assert_eq!(listed.rooms.len(), 1);
     }
 
@@ -810,6 +818,7 @@ mod tests {
             members: vec!["Al".into()],
             entries: Vec::new(),
             kept: 2,
+            gov: None,
         });
         c.apply(&Record::KeptEntries {
             room: "r".into(),
@@ -826,6 +835,8 @@ mod tests {
             owner: "Al".into(),
             capacity: 1,
             ts: 0,
+            visibility: Default::default(),
+            topic: String::new(),
         });
         c.apply(&Record::Entry(entry("r", 3, EntryKind::Leave, "Al", None)));
         c.apply(&Record::Entry(entry(
@@ -837,8 +848,8 @@ mod tests {
         )));
         assert_eq!(kept_seqs(&c, "r"), (vec![2, 3, 4], 4));
         let room = c.rooms.get("r").unwrap();
-        assert_eq!(room.name, "general");
         let rs = room.lock();
+        assert_eq!(rs.gov.name, "general");
         assert!(
             rs.members.contains_key("al"),
             "the repeated leave was skipped"
