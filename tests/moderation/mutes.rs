@@ -75,6 +75,8 @@ async fn a_mute_refuses_sends_until_it_ends_by_itself_at_until() {
         .map(|e| e["kind"].clone())
         .collect();
     assert_eq!(kinds, [json!("message")], "no unmute entry");
+    // Over, it is no longer there to lift.
+    assert_eq!(unmute(a, &c.owner, &c.id, "mumem").await.status, 404);
     s.stop().await;
 }
 

@@ -336,6 +336,14 @@ async fn visibility_roles_transfer_and_delete_are_for_the_owner_only() {
     );
     assert_204(&set_role(a, &c.owner, &c.id, "omem", "moderator").await);
     assert_204(&set_role(a, &c.owner, &c.id, "omod", "member").await);
+    // The demoted moderator lost the powers, the promoted member gained them.
+    assert_error(
+        &patch(a, &c.moderator, &c.id, json!({ "topic": "still mine?" })).await,
+        403,
+        "forbidden",
+    );
+    let r = patch(a, &c.member, &c.id, json!({ "topic": "mine now" })).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
     assert_eq!(
         roles_of(&details(a, &c.owner, &c.id).await.json()),
         [
