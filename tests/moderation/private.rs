@@ -349,3 +349,26 @@ async fn every_room_view_carries_kind_visibility_topic_and_the_callers_role() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_kicked_from_a_private_room_is_an_outsider_again() {
+    let s = server().await;
+    let a = s.addr;
+    let c = cast(a, "kp", "private").await;
+    assert!(listed(a, &c.member).await.contains(&c.id));
+    assert_204(&kick(a, &c.moderator, &c.id, "KPMEM", Some("out")).await);
+    assert!(!listed(a, &c.member).await.contains(&c.id));
+    assert_error(&details(a, &c.member, &c.id).await, 403, "room_restricted");
+    assert_error(&join(a, &c.member, &c.id).await, 403, "room_restricted");
+    assert_eq!(me(a, &c.member).await["invites"], json!([]));
+    // A new invitation lets them back.
+    assert_204(&invite(a, &c.moderator, &c.id, "kpmem").await);
+    let r = join(a, &c.member, &c.id).await;
+    assert_eq!(
+        (r.status, &r.json()["role"]),
+        (200, &json!("member")),
+        "{:?}",
+        r.json()
+    );
+    s.stop().await;
+}
