@@ -33,14 +33,26 @@ pub(crate) const HELP: &[(&str, &str)] = &[
     ("/me", "who you are and your rooms"),
     ("/invite USER", "invite a user to this room"),
     ("/kick USER [REASON]", "remove a member (moderators)"),
-    ("/ban USER [REASON]", "ban a user from this room (moderators)"),
+    (
+        "/ban USER [REASON]",
+        "ban a user from this room (moderators)",
+    ),
     ("/unban USER", "lift a ban (moderators)"),
-    ("/mute USER SECONDS", "mute a member for a while (moderators)"),
+    (
+        "/mute USER SECONDS",
+        "mute a member for a while (moderators)",
+    ),
     ("/unmute USER", "lift a mute (moderators)"),
     ("/op USER", "make a member a moderator (owner)"),
     ("/deop USER", "make a moderator a plain member (owner)"),
-    ("/topic [TEXT]", "set this room's topic, or show it (moderators set)"),
-    ("/visibility public|private", "who may find and join this room (owner)"),
+    (
+        "/topic [TEXT]",
+        "set this room's topic, or show it (moderators set)",
+    ),
+    (
+        "/visibility public|private",
+        "who may find and join this room (owner)",
+    ),
     ("/help", "this list"),
     ("//text", "send text that starts with /"),
 ];
@@ -277,7 +289,8 @@ async fn moderate(
             format!("invited {target}")
         }
         "/kick" => {
-            core.remove_member(user, room, target, reason, false).await?;
+            core.remove_member(user, room, target, reason, false)
+                .await?;
             format!("kicked {target}")
         }
         "/ban" => {

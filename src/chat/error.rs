@@ -82,8 +82,14 @@ impl ChatError {
                 400
             }
             InvalidDuration | InvalidRole | InvalidVisibility | InvalidTopic => 400,
-            NotAMember | Forbidden | RoomRestricted | Muted { .. } | Banned | InviteRequired
-            | RegistrationClosed | AccountDisabled => 403,
+            NotAMember
+            | Forbidden
+            | RoomRestricted
+            | Muted { .. }
+            | Banned
+            | InviteRequired
+            | RegistrationClosed
+            | AccountDisabled => 403,
             UserNotFound | RoomNotFound | NotBanned | NotMuted => 404,
             UsernameTaken | RoomFull | TooManyRooms | TooManyOwnedRooms | NotInRoom
             | AlreadyMember | TooManyInvites | InviteeBanned => 409,

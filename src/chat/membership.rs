@@ -454,12 +454,7 @@ impl Core {
             id: room.id.clone(),
             by: by.map(str::to_string),
         };
-        let frame = by.map(|by| {
-            encode(&ServerFrame::RoomDeleted {
-                room: &room.id,
-                by,
-            })
-        });
+        let frame = by.map(|by| encode(&ServerFrame::RoomDeleted { room: &room.id, by }));
         let metrics = self.metrics.clone();
         let tell = move |subs: Arc<Vec<Arc<super::Conn>>>| {
             if let Some(frame) = &frame {

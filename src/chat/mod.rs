@@ -375,9 +375,10 @@ impl Core {
                 by,
                 at_seq,
             } => {
-                if let (Some(room), Some(user)) =
-                    (self.rooms.get(room), self.user(&username.to_ascii_lowercase()))
-                {
+                if let (Some(room), Some(user)) = (
+                    self.rooms.get(room),
+                    self.user(&username.to_ascii_lowercase()),
+                ) {
                     let mut us = user.lock();
                     let mut rs = room.lock();
                     if rs.last_seq <= *at_seq {

@@ -19,8 +19,7 @@ use super::timeline::{Change, Delivery};
 use super::users::UserState;
 use super::{encode, now_ms, ChatError, Commit, Core, Facts, Owned, Record, User};
 use crate::protocol::{
-    BanView, EntryExtra, EntryKind, Role, RoomChanges, RoomPatch, RoomView, ServerFrame,
-    Visibility,
+    BanView, EntryExtra, EntryKind, Role, RoomChanges, RoomPatch, RoomView, ServerFrame, Visibility,
 };
 use crate::store::{KeptEntry, Slot};
 
@@ -67,7 +66,13 @@ pub fn mute_seconds(v: Option<&Value>) -> Result<u64, ChatError> {
 
 /// Puts back governance saved before a change the store did not keep, with what mirrors
 /// it outside the room's state (the listing's name, the private flag, owned counts).
-fn restore_gov(rooms: &RoomTable, owned: &Owned, room: &Room, rs: &mut RoomState, saved: Governance) {
+fn restore_gov(
+    rooms: &RoomTable,
+    owned: &Owned,
+    room: &Room,
+    rs: &mut RoomState,
+    saved: Governance,
+) {
     if saved.name != rs.gov.name {
         rooms.rename(&room.id, &saved.name);
     }

@@ -160,7 +160,11 @@ impl RoomState {
         if self.gov.mutes.is_empty() {
             return None;
         }
-        self.gov.mutes.get(key).copied().filter(|until| *until > now)
+        self.gov
+            .mutes
+            .get(key)
+            .copied()
+            .filter(|until| *until > now)
     }
 
     /// Appends the room's next entry; returns its seq.

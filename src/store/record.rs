@@ -566,4 +566,60 @@ mod tests {
         assert_eq!(rec, Record::Entry(e.to_entry("r", 3, true)));
         assert_eq!(KeptEntry::from_entry(&e.to_entry("r", 3, true)), e);
     }
+
+    #[test]
+    fn moderation_entries_keep_their_extra_fields_through_the_journal() {
+        use crate::protocol::{RoomChanges, Visibility};
+        let cases = [
+            (EntryKind::Kick, Some("spam"), EntryExtra::target("carol")),
+            (
+                EntryKind::Mute,
+                None,
+                EntryExtra {
+                    until: Some(1_764_600_060_000),
+                    ..EntryExtra::target("dave")
+                },
+            ),
+            (
+                EntryKind::Update,
+                None,
+                EntryExtra {
+                    changes: Some(RoomChanges {
+                        name: Some("new \"name\"".into()),
+                        topic: Some(String::new()),
+                        visibility: Some(Visibility::Private),
+                    }),
+                    ..EntryExtra::default()
+                },
+            ),
+        ];
+        for (kind, text, extra) in cases {
+            let e = KeptEntry::with_extra(9, kind, "alice", text, None, &extra);
+            assert_eq!((e.kind(), e.text(), e.extra()), (kind, text, extra.clone()));
+            assert_eq!(KeptEntry::from_bytes(e.as_bytes()).as_ref(), Some(&e));
+            let mut out = Vec::new();
+            e.write_record(&mut out, "r", 4);
+            let rec: Record = serde_json::from_slice(&out).unwrap();
+            let Record::Entry(entry) = &rec else {
+                panic!("{rec:?}")
+            };
+            assert_eq!(entry.extra, extra);
+            assert_eq!(KeptEntry::from_entry(entry), e);
+            let mut frame = Vec::new();
+            e.write_json(&mut frame, ENTRY_HEAD, "r", 4, None);
+            let v: Value = serde_json::from_slice(&frame).unwrap();
+            assert_eq!(v["kind"], kind.as_str());
+            if let Some(target) = &extra.target {
+                assert_eq!(v["target"], json!(target));
+            }
+        }
+        // Extra bytes that are not object members are refused.
+        let mut bad =
+            KeptEntry::with_extra(1, EntryKind::Ban, "a", None, None, &EntryExtra::target("b"))
+                .as_bytes()
+                .to_vec();
+        let at = bad.len() - 3;
+        bad[at] = b'{';
+        assert!(KeptEntry::from_bytes(&bad).is_none());
+    }
 }

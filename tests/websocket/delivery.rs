@@ -155,7 +155,10 @@ async fn join_and_leave_are_entries_that_members_and_the_mover_see() {
     );
     assert!(j.get("text").is_none(), "join entries have no text: {j}");
     let joined = wb.next().await.unwrap();
-    assert_eq!((&joined["type"], &joined["room"]["id"]), (&json!("joined"), &json!(id)));
+    assert_eq!(
+        (&joined["type"], &joined["room"]["id"]),
+        (&json!("joined"), &json!(id))
+    );
     assert_eq!(joined["room"]["role"], "member");
     let h = wb.next().await.unwrap();
     assert_eq!((&h["type"], &h["room"]), (&json!("history"), &json!(id)));
@@ -212,7 +215,10 @@ async fn joining_sends_the_last_50_entries_to_every_connection_of_the_joiner() {
     assert_eq!(join(s.addr, &bob, &id).await.status, 200);
     for b in [&mut b1, &mut b2] {
         let joined = b.next().await.unwrap();
-        assert_eq!((&joined["type"], &joined["room"]["id"]), (&json!("joined"), &json!(id)));
+        assert_eq!(
+            (&joined["type"], &joined["room"]["id"]),
+            (&json!("joined"), &json!(id))
+        );
         let h = b.next().await.unwrap();
         assert_eq!((&h["type"], &h["room"]), (&json!("history"), &json!(id)));
         // seq 1 is alice's join, 2..=61 her messages: the last 50 are 12..=61.
