@@ -18,7 +18,7 @@ struct State {
     pat: String,
     /// Moderator of `private`.
     mona: String,
-    /// Member of `private`, muted for an hour.
+    /// Member of `private`, muted there for an hour; in `public`, muted and unmuted.
     mel: String,
     /// Banned from `private` without ever joining.
     bart: String,
@@ -28,10 +28,15 @@ struct State {
     otto: String,
     /// Owner of `public` by transfer.
     tess: String,
-    /// Invited to `private` late (after the compaction, in that test).
+    /// Invited to `private` late (after the compaction, in that test); banned from `public`
+    /// and unbanned.
     una: String,
     private: String,
     public: String,
+    /// Pat's room that Pat left: Mona owns it by succession.
+    relay: String,
+    /// A private room deleted with an invitation for Ivy pending.
+    doomed: String,
 }
 
 async fn build(a: SocketAddr) -> State {
@@ -72,6 +77,27 @@ async fn build(a: SocketAddr) -> State {
     }
     assert_204(&kick(a, &pat, &public, "otto", Some("loud")).await);
     assert_204(&set_role(a, &pat, &public, "tess", "owner").await);
+    // Lifted: Mel was muted and Una banned in the public room, and no longer are.
+    assert_eq!(join(a, &mel, &public).await.status, 200);
+    assert_204(&mute(a, &tess, &public, "mel", json!(3600)).await);
+    assert_204(&unmute(a, &pat, &public, "MEL").await);
+    assert_204(&ban(a, &tess, &public, "una", Some("a mistake")).await);
+    assert_204(&unban(a, &tess, &public, "una").await);
+
+    let relay = room(a, &pat, "relay").await;
+    assert_eq!(join(a, &mona, &relay).await.status, 200);
+    assert_204(&leave(a, &pat, &relay).await);
+    let doomed = create(
+        a,
+        &pat,
+        json!({ "name": "doomed", "visibility": "private" }),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_204(&invite(a, &pat, &doomed, "ivy").await);
+    assert_204(&delete_room(a, &pat, &doomed).await);
     State {
         pat,
         mona,
@@ -83,6 +109,8 @@ async fn build(a: SocketAddr) -> State {
         una,
         private,
         public,
+        relay,
+        doomed,
     }
 }
 
@@ -112,6 +140,9 @@ async fn look(a: SocketAddr, s: &State) -> Value {
         "ivy's invites": ivy_invites,
         "una's invites": una_invites,
         "bans": bans(a, &s.mona, &s.private).await.json(),
+        "public bans": bans(a, &s.tess, &s.public).await.json(),
+        "relay": stable_details(a, &s.mona, &s.relay).await,
+        "relay history": history(a, &s.mona, &s.relay).await.0,
         "listed to otto": listed(a, &s.otto).await,
         "listed to mel": listed(a, &s.mel).await,
     })
@@ -151,6 +182,7 @@ async fn behaves(a: SocketAddr, s: &State) {
         roles_of(&d),
         [
             ("Pat".to_string(), "moderator".to_string()),
+            ("mel".into(), "member".into()),
             ("tess".into(), "owner".into())
         ]
     );
@@ -185,6 +217,22 @@ async fn behaves(a: SocketAddr, s: &State) {
         "room_restricted",
     );
     assert!(!listed(a, &s.otto).await.contains(&s.private));
+    // Lifted is lifted: Mel may talk in the public room, Una may join it.
+    let f = try_send(&mut w, &s.public, "free in the square").await;
+    assert_eq!(f["type"], "entry", "{f}");
+    assert_eq!(join(a, &s.una, &s.public).await.status, 200);
+    assert_204(&leave(a, &s.una, &s.public).await);
+    // The relay room passed to Mona; the deleted room and its invitation are gone.
+    let d = stable_details(a, &s.mona, &s.relay).await;
+    assert_eq!((&d["owner"], &d["role"]), (&json!("mona"), &json!("owner")));
+    assert_error(&details(a, &s.ivy, &s.doomed).await, 404, "room_not_found");
+    assert_error(&join(a, &s.ivy, &s.doomed).await, 404, "room_not_found");
+    let invites = me(a, &s.ivy).await["invites"].clone();
+    assert_eq!(
+        (invites.as_array().map(Vec::len), &invites[0]["room"]["id"]),
+        (Some(1), &json!(s.private)),
+        "{invites}"
+    );
 }
 
 /// The timeline of the private room names every moderation entry, in order.
@@ -213,9 +261,9 @@ async fn survives(name: &str, crash: bool) {
     let server = start(&data, &[]);
     let s = build(server.addr).await;
     assert_204(&invite(server.addr, &s.pat, &s.private, "una").await);
-    let before = look(server.addr, &s).await;
+    let built = look(server.addr, &s).await;
     assert_eq!(
-        private_kinds(&before),
+        private_kinds(&built),
         [
             json!(["join", null]),
             json!(["join", null]),
@@ -226,11 +274,14 @@ async fn survives(name: &str, crash: bool) {
             json!(["update", null]),
         ]
     );
+    // `behaves` posts and joins; what it leaves is what must come back.
     behaves(server.addr, &s).await;
+    let before = look(server.addr, &s).await;
 
     let server = restart(server, &data, crash, &[]).await;
     assert_eq!(look(server.addr, &s).await, before, "after the restart");
     behaves(server.addr, &s).await;
+    let before = look(server.addr, &s).await;
     // Once more: what the restarted server wrote is read back too.
     let server = restart(server, &data, crash, &[]).await;
     assert_eq!(
@@ -238,6 +289,7 @@ async fn survives(name: &str, crash: bool) {
         before,
         "after a second restart"
     );
+    behaves(server.addr, &s).await;
     server.stop().await;
 }
 
@@ -279,6 +331,7 @@ async fn moderation_state_survives_a_compaction_and_kill_9() {
     }
     // One more change that only the new journal holds.
     assert_204(&invite(a, &s.pat, &s.private, "UNA").await);
+    behaves(a, &s).await;
     let before = look(a, &s).await;
     assert_eq!(before["una's invites"][0]["by"], "Pat", "{before}");
     drop(w);
