@@ -148,7 +148,8 @@ async fn look(a: SocketAddr, s: &State) -> Value {
     })
 }
 
-/// What the state must still do: checks that change nothing.
+/// What the state must still do. It changes only the public room: a message from Mel, and
+/// Una joining and leaving.
 async fn behaves(a: SocketAddr, s: &State) {
     let d = stable_details(a, &s.mona, &s.private).await;
     assert_eq!(
