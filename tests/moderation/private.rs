@@ -372,3 +372,34 @@ async fn a_member_kicked_from_a_private_room_is_an_outsider_again() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_room_is_listed_and_found_by_its_new_name() {
+    let s = server().await;
+    let a = s.addr;
+    let c = cast(a, "rn", "public").await;
+    let r = patch(a, &c.moderator, &c.id, json!({ "name": "zebra crossing" })).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let found = get(a, "/api/v1/rooms?q=ZEBRA", Some(&c.outsider))
+        .await
+        .json();
+    assert_eq!(
+        (&found["rooms"][0]["id"], &found["rooms"][0]["name"]),
+        (&json!(c.id), &json!("zebra crossing")),
+        "{found}"
+    );
+    let old = get(a, "/api/v1/rooms?q=rn%20room", Some(&c.outsider))
+        .await
+        .json();
+    assert_eq!(old["rooms"], json!([]), "{old}");
+    // Listed in name order under the new name.
+    room(a, &c.outsider, "aardvark").await;
+    let names: Vec<Value> = get(a, "/api/v1/rooms", Some(&c.outsider)).await.json()["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("aardvark"), json!("zebra crossing")]);
+    s.stop().await;
+}

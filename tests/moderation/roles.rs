@@ -362,3 +362,26 @@ async fn visibility_roles_transfer_and_delete_are_for_the_owner_only() {
     assert_error(&details(a, &c.member, &c.id).await, 404, "room_not_found");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transferred_or_deleted_room_no_longer_counts_as_owned() {
+    let s = start(&["--register-per-ip-per-hour", "0", "--max-owned-rooms", "1"]).await;
+    let a = s.addr;
+    let al = user(a, "owal").await;
+    let bea = user(a, "owbea").await;
+    let first = room(a, &al, "al's first").await;
+    let again = post(a, "/api/v1/rooms", Some(&al), json!({ "name": "second" })).await;
+    assert_error(&again, 409, "too_many_rooms");
+    assert_eq!(join(a, &bea, &first).await.status, 200);
+    // Handed on, the room is Bea's to count, not Al's.
+    assert_204(&set_role(a, &al, &first, "owbea", "owner").await);
+    let second = room(a, &al, "al's second").await;
+    let r = post(a, "/api/v1/rooms", Some(&bea), json!({ "name": "bea's" })).await;
+    assert_error(&r, 409, "too_many_rooms");
+    // Deleted, it counts for nobody.
+    assert_204(&delete_room(a, &al, &second).await);
+    room(a, &al, "al's third").await;
+    assert_204(&delete_room(a, &bea, &first).await);
+    room(a, &bea, "bea's").await;
+    s.stop().await;
+}
