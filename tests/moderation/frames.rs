@@ -186,6 +186,14 @@ async fn removal(kind: &str) {
         );
         let f = try_send(w, &c.id, "let me back").await;
         assert_eq!(f["code"], "not_a_member", "{f}");
+        w.send(json!({ "type": "sync", "room": c.id, "since": 0, "nonce": "resync" }))
+            .await;
+        let f = w.next().await.expect("an answer to sync");
+        assert_eq!(
+            (&f["type"], &f["code"]),
+            (&json!("error"), &json!("not_a_member")),
+            "no more history for the removed: {f}"
+        );
     }
     assert_error(&messages(a, &c.member, &c.id).await, 403, "not_a_member");
     assert!(me(a, &c.member).await["rooms"]

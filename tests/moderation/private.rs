@@ -403,3 +403,78 @@ async fn a_renamed_room_is_listed_and_found_by_its_new_name() {
     assert_eq!(names, [json!("aardvark"), json!("zebra crossing")]);
     s.stop().await;
 }
+
+/// Sends a frame with a nonce and returns the frame that echoes it.
+async fn answer(w: &mut Ws, mut frame: Value, nonce: &str) -> Value {
+    frame["nonce"] = json!(nonce);
+    w.send(frame).await;
+    loop {
+        let f = w.next().await.expect("an answer");
+        if f["nonce"] == nonce {
+            return f;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_ways_into_a_private_room_are_closed_to_outsiders() {
+    let s = server().await;
+    let a = s.addr;
+    let c = cast(a, "wp", "private").await;
+    let (mut w, _) = ws_hello(a, &c.outsider).await;
+    let id = c.id.as_str();
+    let cmd = |text: String| json!({ "type": "send", "room": "", "text": text });
+    let mut wrong = Vec::new();
+    for (i, frame) in [
+        cmd(format!("/who {id}")),
+        cmd(format!("/join {id}")),
+        json!({ "type": "sync", "room": id, "since": 0 }),
+        json!({ "type": "send", "room": id, "text": "/kick wpmem" }),
+        json!({ "type": "send", "room": id, "text": "/topic mine" }),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let f = answer(&mut w, frame.clone(), &format!("o{i}")).await;
+        if (&f["type"], &f["code"]) != (&json!("error"), &json!("room_restricted")) {
+            wrong.push(format!("{frame} got {f}"));
+        }
+    }
+    assert!(wrong.is_empty(), "each gets room_restricted: {wrong:#?}");
+    assert_eq!(last_seq(a, &c.owner, id).await, 4, "nothing changed");
+
+    // Invited, the outsider may look with /who and come in with /join.
+    assert_204(&invite(a, &c.owner, id, "wpout").await);
+    let r = answer(&mut w, cmd(format!("/who {id}")), "i1").await;
+    assert_eq!(
+        (&r["type"], &r["data"]["id"]),
+        (&json!("reply"), &json!(id)),
+        "{r}"
+    );
+    let f = answer(
+        &mut w,
+        json!({ "type": "sync", "room": id, "since": 0 }),
+        "i2",
+    )
+    .await;
+    assert_eq!(
+        (&f["type"], &f["code"]),
+        (&json!("error"), &json!("room_restricted")),
+        "{f}"
+    );
+    let r = answer(&mut w, cmd(format!("/join {id}")), "i3").await;
+    assert_eq!(
+        (&r["type"], &r["data"]["role"]),
+        (&json!("reply"), &json!("member")),
+        "{r}"
+    );
+    let h = sync_history(&mut w, id).await;
+    assert_eq!(h["entries"].as_array().map(Vec::len), Some(5), "{h}");
+    s.stop().await;
+}
+
+async fn sync_history(w: &mut Ws, id: &str) -> Value {
+    w.send(json!({ "type": "sync", "room": id, "since": 0 }))
+        .await;
+    w.next_where("history", |f| f["room"] == id).await
+}

@@ -385,3 +385,41 @@ async fn a_transferred_or_deleted_room_no_longer_counts_as_owned() {
     room(a, &bea, "bea's").await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderator_who_leaves_or_is_removed_comes_back_as_a_member() {
+    let s = server().await;
+    let a = s.addr;
+    let (c, mod2) = cast_with_two_moderators(a, "rj").await;
+    let out = user(a, "rjx").await;
+    // Left, kicked, banned and unbanned: each comes back without the old role.
+    assert_204(&leave(a, &c.moderator, &c.id).await);
+    assert_204(&kick(a, &c.owner, &c.id, "rjmod2", None).await);
+    for token in [&c.moderator, &mod2] {
+        let r = join(a, token, &c.id).await;
+        assert_eq!(r.json()["role"], "member", "{:?}", r.json());
+    }
+    assert_204(&set_role(a, &c.owner, &c.id, "rjmod", "moderator").await);
+    assert_204(&ban(a, &c.owner, &c.id, "rjmod", None).await);
+    assert_204(&unban(a, &c.owner, &c.id, "rjmod").await);
+    let r = join(a, &c.moderator, &c.id).await;
+    assert_eq!(r.json()["role"], "member", "{:?}", r.json());
+    assert_eq!(
+        roles_of(&details(a, &c.owner, &c.id).await.json()),
+        [
+            ("rjmem".to_string(), "member".to_string()),
+            ("rjmod".into(), "member".into()),
+            ("rjmod2".into(), "member".into()),
+            ("rjown".into(), "owner".into())
+        ]
+    );
+    // And without the powers.
+    assert_error(
+        &kick(a, &c.moderator, &c.id, "rjmem", None).await,
+        403,
+        "forbidden",
+    );
+    assert_error(&ban(a, &mod2, &c.id, "rjx", None).await, 403, "forbidden");
+    assert_eq!(join(a, &out, &c.id).await.status, 200);
+    s.stop().await;
+}
