@@ -37,6 +37,8 @@ struct State {
     relay: String,
     /// A private room deleted with an invitation for Ivy pending.
     doomed: String,
+    /// Pat's room that Tess, Mel and Mona joined, in that order (not the names' order).
+    heirs: String,
 }
 
 async fn build(a: SocketAddr) -> State {
@@ -98,6 +100,10 @@ async fn build(a: SocketAddr) -> State {
         .to_string();
     assert_204(&invite(a, &pat, &doomed, "ivy").await);
     assert_204(&delete_room(a, &pat, &doomed).await);
+    let heirs = room(a, &pat, "heirs").await;
+    for token in [&tess, &mel, &mona] {
+        assert_eq!(join(a, token, &heirs).await.status, 200);
+    }
     State {
         pat,
         mona,
@@ -111,6 +117,7 @@ async fn build(a: SocketAddr) -> State {
         public,
         relay,
         doomed,
+        heirs,
     }
 }
 
@@ -143,6 +150,7 @@ async fn look(a: SocketAddr, s: &State) -> Value {
         "public bans": bans(a, &s.tess, &s.public).await.json(),
         "relay": stable_details(a, &s.mona, &s.relay).await,
         "relay history": history(a, &s.mona, &s.relay).await.0,
+        "heirs": stable_details(a, &s.pat, &s.heirs).await,
         "listed to otto": listed(a, &s.otto).await,
         "listed to mel": listed(a, &s.mel).await,
     })
@@ -236,6 +244,28 @@ async fn behaves(a: SocketAddr, s: &State) {
     );
 }
 
+/// Pat leaves the heirs' room: Tess, who joined it first, takes it over.
+async fn succession(a: SocketAddr, s: &State) {
+    assert_204(&leave(a, &s.pat, &s.heirs).await);
+    let d = stable_details(a, &s.tess, &s.heirs).await;
+    assert_eq!(
+        (&d["owner"], &d["role"]),
+        (&json!("tess"), &json!("owner")),
+        "{d}"
+    );
+    let (kept, _) = history(a, &s.tess, &s.heirs).await;
+    let last = kept.last().expect("entries");
+    assert_eq!(
+        (&last["kind"], &last["from"], &last["target"], &last["text"]),
+        (
+            &json!("role"),
+            &json!("Pat"),
+            &json!("tess"),
+            &json!("owner")
+        )
+    );
+}
+
 /// The timeline of the private room names every moderation entry, in order.
 fn private_kinds(seen: &Value) -> Vec<Value> {
     seen["private history"]
@@ -291,6 +321,7 @@ async fn survives(name: &str, crash: bool) {
         "after a second restart"
     );
     behaves(server.addr, &s).await;
+    succession(server.addr, &s).await;
     server.stop().await;
 }
 
@@ -308,16 +339,18 @@ async fn moderation_state_survives_kill_9() {
 async fn moderation_state_survives_a_compaction_and_kill_9() {
     let tmp = TempDir::new("mod-compact");
     let data = tmp.data();
-    let flags = ["--compact-bytes", "4096"];
+    // A short history, so that the heirs' join entries are gone from the timeline by the
+    // time of the snapshot: who joined first must be kept apart from it.
+    let flags = ["--compact-bytes", "4096", "--history", "20"];
     let server = start(&data, &flags);
     let a = server.addr;
     let s = build(a).await;
     let first_journal = journal_files(&data).remove(0);
-    // Enough traffic to pass 4096 journal bytes, in the public room.
+    // Enough traffic to pass 4096 journal bytes, in the heirs' room.
     let (mut w, _) = ws_hello(a, &s.tess).await;
     for i in 0..60 {
         w.say(
-            &s.public,
+            &s.heirs,
             &format!("filler {i} to make the journal grow"),
             &format!("f{i}"),
         )
@@ -341,5 +374,6 @@ async fn moderation_state_survives_a_compaction_and_kill_9() {
     assert!(!first_journal.exists(), "recovery starts from the snapshot");
     assert_eq!(look(server.addr, &s).await, before, "after the compaction");
     behaves(server.addr, &s).await;
+    succession(server.addr, &s).await;
     server.stop().await;
 }
