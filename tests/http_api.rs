@@ -449,7 +449,10 @@ async fn me_lists_my_rooms_in_the_order_joined() {
     let b = user(s.addr, "pete").await;
     let me = get(s.addr, "/api/v1/me", Some(&a)).await;
     assert_eq!(me.status, 200);
-    assert_eq!(me.json(), json!({ "username": "olga", "rooms": [] }));
+    assert_eq!(
+        me.json(),
+        json!({ "username": "olga", "rooms": [], "admin": false })
+    );
     let mine = room(s.addr, &a, "mine").await;
     let theirs = room(s.addr, &b, "theirs").await;
     assert_eq!(join(s.addr, &a, &theirs).await.status, 200);
