@@ -114,6 +114,14 @@ async fn me_says_who_is_an_admin_matching_names_ignoring_case() {
     assert_eq!(me(s.addr, &root).await.json()["admin"], true);
     assert_eq!(me(s.addr, &ops).await.json()["admin"], true);
     assert_eq!(me(s.addr, &alice).await.json()["admin"], false);
+    // The `/me` command says the same.
+    for (token, admin) in [(&root, true), (&alice, false)] {
+        let (mut ws, _) = ws_hello(s.addr, token).await;
+        ws.send(json!({ "type": "send", "room": "", "text": "/me", "nonce": "m" }))
+            .await;
+        let reply = ws.next_where("reply", |f| f["nonce"] == "m").await;
+        assert_eq!(reply["data"]["admin"], admin, "{reply}");
+    }
     s.stop().await;
 }
 

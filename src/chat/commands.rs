@@ -165,7 +165,7 @@ pub(crate) async fn run(
             Ok(Reply {
                 command: "me",
                 text,
-                data: json!({ "username": user.name, "rooms": rooms }),
+                data: json!({ "username": user.name, "rooms": rooms, "admin": core.is_admin(user) }),
             })
         }
         "/help" => {
