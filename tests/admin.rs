@@ -306,6 +306,38 @@ async fn invite_registration_needs_a_live_code_and_spends_it() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_racing_for_a_code_get_exactly_its_uses() {
+    let s = start(&["--registration", "invite", "--admin", "boss"]).await;
+    let addr = s.addr;
+    let boss = register_login(addr, "boss", None).await;
+    let two = code(addr, &boss, 2).await;
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let two = two.clone();
+            tokio::spawn(async move {
+                let body = json!({ "username": format!("racer{i}"), "password": PASSWORD, "invite_code": two });
+                request_from(addr, &format!("127.0.1.{i}"), "POST", "/api/v1/register", None, Some(&body))
+                    .await
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for r in racers {
+        let r = r.await.unwrap();
+        statuses.push(r.status);
+        if r.status != 201 {
+            assert_error(&r, 403, "invite_required", "a racer too late");
+        }
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        2,
+        "{statuses:?}"
+    );
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn bad_invite_code_requests_are_refused() {
     let s = start(&["--admin", "boss"]).await;
@@ -669,4 +701,18 @@ async fn admin_state_survives_restarts_kill_9_and_compaction() {
         "fresh3 spent",
     );
     server.stop().await;
+
+    // Codes are kept only as hashes, like tokens.
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for code in [&used, &fresh1, &fresh2, &fresh3, &multi] {
+            assert!(
+                !text.contains(code.as_str()),
+                "{} holds a code",
+                path.display()
+            );
+        }
+    }
 }
