@@ -7,6 +7,9 @@ use crate::outbox::Outbox;
 use crate::render::clean;
 use crate::timeline::Timeline;
 
+/// How many times `/register` asks for an invite code on a terminal. Default is 3.
+const MAX_CODE_ASKS: u32 = 3;
+
 impl App {
     /// `code`: an invite code typed with the command; else `--invite-code`'s, if any.
     /// When the server wants one and none was given, it is asked for on a terminal.
@@ -19,7 +22,7 @@ impl App {
             return;
         };
         let mut code = code.or_else(|| self.invite_code.clone());
-        let mut asked = false;
+        let mut asked = 0;
         loop {
             match self.api.register(name, &pw, code.as_deref()) {
                 Ok(()) => {
@@ -29,7 +32,7 @@ impl App {
                 }
                 Err(e) if e.code() == Some("invite_required") => {
                     let tried = code.is_some();
-                    if self.ui.is_none() || asked {
+                    if self.ui.is_none() || asked == MAX_CODE_ASKS {
                         let hint = if tried {
                             "that invite code was not accepted (unknown, used up or expired)"
                         } else {
@@ -45,8 +48,8 @@ impl App {
                     } else {
                         self.notice("this server registers only with an invite code");
                     }
-                    asked = true;
-                    match self.ask_line("invite code: ") {
+                    asked += 1;
+                    match self.ask_line("invite code (empty to give up): ") {
                         Some(c) if !c.trim().is_empty() => code = Some(c.trim().to_owned()),
                         _ => {
                             self.notice("nothing was registered");
