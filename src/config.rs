@@ -86,6 +86,45 @@ pub struct Config {
     /// Failed logins for one account from all addresses within `LOGIN_WINDOW` before every
     /// address gets 429. Default is 100.
     pub login_account_failures: usize,
+    /// Server administrators (`--admin`, repeatable), lowercase: names are matched ignoring
+    /// case. Default is none.
+    pub admins: Vec<String>,
+    /// Who may register. Default is [`Registration::Open`].
+    pub registration: Registration,
+}
+
+/// `--registration`: who may create an account through `POST /api/v1/register`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Registration {
+    /// Anyone.
+    #[default]
+    Open,
+    /// Whoever brings a live invite code (and the names given to `--admin`).
+    Invite,
+    /// Only the names given to `--admin`; admins create the other accounts.
+    Closed,
+}
+
+impl std::str::FromStr for Registration {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Registration, ()> {
+        match s {
+            "open" => Ok(Registration::Open),
+            "invite" => Ok(Registration::Invite),
+            "closed" => Ok(Registration::Closed),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Usernames: 3-32 characters of `[A-Za-z0-9_-]`. Here, below the chat core, so that
+/// `--admin` names are checked by the same rule as registrations.
+pub fn valid_username(name: &str) -> bool {
+    (3..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Rooms may hold at most this many members, whatever `--room-capacity` says.
@@ -118,6 +157,14 @@ pub(crate) const MAX_WS_MESSAGE: usize = 64 * 1024;
 /// sustains 7 a second; short messages meet the message budget (50 a second, bursts of 100)
 /// first. A reader in several rooms takes each one's budget.
 pub(crate) const ROOM_BYTE_RATE: u32 = 64 * 1024;
+
+/// Invite codes: default lifetime (7 days), the longest `expires_in` accepted (a year), the
+/// most uses one code may have, and the most codes alive at once (each costs ~100 bytes; an
+/// admin who needs more lets some expire).
+pub(crate) const INVITE_LIFETIME_DEFAULT: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const INVITE_LIFETIME_MAX: Duration = Duration::from_secs(365 * 24 * 3600);
+pub(crate) const INVITE_USES_MAX: u32 = 100_000;
+pub(crate) const MAX_INVITE_CODES: usize = 10_000;
 
 /// Entries sent in the `history` frame after a join.
 pub(crate) const JOIN_HISTORY: usize = 50;
@@ -167,6 +214,8 @@ impl Default for Config {
             compact_bytes: crate::store::journal::DEFAULT_COMPACT_BYTES,
             register_per_ip_per_hour: 60,
             login_account_failures: 100,
+            admins: Vec::new(),
+            registration: Registration::Open,
         }
     }
 }
@@ -232,6 +281,8 @@ const FLAGS: &[Flag] = &[
     Flag { name: "compact-bytes", value: "N", help: "journal size that triggers a snapshot [default: 67108864]" },
     Flag { name: "register-per-ip-per-hour", value: "N", help: "successful registrations per client IP per hour, 0 = off [default: 60]" },
     Flag { name: "login-account-failures", value: "N", help: "failed logins per account from all addresses per 15 min [default: 100]" },
+    Flag { name: "admin", value: "NAME", help: "a server administrator, repeatable [default: none]" },
+    Flag { name: "registration", value: "MODE", help: "who may register: open | invite | closed [default: open]" },
     Flag { name: "help", value: "", help: "print this help" },
 ];
 
@@ -352,6 +403,15 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "compact-bytes" => cfg.compact_bytes = number(v, 4096, usize::MAX)? as u64,
         "register-per-ip-per-hour" => cfg.register_per_ip_per_hour = number(v, 0, 1 << 20)?,
         "login-account-failures" => cfg.login_account_failures = number(v, 1, 1 << 20)?,
+        "admin" => {
+            if !valid_username(v) {
+                return Err("not a valid username (3-32 of A-Z, a-z, 0-9, _ and -)".into());
+            }
+            cfg.admins.push(v.to_ascii_lowercase());
+        }
+        "registration" => {
+            cfg.registration = v.parse().map_err(|_| "expected open, invite or closed")?
+        }
         _ => return Err("unknown flag".into()),
     }
     Ok(())
@@ -439,6 +499,15 @@ mod tests {
                 ),
             ),
             ("--room-byte-burst 262145 --rate-limit 0", Ok(())),
+            ("--admin Root --admin ops-1 --registration invite", Ok(())),
+            (
+                "--registration sometimes",
+                Err("--registration sometimes: expected open, invite or closed"),
+            ),
+            (
+                "--admin a!",
+                Err("--admin a!: not a valid username (3-32 of A-Z, a-z, 0-9, _ and -)"),
+            ),
         ];
         for (input, want) in cases {
             let got = parse_args(args(input)).map(|_| ());

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// `Room` of the contract. `members` is a count.
+/// `Room` of the contract. `members` is a count; `role` is the caller's, when a member.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RoomView {
     pub id: String,
@@ -14,6 +14,65 @@ pub struct RoomView {
     pub members: usize,
     pub capacity: u32,
     pub last_seq: u64,
+    pub kind: String,
+    pub visibility: Visibility,
+    pub topic: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+/// Who may see and join a room.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    #[default]
+    Public,
+    Private,
+}
+
+impl Visibility {
+    pub fn parse(s: &str) -> Option<Visibility> {
+        match s {
+            "public" => Some(Visibility::Public),
+            "private" => Some(Visibility::Private),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Private => "private",
+        }
+    }
+}
+
+/// A member's role in a room, lowest first.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Member,
+    Moderator,
+    Owner,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "member" => Some(Role::Member),
+            "moderator" => Some(Role::Moderator),
+            "owner" => Some(Role::Owner),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Moderator => "moderator",
+            Role::Owner => "owner",
+        }
+    }
 }
 
 /// A member as `GET /api/v1/rooms/{id}` lists them.
@@ -21,6 +80,24 @@ pub struct RoomView {
 pub struct MemberView {
     pub username: String,
     pub online: bool,
+    pub role: Role,
+}
+
+/// One ban as `GET /api/v1/rooms/{id}/bans` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BanView {
+    pub username: String,
+    pub by: String,
+    pub ts: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A pending invitation, as `GET /api/v1/me` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InviteView {
+    pub room: RoomView,
+    pub by: String,
 }
 
 /// `Room` plus its `member_list`.
@@ -61,6 +138,66 @@ pub enum EntryKind {
     Message,
     Join,
     Leave,
+    Kick,
+    Ban,
+    Unban,
+    Mute,
+    Unmute,
+    Role,
+    Update,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Message => "message",
+            EntryKind::Join => "join",
+            EntryKind::Leave => "leave",
+            EntryKind::Kick => "kick",
+            EntryKind::Ban => "ban",
+            EntryKind::Unban => "unban",
+            EntryKind::Mute => "mute",
+            EntryKind::Unmute => "unmute",
+            EntryKind::Role => "role",
+            EntryKind::Update => "update",
+        }
+    }
+}
+
+/// The optional fields of an entry beyond `text`: who a moderation entry acts on, a mute's
+/// end, and the room fields an `update` changed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EntryExtra {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<RoomChanges>,
+}
+
+impl EntryExtra {
+    pub fn is_empty(&self) -> bool {
+        *self == EntryExtra::default()
+    }
+
+    pub fn target(name: &str) -> EntryExtra {
+        EntryExtra {
+            target: Some(name.to_string()),
+            ..EntryExtra::default()
+        }
+    }
+}
+
+/// The room fields an `update` entry changed, with their new values.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RoomChanges {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
 }
 
 /// One timeline entry, as the journal keeps it and the history call returns it. Rooms keep
@@ -78,6 +215,8 @@ pub struct Entry {
     /// reads (`history`, `sync`), so a client can tell which of its sends arrived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<Value>,
+    #[serde(flatten)]
+    pub extra: EntryExtra,
 }
 
 /// Frames the server sends, other than `entry` and `history` (written from kept entries by
@@ -106,6 +245,13 @@ pub enum ServerFrame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
     },
+    /// This user became a member of `room`; its `history` follows.
+    Joined { room: &'a RoomView },
+    /// This user was invited to `room` by `by`.
+    Invite { room: &'a RoomView, by: &'a str },
+    /// The room `room` (its id) was deleted by `by`.
+    #[serde(rename = "room_deleted")]
+    RoomDeleted { room: &'a str, by: &'a str },
 }
 
 /// Frames a client may send.
@@ -132,12 +278,67 @@ pub enum ClientFrame {
 pub struct Credentials {
     pub username: String,
     pub password: String,
+    /// Needed to register under `--registration invite`; ignored elsewhere.
+    #[serde(default)]
+    pub invite_code: Option<String>,
 }
 
-/// `POST /api/v1/rooms` body.
+/// `POST /api/v1/rooms` body. `name` may be missing (`invalid_room_name`).
 #[derive(Debug, Deserialize)]
 pub struct NewRoom {
-    pub name: String,
+    #[serde(default)]
+    pub name: Option<Value>,
     #[serde(default)]
     pub capacity: Option<i64>,
+    #[serde(default)]
+    pub visibility: Option<Value>,
+    #[serde(default)]
+    pub topic: Option<Value>,
+}
+
+/// `PATCH /api/v1/rooms/{id}` body: the fields to change, as given (checked by the core).
+#[derive(Debug, Default, Deserialize)]
+pub struct RoomPatch {
+    #[serde(default)]
+    pub name: Option<Value>,
+    #[serde(default)]
+    pub topic: Option<Value>,
+    #[serde(default)]
+    pub visibility: Option<Value>,
+}
+
+/// Bodies of the moderation calls that name a user: invite, kick, ban, mute, roles.
+#[derive(Debug, Deserialize)]
+pub struct ModerationRequest {
+    pub username: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub seconds: Option<Value>,
+    #[serde(default)]
+    pub role: Option<Value>,
+}
+
+/// `POST /api/v1/admin/invite-codes` body; both optional.
+#[derive(Debug, Default, Deserialize)]
+pub struct NewInviteCode {
+    pub uses: Option<u64>,
+    /// Seconds from now.
+    pub expires_in: Option<u64>,
+}
+
+/// A new invite code, shown once: the server keeps only its hash.
+#[derive(Debug, Serialize)]
+pub struct InviteCode {
+    pub code: String,
+    pub uses: u32,
+    /// ts after which the code no longer works.
+    pub expires: u64,
+}
+
+/// `POST /api/v1/password` body.
+#[derive(Debug, Deserialize)]
+pub struct PasswordChange {
+    pub old: String,
+    pub new: String,
 }

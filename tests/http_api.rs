@@ -449,7 +449,10 @@ async fn me_lists_my_rooms_in_the_order_joined() {
     let b = user(s.addr, "pete").await;
     let me = get(s.addr, "/api/v1/me", Some(&a)).await;
     assert_eq!(me.status, 200);
-    assert_eq!(me.json(), json!({ "username": "olga", "rooms": [] }));
+    assert_eq!(
+        me.json(),
+        json!({ "username": "olga", "rooms": [], "invites": [], "admin": false })
+    );
     let mine = room(s.addr, &a, "mine").await;
     let theirs = room(s.addr, &b, "theirs").await;
     assert_eq!(join(s.addr, &a, &theirs).await.status, 200);
@@ -626,6 +629,12 @@ async fn creating_a_room_makes_the_creator_owner_and_first_member() {
             .iter()
             .find(|r| r["id"] == want["id"])
             .expect("listed");
+        // The creator's copy carries their role; the lister's carries theirs, if any.
+        let (mut got, mut want) = (got.clone(), want.clone());
+        assert_eq!(want["role"], "owner");
+        let listed_role = got.as_object_mut().unwrap().remove("role");
+        assert_eq!(listed_role.is_some(), want["owner"] == "zack", "{got}");
+        want.as_object_mut().unwrap().remove("role");
         assert_eq!(got, want);
     }
     s.stop().await;
@@ -665,9 +674,12 @@ async fn room_names_and_capacities_are_validated() {
         assert_eq!(r.json()["name"], json!(name));
         assert_eq!(r.json()["capacity"], capacity);
     }
-    for body in [json!({}), json!({ "name": 5 }), json!("lobby")] {
-        assert_error(&create(body).await, 400, "bad_request");
+    // A missing or non-string name is an invalid name; a body that is not an object is
+    // not a request at all.
+    for body in [json!({}), json!({ "name": 5 })] {
+        assert_error(&create(body).await, 400, "invalid_room_name");
     }
+    assert_error(&create(json!("lobby")).await, 400, "bad_request");
     let rooms = get(s.addr, "/api/v1/rooms", Some(&t)).await.json();
     assert_eq!(rooms["rooms"].as_array().unwrap().len(), 3, "{rooms}");
     s.stop().await;
@@ -724,8 +736,8 @@ async fn room_detail_lists_members_with_their_presence() {
     assert_eq!(
         members,
         [
-            json!({ "username": "bea", "online": true }),
-            json!({ "username": "cal", "online": true }),
+            json!({ "username": "bea", "online": true, "role": "owner" }),
+            json!({ "username": "cal", "online": true, "role": "member" }),
         ]
     );
     for missing in ["nope", "0000000000"] {
@@ -997,7 +1009,7 @@ async fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
         ("POST", "/api/v1/me", "GET"),
         ("DELETE", "/api/v1/users", "GET"),
         ("PUT", "/api/v1/rooms", "GET, POST"),
-        ("DELETE", "/api/v1/rooms/abc", "GET"),
+        ("PUT", "/api/v1/rooms/abc", "DELETE, GET, PATCH"),
         ("GET", "/api/v1/rooms/abc/join", "POST"),
         ("GET", "/api/v1/rooms/abc/leave", "POST"),
         ("POST", "/api/v1/rooms/abc/messages", "GET"),

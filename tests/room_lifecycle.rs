@@ -109,8 +109,11 @@ async fn a_user_owns_at_most_max_owned_rooms() {
     room(s.addr, &b, "dirk's").await;
     // Joining others' rooms is not owning them.
     assert_eq!(join(s.addr, &b, &ids[0]).await.status, 200);
-    // Leaving a room someone else is still in keeps it, and its owner.
+    // Leaving a room someone else is still in passes its ownership on: it no longer counts.
     assert_eq!(leave(s.addr, &a, &ids[0]).await.status, 204);
+    let r = get(s.addr, &format!("/api/v1/rooms/{}", ids[0]), Some(&b)).await;
+    assert_eq!(r.json()["owner"], "dirk");
+    room(s.addr, &a, "in its place").await;
     assert_error(
         &create(s.addr, &a, "still too many").await,
         409,

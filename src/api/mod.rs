@@ -1,5 +1,9 @@
 //! REST routing and handlers. Handlers are thin: they parse, call the chat core and shape the
-//! answer; the core decides everything.
+//! answer; the core decides everything. The room calls live in `rooms`; administration
+//! and password changes in `admin`.
+
+mod admin;
+mod rooms;
 
 use std::net::IpAddr;
 
@@ -10,22 +14,20 @@ use crate::chat::{Auth, ChatError, Core};
 use crate::config;
 use crate::http::parse::percent_decode;
 use crate::http::{Request, Response};
-use crate::protocol::{Credentials, NewRoom};
+use crate::protocol::Credentials;
 
 /// Which methods a path accepts; `None` for an unknown path.
 fn allowed(segments: &[&str]) -> Option<&'static [&'static str]> {
     const GET: &[&str] = &["GET"];
     const POST: &[&str] = &["POST"];
-    const BOTH: &[&str] = &["GET", "POST"];
     Some(match segments {
         ["healthz"] | ["metrics"] => GET,
         ["api", "v1", rest @ ..] => match rest {
-            ["register"] | ["login"] | ["logout"] => POST,
+            ["register"] | ["login"] | ["logout"] | ["password"] => POST,
+            ["admin", "invite-codes"] | ["admin", "users"] => POST,
+            ["admin", "users", _, "disable"] | ["admin", "users", _, "enable"] => POST,
             ["me"] | ["users"] | ["users", _] | ["ws"] => GET,
-            ["rooms"] => BOTH,
-            ["rooms", _] | ["rooms", _, "messages"] => GET,
-            ["rooms", _, "join"] | ["rooms", _, "leave"] => POST,
-            _ => return None,
+            _ => return rooms::allowed(rest),
         },
         _ => return None,
     })
@@ -94,7 +96,6 @@ async fn route(
     segments: &[&str],
     from: IpAddr,
 ) -> Result<Response, ChatError> {
-    let post = req.method == "POST";
     let resp = match segments {
         ["healthz"] => match core.store().failed() {
             None => Response::json(200, &json!({ "status": "ok" })),
@@ -103,7 +104,8 @@ async fn route(
         ["metrics"] => metrics(core),
         ["api", "v1", "register"] => match body::<Credentials>(req) {
             Ok(c) => {
-                let username = core.register(&c.username, &c.password, from).await?;
+                let code = c.invite_code.as_deref();
+                let username = core.register(&c.username, &c.password, code, from).await?;
                 Response::json(201, &json!({ "username": username }))
             }
             Err(resp) => resp,
@@ -121,8 +123,11 @@ async fn route(
         }
         ["api", "v1", "me"] => {
             let a = auth(core, req)?;
-            let rooms = core.my_rooms(&a.user);
-            Response::json(200, &json!({ "username": a.user.name, "rooms": rooms }))
+            Response::json(200, &core.me(&a.user))
+        }
+        ["api", "v1", "password"] => admin::change_password(core, req, from).await?,
+        ["api", "v1", "admin", rest @ ..] if matches!(rest, ["invite-codes" | "users", ..]) => {
+            admin::route(core, req, rest, from).await?
         }
         ["api", "v1", "users"] => {
             auth(core, req)?;
@@ -136,51 +141,7 @@ async fn route(
             auth(core, req)?;
             Response::json(200, &core.user_info(name)?)
         }
-        ["api", "v1", "rooms"] if post => {
-            let a = auth(core, req)?;
-            core.take_rest_budget(&a.user)?;
-            match body::<NewRoom>(req) {
-                Ok(r) => {
-                    Response::json(201, &core.create_room(&a.user, &r.name, r.capacity).await?)
-                }
-                Err(resp) => resp,
-            }
-        }
-        ["api", "v1", "rooms"] => {
-            auth(core, req)?;
-            let (q, after, limit) = match listing(req) {
-                Ok(l) => l,
-                Err(resp) => return Ok(resp),
-            };
-            Response::json(200, &core.rooms(&q, after.as_deref(), limit)?)
-        }
-        ["api", "v1", "rooms", id] => {
-            auth(core, req)?;
-            Response::json(200, &core.room_detail(id)?)
-        }
-        ["api", "v1", "rooms", id, "join"] => {
-            let a = auth(core, req)?;
-            core.take_rest_budget(&a.user)?;
-            Response::json(200, &core.join_room(&a.user, id).await?)
-        }
-        ["api", "v1", "rooms", id, "leave"] => {
-            let a = auth(core, req)?;
-            core.take_rest_budget(&a.user)?;
-            core.leave_room(&a.user, id).await?;
-            Response::empty(204)
-        }
-        ["api", "v1", "rooms", id, "messages"] => {
-            let a = auth(core, req)?;
-            let (before, limit) = match (number(req, "before"), number(req, "limit")) {
-                (Ok(b), Ok(l)) => (b, l),
-                (Err(resp), _) | (_, Err(resp)) => return Ok(resp),
-            };
-            let limit = limit.map_or(config::HISTORY_PAGE_DEFAULT, |l| {
-                (l as usize).clamp(1, config::HISTORY_PAGE_MAX)
-            });
-            let (entries, first_seq) = core.history(&a.user, id, before, limit)?;
-            Response::json(200, &json!({ "entries": entries, "first_seq": first_seq }))
-        }
+        ["api", "v1", rest @ ..] => rooms::route(core, req, rest).await?,
         _ => Response::error(404, "not_found", "no such endpoint", None),
     };
     Ok(resp)

@@ -1,5 +1,6 @@
-//! Accounts and sessions: registration, password rules, login with its throttle,
-//! bearer-token authentication, and ending sessions (logout, the per-user cap).
+//! Accounts and sessions: registration (with `--registration` and invite codes), password
+//! rules, login with its throttle, bearer-token authentication, and ending sessions (logout,
+//! the per-user cap).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -8,19 +9,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 
+use super::admin::InviteHold;
 use super::throttle::Throttle;
 use super::wire as frame;
 use super::{hex, now_ms, password, token_hash, Auth, ChatError, Commit, Conn, Core, Record, User};
-use crate::config;
+use crate::config::{self, Registration};
 use crate::metrics::Metrics;
 
-/// Usernames: 3-32 characters of `[A-Za-z0-9_-]`.
-pub fn valid_username(name: &str) -> bool {
-    (3..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
+pub use config::valid_username;
 
 /// A registration counted against its address's hourly limit while it is under way; the
 /// count is taken back unless the account was created.
@@ -43,24 +39,67 @@ impl Drop for Counted<'_> {
 }
 
 impl Core {
-    /// Creates an account. `from` is the client's address, for `--register-per-ip-per-hour`.
+    /// Creates an account through `POST /api/v1/register`, as `--registration` allows.
+    /// `from` is the client's address, for `--register-per-ip-per-hour`.
     pub async fn register(
         &self,
         username: &str,
         password: &str,
+        invite_code: Option<&str>,
         from: IpAddr,
     ) -> Result<String, ChatError> {
         if !valid_username(username) {
             return Err(ChatError::InvalidUsername);
         }
-        self.check_password(password)?;
-        let key = username.to_ascii_lowercase();
-        if self.user(&key).is_some() {
-            return Err(ChatError::UsernameTaken);
-        }
+        // Before anything that tells whether a name is taken: a closed server tells strangers
+        // nothing. A name given to `--admin` always gets in, so the first admin can.
+        let invite = match self.cfg.registration {
+            _ if self.is_admin_name(username) => None,
+            Registration::Open => None,
+            Registration::Invite => Some(self.take_invite(invite_code)?),
+            Registration::Closed => return Err(ChatError::RegistrationClosed),
+        };
+        self.check_new_account(username, password)?;
         // Counted before hashing, so a flood from one address cannot have more registrations
         // under way than its limit lets succeed.
         let mut counted = self.count_registration(from)?;
+        let name = self
+            .create_account(username, password, from, invite)
+            .await?;
+        if let Some(c) = counted.as_mut() {
+            c.created = true;
+        }
+        Ok(name)
+    }
+
+    /// The checks every new account passes, before any hashing: the name, the password's
+    /// length, and that the name is free.
+    pub(super) fn check_new_account(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<(), ChatError> {
+        if !valid_username(username) {
+            return Err(ChatError::InvalidUsername);
+        }
+        self.check_password(password)?;
+        if self.user(&username.to_ascii_lowercase()).is_some() {
+            return Err(ChatError::UsernameTaken);
+        }
+        Ok(())
+    }
+
+    /// Hashes the password and stores the account; with `invite`, spends its use in the same
+    /// critical section (its record first: a crash between the two loses a use, never gives
+    /// one away).
+    pub(super) async fn create_account(
+        &self,
+        username: &str,
+        password: &str,
+        from: IpAddr,
+        mut invite: Option<InviteHold>,
+    ) -> Result<String, ChatError> {
+        let key = username.to_ascii_lowercase();
         let (pw, iterations) = (password.as_bytes().to_vec(), self.cfg.pbkdf2_iterations);
         let hash = self
             .hasher
@@ -71,30 +110,37 @@ impl Core {
             hash: hash.clone(),
             ts: now_ms(),
         };
-        let commit = {
+        let (spent, commit) = {
             let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
             if users.contains_key(&key) {
                 return Err(ChatError::UsernameTaken);
             }
+            let invite_slot = invite.as_ref().map(|_| self.reserve()).transpose()?;
             let slot = self.reserve()?;
+            // A use the store fails to keep stays spent in memory: the safe side.
+            let spent = invite
+                .as_mut()
+                .zip(invite_slot)
+                .map(|(hold, slot)| self.commit(slot, &hold.spend(), || {}));
             self.apply_user(&mut users, username, hash);
             let table = self.users.clone();
-            self.commit(slot, &rec, move || {
+            let commit = self.commit(slot, &rec, move || {
                 table
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&key);
-            })
+            });
+            (spent, commit)
         };
-        commit.wait().await?;
-        if let Some(c) = counted.as_mut() {
-            c.created = true;
+        if let Some(spent) = spent {
+            spent.wait().await?;
         }
+        commit.wait().await?;
         Metrics::add(&self.metrics.registrations_total, 1);
         Ok(username.to_string())
     }
 
-    fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+    pub(super) fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
         self.throttle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -119,7 +165,7 @@ impl Core {
         }))
     }
 
-    fn check_password(&self, password: &str) -> Result<(), ChatError> {
+    pub(super) fn check_password(&self, password: &str) -> Result<(), ChatError> {
         let min = self.cfg.min_password_length;
         if password.len() < min || password.len() > config::MAX_PASSWORD_BYTES {
             return Err(ChatError::InvalidPassword(format!(
@@ -142,7 +188,7 @@ impl Core {
     }
 
     /// `too_many_attempts` when `key` failed too often from `from`, or from everywhere.
-    fn throttled(&self, key: &str, from: IpAddr, now: u64) -> Result<(), ChatError> {
+    pub(super) fn throttled(&self, key: &str, from: IpAddr, now: u64) -> Result<(), ChatError> {
         let mut throttle = self.throttle();
         let pair = (key.to_string(), from);
         let per_pair = throttle
@@ -162,7 +208,7 @@ impl Core {
         }
     }
 
-    fn record_failure(&self, key: &str, from: IpAddr, now: u64) {
+    pub(super) fn record_failure(&self, key: &str, from: IpAddr, now: u64) {
         let mut throttle = self.throttle();
         let pair = (key.to_string(), from);
         throttle
@@ -201,6 +247,10 @@ impl Core {
         // Only this address's count clears: a stranger's failures still count toward the
         // account's ceiling.
         self.throttle().pairs.forget(&(key.clone(), from));
+        // Told only now, after the password verified, so it tells a guesser nothing.
+        if user.lock().disabled {
+            return Err(ChatError::AccountDisabled);
+        }
         if let Some(hash) = rehashed {
             self.store_rehash(&user, hash).await?;
         }
@@ -226,6 +276,14 @@ impl Core {
             })
         };
         commit.wait().await?;
+        // Disabled meanwhile: the session was made before `set_disabled` read the list of
+        // sessions (and it ends it), or after the flag was set, and it ends here.
+        if user.lock().disabled {
+            if let Some(commit) = self.end_session(hash) {
+                commit?.wait().await?;
+            }
+            return Err(ChatError::AccountDisabled);
+        }
         // A user's oldest session ends when they hold too many, so logins cannot pile up
         // sessions without bound.
         let oldest = {

@@ -4,8 +4,11 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::membership::NewRoomSpec;
+use super::moderation::mute_seconds;
 use super::{ChatError, Core, User};
 use crate::config;
+use crate::protocol::{EntryKind, RoomPatch};
 
 /// What a command answered: the command name, text for humans, and the REST-shaped data.
 pub(crate) struct Reply {
@@ -28,6 +31,28 @@ pub(crate) const HELP: &[(&str, &str)] = &[
         "list users with their presence (first 100)",
     ),
     ("/me", "who you are and your rooms"),
+    ("/invite USER", "invite a user to this room"),
+    ("/kick USER [REASON]", "remove a member (moderators)"),
+    (
+        "/ban USER [REASON]",
+        "ban a user from this room (moderators)",
+    ),
+    ("/unban USER", "lift a ban (moderators)"),
+    (
+        "/mute USER SECONDS",
+        "mute a member for a while (moderators)",
+    ),
+    ("/unmute USER", "lift a mute (moderators)"),
+    ("/op USER", "make a member a moderator (owner)"),
+    ("/deop USER", "make a moderator a plain member (owner)"),
+    (
+        "/topic [TEXT]",
+        "set this room's topic, or show it (moderators set)",
+    ),
+    (
+        "/visibility public|private",
+        "who may find and join this room (owner)",
+    ),
     ("/help", "this list"),
     ("//text", "send text that starts with /"),
 ];
@@ -61,7 +86,11 @@ pub(crate) async fn run(
             if arg.is_empty() {
                 return Err(ChatError::BadCommand("/create NAME".into()));
             }
-            let r = core.create_room(user, arg, None).await?;
+            let spec = NewRoomSpec {
+                name: arg,
+                ..NewRoomSpec::default()
+            };
+            let r = core.create_room(user, &spec).await?;
             let text = format!("created room {} ({}) and joined it", r.name, r.id);
             Ok(Reply {
                 command: "create",
@@ -94,13 +123,18 @@ pub(crate) async fn run(
             })
         }
         "/rooms" => {
-            let list = core.rooms(arg, None, config::LIST_PAGE_DEFAULT)?;
+            let list = core.rooms(user, arg, None, config::LIST_PAGE_DEFAULT)?;
             let text = list
                 .rooms
                 .iter()
                 .map(|r| {
+                    let private = if r.visibility == crate::protocol::Visibility::Private {
+                        ", private"
+                    } else {
+                        ""
+                    };
                     format!(
-                        "{} ({}): {}/{} members",
+                        "{} ({}): {}/{} members{private}",
                         r.name, r.id, r.members, r.capacity
                     )
                 })
@@ -122,7 +156,7 @@ pub(crate) async fn run(
             if id.is_empty() {
                 return Err(ChatError::BadCommand("/who ID".into()));
             }
-            let d = core.room_detail(&id)?;
+            let d = core.room_detail(user, &id)?;
             let names: Vec<String> = d
                 .member_list
                 .iter()
@@ -160,12 +194,51 @@ pub(crate) async fn run(
             })
         }
         "/me" => {
-            let rooms = core.my_rooms(user);
-            let text = format!("you are {}, in {} rooms", user.name, rooms.len());
+            let data = core.me(user);
+            let rooms = data["rooms"].as_array().map_or(0, Vec::len);
+            let text = format!("you are {}, in {rooms} rooms", user.name);
             Ok(Reply {
                 command: "me",
                 text,
-                data: json!({ "username": user.name, "rooms": rooms }),
+                data,
+            })
+        }
+        "/invite" | "/kick" | "/ban" | "/unban" | "/mute" | "/unmute" | "/op" | "/deop" => {
+            moderate(core, user, room, name, arg).await
+        }
+        "/topic" => {
+            let r = if arg.is_empty() {
+                core.room_detail(user, room)?.room
+            } else {
+                let patch = RoomPatch {
+                    topic: Some(Value::String(arg.to_string())),
+                    ..RoomPatch::default()
+                };
+                core.update_room(user, room, &patch).await?
+            };
+            let text = match r.topic.as_str() {
+                "" => format!("{} has no topic", r.name),
+                t => format!("topic of {}: {t}", r.name),
+            };
+            Ok(Reply {
+                command: "topic",
+                text,
+                data: to_value(&r),
+            })
+        }
+        "/visibility" => {
+            if arg.is_empty() {
+                return Err(ChatError::BadCommand("/visibility public|private".into()));
+            }
+            let patch = RoomPatch {
+                visibility: Some(Value::String(arg.to_string())),
+                ..RoomPatch::default()
+            };
+            let r = core.update_room(user, room, &patch).await?;
+            Ok(Reply {
+                command: "visibility",
+                text: format!("{} is {}", r.name, r.visibility.as_str()),
+                data: to_value(&r),
             })
         }
         "/help" => {
@@ -186,4 +259,78 @@ pub(crate) async fn run(
         }
         other => Err(ChatError::UnknownCommand(other.to_string())),
     }
+}
+
+/// The moderation commands that name a user and answer `null` (their REST call's 204),
+/// acting on the `send` frame's room.
+async fn moderate(
+    core: &Core,
+    user: &Arc<User>,
+    room: &str,
+    name: &str,
+    arg: &str,
+) -> Result<Reply, ChatError> {
+    let command = &name[1..];
+    let usage = HELP
+        .iter()
+        .find(|(c, _)| c.split(' ').next() == Some(name))
+        .map_or(name, |(c, _)| c);
+    let (target, rest) = match arg.split_once(char::is_whitespace) {
+        Some((t, r)) => (t, r.trim()),
+        None => (arg, ""),
+    };
+    if target.is_empty() {
+        return Err(ChatError::BadCommand(usage.to_string()));
+    }
+    let reason = Some(rest).filter(|r| !r.is_empty());
+    let text = match name {
+        "/invite" => {
+            core.invite(user, room, target).await?;
+            format!("invited {target}")
+        }
+        "/kick" => {
+            core.remove_member(user, room, target, reason, false)
+                .await?;
+            format!("kicked {target}")
+        }
+        "/ban" => {
+            core.remove_member(user, room, target, reason, true).await?;
+            format!("banned {target}")
+        }
+        "/unban" => {
+            core.lift(user, room, target, EntryKind::Unban).await?;
+            format!("unbanned {target}")
+        }
+        "/mute" => {
+            let seconds = mute_seconds(Some(&Value::String(rest.to_string())))?;
+            core.mute(user, room, target, seconds).await?;
+            format!("muted {target} for {seconds} s")
+        }
+        "/unmute" => {
+            core.lift(user, room, target, EntryKind::Unmute).await?;
+            format!("unmuted {target}")
+        }
+        "/op" => {
+            core.set_role(user, room, target, "moderator").await?;
+            format!("{target} is a moderator")
+        }
+        _ => {
+            core.set_role(user, room, target, "member").await?;
+            format!("{target} is a member")
+        }
+    };
+    Ok(Reply {
+        command: match command {
+            "invite" => "invite",
+            "kick" => "kick",
+            "ban" => "ban",
+            "unban" => "unban",
+            "mute" => "mute",
+            "unmute" => "unmute",
+            "op" => "op",
+            _ => "deop",
+        },
+        text,
+        data: Value::Null,
+    })
 }

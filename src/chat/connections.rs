@@ -37,8 +37,10 @@ impl Core {
             for id in &us.rooms {
                 if let Some(room) = self.rooms.get(id) {
                     let mut rs = room.lock();
-                    rs.subscribe(std::slice::from_ref(&conn));
-                    views.push(room.view(&rs));
+                    if rs.members.contains_key(&user.key) {
+                        rs.subscribe(std::slice::from_ref(&conn));
+                        views.push(room.view(&rs, &user.key));
+                    }
                 }
             }
             views

@@ -39,6 +39,36 @@ pub enum ChatError {
     },
     /// The journal failed; nothing can be acknowledged.
     Unavailable,
+    /// The role table or admin-only call does not allow it (403).
+    Forbidden,
+    /// A private room the user is neither a member of nor invited to (403).
+    RoomRestricted,
+    /// A banned user's join (403).
+    Banned,
+    /// Inviting a banned user (409).
+    InviteeBanned,
+    AlreadyMember,
+    InvalidDuration,
+    InvalidRole,
+    InvalidVisibility,
+    InvalidTopic,
+    /// Posting while muted (403).
+    Muted {
+        retry_after_ms: u64,
+    },
+    /// Unbanning a user who is not banned (404).
+    NotBanned,
+    /// Unmuting a user who is not muted (404).
+    NotMuted,
+    /// A room with as many pending invitations as it may hold (409).
+    TooManyInvites,
+    /// Registering under `--registration invite` without a live invite code (403).
+    InviteRequired,
+    /// Registering under `--registration closed` (403).
+    RegistrationClosed,
+    /// Logging in to an account an admin disabled (403), told only after the password
+    /// verified.
+    AccountDisabled,
 }
 
 impl ChatError {
@@ -51,9 +81,18 @@ impl ChatError {
             | EmptyMessage | MessageTooLong | UnknownCommand(_) | BadCommand(_) | BadRequest(_) => {
                 400
             }
-            NotAMember => 403,
-            UserNotFound | RoomNotFound => 404,
-            UsernameTaken | RoomFull | TooManyRooms | TooManyOwnedRooms | NotInRoom => 409,
+            InvalidDuration | InvalidRole | InvalidVisibility | InvalidTopic => 400,
+            NotAMember
+            | Forbidden
+            | RoomRestricted
+            | Muted { .. }
+            | Banned
+            | InviteRequired
+            | RegistrationClosed
+            | AccountDisabled => 403,
+            UserNotFound | RoomNotFound | NotBanned | NotMuted => 404,
+            UsernameTaken | RoomFull | TooManyRooms | TooManyOwnedRooms | NotInRoom
+            | AlreadyMember | TooManyInvites | InviteeBanned => 409,
             TooManyAttempts { .. } | RateLimited { .. } => 429,
             Busy { .. } | Unavailable => 503,
         }
@@ -84,6 +123,21 @@ impl ChatError {
             BadCommand(_) => "bad_command",
             Busy { .. } => "server_busy",
             Unavailable => "unavailable",
+            Forbidden => "forbidden",
+            RoomRestricted => "room_restricted",
+            Banned | InviteeBanned => "banned",
+            AlreadyMember => "already_member",
+            InvalidDuration => "invalid_duration",
+            InvalidRole => "invalid_role",
+            InvalidVisibility => "invalid_visibility",
+            InvalidTopic => "invalid_topic",
+            Muted { .. } => "muted",
+            NotBanned => "not_banned",
+            NotMuted => "not_muted",
+            TooManyInvites => "too_many_invites",
+            InviteRequired => "invite_required",
+            RegistrationClosed => "registration_closed",
+            AccountDisabled => "account_disabled",
         }
     }
 
@@ -91,7 +145,8 @@ impl ChatError {
         match self {
             ChatError::TooManyAttempts { retry_after_ms }
             | ChatError::RateLimited { retry_after_ms }
-            | ChatError::Busy { retry_after_ms } => Some(*retry_after_ms),
+            | ChatError::Busy { retry_after_ms }
+            | ChatError::Muted { retry_after_ms } => Some(*retry_after_ms),
             _ => None,
         }
     }
@@ -126,6 +181,25 @@ impl fmt::Display for ChatError {
             BadCommand(usage) => write!(f, "usage: {usage}"),
             Busy { .. } => write!(f, "the server is busy; try again shortly"),
             Unavailable => write!(f, "the server cannot store data right now"),
+            Forbidden => write!(f, "you are not allowed to do that"),
+            RoomRestricted => write!(f, "this room is private: it needs an invitation"),
+            Banned => write!(f, "banned from this room"),
+            InviteeBanned => write!(f, "that user is banned from this room"),
+            AlreadyMember => write!(f, "already a member of this room"),
+            InvalidDuration => write!(f, "seconds must be a whole number from 1 to 2592000"),
+            InvalidRole => write!(f, "role must be owner, moderator or member"),
+            InvalidVisibility => write!(f, "visibility must be public or private"),
+            InvalidTopic => write!(
+                f,
+                "topics are at most 256 characters without control characters"
+            ),
+            Muted { .. } => write!(f, "you are muted in this room"),
+            NotBanned => write!(f, "that user is not banned here"),
+            NotMuted => write!(f, "that user is not muted here"),
+            TooManyInvites => write!(f, "this room has as many pending invitations as it may"),
+            InviteRequired => write!(f, "registration needs a valid, unused invite code"),
+            RegistrationClosed => write!(f, "registration is closed; ask an administrator"),
+            AccountDisabled => write!(f, "this account is disabled"),
         }
     }
 }

@@ -1,34 +1,85 @@
-//! Room membership and listings: creating, joining and leaving rooms, and the views of
-//! them (`rooms`, `my_rooms`, `room_detail`). Joins and leaves are timeline entries,
-//! handed on through `append_entry`.
+//! Room membership and listings: creating, joining and leaving rooms, deleting them, and
+//! the views of them (`rooms`, `my_rooms`, `room_detail`). Joins and leaves are timeline
+//! entries, handed on through `submit_entry`.
 //!
 //! A room lives while it has members: the last member's leave is followed by a
-//! [`Record::RoomDeleted`], and the room and its timeline leave the table at once. A user
-//! owns at most `--max-owned-rooms` rooms, counted per owner in `Core::owned`.
+//! [`Record::RoomDeleted`], and the room and its timeline leave the table at once. Its owner
+//! (or an administrator) may also delete it. A user owns at most `--max-owned-rooms` rooms,
+//! counted per owner in `Core::owned`. When the owner leaves, ownership passes to the
+//! moderator who joined first, else to the member who joined first.
 
 use std::sync::Arc;
 
-use super::rooms::{Room, RoomState, RoomTable};
+use super::moderation::Act;
+use super::policy::{self, Access, Action};
+use super::rooms::{Governance, Room, RoomState, RoomTable};
 use super::timeline::{history_frame, Change, Delivery};
-use super::{now_ms, random_id, users, ChatError, Commit, Core, Record, User};
+use super::{encode, now_ms, random_id, users, ChatError, Commit, Core, Record, User};
 use crate::config;
-use crate::protocol::{EntryKind, MemberView, RoomDetail, RoomList, RoomView};
+use crate::protocol::{
+    EntryExtra, EntryKind, InviteView, MemberView, Role, RoomDetail, RoomList, RoomView,
+    ServerFrame, Visibility,
+};
 use crate::store::{KeptEntry, Slot};
+
+/// The longest topic, in characters.
+pub const MAX_TOPIC_CHARS: usize = 256;
+
+/// A room name as given: trimmed, 1 to 64 characters, no control or format characters.
+pub(super) fn valid_room_name(name: &str) -> Result<&str, ChatError> {
+    let name = name.trim();
+    let chars = name.chars().count();
+    if !(1..=64).contains(&chars) || super::text::has_hidden_chars(name) {
+        return Err(ChatError::InvalidRoomName);
+    }
+    Ok(name)
+}
+
+/// A topic as given: trimmed, at most 256 characters, no control or format characters.
+pub(super) fn valid_topic(topic: &str) -> Result<&str, ChatError> {
+    let topic = topic.trim();
+    if topic.chars().count() > MAX_TOPIC_CHARS || super::text::has_hidden_chars(topic) {
+        return Err(ChatError::InvalidTopic);
+    }
+    Ok(topic)
+}
+
+/// What a new room is made of, as given (`POST /api/v1/rooms`, `/create`).
+#[derive(Debug, Default)]
+pub struct NewRoomSpec<'a> {
+    pub name: &'a str,
+    pub capacity: Option<i64>,
+    pub visibility: Option<&'a str>,
+    pub topic: Option<&'a str>,
+}
 
 impl Core {
     pub fn room_count(&self) -> usize {
         self.rooms.len()
     }
 
-    /// A page of the room listing: rooms by name then id after the room `after`, whose name
-    /// contains `q` case-insensitively; `limit` is clamped to 1..=`LIST_PAGE_MAX`.
-    pub fn rooms(&self, q: &str, after: Option<&str>, limit: usize) -> Result<RoomList, ChatError> {
+    /// A page of the room listing as `user` sees it: rooms by name then id after the room
+    /// `after`, whose name contains `q` case-insensitively; private rooms only if `user`
+    /// is a member. `limit` is clamped to 1..=`LIST_PAGE_MAX`.
+    pub fn rooms(
+        &self,
+        user: &User,
+        q: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<RoomList, ChatError> {
         let limit = limit.clamp(1, config::LIST_PAGE_MAX);
+        let mine = user.lock().rooms.clone();
+        let visible = |room: &Room| !room.is_private() || mine.contains(&room.id);
         let page = self
             .rooms
-            .page(&q.to_lowercase(), after, limit)
+            .page(&q.to_lowercase(), after, limit, visible)
             .ok_or_else(|| ChatError::BadRequest("unknown cursor: no such room".into()))?;
-        let rooms = page.rooms.iter().map(|r| r.view(&r.lock())).collect();
+        let rooms = page
+            .rooms
+            .iter()
+            .map(|r| r.view(&r.lock(), &user.key))
+            .collect();
         Ok(RoomList {
             rooms,
             next: page.next,
@@ -40,31 +91,79 @@ impl Core {
         owned.get(key).copied().unwrap_or(0)
     }
 
-    /// The rooms a user belongs to, in the order joined.
+    /// The rooms a user belongs to, in the order joined, as they see them.
     pub fn my_rooms(&self, user: &User) -> Vec<RoomView> {
         let ids = user.lock().rooms.clone();
         ids.iter()
             .filter_map(|id| self.rooms.get(id))
-            .map(|r| r.view(&r.lock()))
+            .filter_map(|r| {
+                let rs = r.lock();
+                rs.members
+                    .contains_key(&user.key)
+                    .then(|| r.view(&rs, &user.key))
+            })
             .collect()
     }
 
-    pub fn room_detail(&self, id: &str) -> Result<RoomDetail, ChatError> {
+    /// `GET /api/v1/me`: the user, their rooms and their pending invitations.
+    pub fn me(&self, user: &User) -> serde_json::Value {
+        serde_json::json!({
+            "username": user.name,
+            "rooms": self.my_rooms(user),
+            "invites": self.my_invites(user),
+            "admin": self.is_admin(user),
+        })
+    }
+
+    /// The user's pending invitations, oldest first. Forgets stale ones (the room was
+    /// deleted, or the invitation used or cancelled).
+    pub fn my_invites(&self, user: &User) -> Vec<InviteView> {
+        let ids = user.lock().invites.clone();
+        let mut out = Vec::new();
+        let mut stale = Vec::new();
+        for id in ids {
+            let invite = self.rooms.get(&id).and_then(|r| {
+                let rs = r.lock();
+                let by = rs.gov.invites.get(&user.key)?.clone();
+                Some(InviteView {
+                    room: r.view(&rs, &user.key),
+                    by,
+                })
+            });
+            match invite {
+                Some(i) => out.push(i),
+                None => stale.push(id),
+            }
+        }
+        if !stale.is_empty() {
+            user.lock().invites.retain(|id| !stale.contains(id));
+        }
+        out
+    }
+
+    /// A room's details with its members (in the order they joined) and their roles.
+    /// A private room answers only its members and invited users.
+    pub fn room_detail(&self, user: &User, id: &str) -> Result<RoomDetail, ChatError> {
         let room = self.room(id)?;
         let (view, members) = {
             let rs = room.lock();
-            (
-                room.view(&rs),
-                rs.members.values().cloned().collect::<Vec<_>>(),
-            )
+            policy::reach(&rs, &user.key, Access::Details)?;
+            let mut members: Vec<_> = rs
+                .members
+                .values()
+                .map(|m| (m.since, m.user.clone(), rs.role(&m.user.key)))
+                .collect();
+            members.sort_by_key(|m| m.0);
+            (room.view(&rs, &user.key), members)
         };
         let now = now_ms();
         let timeout = self.presence_timeout_ms();
         let member_list = members
             .iter()
-            .map(|u| MemberView {
+            .map(|(_, u, role)| MemberView {
                 username: u.name.clone(),
                 online: u.lock().is_online(now, timeout),
+                role: role.unwrap_or(Role::Member),
             })
             .collect();
         Ok(RoomDetail {
@@ -76,31 +175,44 @@ impl Core {
     pub async fn create_room(
         &self,
         user: &Arc<User>,
-        name: &str,
-        capacity: Option<i64>,
+        spec: &NewRoomSpec<'_>,
     ) -> Result<RoomView, ChatError> {
-        let name = name.trim();
-        let chars = name.chars().count();
-        if !(1..=64).contains(&chars) || super::text::has_hidden_chars(name) {
-            return Err(ChatError::InvalidRoomName);
-        }
-        let capacity = match capacity {
+        let name = valid_room_name(spec.name)?;
+        let capacity = match spec.capacity {
             None => self.cfg.room_capacity,
             Some(c) if (1..=config::MAX_ROOM_CAPACITY as i64).contains(&c) => c as u32,
             Some(_) => return Err(ChatError::InvalidCapacity),
         };
-        let (view, commit) = self.create_locked(user, name, capacity)?;
+        let visibility = match spec.visibility {
+            None => Visibility::Public,
+            Some(v) => Visibility::parse(v).ok_or(ChatError::InvalidVisibility)?,
+        };
+        let topic = valid_topic(spec.topic.unwrap_or_default())?;
+        let gov = Governance {
+            name: name.to_string(),
+            owner: user.name.clone(),
+            topic: topic.to_string(),
+            visibility,
+            ..Governance::default()
+        };
+        let (view, commit) = self.create_locked(user, gov, capacity)?;
         commit.wait().await?;
         Ok(view)
+    }
+
+    /// Forgets ids of deleted rooms in the user's list (a deletion does not lock members).
+    fn prune_rooms(&self, us: &mut users::UserState) {
+        us.rooms.retain(|id| self.rooms.get(id).is_some());
     }
 
     fn create_locked(
         &self,
         user: &Arc<User>,
-        name: &str,
+        gov: Governance,
         capacity: u32,
     ) -> Result<(RoomView, Commit), ChatError> {
         let mut us = user.lock();
+        self.prune_rooms(&mut us);
         if us.rooms.len() >= self.cfg.max_rooms_per_user {
             return Err(ChatError::TooManyRooms);
         }
@@ -111,29 +223,30 @@ impl Core {
         }
         let (created_slot, join_slot) = (self.reserve()?, self.reserve()?);
         let room = loop {
-            let room = self.new_room(&random_id(10), name, &user.name, capacity);
-            if self.rooms.insert(room.clone()) {
+            let room = self.new_room(&random_id(10), gov.clone(), capacity);
+            if self.rooms.insert(room.clone(), &gov.name) {
                 break room;
             }
         };
         let created = Record::RoomCreated {
             id: room.id.clone(),
-            name: room.name.clone(),
-            owner: room.owner.clone(),
+            name: gov.name.clone(),
+            owner: gov.owner.clone(),
             capacity,
             ts: now_ms(),
+            visibility: gov.visibility,
+            topic: gov.topic.clone(),
         };
-        Self::count_owned(&self.owned, &room.owner, true);
+        Self::count_owned(&self.owned, &gov.owner, true);
         let (rooms, owned, id) = (self.rooms.clone(), self.owned.clone(), room.id.clone());
+        let owner = gov.owner.clone();
         drop(self.commit(created_slot, &created, move || {
-            if let Some(room) = RoomTable::remove(&rooms, &id) {
-                Self::count_owned(&owned, &room.owner, false);
+            if RoomTable::remove(&rooms, &id).is_some() {
+                Self::count_owned(&owned, &owner, false);
             }
         }));
         let mut rs = room.lock();
-        let commit = self.join_locked(join_slot, &room, &mut rs, user, &mut us);
-        let mut view = room.view(&rs);
-        view.last_seq = rs.last_seq;
+        let (view, commit) = self.join_locked(join_slot, &room, &mut rs, user, &mut us);
         Ok((view, commit))
     }
 
@@ -145,9 +258,11 @@ impl Core {
             if rs.deleted {
                 return Err(ChatError::RoomNotFound);
             }
+            policy::reach(&rs, &user.key, Access::Join)?;
             if rs.members.contains_key(&user.key) {
-                return Ok(room.view(&rs));
+                return Ok(room.view(&rs, &user.key));
             }
+            self.prune_rooms(&mut us);
             if us.rooms.len() >= self.cfg.max_rooms_per_user {
                 return Err(ChatError::TooManyRooms);
             }
@@ -155,17 +270,15 @@ impl Core {
                 return Err(ChatError::RoomFull);
             }
             let slot = self.reserve()?;
-            let commit = self.join_locked(slot, &room, &mut rs, user, &mut us);
-            let mut view = room.view(&rs);
-            view.last_seq = rs.last_seq;
-            (view, commit)
+            self.join_locked(slot, &room, &mut rs, user, &mut us)
         };
         commit.wait().await?;
         Ok(view)
     }
 
-    /// Appends `user`'s join entry. Once it is published, the joiner's connections get the
-    /// room's recent `history` and then the entry, like every other member.
+    /// Appends `user`'s join entry (using their invitation, if any). Once it is published,
+    /// the joiner's connections get a `joined` frame and the room's recent `history`, then
+    /// the entry, like every other member. Returns the room as the joiner sees it.
     fn join_locked(
         &self,
         slot: Slot,
@@ -173,7 +286,7 @@ impl Core {
         rs: &mut RoomState,
         user: &Arc<User>,
         us: &mut users::UserState,
-    ) -> Commit {
+    ) -> (RoomView, Commit) {
         let since = rs.last_seq.saturating_sub(config::JOIN_HISTORY as u64);
         // Complete when it reaches back to the room's first entry.
         let complete = rs.last_seq == since || (since == 0 && rs.first_seq() <= 1);
@@ -186,28 +299,38 @@ impl Core {
             complete,
             usize::MAX,
         );
+        let invited_by = rs.gov.invites.get(&user.key).cloned();
         let entry = KeptEntry::new(now_ms(), EntryKind::Join, &user.name, None, None);
         let seq = rs.append(entry.clone());
-        Self::apply_membership(room, rs, user, us, EntryKind::Join);
+        Self::apply_membership(room, rs, user, us, Some(seq));
+        let mut view = room.view(rs, &user.key);
+        view.last_seq = rs.last_seq;
+        let joined = encode(&ServerFrame::Joined { room: &view });
         let delivery = Delivery {
             room: room.clone(),
             seq,
             entry,
             ack: None,
-            change: Change::Join(user.clone(), history),
+            change: Change::Join(user.clone(), [joined, history]),
+            gov_token: None,
         };
         let (room, user) = (room.clone(), user.clone());
         let undo = move || {
             let mut us = user.lock();
             let mut rs = room.lock();
-            Self::apply_membership(&room, &mut rs, &user, &mut us, EntryKind::Leave);
+            Self::apply_membership(&room, &mut rs, &user, &mut us, None);
+            if let Some(by) = invited_by {
+                rs.gov.invites.insert(user.key.clone(), by);
+            }
             rs.unsubscribe_user(&user.key);
         };
-        self.submit_entry(slot, rs, Some(us), delivery, undo)
+        let commit = self.submit_entry(slot, rs, Some(us), delivery, undo);
+        (view, commit)
     }
 
     /// Leaves a room. The last member's leave deletes the room: its `leave` entry is
     /// published to the leaver's connections, then a [`Record::RoomDeleted`] follows it.
+    /// The owner's leave passes ownership on, with a `role` entry after the `leave`.
     pub async fn leave_room(&self, user: &Arc<User>, id: &str) -> Result<(), ChatError> {
         let room = self.room(id)?;
         let commit = {
@@ -217,11 +340,22 @@ impl Core {
                 return Err(ChatError::NotInRoom);
             }
             let last = rs.members.len() == 1;
+            let heir = if rs.role(&user.key) == Some(Role::Owner) && !last {
+                Self::heir(&rs, &user.key)
+            } else {
+                None
+            };
             let slot = self.reserve()?;
-            let delete_slot = if last { Some(self.reserve()?) } else { None };
+            let next_slot = if last || heir.is_some() {
+                Some(self.reserve()?)
+            } else {
+                None
+            };
+            let was = rs.members.get(&user.key).map_or(0, |m| m.since);
+            let moderator = rs.gov.moderators.contains(&user.key);
             let entry = KeptEntry::new(now_ms(), EntryKind::Leave, &user.name, None, None);
             let seq = rs.append(entry.clone());
-            Self::apply_membership(&room, &mut rs, user, &mut us, EntryKind::Leave);
+            Self::apply_membership(&room, &mut rs, user, &mut us, None);
             // The leaver's connections still get the entry: it tells them they left.
             let delivery = Delivery {
                 room: room.clone(),
@@ -229,18 +363,31 @@ impl Core {
                 entry,
                 ack: None,
                 change: Change::Leave(user.clone()),
+                gov_token: None,
             };
             let (room2, user2) = (room.clone(), user.clone());
             let undo = move || {
                 let mut us = user2.lock();
                 let mut rs = room2.lock();
-                Self::apply_membership(&room2, &mut rs, &user2, &mut us, EntryKind::Join);
+                Self::apply_membership(&room2, &mut rs, &user2, &mut us, Some(was));
+                if moderator {
+                    rs.gov.moderators.insert(user2.key.clone());
+                }
                 let conns = us.conns.clone();
                 rs.subscribe(&conns);
             };
             let commit = self.submit_entry(slot, &mut rs, Some(&us), delivery, undo);
-            if let Some(slot) = delete_slot {
-                self.delete_locked(slot, &room, &mut rs);
+            match (next_slot, heir) {
+                (Some(slot), Some(heir)) => {
+                    let act = Act {
+                        kind: EntryKind::Role,
+                        text: Some(Role::Owner.as_str()),
+                        extra: EntryExtra::target(&heir),
+                    };
+                    drop(self.govern_locked(slot, &room, &mut rs, &user.name, act, None));
+                }
+                (Some(slot), None) => drop(self.delete_locked(slot, &room, &mut rs, None)),
+                _ => {}
             }
             commit
         };
@@ -249,21 +396,93 @@ impl Core {
         commit.wait().await
     }
 
-    /// Removes an empty room from the table and hands its `RoomDeleted` to the store.
-    fn delete_locked(&self, slot: Slot, room: &Arc<Room>, rs: &mut RoomState) {
+    /// Who inherits the room when its owner `leaver` goes: the moderator who joined first,
+    /// else the member who joined first.
+    fn heir(rs: &RoomState, leaver: &str) -> Option<String> {
+        let others = rs.members.iter().filter(|(k, _)| *k != leaver);
+        let first = |moderators: bool| {
+            others
+                .clone()
+                .filter(|(k, _)| rs.gov.moderators.contains(*k) == moderators)
+                .min_by_key(|(_, m)| m.since)
+                .map(|(_, m)| m.user.name.clone())
+        };
+        first(true).or_else(|| first(false))
+    }
+
+    /// Deletes a room at its owner's request, or an administrator's (`admin`): every
+    /// member's connections get `room_deleted`, and the room, its timeline and its
+    /// invitations are gone.
+    pub async fn delete_room(
+        &self,
+        user: &Arc<User>,
+        id: &str,
+        admin: bool,
+    ) -> Result<(), ChatError> {
+        let room = self.room(id)?;
+        let commit = {
+            let mut rs = room.lock();
+            if rs.deleted {
+                return Err(ChatError::RoomNotFound);
+            }
+            if !admin {
+                policy::check(&rs, &user.key, Action::Delete, None)?;
+            }
+            let slot = self.reserve()?;
+            self.delete_locked(slot, &room, &mut rs, Some(&user.name))
+        };
+        commit.wait().await
+    }
+
+    /// Removes a room from the table and hands its `RoomDeleted` to the store. `by` names
+    /// who deleted it; its members' connections are told once the store keeps the record.
+    /// Members' own room lists forget it lazily (`prune_rooms`): a deletion locks no user.
+    fn delete_locked(
+        &self,
+        slot: Slot,
+        room: &Arc<Room>,
+        rs: &mut RoomState,
+        by: Option<&str>,
+    ) -> Commit {
         rs.deleted = true;
+        let members = std::mem::take(&mut rs.members);
+        let owner = rs.gov.owner.clone();
         if self.rooms.remove(&room.id).is_some() {
-            Self::count_owned(&self.owned, &room.owner, false);
+            Self::count_owned(&self.owned, &owner, false);
         }
         let rec = Record::RoomDeleted {
             id: room.id.clone(),
+            by: by.map(str::to_string),
         };
-        let (rooms, owned, room) = (self.rooms.clone(), self.owned.clone(), room.clone());
-        drop(self.commit(slot, &rec, move || {
-            room.lock().deleted = false;
-            if rooms.insert(room.clone()) {
-                Self::count_owned(&owned, &room.owner, true);
+        let frame = by.map(|by| encode(&ServerFrame::RoomDeleted { room: &room.id, by }));
+        let metrics = self.metrics.clone();
+        let tell = move |subs: Arc<Vec<Arc<super::Conn>>>| {
+            if let Some(frame) = &frame {
+                for c in subs.iter() {
+                    super::deliver_to(&metrics, c, frame);
+                }
             }
-        }));
+        };
+        if let Slot::Memory = slot {
+            tell(std::mem::take(&mut rs.subscribers));
+            return Commit::done();
+        }
+        let (rooms, owned, room) = (self.rooms.clone(), self.owned.clone(), room.clone());
+        self.commit_then(slot, &rec, move |kept| {
+            let mut rs = room.lock();
+            if kept {
+                let subs = std::mem::take(&mut rs.subscribers);
+                drop(rs);
+                tell(subs);
+                return;
+            }
+            rs.deleted = false;
+            rs.members = members;
+            let name = rs.gov.name.clone();
+            drop(rs);
+            if rooms.insert(room.clone(), &name) {
+                Self::count_owned(&owned, &owner, true);
+            }
+        })
     }
 }

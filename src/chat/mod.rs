@@ -23,7 +23,8 @@
 //!
 //! # Layout
 //! `Core` and the one `apply` are here; its other methods live by concept in `accounts`
-//! (registration, login, sessions), `presence`, `membership` (rooms, joins, leaves),
+//! (registration, login, sessions), `admin` (admins, invite codes, disabled accounts,
+//! password changes), `presence`, `membership` (rooms, joins, leaves),
 //! `timeline` (messages, sync, history), `connections` (WebSocket registration, heartbeat)
 //! and `lifecycle` (epoch, sweeps, snapshots). Data structures: `rooms` (the sharded table),
 //! `ring` (history), `users`, `throttle` (login and registration windows); helpers:
@@ -47,9 +48,12 @@ pub(crate) mod users;
 pub(crate) mod wire;
 
 mod accounts;
+mod admin;
 mod connections;
 mod lifecycle;
 mod membership;
+pub mod moderation;
+pub(crate) mod policy;
 mod presence;
 mod snapshot;
 mod timeline;
@@ -67,16 +71,18 @@ use tungstenite::Bytes;
 pub use crate::store::Record;
 pub use accounts::valid_username;
 pub use error::ChatError;
+pub use membership::NewRoomSpec;
 pub use users::{Conn, Session, User};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::protocol::{EntryKind, ServerFrame};
+use crate::protocol::{EntryExtra, EntryKind, ServerFrame};
+use crate::store::record::GovernanceRecord;
 use crate::store::{KeptEntry, Slot, Store};
 use filter::Filter;
 use outbound::Pushed;
 use password::HashPool;
-use rooms::{Room, RoomTable};
+use rooms::{Governance, Member, Room, RoomTable};
 use wire as frame;
 
 /// Milliseconds since the Unix epoch.
@@ -175,6 +181,7 @@ pub struct Core {
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     /// Failed logins and registrations by account and client address.
     throttle: Mutex<throttle::Throttle>,
+    invites: admin::Invites,
     hasher: HashPool,
     filter: Filter,
     store: Store,
@@ -197,6 +204,7 @@ impl Core {
             owned: Arc::default(),
             conns: Mutex::new(HashMap::new()),
             throttle: Mutex::new(throttle::Throttle::new()),
+            invites: Arc::default(),
             filter,
             store,
             epoch: RwLock::new(String::new()),
@@ -234,13 +242,31 @@ impl Core {
         if let Slot::Memory = slot {
             return Commit::done();
         }
+        self.commit_then(slot, rec, move |written| {
+            if !written {
+                on_fail();
+            }
+        })
+    }
+
+    /// Like [`Core::commit`], but `done` runs with whether the store kept the record (on the
+    /// journal's delivery thread). In memory it runs at once, on the caller's thread and
+    /// under its locks.
+    fn commit_then(
+        &self,
+        slot: Slot,
+        rec: &Record,
+        done: impl FnOnce(bool) + Send + 'static,
+    ) -> Commit {
+        if let Slot::Memory = slot {
+            done(true);
+            return Commit::done();
+        }
         let (tx, rx) = oneshot::channel();
         slot.append(
             crate::store::snapshot::encode(rec),
             Box::new(move |written| {
-                if !written {
-                    on_fail();
-                }
+                done(written);
                 let _ = tx.send(written);
             }),
         );
@@ -317,16 +343,47 @@ impl Core {
                 name,
                 owner,
                 capacity,
+                visibility,
+                topic,
                 ..
             } => {
-                if self.rooms.insert(self.new_room(id, name, owner, *capacity)) {
+                let gov = Governance {
+                    name: name.clone(),
+                    owner: owner.clone(),
+                    topic: topic.clone(),
+                    visibility: *visibility,
+                    ..Governance::default()
+                };
+                if self.rooms.insert(self.new_room(id, gov, *capacity), name) {
                     Self::count_owned(&self.owned, owner, true);
                 }
             }
-            Record::RoomDeleted { id } => {
+            Record::RoomDeleted { id, .. } => {
                 if let Some(room) = self.rooms.remove(id) {
-                    room.lock().deleted = true;
-                    Self::count_owned(&self.owned, &room.owner, false);
+                    let owner = {
+                        let mut rs = room.lock();
+                        rs.deleted = true;
+                        rs.members.clear();
+                        rs.gov.owner.clone()
+                    };
+                    Self::count_owned(&self.owned, &owner, false);
+                }
+            }
+            Record::Invited {
+                room,
+                username,
+                by,
+                at_seq,
+            } => {
+                if let (Some(room), Some(user)) = (
+                    self.rooms.get(room),
+                    self.user(&username.to_ascii_lowercase()),
+                ) {
+                    let mut us = user.lock();
+                    let mut rs = room.lock();
+                    if rs.last_seq <= *at_seq {
+                        Self::apply_invite(&room, &mut rs, &user, &mut us, by);
+                    }
                 }
             }
             Record::RoomSnapshot {
@@ -338,9 +395,25 @@ impl Core {
                 members,
                 entries,
                 kept,
+                gov,
             } => {
-                let room = self.new_room(id, name, owner, *capacity);
-                if !self.rooms.insert(room.clone()) {
+                let saved = gov.as_deref().cloned().unwrap_or_default();
+                let gov = Governance {
+                    name: name.clone(),
+                    owner: owner.clone(),
+                    topic: saved.topic,
+                    visibility: saved.visibility,
+                    moderators: saved.moderators.into_iter().collect(),
+                    bans: saved
+                        .bans
+                        .into_iter()
+                        .map(|b| (b.username.to_ascii_lowercase(), b))
+                        .collect(),
+                    mutes: saved.mutes.into_iter().collect(),
+                    invites: saved.invites.into_iter().collect(),
+                };
+                let room = self.new_room(id, gov, *capacity);
+                if !self.rooms.insert(room.clone(), name) {
                     return;
                 }
                 Self::count_owned(&self.owned, owner, true);
@@ -353,10 +426,18 @@ impl Core {
                 }
                 rs.last_seq = rs.last_seq.max(last_seq.saturating_sub(*kept));
                 room.set_committed(*last_seq);
-                for name in members {
+                for (i, name) in members.iter().enumerate() {
                     if let Some(user) = self.user(&name.to_ascii_lowercase()) {
-                        user.lock().rooms.push(id.clone());
-                        rs.members.insert(user.key.clone(), user);
+                        let since = saved.joined.get(i).copied().unwrap_or(i as u64);
+                        let mut us = user.lock();
+                        Self::apply_membership(&room, &mut rs, &user, &mut us, Some(since));
+                    }
+                }
+                let invited: Vec<String> = rs.gov.invites.keys().cloned().collect();
+                drop(rs);
+                for key in invited {
+                    if let Some(user) = self.user(&key) {
+                        user.lock().invites.push(id.clone());
                     }
                 }
             }
@@ -369,26 +450,40 @@ impl Core {
                     rs.append(e.clone());
                 }
             }
+            Record::InviteCodeCreated {
+                hash,
+                uses,
+                expires,
+            } => self.apply_invite_created(hash, *uses, *expires),
+            Record::InviteCodeUsed { hash, remaining } => self.apply_invite_used(hash, *remaining),
+            Record::UserDisabled { username, disabled } => self.apply_disabled(username, *disabled),
             Record::Entry(entry) => {
                 let Some(room) = self.rooms.get(&entry.room) else {
                     return;
                 };
-                let user = self.user(&entry.from.to_ascii_lowercase());
+                let facts = Facts {
+                    kind: entry.kind,
+                    from: &entry.from,
+                    ts: entry.ts,
+                    text: entry.text.as_deref(),
+                    extra: &entry.extra,
+                };
+                let user = facts
+                    .subject()
+                    .and_then(|name| self.user(&name.to_ascii_lowercase()));
                 let mut us = user.as_ref().map(|u| u.lock());
                 let mut rs = room.lock();
                 if rs.restore(entry.seq, KeptEntry::from_entry(entry)) {
-                    if let Some((user, us)) = user.as_ref().zip(us.as_deref_mut()) {
-                        Self::apply_membership(&room, &mut rs, user, us, entry.kind);
-                    }
+                    let subject = user.as_ref().zip(us.as_deref_mut());
+                    self.apply_effects(&room, &mut rs, entry.seq, &facts, subject);
                 }
                 room.set_committed(entry.seq);
             }
         }
     }
 
-    fn new_room(&self, id: &str, name: &str, owner: &str, capacity: u32) -> Arc<Room> {
-        let (id, name, owner) = (id.to_string(), name.to_string(), owner.to_string());
-        Arc::new(Room::new(id, name, owner, capacity, self.cfg.history))
+    fn new_room(&self, id: &str, gov: Governance, capacity: u32) -> Arc<Room> {
+        Arc::new(Room::new(id.to_string(), gov, capacity, self.cfg.history))
     }
 
     /// Counts a room created (`up`) or deleted for its owner.
@@ -410,29 +505,187 @@ impl Core {
         users.insert(user.key.clone(), Arc::new(user));
     }
 
-    /// The membership a `join` or `leave` entry makes. Connections subscribe and unsubscribe
-    /// when the entry is published (`timeline`), not here.
+    /// Makes `user` a member since the join of seq `since`, or (`None`) removes them.
+    /// Connections subscribe and unsubscribe when the entry is published (`timeline`), not
+    /// here.
     fn apply_membership(
         room: &Room,
         rs: &mut rooms::RoomState,
         user: &Arc<User>,
         us: &mut users::UserState,
-        kind: EntryKind,
+        since: Option<u64>,
     ) {
-        match kind {
-            EntryKind::Join => {
-                rs.members.insert(user.key.clone(), user.clone());
+        match since {
+            Some(since) => {
+                let member = Member {
+                    user: user.clone(),
+                    since,
+                };
+                rs.members.insert(user.key.clone(), member);
+                rs.gov.invites.remove(&user.key);
                 if !us.rooms.contains(&room.id) {
                     us.rooms.push(room.id.clone());
                 }
             }
-            EntryKind::Leave => {
+            None => {
                 rs.members.remove(&user.key);
+                rs.gov.moderators.remove(&user.key);
                 us.rooms.retain(|r| *r != room.id);
             }
-            EntryKind::Message => {}
         }
     }
+
+    /// Records a pending invitation of `user` by `by`.
+    fn apply_invite(
+        room: &Room,
+        rs: &mut rooms::RoomState,
+        user: &User,
+        us: &mut users::UserState,
+        by: &str,
+    ) {
+        if rs.members.contains_key(&user.key) || rs.gov.bans.contains_key(&user.key) {
+            return;
+        }
+        rs.gov.invites.insert(user.key.clone(), by.to_string());
+        us.invites.retain(|id| *id != room.id);
+        us.invites.push(room.id.clone());
+        if us.invites.len() > users::MAX_INVITES_KEPT {
+            us.invites.remove(0);
+        }
+    }
+
+    /// What an entry changes besides the timeline: membership, roles, bans, mutes and the
+    /// room's fields. `subject` is the user a join, leave, kick or ban moves in or out of
+    /// the room, with their state locked. The live path calls this right after appending
+    /// the entry; replay calls it for each entry it restores.
+    fn apply_effects(
+        &self,
+        room: &Room,
+        rs: &mut rooms::RoomState,
+        seq: u64,
+        f: &Facts<'_>,
+        subject: Option<(&Arc<User>, &mut users::UserState)>,
+    ) {
+        let target = f.extra.target.as_deref().unwrap_or_default();
+        let target_key = target.to_ascii_lowercase();
+        match f.kind {
+            EntryKind::Message => {}
+            EntryKind::Join => {
+                if let Some((user, us)) = subject {
+                    Self::apply_membership(room, rs, user, us, Some(seq));
+                }
+            }
+            EntryKind::Leave | EntryKind::Kick | EntryKind::Ban => {
+                if let Some((user, us)) = subject {
+                    Self::apply_membership(room, rs, user, us, None);
+                }
+                if f.kind != EntryKind::Leave {
+                    rs.members.remove(&target_key);
+                    rs.gov.moderators.remove(&target_key);
+                    rs.gov.invites.remove(&target_key);
+                }
+                if f.kind == EntryKind::Ban {
+                    rs.gov.mutes.remove(&target_key);
+                    let ban = crate::protocol::BanView {
+                        username: target.to_string(),
+                        by: f.from.to_string(),
+                        ts: f.ts,
+                        reason: f.text.map(str::to_string),
+                    };
+                    rs.gov.bans.insert(target_key, ban);
+                }
+            }
+            EntryKind::Unban => {
+                rs.gov.bans.remove(&target_key);
+            }
+            EntryKind::Mute => {
+                rs.gov.mutes.insert(target_key, f.extra.until.unwrap_or(0));
+            }
+            EntryKind::Unmute => {
+                rs.gov.mutes.remove(&target_key);
+            }
+            EntryKind::Role => match f.text {
+                Some("owner") => {
+                    let old = std::mem::replace(&mut rs.gov.owner, target.to_string());
+                    rs.gov.moderators.remove(&target_key);
+                    Self::count_owned(&self.owned, &old, false);
+                    Self::count_owned(&self.owned, target, true);
+                }
+                Some("moderator") => {
+                    rs.gov.moderators.insert(target_key);
+                }
+                _ => {
+                    rs.gov.moderators.remove(&target_key);
+                }
+            },
+            EntryKind::Update => {
+                let Some(changes) = &f.extra.changes else {
+                    return;
+                };
+                if let Some(name) = &changes.name {
+                    rs.gov.name = name.clone();
+                    self.rooms.rename(&room.id, name);
+                }
+                if let Some(topic) = &changes.topic {
+                    rs.gov.topic = topic.clone();
+                }
+                if let Some(v) = changes.visibility {
+                    room.set_visibility(rs, v);
+                }
+            }
+        }
+    }
+}
+
+/// The parts of an entry that `Core::apply_effects` reads.
+pub(crate) struct Facts<'a> {
+    pub(crate) kind: EntryKind,
+    pub(crate) from: &'a str,
+    pub(crate) ts: u64,
+    pub(crate) text: Option<&'a str>,
+    pub(crate) extra: &'a EntryExtra,
+}
+
+impl Facts<'_> {
+    /// The user whose membership the entry changes: the sender of a join or leave, the
+    /// target of a kick or ban.
+    fn subject(&self) -> Option<&str> {
+        match self.kind {
+            EntryKind::Join | EntryKind::Leave => Some(self.from),
+            EntryKind::Kick | EntryKind::Ban => self.extra.target.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// A room's members in the order they joined, and its governance, as a snapshot record
+/// keeps them.
+fn governance_record(rs: &rooms::RoomState) -> (Vec<String>, GovernanceRecord) {
+    let mut members: Vec<&Member> = rs.members.values().collect();
+    members.sort_by_key(|m| m.since);
+    let now = now_ms();
+    let names = members.iter().map(|m| m.user.name.clone()).collect();
+    let gov = GovernanceRecord {
+        visibility: rs.gov.visibility,
+        topic: rs.gov.topic.clone(),
+        joined: members.iter().map(|m| m.since).collect(),
+        moderators: rs.gov.moderators.iter().cloned().collect(),
+        bans: rs.gov.bans.values().cloned().collect(),
+        mutes: rs
+            .gov
+            .mutes
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(k, until)| (k.clone(), *until))
+            .collect(),
+        invites: rs
+            .gov
+            .invites
+            .iter()
+            .map(|(k, by)| (k.clone(), by.clone()))
+            .collect(),
+    };
+    (names, gov)
 }
 
 /// Serializes a server frame into a WebSocket text frame.
@@ -475,6 +728,7 @@ mod tests {
             from: from.into(),
             text: text.map(str::to_string),
             nonce: None,
+            extra: EntryExtra::default(),
         }
     }
 
@@ -504,6 +758,7 @@ mod tests {
                 .map(|s| entry("r", s, EntryKind::Message, "Al", Some("hi")))
                 .collect(),
             kept: 0,
+            gov: None,
         });
         assert_eq!(kept_seqs(&c, "r"), (vec![5, 6, 7], 7));
     }
@@ -522,8 +777,13 @@ mod tests {
             owner: "Al".into(),
             capacity: 5,
             ts: 0,
+            visibility: Default::default(),
+            topic: String::new(),
         };
-        let deleted = |id: &str| Record::RoomDeleted { id: id.into() };
+        let deleted = |id: &str| Record::RoomDeleted {
+            id: id.into(),
+            by: None,
+        };
         for rec in [created("r"), created("r"), created("s"), deleted("r")] {
             c.apply(&rec);
         }
@@ -536,7 +796,8 @@ mod tests {
         assert!(c.rooms.get("s").is_some());
         assert_eq!(c.owned_by("al"), 1);
         assert!(c.user("al").unwrap().lock().rooms.is_empty());
-        let listed = c.rooms("", None, 10).unwrap();
+        let al = c.user("al").unwrap();
+        let listed = c.rooms(&al, "", None, 10).unwrap();
         assert_eq!(listed.rooms.len(), 1);
     }
 
@@ -558,6 +819,7 @@ mod tests {
             members: vec!["Al".into()],
             entries: Vec::new(),
             kept: 2,
+            gov: None,
         });
         c.apply(&Record::KeptEntries {
             room: "r".into(),
@@ -574,6 +836,8 @@ mod tests {
             owner: "Al".into(),
             capacity: 1,
             ts: 0,
+            visibility: Default::default(),
+            topic: String::new(),
         });
         c.apply(&Record::Entry(entry("r", 3, EntryKind::Leave, "Al", None)));
         c.apply(&Record::Entry(entry(
@@ -585,8 +849,8 @@ mod tests {
         )));
         assert_eq!(kept_seqs(&c, "r"), (vec![2, 3, 4], 4));
         let room = c.rooms.get("r").unwrap();
-        assert_eq!(room.name, "general");
         let rs = room.lock();
+        assert_eq!(rs.gov.name, "general");
         assert!(
             rs.members.contains_key("al"),
             "the repeated leave was skipped"

@@ -67,7 +67,7 @@ impl Core {
             if let Some(room) = self.rooms.get(&id) {
                 for (key, u) in room.lock().members.iter() {
                     if *key != conn.user.key {
-                        mates.entry(key.clone()).or_insert_with(|| u.clone());
+                        mates.entry(key.clone()).or_insert_with(|| u.user.clone());
                     }
                 }
             }

@@ -1,16 +1,16 @@
 //! The sharded room table, its listing index, and each room's state: members, subscribed
 //! connections and the history ring.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::ratelimit::RoomBudget;
 use super::ring::Ring;
 use super::users::{Conn, User};
-use crate::protocol::RoomView;
+use crate::protocol::{BanView, Role, RoomView, Visibility};
 use crate::store::KeptEntry;
 
 /// Shards of the room table. Lookups take one shard's read lock, so joins and messages in
@@ -24,19 +24,48 @@ const REMEMBERED_DELETIONS: usize = 4096;
 #[derive(Debug)]
 pub struct Room {
     pub id: String,
-    pub name: String,
-    pub owner: String,
     pub capacity: u32,
     /// Highest seq whose record the store has acknowledged. Readers (history, sync, hello)
     /// see only entries up to it, so nobody is told about an entry a crash could lose.
     pub committed_seq: AtomicU64,
+    /// Mirrors `gov.visibility`, so a listing can skip private rooms without their locks.
+    private: AtomicBool,
     state: Mutex<RoomState>,
+}
+
+/// A member of a room: the user and the seq of their `join` (who joined first).
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub user: Arc<User>,
+    pub since: u64,
+}
+
+/// What a room's owner and moderators decide: its fields, roles, bans, mutes and
+/// invitations. Keys are lowercase usernames.
+#[derive(Debug, Clone, Default)]
+pub struct Governance {
+    pub name: String,
+    /// The owner's name as registered. Always a member, except between a room's creation
+    /// and its owner's join.
+    pub owner: String,
+    pub topic: String,
+    pub visibility: Visibility,
+    pub moderators: BTreeSet<String>,
+    pub bans: BTreeMap<String, BanView>,
+    /// Mute ends (ts); an ended mute may linger here and counts for nothing.
+    pub mutes: HashMap<String, u64>,
+    /// Who invited each pending invitee (their name as registered).
+    pub invites: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
 pub struct RoomState {
     /// Members by lowercase username.
-    pub members: BTreeMap<String, Arc<User>>,
+    pub members: BTreeMap<String, Member>,
+    pub gov: Governance,
+    /// Governance as it was before each change the store has not acknowledged yet, oldest
+    /// first, so a change the store fails to keep can be undone (`moderation`).
+    pub gov_pending: VecDeque<(u64, Governance)>,
     /// Every connection of every member. Copy-on-write: a broadcast clones the `Arc`, and a
     /// change copies the list only while a broadcast still holds the old one.
     pub subscribers: Arc<Vec<Arc<Conn>>>,
@@ -52,15 +81,16 @@ pub struct RoomState {
 }
 
 impl Room {
-    pub fn new(id: String, name: String, owner: String, capacity: u32, history: usize) -> Room {
+    pub fn new(id: String, gov: Governance, capacity: u32, history: usize) -> Room {
         Room {
             id,
-            name,
-            owner,
             capacity,
             committed_seq: AtomicU64::new(0),
+            private: AtomicBool::new(gov.visibility == Visibility::Private),
             state: Mutex::new(RoomState {
                 members: BTreeMap::new(),
+                gov,
+                gov_pending: VecDeque::new(),
                 subscribers: Arc::new(Vec::new()),
                 ring: Ring::new(history),
                 last_seq: 0,
@@ -82,20 +112,61 @@ impl Room {
         self.committed_seq.fetch_max(seq, Ordering::AcqRel);
     }
 
-    /// The contract's `Room`, as of the last committed entry.
-    pub fn view(&self, state: &RoomState) -> RoomView {
+    pub fn is_private(&self) -> bool {
+        self.private.load(Ordering::Relaxed)
+    }
+
+    /// Sets the visibility (under the room's lock, with `gov`).
+    pub fn set_visibility(&self, rs: &mut RoomState, v: Visibility) {
+        rs.gov.visibility = v;
+        self.private
+            .store(v == Visibility::Private, Ordering::Relaxed);
+    }
+
+    /// The contract's `Room` as the user `viewer` (lowercase) sees it, as of the last
+    /// committed entry: with their `role` when they are a member.
+    pub fn view(&self, state: &RoomState, viewer: &str) -> RoomView {
         RoomView {
             id: self.id.clone(),
-            name: self.name.clone(),
-            owner: self.owner.clone(),
+            name: state.gov.name.clone(),
+            owner: state.gov.owner.clone(),
             members: state.members.len(),
             capacity: self.capacity,
             last_seq: self.committed().min(state.last_seq),
+            kind: "room".into(),
+            visibility: state.gov.visibility,
+            topic: state.gov.topic.clone(),
+            role: state.role(viewer),
         }
     }
 }
 
 impl RoomState {
+    /// The role of the user `key` (lowercase); `None` when not a member.
+    pub fn role(&self, key: &str) -> Option<Role> {
+        if !self.members.contains_key(key) {
+            None
+        } else if self.gov.owner.eq_ignore_ascii_case(key) {
+            Some(Role::Owner)
+        } else if self.gov.moderators.contains(key) {
+            Some(Role::Moderator)
+        } else {
+            Some(Role::Member)
+        }
+    }
+
+    /// The end of the user's mute, if one is running at `now`.
+    pub fn muted_until(&self, key: &str, now: u64) -> Option<u64> {
+        if self.gov.mutes.is_empty() {
+            return None;
+        }
+        self.gov
+            .mutes
+            .get(key)
+            .copied()
+            .filter(|until| *until > now)
+    }
+
     /// Appends the room's next entry; returns its seq.
     pub fn append(&mut self, entry: KeptEntry) -> u64 {
         self.last_seq += 1;
@@ -166,14 +237,21 @@ impl RoomState {
 /// A room's place in the listing: its name, then its id.
 type ListKey = (String, String);
 
+/// Every room by (name, id), with its lowercase name for `q`, and each room's key by id.
+#[derive(Debug, Default)]
+struct Index {
+    order: BTreeMap<ListKey, (String, Arc<Room>)>,
+    keys: HashMap<String, ListKey>,
+}
+
 /// Rooms by id, sharded by a hash of the id, and an index in listing order.
 #[derive(Debug)]
 pub struct RoomTable {
     shards: Vec<RwLock<HashMap<String, Arc<Room>>>>,
     hasher: RandomState,
-    /// Every room by (name, id), with its lowercase name for `q`: a page of the listing
-    /// walks from its cursor instead of sorting every room. Locked after a shard.
-    index: RwLock<BTreeMap<ListKey, (String, Arc<Room>)>>,
+    /// A page of the listing walks from its cursor instead of sorting every room. Locked
+    /// after a shard, and after a room's lock (a rename); never locks a room itself.
+    index: RwLock<Index>,
     /// The listing keys of the last `REMEMBERED_DELETIONS` deleted rooms, by id.
     deleted: Mutex<(HashMap<String, ListKey>, VecDeque<String>)>,
 }
@@ -207,8 +285,9 @@ impl RoomTable {
         shard.get(id).cloned()
     }
 
-    /// Inserts `room` unless its id is taken; returns whether it was inserted.
-    pub fn insert(&self, room: Arc<Room>) -> bool {
+    /// Inserts `room`, listed under `name`, unless its id is taken; returns whether it was
+    /// inserted.
+    pub fn insert(&self, room: Arc<Room>, name: &str) -> bool {
         let mut shard = self
             .shard(&room.id)
             .write()
@@ -217,22 +296,41 @@ impl RoomTable {
             return false;
         }
         shard.insert(room.id.clone(), room.clone());
-        let key = (room.name.clone(), room.id.clone());
-        let lower = room.name.to_lowercase();
-        self.index().insert(key, (lower, room));
+        let key = (name.to_string(), room.id.clone());
+        let mut index = self.index();
+        index.keys.insert(room.id.clone(), key.clone());
+        index.order.insert(key, (name.to_lowercase(), room));
         true
     }
 
-    fn index(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<ListKey, (String, Arc<Room>)>> {
+    fn index(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
         self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lists a room under its new name.
+    pub fn rename(&self, id: &str, name: &str) {
+        let mut index = self.index();
+        let Some(old) = index.keys.get(id).cloned() else {
+            return;
+        };
+        if let Some(entry) = index.order.remove(&old) {
+            let key = (name.to_string(), id.to_string());
+            index.keys.insert(id.to_string(), key.clone());
+            index.order.insert(key, (name.to_lowercase(), entry.1));
+        }
     }
 
     /// Removes a room; returns it if it was there.
     pub fn remove(&self, id: &str) -> Option<Arc<Room>> {
         let mut shard = self.shard(id).write().unwrap_or_else(|e| e.into_inner());
         let room = shard.remove(id)?;
-        let key = (room.name.clone(), room.id.clone());
-        self.index().remove(&key);
+        let mut index = self.index();
+        let key = index
+            .keys
+            .remove(id)
+            .unwrap_or_else(|| (String::new(), id.to_string()));
+        index.order.remove(&key);
+        drop(index);
         let mut deleted = self.deleted.lock().unwrap_or_else(|e| e.into_inner());
         let (keys, order) = &mut *deleted;
         if keys.insert(id.to_string(), key).is_none() {
@@ -247,23 +345,31 @@ impl RoomTable {
     }
 
     /// Up to `limit` rooms in listing order after the room `after`, keeping those whose
-    /// lowercase name contains `q` (already lowercase). `None` when `after` is a room this
-    /// table never held (or forgot it deleted). The work is the rooms walked, not all rooms.
-    pub fn page(&self, q: &str, after: Option<&str>, limit: usize) -> Option<Page> {
+    /// lowercase name contains `q` (already lowercase) and that `visible` keeps. `None`
+    /// when `after` is a room this table never held (or forgot it deleted). The work is the
+    /// rooms walked, not all rooms. `visible` must not lock a room.
+    pub fn page(
+        &self,
+        q: &str,
+        after: Option<&str>,
+        limit: usize,
+        visible: impl Fn(&Room) -> bool,
+    ) -> Option<Page> {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         let start = match after {
             None => Bound::Unbounded,
-            Some(id) => Bound::Excluded(match self.get(id) {
-                Some(room) => (room.name.clone(), room.id.clone()),
+            Some(id) => Bound::Excluded(match index.keys.get(id) {
+                Some(key) => key.clone(),
                 None => {
                     let deleted = self.deleted.lock().unwrap_or_else(|e| e.into_inner());
                     deleted.0.get(id)?.clone()
                 }
             }),
         };
-        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         let mut matching = index
+            .order
             .range((start, Bound::Unbounded))
-            .filter(|(_, (lower, _))| lower.contains(q))
+            .filter(|(_, (lower, room))| lower.contains(q) && visible(room))
             .map(|(_, (_, room))| room);
         let rooms: Vec<Arc<Room>> = matching.by_ref().take(limit).cloned().collect();
         let next = match matching.next() {

@@ -51,15 +51,17 @@ impl SnapshotStream {
         for room in core.rooms.all() {
             let rs = room.lock();
             let entries = rs.kept();
+            let (members, gov) = super::governance_record(&rs);
             let rec = Record::RoomSnapshot {
                 id: room.id.clone(),
-                name: room.name.clone(),
-                owner: room.owner.clone(),
+                name: rs.gov.name.clone(),
+                owner: rs.gov.owner.clone(),
                 capacity: room.capacity,
                 last_seq: rs.last_seq,
-                members: rs.members.values().map(|u| u.name.clone()).collect(),
+                members,
                 entries: Vec::new(),
                 kept: entries.len() as u64,
+                gov: Some(Box::new(gov)),
             };
             let copy = RoomCopy {
                 id: room.id.clone(),
@@ -88,12 +90,23 @@ impl SnapshotStream {
             users.values().cloned().collect()
         };
         for u in &users {
+            let (hash, disabled) = {
+                let us = u.lock();
+                (us.hash.clone(), us.disabled)
+            };
             ready.push_back(encode(&Record::UserRegistered {
                 username: u.name.clone(),
-                hash: u.lock().hash.clone(),
+                hash,
                 ts: 0,
             }));
+            if disabled {
+                ready.push_back(encode(&Record::UserDisabled {
+                    username: u.name.clone(),
+                    disabled,
+                }));
+            }
         }
+        ready.extend(core.invite_records().iter().map(encode));
         let sessions: Vec<Record> = core
             .sessions()
             .iter()

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use tungstenite::Bytes;
 
 use super::filter::Filter;
+use super::policy::Access;
 use super::ratelimit::RoomLimits;
 use super::rooms::{Room, RoomState};
 use super::users::UserState;
@@ -34,9 +35,9 @@ use crate::store::{KeptEntry, Slot};
 /// What publishing an entry changes about who is subscribed to its room.
 pub(super) enum Change {
     None,
-    /// The user's connections subscribe, and those not yet subscribed get this `history`
-    /// frame just before the entry.
-    Join(Arc<User>, Bytes),
+    /// The user's connections subscribe, and those not yet subscribed get these frames
+    /// (`joined`, then `history`) just before the entry.
+    Join(Arc<User>, [Bytes; 2]),
     /// The user's connections get the entry, then unsubscribe.
     Leave(Arc<User>),
 }
@@ -49,6 +50,8 @@ pub(super) struct Delivery {
     /// The sending connection and its nonce (JSON): its copy carries the nonce.
     pub(super) ack: Option<(u64, Box<str>)>,
     pub(super) change: Change,
+    /// A governance change waiting for the store (see `moderation`): forgotten once kept.
+    pub(super) gov_token: Option<u64>,
 }
 
 impl Delivery {
@@ -60,6 +63,9 @@ impl Delivery {
         us: Option<&UserState>,
     ) -> (Arc<Vec<Arc<Conn>>>, Vec<Arc<Conn>>) {
         self.room.set_committed(self.seq);
+        if let Some(token) = self.gov_token {
+            rs.gov_pending.retain(|(t, _)| *t != token);
+        }
         match &self.change {
             Change::None => (rs.subscribers.clone(), Vec::new()),
             Change::Join(user, _) => {
@@ -94,9 +100,11 @@ impl Delivery {
     /// Queues the frames: the `history` for newcomers, then the entry for everyone.
     fn push(&self, metrics: &Metrics, subs: &[Arc<Conn>], newcomers: &[Arc<Conn>]) {
         let mut delivered = 0;
-        if let Change::Join(_, history) = &self.change {
+        if let Change::Join(_, frames) = &self.change {
             for c in newcomers {
-                delivered += deliver_to(metrics, c, history);
+                for f in frames {
+                    delivered += deliver_to(metrics, c, f);
+                }
             }
         }
         let room = &self.room.id;
@@ -250,13 +258,19 @@ impl Core {
         if !rs.members.contains_key(&conn.user.key) {
             return Err(ChatError::NotAMember);
         }
+        let now = super::now_ms();
+        if let Some(until) = rs.muted_until(&conn.user.key, now) {
+            return Err(ChatError::Muted {
+                retry_after_ms: until - now,
+            });
+        }
         let nonce_json: Option<Box<str>> = nonce.as_ref().map(|n| n.to_string().into());
         let bytes = entry_frame_bound(&room.id, &conn.user.name, &text)
             + nonce_json.as_deref().map_or(0, str::len);
         self.room_budget_check(&mut rs, bytes)?;
         let slot = self.reserve()?;
         let entry = KeptEntry::new(
-            super::now_ms(),
+            now,
             EntryKind::Message,
             &conn.user.name,
             Some(&text),
@@ -271,6 +285,7 @@ impl Core {
             entry,
             ack: nonce_json.map(|n| (conn.id, n)),
             change: Change::None,
+            gov_token: None,
         };
         let (metrics, sender) = (self.metrics.clone(), conn.clone());
         let on_fail = move || {
@@ -294,6 +309,7 @@ impl Core {
     pub fn sync_frame(&self, user: &User, room_id: &str, since: u64) -> Result<Bytes, ChatError> {
         let room = self.room(room_id)?;
         let rs = room.lock();
+        super::policy::reach(&rs, &user.key, Access::Other)?;
         if !rs.members.contains_key(&user.key) {
             return Err(ChatError::NotAMember);
         }
@@ -316,6 +332,7 @@ impl Core {
     ) -> Result<(Vec<Entry>, u64), ChatError> {
         let room = self.room(room_id)?;
         let rs = room.lock();
+        super::policy::reach(&rs, &user.key, Access::Other)?;
         if !rs.members.contains_key(&user.key) {
             return Err(ChatError::NotAMember);
         }

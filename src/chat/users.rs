@@ -6,6 +6,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::outbound::{Outbound, PresenceFrames};
 use super::ratelimit::TokenBucket;
 
+/// Pending invitations a user's own list remembers; older ones are forgotten there (the
+/// room still holds them, so `/join` works).
+pub const MAX_INVITES_KEPT: usize = 200;
+
 /// An account. `name` is as registered; `key` is its lowercase form, unique.
 #[derive(Debug)]
 pub struct User {
@@ -21,8 +25,12 @@ pub struct User {
 #[derive(Debug)]
 pub struct UserState {
     pub hash: String,
-    /// Rooms this user belongs to, in the order joined.
+    /// Rooms this user belongs to, in the order joined. A deleted room's id may linger
+    /// until the next join prunes it; readers skip ids the room table lacks.
     pub rooms: Vec<String>,
+    /// Rooms this user was invited to, oldest first (at most [`MAX_INVITES_KEPT`]). The
+    /// room's own list decides: an id whose room no longer holds the invitation is stale.
+    pub invites: Vec<String>,
     /// Live WebSocket connections.
     pub conns: Vec<Arc<Conn>>,
     /// Token hashes of this user's sessions, oldest first.
@@ -39,6 +47,8 @@ pub struct UserState {
     pub bucket: TokenBucket,
     /// State-changing REST calls per second (`--rest-rate-limit`).
     pub rest_bucket: TokenBucket,
+    /// Disabled by an admin: no login, no session.
+    pub disabled: bool,
 }
 
 impl User {
@@ -51,6 +61,7 @@ impl User {
             state: Mutex::new(UserState {
                 hash,
                 rooms: Vec::new(),
+                invites: Vec::new(),
                 conns: Vec::new(),
                 sessions: Vec::new(),
                 last_request: 0,
@@ -59,6 +70,7 @@ impl User {
                 online: false,
                 bucket: TokenBucket::full(burst),
                 rest_bucket: TokenBucket::full(rest_burst),
+                disabled: false,
             }),
         }
     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{Entry, EntryKind};
+use crate::protocol::{Entry, EntryExtra, EntryKind, Visibility};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -51,10 +51,19 @@ pub enum Record {
         owner: String,
         capacity: u32,
         ts: u64,
+        #[serde(default, skip_serializing_if = "is_public")]
+        visibility: Visibility,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        topic: String,
     },
-    /// A room's last member left: the room and its timeline are gone. Written after that
-    /// `leave` entry. Applying it to a state without the room changes nothing.
-    RoomDeleted { id: String },
+    /// A room is gone with its timeline: its last member left (written after that `leave`
+    /// entry; `by` is absent), or its owner or an administrator deleted it (`by`).
+    /// Applying it to a state without the room changes nothing.
+    RoomDeleted {
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// A timeline entry. `join` and `leave` entries also change membership.
     Entry(Entry),
     /// A room as a snapshot keeps it. Since snapshot format 2 its kept entries follow as
@@ -70,6 +79,18 @@ pub enum Record {
         entries: Vec<Entry>,
         #[serde(default)]
         kept: u64,
+        /// Governance (v1.1); absent in older snapshots.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gov: Option<Box<GovernanceRecord>>,
+    },
+    /// `username` was invited to `room` by `by` while the room's last seq was `at_seq`.
+    /// Later entries (a join, kick or ban) cancel it, so replay skips it when the room has
+    /// already gone past `at_seq`: the snapshot then holds the invitation if it still stands.
+    Invited {
+        room: String,
+        username: String,
+        by: String,
+        at_seq: u64,
     },
     /// The next kept entries of a room restored from a snapshot, oldest first, in the
     /// snapshot's binary encoding (never JSON).
@@ -78,19 +99,61 @@ pub enum Record {
         room: String,
         entries: Vec<KeptEntry>,
     },
+    /// An invite code (`--registration invite`). Only the SHA-256 of the code is kept, as
+    /// hex; `expires` is a ts. Applying it to a state that has the code changes nothing.
+    InviteCodeCreated {
+        hash: String,
+        uses: u32,
+        expires: u64,
+    },
+    /// A registration spent one use of an invite code: `remaining` uses are left (absolute,
+    /// and never raises what the state holds, so a repeated record changes nothing). At 0 the
+    /// code is gone.
+    InviteCodeUsed { hash: String, remaining: u32 },
+    /// An admin disabled (or enabled again) an account.
+    UserDisabled { username: String, disabled: bool },
+}
+
+/// A room's governance as a snapshot keeps it: what its moderation entries made of it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GovernanceRecord {
+    #[serde(default, skip_serializing_if = "is_public")]
+    pub visibility: Visibility,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub topic: String,
+    /// The seq of each member's join, in the order of `members`.
+    #[serde(default)]
+    pub joined: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moderators: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bans: Vec<crate::protocol::BanView>,
+    /// Mutes still running: username and end (ts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mutes: Vec<(String, u64)>,
+    /// Pending invitations: username and who invited them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invites: Vec<(String, String)>,
+}
+
+fn is_public(v: &Visibility) -> bool {
+    *v == Visibility::Public
 }
 
 /// One kept timeline entry in one allocation: what a room's history ring holds.
 ///
 /// The room and the seq are not stored: the ring knows both. Layout: `ts` (u64 LE), kind
-/// (u8), flags (u8: bit 0 = has text), sender length (u8), nonce length (u16 LE), then the
-/// sender, the nonce (its JSON text) and the text. A 100-byte message from a 7-character name
-/// costs 136 bytes plus the allocation's header.
+/// (u8), flags (u8: bit 0 = has text, bit 1 = has extra fields), sender length (u8), nonce
+/// length (u16 LE), then the sender, the nonce (its JSON text), with extra fields their
+/// length (u16 LE) and their JSON (the members of an [`EntryExtra`] object, without braces),
+/// and the text. A 100-byte message from a 7-character name costs 136 bytes plus the
+/// allocation's header.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeptEntry(Arc<[u8]>);
 
 const FIXED: usize = 13;
 const HAS_TEXT: u8 = 1;
+const HAS_EXTRA: u8 = 2;
 
 /// Longest nonce kept with an entry, as JSON text. A longer one still acknowledges the live
 /// `send`; it is just not echoed again in `history` answers.
@@ -104,25 +167,42 @@ impl std::fmt::Debug for KeptEntry {
             .field("from", &self.from())
             .field("text", &self.text())
             .field("nonce", &self.nonce())
+            .field("extra", &self.extra_json())
             .finish()
     }
 }
 
+/// Entry kinds by their code in the kept encoding; a code never changes meaning.
+const KINDS: [EntryKind; 10] = [
+    EntryKind::Message,
+    EntryKind::Join,
+    EntryKind::Leave,
+    EntryKind::Kick,
+    EntryKind::Ban,
+    EntryKind::Unban,
+    EntryKind::Mute,
+    EntryKind::Unmute,
+    EntryKind::Role,
+    EntryKind::Update,
+];
+
 fn kind_code(kind: EntryKind) -> u8 {
-    match kind {
-        EntryKind::Message => 0,
-        EntryKind::Join => 1,
-        EntryKind::Leave => 2,
-    }
+    KINDS.iter().position(|k| *k == kind).unwrap_or(0) as u8
 }
 
 fn kind_of(code: u8) -> Option<EntryKind> {
-    Some(match code {
-        0 => EntryKind::Message,
-        1 => EntryKind::Join,
-        2 => EntryKind::Leave,
-        _ => return None,
-    })
+    KINDS.get(code as usize).copied()
+}
+
+/// The members of `extra` as JSON, without the braces; empty when it has none.
+fn extra_members(extra: &EntryExtra) -> String {
+    if extra.is_empty() {
+        return String::new();
+    }
+    let json = serde_json::to_string(extra).unwrap_or_default();
+    json.get(1..json.len().saturating_sub(1))
+        .unwrap_or_default()
+        .to_string()
 }
 
 impl KeptEntry {
@@ -135,18 +215,40 @@ impl KeptEntry {
         text: Option<&str>,
         nonce: Option<&str>,
     ) -> KeptEntry {
+        KeptEntry::with_extra(ts, kind, from, text, nonce, &EntryExtra::default())
+    }
+
+    /// An entry with the optional fields of `extra` (a moderation entry's target, …).
+    pub fn with_extra(
+        ts: u64,
+        kind: EntryKind,
+        from: &str,
+        text: Option<&str>,
+        nonce: Option<&str>,
+        extra: &EntryExtra,
+    ) -> KeptEntry {
         let from = &from.as_bytes()[..from.len().min(255)];
         let nonce = nonce.filter(|n| n.len() <= MAX_KEPT_NONCE).unwrap_or("");
         let text = text.map(str::as_bytes);
-        let len = FIXED + from.len() + nonce.len() + text.map_or(0, <[u8]>::len);
+        let extra = extra_members(extra);
+        let extra = &extra.as_bytes()[..extra.len().min(u16::MAX as usize)];
+        let len = FIXED + from.len() + nonce.len() + 2 + extra.len() + text.map_or(0, <[u8]>::len);
         let mut buf = Vec::with_capacity(len);
         buf.extend_from_slice(&ts.to_le_bytes());
         buf.push(kind_code(kind));
-        buf.push(if text.is_some() { HAS_TEXT } else { 0 });
+        let mut flags = if text.is_some() { HAS_TEXT } else { 0 };
+        if !extra.is_empty() {
+            flags |= HAS_EXTRA;
+        }
+        buf.push(flags);
         buf.push(from.len() as u8);
         buf.extend_from_slice(&(nonce.len() as u16).to_le_bytes());
         buf.extend_from_slice(from);
         buf.extend_from_slice(nonce.as_bytes());
+        if !extra.is_empty() {
+            buf.extend_from_slice(&(extra.len() as u16).to_le_bytes());
+            buf.extend_from_slice(extra);
+        }
         if let Some(t) = text {
             buf.extend_from_slice(t);
         }
@@ -156,26 +258,62 @@ impl KeptEntry {
     /// The entry of a journal record.
     pub fn from_entry(e: &Entry) -> KeptEntry {
         let nonce = e.nonce.as_ref().map(|n| n.to_string());
-        KeptEntry::new(e.ts, e.kind, &e.from, e.text.as_deref(), nonce.as_deref())
+        let (text, nonce) = (e.text.as_deref(), nonce.as_deref());
+        KeptEntry::with_extra(e.ts, e.kind, &e.from, text, nonce, &e.extra)
     }
 
     /// Reads the encoding of [`KeptEntry::as_bytes`] back; `None` if it is malformed.
     pub fn from_bytes(bytes: &[u8]) -> Option<KeptEntry> {
         let e = KeptEntry(Arc::from(bytes));
         let (from_end, nonce_end) = e.bounds()?;
+        let text_start = e.text_start()?;
         kind_of(bytes[8])?;
         std::str::from_utf8(&bytes[FIXED..from_end]).ok()?;
         let nonce = std::str::from_utf8(&bytes[from_end..nonce_end]).ok()?;
-        std::str::from_utf8(&bytes[nonce_end..]).ok()?;
+        std::str::from_utf8(&bytes[text_start..]).ok()?;
+        if let Some(extra) = e.extra_json() {
+            // Written into JSON as it is, so it must read back as the members of an object.
+            let object = format!("{{{extra}}}");
+            if extra.is_empty() || serde_json::from_str::<EntryExtra>(&object).is_err() {
+                return None;
+            }
+        }
         // The nonce is written into JSON as it is (`write_json`), so it must read back as the
         // `Value` a record holds (`5e999` is JSON text, but no `Value`).
         if !nonce.is_empty() && serde_json::from_str::<serde_json::Value>(nonce).is_err() {
             return None;
         }
-        if bytes[9] & HAS_TEXT == 0 && nonce_end != bytes.len() {
+        if bytes[9] & HAS_TEXT == 0 && text_start != bytes.len() {
             return None;
         }
         Some(e)
+    }
+
+    /// Where the text starts: after the nonce, and the extra fields if any.
+    fn text_start(&self) -> Option<usize> {
+        let (_, nonce_end) = self.bounds()?;
+        if self.0[9] & HAS_EXTRA == 0 {
+            return Some(nonce_end);
+        }
+        let len = self.0.get(nonce_end..nonce_end + 2)?;
+        let end = nonce_end + 2 + u16::from_le_bytes([len[0], len[1]]) as usize;
+        (end <= self.0.len()).then_some(end)
+    }
+
+    /// The extra fields as JSON object members (no braces), if any.
+    pub fn extra_json(&self) -> Option<&str> {
+        if self.0[9] & HAS_EXTRA == 0 {
+            return None;
+        }
+        let (_, nonce_end) = self.bounds()?;
+        Some(self.str_at(nonce_end + 2, self.text_start()?))
+    }
+
+    /// The extra fields (a moderation entry's target, a mute's end, an update's changes).
+    pub fn extra(&self) -> EntryExtra {
+        self.extra_json()
+            .and_then(|m| serde_json::from_str(&format!("{{{m}}}")).ok())
+            .unwrap_or_default()
     }
 
     fn bounds(&self) -> Option<(usize, usize)> {
@@ -222,8 +360,7 @@ impl KeptEntry {
         if self.0[9] & HAS_TEXT == 0 {
             return None;
         }
-        let (_, nonce_end) = self.bounds()?;
-        Some(self.str_at(nonce_end, self.0.len()))
+        Some(self.str_at(self.text_start()?, self.0.len()))
     }
 
     /// The contract's `Entry`; the nonce only if `with_nonce`.
@@ -239,6 +376,7 @@ impl KeptEntry {
                 .nonce()
                 .filter(|_| with_nonce)
                 .and_then(|n| serde_json::from_str(n).ok()),
+            extra: self.extra(),
         }
     }
 
@@ -261,13 +399,13 @@ impl KeptEntry {
         out.extend_from_slice(b",\"ts\":");
         write_u64(out, self.ts());
         out.extend_from_slice(b",\"kind\":\"");
-        out.extend_from_slice(match self.kind() {
-            EntryKind::Message => b"message".as_slice(),
-            EntryKind::Join => b"join",
-            EntryKind::Leave => b"leave",
-        });
+        out.extend_from_slice(self.kind().as_str().as_bytes());
         out.extend_from_slice(b"\",\"from\":");
         write_str(out, self.from());
+        if let Some(extra) = self.extra_json() {
+            out.push(b',');
+            out.extend_from_slice(extra.as_bytes());
+        }
         if let Some(text) = self.text() {
             out.extend_from_slice(b",\"text\":");
             write_str(out, text);
@@ -427,5 +565,61 @@ mod tests {
         let rec: Record = serde_json::from_slice(&out).unwrap();
         assert_eq!(rec, Record::Entry(e.to_entry("r", 3, true)));
         assert_eq!(KeptEntry::from_entry(&e.to_entry("r", 3, true)), e);
+    }
+
+    #[test]
+    fn moderation_entries_keep_their_extra_fields_through_the_journal() {
+        use crate::protocol::{RoomChanges, Visibility};
+        let cases = [
+            (EntryKind::Kick, Some("spam"), EntryExtra::target("carol")),
+            (
+                EntryKind::Mute,
+                None,
+                EntryExtra {
+                    until: Some(1_764_600_060_000),
+                    ..EntryExtra::target("dave")
+                },
+            ),
+            (
+                EntryKind::Update,
+                None,
+                EntryExtra {
+                    changes: Some(RoomChanges {
+                        name: Some("new \"name\"".into()),
+                        topic: Some(String::new()),
+                        visibility: Some(Visibility::Private),
+                    }),
+                    ..EntryExtra::default()
+                },
+            ),
+        ];
+        for (kind, text, extra) in cases {
+            let e = KeptEntry::with_extra(9, kind, "alice", text, None, &extra);
+            assert_eq!((e.kind(), e.text(), e.extra()), (kind, text, extra.clone()));
+            assert_eq!(KeptEntry::from_bytes(e.as_bytes()).as_ref(), Some(&e));
+            let mut out = Vec::new();
+            e.write_record(&mut out, "r", 4);
+            let rec: Record = serde_json::from_slice(&out).unwrap();
+            let Record::Entry(entry) = &rec else {
+                panic!("{rec:?}")
+            };
+            assert_eq!(entry.extra, extra);
+            assert_eq!(KeptEntry::from_entry(entry), e);
+            let mut frame = Vec::new();
+            e.write_json(&mut frame, ENTRY_HEAD, "r", 4, None);
+            let v: Value = serde_json::from_slice(&frame).unwrap();
+            assert_eq!(v["kind"], kind.as_str());
+            if let Some(target) = &extra.target {
+                assert_eq!(v["target"], json!(target));
+            }
+        }
+        // Extra bytes that are not object members are refused.
+        let mut bad =
+            KeptEntry::with_extra(1, EntryKind::Ban, "a", None, None, &EntryExtra::target("b"))
+                .as_bytes()
+                .to_vec();
+        let at = bad.len() - 3;
+        bad[at] = b'{';
+        assert!(KeptEntry::from_bytes(&bad).is_none());
     }
 }

@@ -154,6 +154,12 @@ async fn join_and_leave_are_entries_that_members_and_the_mover_see() {
         "{j}"
     );
     assert!(j.get("text").is_none(), "join entries have no text: {j}");
+    let joined = wb.next().await.unwrap();
+    assert_eq!(
+        (&joined["type"], &joined["room"]["id"]),
+        (&json!("joined"), &json!(id))
+    );
+    assert_eq!(joined["room"]["role"], "member");
     let h = wb.next().await.unwrap();
     assert_eq!((&h["type"], &h["room"]), (&json!("history"), &json!(id)));
     let j2 = wb.next().await.unwrap();
@@ -208,6 +214,11 @@ async fn joining_sends_the_last_50_entries_to_every_connection_of_the_joiner() {
     let (mut b2, _) = ws_hello(s.addr, &bob).await;
     assert_eq!(join(s.addr, &bob, &id).await.status, 200);
     for b in [&mut b1, &mut b2] {
+        let joined = b.next().await.unwrap();
+        assert_eq!(
+            (&joined["type"], &joined["room"]["id"]),
+            (&json!("joined"), &json!(id))
+        );
         let h = b.next().await.unwrap();
         assert_eq!((&h["type"], &h["room"]), (&json!("history"), &json!(id)));
         // seq 1 is alice's join, 2..=61 her messages: the last 50 are 12..=61.
@@ -237,6 +248,9 @@ async fn a_new_room_starts_with_its_creators_join_and_a_short_history_is_complet
     assert_eq!(hello["rooms"], json!([]));
     wa.send(json!({ "type": "send", "room": "", "text": "/create den", "nonce": "c" }))
         .await;
+    let joined = wa.next().await.unwrap();
+    assert_eq!(joined["type"], "joined", "{joined}");
+    assert_eq!(joined["room"]["role"], "owner", "{joined}");
     let h = wa.next().await.unwrap();
     assert_eq!(h["type"], "history", "{h}");
     assert_eq!((&h["entries"], &h["complete"]), (&json!([]), &json!(true)));

@@ -1,0 +1,149 @@
+//! The room calls: creating, listing, joining and leaving rooms, their history, and
+//! governing them (invitations, kicks, bans, mutes, roles, updates, deletion). Each one
+//! parses, calls the one core method its slash command also calls, and shapes the answer.
+
+use serde_json::{json, Value};
+
+use super::{auth, body, listing, number};
+use crate::chat::moderation::mute_seconds;
+use crate::chat::{ChatError, Core, NewRoomSpec};
+use crate::config;
+use crate::http::{Request, Response};
+use crate::protocol::{EntryKind, ModerationRequest, NewRoom, RoomPatch};
+
+/// Which methods a room path accepts (`rest` follows `/api/v1/`); `None` if not a room
+/// path.
+pub(super) fn allowed(rest: &[&str]) -> Option<&'static [&'static str]> {
+    const GET: &[&str] = &["GET"];
+    const POST: &[&str] = &["POST"];
+    const DELETE: &[&str] = &["DELETE"];
+    Some(match rest {
+        ["rooms"] | ["rooms", _, "bans"] => &["GET", "POST"],
+        ["rooms", _] => &["GET", "PATCH", "DELETE"],
+        ["rooms", _, "messages"] => GET,
+        ["rooms", _, "join" | "leave" | "invites" | "kick" | "mutes" | "roles"] => POST,
+        ["rooms", _, "bans" | "mutes", _] | ["admin", "rooms", _] => DELETE,
+        _ => return None,
+    })
+}
+
+/// A string field as given; anything else reads as `invalid`.
+fn text_field<'a>(v: &'a Option<Value>, invalid: ChatError) -> Result<Option<&'a str>, ChatError> {
+    match v {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(invalid),
+    }
+}
+
+/// Answers a room call (`rest` follows `/api/v1/`, and `allowed` accepted it).
+pub(super) async fn route(
+    core: &Core,
+    req: &Request,
+    rest: &[&str],
+) -> Result<Response, ChatError> {
+    let a = auth(core, req)?;
+    let user = &a.user;
+    let method = req.method.as_str();
+    if method != "GET" {
+        core.take_rest_budget(user)?;
+    }
+    // A body that is not the expected JSON answers 400 `bad_request`.
+    macro_rules! parse {
+        ($t:ty) => {
+            match body::<$t>(req) {
+                Ok(b) => b,
+                Err(resp) => return Ok(resp),
+            }
+        };
+    }
+    let resp = match (method, rest) {
+        ("POST", ["rooms"]) => {
+            let r = parse!(NewRoom);
+            let spec = NewRoomSpec {
+                name: text_field(&r.name, ChatError::InvalidRoomName)?.unwrap_or_default(),
+                capacity: r.capacity,
+                visibility: text_field(&r.visibility, ChatError::InvalidVisibility)?,
+                topic: text_field(&r.topic, ChatError::InvalidTopic)?,
+            };
+            Response::json(201, &core.create_room(user, &spec).await?)
+        }
+        (_, ["rooms"]) => {
+            let (q, after, limit) = match listing(req) {
+                Ok(l) => l,
+                Err(resp) => return Ok(resp),
+            };
+            Response::json(200, &core.rooms(user, &q, after.as_deref(), limit)?)
+        }
+        ("PATCH", ["rooms", id]) => {
+            let patch = parse!(RoomPatch);
+            Response::json(200, &core.update_room(user, id, &patch).await?)
+        }
+        ("DELETE", ["rooms", id]) => {
+            core.delete_room(user, id, false).await?;
+            Response::empty(204)
+        }
+        ("DELETE", ["admin", "rooms", id]) => {
+            if !core.is_admin(user) {
+                return Err(ChatError::Forbidden);
+            }
+            core.delete_room(user, id, true).await?;
+            Response::empty(204)
+        }
+        (_, ["rooms", id]) => Response::json(200, &core.room_detail(user, id)?),
+        (_, ["rooms", id, "join"]) => Response::json(200, &core.join_room(user, id).await?),
+        (_, ["rooms", id, "leave"]) => {
+            core.leave_room(user, id).await?;
+            Response::empty(204)
+        }
+        (_, ["rooms", id, "messages"]) => {
+            let (before, limit) = match (number(req, "before"), number(req, "limit")) {
+                (Ok(b), Ok(l)) => (b, l),
+                (Err(resp), _) | (_, Err(resp)) => return Ok(resp),
+            };
+            let limit = limit.map_or(config::HISTORY_PAGE_DEFAULT, |l| {
+                (l as usize).clamp(1, config::HISTORY_PAGE_MAX)
+            });
+            let (entries, first_seq) = core.history(user, id, before, limit)?;
+            Response::json(200, &json!({ "entries": entries, "first_seq": first_seq }))
+        }
+        ("GET", ["rooms", id, "bans"]) => {
+            Response::json(200, &json!({ "bans": core.bans(user, id)? }))
+        }
+        ("DELETE", ["rooms", id, "bans", name]) => {
+            core.lift(user, id, name, EntryKind::Unban).await?;
+            Response::empty(204)
+        }
+        ("DELETE", ["rooms", id, "mutes", name]) => {
+            core.lift(user, id, name, EntryKind::Unmute).await?;
+            Response::empty(204)
+        }
+        (_, ["rooms", id, action]) => {
+            let m = parse!(ModerationRequest);
+            let name = m.username.as_str();
+            match *action {
+                "invites" => core.invite(user, id, name).await?,
+                "kick" => {
+                    let reason = m.reason.as_deref();
+                    core.remove_member(user, id, name, reason, false).await?
+                }
+                "bans" => {
+                    let reason = m.reason.as_deref();
+                    core.remove_member(user, id, name, reason, true).await?
+                }
+                "mutes" => {
+                    let seconds = mute_seconds(m.seconds.as_ref())?;
+                    core.mute(user, id, name, seconds).await?
+                }
+                _ => {
+                    let role = text_field(&m.role, ChatError::InvalidRole)?;
+                    let role = role.ok_or(ChatError::InvalidRole)?;
+                    core.set_role(user, id, name, role).await?
+                }
+            }
+            Response::empty(204)
+        }
+        _ => Response::error(404, "not_found", "no such endpoint", None),
+    };
+    Ok(resp)
+}

@@ -1,0 +1,363 @@
+//! Server administration: who is an admin (`--admin`), invite codes, accounts that admins
+//! create, disabling and enabling accounts; and a user changing their own password.
+//!
+//! Admins are named on the command line only, so being one is not state: nothing about it is
+//! journaled. Invite codes and disabled flags are records (`InviteCodeCreated`,
+//! `InviteCodeUsed`, `UserDisabled`) like every other change, and a snapshot writes the live
+//! codes and the disabled accounts again.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+
+use super::{
+    hex, now_ms, password, token_hash, unhex, Auth, ChatError, Commit, Core, Record, User,
+};
+use crate::config;
+use crate::metrics::Metrics;
+use crate::protocol::InviteCode;
+
+/// One live invite code, keyed by the SHA-256 of the code.
+#[derive(Debug, Clone)]
+pub(crate) struct Invite {
+    /// Uses left, as the journal knows them.
+    pub remaining: u32,
+    /// Registrations under way that took a use; spent or given back when they end.
+    pub held: u32,
+    /// ts after which the code no longer works.
+    pub expires: u64,
+}
+
+/// The live invite codes. An `Arc` so a snapshot can read them on its own thread.
+pub(crate) type Invites = Arc<Mutex<HashMap<[u8; 32], Invite>>>;
+
+fn lock(invites: &Mutex<HashMap<[u8; 32], Invite>>) -> MutexGuard<'_, HashMap<[u8; 32], Invite>> {
+    invites.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A use of an invite code taken by a registration under way. Dropped unspent (the
+/// registration failed), the use is given back.
+pub(crate) struct InviteHold {
+    invites: Invites,
+    hash: [u8; 32],
+    spent: bool,
+}
+
+impl InviteHold {
+    /// Spends the use; the record that says how many are left.
+    pub(crate) fn spend(&mut self) -> Record {
+        self.spent = true;
+        let mut invites = lock(&self.invites);
+        let remaining = match invites.get_mut(&self.hash) {
+            Some(inv) => {
+                inv.held = inv.held.saturating_sub(1);
+                inv.remaining = inv.remaining.saturating_sub(1);
+                let remaining = inv.remaining;
+                if inv.remaining == 0 && inv.held == 0 {
+                    invites.remove(&self.hash);
+                }
+                remaining
+            }
+            None => 0,
+        };
+        Record::InviteCodeUsed {
+            hash: hex(&self.hash),
+            remaining,
+        }
+    }
+}
+
+impl Drop for InviteHold {
+    fn drop(&mut self) {
+        if self.spent {
+            return;
+        }
+        let mut invites = lock(&self.invites);
+        if let Some(inv) = invites.get_mut(&self.hash) {
+            inv.held = inv.held.saturating_sub(1);
+            if inv.remaining == 0 && inv.held == 0 {
+                invites.remove(&self.hash);
+            }
+        }
+    }
+}
+
+impl Core {
+    /// Whether `user` was named by `--admin`.
+    pub fn is_admin(&self, user: &User) -> bool {
+        self.is_admin_name(&user.key)
+    }
+
+    /// `name` in any case.
+    pub(super) fn is_admin_name(&self, name: &str) -> bool {
+        self.cfg.admins.iter().any(|a| a.eq_ignore_ascii_case(name))
+    }
+
+    /// `forbidden` unless `user` is an admin.
+    pub fn require_admin(&self, user: &User) -> Result<(), ChatError> {
+        if self.is_admin(user) {
+            Ok(())
+        } else {
+            Err(ChatError::Forbidden)
+        }
+    }
+
+    // ----- invite codes -----
+
+    /// Makes an invite code good for `uses` registrations (default 1) for `expires_in`
+    /// seconds (default 7 days). The code is shown only in the answer.
+    pub async fn create_invite(
+        &self,
+        admin: &User,
+        uses: Option<u64>,
+        expires_in: Option<u64>,
+    ) -> Result<InviteCode, ChatError> {
+        self.require_admin(admin)?;
+        let uses = uses.unwrap_or(1);
+        if uses == 0 || uses > u64::from(config::INVITE_USES_MAX) {
+            return Err(ChatError::BadRequest(format!(
+                "uses must be from 1 to {}",
+                config::INVITE_USES_MAX
+            )));
+        }
+        let max_secs = config::INVITE_LIFETIME_MAX.as_secs();
+        let secs = expires_in.unwrap_or(config::INVITE_LIFETIME_DEFAULT.as_secs());
+        if secs == 0 || secs > max_secs {
+            return Err(ChatError::BadRequest(format!(
+                "expires_in must be from 1 to {max_secs} seconds"
+            )));
+        }
+        let mut raw = [0u8; 24];
+        rand::rng().fill_bytes(&mut raw);
+        let code = URL_SAFE_NO_PAD.encode(raw);
+        let hash = token_hash(&code);
+        let now = now_ms();
+        let (uses, expires) = (uses as u32, now + secs * 1000);
+        let rec = Record::InviteCodeCreated {
+            hash: hex(&hash),
+            uses,
+            expires,
+        };
+        let commit = {
+            let mut invites = lock(&self.invites);
+            invites.retain(|_, inv| inv.expires > now || inv.held > 0);
+            if invites.len() >= config::MAX_INVITE_CODES {
+                return Err(ChatError::BadRequest(format!(
+                    "{} invite codes are live already; let some expire",
+                    config::MAX_INVITE_CODES
+                )));
+            }
+            let slot = self.reserve()?;
+            invites.insert(
+                hash,
+                Invite {
+                    remaining: uses,
+                    held: 0,
+                    expires,
+                },
+            );
+            let table = self.invites.clone();
+            self.commit(slot, &rec, move || {
+                lock(&table).remove(&hash);
+            })
+        };
+        commit.wait().await?;
+        Ok(InviteCode {
+            code,
+            uses,
+            expires,
+        })
+    }
+
+    /// Takes one use of a live invite code for a registration under way, or
+    /// `invite_required`.
+    pub(super) fn take_invite(&self, code: Option<&str>) -> Result<InviteHold, ChatError> {
+        let hash = token_hash(code.ok_or(ChatError::InviteRequired)?);
+        let mut invites = lock(&self.invites);
+        match invites.get_mut(&hash) {
+            Some(inv) if inv.expires > now_ms() && inv.remaining > inv.held => {
+                inv.held += 1;
+                Ok(InviteHold {
+                    invites: self.invites.clone(),
+                    hash,
+                    spent: false,
+                })
+            }
+            _ => Err(ChatError::InviteRequired),
+        }
+    }
+
+    pub(super) fn apply_invite_created(&self, hash: &str, uses: u32, expires: u64) {
+        if let Some(hash) = unhex(hash) {
+            lock(&self.invites).entry(hash).or_insert(Invite {
+                remaining: uses,
+                held: 0,
+                expires,
+            });
+        }
+    }
+
+    pub(super) fn apply_invite_used(&self, hash: &str, remaining: u32) {
+        let Some(hash) = unhex(hash) else { return };
+        let mut invites = lock(&self.invites);
+        if let Some(inv) = invites.get_mut(&hash) {
+            inv.remaining = inv.remaining.min(remaining);
+            if inv.remaining == 0 && inv.held == 0 {
+                invites.remove(&hash);
+            }
+        }
+    }
+
+    /// The live codes as a snapshot keeps them: created with the uses left.
+    pub(super) fn invite_records(&self) -> Vec<Record> {
+        let now = now_ms();
+        lock(&self.invites)
+            .iter()
+            .filter(|(_, inv)| inv.expires > now && inv.remaining > 0)
+            .map(|(hash, inv)| Record::InviteCodeCreated {
+                hash: hex(hash),
+                uses: inv.remaining,
+                expires: inv.expires,
+            })
+            .collect()
+    }
+
+    // ----- accounts -----
+
+    /// An account made by an admin: allowed whatever `--registration` says, and not counted
+    /// toward the admin's address's `--register-per-ip-per-hour`.
+    pub async fn create_user(
+        &self,
+        admin: &User,
+        username: &str,
+        password: &str,
+        from: IpAddr,
+    ) -> Result<String, ChatError> {
+        self.require_admin(admin)?;
+        self.check_new_account(username, password)?;
+        self.create_account(username, password, from, None).await
+    }
+
+    /// Disables (`disabled`) or enables an account. Disabling ends every session of the user
+    /// at once; the names given to `--admin` cannot be disabled (`forbidden`), so the server
+    /// never locks out the people who run it.
+    pub async fn set_disabled(
+        &self,
+        admin: &User,
+        name: &str,
+        disabled: bool,
+    ) -> Result<(), ChatError> {
+        self.require_admin(admin)?;
+        let user = self
+            .user(&name.to_ascii_lowercase())
+            .ok_or(ChatError::UserNotFound)?;
+        if disabled && self.is_admin(&user) {
+            return Err(ChatError::Forbidden);
+        }
+        let rec = Record::UserDisabled {
+            username: user.name.clone(),
+            disabled,
+        };
+        let commit = {
+            let mut us = user.lock();
+            if us.disabled == disabled {
+                None
+            } else {
+                let slot = self.reserve()?;
+                us.disabled = disabled;
+                let user = user.clone();
+                Some(self.commit(slot, &rec, move || user.lock().disabled = !disabled))
+            }
+        };
+        if let Some(commit) = commit {
+            commit.wait().await?;
+        }
+        if disabled {
+            // After the flag is set: a login racing with this either sees the flag or made
+            // its session before this reads the list (see `login`).
+            let sessions = user.lock().sessions.clone();
+            self.end_sessions(sessions).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn apply_disabled(&self, username: &str, disabled: bool) {
+        if let Some(user) = self.user(&username.to_ascii_lowercase()) {
+            user.lock().disabled = disabled;
+        }
+    }
+
+    /// Ends each of `sessions` (token hashes) and waits until the journal has the ends.
+    async fn end_sessions(&self, sessions: Vec<[u8; 32]>) -> Result<(), ChatError> {
+        let commits: Vec<Result<Commit, ChatError>> = sessions
+            .into_iter()
+            .filter_map(|h| self.end_session(h))
+            .collect();
+        for commit in commits {
+            commit?.wait().await?;
+        }
+        Ok(())
+    }
+
+    // ----- one's own password -----
+
+    /// Changes the caller's password and ends every other session of theirs. A wrong `old`
+    /// counts as a failed login for the account and `from`, so a stolen token cannot be used
+    /// to guess the password faster than logins can.
+    pub async fn change_password(
+        &self,
+        auth: &Auth,
+        old: &str,
+        new: &str,
+        from: IpAddr,
+    ) -> Result<(), ChatError> {
+        self.check_password(new)?;
+        let user = &auth.user;
+        let now = now_ms();
+        self.throttled(&user.key, from, now)?;
+        let stored = user.lock().hash.clone();
+        let (old_pw, new_pw) = (old.as_bytes().to_vec(), new.as_bytes().to_vec());
+        let (iterations, verified) = (self.cfg.pbkdf2_iterations, stored.clone());
+        let hash = self
+            .hasher
+            .run(from, move || {
+                password::verify(&old_pw, &verified)
+                    .then(|| password::hash_password(&new_pw, iterations))
+            })
+            .await?;
+        let Some(hash) = hash else {
+            self.record_failure(&user.key, from, now);
+            Metrics::add(&self.metrics.login_failures_total, 1);
+            return Err(ChatError::InvalidCredentials);
+        };
+        self.throttle().pairs.forget(&(user.key.clone(), from));
+        let rec = Record::PasswordChanged {
+            username: user.name.clone(),
+            hash: hash.clone(),
+        };
+        let commit = {
+            let mut us = user.lock();
+            // Changed meanwhile by another session: `old` is no longer the password.
+            if us.hash != stored {
+                return Err(ChatError::InvalidCredentials);
+            }
+            let slot = self.reserve()?;
+            us.hash = hash;
+            let user = user.clone();
+            self.commit(slot, &rec, move || user.lock().hash = stored)
+        };
+        commit.wait().await?;
+        let others: Vec<[u8; 32]> = user
+            .lock()
+            .sessions
+            .iter()
+            .copied()
+            .filter(|h| *h != auth.session)
+            .collect();
+        self.end_sessions(others).await
+    }
+}

@@ -1,0 +1,475 @@
+//! Governing a room: invitations, kicks, bans, mutes, roles and its fields. Each action is
+//! one core method that both its REST call and its slash command run; who may do it is
+//! decided by `policy`, and what it changes by `Core::apply_effects`, which replay runs too.
+//!
+//! Every action but an invitation is a timeline entry. Its effects apply at once, under the
+//! room's lock, so the next request sees them. Should the store fail before keeping the
+//! entry, the room's governance goes back to what it was before the oldest change the store
+//! has not kept (`RoomState::gov_pending`): the store fails for good, so every later change
+//! fails too, and the oldest saved state is the last one the journal holds.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::policy::{self, Access, Action};
+use super::rooms::{Governance, Room, RoomState, RoomTable};
+use super::timeline::{Change, Delivery};
+use super::users::UserState;
+use super::{encode, now_ms, ChatError, Commit, Core, Facts, Owned, Record, User};
+use crate::protocol::{
+    BanView, EntryExtra, EntryKind, Role, RoomChanges, RoomPatch, RoomView, ServerFrame, Visibility,
+};
+use crate::store::{KeptEntry, Slot};
+
+/// The longest mute, in seconds (30 days).
+pub const MAX_MUTE_SECONDS: i64 = 2_592_000;
+/// The longest kick or ban reason, in characters.
+pub const MAX_REASON_CHARS: usize = 256;
+/// Pending invitations one room may hold.
+pub const MAX_PENDING_INVITES: usize = 1000;
+
+/// A governance entry to append: its kind, text and extra fields.
+pub(super) struct Act<'a> {
+    pub(super) kind: EntryKind,
+    pub(super) text: Option<&'a str>,
+    pub(super) extra: EntryExtra,
+}
+
+/// A reason as given: trimmed; empty is none; at most `MAX_REASON_CHARS`, no control
+/// characters.
+fn valid_reason(reason: Option<&str>) -> Result<Option<&str>, ChatError> {
+    let Some(reason) = reason.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    if reason.chars().count() > MAX_REASON_CHARS || super::text::has_hidden_chars(reason) {
+        return Err(ChatError::BadRequest(format!(
+            "a reason is at most {MAX_REASON_CHARS} characters without control characters"
+        )));
+    }
+    Ok(Some(reason))
+}
+
+/// A mute's length in seconds, from a JSON number or a command's word.
+pub fn mute_seconds(v: Option<&Value>) -> Result<u64, ChatError> {
+    let n = match v {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if (1..=MAX_MUTE_SECONDS).contains(&n) => Ok(n as u64),
+        _ => Err(ChatError::InvalidDuration),
+    }
+}
+
+/// Puts back governance saved before a change the store did not keep, with what mirrors
+/// it outside the room's state (the listing's name, the private flag, owned counts).
+fn restore_gov(
+    rooms: &RoomTable,
+    owned: &Owned,
+    room: &Room,
+    rs: &mut RoomState,
+    saved: Governance,
+) {
+    if saved.name != rs.gov.name {
+        rooms.rename(&room.id, &saved.name);
+    }
+    if saved.owner != rs.gov.owner {
+        Core::count_owned(owned, &rs.gov.owner, false);
+        Core::count_owned(owned, &saved.owner, true);
+    }
+    room.set_visibility(rs, saved.visibility);
+    rs.gov = saved;
+}
+
+impl Core {
+    /// The room, the named user (looked up before any lock, as lock order wants the user
+    /// first) and whether the room exists.
+    fn room_and_target(
+        &self,
+        room_id: &str,
+        username: &str,
+    ) -> Result<(Arc<Room>, Option<Arc<User>>), ChatError> {
+        let room = self.room(room_id)?;
+        Ok((room, self.user(&username.trim().to_ascii_lowercase())))
+    }
+
+    /// Appends a governance entry by `actor` and applies it. `subject` is the member a kick
+    /// or ban removes, with their state locked; their connections get the entry and then
+    /// nothing more from the room.
+    pub(super) fn govern_locked(
+        &self,
+        slot: Slot,
+        room: &Arc<Room>,
+        rs: &mut RoomState,
+        actor: &str,
+        act: Act<'_>,
+        subject: Option<(&Arc<User>, &mut UserState)>,
+    ) -> Commit {
+        let now = now_ms();
+        let entry = KeptEntry::with_extra(now, act.kind, actor, act.text, None, &act.extra);
+        let gov_token = match slot {
+            Slot::Memory => None,
+            _ => {
+                let token = self.next_conn.fetch_add(1, Ordering::Relaxed);
+                let saved = rs.gov.clone();
+                rs.gov_pending.push_back((token, saved));
+                Some(token)
+            }
+        };
+        let subject_user = subject.as_ref().map(|(u, _)| Arc::clone(u));
+        let removed = subject_user
+            .as_ref()
+            .and_then(|u| rs.members.get(&u.key).cloned());
+        let seq = rs.append(entry.clone());
+        let facts = Facts {
+            kind: act.kind,
+            from: actor,
+            ts: now,
+            text: act.text,
+            extra: &act.extra,
+        };
+        self.apply_effects(room, rs, seq, &facts, subject);
+        let change = match (&removed, &subject_user) {
+            (Some(_), Some(user)) => Change::Leave(user.clone()),
+            _ => Change::None,
+        };
+        let delivery = Delivery {
+            room: room.clone(),
+            seq,
+            entry,
+            ack: None,
+            change,
+            gov_token,
+        };
+        let (room2, rooms, owned) = (room.clone(), self.rooms.clone(), self.owned.clone());
+        let undo = move || {
+            let mut us = subject_user.as_ref().map(|u| u.lock());
+            let mut rs = room2.lock();
+            if let (Some(m), Some(us)) = (removed, us.as_deref_mut()) {
+                Self::apply_membership(&room2, &mut rs, &m.user, us, Some(m.since));
+                let conns = us.conns.clone();
+                rs.subscribe(&conns);
+            }
+            if let Some((_, saved)) = rs.gov_pending.pop_front() {
+                restore_gov(&rooms, &owned, &room2, &mut rs, saved);
+            }
+            rs.gov_pending.clear();
+        };
+        self.submit_entry(slot, rs, None, delivery, undo)
+    }
+
+    /// Invites `username` to a room; their connections get an `invite` frame.
+    pub async fn invite(
+        &self,
+        actor: &Arc<User>,
+        room_id: &str,
+        username: &str,
+    ) -> Result<(), ChatError> {
+        let (room, target) = self.room_and_target(room_id, username)?;
+        let commit = {
+            let mut us = target.as_ref().map(|u| u.lock());
+            let mut rs = room.lock();
+            policy::reach(&rs, &actor.key, Access::Other)?;
+            let (Some(target), Some(us)) = (target.as_ref(), us.as_deref_mut()) else {
+                return Err(ChatError::UserNotFound);
+            };
+            policy::check(&rs, &actor.key, Action::Invite, Some(&target.key))?;
+            if rs.members.contains_key(&target.key) {
+                return Err(ChatError::AlreadyMember);
+            }
+            if rs.gov.bans.contains_key(&target.key) {
+                return Err(ChatError::InviteeBanned);
+            }
+            if rs.gov.invites.len() >= MAX_PENDING_INVITES
+                && !rs.gov.invites.contains_key(&target.key)
+            {
+                return Err(ChatError::TooManyInvites);
+            }
+            let slot = self.reserve()?;
+            let rec = Record::Invited {
+                room: room.id.clone(),
+                username: target.name.clone(),
+                by: actor.name.clone(),
+                at_seq: rs.last_seq,
+            };
+            let token = match slot {
+                Slot::Memory => None,
+                _ => {
+                    let token = self.next_conn.fetch_add(1, Ordering::Relaxed);
+                    let saved = rs.gov.clone();
+                    rs.gov_pending.push_back((token, saved));
+                    Some(token)
+                }
+            };
+            Self::apply_invite(&room, &mut rs, target, us, &actor.name);
+            let view = room.view(&rs, &target.key);
+            let frame = encode(&ServerFrame::Invite {
+                room: &view,
+                by: &actor.name,
+            });
+            let conns = us.conns.clone();
+            let (metrics, room2) = (self.metrics.clone(), room.clone());
+            let (rooms, owned) = (self.rooms.clone(), self.owned.clone());
+            let done = move |kept: bool| {
+                if let Some(token) = token {
+                    let mut rs = room2.lock();
+                    if !kept {
+                        if let Some((_, saved)) = rs.gov_pending.pop_front() {
+                            restore_gov(&rooms, &owned, &room2, &mut rs, saved);
+                        }
+                        rs.gov_pending.clear();
+                        return;
+                    }
+                    rs.gov_pending.retain(|(t, _)| *t != token);
+                }
+                for c in &conns {
+                    super::deliver_to(&metrics, c, &frame);
+                }
+            };
+            self.commit_then(slot, &rec, done)
+        };
+        commit.wait().await
+    }
+
+    /// Removes a member (`Kick`) or bans a user (`Ban`, a member or not), with an optional
+    /// reason.
+    pub async fn remove_member(
+        &self,
+        actor: &Arc<User>,
+        room_id: &str,
+        username: &str,
+        reason: Option<&str>,
+        ban: bool,
+    ) -> Result<(), ChatError> {
+        let reason = valid_reason(reason)?;
+        let (room, target) = self.room_and_target(room_id, username)?;
+        let commit = {
+            let mut us = target.as_ref().map(|u| u.lock());
+            let mut rs = room.lock();
+            policy::reach(&rs, &actor.key, Access::Other)?;
+            let (Some(target), Some(us)) = (target.as_ref(), us.as_deref_mut()) else {
+                return Err(ChatError::UserNotFound);
+            };
+            let action = if ban { Action::Ban } else { Action::Kick };
+            policy::check(&rs, &actor.key, action, Some(&target.key))?;
+            let member = rs.members.contains_key(&target.key);
+            if !ban && !member {
+                return Err(ChatError::NotInRoom);
+            }
+            let slot = self.reserve()?;
+            let act = Act {
+                kind: if ban { EntryKind::Ban } else { EntryKind::Kick },
+                text: reason,
+                extra: EntryExtra::target(&target.name),
+            };
+            let subject = member.then_some((target, us));
+            self.govern_locked(slot, &room, &mut rs, &actor.name, act, subject)
+        };
+        commit.wait().await
+    }
+
+    /// Lifts a ban (`Unban`) or a mute (`Unmute`).
+    pub async fn lift(
+        &self,
+        actor: &Arc<User>,
+        room_id: &str,
+        username: &str,
+        kind: EntryKind,
+    ) -> Result<(), ChatError> {
+        let (room, target) = self.room_and_target(room_id, username)?;
+        let commit = {
+            let mut rs = room.lock();
+            policy::reach(&rs, &actor.key, Access::Other)?;
+            let target = target.ok_or(ChatError::UserNotFound)?;
+            let (action, standing) = if kind == EntryKind::Unban {
+                (Action::Unban, rs.gov.bans.contains_key(&target.key))
+            } else {
+                let muted = rs.muted_until(&target.key, now_ms()).is_some();
+                (Action::Unmute, muted)
+            };
+            policy::check(&rs, &actor.key, action, Some(&target.key))?;
+            if !standing {
+                return Err(if kind == EntryKind::Unban {
+                    ChatError::NotBanned
+                } else {
+                    ChatError::NotMuted
+                });
+            }
+            let slot = self.reserve()?;
+            let act = Act {
+                kind,
+                text: None,
+                extra: EntryExtra::target(&target.name),
+            };
+            self.govern_locked(slot, &room, &mut rs, &actor.name, act, None)
+        };
+        commit.wait().await
+    }
+
+    /// Mutes a member for `seconds`: their messages to the room are refused until then.
+    pub async fn mute(
+        &self,
+        actor: &Arc<User>,
+        room_id: &str,
+        username: &str,
+        seconds: u64,
+    ) -> Result<(), ChatError> {
+        let (room, target) = self.room_and_target(room_id, username)?;
+        let commit = {
+            let mut rs = room.lock();
+            policy::reach(&rs, &actor.key, Access::Other)?;
+            let target = target.ok_or(ChatError::UserNotFound)?;
+            policy::check(&rs, &actor.key, Action::Mute, Some(&target.key))?;
+            if !rs.members.contains_key(&target.key) {
+                return Err(ChatError::NotInRoom);
+            }
+            let slot = self.reserve()?;
+            let act = Act {
+                kind: EntryKind::Mute,
+                text: None,
+                extra: EntryExtra {
+                    until: Some(now_ms() + seconds * 1000),
+                    ..EntryExtra::target(&target.name)
+                },
+            };
+            self.govern_locked(slot, &room, &mut rs, &actor.name, act, None)
+        };
+        commit.wait().await
+    }
+
+    /// Gives a member a role. `"owner"` transfers ownership: a `role` entry for the new
+    /// owner, then one making the old owner a moderator. Giving the role someone has
+    /// already changes nothing.
+    pub async fn set_role(
+        &self,
+        actor: &Arc<User>,
+        room_id: &str,
+        username: &str,
+        role: &str,
+    ) -> Result<(), ChatError> {
+        let role = Role::parse(role).ok_or(ChatError::InvalidRole)?;
+        let (room, target) = self.room_and_target(room_id, username)?;
+        let commit = {
+            let mut rs = room.lock();
+            policy::reach(&rs, &actor.key, Access::Other)?;
+            let target = target.ok_or(ChatError::UserNotFound)?;
+            policy::check(&rs, &actor.key, Action::Roles, None)?;
+            let Some(current) = rs.role(&target.key) else {
+                return Err(ChatError::NotInRoom);
+            };
+            if current == role {
+                return Ok(());
+            }
+            if current == Role::Owner {
+                // The owner hands the room on by making someone else the owner.
+                return Err(ChatError::Forbidden);
+            }
+            let transfer = role == Role::Owner;
+            let slot = self.reserve()?;
+            let demote_slot = if transfer {
+                Some(self.reserve()?)
+            } else {
+                None
+            };
+            let act = Act {
+                kind: EntryKind::Role,
+                text: Some(role.as_str()),
+                extra: EntryExtra::target(&target.name),
+            };
+            let commit = self.govern_locked(slot, &room, &mut rs, &actor.name, act, None);
+            if let Some(slot) = demote_slot {
+                let act = Act {
+                    kind: EntryKind::Role,
+                    text: Some(Role::Moderator.as_str()),
+                    extra: EntryExtra::target(&actor.name),
+                };
+                self.govern_locked(slot, &room, &mut rs, &actor.name, act, None)
+            } else {
+                commit
+            }
+        };
+        commit.wait().await
+    }
+
+    /// Changes a room's name, topic or visibility; appends an `update` entry with the
+    /// fields that changed, or nothing when none did. Returns the room as `actor` sees it.
+    pub async fn update_room(
+        &self,
+        actor: &Arc<User>,
+        room_id: &str,
+        patch: &RoomPatch,
+    ) -> Result<RoomView, ChatError> {
+        let as_str = |v: &Option<Value>, e: ChatError| match v {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(e),
+        };
+        let name = as_str(&patch.name, ChatError::InvalidRoomName)?;
+        let topic = as_str(&patch.topic, ChatError::InvalidTopic)?;
+        let visibility = as_str(&patch.visibility, ChatError::InvalidVisibility)?;
+        let room = self.room(room_id)?;
+        let (view, commit) = {
+            let mut rs = room.lock();
+            policy::reach(&rs, &actor.key, Access::Other)?;
+            let name = name.as_deref().map(super::membership::valid_room_name);
+            let topic = topic.as_deref().map(super::membership::valid_topic);
+            let visibility = visibility
+                .as_deref()
+                .map(|v| Visibility::parse(v).ok_or(ChatError::InvalidVisibility));
+            let (name, topic, visibility) = (
+                name.transpose()?,
+                topic.transpose()?,
+                visibility.transpose()?,
+            );
+            if name.is_some() {
+                policy::check(&rs, &actor.key, Action::Rename, None)?;
+            }
+            if topic.is_some() {
+                policy::check(&rs, &actor.key, Action::Topic, None)?;
+            }
+            if visibility.is_some() {
+                policy::check(&rs, &actor.key, Action::Visibility, None)?;
+            }
+            if name.is_none() && topic.is_none() && visibility.is_none() {
+                policy::check(&rs, &actor.key, Action::Topic, None)?;
+            }
+            let changes = RoomChanges {
+                name: name.filter(|n| *n != rs.gov.name).map(str::to_string),
+                topic: topic.filter(|t| *t != rs.gov.topic).map(str::to_string),
+                visibility: visibility.filter(|v| *v != rs.gov.visibility),
+            };
+            if changes == RoomChanges::default() {
+                (room.view(&rs, &actor.key), Commit::done())
+            } else {
+                let slot = self.reserve()?;
+                let act = Act {
+                    kind: EntryKind::Update,
+                    text: None,
+                    extra: EntryExtra {
+                        changes: Some(changes),
+                        ..EntryExtra::default()
+                    },
+                };
+                let commit = self.govern_locked(slot, &room, &mut rs, &actor.name, act, None);
+                let mut view = room.view(&rs, &actor.key);
+                view.last_seq = rs.last_seq;
+                (view, commit)
+            }
+        };
+        commit.wait().await?;
+        Ok(view)
+    }
+
+    /// The room's bans, for its owner and moderators, oldest first.
+    pub fn bans(&self, actor: &User, room_id: &str) -> Result<Vec<BanView>, ChatError> {
+        let room = self.room(room_id)?;
+        let rs = room.lock();
+        policy::check(&rs, &actor.key, Action::ListBans, None)?;
+        let mut bans: Vec<BanView> = rs.gov.bans.values().cloned().collect();
+        bans.sort_by_key(|b| b.ts);
+        Ok(bans)
+    }
+}
