@@ -51,6 +51,7 @@ COMMANDS (type them at the prompt; any other line is a message to the current ro
     /op USER            make a moderator             /deop USER   make a member again
     /owner USER         hand the room over; you become a moderator
     /topic [TEXT]       show the topic, or set it
+    /clear-topic        remove the topic
     /rename NAME        rename the room
     /visibility public|private
     /delete-room [ID]   delete a room you own (default: the current one), at once

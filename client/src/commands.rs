@@ -28,6 +28,7 @@ pub const NAMES: &[&str] = &[
     "/deop",
     "/owner",
     "/topic",
+    "/clear-topic",
     "/visibility",
     "/rename",
     "/delete-room",
@@ -64,6 +65,8 @@ pub enum Command {
     Moderate(String),
     /// `/topic` alone: show the current room's topic.
     ShowTopic,
+    /// `/clear-topic`: remove the current room's topic.
+    ClearTopic,
     /// `/bans`: who is banned from the current room.
     Bans,
     /// `/rename NAME`: rename the current room.
@@ -195,6 +198,7 @@ pub fn parse(line: &str) -> Line {
             None => Ok(Command::ShowTopic),
             Some(a) => Ok(Command::Moderate(format!("/topic {a}"))),
         },
+        "/clear-topic" | "/cleartopic" => Ok(Command::ClearTopic),
         "/bans" => Ok(Command::Bans),
         "/rename" => arg.clone().map(Command::Rename).ok_or("/rename NAME"),
         "/delete-room" | "/deleteroom" => match &arg {
@@ -295,7 +299,7 @@ rooms you run (they act on the current room):
 /mute USER DURATION   seconds, or 90s, 10m, 2h, 1d      /unmute USER
 /op USER         make a moderator    /deop USER     make a plain member again
 /owner USER      hand the room to USER (you become a moderator)
-/topic [TEXT]    show or set the topic                /rename NAME   rename the room
+/topic [TEXT]    show or set the topic  /clear-topic  remove it  /rename NAME  rename the room
 /visibility public|private           /delete-room [ID]   delete a room you own, at once
 server administrators:
 /admin invite-code [USES] [SECONDS]  a new invite code (default 1 use, 7 days)
@@ -399,6 +403,7 @@ mod tests {
             // The server judges the value: invalid_visibility.
             ("/visibility secret", m("/visibility secret")),
             ("/visibility", Line::Usage("/visibility public|private")),
+            ("/clear-topic", Line::Command(C::ClearTopic)),
             ("/bans", Line::Command(C::Bans)),
             (
                 "/rename The Den",

@@ -952,6 +952,9 @@ fn moderators_kick_and_ban_and_private_rooms_stay_hidden() {
         "secret",
         "* alice set the topic to \"plans for the week\"",
     );
+    let ma = alice.mark();
+    alice.send("/topic");
+    alice.wait_new(ma, "topic of secret: plans for the week");
     let md = dave.mark();
     dave.send("/rooms");
     // /invites prints after /rooms is done: it bounds the listing.
@@ -1002,11 +1005,17 @@ fn moderators_kick_and_ban_and_private_rooms_stay_hidden() {
     alice.send("/unmute dave");
     alice.wait_entry_new(ma, "secret", "* dave is no longer muted (alice)");
 
+    alice.send("/clear-topic");
+    alice.wait_entry_new(ma, "secret", "* alice cleared the topic");
+    alice.send("/rename hideout");
+    alice.wait_entry_new(ma, "secret", "* alice renamed the room to hideout");
+    dave.wait_entry_new(md, "secret", "* alice renamed the room to hideout");
+
     // Deleting the room takes it from Dave's list too.
     let md = dave.mark();
     alice.send("/delete-room");
-    alice.wait_new(ma, "deleted secret");
-    dave.wait_new(md, "* secret was deleted by alice");
+    alice.wait_new(ma, "deleted hideout");
+    dave.wait_new(md, "* hideout was deleted by alice");
     dave.wait_new(md, "current room: lobby");
 
     for c in [alice, carol, dave] {

@@ -70,6 +70,24 @@ impl App {
         }
     }
 
+    /// `/topic` with no text shows the topic, so clearing it is a REST call.
+    pub(super) fn clear_topic(&mut self) {
+        let Some(token) = self.token() else { return };
+        let Some(id) = self.current_room("/clear-topic") else {
+            return;
+        };
+        let label = self.label(&id);
+        match self.api.update_room(&token, &id, json!({ "topic": "" })) {
+            Ok(room) => {
+                if let Some(s) = self.session.as_mut() {
+                    s.rooms.insert(id.clone(), room);
+                }
+                self.notice(&format!("{label} has no topic now"));
+            }
+            Err(e) => self.api_error(&format!("cannot clear the topic of {label}"), e),
+        }
+    }
+
     pub(super) fn bans(&mut self) {
         let Some(token) = self.token() else { return };
         let Some(id) = self.current_room("/bans") else {
@@ -118,14 +136,9 @@ impl App {
         };
         let old = self.label(&id);
         match self.api.update_room(&token, &id, json!({ "name": name })) {
-            Ok(room) => {
-                self.room_names.insert(id.clone(), room.name.clone());
-                if let Some(s) = self.session.as_mut() {
-                    s.rooms.insert(id.clone(), room);
-                }
-                let label = self.label(&id);
-                self.notice(&format!("renamed {old} to {label}"));
-            }
+            // The room's state follows its `update` entry, so that entry shows under
+            // the old name here as everywhere else.
+            Ok(room) => self.notice(&format!("renamed {old} to {}", clean(&room.name))),
             Err(e) => self.api_error(&format!("cannot rename {old}"), e),
         }
     }

@@ -354,6 +354,7 @@ impl App {
             Command::History(n) => self.history(n),
             Command::Moderate(text) => self.moderate(text),
             Command::ShowTopic => self.show_topic(),
+            Command::ClearTopic => self.clear_topic(),
             Command::Bans => self.bans(),
             Command::Rename(name) => self.rename(&name),
             Command::DeleteRoom(arg) => self.delete_room(arg.as_deref()),
