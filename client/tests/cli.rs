@@ -886,6 +886,9 @@ fn moderators_kick_and_ban_and_private_rooms_stay_hidden() {
     alice.register("alice");
     carol.register("carol");
     dave.register("dave");
+    // Alice on a second device, to see what reaches her other connections.
+    let mut alice2 = Client::start("alice2", &server.url(), PASSWORD, &["--user", "alice"]);
+    alice2.wait_for("connected as alice");
 
     let lobby = alice.create("lobby");
     carol.send(&format!("/join {lobby}"));
@@ -943,6 +946,8 @@ fn moderators_kick_and_ban_and_private_rooms_stay_hidden() {
 
     // A private room: Dave neither sees it nor gets in uninvited.
     let secret = alice.create("secret");
+    // Her other device learns of it from the `joined` frame.
+    alice2.wait_for(&format!("you are now in secret (id {secret})"));
     let ma = alice.mark();
     alice.send("/visibility private");
     alice.wait_entry_new(ma, "secret", "* alice made the room private");
@@ -1017,8 +1022,33 @@ fn moderators_kick_and_ban_and_private_rooms_stay_hidden() {
     alice.wait_new(ma, "deleted hideout");
     dave.wait_new(md, "* hideout was deleted by alice");
     dave.wait_new(md, "current room: lobby");
+    alice2.wait_for("* hideout was deleted by alice");
+    // Dave's join made one notice, not a second one from the `joined` frame.
+    assert_eq!(
+        dave.log
+            .iter()
+            .filter(|l| l.contains("joined secret (id "))
+            .count(),
+        1
+    );
+    assert!(!dave.log.iter().any(|l| l.contains("you are now in")));
 
-    for c in [alice, carol, dave] {
+    // Alice hands the lobby to Dave and stays on as a moderator.
+    let (ma, md) = (alice.mark(), dave.mark());
+    alice.send("/switch lobby");
+    alice.send("/owner dave");
+    alice.wait_new(ma, "dave is now the owner of lobby; you are a moderator");
+    for (c, m) in [(&mut alice, ma), (&mut dave, md)] {
+        c.wait_entry_new(m, "lobby", "* dave is now the owner");
+        c.wait_entry_new(m, "lobby", "* alice is now a moderator");
+    }
+    let md = dave.mark();
+    dave.send(&format!("/who {lobby}"));
+    dave.wait_new(md, "owner dave");
+    let row = dave.wait_new(md, "alice ");
+    assert!(row.ends_with("moderator"), "{row:?}");
+
+    for c in [alice, alice2, carol, dave] {
         let name = c.name.clone();
         let (status, log) = c.finish();
         assert!(status.success(), "{name}: {status}\n{}", log.join("\n"));
@@ -1093,4 +1123,12 @@ fn registration_by_invite_code_and_admin_commands() {
         let (status, log) = c.finish();
         assert!(status.success(), "{name}: {status}\n{}", log.join("\n"));
     }
+
+    // A closed server says so.
+    let closed = Server::start(&["--registration", "closed"]);
+    let mut frank = Client::start("frank", &closed.url(), PASSWORD, &[]);
+    let m = frank.mark();
+    frank.send("/register frank");
+    let line = frank.wait_new(m, "registration is closed");
+    assert!(line.starts_with("! register failed"), "{line:?}");
 }
