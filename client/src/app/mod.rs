@@ -6,9 +6,9 @@
 //! arriving meanwhile wait in the channel and are rendered right after, so output never
 //! interleaves mid-line.
 //!
-//! The work is split by subject: [`account`] (register, login, logout, password),
-//! [`rooms`] (room and user commands over REST), [`manage`] (running a room and the
-//! server: bans, renames, deletion, ownership, invitations, `/admin`) and [`live`]
+//! The work is split by subject: `account` (register, login, logout, password),
+//! `rooms` (room and user commands over REST), `manage` (running a room and the
+//! server: bans, renames, deletion, ownership, invitations, `/admin`) and `live`
 //! (sending, and what the WebSocket reports).
 
 mod account;
