@@ -19,6 +19,12 @@ pub struct RoomView {
     pub topic: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+    /// How far the caller has read (0 if never set), when a member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_seq: Option<u64>,
+    /// Kept, not deleted messages after `read_seq` that others posted, when a member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread: Option<u64>,
 }
 
 /// Who may see and join a room.
@@ -145,6 +151,8 @@ pub enum EntryKind {
     Unmute,
     Role,
     Update,
+    Edit,
+    Delete,
 }
 
 impl EntryKind {
@@ -160,20 +168,34 @@ impl EntryKind {
             EntryKind::Unmute => "unmute",
             EntryKind::Role => "role",
             EntryKind::Update => "update",
+            EntryKind::Edit => "edit",
+            EntryKind::Delete => "delete",
         }
     }
 }
 
 /// The optional fields of an entry beyond `text`: who a moderation entry acts on, a mute's
-/// end, and the room fields an `update` changed.
+/// end, the entry an `edit` or `delete` refers to, the room fields an `update` changed, the
+/// members a message mentions, whether it is an action, and whether it was edited or
+/// deleted since.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EntryExtra {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<u64>,
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub refers: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<RoomChanges>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mentions: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<bool>,
 }
 
 impl EntryExtra {
@@ -252,6 +274,10 @@ pub enum ServerFrame<'a> {
     /// The room `room` (its id) was deleted by `by`.
     #[serde(rename = "room_deleted")]
     RoomDeleted { room: &'a str, by: &'a str },
+    /// This user read `room` up to `seq` (on another connection).
+    Read { room: &'a str, seq: u64 },
+    /// `username` is typing in `room`.
+    Typing { room: &'a str, username: &'a str },
 }
 
 /// Frames a client may send.
@@ -268,6 +294,30 @@ pub enum ClientFrame {
     Sync {
         room: String,
         since: u64,
+        #[serde(default)]
+        nonce: Option<Value>,
+    },
+    Read {
+        room: String,
+        seq: u64,
+        #[serde(default)]
+        nonce: Option<Value>,
+    },
+    Typing {
+        room: String,
+        #[serde(default)]
+        nonce: Option<Value>,
+    },
+    Edit {
+        room: String,
+        seq: u64,
+        text: String,
+        #[serde(default)]
+        nonce: Option<Value>,
+    },
+    Delete {
+        room: String,
+        seq: u64,
         #[serde(default)]
         nonce: Option<Value>,
     },
@@ -305,6 +355,24 @@ pub struct RoomPatch {
     pub topic: Option<Value>,
     #[serde(default)]
     pub visibility: Option<Value>,
+}
+
+/// `POST /api/v1/dms` and `/blocks` bodies.
+#[derive(Debug, Deserialize)]
+pub struct UserRef {
+    pub username: String,
+}
+
+/// `POST /api/v1/rooms/{id}/read` body.
+#[derive(Debug, Deserialize)]
+pub struct ReadMark {
+    pub seq: u64,
+}
+
+/// `PATCH /api/v1/rooms/{id}/messages/{seq}` body.
+#[derive(Debug, Deserialize)]
+pub struct EditBody {
+    pub text: String,
 }
 
 /// Bodies of the moderation calls that name a user: invite, kick, ban, mute, roles.

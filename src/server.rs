@@ -188,6 +188,7 @@ fn spawn_periodic(core: &Arc<Core>, stop: &watch::Receiver<bool>) {
     let tasks: [Periodic; 2] = [
         (SWEEP_EVERY, |core| {
             core.sweep();
+            core.flush_read_markers();
             core.compact_if_due();
         }),
         (core.cfg.heartbeat_interval, |core| core.heartbeat()),

@@ -44,6 +44,8 @@ fn help_lists_every_flag_with_its_default_and_exits_0() {
         "--max-body-bytes",
         "--header-timeout",
         "--keepalive-timeout",
+        "--admin",
+        "--registration",
     ] {
         let line = help
             .lines()
@@ -68,6 +70,9 @@ fn a_bad_flag_or_value_exits_2_with_one_line() {
         vec!["--history"],
         vec!["--room-capacity", "0"],
         vec!["--heartbeat-interval", "soon"],
+        vec!["--registration", "sometimes"],
+        vec!["--admin", "no spaces allowed"],
+        vec!["--admin"],
         vec![
             "--max-outbound-bytes",
             "65536",

@@ -49,14 +49,7 @@ impl fmt::Display for ApiError {
                 message,
                 retry_after_ms,
                 ..
-            } => {
-                let message = if message.is_empty() { code } else { message };
-                write!(f, "{message} ({code})")?;
-                if let Some(ms) = retry_after_ms {
-                    write!(f, "; try again in {}", crate::render::human_ms(*ms))?;
-                }
-                Ok(())
-            }
+            } => f.write_str(&crate::render::error_text(code, message, *retry_after_ms)),
         }
     }
 }
@@ -86,6 +79,48 @@ pub struct Me {
     pub username: String,
     #[serde(default)]
     pub rooms: Vec<Room>,
+    /// Pending invitations (v1.1).
+    #[serde(default)]
+    pub invites: Vec<Invite>,
+    /// A server administrator (v1.1).
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// `{"room":Room,"by"}`: an invitation not used yet.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Invite {
+    pub room: Room,
+    #[serde(default)]
+    pub by: String,
+}
+
+/// One entry of `GET /api/v1/rooms/{id}/bans`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Ban {
+    pub username: String,
+    #[serde(default)]
+    pub by: String,
+    #[serde(default)]
+    pub ts: i64,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BansBody {
+    #[serde(default)]
+    bans: Vec<Ban>,
+}
+
+/// `POST /api/v1/admin/invite-codes`: a new code, how many uses, when it expires.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InviteCode {
+    pub code: String,
+    #[serde(default)]
+    pub uses: u64,
+    #[serde(default)]
+    pub expires: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,9 +241,25 @@ impl Api {
             .map_err(|e| ApiError::Transport(format!("unexpected answer to {method} {path}: {e}")))
     }
 
-    pub fn register(&self, username: &str, password: &str) -> Result<(), ApiError> {
-        let body = json!({ "username": username, "password": password });
+    /// `invite_code` is sent only when given (servers under `--registration invite`).
+    pub fn register(
+        &self,
+        username: &str,
+        password: &str,
+        invite_code: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let mut body = json!({ "username": username, "password": password });
+        if let Some(code) = invite_code {
+            body["invite_code"] = json!(code);
+        }
         self.call("POST", "/api/v1/register", None, Some(body))
+            .map(drop)
+    }
+
+    /// `POST /api/v1/password`: every other session of the user ends.
+    pub fn change_password(&self, token: &str, old: &str, new: &str) -> Result<(), ApiError> {
+        let body = json!({ "old": old, "new": new });
+        self.call("POST", "/api/v1/password", Some(token), Some(body))
             .map(drop)
     }
 
@@ -296,6 +347,77 @@ impl Api {
     pub fn leave(&self, token: &str, id: &str) -> Result<(), ApiError> {
         let path = format!("/api/v1/rooms/{}/leave", encode_segment(id));
         self.call("POST", &path, Some(token), None).map(drop)
+    }
+
+    /// `PATCH /api/v1/rooms/{id}` with the fields to change (`name`, `topic`,
+    /// `visibility`).
+    pub fn update_room(&self, token: &str, id: &str, changes: Value) -> Result<Room, ApiError> {
+        let path = format!("/api/v1/rooms/{}", encode_segment(id));
+        self.call_json("PATCH", &path, Some(token), Some(changes))
+    }
+
+    /// Owner only; every member is told with a `room_deleted` frame.
+    pub fn delete_room(&self, token: &str, id: &str) -> Result<(), ApiError> {
+        let path = format!("/api/v1/rooms/{}", encode_segment(id));
+        self.call("DELETE", &path, Some(token), None).map(drop)
+    }
+
+    /// Owner and moderators only.
+    pub fn bans(&self, token: &str, id: &str) -> Result<Vec<Ban>, ApiError> {
+        let path = format!("/api/v1/rooms/{}/bans", encode_segment(id));
+        self.call_json::<BansBody>("GET", &path, Some(token), None)
+            .map(|b| b.bans)
+    }
+
+    /// `role` is `owner` (a transfer), `moderator` or `member`.
+    pub fn set_role(&self, token: &str, id: &str, user: &str, role: &str) -> Result<(), ApiError> {
+        let path = format!("/api/v1/rooms/{}/roles", encode_segment(id));
+        let body = json!({ "username": user, "role": role });
+        self.call("POST", &path, Some(token), Some(body)).map(drop)
+    }
+
+    pub fn admin_invite_code(
+        &self,
+        token: &str,
+        uses: Option<u64>,
+        expires_in: Option<u64>,
+    ) -> Result<InviteCode, ApiError> {
+        let mut body = json!({});
+        if let Some(u) = uses {
+            body["uses"] = json!(u);
+        }
+        if let Some(e) = expires_in {
+            body["expires_in"] = json!(e);
+        }
+        self.call_json(
+            "POST",
+            "/api/v1/admin/invite-codes",
+            Some(token),
+            Some(body),
+        )
+    }
+
+    pub fn admin_create_user(
+        &self,
+        token: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<(), ApiError> {
+        let body = json!({ "username": user, "password": password });
+        self.call("POST", "/api/v1/admin/users", Some(token), Some(body))
+            .map(drop)
+    }
+
+    /// `enable` false disables the account (its sessions end), true enables it again.
+    pub fn admin_set_enabled(&self, token: &str, user: &str, enable: bool) -> Result<(), ApiError> {
+        let what = if enable { "enable" } else { "disable" };
+        let path = format!("/api/v1/admin/users/{}/{what}", encode_segment(user));
+        self.call("POST", &path, Some(token), None).map(drop)
+    }
+
+    pub fn admin_delete_room(&self, token: &str, id: &str) -> Result<(), ApiError> {
+        let path = format!("/api/v1/admin/rooms/{}", encode_segment(id));
+        self.call("DELETE", &path, Some(token), None).map(drop)
     }
 
     /// The newest `limit` entries of a room, oldest first.

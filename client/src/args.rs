@@ -8,7 +8,7 @@ pub const HELP: &str = "\
 parley-cli: chat on a Parley server from the terminal
 
 USAGE:
-    parley-cli [--server URL] [--user NAME] [--password-stdin]
+    parley-cli [--server URL] [--user NAME] [--password-stdin] [--invite-code CODE]
 
 OPTIONS:
     --server URL        server to talk to [default: http://127.0.0.1:7878]
@@ -17,13 +17,19 @@ OPTIONS:
     --password-stdin    read the password from the first line of standard input
                         (for scripts); PARLEY_PASSWORD is also honoured; otherwise
                         the password is asked for, without echo, on the terminal
+    --invite-code CODE  the invite code /register sends, for servers that register
+                        only by invitation (/register NAME CODE also takes one;
+                        on a terminal it is asked for when the server wants one)
     -h, --help          print this help
     -V, --version       print the version
 
 COMMANDS (type them at the prompt; any other line is a message to the current room):
-    /register NAME      create an account (asks for a password) and log in
+    /register NAME [CODE]  create an account (asks for a password) and log in;
+                        CODE is an invite code, for servers that need one
     /login NAME         log in
     /logout             log out
+    /password           change your password (asks for the old and the new one,
+                        without echo); your other sessions are ended
     /create NAME        create a room, join it and make it current
     /join ID            join a room and make it current (a room's name works too
                         when only one room has it)
@@ -33,14 +39,40 @@ COMMANDS (type them at the prompt; any other line is a message to the current ro
     /users              everyone, online or offline, with last seen
     /who [ID]           a room's members and their presence
     /history [N]        the last N entries of the current room [default: 20]
+    /invites            your pending invitations; /join ID accepts one
+
+    Running a room (they act on the current room; who may do what is the server's rule):
+    /invite USER        invite someone; a private room is joined only this way
+    /kick USER [REASON] remove a member (they may join again unless banned)
+    /ban USER [REASON]  remove and keep out          /unban USER
+    /bans               the room's ban list
+    /mute USER DURATION silence a member: seconds, or 90s, 10m, 2h, 1d (at most 30d)
+    /unmute USER        end a mute early
+    /op USER            make a moderator             /deop USER   make a member again
+    /owner USER         hand the room over; you become a moderator
+    /topic [TEXT]       show the topic, or set it
+    /clear-topic        remove the topic
+    /rename NAME        rename the room
+    /visibility public|private
+    /delete-room [ID]   delete a room you own (default: the current one), at once
+
+    Server administrators (--admin on the server):
+    /admin invite-code [USES] [SECONDS]  a new invite code [default: 1 use, 7 days]
+    /admin create USER  create an account (asks for its password)
+    /admin disable USER end the user's sessions and refuse their logins
+    /admin enable USER  allow them again
+    /admin delete-room ID                delete any room
+
     /help               this list
     /quit               leave the program (Ctrl-D does too)
     //text              send a message that starts with '/'
-    Other /commands (e.g. /me) are passed to the server.
+    Other /commands (e.g. /me, /msg) are passed to the server.
 
 OUTPUT:
     HH:MM [room] name: text      a message
     HH:MM [room] --> name joined a join (<-- for a leave)
+    HH:MM [room] * bo was kicked by al (spam)   moderation, roles, topic and name changes
+    * al invited you to den (ID); type /join ID to accept
     * name is online             presence of someone who shares a room with you
     -- text                      the client's notices (connection state, answers)
     ! text                       an error; the client keeps running
@@ -59,6 +91,7 @@ pub struct Args {
     pub server: Endpoint,
     pub user: Option<String>,
     pub password_stdin: bool,
+    pub invite_code: Option<String>,
 }
 
 /// What the command line asks for.
@@ -78,6 +111,7 @@ where
     let mut server: Option<String> = None;
     let mut user = None;
     let mut password_stdin = false;
+    let mut invite_code = None;
     let mut it = argv.into_iter().map(Into::into);
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -95,6 +129,7 @@ where
             "-V" | "--version" => return Ok(Parsed::Version),
             "--server" => server = Some(value("--server")?),
             "--user" => user = Some(value("--user")?),
+            "--invite-code" => invite_code = Some(value("--invite-code")?),
             "--password-stdin" => {
                 if inline.is_some() {
                     return Err("--password-stdin takes no value".into());
@@ -115,6 +150,7 @@ where
         server,
         user,
         password_stdin,
+        invite_code,
     }))
 }
 
@@ -135,6 +171,7 @@ mod tests {
         assert_eq!(a.server.authority(), "127.0.0.1:7878");
         assert_eq!(a.user, None);
         assert!(!a.password_stdin);
+        assert_eq!(a.invite_code, None);
     }
 
     #[test]
@@ -152,6 +189,10 @@ mod tests {
         assert!(a.password_stdin);
         let a = run(&["--server=http://h:2"]).expect("parses");
         assert_eq!(a.server.port, 2);
+        let a = run(&["--invite-code", "c0de"]).expect("parses");
+        assert_eq!(a.invite_code.as_deref(), Some("c0de"));
+        let a = run(&["--invite-code=x1"]).expect("parses");
+        assert_eq!(a.invite_code.as_deref(), Some("x1"));
     }
 
     #[test]
@@ -170,6 +211,7 @@ mod tests {
             &["--user", "x"],
             &["--server", "https://h:1"],
             &["--password-stdin=yes"],
+            &["--invite-code"],
         ] {
             assert!(run(bad).is_err(), "{bad:?}");
         }

@@ -16,7 +16,28 @@ pub const NAMES: &[&str] = &[
     "/history",
     "/help",
     "/quit",
+    "/invite",
+    "/invites",
+    "/kick",
+    "/ban",
+    "/unban",
+    "/bans",
+    "/mute",
+    "/unmute",
+    "/op",
+    "/deop",
+    "/owner",
+    "/topic",
+    "/clear-topic",
+    "/visibility",
+    "/rename",
+    "/delete-room",
+    "/password",
+    "/admin",
 ];
+
+/// Longest mute the contract allows: 30 days, in seconds.
+pub const MAX_MUTE_SECS: u64 = 2_592_000;
 
 /// Default for `/history` without N.
 pub const DEFAULT_HISTORY: usize = 20;
@@ -25,7 +46,8 @@ pub const MAX_HISTORY: usize = 500;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Register(String),
+    /// `/register NAME [INVITE_CODE]`.
+    Register(String, Option<String>),
     Login(String),
     Logout,
     Create(String),
@@ -38,9 +60,48 @@ pub enum Command {
     History(usize),
     Help,
     Quit,
+    /// A server command that acts on the current room (`/kick`, `/topic`, ...), checked
+    /// and normalised here (`/mute bo 10m` becomes `/mute bo 600`), sent as this text.
+    Moderate(String),
+    /// `/topic` alone: show the current room's topic.
+    ShowTopic,
+    /// `/clear-topic`: remove the current room's topic.
+    ClearTopic,
+    /// `/bans`: who is banned from the current room.
+    Bans,
+    /// `/rename NAME`: rename the current room.
+    Rename(String),
+    /// `/delete-room [ID]`: delete a room you own (default: current).
+    DeleteRoom(Option<String>),
+    /// `/owner USER`: hand the current room to USER.
+    Owner(String),
+    /// `/password`: change your password (asked for without echo).
+    Password,
+    /// `/invites`: your pending invitations.
+    Invites,
+    Admin(Admin),
     /// Not ours: sent to the server as-is (`/me`, or anything it may add).
     Server(String),
 }
+
+/// `/admin ...`: server administration, for the server's `--admin` users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admin {
+    /// `/admin invite-code [USES] [SECONDS]`.
+    InviteCode {
+        uses: Option<u64>,
+        expires_in: Option<u64>,
+    },
+    /// `/admin create USER`: make an account (asks for its password).
+    Create(String),
+    Disable(String),
+    Enable(String),
+    /// `/admin delete-room ID`: delete any room.
+    DeleteRoom(String),
+}
+
+const ADMIN_USAGE: &str =
+    "/admin invite-code [USES] [SECONDS] | create USER | disable USER | enable USER | delete-room ID";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Line {
@@ -72,8 +133,16 @@ pub fn parse(line: &str) -> Line {
             _ => Err(usage),
         }
     };
+    let words: Vec<&str> = rest.split_whitespace().collect();
     let cmd = match name.to_ascii_lowercase().as_str() {
-        "/register" => one_word("/register NAME").map(Command::Register),
+        "/register" => match words.as_slice() {
+            [name] => Ok(Command::Register((*name).to_owned(), None)),
+            [name, code] => Ok(Command::Register(
+                (*name).to_owned(),
+                Some((*code).to_owned()),
+            )),
+            _ => Err("/register NAME [INVITE_CODE]"),
+        },
         "/login" => one_word("/login NAME").map(Command::Login),
         "/logout" => Ok(Command::Logout),
         "/create" => arg.clone().map(Command::Create).ok_or("/create NAME"),
@@ -98,11 +167,99 @@ pub fn parse(line: &str) -> Line {
         },
         "/help" | "/?" => Ok(Command::Help),
         "/quit" | "/exit" => Ok(Command::Quit),
+        "/invite" | "/unban" | "/unmute" | "/op" | "/deop" | "/visibility" => {
+            let lower = name.to_ascii_lowercase();
+            let usage = match lower.as_str() {
+                "/invite" => "/invite USER",
+                "/unban" => "/unban USER",
+                "/unmute" => "/unmute USER",
+                "/op" => "/op USER",
+                "/deop" => "/deop USER",
+                _ => "/visibility public|private",
+            };
+            one_word(usage).map(|a| Command::Moderate(format!("{lower} {a}")))
+        }
+        "/kick" | "/ban" => {
+            let lower = name.to_ascii_lowercase();
+            match &arg {
+                Some(a) => Ok(Command::Moderate(format!("{lower} {a}"))),
+                None if lower == "/kick" => Err("/kick USER [REASON]"),
+                None => Err("/ban USER [REASON]"),
+            }
+        }
+        "/mute" => match words.as_slice() {
+            [user, d] => match parse_duration(d) {
+                Some(secs) => Ok(Command::Moderate(format!("/mute {user} {secs}"))),
+                None => Err(MUTE_USAGE),
+            },
+            _ => Err(MUTE_USAGE),
+        },
+        "/topic" => match &arg {
+            None => Ok(Command::ShowTopic),
+            Some(a) => Ok(Command::Moderate(format!("/topic {a}"))),
+        },
+        "/clear-topic" | "/cleartopic" => Ok(Command::ClearTopic),
+        "/bans" => Ok(Command::Bans),
+        "/rename" => arg.clone().map(Command::Rename).ok_or("/rename NAME"),
+        "/delete-room" | "/deleteroom" => match &arg {
+            None => Ok(Command::DeleteRoom(None)),
+            Some(_) => one_word("/delete-room [ID]").map(|a| Command::DeleteRoom(Some(a))),
+        },
+        "/owner" => one_word("/owner USER").map(Command::Owner),
+        "/password" | "/passwd" => match &arg {
+            None => Ok(Command::Password),
+            Some(_) => Err("/password (the passwords are asked for)"),
+        },
+        "/invites" => Ok(Command::Invites),
+        "/admin" => parse_admin(&words).map(Command::Admin),
         _ => Ok(Command::Server(trimmed.to_owned())),
     };
     match cmd {
         Ok(c) => Line::Command(c),
         Err(usage) => Line::Usage(usage),
+    }
+}
+
+const MUTE_USAGE: &str = "/mute USER DURATION (seconds, or e.g. 90s, 10m, 2h, 1d; at most 30d)";
+
+/// `90`, `90s`, `10m`, `2h`, `1d` as seconds, from 1 to [`MAX_MUTE_SECS`].
+pub fn parse_duration(s: &str) -> Option<u64> {
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, ""),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let mult = match unit.to_ascii_lowercase().as_str() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    let secs = n.checked_mul(mult)?;
+    (1..=MAX_MUTE_SECS).contains(&secs).then_some(secs)
+}
+
+fn parse_admin(words: &[&str]) -> Result<Admin, &'static str> {
+    let number = |w: &str| w.parse::<u64>().ok().filter(|n| *n > 0);
+    let sub = words.first().map(|w| w.to_ascii_lowercase());
+    match (sub.as_deref(), &words[words.len().min(1)..]) {
+        (Some("invite-code"), rest) if rest.len() <= 2 => {
+            let uses = match rest.first() {
+                Some(w) => Some(number(w).ok_or(ADMIN_USAGE)?),
+                None => None,
+            };
+            let expires_in = match rest.get(1) {
+                Some(w) => Some(number(w).ok_or(ADMIN_USAGE)?),
+                None => None,
+            };
+            Ok(Admin::InviteCode { uses, expires_in })
+        }
+        (Some("create"), [user]) => Ok(Admin::Create((*user).to_owned())),
+        (Some("disable"), [user]) => Ok(Admin::Disable((*user).to_owned())),
+        (Some("enable"), [user]) => Ok(Admin::Enable((*user).to_owned())),
+        (Some("delete-room"), [id]) => Ok(Admin::DeleteRoom((*id).to_owned())),
+        _ => Err(ADMIN_USAGE),
     }
 }
 
@@ -124,8 +281,9 @@ pub fn check_username(name: &str) -> Result<(), String> {
 /// The help shown by `/help`.
 pub fn help_text() -> &'static str {
     "commands:
-/register NAME   create an account and log in
+/register NAME [CODE]  create an account (CODE: an invite code, if the server needs one)
 /login NAME      log in              /logout        log out
+/password        change your password (your other sessions end)
 /create NAME     create a room, join it, make it current
 /join ID         join a room (ID or its name) and make it current
 /leave [ID]      leave a room (default: current)
@@ -134,7 +292,20 @@ pub fn help_text() -> &'static str {
 /users           everyone, with presence and last seen
 /who [ID]        a room's members
 /history [N]     last N entries of the current room (default 20)
-/quit            exit (also Ctrl-D)
+/invites         your pending invitations; /join ID accepts one
+rooms you run (they act on the current room):
+/invite USER     invite someone (the only way into a private room)
+/kick USER [REASON]   /ban USER [REASON]   /unban USER   /bans (the ban list)
+/mute USER DURATION   seconds, or 90s, 10m, 2h, 1d      /unmute USER
+/op USER         make a moderator    /deop USER     make a plain member again
+/owner USER      hand the room to USER (you become a moderator)
+/topic [TEXT]    show or set the topic  /clear-topic  remove it  /rename NAME  rename the room
+/visibility public|private           /delete-room [ID]   delete a room you own, at once
+server administrators:
+/admin invite-code [USES] [SECONDS]  a new invite code (default 1 use, 7 days)
+/admin create USER    make an account  /admin disable USER | enable USER
+/admin delete-room ID delete any room
+/help            this list           /quit          exit (also Ctrl-D)
 //text           send a message starting with '/'
 anything else is a message to the current room; unknown /commands go to the server"
 }
@@ -152,8 +323,19 @@ mod tests {
             ("hello world", Line::Message("hello world".into())),
             ("  indented ", Line::Message("  indented ".into())),
             ("//not a command", Line::Message("//not a command".into())),
-            ("/register bob", Line::Command(C::Register("bob".into()))),
-            ("/register", Line::Usage("/register NAME")),
+            (
+                "/register bob",
+                Line::Command(C::Register("bob".into(), None)),
+            ),
+            (
+                "/register bob c0de",
+                Line::Command(C::Register("bob".into(), Some("c0de".into()))),
+            ),
+            ("/register", Line::Usage("/register NAME [INVITE_CODE]")),
+            (
+                "/register a b c",
+                Line::Usage("/register NAME [INVITE_CODE]"),
+            ),
             ("/login a b", Line::Usage("/login NAME")),
             ("/LOGIN Bob", Line::Command(C::Login("Bob".into()))),
             ("/logout", Line::Command(C::Logout)),
@@ -182,6 +364,132 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(parse(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn room_commands() {
+        use Command as C;
+        let m = |s: &str| Line::Command(C::Moderate(s.into()));
+        let cases: Vec<(&str, Line)> = vec![
+            ("/invite carol", m("/invite carol")),
+            ("/invite", Line::Usage("/invite USER")),
+            ("/invite a b", Line::Usage("/invite USER")),
+            ("/KICK carol", m("/kick carol")),
+            (
+                "/kick carol  spam and more",
+                m("/kick carol  spam and more"),
+            ),
+            ("/kick", Line::Usage("/kick USER [REASON]")),
+            ("/ban carol spam", m("/ban carol spam")),
+            ("/ban", Line::Usage("/ban USER [REASON]")),
+            ("/unban carol", m("/unban carol")),
+            ("/unban", Line::Usage("/unban USER")),
+            ("/mute carol 30", m("/mute carol 30")),
+            ("/mute carol 10m", m("/mute carol 600")),
+            ("/mute carol 2H", m("/mute carol 7200")),
+            ("/mute carol 30d", m("/mute carol 2592000")),
+            ("/mute carol 31d", Line::Usage(MUTE_USAGE)),
+            ("/mute carol 0", Line::Usage(MUTE_USAGE)),
+            ("/mute carol soon", Line::Usage(MUTE_USAGE)),
+            ("/mute carol", Line::Usage(MUTE_USAGE)),
+            ("/unmute carol", m("/unmute carol")),
+            ("/op carol", m("/op carol")),
+            ("/deop carol", m("/deop carol")),
+            ("/deop", Line::Usage("/deop USER")),
+            ("/topic plans for the week", m("/topic plans for the week")),
+            ("/topic", Line::Command(C::ShowTopic)),
+            ("/visibility private", m("/visibility private")),
+            // The server judges the value: invalid_visibility.
+            ("/visibility secret", m("/visibility secret")),
+            ("/visibility", Line::Usage("/visibility public|private")),
+            ("/clear-topic", Line::Command(C::ClearTopic)),
+            ("/bans", Line::Command(C::Bans)),
+            (
+                "/rename The Den",
+                Line::Command(C::Rename("The Den".into())),
+            ),
+            ("/rename", Line::Usage("/rename NAME")),
+            ("/delete-room", Line::Command(C::DeleteRoom(None))),
+            (
+                "/deleteroom r1",
+                Line::Command(C::DeleteRoom(Some("r1".into()))),
+            ),
+            ("/delete-room a b", Line::Usage("/delete-room [ID]")),
+            ("/owner carol", Line::Command(C::Owner("carol".into()))),
+            ("/owner", Line::Usage("/owner USER")),
+            ("/password", Line::Command(C::Password)),
+            (
+                "/password x",
+                Line::Usage("/password (the passwords are asked for)"),
+            ),
+            ("/invites", Line::Command(C::Invites)),
+            ("/msg bo hi", Line::Command(C::Server("/msg bo hi".into()))),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn admin_commands() {
+        use Admin as A;
+        let a = |x: A| Line::Command(Command::Admin(x));
+        let cases: Vec<(&str, Line)> = vec![
+            (
+                "/admin invite-code",
+                a(A::InviteCode {
+                    uses: None,
+                    expires_in: None,
+                }),
+            ),
+            (
+                "/admin invite-code 5",
+                a(A::InviteCode {
+                    uses: Some(5),
+                    expires_in: None,
+                }),
+            ),
+            (
+                "/admin invite-code 5 3600",
+                a(A::InviteCode {
+                    uses: Some(5),
+                    expires_in: Some(3600),
+                }),
+            ),
+            ("/admin invite-code 0", Line::Usage(ADMIN_USAGE)),
+            ("/admin invite-code x", Line::Usage(ADMIN_USAGE)),
+            ("/admin invite-code 1 2 3", Line::Usage(ADMIN_USAGE)),
+            ("/admin create dave", a(A::Create("dave".into()))),
+            ("/admin disable dave", a(A::Disable("dave".into()))),
+            ("/admin enable dave", a(A::Enable("dave".into()))),
+            ("/admin delete-room r9", a(A::DeleteRoom("r9".into()))),
+            ("/admin create", Line::Usage(ADMIN_USAGE)),
+            ("/admin", Line::Usage(ADMIN_USAGE)),
+            ("/admin frob", Line::Usage(ADMIN_USAGE)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1"), Some(1));
+        assert_eq!(parse_duration("90s"), Some(90));
+        assert_eq!(parse_duration("10m"), Some(600));
+        assert_eq!(parse_duration("1d"), Some(86_400));
+        assert_eq!(parse_duration("2592001"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("5w"), None);
+        assert_eq!(parse_duration("99999999999999999999"), None);
+    }
+
+    #[test]
+    fn help_names_every_command() {
+        let help = help_text();
+        for name in NAMES {
+            assert!(help.contains(name), "/help lacks {name}");
         }
     }
 

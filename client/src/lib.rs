@@ -101,6 +101,7 @@ pub fn main_with_args(argv: Vec<String>) -> i32 {
             printer: Printer::stdout(),
             password,
             user: args.user,
+            invite_code: args.invite_code,
             ui: None,
             completions,
         });
@@ -122,6 +123,7 @@ pub fn main_with_args(argv: Vec<String>) -> i32 {
         printer,
         password,
         user: args.user,
+        invite_code: args.invite_code,
         ui: Some(ui_tx),
         completions,
     });

@@ -309,6 +309,9 @@ mod tests {
             from: from.into(),
             text: Some(text.into()),
             nonce: nonce.map(|n| n.into()),
+            target: None,
+            until: None,
+            changes: None,
         }
     }
 

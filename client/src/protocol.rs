@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// `Room = {"id","name","owner","members","capacity","last_seq"}`.
+/// `Room = {"id","name","owner","members","capacity","last_seq"}`, and from v1.1
+/// `"kind","visibility","topic"` and, for a member, `"role"`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Room {
     pub id: String,
@@ -22,6 +23,25 @@ pub struct Room {
     pub capacity: u64,
     #[serde(default)]
     pub last_seq: u64,
+    /// `"room"` or `"dm"`; empty from a v1 server.
+    #[serde(default)]
+    pub kind: String,
+    /// `"public"` or `"private"`; empty (public) from a v1 server.
+    #[serde(default)]
+    pub visibility: String,
+    /// `""` when unset.
+    #[serde(default)]
+    pub topic: String,
+    /// The caller's role (`"owner"`, `"moderator"`, `"member"`) when a member.
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+impl Room {
+    /// Joined only by invitation, listed only to members.
+    pub fn is_private(&self) -> bool {
+        self.visibility == "private"
+    }
 }
 
 /// `GET /api/v1/rooms/{id}`: a room plus its member list.
@@ -38,6 +58,9 @@ pub struct Member {
     pub username: String,
     #[serde(default)]
     pub online: bool,
+    /// `"owner"`, `"moderator"` or `"member"`; absent from a v1 server.
+    #[serde(default)]
+    pub role: Option<String>,
 }
 
 /// One entry of `GET /api/v1/users`, or `GET /api/v1/users/{name}`.
@@ -57,6 +80,18 @@ pub enum EntryKind {
     Message,
     Join,
     Leave,
+    /// A member removed by `from`; `target` is who, `text` the reason if any.
+    Kick,
+    /// A user banned by `from` (and removed if a member).
+    Ban,
+    Unban,
+    /// `target` muted by `from` until `until`.
+    Mute,
+    Unmute,
+    /// `target` given the role in `text` by `from`.
+    Role,
+    /// `from` changed the room fields in `changes`.
+    Update,
     /// A kind this client does not know; shown plainly rather than dropped.
     #[serde(other)]
     Other,
@@ -80,6 +115,26 @@ pub struct Entry {
     /// text. Never on other users' entries; absent everywhere from older servers.
     #[serde(default)]
     pub nonce: Option<Value>,
+    /// The username a moderation or role entry acts on.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// A mute's end, ms since the epoch.
+    #[serde(default)]
+    pub until: Option<i64>,
+    /// The room fields an `update` changed, with their new values.
+    #[serde(default)]
+    pub changes: Option<RoomChanges>,
+}
+
+/// `changes` of an `update` entry: any of the room's name, topic and visibility.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct RoomChanges {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub visibility: Option<String>,
 }
 
 /// Frames the server sends on the WebSocket.
@@ -133,6 +188,23 @@ pub enum ServerFrame {
         nonce: Option<Value>,
         #[serde(default)]
         retry_after_ms: Option<u64>,
+    },
+    /// This user became a member of `room`, by any door; just before its `history`.
+    Joined {
+        room: Room,
+    },
+    /// `by` invited this user to `room`; `/join` accepts.
+    Invite {
+        room: Room,
+        #[serde(default)]
+        by: String,
+    },
+    /// The room with id `room` was deleted by `by`.
+    #[serde(rename = "room_deleted")]
+    RoomDeleted {
+        room: String,
+        #[serde(default)]
+        by: String,
     },
     #[serde(other)]
     Unknown,
@@ -188,6 +260,10 @@ mod tests {
             r#"{"type":"reply","nonce":"n2","command":"me","text":"you are al","data":{}}"#,
             r#"{"type":"error","code":"rate_limited","message":"slow down","nonce":"n3","retry_after_ms":120}"#,
             r#"{"type":"something_new","x":1}"#,
+            r#"{"type":"joined","room":{"id":"r2","name":"den","visibility":"private","topic":"t","role":"member"}}"#,
+            r#"{"type":"invite","room":{"id":"r2","name":"den"},"by":"al"}"#,
+            r#"{"type":"room_deleted","room":"r2","by":"al"}"#,
+            r#"{"type":"typing","room":"r2","username":"al"}"#,
         ];
         for case in cases {
             let frame: Result<ServerFrame, _> = serde_json::from_str(case);
@@ -264,6 +340,82 @@ mod tests {
             since: 4,
         };
         assert_eq!(sync.to_json(), r#"{"type":"sync","room":"r1","since":4}"#);
+    }
+
+    #[test]
+    fn v1_1_frames_decode() {
+        let f: ServerFrame = serde_json::from_str(
+            r#"{"type":"joined","room":{"id":"r2","name":"den","owner":"al","members":1,"capacity":9,"last_seq":3,"kind":"room","visibility":"private","topic":"plans","role":"owner"}}"#,
+        )
+        .expect("decodes");
+        match f {
+            ServerFrame::Joined { room } => {
+                assert!(room.is_private());
+                assert_eq!(room.topic, "plans");
+                assert_eq!(room.role.as_deref(), Some("owner"));
+            }
+            other => panic!("not joined: {other:?}"),
+        }
+        let f: ServerFrame =
+            serde_json::from_str(r#"{"type":"room_deleted","room":"r2","by":"al"}"#)
+                .expect("decodes");
+        assert!(matches!(f, ServerFrame::RoomDeleted { room, by } if room == "r2" && by == "al"));
+        let f: ServerFrame =
+            serde_json::from_str(r#"{"type":"invite","room":{"id":"r2","name":"den"},"by":"al"}"#)
+                .expect("decodes");
+        assert!(matches!(f, ServerFrame::Invite { room, by } if room.id == "r2" && by == "al"));
+        // A v1 room has none of the new fields.
+        let r: Room = serde_json::from_str(r#"{"id":"r","name":"n"}"#).expect("decodes");
+        assert!(!r.is_private() && r.topic.is_empty() && r.role.is_none());
+    }
+
+    #[test]
+    fn moderation_entries_decode() {
+        let cases = [
+            (
+                r#"{"room":"r","seq":1,"ts":0,"kind":"kick","from":"al","target":"bo","text":"spam"}"#,
+                EntryKind::Kick,
+            ),
+            (
+                r#"{"room":"r","seq":1,"ts":0,"kind":"ban","from":"al","target":"bo"}"#,
+                EntryKind::Ban,
+            ),
+            (
+                r#"{"room":"r","seq":1,"ts":0,"kind":"unban","from":"al","target":"bo"}"#,
+                EntryKind::Unban,
+            ),
+            (
+                r#"{"room":"r","seq":1,"ts":0,"kind":"mute","from":"al","target":"bo","until":60000}"#,
+                EntryKind::Mute,
+            ),
+            (
+                r#"{"room":"r","seq":1,"ts":0,"kind":"unmute","from":"al","target":"bo"}"#,
+                EntryKind::Unmute,
+            ),
+            (
+                r#"{"room":"r","seq":1,"ts":0,"kind":"role","from":"al","target":"bo","text":"moderator"}"#,
+                EntryKind::Role,
+            ),
+            (
+                r#"{"room":"r","seq":1,"ts":0,"kind":"update","from":"al","changes":{"topic":"x","visibility":"private"}}"#,
+                EntryKind::Update,
+            ),
+            (
+                r#"{"room":"r","seq":1,"ts":0,"kind":"edit","from":"al","ref":3,"text":"y"}"#,
+                EntryKind::Other,
+            ),
+        ];
+        for (json, kind) in cases {
+            let e: Entry = serde_json::from_str(json).unwrap_or_else(|err| panic!("{json}: {err}"));
+            assert_eq!(e.kind, kind, "{json}");
+        }
+        let e: Entry = serde_json::from_str(cases[3].0).expect("decodes");
+        assert_eq!((e.target.as_deref(), e.until), (Some("bo"), Some(60_000)));
+        let e: Entry = serde_json::from_str(cases[6].0).expect("decodes");
+        let c = e.changes.expect("changes");
+        assert_eq!(c.topic.as_deref(), Some("x"));
+        assert_eq!(c.visibility.as_deref(), Some("private"));
+        assert_eq!(c.name, None);
     }
 
     #[test]

@@ -5,14 +5,16 @@
 //! | --------------- | ------------------------------------ |
 //! | message         | `HH:MM [room] name: text`            |
 //! | join / leave    | `HH:MM [room] --> name joined`, `<--` |
+//! | moderation      | `HH:MM [room] * bo was kicked by al` |
 //! | presence        | `* name is online` / `went offline`  |
+//! | invitation      | `* al invited you to den (r2); ...`  |
 //! | notice          | `-- text`                            |
 //! | error           | `! text`                             |
 
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::protocol::{Entry, EntryKind};
+use crate::protocol::{Entry, EntryKind, RoomChanges};
 
 const RESET: &str = "\x1b[0m";
 const DIM: &str = "\x1b[2m";
@@ -71,6 +73,17 @@ impl Style {
         format!("{:02}:{:02}", day_secs / 3600, (day_secs % 3600) / 60)
     }
 
+    /// `HH:MM:SS` in the configured zone.
+    pub fn clock_secs(&self, ts_ms: i64) -> String {
+        let secs = (ts_ms.div_euclid(1000) + self.utc_offset_secs).rem_euclid(86_400);
+        format!(
+            "{:02}:{:02}:{:02}",
+            secs / 3600,
+            (secs % 3600) / 60,
+            secs % 60
+        )
+    }
+
     /// `HH:MM` if `ts_ms` is today, else `YYYY-MM-DD HH:MM`.
     pub fn when(&self, ts_ms: i64, now_ms: i64) -> String {
         let day = |ms: i64| (ms.div_euclid(1000) + self.utc_offset_secs).div_euclid(86_400);
@@ -104,12 +117,87 @@ impl Style {
                 let line = format!("<-- {from} left");
                 format!("{time} {room} {}", self.paint(YELLOW, &line))
             }
+            EntryKind::Kick
+            | EntryKind::Ban
+            | EntryKind::Unban
+            | EntryKind::Mute
+            | EntryKind::Unmute
+            | EntryKind::Role
+            | EntryKind::Update => {
+                let line = format!("* {}", self.moderation(e));
+                format!("{time} {room} {}", self.paint(MAGENTA, &line))
+            }
             EntryKind::Other => {
                 let text = clean(e.text.as_deref().unwrap_or_default());
                 let line = format!("-- {from} {text}");
                 format!("{time} {room} {}", self.paint(DIM, line.trim_end()))
             }
         }
+    }
+
+    /// The words of a moderation, role or update entry, after the `* `:
+    /// `carol was kicked by alice (spam)`, `alice set the topic to "x"`.
+    fn moderation(&self, e: &Entry) -> String {
+        let from = clean(&e.from);
+        let target = clean(e.target.as_deref().unwrap_or("someone"));
+        let text = e.text.as_deref().map(clean).filter(|t| !t.is_empty());
+        let reason = text.as_ref().map(|t| format!(" ({t})")).unwrap_or_default();
+        match e.kind {
+            EntryKind::Kick => format!("{target} was kicked by {from}{reason}"),
+            EntryKind::Ban => format!("{target} was banned by {from}{reason}"),
+            EntryKind::Unban => format!("{target} was unbanned by {from}"),
+            EntryKind::Mute => {
+                let until = match e.until {
+                    Some(u) if self.when(u, e.ts) == self.clock(u) => {
+                        format!(" until {}", self.clock_secs(u))
+                    }
+                    Some(u) => format!(" until {}", self.when_secs(u)),
+                    None => String::new(),
+                };
+                format!("{target} was muted by {from}{until}{reason}")
+            }
+            EntryKind::Unmute => format!("{target} is no longer muted ({from})"),
+            EntryKind::Role => {
+                let role = text.unwrap_or_else(|| "member".to_owned());
+                let same = from.eq_ignore_ascii_case(&target);
+                match role.as_str() {
+                    "owner" => format!("{target} is now the owner"),
+                    _ if same => format!("{target} is now {}", with_article(&role)),
+                    _ => format!("{from} made {target} {}", with_article(&role)),
+                }
+            }
+            EntryKind::Update => {
+                let changes = e.changes.clone().unwrap_or_default();
+                format!("{from} {}", describe_changes(&changes))
+            }
+            EntryKind::Message | EntryKind::Join | EntryKind::Leave | EntryKind::Other => {
+                format!("{from} {}", text.unwrap_or_default())
+            }
+        }
+    }
+
+    /// `YYYY-MM-DD HH:MM:SS`.
+    fn when_secs(&self, ts_ms: i64) -> String {
+        let day = (ts_ms.div_euclid(1000) + self.utc_offset_secs).div_euclid(86_400);
+        let (y, m, d) = civil_from_days(day);
+        format!("{y:04}-{m:02}-{d:02} {}", self.clock_secs(ts_ms))
+    }
+
+    /// `* alice invited you to den (r2); type /join r2 to accept`.
+    pub fn invite(&self, by: &str, room_name: &str, room_id: &str) -> String {
+        let (by, name, id) = (clean(by), clean(room_name), clean(room_id));
+        let line = format!("* {by} invited you to {name} ({id}); type /join {id} to accept");
+        self.paint(MAGENTA, &line)
+    }
+
+    /// `* den was deleted by alice`.
+    pub fn room_deleted(&self, room_label: &str, by: &str) -> String {
+        let line = if by.is_empty() {
+            format!("* {} was deleted", clean(room_label))
+        } else {
+            format!("* {} was deleted by {}", clean(room_label), clean(by))
+        };
+        self.paint(MAGENTA, &line)
     }
 
     pub fn presence(&self, user: &str, online: bool) -> String {
@@ -164,6 +252,84 @@ pub fn clean(s: &str) -> String {
         .collect()
 }
 
+/// `a moderator`, `an owner`, `a member`.
+fn with_article(role: &str) -> String {
+    let vowel = role
+        .chars()
+        .next()
+        .is_some_and(|c| "aeiouAEIOU".contains(c));
+    if vowel {
+        format!("an {role}")
+    } else {
+        format!("a {role}")
+    }
+}
+
+/// `renamed the room to x, set the topic to "y" and made the room private`.
+pub fn describe_changes(c: &RoomChanges) -> String {
+    let mut parts = Vec::new();
+    if let Some(name) = &c.name {
+        parts.push(format!("renamed the room to {}", clean(name)));
+    }
+    if let Some(topic) = &c.topic {
+        if topic.is_empty() {
+            parts.push("cleared the topic".to_owned());
+        } else {
+            parts.push(format!("set the topic to \"{}\"", clean(topic)));
+        }
+    }
+    if let Some(v) = &c.visibility {
+        parts.push(format!("made the room {}", clean(v)));
+    }
+    match parts.len() {
+        0 => "updated the room".to_owned(),
+        1 => parts.remove(0),
+        n => {
+            let last = parts.remove(n - 1);
+            format!("{} and {last}", parts.join(", "))
+        }
+    }
+}
+
+/// An error code of the contract, with the server's message, as a sentence a person
+/// reads: the message (or, when the server sent none, this client's wording for the
+/// codes it knows), the code in brackets, and when to try again if the server said.
+pub fn error_text(code: &str, message: &str, retry_after_ms: Option<u64>) -> String {
+    let message = clean(message);
+    let known = match code {
+        "forbidden" => "your role in this room does not allow that",
+        "room_restricted" => "that room is private: you need an invitation",
+        "banned" => "you are banned from that room",
+        "muted" => "you are muted in this room",
+        "invalid_duration" => "a duration is 1 to 2592000 seconds (30 days)",
+        "invalid_visibility" => "visibility is public or private",
+        "invalid_role" => "a role is owner, moderator or member",
+        "not_a_member" => "not a member of that room",
+        "already_member" => "already a member of that room",
+        "user_not_found" => "no such user",
+        "invite_required" => "this server needs an invite code to register",
+        "registration_closed" => "registration is closed on this server",
+        "account_disabled" => "this account is disabled",
+        _ => "",
+    };
+    let text = if !message.is_empty() {
+        message
+    } else if !known.is_empty() {
+        known.to_owned()
+    } else {
+        clean(code)
+    };
+    let mut out = format!("{text} ({})", clean(code));
+    if let Some(ms) = retry_after_ms {
+        if code == "muted" {
+            out.push_str(&format!("; you may post again in {}", human_ms(ms)));
+        } else {
+            out.push_str(&format!("; try again in {}", human_ms(ms)));
+        }
+    }
+    out
+}
+
 /// `1.5s`, `300ms`, `2m 5s`: durations a person reads.
 pub fn human_ms(ms: u64) -> String {
     if ms < 1000 {
@@ -172,8 +338,10 @@ pub fn human_ms(ms: u64) -> String {
         format!("{:.1}s", ms as f64 / 1000.0)
     } else if ms < 60_000 {
         format!("{}s", ms / 1000)
-    } else {
+    } else if ms < 3_600_000 {
         format!("{}m {}s", ms / 60_000, (ms % 60_000) / 1000)
+    } else {
+        format!("{}h {}m", ms / 3_600_000, (ms % 3_600_000) / 60_000)
     }
 }
 
@@ -243,6 +411,9 @@ mod tests {
             from: "alice".into(),
             text: text.map(str::to_owned),
             nonce: None,
+            target: None,
+            until: None,
+            changes: None,
         }
     }
 
@@ -278,6 +449,179 @@ mod tests {
         assert_eq!(s.presence("bob", false), "* bob went offline");
         assert_eq!(s.error("room is full"), "! room is full");
         assert_eq!(s.notice("joined"), "-- joined");
+    }
+
+    fn acted(kind: EntryKind, target: &str, text: Option<&str>) -> Entry {
+        Entry {
+            target: Some(target.into()),
+            ..entry(kind, text)
+        }
+    }
+
+    #[test]
+    fn moderation_lines() {
+        let s = Style::plain();
+        let mute = Entry {
+            // 22:13:20 plus 10 min 5 s
+            until: Some(1_700_000_605_000),
+            ..acted(EntryKind::Mute, "carol", None)
+        };
+        let long_mute = Entry {
+            until: Some(1_700_000_000_000 + 2 * 86_400_000),
+            ..acted(EntryKind::Mute, "carol", None)
+        };
+        let update = |c: RoomChanges| Entry {
+            changes: Some(c),
+            ..entry(EntryKind::Update, None)
+        };
+        let cases = [
+            (
+                acted(EntryKind::Kick, "carol", Some("spam")),
+                "* carol was kicked by alice (spam)",
+            ),
+            (
+                acted(EntryKind::Kick, "carol", None),
+                "* carol was kicked by alice",
+            ),
+            (
+                acted(EntryKind::Ban, "carol", None),
+                "* carol was banned by alice",
+            ),
+            (
+                acted(EntryKind::Ban, "carol", Some("flood")),
+                "* carol was banned by alice (flood)",
+            ),
+            (
+                acted(EntryKind::Unban, "carol", None),
+                "* carol was unbanned by alice",
+            ),
+            (mute, "* carol was muted by alice until 22:23:25"),
+            (
+                long_mute,
+                "* carol was muted by alice until 2023-11-16 22:13:20",
+            ),
+            (
+                acted(EntryKind::Unmute, "carol", None),
+                "* carol is no longer muted (alice)",
+            ),
+            (
+                acted(EntryKind::Role, "carol", Some("moderator")),
+                "* alice made carol a moderator",
+            ),
+            (
+                acted(EntryKind::Role, "carol", Some("member")),
+                "* alice made carol a member",
+            ),
+            (
+                acted(EntryKind::Role, "carol", Some("owner")),
+                "* carol is now the owner",
+            ),
+            // The old owner after a transfer.
+            (
+                acted(EntryKind::Role, "alice", Some("moderator")),
+                "* alice is now a moderator",
+            ),
+            (
+                update(RoomChanges {
+                    topic: Some("plans \"now\"".into()),
+                    ..RoomChanges::default()
+                }),
+                "* alice set the topic to \"plans \"now\"\"",
+            ),
+            (
+                update(RoomChanges {
+                    topic: Some(String::new()),
+                    ..RoomChanges::default()
+                }),
+                "* alice cleared the topic",
+            ),
+            (
+                update(RoomChanges {
+                    name: Some("den".into()),
+                    ..RoomChanges::default()
+                }),
+                "* alice renamed the room to den",
+            ),
+            (
+                update(RoomChanges {
+                    visibility: Some("private".into()),
+                    ..RoomChanges::default()
+                }),
+                "* alice made the room private",
+            ),
+            (
+                update(RoomChanges {
+                    name: Some("den".into()),
+                    topic: Some("t".into()),
+                    visibility: Some("public".into()),
+                }),
+                "* alice renamed the room to den, set the topic to \"t\" and made the room public",
+            ),
+            (update(RoomChanges::default()), "* alice updated the room"),
+            (
+                Entry {
+                    changes: None,
+                    ..entry(EntryKind::Update, None)
+                },
+                "* alice updated the room",
+            ),
+            // A kind this client does not know is shown plainly.
+            (entry(EntryKind::Other, Some("x")), "-- alice x"),
+            // Control characters in names and reasons are removed.
+            (
+                acted(EntryKind::Kick, "car\x1bol", Some("sp\x07am")),
+                "* carol was kicked by alice (spam)",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(s.entry("lobby", &e), format!("22:13 [lobby] {want}"));
+        }
+    }
+
+    #[test]
+    fn frame_lines() {
+        let s = Style::plain();
+        assert_eq!(
+            s.invite("alice", "den", "r2"),
+            "* alice invited you to den (r2); type /join r2 to accept"
+        );
+        assert_eq!(s.room_deleted("den", "alice"), "* den was deleted by alice");
+        assert_eq!(s.room_deleted("den", ""), "* den was deleted");
+    }
+
+    #[test]
+    fn error_texts() {
+        assert_eq!(
+            error_text("muted", "", Some(65_000)),
+            "you are muted in this room (muted); you may post again in 1m 5s"
+        );
+        assert_eq!(
+            error_text("muted", "you are muted", Some(2_000)),
+            "you are muted (muted); you may post again in 2s"
+        );
+        assert_eq!(
+            error_text("room_restricted", "", None),
+            "that room is private: you need an invitation (room_restricted)"
+        );
+        assert_eq!(
+            error_text("rate_limited", "slow down", Some(1500)),
+            "slow down (rate_limited); try again in 1.5s"
+        );
+        for code in [
+            "forbidden",
+            "banned",
+            "invalid_duration",
+            "invalid_visibility",
+            "invalid_role",
+            "not_a_member",
+            "already_member",
+            "user_not_found",
+        ] {
+            let t = error_text(code, "", None);
+            assert!(t.ends_with(&format!(" ({code})")), "{t}");
+            assert!(!t.starts_with(code), "a sentence for {code}: {t}");
+        }
+        assert_eq!(error_text("new_code", "", None), "new_code (new_code)");
     }
 
     #[test]
@@ -330,5 +674,6 @@ mod tests {
         assert_eq!(human_ms(2000), "2s");
         assert_eq!(human_ms(15_000), "15s");
         assert_eq!(human_ms(125_000), "2m 5s");
+        assert_eq!(human_ms(7_260_000), "2h 1m");
     }
 }

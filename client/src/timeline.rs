@@ -358,6 +358,9 @@ mod tests {
             from: "a".into(),
             text: Some(format!("m{seq}")),
             nonce: None,
+            target: None,
+            until: None,
+            changes: None,
         }
     }
 

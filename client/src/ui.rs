@@ -43,6 +43,11 @@ pub enum UiRequest {
         prompt: String,
         reply: Sender<Option<String>>,
     },
+    /// Read one line with echo (an invite code); `None` if the user cancelled.
+    Ask {
+        prompt: String,
+        reply: Sender<Option<String>>,
+    },
     /// The app is done; stop reading.
     Quit,
 }
@@ -201,6 +206,9 @@ impl Terminal {
                     Ok(UiRequest::Password { prompt, reply }) => {
                         let pw = self.read_password(&prompt);
                         let _ = reply.send(pw);
+                    }
+                    Ok(UiRequest::Ask { prompt, reply }) => {
+                        let _ = reply.send(self.editor.readline(&prompt).ok());
                     }
                     Ok(UiRequest::Quit) | Err(_) => return,
                 }

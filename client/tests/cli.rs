@@ -237,6 +237,12 @@ impl Client {
         self.wait_after(0, &format!("HH:MM{want}"), |l| is_entry(l, &want))
     }
 
+    /// Wait for a timeline line `HH:MM [room] rest` printed after `mark`.
+    fn wait_entry_new(&mut self, mark: usize, room: &str, rest: &str) -> String {
+        let want = format!(" [{room}] {rest}");
+        self.wait_after(mark, &format!("HH:MM{want}"), |l| is_entry(l, &want))
+    }
+
     /// How many timeline lines `HH:MM [room] rest` were printed so far.
     fn count_entry(&self, room: &str, rest: &str) -> usize {
         let want = format!(" [{room}] {rest}");
@@ -452,6 +458,24 @@ fn help_lists_options_and_commands() {
         "/help",
         "/quit",
         "NO_COLOR",
+        "--invite-code",
+        "/invite USER",
+        "/kick USER",
+        "/ban USER",
+        "/unban USER",
+        "/mute USER",
+        "/unmute USER",
+        "/op USER",
+        "/deop USER",
+        "/owner USER",
+        "/topic",
+        "/visibility",
+        "/rename NAME",
+        "/delete-room",
+        "/bans",
+        "/invites",
+        "/password",
+        "/admin invite-code",
     ] {
         assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
     }
@@ -851,4 +875,260 @@ fn a_message_in_flight_across_a_server_restart_is_posted_once_whatever_the_serve
     assert!(status.success(), "alice: {status}\n{}", log.join("\n"));
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn moderators_kick_and_ban_and_private_rooms_stay_hidden() {
+    let server = Server::start(&[]);
+    let mut alice = Client::start("alice", &server.url(), PASSWORD, &[]);
+    let mut carol = Client::start("carol", &server.url(), PASSWORD, &[]);
+    let mut dave = Client::start("dave", &server.url(), PASSWORD, &[]);
+    alice.register("alice");
+    carol.register("carol");
+    dave.register("dave");
+    // Alice on a second device, to see what reaches her other connections.
+    let mut alice2 = Client::start("alice2", &server.url(), PASSWORD, &["--user", "alice"]);
+    alice2.wait_for("connected as alice");
+
+    let lobby = alice.create("lobby");
+    carol.send(&format!("/join {lobby}"));
+    alice.wait_entry("lobby", "--> carol joined");
+
+    // A kick: everyone sees it; Carol loses the room, and may come back.
+    let (ma, mc) = (alice.mark(), carol.mark());
+    alice.send("/kick carol spam");
+    alice.wait_entry_new(ma, "lobby", "* carol was kicked by alice (spam)");
+    carol.wait_entry_new(mc, "lobby", "* carol was kicked by alice (spam)");
+    carol.wait_new(mc, "you are no longer in lobby");
+    let mc = carol.mark();
+    carol.send(&format!("/join {lobby}"));
+    carol.wait_new(mc, "joined lobby");
+    let ma = alice.mark();
+    carol.send("back again");
+    alice.wait_entry_new(ma, "lobby", "carol: back again");
+
+    // A ban: she is out and stays out.
+    let (ma, mc) = (alice.mark(), carol.mark());
+    alice.send("/ban carol flooding");
+    alice.wait_entry_new(ma, "lobby", "* carol was banned by alice (flooding)");
+    carol.wait_entry_new(mc, "lobby", "* carol was banned by alice (flooding)");
+    carol.wait_new(mc, "you are no longer in lobby");
+    let mc = carol.mark();
+    carol.send(&format!("/join {lobby}"));
+    let line = carol.wait_new(mc, "(banned)");
+    assert!(line.starts_with("! cannot join"), "{line:?}");
+    let mc = carol.mark();
+    carol.send("anyone there?");
+    carol.wait_new(mc, "! no current room");
+    let ma = alice.mark();
+    alice.send("/bans");
+    alice.wait_new(ma, "1 banned from lobby");
+    let row = alice.wait_new(ma, "carol ");
+    assert!(
+        row.contains("by alice") && row.contains("(flooding)"),
+        "{row:?}"
+    );
+
+    // Moderators: Alice makes Dave one after he joins.
+    dave.send(&format!("/join {lobby}"));
+    alice.wait_entry("lobby", "--> dave joined");
+    let ma = alice.mark();
+    alice.send("/op dave");
+    alice.wait_entry_new(ma, "lobby", "* alice made dave a moderator");
+    let ma = alice.mark();
+    alice.send("/deop dave");
+    alice.wait_entry_new(ma, "lobby", "* alice made dave a member");
+    // A member may not kick: the refusal is printed plainly.
+    let md = dave.mark();
+    dave.send("/kick alice");
+    let line = dave.wait_new(md, "(forbidden)");
+    assert!(line.starts_with("! "), "{line:?}");
+
+    // A private room: Dave neither sees it nor gets in uninvited.
+    let secret = alice.create("secret");
+    // Her other device learns of it from the `joined` frame.
+    alice2.wait_for(&format!("you are now in secret (id {secret})"));
+    let ma = alice.mark();
+    alice.send("/visibility private");
+    alice.wait_entry_new(ma, "secret", "* alice made the room private");
+    alice.send("/topic plans for the week");
+    alice.wait_entry_new(
+        ma,
+        "secret",
+        "* alice set the topic to \"plans for the week\"",
+    );
+    let ma = alice.mark();
+    alice.send("/topic");
+    alice.wait_new(ma, "topic of secret: plans for the week");
+    let md = dave.mark();
+    dave.send("/rooms");
+    // /invites prints after /rooms is done: it bounds the listing.
+    dave.send("/invites");
+    dave.wait_new(md, "no pending invitations");
+    let listing: Vec<&String> = dave.log[md..].iter().collect();
+    assert!(
+        listing.iter().any(|l| l.contains(&lobby)),
+        "the public room is listed: {listing:?}"
+    );
+    assert!(
+        !listing
+            .iter()
+            .any(|l| l.contains(&secret) || l.contains("secret")),
+        "the private room is not: {listing:?}"
+    );
+    let md = dave.mark();
+    dave.send(&format!("/join {secret}"));
+    let line = dave.wait_new(md, "(room_restricted)");
+    assert!(line.starts_with("! cannot join"), "{line:?}");
+
+    // Invited, he may: the invitation says how, and the topic shows on arrival.
+    let md = dave.mark();
+    alice.send("/invite dave");
+    dave.wait_new(
+        md,
+        &format!("* alice invited you to secret ({secret}); type /join {secret} to accept"),
+    );
+    dave.send(&format!("/join {secret}"));
+    dave.wait_new(md, "joined secret (id ");
+    dave.wait_new(md, "topic of secret: plans for the week");
+    alice.wait_entry("secret", "--> dave joined");
+
+    // A mute: his messages are refused, with how long it lasts.
+    let ma = alice.mark();
+    alice.send("/mute dave 10m");
+    alice.wait_new(ma, "[secret] * dave was muted by alice until ");
+    let md = dave.mark();
+    dave.send("/switch secret");
+    dave.wait_new(md, "current room: secret (private)");
+    dave.send("let me speak");
+    let line = dave.wait_new(md, "(muted)");
+    assert!(
+        line.starts_with("! not sent to secret") && line.contains("you may post again in"),
+        "{line:?}"
+    );
+    let ma = alice.mark();
+    alice.send("/unmute dave");
+    alice.wait_entry_new(ma, "secret", "* dave is no longer muted (alice)");
+
+    alice.send("/clear-topic");
+    alice.wait_entry_new(ma, "secret", "* alice cleared the topic");
+    alice.send("/rename hideout");
+    alice.wait_entry_new(ma, "secret", "* alice renamed the room to hideout");
+    dave.wait_entry_new(md, "secret", "* alice renamed the room to hideout");
+
+    // Deleting the room takes it from Dave's list too.
+    let md = dave.mark();
+    alice.send("/delete-room");
+    alice.wait_new(ma, "deleted hideout");
+    dave.wait_new(md, "* hideout was deleted by alice");
+    dave.wait_new(md, "current room: lobby");
+    alice2.wait_for("* hideout was deleted by alice");
+    // Dave's join made one notice, not a second one from the `joined` frame.
+    assert_eq!(
+        dave.log
+            .iter()
+            .filter(|l| l.contains("joined secret (id "))
+            .count(),
+        1
+    );
+    assert!(!dave.log.iter().any(|l| l.contains("you are now in")));
+
+    // Alice hands the lobby to Dave and stays on as a moderator.
+    let (ma, md) = (alice.mark(), dave.mark());
+    alice.send("/switch lobby");
+    alice.send("/owner dave");
+    alice.wait_new(ma, "dave is now the owner of lobby; you are a moderator");
+    for (c, m) in [(&mut alice, ma), (&mut dave, md)] {
+        c.wait_entry_new(m, "lobby", "* dave is now the owner");
+        c.wait_entry_new(m, "lobby", "* alice is now a moderator");
+    }
+    let md = dave.mark();
+    dave.send(&format!("/who {lobby}"));
+    dave.wait_new(md, "owner dave");
+    let row = dave.wait_new(md, "alice ");
+    assert!(row.ends_with("moderator"), "{row:?}");
+
+    for c in [alice, alice2, carol, dave] {
+        let name = c.name.clone();
+        let (status, log) = c.finish();
+        assert!(status.success(), "{name}: {status}\n{}", log.join("\n"));
+    }
+}
+
+#[test]
+fn registration_by_invite_code_and_admin_commands() {
+    let server = Server::start(&["--registration", "invite", "--admin", "alice"]);
+    // An administrator may register without a code.
+    let mut alice = Client::start("alice", &server.url(), PASSWORD, &[]);
+    alice.register("alice");
+    alice.wait_for("you are a server administrator");
+
+    // Without a code, or with a bad one, Bob is told what is missing.
+    let mut bob = Client::start("bob", &server.url(), PASSWORD, &[]);
+    let m = bob.mark();
+    bob.send("/register bob");
+    let line = bob.wait_new(m, "invite code");
+    assert!(line.starts_with("! register failed"), "{line:?}");
+    let m = bob.mark();
+    bob.send("/register bob not-a-code");
+    let line = bob.wait_new(m, "not accepted");
+    assert!(line.starts_with("! register failed"), "{line:?}");
+
+    let m = alice.mark();
+    alice.send("/admin invite-code 2 3600");
+    let line = alice.wait_new(m, "invite code: ");
+    let code = line
+        .split("invite code: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("a code in the notice")
+        .to_owned();
+    assert!(line.contains("(2 use(s)"), "{line:?}");
+    bob.send(&format!("/register bob {code}"));
+    bob.wait_for("logged in as bob");
+    bob.wait_for("connected as bob");
+
+    // The flag works as well as the argument.
+    let mut carol = Client::start("carol", &server.url(), PASSWORD, &["--invite-code", &code]);
+    carol.register("carol");
+
+    // A member may not administer.
+    let m = bob.mark();
+    bob.send("/admin disable carol");
+    bob.wait_new(m, "! /admin: you are not an administrator");
+
+    // A disabled account is logged out and cannot log in again.
+    let m = carol.mark();
+    alice.send("/admin disable carol");
+    alice.wait_for("disabled carol");
+    carol.wait_new(m, "log in again");
+    let m = carol.mark();
+    carol.send("/login carol");
+    let line = carol.wait_new(m, "login failed");
+    assert!(line.contains("disabled"), "{line:?}");
+    alice.send("/admin enable carol");
+    alice.wait_for("enabled carol");
+    let m = carol.mark();
+    carol.send("/login carol");
+    carol.wait_new(m, "logged in as carol");
+
+    // An account made by an administrator.
+    alice.send("/admin create erin");
+    alice.wait_for("created the account erin");
+    let mut erin = Client::start("erin", &server.url(), PASSWORD, &["--user", "erin"]);
+    erin.wait_for("connected as erin");
+
+    for c in [alice, bob, carol, erin] {
+        let name = c.name.clone();
+        let (status, log) = c.finish();
+        assert!(status.success(), "{name}: {status}\n{}", log.join("\n"));
+    }
+
+    // A closed server says so.
+    let closed = Server::start(&["--registration", "closed"]);
+    let mut frank = Client::start("frank", &closed.url(), PASSWORD, &[]);
+    let m = frank.mark();
+    frank.send("/register frank");
+    let line = frank.wait_new(m, "registration is closed");
+    assert!(line.starts_with("! register failed"), "{line:?}");
 }

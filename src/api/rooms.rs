@@ -1,6 +1,7 @@
-//! The room calls: creating, listing, joining and leaving rooms, their history, and
-//! governing them (invitations, kicks, bans, mutes, roles, updates, deletion). Each one
-//! parses, calls the one core method its slash command also calls, and shapes the answer.
+//! The room calls: creating, listing, joining and leaving rooms, their history, governing
+//! them (invitations, kicks, bans, mutes, roles, updates, deletion), and conversations
+//! (DMs, blocks, read markers, edits, deletions). Each one parses, calls the one core
+//! method its slash command or frame also calls, and shapes the answer.
 
 use serde_json::{json, Value};
 
@@ -9,7 +10,9 @@ use crate::chat::moderation::mute_seconds;
 use crate::chat::{ChatError, Core, NewRoomSpec};
 use crate::config;
 use crate::http::{Request, Response};
-use crate::protocol::{EntryKind, ModerationRequest, NewRoom, RoomPatch};
+use crate::protocol::{
+    EditBody, EntryKind, ModerationRequest, NewRoom, ReadMark, RoomPatch, UserRef,
+};
 
 /// Which methods a room path accepts (`rest` follows `/api/v1/`); `None` if not a room
 /// path.
@@ -21,8 +24,11 @@ pub(super) fn allowed(rest: &[&str]) -> Option<&'static [&'static str]> {
         ["rooms"] | ["rooms", _, "bans"] => &["GET", "POST"],
         ["rooms", _] => &["GET", "PATCH", "DELETE"],
         ["rooms", _, "messages"] => GET,
-        ["rooms", _, "join" | "leave" | "invites" | "kick" | "mutes" | "roles"] => POST,
-        ["rooms", _, "bans" | "mutes", _] | ["admin", "rooms", _] => DELETE,
+        ["rooms", _, "join" | "leave" | "invites" | "kick" | "mutes" | "roles" | "read"] => POST,
+        ["rooms", _, "bans" | "mutes", _] | ["admin", "rooms", _] | ["blocks", _] => DELETE,
+        ["rooms", _, "messages", _] => &["PATCH", "DELETE"],
+        ["dms"] => POST,
+        ["blocks"] => &["GET", "POST"],
         _ => return None,
     })
 }
@@ -117,6 +123,37 @@ pub(super) async fn route(
         ("DELETE", ["rooms", id, "mutes", name]) => {
             core.lift(user, id, name, EntryKind::Unmute).await?;
             Response::empty(204)
+        }
+        (_, ["dms"]) => {
+            let r = parse!(UserRef);
+            Response::json(200, &core.open_dm(user, &r.username).await?)
+        }
+        ("GET", ["blocks"]) => Response::json(200, &json!({ "blocks": core.blocked_users(user) })),
+        ("POST", ["blocks"]) => {
+            let r = parse!(UserRef);
+            core.set_block(user, &r.username, true).await?;
+            Response::empty(204)
+        }
+        (_, ["blocks", name]) => {
+            core.set_block(user, name, false).await?;
+            Response::empty(204)
+        }
+        (_, ["rooms", id, "read"]) => {
+            let r = parse!(ReadMark);
+            core.mark_read(user, id, r.seq, None)?;
+            Response::empty(204)
+        }
+        (method, ["rooms", id, "messages", seq]) => {
+            let Ok(seq) = seq.parse::<u64>() else {
+                return Err(ChatError::EntryNotFound);
+            };
+            if method == "PATCH" {
+                let r = parse!(EditBody);
+                Response::json(200, &core.edit(user, id, seq, &r.text, None).await?)
+            } else {
+                core.delete_message(user, id, seq, None).await?;
+                Response::empty(204)
+            }
         }
         (_, ["rooms", id, action]) => {
             let m = parse!(ModerationRequest);

@@ -361,3 +361,106 @@ impl Core {
         self.end_sessions(others).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::filter::Filter;
+    use crate::store::Store;
+
+    fn core() -> Core {
+        Core::new(
+            Arc::default(),
+            Arc::default(),
+            Store::memory(),
+            Filter::default(),
+        )
+    }
+
+    fn remaining(c: &Core, hash: [u8; 32]) -> Option<u32> {
+        lock(&c.invites).get(&hash).map(|inv| inv.remaining)
+    }
+
+    /// A snapshot may hold a code with fewer uses left than the journal after it repeats.
+    #[test]
+    fn replaying_invite_records_a_snapshot_holds_changes_nothing() {
+        let c = core();
+        let hash = token_hash("code");
+        let created = |uses| Record::InviteCodeCreated {
+            hash: hex(&hash),
+            uses,
+            expires: u64::MAX,
+        };
+        let used = |remaining| Record::InviteCodeUsed {
+            hash: hex(&hash),
+            remaining,
+        };
+        // The snapshot: one use left of three.
+        c.apply(&created(1));
+        // The journal repeats the creation and the first use, then goes on.
+        for rec in [created(3), used(2), used(1)] {
+            c.apply(&rec);
+            assert_eq!(remaining(&c, hash), Some(1), "{rec:?}");
+        }
+        c.apply(&used(0));
+        assert_eq!(remaining(&c, hash), None, "a used-up code is gone");
+        c.apply(&used(0));
+        c.apply(&Record::InviteCodeUsed {
+            hash: "not hex".into(),
+            remaining: 0,
+        });
+        assert_eq!(remaining(&c, hash), None);
+    }
+
+    #[test]
+    fn an_unspent_hold_gives_its_use_back() {
+        let c = core();
+        let hash = token_hash("code");
+        c.apply(&Record::InviteCodeCreated {
+            hash: hex(&hash),
+            uses: 1,
+            expires: u64::MAX,
+        });
+        let hold = c.take_invite(Some("code")).expect("a live code");
+        assert_eq!(
+            c.take_invite(Some("code")).err(),
+            Some(ChatError::InviteRequired),
+            "its one use is held"
+        );
+        drop(hold);
+        let mut hold = c.take_invite(Some("code")).expect("given back");
+        assert_eq!(
+            hold.spend(),
+            Record::InviteCodeUsed {
+                hash: hex(&hash),
+                remaining: 0
+            }
+        );
+        drop(hold);
+        assert_eq!(remaining(&c, hash), None);
+        assert!(c.take_invite(Some("code")).is_err());
+        assert!(c.take_invite(None).is_err());
+    }
+
+    #[test]
+    fn disabled_flags_replay_as_absolute_values() {
+        let c = core();
+        c.apply(&Record::UserRegistered {
+            username: "Al".into(),
+            hash: String::new(),
+            ts: 0,
+        });
+        let disabled = |d| Record::UserDisabled {
+            username: "AL".into(),
+            disabled: d,
+        };
+        for (rec, want) in [(true, true), (true, true), (false, false), (false, false)] {
+            c.apply(&disabled(rec));
+            assert_eq!(c.user("al").unwrap().lock().disabled, want);
+        }
+        c.apply(&Record::UserDisabled {
+            username: "nobody".into(),
+            disabled: true,
+        });
+    }
+}

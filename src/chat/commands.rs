@@ -31,6 +31,11 @@ pub(crate) const HELP: &[(&str, &str)] = &[
         "list users with their presence (first 100)",
     ),
     ("/me", "who you are and your rooms"),
+    ("/me TEXT", "say TEXT as an action (* you TEXT)"),
+    (
+        "/msg USER TEXT",
+        "send TEXT to USER in your direct-message room",
+    ),
     ("/invite USER", "invite a user to this room"),
     ("/kick USER [REASON]", "remove a member (moderators)"),
     (
@@ -201,6 +206,20 @@ pub(crate) async fn run(
                 command: "me",
                 text,
                 data,
+            })
+        }
+        "/msg" => {
+            let (target, text) = match arg.split_once(char::is_whitespace) {
+                Some((t, x)) if !x.trim().is_empty() => (t, x.trim()),
+                _ => return Err(ChatError::BadCommand("/msg USER TEXT".into())),
+            };
+            let text = core.clean_message(text)?;
+            let dm = core.open_dm(user, target).await?;
+            core.post(user, &dm.id, text, false, None)?;
+            Ok(Reply {
+                command: "msg",
+                text: format!("sent to {target} ({})", dm.id),
+                data: to_value(&dm),
             })
         }
         "/invite" | "/kick" | "/ban" | "/unban" | "/mute" | "/unmute" | "/op" | "/deop" => {

@@ -59,6 +59,13 @@ impl Core {
             .insert(conn.id, conn.clone());
         Metrics::add(&self.metrics.websocket_connections, 1);
         self.refresh_presence(user);
+        // The session may have ended while the upgrade was answered (a logout, a disable, a
+        // password change): either `end_session` found this connection in `conns`, or this
+        // finds the session gone and closes it the same way.
+        if !self.sessions().contains_key(&auth.session) {
+            conn.out.close(frame::close::SESSION_ENDED, "session ended");
+            self.close_conn(&conn);
+        }
         conn
     }
 

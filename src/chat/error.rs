@@ -62,6 +62,16 @@ pub enum ChatError {
     NotMuted,
     /// A room with as many pending invitations as it may hold (409).
     TooManyInvites,
+    /// A DM with oneself, or blocking oneself (400).
+    InvalidTarget,
+    /// A DM refused by a block, or a blocked side's message in it (403).
+    Blocked,
+    /// Unblocking a user who is not blocked (404).
+    NotBlocked,
+    /// No such kept message, or it was deleted (404).
+    EntryNotFound,
+    /// A room action a DM does not take (409).
+    DmRoom,
     /// Registering under `--registration invite` without a live invite code (403).
     InviteRequired,
     /// Registering under `--registration closed` (403).
@@ -81,7 +91,10 @@ impl ChatError {
             | EmptyMessage | MessageTooLong | UnknownCommand(_) | BadCommand(_) | BadRequest(_) => {
                 400
             }
-            InvalidDuration | InvalidRole | InvalidVisibility | InvalidTopic => 400,
+            InvalidDuration | InvalidRole | InvalidVisibility | InvalidTopic | InvalidTarget => 400,
+            Blocked => 403,
+            NotBlocked | EntryNotFound => 404,
+            DmRoom => 409,
             NotAMember
             | Forbidden
             | RoomRestricted
@@ -135,6 +148,11 @@ impl ChatError {
             NotBanned => "not_banned",
             NotMuted => "not_muted",
             TooManyInvites => "too_many_invites",
+            InvalidTarget => "invalid_target",
+            Blocked => "blocked",
+            NotBlocked => "not_blocked",
+            EntryNotFound => "entry_not_found",
+            DmRoom => "dm_room",
             InviteRequired => "invite_required",
             RegistrationClosed => "registration_closed",
             AccountDisabled => "account_disabled",
@@ -197,6 +215,11 @@ impl fmt::Display for ChatError {
             NotBanned => write!(f, "that user is not banned here"),
             NotMuted => write!(f, "that user is not muted here"),
             TooManyInvites => write!(f, "this room has as many pending invitations as it may"),
+            InvalidTarget => write!(f, "you cannot do that to yourself"),
+            Blocked => write!(f, "blocked by that user"),
+            NotBlocked => write!(f, "that user is not blocked"),
+            EntryNotFound => write!(f, "no such message is kept, or it was deleted"),
+            DmRoom => write!(f, "a direct-message room does not take that"),
             InviteRequired => write!(f, "registration needs a valid, unused invite code"),
             RegistrationClosed => write!(f, "registration is closed; ask an administrator"),
             AccountDisabled => write!(f, "this account is disabled"),

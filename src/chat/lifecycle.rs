@@ -84,8 +84,10 @@ impl Core {
             .sweep(now);
     }
 
-    /// Records a clean stop: nothing acknowledged can be missing after it.
+    /// Records a clean stop, after the read markers not yet written: nothing acknowledged
+    /// can be missing after it.
     pub fn end_run(&self) {
+        self.flush_read_markers();
         self.store.append_system(&Record::Stopped);
     }
 }

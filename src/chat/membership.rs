@@ -201,7 +201,7 @@ impl Core {
     }
 
     /// Forgets ids of deleted rooms in the user's list (a deletion does not lock members).
-    fn prune_rooms(&self, us: &mut users::UserState) {
+    pub(super) fn prune_rooms(&self, us: &mut users::UserState) {
         us.rooms.retain(|id| self.rooms.get(id).is_some());
     }
 
@@ -236,6 +236,7 @@ impl Core {
             ts: now_ms(),
             visibility: gov.visibility,
             topic: gov.topic.clone(),
+            dm_with: None,
         };
         Self::count_owned(&self.owned, &gov.owner, true);
         let (rooms, owned, id) = (self.rooms.clone(), self.owned.clone(), room.id.clone());
@@ -279,7 +280,7 @@ impl Core {
     /// Appends `user`'s join entry (using their invitation, if any). Once it is published,
     /// the joiner's connections get a `joined` frame and the room's recent `history`, then
     /// the entry, like every other member. Returns the room as the joiner sees it.
-    fn join_locked(
+    pub(super) fn join_locked(
         &self,
         slot: Slot,
         room: &Arc<Room>,

@@ -50,6 +50,7 @@ pub(crate) mod wire;
 mod accounts;
 mod admin;
 mod connections;
+mod conversation;
 mod lifecycle;
 mod membership;
 pub mod moderation;
@@ -156,9 +157,10 @@ pub struct Auth {
     pub session: [u8; 32],
 }
 
-/// A validated message or command from a `send` frame.
+/// A validated message, action (`/me TEXT`) or command from a `send` frame.
 pub enum Posted<'a> {
     Message(String),
+    Action(String),
     Command(&'a str),
 }
 
@@ -168,6 +170,9 @@ type Users = Arc<RwLock<BTreeMap<String, Arc<User>>>>;
 /// locked while it is held.
 type Owned = Arc<Mutex<HashMap<String, usize>>>;
 type Sessions = Arc<Mutex<HashMap<[u8; 32], Session>>>;
+/// Who blocked whom: blocker's lowercase name to the lowercase names they block. Locked
+/// last: nothing is locked while it is held.
+type Blocks = Arc<RwLock<HashMap<String, std::collections::BTreeSet<String>>>>;
 
 pub struct Core {
     pub cfg: Arc<Config>,
@@ -178,6 +183,12 @@ pub struct Core {
     sessions: Sessions,
     rooms: Arc<RoomTable>,
     owned: Owned,
+    /// DM rooms by their pair of lowercase names (`conversation::pair_key`). An id whose
+    /// room was deleted may linger; lookups check the table. Locked before users.
+    dms: Mutex<HashMap<String, String>>,
+    blocks: Blocks,
+    /// Rooms with read markers not yet written to the store (`Member::read_dirty`).
+    read_dirty: Mutex<std::collections::HashSet<String>>,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     /// Failed logins and registrations by account and client address.
     throttle: Mutex<throttle::Throttle>,
@@ -202,6 +213,9 @@ impl Core {
             sessions: Arc::default(),
             rooms: Arc::default(),
             owned: Arc::default(),
+            dms: Mutex::default(),
+            blocks: Arc::default(),
+            read_dirty: Mutex::default(),
             conns: Mutex::new(HashMap::new()),
             throttle: Mutex::new(throttle::Throttle::new()),
             invites: Arc::default(),
@@ -345,6 +359,7 @@ impl Core {
                 capacity,
                 visibility,
                 topic,
+                dm_with,
                 ..
             } => {
                 let gov = Governance {
@@ -352,21 +367,44 @@ impl Core {
                     owner: owner.clone(),
                     topic: topic.clone(),
                     visibility: *visibility,
+                    dm: dm_with.as_ref().map(|w| (owner.clone(), w.clone())),
                     ..Governance::default()
                 };
+                let dm = gov.dm.clone();
                 if self.rooms.insert(self.new_room(id, gov, *capacity), name) {
-                    Self::count_owned(&self.owned, owner, true);
+                    match dm {
+                        Some((a, b)) => self.remember_dm(&a, &b, id),
+                        None => Self::count_owned(&self.owned, owner, true),
+                    }
+                }
+            }
+            Record::Blocked {
+                username,
+                target,
+                blocked,
+            } => self.apply_block(username, target, *blocked),
+            Record::ReadMarkers { room, markers } => {
+                if let Some(room) = self.rooms.get(room) {
+                    let mut rs = room.lock();
+                    for (name, seq) in markers {
+                        let top = rs.last_seq;
+                        if let Some(m) = rs.members.get_mut(&name.to_ascii_lowercase()) {
+                            m.read_seq = m.read_seq.max((*seq).min(top));
+                        }
+                    }
                 }
             }
             Record::RoomDeleted { id, .. } => {
                 if let Some(room) = self.rooms.remove(id) {
-                    let owner = {
+                    let (owner, dm) = {
                         let mut rs = room.lock();
                         rs.deleted = true;
                         rs.members.clear();
-                        rs.gov.owner.clone()
+                        (rs.gov.owner.clone(), rs.gov.dm.is_some())
                     };
-                    Self::count_owned(&self.owned, &owner, false);
+                    if !dm {
+                        Self::count_owned(&self.owned, &owner, false);
+                    }
                 }
             }
             Record::Invited {
@@ -411,12 +449,16 @@ impl Core {
                         .collect(),
                     mutes: saved.mutes.into_iter().collect(),
                     invites: saved.invites.into_iter().collect(),
+                    dm: saved.dm.clone(),
                 };
                 let room = self.new_room(id, gov, *capacity);
                 if !self.rooms.insert(room.clone(), name) {
                     return;
                 }
-                Self::count_owned(&self.owned, owner, true);
+                match &saved.dm {
+                    Some((a, b)) => self.remember_dm(a, b, id),
+                    None => Self::count_owned(&self.owned, owner, true),
+                }
                 let mut rs = room.lock();
                 // The kept entries follow (format 2) and bring `last_seq` up to date as they
                 // are restored; a format-1 snapshot has them inline.
@@ -431,6 +473,9 @@ impl Core {
                         let since = saved.joined.get(i).copied().unwrap_or(i as u64);
                         let mut us = user.lock();
                         Self::apply_membership(&room, &mut rs, &user, &mut us, Some(since));
+                        if let Some(m) = rs.members.get_mut(&user.key) {
+                            m.read_seq = saved.read.get(i).copied().unwrap_or(0);
+                        }
                     }
                 }
                 let invited: Vec<String> = rs.gov.invites.keys().cloned().collect();
@@ -517,11 +562,8 @@ impl Core {
     ) {
         match since {
             Some(since) => {
-                let member = Member {
-                    user: user.clone(),
-                    since,
-                };
-                rs.members.insert(user.key.clone(), member);
+                rs.members
+                    .insert(user.key.clone(), Member::new(user.clone(), since));
                 rs.gov.invites.remove(&user.key);
                 if !us.rooms.contains(&room.id) {
                     us.rooms.push(room.id.clone());
@@ -618,6 +660,12 @@ impl Core {
                     rs.gov.moderators.remove(&target_key);
                 }
             },
+            EntryKind::Edit | EntryKind::Delete => {
+                if let Some(target) = f.extra.refers {
+                    let edit = (f.kind == EntryKind::Edit).then(|| (f.text, f.extra));
+                    Self::rewrite_message(rs, target, edit);
+                }
+            }
             EntryKind::Update => {
                 let Some(changes) = &f.extra.changes else {
                     return;
@@ -665,6 +713,7 @@ fn governance_record(rs: &rooms::RoomState) -> (Vec<String>, GovernanceRecord) {
     members.sort_by_key(|m| m.since);
     let now = now_ms();
     let names = members.iter().map(|m| m.user.name.clone()).collect();
+    let read = members.iter().map(|m| m.read_seq).collect();
     let gov = GovernanceRecord {
         visibility: rs.gov.visibility,
         topic: rs.gov.topic.clone(),
@@ -684,6 +733,8 @@ fn governance_record(rs: &rooms::RoomState) -> (Vec<String>, GovernanceRecord) {
             .iter()
             .map(|(k, by)| (k.clone(), by.clone()))
             .collect(),
+        dm: rs.gov.dm.clone(),
+        read,
     };
     (names, gov)
 }
@@ -779,6 +830,7 @@ mod tests {
             ts: 0,
             visibility: Default::default(),
             topic: String::new(),
+            dm_with: None,
         };
         let deleted = |id: &str| Record::RoomDeleted {
             id: id.into(),
@@ -838,6 +890,7 @@ mod tests {
             ts: 0,
             visibility: Default::default(),
             topic: String::new(),
+            dm_with: None,
         });
         c.apply(&Record::Entry(entry("r", 3, EntryKind::Leave, "Al", None)));
         c.apply(&Record::Entry(entry(

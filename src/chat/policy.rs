@@ -7,7 +7,8 @@
 //! | change topic or name | owner or moderator | |
 //! | change visibility or roles, transfer ownership, delete | owner | |
 //!
-//! A non-member counts lowest. Server administrators may also delete any room.
+//! A non-member counts lowest. Server administrators may also delete any room. A DM room
+//! takes none of these (`dm_room`), except that either side may change its topic.
 
 use super::rooms::RoomState;
 use super::ChatError;
@@ -86,6 +87,14 @@ pub(crate) fn check(
     target: Option<&str>,
 ) -> Result<(), ChatError> {
     reach(rs, actor, Access::Other)?;
+    if rs.gov.dm.is_some() {
+        // Either side may change a DM's topic; nothing else of the table applies.
+        return match (action, rs.role(actor)) {
+            (Action::Topic, Some(_)) => Ok(()),
+            (Action::Topic, None) => Err(ChatError::Forbidden),
+            _ => Err(ChatError::DmRoom),
+        };
+    }
     let role = rs.role(actor).ok_or(ChatError::Forbidden)?;
     if role < action.needs(rs.gov.visibility) {
         return Err(ChatError::Forbidden);

@@ -55,6 +55,15 @@ impl<T> Ring<T> {
         self.slots.get((self.head + i) % self.slots.len())
     }
 
+    /// The item `i` places after the oldest one, to change it in place.
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        if i >= self.slots.len() {
+            return None;
+        }
+        let len = self.slots.len();
+        self.slots.get_mut((self.head + i) % len)
+    }
+
     /// Items from the `from`-th oldest up to (not including) the `to`-th, oldest first.
     pub fn range(&self, from: usize, to: usize) -> impl Iterator<Item = &T> {
         let to = to.min(self.len());

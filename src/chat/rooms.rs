@@ -33,11 +33,29 @@ pub struct Room {
     state: Mutex<RoomState>,
 }
 
-/// A member of a room: the user and the seq of their `join` (who joined first).
+/// A member of a room: the user, the seq of their `join` (who joined first), how far they
+/// have read, and when they last said they were typing.
 #[derive(Debug, Clone)]
 pub struct Member {
     pub user: Arc<User>,
     pub since: u64,
+    pub read_seq: u64,
+    /// Set when `read_seq` moved since the last durable write of the room's markers.
+    pub read_dirty: bool,
+    /// When their last `typing` event was forwarded (ms); 0 if never.
+    pub last_typing: u64,
+}
+
+impl Member {
+    pub fn new(user: Arc<User>, since: u64) -> Member {
+        Member {
+            user,
+            since,
+            read_seq: 0,
+            read_dirty: false,
+            last_typing: 0,
+        }
+    }
 }
 
 /// What a room's owner and moderators decide: its fields, roles, bans, mutes and
@@ -56,6 +74,8 @@ pub struct Governance {
     pub mutes: HashMap<String, u64>,
     /// Who invited each pending invitee (their name as registered).
     pub invites: BTreeMap<String, String>,
+    /// A direct-message room: its two sides, as registered. Both are plain members.
+    pub dm: Option<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -71,6 +91,12 @@ pub struct RoomState {
     pub subscribers: Arc<Vec<Arc<Conn>>>,
     /// The last `--history` entries; the newest has seq `last_seq`, and seqs are consecutive.
     pub ring: Ring<KeptEntry>,
+    /// For each kept entry, how many `message` entries came before it (`messages` counts
+    /// from any start): the unread count of a marker is a subtraction, not a walk.
+    msg_before: Ring<u64>,
+    messages: u64,
+    /// Seqs of kept `message` entries that were deleted (they no longer count as unread).
+    deleted_msgs: BTreeSet<u64>,
     pub last_seq: u64,
     /// Messages and bytes the room may still take (`--room-rate-limit`, `--room-byte-rate`).
     /// Not kept across restarts: a restarted room starts with a full budget.
@@ -93,6 +119,9 @@ impl Room {
                 gov_pending: VecDeque::new(),
                 subscribers: Arc::new(Vec::new()),
                 ring: Ring::new(history),
+                msg_before: Ring::new(history),
+                messages: 0,
+                deleted_msgs: BTreeSet::new(),
                 last_seq: 0,
                 budget: RoomBudget::default(),
                 deleted: false,
@@ -124,8 +153,9 @@ impl Room {
     }
 
     /// The contract's `Room` as the user `viewer` (lowercase) sees it, as of the last
-    /// committed entry: with their `role` when they are a member.
+    /// committed entry: with their `role`, `read_seq` and `unread` when they are a member.
     pub fn view(&self, state: &RoomState, viewer: &str) -> RoomView {
+        let read_seq = state.members.get(viewer).map(|m| m.read_seq);
         RoomView {
             id: self.id.clone(),
             name: state.gov.name.clone(),
@@ -133,10 +163,12 @@ impl Room {
             members: state.members.len(),
             capacity: self.capacity,
             last_seq: self.committed().min(state.last_seq),
-            kind: "room".into(),
+            kind: if state.gov.dm.is_some() { "dm" } else { "room" }.into(),
             visibility: state.gov.visibility,
             topic: state.gov.topic.clone(),
             role: state.role(viewer),
+            read_seq,
+            unread: read_seq.map(|r| state.unread(r)),
         }
     }
 }
@@ -146,6 +178,8 @@ impl RoomState {
     pub fn role(&self, key: &str) -> Option<Role> {
         if !self.members.contains_key(key) {
             None
+        } else if self.gov.dm.is_some() {
+            Some(Role::Member)
         } else if self.gov.owner.eq_ignore_ascii_case(key) {
             Some(Role::Owner)
         } else if self.gov.moderators.contains(key) {
@@ -170,8 +204,51 @@ impl RoomState {
     /// Appends the room's next entry; returns its seq.
     pub fn append(&mut self, entry: KeptEntry) -> u64 {
         self.last_seq += 1;
-        self.ring.push(entry);
+        self.msg_before.push(self.messages);
+        if entry.kind() == crate::protocol::EntryKind::Message {
+            self.messages += 1;
+            if entry.is_deleted() {
+                self.deleted_msgs.insert(self.last_seq);
+            }
+        }
+        if self.ring.push(entry).is_some() {
+            let first = self.first_seq();
+            while self.deleted_msgs.first().is_some_and(|s| *s < first) {
+                self.deleted_msgs.pop_first();
+            }
+        }
         self.last_seq
+    }
+
+    /// Kept, not deleted `message` entries after `read_seq`. A user's own messages are
+    /// never after their marker (posting moves it), so these are others' messages.
+    pub fn unread(&self, read_seq: u64) -> u64 {
+        if read_seq >= self.last_seq || self.ring.len() == 0 {
+            return 0;
+        }
+        let first = self.first_seq();
+        let from = read_seq.saturating_add(1).max(first);
+        let before = self
+            .msg_before
+            .get((from - first) as usize)
+            .copied()
+            .unwrap_or(self.messages);
+        let deleted = self.deleted_msgs.range(from..).count() as u64;
+        (self.messages - before).saturating_sub(deleted)
+    }
+
+    /// The kept entry with seq `seq`, to change it in place (an edit or deletion).
+    pub fn entry_mut(&mut self, seq: u64) -> Option<&mut KeptEntry> {
+        if seq < self.first_seq() || seq > self.last_seq {
+            return None;
+        }
+        let i = (seq - self.first_seq()) as usize;
+        self.ring.get_mut(i)
+    }
+
+    /// Marks the kept message `seq` deleted, for the unread counts.
+    pub fn note_deleted(&mut self, seq: u64) {
+        self.deleted_msgs.insert(seq);
     }
 
     /// Appends an entry read back from the journal with its seq. One already kept (a
@@ -184,6 +261,8 @@ impl RoomState {
         }
         if seq != self.last_seq + 1 {
             self.ring.clear();
+            self.msg_before.clear();
+            self.deleted_msgs.clear();
             self.last_seq = seq - 1;
         }
         self.append(entry);

@@ -2,8 +2,8 @@
 //!
 //! Nothing stops for a snapshot. The stream first copies what it needs room by room (each
 //! room's lock is held for as long as it takes to clone its members' names and its kept
-//! entries, which are `Arc`s), then the users and sessions, and encodes one record at a time
-//! as the snapshot thread pulls them. Rooms are read before users so that every member a
+//! entries, which are `Arc`s), then the users (with their disabled flags), the live invite
+//! codes and the sessions, and encodes one record at a time as the snapshot thread pulls them. Rooms are read before users so that every member a
 //! room names is among the users; the journal after the snapshot repeats whatever changed
 //! meanwhile, and replaying a record the snapshot already holds changes nothing.
 
@@ -117,6 +117,20 @@ impl SnapshotStream {
             })
             .collect();
         ready.extend(sessions.iter().map(encode));
+        let blocks: Vec<Record> = {
+            let blocks = core.blocks.read().unwrap_or_else(|e| e.into_inner());
+            blocks
+                .iter()
+                .flat_map(|(who, set)| {
+                    set.iter().map(move |target| Record::Blocked {
+                        username: who.clone(),
+                        target: target.clone(),
+                        blocked: true,
+                    })
+                })
+                .collect()
+        };
+        ready.extend(blocks.iter().map(encode));
         Copied {
             ready,
             rooms: rooms.into_iter(),

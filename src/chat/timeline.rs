@@ -28,7 +28,7 @@ use super::wire as frame;
 use super::{deliver_to, ChatError, Commit, Conn, Core, Posted, User};
 use crate::config;
 use crate::metrics::Metrics;
-use crate::protocol::{Entry, EntryKind, ServerFrame};
+use crate::protocol::{Entry, EntryExtra, EntryKind, ServerFrame};
 use crate::store::record::ENTRY_HEAD;
 use crate::store::{KeptEntry, Slot};
 
@@ -182,12 +182,22 @@ impl Core {
         Commit(rx)
     }
 
-    /// Validates the text of a `send` frame: a command, or a filtered message.
+    /// Validates the text of a `send` frame: a command, an action (`/me TEXT`), or a
+    /// filtered message.
     pub fn parse_send<'a>(&self, text: &'a str) -> Result<Posted<'a>, ChatError> {
+        if let Some(action) = text.strip_prefix("/me ").filter(|a| !a.trim().is_empty()) {
+            return Ok(Posted::Action(self.clean_message(action)?));
+        }
         if text.starts_with('/') && !text.starts_with("//") {
             return Ok(Posted::Command(text));
         }
         let text = text.strip_prefix('/').unwrap_or(text);
+        Ok(Posted::Message(self.clean_message(text)?))
+    }
+
+    /// A message's text as it is kept: control characters removed, trimmed, 1 to 4,096
+    /// bytes, blocked words masked.
+    pub fn clean_message(&self, text: &str) -> Result<String, ChatError> {
         let clean = Filter::strip_controls(text);
         let trimmed = clean.trim();
         if trimmed.is_empty() {
@@ -196,7 +206,7 @@ impl Core {
         if trimmed.len() > config::MAX_MESSAGE_BYTES {
             return Err(ChatError::MessageTooLong);
         }
-        Ok(Posted::Message(self.filter.mask(trimmed)))
+        Ok(self.filter.mask(trimmed))
     }
 
     /// The per-user rate limit, and the per-connection abuse limit at three times it.
@@ -243,52 +253,78 @@ impl Core {
             })
     }
 
-    /// Posts a message, within the room's budget. The sender's connection gets its copy with `nonce`; that is the ack.
-    /// If the store fails before acknowledging it, that connection gets error `unavailable`
-    /// with the nonce instead.
+    /// Posts a message (an action when `action`) from `user`, within the room's budget, and
+    /// moves their read marker to it. `sender` is the connection of a `send` frame and its
+    /// nonce: that connection's copy carries the nonce, which is the ack, and if the store
+    /// fails before keeping the entry it gets error `unavailable` with the nonce instead.
     pub fn post(
         &self,
-        conn: &Arc<Conn>,
+        user: &Arc<User>,
         room_id: &str,
         text: String,
-        nonce: Option<Value>,
+        action: bool,
+        sender: Option<(&Arc<Conn>, Option<Value>)>,
     ) -> Result<(), ChatError> {
         let room = self.room(room_id)?;
         let mut rs = room.lock();
-        if !rs.members.contains_key(&conn.user.key) {
+        if !rs.members.contains_key(&user.key) {
             return Err(ChatError::NotAMember);
         }
         let now = super::now_ms();
-        if let Some(until) = rs.muted_until(&conn.user.key, now) {
+        if let Some(until) = rs.muted_until(&user.key, now) {
             return Err(ChatError::Muted {
                 retry_after_ms: until - now,
             });
         }
+        self.dm_check(&rs, &user.key)?;
+        let extra = EntryExtra {
+            mentions: super::conversation::mentions(&rs, &text),
+            action: action.then_some(true),
+            ..EntryExtra::default()
+        };
+        let (conn, nonce) = match sender {
+            Some((c, n)) => (Some(c.clone()), n),
+            None => (None, None),
+        };
         let nonce_json: Option<Box<str>> = nonce.as_ref().map(|n| n.to_string().into());
-        let bytes = entry_frame_bound(&room.id, &conn.user.name, &text)
+        let mut bytes = entry_frame_bound(&room.id, &user.name, &text)
             + nonce_json.as_deref().map_or(0, str::len);
+        if !extra.is_empty() {
+            bytes += serde_json::to_vec(&extra).map_or(0, |v| v.len());
+        }
         self.room_budget_check(&mut rs, bytes)?;
         let slot = self.reserve()?;
-        let entry = KeptEntry::new(
+        let entry = KeptEntry::with_extra(
             now,
             EntryKind::Message,
-            &conn.user.name,
+            &user.name,
             Some(&text),
             nonce_json.as_deref(),
+            &extra,
         );
         let seq = rs.append(entry.clone());
+        if let Some(m) = rs.members.get_mut(&user.key) {
+            m.read_seq = seq;
+            if !m.read_dirty {
+                m.read_dirty = true;
+                self.note_read_dirty(&room.id);
+            }
+        }
         // Membership subscribes every connection of the user, the sender's included; without a
         // nonce the sender gets the plain copy like everyone else.
         let delivery = Delivery {
             room: room.clone(),
             seq,
             entry,
-            ack: nonce_json.map(|n| (conn.id, n)),
+            ack: conn.as_ref().zip(nonce_json).map(|(c, n)| (c.id, n)),
             change: Change::None,
             gov_token: None,
         };
-        let (metrics, sender) = (self.metrics.clone(), conn.clone());
+        let metrics = self.metrics.clone();
         let on_fail = move || {
+            let Some(sender) = conn else {
+                return;
+            };
             let e = ChatError::Unavailable;
             let f = super::encode(&ServerFrame::Error {
                 code: e.code(),

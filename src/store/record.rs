@@ -55,6 +55,9 @@ pub enum Record {
         visibility: Visibility,
         #[serde(default, skip_serializing_if = "String::is_empty")]
         topic: String,
+        /// A direct-message room between the owner and this user (`POST /api/v1/dms`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dm_with: Option<String>,
     },
     /// A room is gone with its timeline: its last member left (written after that `leave`
     /// entry; `by` is absent), or its owner or an administrator deleted it (`by`).
@@ -82,6 +85,19 @@ pub enum Record {
         /// Governance (v1.1); absent in older snapshots.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gov: Option<Box<GovernanceRecord>>,
+    },
+    /// `username` blocked (`blocked`) or unblocked `target`. An absolute state: replaying
+    /// it again changes nothing.
+    Blocked {
+        username: String,
+        target: String,
+        blocked: bool,
+    },
+    /// Read markers of a room, written at most once a second per user and room: each
+    /// user's marker moves up to the seq given (never back).
+    ReadMarkers {
+        room: String,
+        markers: Vec<(String, u64)>,
     },
     /// `username` was invited to `room` by `by` while the room's last seq was `at_seq`.
     /// Later entries (a join, kick or ban) cancel it, so replay skips it when the room has
@@ -134,6 +150,12 @@ pub struct GovernanceRecord {
     /// Pending invitations: username and who invited them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub invites: Vec<(String, String)>,
+    /// A DM room: its two sides, as registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dm: Option<(String, String)>,
+    /// Each member's read marker, in the order of `members` (0 if never set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read: Vec<u64>,
 }
 
 fn is_public(v: &Visibility) -> bool {
@@ -173,7 +195,7 @@ impl std::fmt::Debug for KeptEntry {
 }
 
 /// Entry kinds by their code in the kept encoding; a code never changes meaning.
-const KINDS: [EntryKind; 10] = [
+const KINDS: [EntryKind; 12] = [
     EntryKind::Message,
     EntryKind::Join,
     EntryKind::Leave,
@@ -184,6 +206,8 @@ const KINDS: [EntryKind; 10] = [
     EntryKind::Unmute,
     EntryKind::Role,
     EntryKind::Update,
+    EntryKind::Edit,
+    EntryKind::Delete,
 ];
 
 fn kind_code(kind: EntryKind) -> u8 {
@@ -307,6 +331,12 @@ impl KeptEntry {
         }
         let (_, nonce_end) = self.bounds()?;
         Some(self.str_at(nonce_end + 2, self.text_start()?))
+    }
+
+    /// Whether this is a message that was deleted since (it keeps no text).
+    pub fn is_deleted(&self) -> bool {
+        self.extra_json()
+            .is_some_and(|e| e.contains("\"deleted\":true"))
     }
 
     /// The extra fields (a moderation entry's target, a mute's end, an update's changes).

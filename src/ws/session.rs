@@ -354,12 +354,54 @@ impl Session<'_> {
                         }
                     }
                     Ok(Posted::Message(clean)) => {
-                        let nonce = nonce.clone();
-                        self.core.post(self.conn, &room, clean, nonce)
+                        let sender = Some((self.conn, nonce.clone()));
+                        self.core.post(&self.conn.user, &room, clean, false, sender)
+                    }
+                    Ok(Posted::Action(clean)) => {
+                        let sender = Some((self.conn, nonce.clone()));
+                        self.core.post(&self.conn.user, &room, clean, true, sender)
                     }
                     Err(e) => Err(e),
                 };
                 if let Err(e) = result {
+                    self.chat_error(&e, nonce.as_ref());
+                }
+            }
+            ClientFrame::Read { room, seq, nonce } => {
+                let user = &self.conn.user;
+                if let Err(e) = self.core.mark_read(user, &room, seq, Some(self.conn)) {
+                    self.chat_error(&e, nonce.as_ref());
+                }
+            }
+            ClientFrame::Typing { room, nonce } => {
+                if let Err(e) = self.core.typing(self.conn, &room) {
+                    self.chat_error(&e, nonce.as_ref());
+                }
+            }
+            ClientFrame::Edit {
+                room,
+                seq,
+                text,
+                nonce,
+            } => {
+                if let Err(e) = self.rate_limited(nonce.as_ref())? {
+                    self.chat_error(&e, nonce.as_ref());
+                    return Ok(());
+                }
+                let (user, ack) = (&self.conn.user, nonce.clone().map(|n| (self.conn, n)));
+                let edited = self.core.edit(user, &room, seq, &text, ack).await;
+                if let Err(e) = edited {
+                    self.chat_error(&e, nonce.as_ref());
+                }
+            }
+            ClientFrame::Delete { room, seq, nonce } => {
+                if let Err(e) = self.rate_limited(nonce.as_ref())? {
+                    self.chat_error(&e, nonce.as_ref());
+                    return Ok(());
+                }
+                let (user, ack) = (&self.conn.user, nonce.clone().map(|n| (self.conn, n)));
+                let deleted = self.core.delete_message(user, &room, seq, ack).await;
+                if let Err(e) = deleted {
                     self.chat_error(&e, nonce.as_ref());
                 }
             }
@@ -371,6 +413,22 @@ impl Session<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The message rate limit for an edit or deletion: `Ok(Err(e))` to answer with an
+    /// error, `Err` to close the connection.
+    fn rate_limited(
+        &self,
+        _nonce: Option<&serde_json::Value>,
+    ) -> Result<Result<(), ChatError>, Close> {
+        match self.core.rate_check(self.conn) {
+            Ok(()) => Ok(Ok(())),
+            Err(None) => Err(Close {
+                code: close::POLICY,
+                reason: "sending far over the rate limit",
+            }),
+            Err(Some(e)) => Ok(Err(e)),
+        }
     }
 
     fn chat_error(&self, e: &ChatError, nonce: Option<&serde_json::Value>) {

@@ -275,6 +275,13 @@ async fn a_new_room_starts_with_its_creators_join_and_a_short_history_is_complet
     let (mut wb, _) = ws_hello(s.addr, &bob).await;
     wb.send(json!({ "type": "send", "room": "", "text": format!("/join {id}") }))
         .await;
+    let joined = wb.next().await.unwrap();
+    assert_eq!(joined["type"], "joined", "{joined}");
+    // Three messages by alice that bob has not read.
+    assert_eq!(
+        (&joined["room"]["read_seq"], &joined["room"]["unread"]),
+        (&json!(0), &json!(3))
+    );
     let h = wb.next().await.unwrap();
     assert_eq!(h["type"], "history", "{h}");
     assert_eq!(seqs(&h), vec![1, 2, 3, 4]);

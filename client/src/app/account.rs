@@ -7,30 +7,100 @@ use crate::outbox::Outbox;
 use crate::render::clean;
 use crate::timeline::Timeline;
 
+/// How many times `/register` asks for an invite code on a terminal. Default is 3.
+const MAX_CODE_ASKS: u32 = 3;
+
 impl App {
-    pub(super) fn register(&mut self, name: &str) {
+    /// `code`: an invite code typed with the command; else `--invite-code`'s, if any.
+    /// When the server wants one and none was given, it is asked for on a terminal.
+    pub(super) fn register(&mut self, name: &str, code: Option<String>) {
         if let Err(e) = commands::check_username(name) {
             self.error(&e);
             return;
         }
-        let Some(pw) = self.ask_password(&format!("new password for {name}: ")) else {
+        let Some(pw) = self.new_password(&format!("new password for {name}: ")) else {
             return;
         };
-        if matches!(self.password, PasswordSource::Ask) {
-            let Some(again) = self.ask_password("repeat the password: ") else {
-                return;
-            };
-            if again != pw {
-                self.error("the passwords differ; nothing was registered");
-                return;
+        let mut code = code.or_else(|| self.invite_code.clone());
+        let mut asked = 0;
+        loop {
+            match self.api.register(name, &pw, code.as_deref()) {
+                Ok(()) => {
+                    self.notice(&format!("registered {name}"));
+                    self.login_with(name, &pw);
+                    return;
+                }
+                Err(e) if e.code() == Some("invite_required") => {
+                    let tried = code.is_some();
+                    if self.ui.is_none() || asked == MAX_CODE_ASKS {
+                        let hint = if tried {
+                            "that invite code was not accepted (unknown, used up or expired)"
+                        } else {
+                            "this server registers only with an invite code: /register NAME CODE, or start with --invite-code CODE"
+                        };
+                        self.error(&format!("register failed: {hint}"));
+                        return;
+                    }
+                    if tried {
+                        self.error(
+                            "that invite code was not accepted (unknown, used up or expired)",
+                        );
+                    } else {
+                        self.notice("this server registers only with an invite code");
+                    }
+                    asked += 1;
+                    match self.ask_line("invite code (empty to give up): ") {
+                        Some(c) if !c.trim().is_empty() => code = Some(c.trim().to_owned()),
+                        _ => {
+                            self.notice("nothing was registered");
+                            return;
+                        }
+                    }
+                }
+                Err(e) if e.code() == Some("registration_closed") => {
+                    return self.error(
+                        "register failed: registration is closed on this server; an administrator can create your account (registration_closed)",
+                    );
+                }
+                Err(e) => return self.api_error("register failed", e),
             }
         }
-        match self.api.register(name, &pw) {
-            Ok(()) => {
-                self.notice(&format!("registered {name}"));
-                self.login_with(name, &pw);
+    }
+
+    /// A new password: asked twice on a terminal, else the one given.
+    pub(super) fn new_password(&mut self, prompt: &str) -> Option<String> {
+        let pw = self.ask_password(prompt)?;
+        if matches!(self.password, PasswordSource::Ask) {
+            let again = self.ask_password("repeat the password: ")?;
+            if again != pw {
+                self.error("the passwords differ; nothing was changed");
+                return None;
             }
-            Err(e) => self.api_error("register failed", e),
+        }
+        Some(pw)
+    }
+
+    /// `/password`: asks for the current and a new password, without echo.
+    pub(super) fn change_password(&mut self) {
+        let Some(token) = self.token() else { return };
+        if !matches!(self.password, PasswordSource::Ask) {
+            return self.error(
+                "/password asks for the passwords and needs a terminal; nothing was changed",
+            );
+        }
+        let Some(old) = self.ask_password("current password: ") else {
+            return;
+        };
+        let Some(new) = self.new_password("new password: ") else {
+            return;
+        };
+        match self.api.change_password(&token, &old, &new) {
+            Ok(()) => {
+                self.notice("password changed; your other sessions were ended (this one goes on)")
+            }
+            Err(e) if e.code() == Some("invalid_credentials") => self
+                .error("password not changed: the current password is wrong (invalid_credentials)"),
+            Err(e) => self.api_error("password not changed", e),
         }
     }
 
@@ -51,23 +121,25 @@ impl App {
         let ok = match self.api.login(name, pw) {
             Ok(ok) => ok,
             Err(e) => {
-                let what = if e.code() == Some("invalid_credentials") {
-                    "login failed: wrong username or password".to_owned()
-                } else {
-                    "login failed".to_owned()
+                let what = match e.code() {
+                    Some("invalid_credentials") => "login failed: wrong username or password",
+                    Some("account_disabled") => {
+                        "login failed: this account was disabled by a server administrator"
+                    }
+                    _ => "login failed",
                 };
-                self.api_error(&what, e);
+                self.api_error(what, e);
                 return;
             }
         };
         if self.session.is_some() {
             self.logout_quietly();
         }
-        let rooms = match self.api.me(&ok.token) {
-            Ok(me) => me.rooms,
+        let (rooms, invites, admin) = match self.api.me(&ok.token) {
+            Ok(me) => (me.rooms, me.invites, me.admin),
             Err(e) => {
                 self.error(&format!("could not list your rooms: {e}"));
-                Vec::new()
+                (Vec::new(), Vec::new(), false)
             }
         };
         self.tag += 1;
@@ -86,6 +158,11 @@ impl App {
             told_queued: false,
             epoch: None,
             rooms: rooms.into_iter().map(|r| (r.id.clone(), r)).collect(),
+            invites: invites
+                .into_iter()
+                .map(|i| (i.room.id.clone(), i))
+                .collect(),
+            admin,
             current: None,
             timeline: Timeline::new(),
             outbox: Outbox::new(),
@@ -100,15 +177,27 @@ impl App {
             let list: Vec<String> = s
                 .rooms
                 .values()
-                .map(|r| format!("{} ({})", clean(&r.name), clean(&r.id)))
+                .map(|r| {
+                    let private = if r.is_private() { ", private" } else { "" };
+                    format!("{} ({}{private})", clean(&r.name), clean(&r.id))
+                })
                 .collect();
             format!("your rooms: {}", list.join(", "))
         };
+        let invited = s.invites.len();
+        let admin = s.admin;
         self.session = Some(s);
         self.notice(&format!("logged in as {}; {summary}", ok.username));
+        if admin {
+            self.notice("you are a server administrator: /help lists the /admin commands");
+        }
+        if invited > 0 {
+            self.notice(&format!(
+                "you have {invited} pending invitation(s): /invites lists them"
+            ));
+        }
         if let Some(id) = self.session.as_ref().and_then(|s| s.current.clone()) {
-            let label = self.label(&id);
-            self.notice(&format!("current room: {label}"));
+            self.announce_current(&id);
         }
     }
 

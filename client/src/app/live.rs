@@ -1,13 +1,13 @@
 //! The live side: sending messages through the outbox, and turning what the
-//! connection reports (hello, entries, histories, presence, replies, errors, drops) into
-//! output and state.
+//! connection reports (hello, entries, histories, presence, replies, errors, drops,
+//! rooms joined, invitations, rooms deleted) into output and state.
 
 use std::time::{Duration, Instant};
 
 use super::{first_room, App};
 use crate::conn::{Hello, NetEvent};
-use crate::protocol::{nonce_str, ClientFrame, EntryKind, Room, ServerFrame};
-use crate::render::{clean, human_ms};
+use crate::protocol::{nonce_str, ClientFrame, Entry, EntryKind, Room, ServerFrame};
+use crate::render::{clean, error_text, human_ms};
 use crate::timeline::{Gap, Step};
 
 impl App {
@@ -228,8 +228,7 @@ impl App {
             if s.current.is_none() && !s.rooms.is_empty() {
                 s.current = first_room(&s.rooms);
                 if let Some(id) = s.current.clone() {
-                    let label = self.label(&id);
-                    self.notice(&format!("current room: {label}"));
+                    self.announce_current(&id);
                 }
             }
         }
@@ -253,14 +252,30 @@ impl App {
                 }
                 let membership = (me && entry.kind != EntryKind::Message)
                     .then(|| (entry.kind, entry.room.clone()));
+                // Kicked or banned: the server sends nothing more from the room.
+                let removed = matches!(entry.kind, EntryKind::Kick | EntryKind::Ban)
+                    && entry
+                        .target
+                        .as_deref()
+                        .is_some_and(|t| s.user.eq_ignore_ascii_case(t))
+                    && s.rooms.contains_key(&entry.room);
+                let removed = removed.then(|| entry.room.clone());
+                let changed = matches!(entry.kind, EntryKind::Update | EntryKind::Role)
+                    .then(|| entry.clone());
                 let step = s.timeline.on_entry(entry, now);
                 self.apply(step);
+                if let Some(e) = changed {
+                    self.room_changed(&e);
+                }
                 match membership {
                     // Left from another device: stop showing the room.
                     Some((EntryKind::Leave, room)) => self.forget_room(&room),
                     // Joined from another device: learn the room's name.
                     Some((EntryKind::Join, room)) => self.learn_room(&room),
                     _ => {}
+                }
+                if let Some(room) = removed {
+                    self.removed_from(&room);
                 }
             }
             ServerFrame::History {
@@ -295,9 +310,9 @@ impl App {
                 nonce,
                 retry_after_ms,
             } => {
-                let message = clean(if message.is_empty() { &code } else { &message });
+                let text = error_text(&code, &message, retry_after_ms);
                 let Some(n) = nonce.as_ref().map(nonce_str) else {
-                    return self.error(&format!("{message} ({code})"));
+                    return self.error(&text);
                 };
                 if code == "rate_limited" {
                     let wait = Duration::from_millis(retry_after_ms.unwrap_or(1000));
@@ -314,15 +329,105 @@ impl App {
                     Some(p) if !p.text.starts_with('/') || p.text.starts_with("//") => {
                         let label = self.label(&p.room);
                         let preview: String = p.text.chars().take(40).collect();
-                        self.error(&format!(
-                            "not sent to {label} ({preview:?}): {message} ({code})"
-                        ));
+                        self.error(&format!("not sent to {label} ({preview:?}): {text}"));
                     }
-                    _ => self.error(&format!("{message} ({code})")),
+                    _ => self.error(&text),
+                }
+            }
+            ServerFrame::Joined { room } => self.on_joined(room),
+            ServerFrame::Invite { room, by } => {
+                self.room_names.insert(room.id.clone(), room.name.clone());
+                let line = self.style.invite(&by, &room.name, &room.id);
+                if let Some(s) = self.session.as_mut() {
+                    s.invites.insert(
+                        room.id.clone(),
+                        crate::api::Invite {
+                            room,
+                            by: by.clone(),
+                        },
+                    );
+                }
+                self.out.line(&line);
+            }
+            ServerFrame::RoomDeleted { room, by } => {
+                s.invites.remove(&room);
+                // Already forgotten when this client deleted it.
+                if s.rooms.contains_key(&room) {
+                    let label = self.label(&room);
+                    let line = self.style.room_deleted(&label, &by);
+                    self.out.line(&line);
+                    self.forget_room(&room);
                 }
             }
             ServerFrame::Hello { .. } | ServerFrame::Unknown => {}
         }
+    }
+
+    /// `joined`: this user is now in `room`, by any door. A room this client just
+    /// joined or created is known already (the REST answer came first): only its fields
+    /// are refreshed. Otherwise (another device, an invitation accepted elsewhere, a DM
+    /// opened by someone) it is tracked so the `history` that follows shows.
+    fn on_joined(&mut self, room: Room) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        s.invites.remove(&room.id);
+        self.room_names.insert(room.id.clone(), room.name.clone());
+        if let Some(known) = s.rooms.get_mut(&room.id) {
+            *known = room;
+            return;
+        }
+        let id = room.id.clone();
+        self.entered(room, false);
+        let label = self.label(&id);
+        self.notice(&format!("you are now in {label} (id {id})"));
+        self.topic_line(&id, false);
+    }
+
+    /// An `update` or `role` entry just shown: keep the room's name, topic, visibility,
+    /// owner and this user's role current.
+    fn room_changed(&mut self, e: &Entry) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let user = s.user.clone();
+        let Some(r) = s.rooms.get_mut(&e.room) else {
+            return;
+        };
+        match e.kind {
+            EntryKind::Update => {
+                let Some(c) = &e.changes else { return };
+                if let Some(name) = &c.name {
+                    r.name = name.clone();
+                    self.room_names.insert(e.room.clone(), name.clone());
+                }
+                if let Some(topic) = &c.topic {
+                    r.topic = topic.clone();
+                }
+                if let Some(v) = &c.visibility {
+                    r.visibility = v.clone();
+                }
+            }
+            EntryKind::Role => {
+                let (Some(target), Some(role)) = (&e.target, &e.text) else {
+                    return;
+                };
+                if role == "owner" {
+                    r.owner = target.clone();
+                }
+                if target.eq_ignore_ascii_case(&user) {
+                    r.role = Some(role.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// This user was kicked or banned from `room`: it is no longer theirs.
+    fn removed_from(&mut self, room: &str) {
+        let label = self.label(room);
+        self.notice(&format!("you are no longer in {label}"));
+        self.forget_room(room);
     }
 
     /// Learn the name of a room we turned out to be in (joined from elsewhere).

@@ -6,11 +6,14 @@
 //! arriving meanwhile wait in the channel and are rendered right after, so output never
 //! interleaves mid-line.
 //!
-//! The work is split by subject: [`account`] (register, login, logout), [`rooms`] (room
-//! and user commands over REST) and [`live`] (sending, and what the WebSocket reports).
+//! The work is split by subject: `account` (register, login, logout, password),
+//! `rooms` (room and user commands over REST), `manage` (running a room and the
+//! server: bans, renames, deletion, ownership, invitations, `/admin`) and `live`
+//! (sending, and what the WebSocket reports).
 
 mod account;
 mod live;
+mod manage;
 mod rooms;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 
-use crate::api::{Api, ApiError};
+use crate::api::{Api, ApiError, Invite};
 use crate::commands::{self, Command, Line};
 use crate::conn::{Connection, NetEvent};
 use crate::outbox::Outbox;
@@ -62,6 +65,8 @@ pub struct Setup {
     pub password: PasswordSource,
     /// `--user`: log in at start.
     pub user: Option<String>,
+    /// `--invite-code`: sent with `/register` when the command names none.
+    pub invite_code: Option<String>,
     /// `Some` on a terminal: the line editor to hand prompts and password requests to.
     pub ui: Option<Sender<UiRequest>>,
     /// Room ids and names for the editor's completion.
@@ -79,6 +84,11 @@ struct Session {
     epoch: Option<serde_json::Value>,
     /// Rooms the user is in, by id.
     rooms: BTreeMap<String, Room>,
+    /// Pending invitations, by room id: from `GET /api/v1/me` at login, then `invite`
+    /// frames; a join uses one.
+    invites: BTreeMap<String, Invite>,
+    /// A server administrator (`GET /api/v1/me`).
+    admin: bool,
     current: Option<String>,
     timeline: Timeline,
     outbox: Outbox,
@@ -96,6 +106,7 @@ pub struct App {
     out: Printer,
     password: PasswordSource,
     start_user: Option<String>,
+    invite_code: Option<String>,
     ui: Option<Sender<UiRequest>>,
     completions: Arc<Mutex<Vec<String>>>,
     events_tx: Sender<(u64, NetEvent)>,
@@ -121,6 +132,7 @@ impl App {
             out: setup.printer,
             password: setup.password,
             start_user: setup.user,
+            invite_code: setup.invite_code,
             ui: setup.ui,
             completions: setup.completions,
             events_tx,
@@ -329,7 +341,7 @@ impl App {
                     .listing("help", &text.lines().map(str::to_owned).collect::<Vec<_>>());
                 self.out.line(&line);
             }
-            Command::Register(name) => self.register(&name),
+            Command::Register(name, code) => self.register(&name, code),
             Command::Login(name) => self.login(&name, true),
             Command::Logout => self.logout(),
             Command::Create(name) => self.create(&name),
@@ -340,6 +352,16 @@ impl App {
             Command::Users => self.users(),
             Command::Who(arg) => self.who(arg.as_deref()),
             Command::History(n) => self.history(n),
+            Command::Moderate(text) => self.moderate(text),
+            Command::ShowTopic => self.show_topic(),
+            Command::ClearTopic => self.clear_topic(),
+            Command::Bans => self.bans(),
+            Command::Rename(name) => self.rename(&name),
+            Command::DeleteRoom(arg) => self.delete_room(arg.as_deref()),
+            Command::Owner(user) => self.transfer(&user),
+            Command::Password => self.change_password(),
+            Command::Invites => self.invites(),
+            Command::Admin(a) => self.admin(a),
             Command::Server(text) => self.send_text(text, true),
         }
         Flow::Continue
@@ -367,6 +389,18 @@ impl App {
                 pw
             }
         }
+    }
+
+    /// A line typed with echo (an invite code); `None` off a terminal or if cancelled.
+    fn ask_line(&mut self, prompt: &str) -> Option<String> {
+        let ui = self.ui.as_ref()?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        ui.send(UiRequest::Ask {
+            prompt: prompt.to_owned(),
+            reply: tx,
+        })
+        .ok()?;
+        rx.recv().ok().flatten()
     }
 
     /// The session, or an error telling the user to log in.

@@ -38,8 +38,9 @@ impl App {
         }
     }
 
-    /// Record a room just joined or created and make it current.
-    pub(super) fn entered(&mut self, room: Room) {
+    /// Record a room just joined or created; make it current if `current` (else only
+    /// when there is no current room).
+    pub(super) fn entered(&mut self, room: Room, current: bool) {
         let Some(s) = self.session.as_mut() else {
             return;
         };
@@ -50,8 +51,11 @@ impl App {
             s.timeline.expect_history(&id, Instant::now());
         }
         self.room_names.insert(id.clone(), room.name.clone());
+        s.invites.remove(&id);
         s.rooms.insert(id.clone(), room);
-        s.current = Some(id);
+        if current || s.current.is_none() {
+            s.current = Some(id);
+        }
     }
 
     pub(super) fn create(&mut self, name: &str) {
@@ -59,7 +63,7 @@ impl App {
         match self.api.create_room(&token, name, None) {
             Ok(room) => {
                 let id = room.id.clone();
-                self.entered(room);
+                self.entered(room, true);
                 let label = self.label(&id);
                 self.notice(&format!(
                     "created {label} (id {id}); you are in it and it is current"
@@ -79,6 +83,20 @@ impl App {
             self.notice(&format!("you are already in {label}; it is now current"));
             return;
         }
+        // An invitation's room is found by its name too: private rooms are not listed.
+        let invited = self.session.as_ref().and_then(|s| {
+            let named: Vec<&String> = s
+                .invites
+                .values()
+                .filter(|i| i.room.name.eq_ignore_ascii_case(arg))
+                .map(|i| &i.room.id)
+                .collect();
+            match named.as_slice() {
+                [one] if !s.invites.contains_key(arg) => Some((*one).clone()),
+                _ => None,
+            }
+        });
+        let arg = invited.as_deref().unwrap_or(arg);
         let result = match self.api.join(&token, arg) {
             Err(e) if e.code() == Some("room_not_found") => match self.room_by_name(&token, arg) {
                 Ok(Some(id)) => self.api.join(&token, &id),
@@ -94,11 +112,13 @@ impl App {
             Ok(room) => {
                 let id = room.id.clone();
                 let (members, capacity) = (room.members, room.capacity);
-                self.entered(room);
+                let private = if room.is_private() { "private, " } else { "" };
+                self.entered(room, true);
                 let label = self.label(&id);
                 self.notice(&format!(
-                    "joined {label} (id {id}, {members}/{capacity} members); it is now current"
+                    "joined {label} (id {id}, {private}{members}/{capacity} members); it is now current"
                 ));
+                self.topic_line(&id, false);
             }
             Err(e) => self.api_error(&format!("cannot join {arg:?}"), e),
         }
@@ -178,10 +198,7 @@ impl App {
             s.current = first_room(&s.rooms);
             let now = s.current.clone();
             match now {
-                Some(next) => {
-                    let label = self.label(&next);
-                    self.notice(&format!("current room: {label}"));
-                }
+                Some(next) => self.announce_current(&next),
                 None => self.notice("you are in no room now: /join ID or /create NAME"),
             }
         }
@@ -199,8 +216,7 @@ impl App {
                 if let Some(s) = self.session.as_mut() {
                     s.current = Some(id.clone());
                 }
-                let label = self.label(&id);
-                self.notice(&format!("current room: {label}"));
+                self.announce_current(&id);
             }
             Err(e) => self.error(&format!("{e}; /join it first")),
         }
@@ -233,8 +249,9 @@ impl App {
             self.room_names.insert(r.id.clone(), r.name.clone());
             let is_mine = mine.contains(&r.id);
             let mark = if is_mine { "*" } else { " " };
+            let private = if r.is_private() { "  private" } else { "" };
             let row = format!(
-                "{mark} {:<idw$}  {:<namew$}  {}/{} members",
+                "{mark} {:<idw$}  {:<namew$}  {}/{} members{private}",
                 clean(&r.id),
                 clean(&r.name),
                 r.members,
@@ -249,7 +266,10 @@ impl App {
         let heading = if rooms.is_empty() {
             "no rooms yet: /create NAME".to_owned()
         } else {
-            format!("{} room(s); * = you are in it", rooms.len())
+            format!(
+                "{} room(s); * = you are in it (private rooms are listed to members only)",
+                rooms.len()
+            )
         };
         let heading = if more {
             format!(
@@ -326,21 +346,33 @@ impl App {
             .iter()
             .map(|m| {
                 let name = format!("{:<w$}", clean(&m.username));
+                let role = match m.role.as_deref() {
+                    Some(r @ ("owner" | "moderator")) => format!("  {}", clean(r)),
+                    _ => String::new(),
+                };
                 if m.online {
-                    format!("{}  online", self.style.strong(&name))
+                    format!("{}  online{role}", self.style.strong(&name))
                 } else {
-                    format!("{name}  {}", self.style.faint("offline"))
+                    format!("{name}  {}{role}", self.style.faint("offline"))
                 }
             })
             .collect();
         let label = self.label(&detail.room.id);
-        let heading = format!(
-            "{label} (id {}): {}/{} members, owner {}",
+        let private = if detail.room.is_private() {
+            ", private"
+        } else {
+            ""
+        };
+        let mut heading = format!(
+            "{label} (id {}{private}): {}/{} members, owner {}",
             clean(&detail.room.id),
             detail.room.members,
             detail.room.capacity,
             clean(&detail.room.owner)
         );
+        if !detail.room.topic.is_empty() {
+            heading.push_str(&format!("; topic: {}", clean(&detail.room.topic)));
+        }
         let text = self.style.listing(&heading, &rows);
         self.out.line(&text);
     }
