@@ -52,6 +52,24 @@ async fn joined_then_history(w: &mut Ws, id: &str) -> Value {
     j["room"].clone()
 }
 
+/// A frame's `Room` is the room as its receiver sees it in the details (without
+/// `member_list`): the same fields, with the same values but for the counters the join
+/// entry itself may have moved.
+fn assert_as_seen(frame_room: &Value, detail: &Value) {
+    let detail = without_member_list(detail.clone());
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(frame_room), keys(&detail), "{frame_room} vs {detail}");
+    for (k, v) in detail.as_object().unwrap() {
+        if !["last_seq", "read_seq", "unread"].contains(&k.as_str()) {
+            assert_eq!(&frame_room[k], v, "{k}: {frame_room} vs {detail}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joined_arrives_just_before_history_on_each_connection_for_every_door() {
     let s = server().await;
@@ -68,6 +86,7 @@ async fn joined_arrives_just_before_history_on_each_connection_for_every_door() 
     let pid = pub_room["id"].as_str().unwrap().to_string();
     for w in [&mut a1, &mut a2] {
         let r = joined_then_history(w, &pid).await;
+        assert_as_seen(&r, &details(a, &ada, &pid).await.json());
         assert_eq!(
             (
                 &r["role"],
@@ -90,6 +109,7 @@ async fn joined_arrives_just_before_history_on_each_connection_for_every_door() 
     assert_eq!(join(a, &bo, &pid).await.status, 200);
     for w in [&mut b1, &mut b2] {
         let r = joined_then_history(w, &pid).await;
+        assert_as_seen(&r, &details(a, &bo, &pid).await.json());
         assert_eq!(
             (&r["role"], &r["members"]),
             (&json!("member"), &json!(2)),
@@ -112,6 +132,7 @@ async fn joined_arrives_just_before_history_on_each_connection_for_every_door() 
     assert_eq!(join(a, &bo, &qid).await.status, 200);
     for w in [&mut b1, &mut b2] {
         let r = joined_then_history(w, &qid).await;
+        assert_as_seen(&r, &details(a, &bo, &qid).await.json());
         assert_eq!(
             (&r["role"], &r["visibility"]),
             (&json!("member"), &json!("private")),
