@@ -331,3 +331,51 @@ async fn a_deleted_room_is_gone_for_every_call() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_room_takes_no_moderation_but_a_topic() {
+    let s = server().await;
+    let a = s.addr;
+    let dee = user(a, "dmdee").await;
+    let eli = user(a, "dmeli").await;
+    user(a, "dmfay").await;
+    let r = post(a, "/api/v1/dms", Some(&dee), json!({ "username": "dmeli" })).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let before = last_seq(a, &dee, &id).await;
+    let mut wrong = Vec::new();
+    for (what, r) in [
+        ("invite", invite(a, &dee, &id, "dmfay").await),
+        ("kick", kick(a, &dee, &id, "dmeli", None).await),
+        ("ban", ban(a, &dee, &id, "dmeli", None).await),
+        ("mute", mute(a, &dee, &id, "dmeli", json!(60)).await),
+        ("roles", set_role(a, &dee, &id, "dmeli", "moderator").await),
+        ("transfer", set_role(a, &eli, &id, "dmdee", "owner").await),
+        (
+            "rename",
+            patch(a, &dee, &id, json!({ "name": "ours" })).await,
+        ),
+        (
+            "visibility",
+            patch(a, &eli, &id, json!({ "visibility": "public" })).await,
+        ),
+        ("delete", delete_room(a, &dee, &id).await),
+    ] {
+        if (r.status, r.code().as_str()) != (409, "dm_room") {
+            wrong.push(format!("{what}: {} {:?}", r.status, r.json()));
+        }
+    }
+    assert!(wrong.is_empty(), "each gets 409 dm_room: {wrong:#?}");
+    assert_eq!(last_seq(a, &dee, &id).await, before, "nothing changed");
+    // Either side may set the topic.
+    for (token, topic) in [(&dee, "plans"), (&eli, "more plans")] {
+        let r = patch(a, token, &id, json!({ "topic": topic })).await;
+        assert_eq!(
+            (r.status, &r.json()["topic"]),
+            (200, &json!(topic)),
+            "{:?}",
+            r.json()
+        );
+    }
+    s.stop().await;
+}

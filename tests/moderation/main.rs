@@ -3,12 +3,13 @@
 //! real clients against a real server on 127.0.0.1:0.
 //!
 //! - `roles`: every row of the role table, allowed and refused.
-//! - `errors`: each error code of those sections, and which one wins.
+//! - `errors`: each error code of those sections (`dm_room` too), and which one wins.
 //! - `private`: private rooms are hidden and closed to all but members and invitees;
 //!   invitations, room fields and roles in every `Room` view.
 //! - `frames`: what each party receives (`invite`, `joined`, `room_deleted`, removal entries)
 //!   and does not; ownership passing on transfer and on the owner's leave.
-//! - `mutes`: a muted member's sends are refused until the mute ends, by itself or by unmute.
+//! - `mutes`: a muted member's sends, edits and actions are refused until the mute ends, by
+//!   itself or by an unmute.
 //! - `entries`: moderation entries are numbered, delivered, kept and synced like others.
 //! - `commands`: the v1.1 slash commands answer with the REST call's data or error code.
 //! - `persistence`: roles, bans, mutes, invites, private rooms and topics survive a clean

@@ -119,3 +119,49 @@ async fn an_unmute_lets_the_member_send_at_once() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_muted_members_edits_and_actions_are_refused_too() {
+    let s = server().await;
+    let a = s.addr;
+    let c = cast(a, "ea", "public").await;
+    let (mut wm, _) = ws_hello(a, &c.member).await;
+    let said = try_send(&mut wm, &c.id, "before the mute").await;
+    assert_eq!(said["type"], "entry", "{said}");
+    let said_seq = seq(&said);
+    assert_204(&mute(a, &c.owner, &c.id, "eamem", json!(600)).await);
+    let before = last_seq(a, &c.owner, &c.id).await;
+
+    // An action.
+    let f = ask(&mut wm, &c.id, "/me waves", "error").await;
+    assert_eq!(f["code"], "muted", "{f}");
+    assert!(f["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0), "{f}");
+    // An edit, over WebSocket and REST.
+    wm.send(
+        json!({ "type": "edit", "room": c.id, "seq": said_seq, "text": "edited", "nonce": "e1" }),
+    )
+    .await;
+    let f = wm.next_where("error", |f| f["nonce"] == "e1").await;
+    assert_eq!(f["code"], "muted", "{f}");
+    let r = request(
+        a,
+        "PATCH",
+        &format!("/api/v1/rooms/{}/messages/{said_seq}", c.id),
+        Some(&c.member),
+        Some(&json!({ "text": "edited" })),
+    )
+    .await;
+    assert_error(&r, 403, "muted");
+    assert_eq!(last_seq(a, &c.owner, &c.id).await, before, "nothing posted");
+
+    assert_204(&unmute(a, &c.owner, &c.id, "eamem").await);
+    wm.send(json!({ "type": "send", "room": c.id, "text": "/me waves", "nonce": "act" }))
+        .await;
+    let e = wm.next_where("entry", |f| f["nonce"] == "act").await;
+    assert_eq!(
+        (&e["kind"], &e["action"]),
+        (&json!("message"), &json!(true)),
+        "{e}"
+    );
+    s.stop().await;
+}
