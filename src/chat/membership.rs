@@ -447,9 +447,16 @@ impl Core {
     ) -> Commit {
         rs.deleted = true;
         let members = std::mem::take(&mut rs.members);
-        let owner = rs.gov.owner.clone();
+        // DMs are nobody's to own: they do not count against `--max-owned-rooms`.
+        let owner = if rs.gov.dm.is_some() {
+            None
+        } else {
+            Some(rs.gov.owner.clone())
+        };
         if self.rooms.remove(&room.id).is_some() {
-            Self::count_owned(&self.owned, &owner, false);
+            if let Some(owner) = &owner {
+                Self::count_owned(&self.owned, owner, false);
+            }
         }
         let rec = Record::RoomDeleted {
             id: room.id.clone(),
@@ -481,8 +488,8 @@ impl Core {
             rs.members = members;
             let name = rs.gov.name.clone();
             drop(rs);
-            if rooms.insert(room.clone(), &name) {
-                Self::count_owned(&owned, &owner, true);
+            if let (true, Some(owner)) = (rooms.insert(room.clone(), &name), &owner) {
+                Self::count_owned(&owned, owner, true);
             }
         })
     }
