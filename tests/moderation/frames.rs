@@ -272,6 +272,15 @@ async fn room_deleted_reaches_every_connection_of_every_member() {
     assert_eq!(ack["room"], json!(other));
     let f = try_send(&mut conns[3], &c.id, "hello?").await;
     assert_eq!(f["type"], "error", "{f}");
+    // A new connection's hello no longer has it.
+    let (_w, hello) = ws_hello(a, &c.member).await;
+    let ids: Vec<&Value> = hello["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["id"])
+        .collect();
+    assert_eq!(ids, [&json!(other)], "{hello}");
     s.stop().await;
 }
 

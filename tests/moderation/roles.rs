@@ -423,3 +423,42 @@ async fn a_moderator_who_leaves_or_is_removed_comes_back_as_a_member() {
     assert_eq!(join(a, &out, &c.id).await.status, 200);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_others_messages_is_for_owner_and_moderators() {
+    let s = server().await;
+    let a = s.addr;
+    let c = cast(a, "dm", "public").await;
+    let mut seqs = Vec::new();
+    for token in [&c.owner, &c.moderator, &c.member] {
+        let (mut w, _) = ws_hello(a, token).await;
+        seqs.push(seq(&say_acked(&mut w, &c.id, "delete me if you can").await));
+    }
+    let [by_owner, by_mod, by_member] = seqs.try_into().unwrap();
+    let del = |token: &str, seq: u64| {
+        let path = format!("/api/v1/rooms/{}/messages/{seq}", c.id);
+        let token = token.to_string();
+        async move { request(a, "DELETE", &path, Some(&token), None).await }
+    };
+    // A member may delete only their own.
+    assert_error(&del(&c.member, by_owner).await, 403, "forbidden");
+    assert_error(&del(&c.member, by_mod).await, 403, "forbidden");
+    // Staff may delete anyone's, whoever wrote it.
+    assert_204(&del(&c.moderator, by_member).await);
+    assert_204(&del(&c.moderator, by_owner).await);
+    assert_204(&del(&c.owner, by_mod).await);
+    let kept = entries_after(a, &c.owner, &c.id, by_member).await;
+    let trail: Vec<Value> = kept
+        .iter()
+        .map(|e| json!([e["kind"], e["from"], e["ref"]]))
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            json!(["delete", "dmmod", by_member]),
+            json!(["delete", "dmmod", by_owner]),
+            json!(["delete", "dmown", by_mod]),
+        ]
+    );
+    s.stop().await;
+}
