@@ -1,6 +1,7 @@
 //! Every row of the role table, allowed and refused: who may invite, kick, mute, unmute, ban,
 //! unban, change the topic, name or visibility, change roles, transfer ownership and delete
-//! the room. A refusal is `403 forbidden` and changes nothing.
+//! the room, and delete others' messages. A refusal is `403 forbidden` and changes nothing.
+//! Roles follow ownership counts and do not outlive a membership.
 
 use std::net::SocketAddr;
 
