@@ -283,20 +283,32 @@ const FLAGS: &[Flag] = &[
     Flag { name: "login-account-failures", value: "N", help: "failed logins per account from all addresses per 15 min [default: 100]" },
     Flag { name: "admin", value: "NAME", help: "a server administrator, repeatable [default: none]" },
     Flag { name: "registration", value: "MODE", help: "who may register: open | invite | closed [default: open]" },
-    Flag { name: "help", value: "", help: "print this help" },
+    Flag { name: "config", value: "FILE", help: "read flags from a TOML file (keys are flag names); the command line wins" },
+    Flag { name: "version", value: "", help: "print the version and exit" },
+    Flag { name: "help", value: "", help: "print this help (also -h)" },
 ];
+
+/// Flags that may be given more than once; in a config file they take an array.
+const REPEATABLE: &[&str] = &["allowed-origin", "admin"];
 
 /// What the command line asked for.
 #[derive(Debug)]
 pub enum Parsed {
     Run(Box<Config>),
     Help,
+    Version,
+}
+
+/// The `--version` line.
+pub fn version() -> String {
+    format!("parley-server {}", env!("CARGO_PKG_VERSION"))
 }
 
 /// The `--help` text, generated from the `FLAGS` table.
 pub fn help() -> String {
     let mut out = String::from(
-        "parley-server: a real-time chat server\n\nUSAGE:\n    parley-server [FLAGS]\n\nFLAGS:\n",
+        "parley-server: a real-time chat server\n\nUSAGE:\n    parley-server [FLAGS]\n    \
+         parley-server --config parley.toml [FLAGS]\n\nFLAGS:\n",
     );
     for f in FLAGS {
         let left = if f.value.is_empty() {
@@ -310,12 +322,16 @@ pub fn help() -> String {
 }
 
 /// Parses the arguments after the program name. The error is the one-line reason to print
-/// before exiting with status 2.
+/// before exiting with status 2. `--config FILE` reads flags from a TOML file first; the
+/// command line wins (a repeatable flag given there replaces the file's list).
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> {
-    let mut cfg = Config::default();
+    let mut given: Vec<(&'static Flag, String)> = Vec::new();
+    let mut config_file: Option<String> = None;
     let mut args = args.into_iter();
-    let mut byte_burst_given = false;
     while let Some(arg) = args.next() {
+        if arg == "-h" {
+            return Ok(Parsed::Help);
+        }
         let Some(body) = arg.strip_prefix("--") else {
             return Err(format!("unexpected argument '{arg}'"));
         };
@@ -327,8 +343,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, Str
             .iter()
             .find(|f| f.name == name)
             .ok_or_else(|| format!("unknown flag '--{name}' (see --help)"))?;
-        if flag.name == "help" {
-            return Ok(Parsed::Help);
+        match flag.name {
+            "help" => return Ok(Parsed::Help),
+            "version" => return Ok(Parsed::Version),
+            _ => {}
         }
         let value = if flag.value.is_empty() {
             if inline.is_some() {
@@ -341,7 +359,27 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, Str
                 None => return Err(format!("--{name} needs a value ({})", flag.value)),
             }
         };
-        apply(&mut cfg, name, &value).map_err(|e| format!("--{name} {value}: {e}"))?;
+        if flag.name == "config" {
+            config_file = Some(value);
+        } else {
+            given.push((flag, value));
+        }
+    }
+    let mut cfg = Config::default();
+    let mut byte_burst_given = false;
+    if let Some(path) = &config_file {
+        for (flag, value) in read_config_file(path)? {
+            if given.iter().any(|(f, _)| f.name == flag.name) {
+                continue;
+            }
+            apply(&mut cfg, flag.name, &value)
+                .map_err(|e| format!("--config {path}: {} = {value}: {e}", flag.name))?;
+            byte_burst_given |= flag.name == "room-byte-burst";
+        }
+    }
+    for (flag, value) in &given {
+        let name = flag.name;
+        apply(&mut cfg, name, value).map_err(|e| format!("--{name} {value}: {e}"))?;
         byte_burst_given |= name == "room-byte-burst";
     }
     let quarter = (cfg.max_outbound_bytes / 4).min(u32::MAX as usize);
@@ -358,6 +396,44 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, Str
         return Err("--rate-burst must be at least 1 when --rate-limit is on".into());
     }
     Ok(Parsed::Run(Box::new(cfg)))
+}
+
+/// The flags of a TOML config file, as (flag, value) pairs in the file's order. Keys are
+/// long flag names; a switch takes `true` (or `false`: not given), a repeatable flag a
+/// string or an array of them, any other flag a string, integer or boolean.
+fn read_config_file(path: &str) -> Result<Vec<(&'static Flag, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--config {path}: {e}"))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let why = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+        let line = e.span().map_or(0, |s| text[..s.start].lines().count().max(1));
+        format!("--config {path}: not TOML (line {line}): {why}")
+    })?;
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let flag = FLAGS
+            .iter()
+            .find(|f| f.name == key && !matches!(f.name, "config" | "help" | "version"))
+            .ok_or_else(|| format!("--config {path}: unknown key '{key}'"))?;
+        let bad = || format!("--config {path}: {key}: not a value this flag takes");
+        let scalar = |v: &toml::Value| match v {
+            toml::Value::String(s) => Some(s.clone()),
+            toml::Value::Integer(i) => Some(i.to_string()),
+            toml::Value::Boolean(b) => Some(b.to_string()),
+            _ => None,
+        };
+        match (&value, flag.value.is_empty()) {
+            (toml::Value::Boolean(true), true) => out.push((flag, String::new())),
+            (toml::Value::Boolean(false), true) => {}
+            (_, true) => return Err(bad()),
+            (toml::Value::Array(items), false) if REPEATABLE.contains(&flag.name) => {
+                for item in items {
+                    out.push((flag, scalar(item).ok_or_else(bad)?));
+                }
+            }
+            (v, false) => out.push((flag, scalar(v).ok_or_else(bad)?)),
+        }
+    }
+    Ok(out)
 }
 
 fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {

@@ -95,3 +95,87 @@ fn the_first_stdout_line_names_the_bound_address() {
     let child = common::spawn_server(command);
     assert_ne!(child.addr.port(), 0, "the real port, not 0");
 }
+
+#[test]
+fn version_and_short_help() {
+    let out = server().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        line.trim_end(),
+        format!("parley-server {}", env!("CARGO_PKG_VERSION"))
+    );
+    let short = server().arg("-h").output().unwrap();
+    let long = server().arg("--help").output().unwrap();
+    assert!(short.status.success());
+    assert_eq!(short.stdout, long.stdout);
+    assert!(String::from_utf8_lossy(&long.stdout).contains("--config FILE"));
+}
+
+/// A config file in a fresh temporary directory.
+fn config_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("parley-config-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("parley.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn parse(args: &[&str]) -> Result<parley::Config, String> {
+    match parley::config::parse_args(args.iter().map(|s| s.to_string()))? {
+        parley::config::Parsed::Run(cfg) => Ok(*cfg),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_config_file_sets_flags_and_the_command_line_wins() {
+    let path = config_file(
+        "wins",
+        "max-connections = 5000\nhistory = 42\nephemeral = true\nbind = \"127.0.0.1:9999\"\n\
+         admin = [\"root\", \"Ops\"]\nregistration = \"invite\"\nheartbeat-interval = 7\n",
+    );
+    let path = path.to_str().unwrap();
+    let cfg = parse(&["--config", path]).unwrap();
+    assert_eq!(
+        (
+            cfg.max_connections,
+            cfg.history,
+            cfg.ephemeral,
+            cfg.bind.as_str()
+        ),
+        (5000, 42, true, "127.0.0.1:9999")
+    );
+    assert_eq!(cfg.admins, ["root", "ops"]);
+    assert_eq!(cfg.heartbeat_interval, std::time::Duration::from_secs(7));
+    // The command line wins, before or after --config; a repeatable flag replaces the list.
+    let cfg = parse(&["--history", "7", "--config", path, "--admin", "boss"]).unwrap();
+    assert_eq!((cfg.history, cfg.max_connections), (7, 5000));
+    assert_eq!(cfg.admins, ["boss"]);
+}
+
+#[test]
+fn a_bad_config_file_exits_2_naming_the_key() {
+    for (name, text, names) in [
+        ("unknown", "max-conections = 5\n", "max-conections"),
+        ("value", "history = \"lots\"\n", "history"),
+        ("switch", "ephemeral = \"yes\"\n", "ephemeral"),
+        ("toml", "history = = 5\n", "not TOML"),
+    ] {
+        let path = config_file(name, text);
+        let out = server()
+            .args(["--config", path.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim_end().lines().count(), 1, "{text}: {err}");
+        assert!(err.contains(names), "{text}: {err}");
+    }
+    let out = server()
+        .args(["--config", "/nonexistent/parley.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

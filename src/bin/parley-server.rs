@@ -11,6 +11,10 @@ fn main() -> ExitCode {
             print!("{}", config::help());
             return ExitCode::SUCCESS;
         }
+        Ok(Parsed::Version) => {
+            println!("{}", config::version());
+            return ExitCode::SUCCESS;
+        }
         Err(reason) => {
             eprintln!("parley-server: {reason}");
             return ExitCode::from(2);
