@@ -223,6 +223,7 @@ impl App {
                     s.current = Some(id.clone());
                 }
                 self.announce_current(&id);
+                self.show_unread(&id);
             }
             Err(e) => self.error(&format!("{e}; /join it first")),
         }

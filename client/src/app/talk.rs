@@ -47,6 +47,8 @@ pub(super) struct Talk {
     own: HashMap<String, Vec<u64>>,
     /// Newest seq printed per room.
     shown: HashMap<String, u64>,
+    /// Oldest seq printed per room: what came before was never on screen.
+    first_shown: HashMap<String, u64>,
     reads: HashMap<String, ReadMark>,
     /// When a `typing` frame was last sent, per room.
     typing_sent: HashMap<String, Instant>,
@@ -61,6 +63,8 @@ impl Talk {
     pub(super) fn saw(&mut self, e: &Entry, me: &str) {
         let shown = self.shown.entry(e.room.clone()).or_default();
         *shown = (*shown).max(e.seq);
+        let first = self.first_shown.entry(e.room.clone()).or_insert(e.seq);
+        *first = (*first).min(e.seq);
         match e.kind {
             EntryKind::Message => {
                 if e.from.eq_ignore_ascii_case(me) {
@@ -175,6 +179,7 @@ impl Talk {
     pub(super) fn forget(&mut self, room: &str) {
         self.own.remove(room);
         self.shown.remove(room);
+        self.first_shown.remove(room);
         self.reads.remove(room);
         self.typing_sent.remove(room);
         self.typing_seen.retain(|(r, _), _| r != room);
@@ -228,10 +233,12 @@ impl App {
         let Some(s) = self.session.as_mut() else {
             return;
         };
-        if let Some(seq) = s.talk.shown(id) {
-            s.talk.want_read(id, seq);
-        }
-        if let Some(r) = s.rooms.get_mut(id) {
+        let Some(seq) = s.talk.shown(id) else {
+            return;
+        };
+        s.talk.want_read(id, seq);
+        // Unread entries from before this client started were never shown: they stay.
+        if let Some(r) = s.rooms.get_mut(id).filter(|r| seq >= r.last_seq) {
             r.unread = 0;
         }
         self.flush_reads(false);
@@ -311,6 +318,52 @@ impl App {
         (!parts.is_empty()).then(|| parts.join(", "))
     }
 
+    /// The room just became current by the user's choice: show what is unread in it and
+    /// was never on screen here (it came while this client was not running), then mark
+    /// it read.
+    pub(super) fn show_unread(&mut self, id: &str) {
+        let Some(s) = self.session.as_ref() else {
+            return;
+        };
+        let Some(r) = s.rooms.get(id).filter(|r| r.unread > 0) else {
+            return;
+        };
+        let (read_seq, unread, token, me) = (r.read_seq, r.unread, s.token.clone(), s.user.clone());
+        let before = s.talk.first_shown.get(id).copied().unwrap_or(u64::MAX);
+        // Unread counts messages only; leave room for the joins and edits between them.
+        let limit = (unread as usize)
+            .saturating_mul(2)
+            .saturating_add(20)
+            .min(500);
+        let page = match self.api.messages(&token, id, limit) {
+            Ok(p) => p,
+            Err(e) => return self.api_error("cannot fetch what is unread", e),
+        };
+        let label = self.label(id);
+        let missed: Vec<&Entry> = page
+            .entries
+            .iter()
+            .filter(|e| e.seq > read_seq && e.seq < before)
+            .collect();
+        let Some(last) = missed.last().map(|e| e.seq) else {
+            return;
+        };
+        let rows: Vec<String> = missed
+            .iter()
+            .map(|e| self.style.entry_for(&label, e, &me))
+            .collect();
+        let heading = format!("{unread} unread in {label}:");
+        let text = self.style.listing(&heading, &rows);
+        self.out.line(&text);
+        if let Some(s) = self.session.as_mut() {
+            s.talk.want_read(id, last);
+            if let Some(r) = s.rooms.get_mut(id) {
+                r.unread = 0;
+            }
+        }
+        self.flush_reads(false);
+    }
+
     /// `/msg USER TEXT`: open (or reuse) the DM and post there; the current room stays.
     pub(super) fn msg(&mut self, user: &str, text: &str) {
         let Some(id) = self.open_dm(user, false) else {
@@ -323,6 +376,7 @@ impl App {
     pub(super) fn dm(&mut self, user: &str) {
         if let Some(id) = self.open_dm(user, true) {
             self.announce_current(&id);
+            self.show_unread(&id);
         }
     }
 
