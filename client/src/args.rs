@@ -78,7 +78,7 @@ COMMANDS (type them at the prompt; any other line is a message to the current ro
     /help               this list
     /quit               leave the program (Ctrl-D does too)
     //text              send a message that starts with '/'
-    Other /commands (e.g. /me, /msg) are passed to the server.
+    Other /commands (e.g. /me without text) are passed to the server.
 
 OUTPUT:
     HH:MM [room] name: text      a message; `(edited)` after an edited one,

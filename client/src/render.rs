@@ -144,8 +144,17 @@ impl Style {
                 format!("{time} {room} {who}{sep}{body}")
             }
             EntryKind::Edit | EntryKind::Delete => {
-                let line = self.revision(e);
-                format!("{time} {room} {}", self.paint(MAGENTA, &line))
+                let (head, text) = self.revision(e);
+                let mut line = format!("{time} {room} {}", self.paint(MAGENTA, &head));
+                if let Some(text) = text {
+                    line.push_str(": ");
+                    if e.mentions_user(me) {
+                        line.push_str(&self.highlight_mentions(&text, me));
+                    } else {
+                        line.push_str(&text);
+                    }
+                }
+                line
             }
             EntryKind::Join => {
                 let line = format!("--> {from} joined");
@@ -173,9 +182,9 @@ impl Style {
         }
     }
 
-    /// An `edit` or `delete` entry: `* alice edited #12: new text`,
-    /// `* message #12 was deleted by bob`.
-    fn revision(&self, e: &Entry) -> String {
+    /// An `edit` or `delete` entry: `* alice edited #12` and the new text (shown after
+    /// `: `), `* message #12 was deleted by bob`.
+    fn revision(&self, e: &Entry) -> (String, Option<String>) {
         let from = clean(&e.from);
         let target = e
             .refers
@@ -183,15 +192,15 @@ impl Style {
             .unwrap_or_else(|| "a message".to_owned());
         match (e.kind, e.text.as_deref()) {
             (EntryKind::Delete, _) if e.refers.is_some() => {
-                format!("* message {target} was deleted by {from}")
+                (format!("* message {target} was deleted by {from}"), None)
             }
-            (EntryKind::Delete, _) => format!("* a message was deleted by {from}"),
-            (_, Some(text)) => {
-                let text = clean(text).replace('\n', " ");
-                format!("* {from} edited {target}: {text}")
-            }
+            (EntryKind::Delete, _) => (format!("* a message was deleted by {from}"), None),
+            (_, Some(text)) => (
+                format!("* {from} edited {target}"),
+                Some(clean(text).replace('\n', " ")),
+            ),
             // The edited message was deleted since: its texts are gone.
-            (_, None) => format!("* {from} edited {target}"),
+            (_, None) => (format!("* {from} edited {target}"), None),
         }
     }
 
@@ -782,6 +791,13 @@ mod tests {
             line.contains(&format!("{marked}, @bobby and me@bob: ask {shouted}")),
             "{line:?}"
         );
+        let edit = Entry {
+            kind: EntryKind::Edit,
+            refers: Some(3),
+            ..e.clone()
+        };
+        let line = s.entry_for("lobby", &edit, "bob");
+        assert!(line.contains(&format!(": {marked}, @bobby")), "{line:?}");
         // Someone else reading it sees no highlight.
         assert!(!s.entry_for("lobby", &e, "carol").contains(MENTION));
         assert!(!s.entry("lobby", &e).contains(MENTION));

@@ -100,8 +100,8 @@ impl Printer {
 /// rustyline helper: completes command names and room ids, and masks passwords.
 pub struct CliHelper {
     masking: bool,
-    /// Room ids and names to offer after `/join`, `/switch`, `/leave`, `/who`; kept
-    /// up to date by the app.
+    /// Room ids and names, and the other users of DMs, to offer after `/join`,
+    /// `/switch`, `/leave`, `/who`, `/dm`, `/msg`; kept up to date by the app.
     rooms: Arc<Mutex<Vec<String>>>,
     /// Where [`Input::Typing`] goes; set while a line for the chat is read (not a
     /// password or an invite code).
@@ -156,7 +156,9 @@ impl Completer for CliHelper {
                     .map(|n| format!("{n} "))
                     .collect(),
             )),
-            Some((cmd, arg)) if ["/join", "/switch", "/leave", "/who"].contains(&cmd) => {
+            Some((cmd, arg))
+                if ["/join", "/switch", "/leave", "/who", "/dm", "/msg"].contains(&cmd) =>
+            {
                 if arg.contains(' ') {
                     return Ok((0, Vec::new()));
                 }

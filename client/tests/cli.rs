@@ -476,6 +476,15 @@ fn help_lists_options_and_commands() {
         "/invites",
         "/password",
         "/admin invite-code",
+        "/me TEXT",
+        "/msg USER TEXT",
+        "/dm USER",
+        "/dms",
+        "/edit [SEQ] TEXT",
+        "/delete [SEQ]",
+        "/block USER",
+        "/unblock USER",
+        "/blocks",
     ] {
         assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
     }
@@ -1365,14 +1374,31 @@ fn edits_and_deletions_show_live_and_in_history() {
     assert!(line.starts_with("! "), "{line:?}");
     // Bob has posted nothing to edit.
     bob.send("/edit hello");
-    bob.wait_new(mb, "! /edit: no message of yours");
+    bob.wait_new(
+        mb,
+        "! no message of yours among the last 100 entries of lobby",
+    );
+    // History rows carry the seq that /edit and /delete take.
+    let mb = bob.mark();
+    bob.send("/history 10");
+    bob.wait_after(mb, "a history row with its seq", |l| {
+        l.contains(&format!("#{first} ")) && l.contains("alice: the very first (edited)")
+    });
+
+    // Alice on a device that has shown none of her messages: her last one still kept
+    // (the deleted one does not count) is found in the history.
+    let mut alice2 = Client::start("alice2", &server.url(), PASSWORD, &["--user", "alice"]);
+    alice2.wait_for("connected as alice");
+    let mb = bob.mark();
+    alice2.send("/edit the first, finally");
+    bob.wait_new(mb, &format!("* alice edited #{first}: the first, finally"));
 
     // History serves the latest state: the edited text marked, the deleted one gone.
     for c in [&mut alice, &mut bob] {
         let m = c.mark();
         c.send("/history 10");
         c.wait_new(m, "entries of lobby");
-        c.wait_new(m, "[lobby] alice: the very first (edited)");
+        c.wait_new(m, "[lobby] alice: the first, finally (edited)");
         c.wait_new(m, "[lobby] alice: (deleted)");
         assert!(
             !c.log[m..].iter().any(|l| l.contains("oops")),
@@ -1385,7 +1411,7 @@ fn edits_and_deletions_show_live_and_in_history() {
     let mut carol = Client::start("carol", &server.url(), PASSWORD, &[]);
     carol.register("carol");
     carol.send(&format!("/join {room}"));
-    carol.wait_entry("lobby", "alice: the very first (edited)");
+    carol.wait_entry("lobby", "alice: the first, finally (edited)");
     carol.wait_entry("lobby", "alice: (deleted)");
     carol.wait_entry("lobby", &format!("* message #{oops} was deleted by alice"));
     assert!(
@@ -1394,7 +1420,7 @@ fn edits_and_deletions_show_live_and_in_history() {
         carol.log.join("\n")
     );
 
-    for c in [alice, bob, carol] {
+    for c in [alice, alice2, bob, carol] {
         let name = c.name.clone();
         let (status, log) = c.finish();
         assert!(status.success(), "{name}: {status}\n{}", log.join("\n"));

@@ -408,10 +408,15 @@ impl App {
             .as_ref()
             .map(|s| s.user.clone())
             .unwrap_or_default();
+        // Each row starts with its seq, the number /edit and /delete take.
+        let w = page.entries.last().map_or(1, |e| e.seq.to_string().len());
         let mut rows: Vec<String> = page
             .entries
             .iter()
-            .map(|e| self.style.entry_for(&label, e, &me))
+            .map(|e| {
+                let seq = self.style.faint(&format!("#{:<w$}", e.seq));
+                format!("{seq} {}", self.style.entry_for(&label, e, &me))
+            })
             .collect();
         // Shown in the current room: read.
         if let (Some(s), Some(last)) = (self.session.as_mut(), page.entries.last()) {

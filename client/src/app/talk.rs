@@ -30,6 +30,10 @@ pub const TYPING_QUIET: Duration = Duration::from_secs(10);
 /// Default is 50: deleting further back than that takes a seq.
 const OWN_KEPT: usize = 50;
 
+/// How far back `/edit` and `/delete` without a seq look in the server's history when no
+/// message of the user's was shown since the client started. Default is 100 entries.
+const OWN_LOOKBACK: usize = 100;
+
 /// A room's read marker as this client knows it.
 #[derive(Debug, Default, Clone, Copy)]
 struct ReadMark {
@@ -203,7 +207,10 @@ impl App {
         let mentioned = !from_me && e.mentions_user(&me);
         s.talk.saw(e, &me);
         let current = s.current.as_deref() == Some(e.room.as_str());
-        if current {
+        if from_me && e.kind == EntryKind::Message {
+            // Posting moved the server's marker already.
+            s.talk.read_known(&e.room, e.seq);
+        } else if current {
             s.talk.want_read(&e.room, e.seq);
         }
         if let Some(r) = s.rooms.get_mut(&e.room) {
@@ -503,14 +510,42 @@ impl App {
             self.error(&format!("{what}: offline; try again once reconnected"));
             return None;
         }
-        let Some(seq) = seq.or_else(|| s.talk.last_own(&room)) else {
-            let label = self.label(&room);
-            self.error(&format!(
-                "{what}: no message of yours shown in {label} yet; give its number ({what} SEQ)"
-            ));
-            return None;
+        let seq = match seq.or_else(|| s.talk.last_own(&room)) {
+            Some(seq) => seq,
+            None => self.last_own_in_history(&room)?,
         };
         Some((room, seq, next_nonce()))
+    }
+
+    /// This user's last message in `room` that is still kept, from the server's history,
+    /// when none was shown since the client started.
+    fn last_own_in_history(&mut self, room: &str) -> Option<u64> {
+        let (token, me) = self
+            .session
+            .as_ref()
+            .map(|s| (s.token.clone(), s.user.clone()))?;
+        let page = match self.api.messages(&token, room, OWN_LOOKBACK) {
+            Ok(p) => p,
+            Err(e) => {
+                self.api_error("cannot look for your last message", e);
+                return None;
+            }
+        };
+        let found = page
+            .entries
+            .iter()
+            .rev()
+            .find(|e| {
+                e.kind == EntryKind::Message && !e.deleted && e.from.eq_ignore_ascii_case(&me)
+            })
+            .map(|e| e.seq);
+        if found.is_none() {
+            let label = self.label(room);
+            self.error(&format!(
+                "no message of yours among the last {OWN_LOOKBACK} entries of {label}; give its number (/history shows them)"
+            ));
+        }
+        found
     }
 
     /// `/block USER` and `/unblock USER`.
