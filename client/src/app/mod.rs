@@ -8,11 +8,12 @@
 //!
 //! The work is split by subject: `account` (register, login, logout, password),
 //! `rooms` (room and user commands over REST), `manage` (running a room and the
-//! server: bans, renames, deletion, ownership, invitations, `/admin`), `talk`
-//! (direct messages, blocks, edits and deletions, read markers, unread counts, typing)
-//! and `live` (sending, and what the WebSocket reports).
+//! server: bans, renames, deletion, ownership, invitations, `/admin`), `direct`
+//! (direct messages, edits and deletions, blocks), `talk` (read markers, unread counts,
+//! typing, mentions) and `live` (sending, and what the WebSocket reports).
 
 mod account;
+mod direct;
 mod live;
 mod manage;
 mod rooms;
@@ -95,7 +96,7 @@ struct Session {
     timeline: Timeline,
     outbox: Outbox,
     /// Own messages seen, read markers, typing throttles.
-    talk: talk::Talk,
+    talk: crate::talk::Talk,
 }
 
 #[derive(PartialEq)]
