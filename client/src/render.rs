@@ -7,7 +7,7 @@
 //! | edited, deleted | `... name: text (edited)`, `name: (deleted)` |
 //! | action (`/me`)  | `HH:MM [room] * name waves`          |
 //! | edit, delete    | `HH:MM [room] * name edited #12: new text`, `* message #12 was deleted by bo` |
-//! | typing          | `* name is typing in room…`          |
+//! | typing          | `* name is typing in room…`, `* name is typing to you…` (DM) |
 //! | join / leave    | `HH:MM [room] --> name joined`, `<--` |
 //! | moderation      | `HH:MM [room] * bo was kicked by al` |
 //! | presence        | `* name is online` / `went offline`  |
@@ -238,9 +238,17 @@ impl Style {
         out
     }
 
-    /// `* alice is typing in lobby…`.
+    /// `* alice is typing in lobby…`, or in the DM with her, `* alice is typing to you…`.
     pub fn typing(&self, user: &str, room_label: &str) -> String {
-        let line = format!("* {} is typing in {}…", clean(user), clean(room_label));
+        let user = clean(user);
+        let dm = room_label
+            .strip_prefix('@')
+            .is_some_and(|peer| peer.eq_ignore_ascii_case(&user));
+        let line = if dm {
+            format!("* {user} is typing to you…")
+        } else {
+            format!("* {user} is typing in {}…", clean(room_label))
+        };
         self.paint(DIM, &line)
     }
 
@@ -425,6 +433,7 @@ pub fn error_text(code: &str, message: &str, retry_after_ms: Option<u64>) -> Str
         "registration_closed" => "registration is closed on this server",
         "account_disabled" => "this account is disabled",
         "blocked" => "that user has blocked you",
+        "dm_room" => "a direct-message room has no moderation",
         "invalid_target" => "you cannot do that to yourself",
         "not_blocked" => "you have not blocked that user",
         "entry_not_found" => "no such message (or it was deleted, or is no longer kept)",
@@ -769,6 +778,8 @@ mod tests {
             );
         }
         assert_eq!(s.typing("bob", "lobby"), "* bob is typing in lobby…");
+        assert_eq!(s.typing("Bob", "@bob"), "* Bob is typing to you…");
+        assert_eq!(s.typing("bob", "@carol"), "* bob is typing in @carol…");
     }
 
     #[test]
