@@ -9,6 +9,15 @@ use std::time::Duration;
 
 pub use crate::store::journal::FsyncPolicy;
 
+/// How much the server logs (`--log-level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
 /// The server's configuration. `Config::default()` is what a bare `parley-server` runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -89,6 +98,10 @@ pub struct Config {
     /// Server administrators (`--admin`, repeatable), lowercase: names are matched ignoring
     /// case. Default is none.
     pub admins: Vec<String>,
+    /// Least severe log events written. Default is `info`.
+    pub log_level: LogLevel,
+    /// Default is text.
+    pub log_json: bool,
     /// Who may register. Default is [`Registration::Open`].
     pub registration: Registration,
 }
@@ -215,6 +228,8 @@ impl Default for Config {
             register_per_ip_per_hour: 60,
             login_account_failures: 100,
             admins: Vec::new(),
+            log_level: LogLevel::Info,
+            log_json: false,
             registration: Registration::Open,
         }
     }
@@ -283,6 +298,8 @@ const FLAGS: &[Flag] = &[
     Flag { name: "login-account-failures", value: "N", help: "failed logins per account from all addresses per 15 min [default: 100]" },
     Flag { name: "admin", value: "NAME", help: "a server administrator, repeatable [default: none]" },
     Flag { name: "registration", value: "MODE", help: "who may register: open | invite | closed [default: open]" },
+    Flag { name: "log-level", value: "LEVEL", help: "error | warn | info | debug [default: info]" },
+    Flag { name: "log-format", value: "FORMAT", help: "text | json, one event a line on stderr [default: text]" },
     Flag { name: "config", value: "FILE", help: "read flags from a TOML file (keys are flag names); the command line wins" },
     Flag { name: "version", value: "", help: "print the version and exit" },
     Flag { name: "help", value: "", help: "print this help (also -h)" },
@@ -405,7 +422,9 @@ fn read_config_file(path: &str) -> Result<Vec<(&'static Flag, String)>, String> 
     let text = std::fs::read_to_string(path).map_err(|e| format!("--config {path}: {e}"))?;
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         let why = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
-        let line = e.span().map_or(0, |s| text[..s.start].lines().count().max(1));
+        let line = e
+            .span()
+            .map_or(0, |s| text[..s.start].lines().count().max(1));
         format!("--config {path}: not TOML (line {line}): {why}")
     })?;
     let mut out = Vec::new();
@@ -438,6 +457,22 @@ fn read_config_file(path: &str) -> Result<Vec<(&'static Flag, String)>, String> 
 
 fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
     match name {
+        "log-level" => {
+            cfg.log_level = match v {
+                "error" => LogLevel::Error,
+                "warn" => LogLevel::Warn,
+                "info" => LogLevel::Info,
+                "debug" => LogLevel::Debug,
+                _ => return Err("expected error, warn, info or debug".into()),
+            }
+        }
+        "log-format" => {
+            cfg.log_json = match v {
+                "text" => false,
+                "json" => true,
+                _ => return Err("expected text or json".into()),
+            }
+        }
         "bind" => cfg.bind = v.to_string(),
         "data-dir" => cfg.data_dir = PathBuf::from(v),
         "ephemeral" => cfg.ephemeral = true,

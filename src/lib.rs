@@ -23,7 +23,7 @@
 //! Layers point one way: `server` → `http`, `api`, `ws` → `chat` → `config`, `store` →
 //! `protocol`, `metrics`.
 //! - [`protocol`]: the JSON shapes of `docs/PROTOCOL.md`.
-//! - [`metrics`]: counters for `/metrics`.
+//! - [`metrics`]: counters for `/metrics`; [`logging`]: where `tracing` events go.
 //!
 //! `server`, `http`, `api` and `ws` are private to the crate; the others are public for the
 //! binary, the tests and the benches.
@@ -44,6 +44,7 @@ pub(crate) mod api;
 pub mod chat;
 pub mod config;
 pub(crate) mod http;
+pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub(crate) mod server;
@@ -205,14 +206,21 @@ pub fn start(cfg: Config) -> Result<Arc<Core>, String> {
             core.loss_possible(&boot)
         })?;
         if let Some(note) = &found.truncated_tail {
-            eprintln!("parley: {note}");
+            tracing::warn!("{note}");
         }
         if let Some(note) = &found.lost_tail {
-            eprintln!("parley: {note}; starting a new epoch");
+            tracing::warn!("{note}; starting a new epoch");
         }
         let (users, rooms, entries) = core.counts();
-        eprintln!(
-            "parley: recovered {} records ({} bytes) from {} in {} ms: {users} users, {rooms} rooms, {entries} kept entries",
+        tracing::info!(
+            records = found.records,
+            bytes = found.bytes,
+            data_dir = %cfg.data_dir.display(),
+            ms = began.elapsed().as_millis() as u64,
+            users,
+            rooms,
+            entries,
+            "recovered {} records ({} bytes) from {} in {} ms: {users} users, {rooms} rooms, {entries} kept entries",
             found.records,
             found.bytes,
             cfg.data_dir.display(),

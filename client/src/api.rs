@@ -108,6 +108,12 @@ pub struct Ban {
 }
 
 #[derive(Deserialize)]
+struct BlocksBody {
+    #[serde(default)]
+    blocks: Vec<String>,
+}
+
+#[derive(Deserialize)]
 struct BansBody {
     #[serde(default)]
     bans: Vec<Ban>,
@@ -418,6 +424,30 @@ impl Api {
     pub fn admin_delete_room(&self, token: &str, id: &str) -> Result<(), ApiError> {
         let path = format!("/api/v1/admin/rooms/{}", encode_segment(id));
         self.call("DELETE", &path, Some(token), None).map(drop)
+    }
+
+    /// Open (or reuse) the DM room with `user`.
+    pub fn open_dm(&self, token: &str, user: &str) -> Result<Room, ApiError> {
+        let body = json!({ "username": user });
+        self.call_json("POST", "/api/v1/dms", Some(token), Some(body))
+    }
+
+    /// `block` true blocks `user` (also when already blocked), false unblocks.
+    pub fn set_blocked(&self, token: &str, user: &str, block: bool) -> Result<(), ApiError> {
+        if block {
+            let body = json!({ "username": user });
+            self.call("POST", "/api/v1/blocks", Some(token), Some(body))
+                .map(drop)
+        } else {
+            let path = format!("/api/v1/blocks/{}", encode_segment(user));
+            self.call("DELETE", &path, Some(token), None).map(drop)
+        }
+    }
+
+    /// Usernames this user has blocked.
+    pub fn blocks(&self, token: &str) -> Result<Vec<String>, ApiError> {
+        self.call_json::<BlocksBody>("GET", "/api/v1/blocks", Some(token), None)
+            .map(|b| b.blocks)
     }
 
     /// The newest `limit` entries of a room, oldest first.

@@ -41,6 +41,18 @@ COMMANDS (type them at the prompt; any other line is a message to the current ro
     /history [N]        the last N entries of the current room [default: 20]
     /invites            your pending invitations; /join ID accepts one
 
+    Conversations:
+    /me TEXT            an action, shown as `* you TEXT`
+    /msg USER TEXT      a direct message: opens (or reuses) the DM with USER
+    /dm USER            open the DM with USER and make it current
+                        (/switch USER also finds it; DMs show as @USER)
+    /dms                your DMs with unread counts (/rooms lists them apart)
+    /edit [SEQ] TEXT    edit your last message in the current room (or message SEQ)
+    /delete [SEQ]       delete your last message (or message SEQ; owners and
+                        moderators may delete anyone's)
+    /block USER         refuse USER's DMs and their posts in yours
+    /unblock USER       /blocks  who you have blocked
+
     Running a room (they act on the current room; who may do what is the server's rule):
     /invite USER        invite someone; a private room is joined only this way
     /kick USER [REASON] remove a member (they may join again unless banned)
@@ -66,10 +78,16 @@ COMMANDS (type them at the prompt; any other line is a message to the current ro
     /help               this list
     /quit               leave the program (Ctrl-D does too)
     //text              send a message that starts with '/'
-    Other /commands (e.g. /me, /msg) are passed to the server.
+    Other /commands (e.g. /me without text) are passed to the server.
 
 OUTPUT:
-    HH:MM [room] name: text      a message
+    HH:MM [room] name: text      a message; `(edited)` after an edited one,
+                                 `name: (deleted)` for a deleted one
+    HH:MM [room] * name waves    an action (/me)
+    HH:MM [room] * name edited #12: new text    an edit, live
+    HH:MM [room] * message #12 was deleted by name
+    HH:MM [@name] ...            a direct message with name
+    * name is typing in room…    once per burst of typing
     HH:MM [room] --> name joined a join (<-- for a leave)
     HH:MM [room] * bo was kicked by al (spam)   moderation, roles, topic and name changes
     * al invited you to den (ID); type /join ID to accept
@@ -77,7 +95,11 @@ OUTPUT:
     -- text                      the client's notices (connection state, answers)
     ! text                       an error; the client keeps running
     Times are local, from the UTC offset at start-up (`date +%z`; UTC if unknown).
-    Colour is used on a terminal unless NO_COLOR is set.
+    Colour is used on a terminal unless NO_COLOR is set; then mentions of you
+    (@you) are highlighted and ring the terminal bell.
+    On connect, `N unread in ROOM` tells what came while you were away; what is shown
+    in the current room is marked read (and /rooms, /dms count the rest).
+    While you type a message on a terminal, the room is told you are typing.
 
     When standard input is not a terminal, lines are read from it one by one, events are
     printed one per line without colour or prompt, and the client exits at end of input

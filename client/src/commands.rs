@@ -34,6 +34,15 @@ pub const NAMES: &[&str] = &[
     "/delete-room",
     "/password",
     "/admin",
+    "/msg",
+    "/dm",
+    "/dms",
+    "/me",
+    "/edit",
+    "/delete",
+    "/block",
+    "/unblock",
+    "/blocks",
 ];
 
 /// Longest mute the contract allows: 30 days, in seconds.
@@ -80,7 +89,22 @@ pub enum Command {
     /// `/invites`: your pending invitations.
     Invites,
     Admin(Admin),
-    /// Not ours: sent to the server as-is (`/me`, or anything it may add).
+    /// `/msg USER TEXT`: open (or reuse) the DM with USER and post TEXT there.
+    Msg(String, String),
+    /// `/dm USER`: open (or reuse) the DM with USER and make it current.
+    Dm(String),
+    /// `/dms`: your direct-message rooms, with unread counts.
+    Dms,
+    /// `/edit [SEQ] TEXT`: replace the text of your message SEQ (default: your last
+    /// one in the current room).
+    Edit(Option<u64>, String),
+    /// `/delete [SEQ]`: delete message SEQ (default: your last one in the current room).
+    Delete(Option<u64>),
+    Block(String),
+    Unblock(String),
+    /// `/blocks`: who you have blocked.
+    Blocks,
+    /// Not ours: sent to the server as-is (`/me TEXT`, or anything it may add).
     Server(String),
 }
 
@@ -212,12 +236,55 @@ pub fn parse(line: &str) -> Line {
         },
         "/invites" => Ok(Command::Invites),
         "/admin" => parse_admin(&words).map(Command::Admin),
+        "/msg" | "/m" => match rest.split_once(char::is_whitespace) {
+            Some((user, text)) if !text.trim().is_empty() => {
+                Ok(Command::Msg(user.to_owned(), text.trim_start().to_owned()))
+            }
+            _ => Err("/msg USER TEXT"),
+        },
+        "/dm" | "/query" => one_word("/dm USER").map(Command::Dm),
+        "/dms" => Ok(Command::Dms),
+        "/edit" => {
+            let (seq, text) = match rest.split_once(char::is_whitespace) {
+                Some((first, more)) => match parse_seq(first) {
+                    Some(seq) if !more.trim().is_empty() => (Some(seq), more.trim_start()),
+                    _ => (None, rest),
+                },
+                None => (None, rest),
+            };
+            if text.is_empty() {
+                Err(EDIT_USAGE)
+            } else {
+                Ok(Command::Edit(seq, text.to_owned()))
+            }
+        }
+        "/delete" => match words.as_slice() {
+            [] => Ok(Command::Delete(None)),
+            [w] => parse_seq(w)
+                .map(|s| Command::Delete(Some(s)))
+                .ok_or("/delete [SEQ]"),
+            _ => Err("/delete [SEQ]"),
+        },
+        "/block" => one_word("/block USER").map(Command::Block),
+        "/unblock" => one_word("/unblock USER").map(Command::Unblock),
+        "/blocks" => Ok(Command::Blocks),
         _ => Ok(Command::Server(trimmed.to_owned())),
     };
     match cmd {
         Ok(c) => Line::Command(c),
         Err(usage) => Line::Usage(usage),
     }
+}
+
+const EDIT_USAGE: &str = "/edit [SEQ] TEXT (default: your last message in the current room)";
+
+/// A message's seq as typed: `12` or `#12` (as edits and deletions show it).
+fn parse_seq(w: &str) -> Option<u64> {
+    w.strip_prefix('#')
+        .unwrap_or(w)
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
 }
 
 const MUTE_USAGE: &str = "/mute USER DURATION (seconds, or e.g. 90s, 10m, 2h, 1d; at most 30d)";
@@ -293,6 +360,13 @@ pub fn help_text() -> &'static str {
 /who [ID]        a room's members
 /history [N]     last N entries of the current room (default 20)
 /invites         your pending invitations; /join ID accepts one
+/me TEXT         an action: * you TEXT
+/msg USER TEXT   a direct message (opens the DM with USER)
+/dm USER         open the DM with USER and make it current (/switch USER also finds it)
+/dms             your DMs, with unread counts (/rooms lists them apart too)
+/edit [SEQ] TEXT edit your last message (or message SEQ)
+/delete [SEQ]    delete your last message (or message SEQ; moderators: anyone's)
+/block USER      refuse USER's DMs   /unblock USER   /blocks  who you blocked
 rooms you run (they act on the current room):
 /invite USER     invite someone (the only way into a private room)
 /kick USER [REASON]   /ban USER [REASON]   /unban USER   /bans (the ban list)
@@ -424,7 +498,59 @@ mod tests {
                 Line::Usage("/password (the passwords are asked for)"),
             ),
             ("/invites", Line::Command(C::Invites)),
-            ("/msg bo hi", Line::Command(C::Server("/msg bo hi".into()))),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn conversation_commands() {
+        use Command as C;
+        let cases: Vec<(&str, Line)> = vec![
+            (
+                "/msg bob hi  there ",
+                Line::Command(C::Msg("bob".into(), "hi  there".into())),
+            ),
+            (
+                "/m bob /not a command",
+                Line::Command(C::Msg("bob".into(), "/not a command".into())),
+            ),
+            ("/msg bob", Line::Usage("/msg USER TEXT")),
+            ("/msg bob   ", Line::Usage("/msg USER TEXT")),
+            ("/msg", Line::Usage("/msg USER TEXT")),
+            ("/dm bob", Line::Command(C::Dm("bob".into()))),
+            ("/query bob", Line::Command(C::Dm("bob".into()))),
+            ("/dm", Line::Usage("/dm USER")),
+            ("/dm a b", Line::Usage("/dm USER")),
+            ("/dms", Line::Command(C::Dms)),
+            ("/me waves", Line::Command(C::Server("/me waves".into()))),
+            (
+                "/edit fixed  text",
+                Line::Command(C::Edit(None, "fixed  text".into())),
+            ),
+            (
+                "/edit 12 new text",
+                Line::Command(C::Edit(Some(12), "new text".into())),
+            ),
+            (
+                "/edit #12 new",
+                Line::Command(C::Edit(Some(12), "new".into())),
+            ),
+            // A number alone is the new text of the last message.
+            ("/edit 42", Line::Command(C::Edit(None, "42".into()))),
+            ("/edit 0 x", Line::Command(C::Edit(None, "0 x".into()))),
+            ("/edit", Line::Usage(EDIT_USAGE)),
+            ("/delete", Line::Command(C::Delete(None))),
+            ("/delete 7", Line::Command(C::Delete(Some(7)))),
+            ("/delete #7", Line::Command(C::Delete(Some(7)))),
+            ("/delete x", Line::Usage("/delete [SEQ]")),
+            ("/delete 7 8", Line::Usage("/delete [SEQ]")),
+            ("/block carol", Line::Command(C::Block("carol".into()))),
+            ("/block", Line::Usage("/block USER")),
+            ("/unblock carol", Line::Command(C::Unblock("carol".into()))),
+            ("/unblock", Line::Usage("/unblock USER")),
+            ("/blocks", Line::Command(C::Blocks)),
         ];
         for (input, want) in cases {
             assert_eq!(parse(input), want, "{input:?}");

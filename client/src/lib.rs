@@ -10,7 +10,8 @@
 //! - [`conn`]: the WebSocket thread: connect, pump frames, reconnect with back-off.
 //! - [`timeline`]: per-room seq tracking, so every entry shows exactly once and in order,
 //!   holes filled by `sync` first; [`outbox`]: sent-but-unacknowledged messages, matched
-//!   by nonce after a reconnect.
+//!   by nonce after a reconnect; [`talk`]: own messages shown, read markers and typing,
+//!   with their throttles.
 //! - [`commands`]: what a typed line means; [`app`]: the thread that owns the session and
 //!   carries commands out; [`render`]: how events look.
 //! - [`ui`]: line editing, password prompts and printing on a terminal, plain lines
@@ -28,6 +29,7 @@ pub mod http;
 pub mod outbox;
 pub mod protocol;
 pub mod render;
+pub mod talk;
 pub mod timeline;
 pub mod ui;
 

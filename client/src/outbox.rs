@@ -309,9 +309,7 @@ mod tests {
             from: from.into(),
             text: Some(text.into()),
             nonce: nonce.map(|n| n.into()),
-            target: None,
-            until: None,
-            changes: None,
+            ..Entry::default()
         }
     }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// `Room = {"id","name","owner","members","capacity","last_seq"}`, and from v1.1
-/// `"kind","visibility","topic"` and, for a member, `"role"`.
+/// `"kind","visibility","topic"` and, for a member, `"role"`, `"read_seq"` and `"unread"`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Room {
     pub id: String,
@@ -35,12 +35,35 @@ pub struct Room {
     /// The caller's role (`"owner"`, `"moderator"`, `"member"`) when a member.
     #[serde(default)]
     pub role: Option<String>,
+    /// How far the caller has read (their read marker), 0 if never set.
+    #[serde(default)]
+    pub read_seq: u64,
+    /// Kept, not deleted messages by others after `read_seq`.
+    #[serde(default)]
+    pub unread: u64,
 }
 
 impl Room {
     /// Joined only by invitation, listed only to members.
     pub fn is_private(&self) -> bool {
         self.visibility == "private"
+    }
+
+    /// A direct-message room between two users.
+    pub fn is_dm(&self) -> bool {
+        self.kind == "dm"
+    }
+
+    /// The other side of a DM, from its name (`"alice, bob"`: both names, sorted);
+    /// `None` for a room that is not a DM.
+    pub fn dm_peer(&self, me: &str) -> Option<String> {
+        if !self.is_dm() {
+            return None;
+        }
+        let mut names = self.name.split(", ");
+        let (a, b) = (names.next()?, names.next().unwrap_or_default());
+        let peer = if a.eq_ignore_ascii_case(me) { b } else { a };
+        (!peer.is_empty()).then(|| peer.to_owned())
     }
 }
 
@@ -74,9 +97,10 @@ pub struct UserInfo {
     pub last_seen: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum EntryKind {
+    #[default]
     Message,
     Join,
     Leave,
@@ -92,6 +116,11 @@ pub enum EntryKind {
     Role,
     /// `from` changed the room fields in `changes`.
     Update,
+    /// `from` edited the message `ref`; `text` is its new text (absent once that
+    /// message was deleted).
+    Edit,
+    /// `from` deleted the message `ref`.
+    Delete,
     /// A kind this client does not know; shown plainly rather than dropped.
     #[serde(other)]
     Other,
@@ -99,7 +128,7 @@ pub enum EntryKind {
 
 /// `Entry = {"room","seq","ts","kind","from","text"?,"nonce"?}`: one numbered timeline
 /// entry.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct Entry {
     pub room: String,
     pub seq: u64,
@@ -124,6 +153,28 @@ pub struct Entry {
     /// The room fields an `update` changed, with their new values.
     #[serde(default)]
     pub changes: Option<RoomChanges>,
+    /// The seq an `edit` or `delete` entry refers to.
+    #[serde(default, rename = "ref")]
+    pub refers: Option<u64>,
+    /// Members named as `@username` in a message's (latest) text, as registered.
+    #[serde(default)]
+    pub mentions: Vec<String>,
+    /// A `/me` action: shown as `* alice waves`.
+    #[serde(default)]
+    pub action: bool,
+    /// Served again after an edit: `text` is the latest.
+    #[serde(default)]
+    pub edited: bool,
+    /// Served again after a deletion: there is no `text`.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+impl Entry {
+    /// Whether this entry names `user` in its mentions.
+    pub fn mentions_user(&self, user: &str) -> bool {
+        !user.is_empty() && self.mentions.iter().any(|m| m.eq_ignore_ascii_case(user))
+    }
 }
 
 /// `changes` of an `update` entry: any of the room's name, topic and visibility.
@@ -206,6 +257,16 @@ pub enum ServerFrame {
         #[serde(default)]
         by: String,
     },
+    /// This user's other connection read `room` up to `seq`.
+    Read {
+        room: String,
+        seq: u64,
+    },
+    /// `username` is typing in `room`.
+    Typing {
+        room: String,
+        username: String,
+    },
     #[serde(other)]
     Unknown,
 }
@@ -226,6 +287,23 @@ pub enum ClientFrame<'a> {
     },
     /// Ask for every kept entry of `room` with `seq > since`.
     Sync { room: &'a str, since: u64 },
+    /// This user has read `room` up to `seq`.
+    Read { room: &'a str, seq: u64 },
+    /// This user is typing in `room`.
+    Typing { room: &'a str },
+    /// Replace the text of this user's message `seq`.
+    Edit {
+        room: &'a str,
+        seq: u64,
+        text: &'a str,
+        nonce: &'a str,
+    },
+    /// Delete message `seq` (one's own, or any as owner or moderator).
+    Delete {
+        room: &'a str,
+        seq: u64,
+        nonce: &'a str,
+    },
 }
 
 impl ClientFrame<'_> {
@@ -402,7 +480,7 @@ mod tests {
             ),
             (
                 r#"{"room":"r","seq":1,"ts":0,"kind":"edit","from":"al","ref":3,"text":"y"}"#,
-                EntryKind::Other,
+                EntryKind::Edit,
             ),
         ];
         for (json, kind) in cases {
@@ -416,6 +494,148 @@ mod tests {
         assert_eq!(c.topic.as_deref(), Some("x"));
         assert_eq!(c.visibility.as_deref(), Some("private"));
         assert_eq!(c.name, None);
+    }
+
+    #[test]
+    fn conversation_fields_decode() {
+        // Table: an entry, then what its new fields say.
+        /// JSON, kind, ref, mentions, action, edited, deleted.
+        type Case = (
+            &'static str,
+            EntryKind,
+            Option<u64>,
+            &'static [&'static str],
+            bool,
+            bool,
+            bool,
+        );
+        let cases: [Case; 6] = [
+            (
+                r#"{"room":"r","seq":4,"ts":0,"kind":"message","from":"al","text":"hi @Bo","mentions":["bo"]}"#,
+                EntryKind::Message,
+                None,
+                &["bo"],
+                false,
+                false,
+                false,
+            ),
+            (
+                r#"{"room":"r","seq":4,"ts":0,"kind":"message","from":"al","text":"waves","action":true}"#,
+                EntryKind::Message,
+                None,
+                &[],
+                true,
+                false,
+                false,
+            ),
+            (
+                r#"{"room":"r","seq":4,"ts":0,"kind":"message","from":"al","text":"v2","edited":true}"#,
+                EntryKind::Message,
+                None,
+                &[],
+                false,
+                true,
+                false,
+            ),
+            (
+                r#"{"room":"r","seq":4,"ts":0,"kind":"message","from":"al","deleted":true}"#,
+                EntryKind::Message,
+                None,
+                &[],
+                false,
+                false,
+                true,
+            ),
+            (
+                r#"{"room":"r","seq":9,"ts":0,"kind":"edit","from":"al","ref":4,"text":"v2","mentions":["bo"]}"#,
+                EntryKind::Edit,
+                Some(4),
+                &["bo"],
+                false,
+                false,
+                false,
+            ),
+            (
+                r#"{"room":"r","seq":10,"ts":0,"kind":"delete","from":"bo","ref":4}"#,
+                EntryKind::Delete,
+                Some(4),
+                &[],
+                false,
+                false,
+                false,
+            ),
+        ];
+        for (json, kind, refers, mentions, action, edited, deleted) in cases {
+            let e: Entry = serde_json::from_str(json).unwrap_or_else(|err| panic!("{json}: {err}"));
+            assert_eq!(e.kind, kind, "{json}");
+            assert_eq!(e.refers, refers, "{json}");
+            assert_eq!(e.mentions, mentions, "{json}");
+            assert_eq!(
+                (e.action, e.edited, e.deleted),
+                (action, edited, deleted),
+                "{json}"
+            );
+        }
+        let e: Entry = serde_json::from_str(cases[0].0).expect("decodes");
+        assert!(e.mentions_user("BO") && !e.mentions_user("al") && !e.mentions_user(""));
+    }
+
+    #[test]
+    fn read_and_typing_frames_and_unread_counts() {
+        let f: ServerFrame =
+            serde_json::from_str(r#"{"type":"read","room":"r1","seq":12}"#).expect("decodes");
+        assert!(matches!(f, ServerFrame::Read { room, seq: 12 } if room == "r1"));
+        let f: ServerFrame =
+            serde_json::from_str(r#"{"type":"typing","room":"r1","username":"bo"}"#)
+                .expect("decodes");
+        assert!(
+            matches!(f, ServerFrame::Typing { room, username } if room == "r1" && username == "bo")
+        );
+        let r: Room = serde_json::from_str(
+            r#"{"id":"d1","name":"alice, Bob","kind":"dm","read_seq":3,"unread":2}"#,
+        )
+        .expect("decodes");
+        assert_eq!((r.read_seq, r.unread), (3, 2));
+        assert!(r.is_dm());
+        assert_eq!(r.dm_peer("ALICE").as_deref(), Some("Bob"));
+        assert_eq!(r.dm_peer("bob").as_deref(), Some("alice"));
+        let plain: Room = serde_json::from_str(r#"{"id":"r","name":"a, b"}"#).expect("decodes");
+        assert_eq!(plain.dm_peer("a"), None);
+        assert_eq!((plain.read_seq, plain.unread), (0, 0));
+    }
+
+    #[test]
+    fn conversation_client_frames_encode_as_contract() {
+        let cases = [
+            (
+                ClientFrame::Read { room: "r1", seq: 7 },
+                r#"{"type":"read","room":"r1","seq":7}"#,
+            ),
+            (
+                ClientFrame::Typing { room: "r1" },
+                r#"{"type":"typing","room":"r1"}"#,
+            ),
+            (
+                ClientFrame::Edit {
+                    room: "r1",
+                    seq: 7,
+                    text: "new",
+                    nonce: "n1",
+                },
+                r#"{"type":"edit","room":"r1","seq":7,"text":"new","nonce":"n1"}"#,
+            ),
+            (
+                ClientFrame::Delete {
+                    room: "r1",
+                    seq: 7,
+                    nonce: "n2",
+                },
+                r#"{"type":"delete","room":"r1","seq":7,"nonce":"n2"}"#,
+            ),
+        ];
+        for (frame, want) in cases {
+            assert_eq!(frame.to_json(), want);
+        }
     }
 
     #[test]

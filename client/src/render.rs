@@ -4,6 +4,10 @@
 //! | what            | plain form                           |
 //! | --------------- | ------------------------------------ |
 //! | message         | `HH:MM [room] name: text`            |
+//! | edited, deleted | `... name: text (edited)`, `name: (deleted)` |
+//! | action (`/me`)  | `HH:MM [room] * name waves`          |
+//! | edit, delete    | `HH:MM [room] * name edited #12: new text`, `* message #12 was deleted by bo` |
+//! | typing          | `* name is typing in room…`, `* name is typing to you…` (DM) |
 //! | join / leave    | `HH:MM [room] --> name joined`, `<--` |
 //! | moderation      | `HH:MM [room] * bo was kicked by al` |
 //! | presence        | `* name is online` / `went offline`  |
@@ -24,6 +28,8 @@ const GREEN: &str = "\x1b[32m";
 const YELLOW: &str = "\x1b[33m";
 const MAGENTA: &str = "\x1b[35m";
 const CYAN: &str = "\x1b[36m";
+/// A mention of the reader: bold on yellow.
+const MENTION: &str = "\x1b[1;30;43m";
 /// Colours for sender names; red is kept for errors.
 const NAME_COLOURS: [&str; 6] = [
     "\x1b[1;32m",
@@ -97,17 +103,58 @@ impl Style {
 
     /// One timeline entry. Multi-line messages continue under the text, indented.
     pub fn entry(&self, room_label: &str, e: &Entry) -> String {
+        self.entry_for(room_label, e, "")
+    }
+
+    /// One timeline entry as `me` sees it: where it mentions `me`, the mention is
+    /// highlighted (with colour; the text is the same without).
+    pub fn entry_for(&self, room_label: &str, e: &Entry, me: &str) -> String {
         let time = self.paint(DIM, &self.clock(e.ts));
         let room = self.paint(CYAN, &format!("[{room_label}]"));
         let from = clean(&e.from);
         match e.kind {
+            EntryKind::Message if e.deleted => {
+                let line = format!("{from}: (deleted)");
+                format!("{time} {room} {}", self.paint(DIM, &line))
+            }
             EntryKind::Message => {
                 let text = clean(e.text.as_deref().unwrap_or_default());
+                let (head, sep) = if e.action {
+                    (format!("* {from}"), " ")
+                } else {
+                    (from.clone(), ": ")
+                };
                 let plain_prefix_len =
-                    5 + 1 + room_label.chars().count() + 2 + 1 + from.chars().count() + 2;
+                    5 + 1 + room_label.chars().count() + 2 + 1 + head.chars().count() + sep.len();
                 let indent = " ".repeat(plain_prefix_len);
-                let body = text.replace('\n', &format!("\n{indent}"));
-                format!("{time} {room} {}: {body}", self.name(&from))
+                let mut body = if e.mentions_user(me) {
+                    self.highlight_mentions(&text, me)
+                } else {
+                    text
+                };
+                body = body.replace('\n', &format!("\n{indent}"));
+                if e.edited {
+                    body.push_str(&self.paint(DIM, " (edited)"));
+                }
+                let who = if e.action {
+                    format!("* {}", self.name(&from))
+                } else {
+                    self.name(&from)
+                };
+                format!("{time} {room} {who}{sep}{body}")
+            }
+            EntryKind::Edit | EntryKind::Delete => {
+                let (head, text) = self.revision(e);
+                let mut line = format!("{time} {room} {}", self.paint(MAGENTA, &head));
+                if let Some(text) = text {
+                    line.push_str(": ");
+                    if e.mentions_user(me) {
+                        line.push_str(&self.highlight_mentions(&text, me));
+                    } else {
+                        line.push_str(&text);
+                    }
+                }
+                line
             }
             EntryKind::Join => {
                 let line = format!("--> {from} joined");
@@ -133,6 +180,76 @@ impl Style {
                 format!("{time} {room} {}", self.paint(DIM, line.trim_end()))
             }
         }
+    }
+
+    /// An `edit` or `delete` entry: `* alice edited #12` and the new text (shown after
+    /// `: `), `* message #12 was deleted by bob`.
+    fn revision(&self, e: &Entry) -> (String, Option<String>) {
+        let from = clean(&e.from);
+        let target = e
+            .refers
+            .map(|r| format!("#{r}"))
+            .unwrap_or_else(|| "a message".to_owned());
+        match (e.kind, e.text.as_deref()) {
+            (EntryKind::Delete, _) if e.refers.is_some() => {
+                (format!("* message {target} was deleted by {from}"), None)
+            }
+            (EntryKind::Delete, _) => (format!("* a message was deleted by {from}"), None),
+            (_, Some(text)) => (
+                format!("* {from} edited {target}"),
+                Some(clean(text).replace('\n', " ")),
+            ),
+            // The edited message was deleted since: its texts are gone.
+            (_, None) => (format!("* {from} edited {target}"), None),
+        }
+    }
+
+    /// `text` with each `@me` painted, when colour is on.
+    fn highlight_mentions(&self, text: &str, me: &str) -> String {
+        if !self.colour || me.is_empty() {
+            return text.to_owned();
+        }
+        let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        let mut out = String::with_capacity(text.len() + 16);
+        let mut prev: Option<char> = None;
+        let mut i = 0;
+        while i < text.len() {
+            let rest = &text[i..];
+            let starts = rest.starts_with('@') && !prev.is_some_and(is_name);
+            let name_end = 1 + me.len();
+            let matches = starts
+                && rest.len() >= name_end
+                && rest.is_char_boundary(name_end)
+                && rest[1..name_end].eq_ignore_ascii_case(me)
+                && !rest[name_end..].chars().next().is_some_and(is_name);
+            if matches {
+                out.push_str(MENTION);
+                out.push_str(&rest[..name_end]);
+                out.push_str(RESET);
+                prev = rest[..name_end].chars().next_back();
+                i += name_end;
+            } else {
+                let c = rest.chars().next().unwrap_or_default();
+                out.push(c);
+                prev = Some(c);
+                i += c.len_utf8().max(1);
+            }
+        }
+        out
+    }
+
+    /// `* alice is typing in lobby…`, or in the DM with her, `* alice is typing to you…`.
+    pub fn typing(&self, user: &str, room_label: &str) -> String {
+        let user = clean(user);
+        let dm = room_label
+            .strip_prefix('@')
+            .is_some_and(|peer| peer.eq_ignore_ascii_case(&user));
+        let line = if dm {
+            format!("* {user} is typing to you…")
+        } else {
+            format!("* {user} is typing in {}…", clean(room_label))
+        };
+        self.paint(DIM, &line)
     }
 
     /// The words of a moderation, role or update entry, after the `* `:
@@ -170,7 +287,12 @@ impl Style {
                 let changes = e.changes.clone().unwrap_or_default();
                 format!("{from} {}", describe_changes(&changes))
             }
-            EntryKind::Message | EntryKind::Join | EntryKind::Leave | EntryKind::Other => {
+            EntryKind::Message
+            | EntryKind::Join
+            | EntryKind::Leave
+            | EntryKind::Edit
+            | EntryKind::Delete
+            | EntryKind::Other => {
                 format!("{from} {}", text.unwrap_or_default())
             }
         }
@@ -310,6 +432,13 @@ pub fn error_text(code: &str, message: &str, retry_after_ms: Option<u64>) -> Str
         "invite_required" => "this server needs an invite code to register",
         "registration_closed" => "registration is closed on this server",
         "account_disabled" => "this account is disabled",
+        "blocked" => "that user has blocked you",
+        "dm_room" => "a direct-message room has no moderation",
+        "invalid_target" => "you cannot do that to yourself",
+        "not_blocked" => "you have not blocked that user",
+        "entry_not_found" => "no such message (or it was deleted, or is no longer kept)",
+        "empty_message" => "the message is empty",
+        "message_too_long" => "the message is too long (at most 4096 bytes)",
         _ => "",
     };
     let text = if !message.is_empty() {
@@ -411,9 +540,7 @@ mod tests {
             from: "alice".into(),
             text: text.map(str::to_owned),
             nonce: None,
-            target: None,
-            until: None,
-            changes: None,
+            ..Entry::default()
         }
     }
 
@@ -576,6 +703,115 @@ mod tests {
         for (e, want) in cases {
             assert_eq!(s.entry("lobby", &e), format!("22:13 [lobby] {want}"));
         }
+    }
+
+    #[test]
+    fn conversation_lines() {
+        let s = Style::plain();
+        let msg = |f: fn(&mut Entry)| {
+            let mut e = entry(EntryKind::Message, Some("waves"));
+            f(&mut e);
+            e
+        };
+        let rev = |kind: EntryKind, text: Option<&str>, from: &str| Entry {
+            refers: Some(12),
+            from: from.into(),
+            ..entry(kind, text)
+        };
+        let cases = [
+            (msg(|e| e.action = true), "* alice waves"),
+            (
+                msg(|e| e.text = Some("a\nb".into())),
+                "alice: a\n                     b",
+            ),
+            (
+                msg(|e| {
+                    e.action = true;
+                    e.text = Some("a\nb".into());
+                }),
+                "* alice a\n                      b",
+            ),
+            (msg(|e| e.edited = true), "alice: waves (edited)"),
+            (
+                msg(|e| {
+                    e.action = true;
+                    e.edited = true;
+                }),
+                "* alice waves (edited)",
+            ),
+            (
+                msg(|e| {
+                    e.deleted = true;
+                    e.text = None;
+                }),
+                "alice: (deleted)",
+            ),
+            // A mention reads the same without colour.
+            (
+                msg(|e| {
+                    e.text = Some("hi @bob".into());
+                    e.mentions = vec!["bob".into()];
+                }),
+                "alice: hi @bob",
+            ),
+            (
+                rev(EntryKind::Edit, Some("new\ntext"), "alice"),
+                "* alice edited #12: new text",
+            ),
+            (rev(EntryKind::Edit, None, "alice"), "* alice edited #12"),
+            (
+                rev(EntryKind::Delete, None, "bob"),
+                "* message #12 was deleted by bob",
+            ),
+            (
+                Entry {
+                    refers: None,
+                    ..rev(EntryKind::Delete, None, "bob")
+                },
+                "* a message was deleted by bob",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(
+                s.entry_for("lobby", &e, "bob"),
+                format!("22:13 [lobby] {want}")
+            );
+        }
+        assert_eq!(s.typing("bob", "lobby"), "* bob is typing in lobby…");
+        assert_eq!(s.typing("Bob", "@bob"), "* Bob is typing to you…");
+        assert_eq!(s.typing("bob", "@carol"), "* bob is typing in @carol…");
+    }
+
+    #[test]
+    fn mentions_of_the_reader_are_highlighted() {
+        let s = Style {
+            colour: true,
+            utc_offset_secs: 0,
+        };
+        let e = Entry {
+            mentions: vec!["Bob".into()],
+            ..entry(
+                EntryKind::Message,
+                Some("@bob, @bobby and me@bob: ask @BOB"),
+            )
+        };
+        let line = s.entry_for("lobby", &e, "bob");
+        let marked = format!("{MENTION}@bob{RESET}");
+        let shouted = format!("{MENTION}@BOB{RESET}");
+        assert!(
+            line.contains(&format!("{marked}, @bobby and me@bob: ask {shouted}")),
+            "{line:?}"
+        );
+        let edit = Entry {
+            kind: EntryKind::Edit,
+            refers: Some(3),
+            ..e.clone()
+        };
+        let line = s.entry_for("lobby", &edit, "bob");
+        assert!(line.contains(&format!(": {marked}, @bobby")), "{line:?}");
+        // Someone else reading it sees no highlight.
+        assert!(!s.entry_for("lobby", &e, "carol").contains(MENTION));
+        assert!(!s.entry("lobby", &e).contains(MENTION));
     }
 
     #[test]

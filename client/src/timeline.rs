@@ -358,9 +358,7 @@ mod tests {
             from: "a".into(),
             text: Some(format!("m{seq}")),
             nonce: None,
-            target: None,
-            until: None,
-            changes: None,
+            ..Entry::default()
         }
     }
 

@@ -8,10 +8,18 @@
 //! in between, with [`UiRequest::Password`]. Incoming messages are printed by the app
 //! thread through rustyline's `ExternalPrinter`, which redraws the prompt and the half
 //! typed line below them.
+//!
+//! Typing: rustyline has no keystroke callback without its custom-bindings feature, but
+//! it asks the helper's [`Hinter`] for a hint after every edit of the line. The helper
+//! answers no hint and, when the line being composed changed and is a message (not a
+//! command), sends [`Input::Typing`] to the app, at most once per [`TYPING_SIGNAL`];
+//! the app throttles what it sends the server further.
 
 use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::io::{self, BufRead, Write};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use rustyline::completion::Completer;
@@ -29,9 +37,15 @@ use crate::commands;
 #[derive(Debug)]
 pub enum Input {
     Line(String),
+    /// The user is composing a message: the line being typed changed (terminal only).
+    Typing,
     /// End of input (Ctrl-D, or end of a script).
     Eof,
 }
+
+/// At most one [`Input::Typing`] per this interval. Default is 1 s: the app sends the
+/// server at most one `typing` frame per room every 2 s, so more would only be dropped.
+pub const TYPING_SIGNAL: Duration = Duration::from_secs(1);
 
 /// From the app to the line editor (terminal mode only).
 #[derive(Debug)]
@@ -86,9 +100,38 @@ impl Printer {
 /// rustyline helper: completes command names and room ids, and masks passwords.
 pub struct CliHelper {
     masking: bool,
-    /// Room ids and names to offer after `/join`, `/switch`, `/leave`, `/who`; kept
-    /// up to date by the app.
+    /// Room ids and names, and the other users of DMs, to offer after `/join`,
+    /// `/switch`, `/leave`, `/who`, `/dm`, `/msg`; kept up to date by the app.
     rooms: Arc<Mutex<Vec<String>>>,
+    /// Where [`Input::Typing`] goes; set while a line for the chat is read (not a
+    /// password or an invite code).
+    typing: Option<Sender<Input>>,
+    /// The line as last seen by the hinter, to tell edits from mere redraws (an
+    /// incoming message redraws the line too).
+    last_line: RefCell<String>,
+    last_signal: Cell<Option<Instant>>,
+}
+
+impl CliHelper {
+    /// The line being composed is now `line`.
+    fn composing(&self, line: &str) {
+        let Some(tx) = &self.typing else { return };
+        if self.masking || *self.last_line.borrow() == line {
+            return;
+        }
+        line.clone_into(&mut self.last_line.borrow_mut());
+        let message = !line.trim().is_empty() && (!line.starts_with('/') || line.starts_with("//"));
+        let now = Instant::now();
+        let quiet = self
+            .last_signal
+            .get()
+            .is_none_or(|t| now.duration_since(t) >= TYPING_SIGNAL);
+        if message && quiet {
+            self.last_signal.set(Some(now));
+            // Never block the editor: a full channel just drops the signal.
+            let _ = tx.try_send(Input::Typing);
+        }
+    }
 }
 
 impl Completer for CliHelper {
@@ -113,7 +156,9 @@ impl Completer for CliHelper {
                     .map(|n| format!("{n} "))
                     .collect(),
             )),
-            Some((cmd, arg)) if ["/join", "/switch", "/leave", "/who"].contains(&cmd) => {
+            Some((cmd, arg))
+                if ["/join", "/switch", "/leave", "/who", "/dm", "/msg"].contains(&cmd) =>
+            {
                 if arg.contains(' ') {
                     return Ok((0, Vec::new()));
                 }
@@ -131,6 +176,12 @@ impl Completer for CliHelper {
 
 impl Hinter for CliHelper {
     type Hint = String;
+
+    /// Never a hint; called after every edit, it is how typing is noticed.
+    fn hint(&self, line: &str, _pos: usize, _ctx: &Context<'_>) -> Option<String> {
+        self.composing(line);
+        None
+    }
 }
 
 impl Validator for CliHelper {}
@@ -167,6 +218,9 @@ impl Terminal {
         editor.set_helper(Some(CliHelper {
             masking: false,
             rooms,
+            typing: None,
+            last_line: RefCell::new(String::new()),
+            last_signal: Cell::new(None),
         }));
         Ok(Terminal { editor })
     }
@@ -213,7 +267,15 @@ impl Terminal {
                     Ok(UiRequest::Quit) | Err(_) => return,
                 }
             };
-            let input = match self.editor.readline(&prompt) {
+            if let Some(h) = self.editor.helper_mut() {
+                h.typing = Some(lines.clone());
+                h.last_line.borrow_mut().clear();
+            }
+            let read = self.editor.readline(&prompt);
+            if let Some(h) = self.editor.helper_mut() {
+                h.typing = None;
+            }
+            let input = match read {
                 Ok(line) => {
                     if !line.trim().is_empty() {
                         let _ = self.editor.add_history_entry(line.as_str());
@@ -263,9 +325,46 @@ mod tests {
             .iter()
             .map(|i| match i {
                 Input::Line(l) => l,
+                Input::Typing => "<typing>".to_owned(),
                 Input::Eof => "<eof>".to_owned(),
             })
             .collect();
         assert_eq!(got, ["one", "two", "", "three", "<eof>"]);
+    }
+
+    #[test]
+    fn edits_of_a_message_signal_typing_redraws_and_commands_do_not() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut h = CliHelper {
+            masking: false,
+            rooms: Arc::new(Mutex::new(Vec::new())),
+            typing: Some(tx),
+            last_line: RefCell::new(String::new()),
+            last_signal: Cell::new(None),
+        };
+        let count = |rx: &Receiver<Input>| rx.try_iter().count();
+        h.composing("");
+        h.composing("/jo");
+        h.composing("   ");
+        assert_eq!(count(&rx), 0, "empty lines and commands are not typing");
+        h.composing("h");
+        assert_eq!(count(&rx), 1);
+        // More keystrokes within the interval, and redraws of the same line: nothing.
+        h.composing("hi");
+        h.composing("hi");
+        assert_eq!(count(&rx), 0);
+        h.last_signal.set(Instant::now().checked_sub(TYPING_SIGNAL));
+        h.composing("hi");
+        assert_eq!(count(&rx), 0, "a redraw is no keystroke");
+        h.composing("hi!");
+        assert_eq!(count(&rx), 1);
+        h.last_signal.set(None);
+        h.composing("//slash");
+        assert_eq!(count(&rx), 1, "//text is a message");
+        // Passwords are never reported.
+        h.last_signal.set(None);
+        h.masking = true;
+        h.composing("secret");
+        assert_eq!(count(&rx), 0);
     }
 }

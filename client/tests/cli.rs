@@ -476,6 +476,15 @@ fn help_lists_options_and_commands() {
         "/invites",
         "/password",
         "/admin invite-code",
+        "/me TEXT",
+        "/msg USER TEXT",
+        "/dm USER",
+        "/dms",
+        "/edit [SEQ] TEXT",
+        "/delete [SEQ]",
+        "/block USER",
+        "/unblock USER",
+        "/blocks",
     ] {
         assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
     }
@@ -1131,4 +1140,289 @@ fn registration_by_invite_code_and_admin_commands() {
     frank.send("/register frank");
     let line = frank.wait_new(m, "registration is closed");
     assert!(line.starts_with("! register failed"), "{line:?}");
+}
+
+#[test]
+fn direct_messages_are_listed_apart_and_blocks_refuse_them() {
+    let server = Server::start(&[]);
+    let mut alice = Client::start("alice", &server.url(), PASSWORD, &[]);
+    let mut bob = Client::start("bob", &server.url(), PASSWORD, &[]);
+    alice.register("alice");
+    bob.register("bob");
+    alice.create("lobby");
+
+    // /msg opens the DM and posts there; the current room stays the lobby.
+    let (ma, mb) = (alice.mark(), bob.mark());
+    alice.send("/msg Bob psst, over here");
+    alice.wait_new(ma, "direct messages with Bob are @bob");
+    alice.wait_entry_new(ma, "@bob", "alice: psst, over here");
+    bob.wait_new(mb, "direct messages with alice are @alice");
+    bob.wait_entry_new(mb, "@alice", "alice: psst, over here");
+    alice.send("still in the lobby");
+    alice.wait_entry_new(ma, "lobby", "alice: still in the lobby");
+
+    // Bob answers by name, and makes the DM current by the other user's name.
+    let mb = bob.mark();
+    bob.send("/msg alice hi!");
+    alice.wait_entry_new(ma, "@bob", "bob: hi!");
+    bob.send("/switch alice");
+    bob.wait_new(mb, "current room: @alice");
+    bob.send("/me waves");
+    alice.wait_entry_new(ma, "@bob", "* bob waves");
+
+    // /rooms lists rooms and, apart, DMs; the DM is not a row of the room table.
+    let ma = alice.mark();
+    alice.send("/rooms");
+    alice.wait_new(ma, "1 room(s); * = you are in it");
+    alice.wait_new(ma, "1 direct message room(s)");
+    alice.wait_after(ma, "the DM row", |l| {
+        l.contains("@bob ") && l.contains(" id ")
+    });
+    let listing = alice.log[ma..].to_vec();
+    let dm_rows: Vec<&String> = listing.iter().filter(|l| l.contains("@bob")).collect();
+    assert_eq!(dm_rows.len(), 1, "{listing:?}");
+    let dm_at = listing
+        .iter()
+        .position(|l| l.contains("direct message room(s)"));
+    let bob_at = listing.iter().position(|l| l.contains("@bob"));
+    assert!(
+        bob_at > dm_at,
+        "the DM is listed under its own heading: {listing:?}"
+    );
+    assert!(
+        !listing.iter().any(|l| l.contains("alice, bob")),
+        "{listing:?}"
+    );
+    let ma = alice.mark();
+    alice.send("/dm bob");
+    alice.wait_new(ma, "current room: @bob");
+    alice.send("now in the DM");
+    bob.wait_entry("@alice", "alice: now in the DM");
+
+    // Blocks: Bob blocks Alice; her posts in their DM are refused, then allowed again.
+    let mb = bob.mark();
+    bob.send("/block alice");
+    bob.wait_new(mb, "blocked alice");
+    bob.send("/blocks");
+    bob.wait_new(mb, "1 blocked user(s)");
+    let ma = alice.mark();
+    alice.send("/msg bob are you there?");
+    let line = alice.wait_new(ma, "(blocked)");
+    assert!(line.starts_with("! "), "{line:?}");
+    let mb = bob.mark();
+    bob.send("/unblock alice");
+    bob.wait_new(mb, "unblocked alice");
+    let line = {
+        bob.send("/unblock alice");
+        bob.wait_new(mb, "is not blocked")
+    };
+    assert!(line.starts_with("! "), "{line:?}");
+    alice.send("/msg bob back again");
+    bob.wait_entry_new(mb, "@alice", "alice: back again");
+
+    // Nobody to talk to: the server's error, plainly.
+    let ma = alice.mark();
+    alice.send("/msg nobody-here hello");
+    let line = alice.wait_new(ma, "cannot open a DM with nobody-here");
+    assert!(line.contains("(user_not_found)"), "{line:?}");
+    alice.send("/msg alice me, myself");
+    let line = alice.wait_new(ma, "(invalid_target)");
+    assert!(
+        line.starts_with("! cannot open a DM with alice"),
+        "{line:?}"
+    );
+
+    for c in [alice, bob] {
+        let name = c.name.clone();
+        let (status, log) = c.finish();
+        assert!(status.success(), "{name}: {status}\n{}", log.join("\n"));
+        assert_eq!(
+            log.iter()
+                .filter(|l| is_entry(l, " [@alice] alice: psst, over here")
+                    || is_entry(l, " [@bob] alice: psst, over here"))
+                .count(),
+            1,
+            "{name} saw the first DM once"
+        );
+    }
+}
+
+#[test]
+fn unread_counts_on_reconnect_follow_what_was_shown() {
+    let server = Server::start(&[]);
+    let mut alice = Client::start("alice", &server.url(), PASSWORD, &[]);
+    let mut bob = Client::start("bob", &server.url(), PASSWORD, &[]);
+    alice.register("alice");
+    bob.register("bob");
+    let room = alice.create("lobby");
+    bob.send(&format!("/join {room}"));
+    alice.wait_entry("lobby", "--> bob joined");
+
+    // Bob sees this one in his current room: it is read.
+    alice.send("seen by bob");
+    bob.wait_entry("lobby", "alice: seen by bob");
+    let (status, log) = bob.finish();
+    assert!(status.success(), "bob: {status}\n{}", log.join("\n"));
+
+    // While he is away: three in the lobby, one in a DM.
+    alice.send("one");
+    alice.send("two");
+    alice.send("three @bob");
+    alice.send("/msg bob while you were out");
+    alice.wait_entry("lobby", "alice: three @bob");
+    alice.wait_entry("@bob", "alice: while you were out");
+
+    let mut bob = Client::start("bob", &server.url(), PASSWORD, &["--user", "bob"]);
+    bob.wait_for("connected as bob");
+    bob.wait_for("-- 3 unread in lobby, 1 unread in @alice");
+
+    // Shown in the current room, the lobby is read; the DM is not until he looks.
+    let m = bob.mark();
+    bob.send("/history 5");
+    bob.wait_new(m, "last 5 entries of lobby");
+    bob.send("/dms");
+    let row = bob.wait_after(m, "the DM row", |l| {
+        l.contains("@alice ") && l.contains(" id ")
+    });
+    assert!(row.ends_with("1 unread"), "{row:?}");
+    // Switching to the DM shows what he missed there, and marks it read.
+    bob.send("/switch alice");
+    bob.wait_new(m, "current room: @alice");
+    bob.wait_new(m, "-- 1 unread in @alice:");
+    bob.wait_new(m, "[@alice] alice: while you were out");
+    let (status, log) = bob.finish();
+    assert!(status.success(), "bob: {status}\n{}", log.join("\n"));
+
+    // Nothing new since: nothing unread, and he is not told so.
+    let mut bob = Client::start("bob", &server.url(), PASSWORD, &["--user", "bob"]);
+    bob.wait_for("connected as bob");
+    let m = bob.mark();
+    bob.send("/dms");
+    let row = bob.wait_after(m, "the DM row", |l| {
+        l.contains("@alice ") && l.contains(" id ")
+    });
+    assert!(!row.contains("unread"), "{row:?}");
+    alice.send("/switch lobby");
+    alice.send("and one more");
+    bob.wait_entry("lobby", "alice: and one more");
+    let (status, log) = bob.finish();
+    assert!(status.success(), "bob: {status}\n{}", log.join("\n"));
+    assert!(
+        !log.iter().any(|l| l.contains("unread in")),
+        "{}",
+        log.join("\n")
+    );
+}
+
+/// The seq in `... #N...`.
+fn seq_in(line: &str) -> u64 {
+    line.split('#')
+        .nth(1)
+        .and_then(|r| {
+            let digits: String = r.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no #seq in {line:?}"))
+}
+
+#[test]
+fn edits_and_deletions_show_live_and_in_history() {
+    let server = Server::start(&[]);
+    let mut alice = Client::start("alice", &server.url(), PASSWORD, &[]);
+    let mut bob = Client::start("bob", &server.url(), PASSWORD, &[]);
+    alice.register("alice");
+    bob.register("bob");
+    let room = alice.create("lobby");
+    bob.send(&format!("/join {room}"));
+    alice.wait_entry("lobby", "--> bob joined");
+
+    // /edit without a seq edits Alice's last message; everyone is told which.
+    let (ma, mb) = (alice.mark(), bob.mark());
+    alice.send("teh first");
+    bob.wait_entry_new(mb, "lobby", "alice: teh first");
+    alice.wait_entry_new(ma, "lobby", "alice: teh first");
+    alice.send("/edit the first");
+    let line = bob.wait_after(mb, "the edit", |l| {
+        l.contains("[lobby] * alice edited #") && l.ends_with(": the first")
+    });
+    let first = seq_in(&line);
+    alice.wait_new(ma, &format!("* alice edited #{first}: the first"));
+
+    // /delete without a seq deletes her last message.
+    alice.send("oops, wrong room");
+    bob.wait_entry_new(mb, "lobby", "alice: oops, wrong room");
+    alice.wait_entry_new(ma, "lobby", "alice: oops, wrong room");
+    alice.send("/delete");
+    let line = bob.wait_after(mb, "the deletion", |l| {
+        l.contains("[lobby] * message #") && l.ends_with(" was deleted by alice")
+    });
+    let oops = seq_in(&line);
+    assert!(oops > first);
+
+    // By seq: an edit of the first again; Bob may neither edit nor delete it.
+    alice.send(&format!("/edit {first} the very first"));
+    bob.wait_new(mb, &format!("* alice edited #{first}: the very first"));
+    let mb = bob.mark();
+    bob.send(&format!("/delete {first}"));
+    let line = bob.wait_new(mb, "(forbidden)");
+    assert!(line.starts_with("! "), "{line:?}");
+    bob.send(&format!("/edit {first} mine now"));
+    let line = bob.wait_new(mb, "(forbidden)");
+    assert!(line.starts_with("! "), "{line:?}");
+    bob.send(&format!("/delete {oops}"));
+    let line = bob.wait_new(mb, "(entry_not_found)");
+    assert!(line.starts_with("! "), "{line:?}");
+    // Bob has posted nothing to edit.
+    bob.send("/edit hello");
+    bob.wait_new(
+        mb,
+        "! no message of yours among the last 100 entries of lobby",
+    );
+    // History rows carry the seq that /edit and /delete take.
+    let mb = bob.mark();
+    bob.send("/history 10");
+    bob.wait_after(mb, "a history row with its seq", |l| {
+        l.contains(&format!("#{first} ")) && l.contains("alice: the very first (edited)")
+    });
+
+    // Alice on a device that has shown none of her messages: her last one still kept
+    // (the deleted one does not count) is found in the history.
+    let mut alice2 = Client::start("alice2", &server.url(), PASSWORD, &["--user", "alice"]);
+    alice2.wait_for("connected as alice");
+    let mb = bob.mark();
+    alice2.send("/edit the first, finally");
+    bob.wait_new(mb, &format!("* alice edited #{first}: the first, finally"));
+
+    // History serves the latest state: the edited text marked, the deleted one gone.
+    for c in [&mut alice, &mut bob] {
+        let m = c.mark();
+        c.send("/history 10");
+        c.wait_new(m, "entries of lobby");
+        c.wait_new(m, "[lobby] alice: the first, finally (edited)");
+        c.wait_new(m, "[lobby] alice: (deleted)");
+        assert!(
+            !c.log[m..].iter().any(|l| l.contains("oops")),
+            "deleted text is not shown again: {:?}",
+            &c.log[m..]
+        );
+    }
+
+    // Someone joining later sees the same in the context the server sends.
+    let mut carol = Client::start("carol", &server.url(), PASSWORD, &[]);
+    carol.register("carol");
+    carol.send(&format!("/join {room}"));
+    carol.wait_entry("lobby", "alice: the first, finally (edited)");
+    carol.wait_entry("lobby", "alice: (deleted)");
+    carol.wait_entry("lobby", &format!("* message #{oops} was deleted by alice"));
+    assert!(
+        !carol.log.iter().any(|l| l.contains("oops")),
+        "{}",
+        carol.log.join("\n")
+    );
+
+    for c in [alice, alice2, bob, carol] {
+        let name = c.name.clone();
+        let (status, log) = c.finish();
+        assert!(status.success(), "{name}: {status}\n{}", log.join("\n"));
+    }
 }

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cfg: parley::Config) -> ExitCode {
+    parley::logging::init(&cfg);
     let listener = match parley::bind(&cfg.bind).await {
         Ok(l) => l,
         Err(e) => {
@@ -49,15 +50,25 @@ async fn serve(cfg: parley::Config) -> ExitCode {
         }
     };
     match listener.local_addr() {
-        Ok(addr) => println!("parley listening on {addr}"),
+        Ok(addr) => {
+            println!("parley listening on {addr}");
+            tracing::info!(
+                version = env!("CARGO_PKG_VERSION"),
+                addr = %addr,
+                "parley-server {} started on {addr}",
+                env!("CARGO_PKG_VERSION")
+            );
+        }
         Err(e) => {
             eprintln!("parley-server: {e}");
             return ExitCode::FAILURE;
         }
     }
     parley::run(listener, core.clone(), stop_signal()).await;
+    tracing::info!("shutting down: connections closed, flushing the journal");
     core.end_run();
     tokio::task::block_in_place(|| core.store().close());
+    tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 

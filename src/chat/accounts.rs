@@ -220,8 +220,29 @@ impl Core {
     }
 
     /// Logs in: a new session and its token. `from` is the client's address: failures are
-    /// counted per account and address, and hashing takes turns between addresses.
+    /// counted per account and address, and hashing takes turns between addresses. Each
+    /// success and failure is logged with the username and address (never the password).
     pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        from: IpAddr,
+    ) -> Result<(String, String), ChatError> {
+        let result = self.login_checked(username, password, from).await;
+        match &result {
+            Ok((_, name)) => tracing::info!(user = %name, addr = %from, "login"),
+            Err(e) => tracing::warn!(
+                user = ?username,
+                addr = %from,
+                code = e.code(),
+                "login failed: {}",
+                e.code()
+            ),
+        }
+        result
+    }
+
+    async fn login_checked(
         &self,
         username: &str,
         password: &str,

@@ -92,7 +92,7 @@ fn lower_priority() {
         libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, HASH_NICE)
     };
     if rc != 0 {
-        eprintln!("parley: could not lower the hashing thread's priority");
+        tracing::warn!("could not lower the hashing thread's priority");
     }
 }
 
@@ -216,7 +216,7 @@ impl HashPool {
                     shared.work();
                 });
             if let Err(e) = spawned {
-                eprintln!("parley: could not start a hashing thread: {e}");
+                tracing::warn!("could not start a hashing thread: {e}");
             }
         }
         HashPool { shared }

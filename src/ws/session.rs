@@ -160,6 +160,19 @@ impl Session<'_> {
             if closing.is_none() {
                 match self.conn.out.take(&mut wbuf) {
                     (Some(c), _) => {
+                        if matches!(
+                            c.code,
+                            close::POLICY | close::SESSION_ENDED | close::TOO_SLOW
+                        ) {
+                            tracing::info!(
+                                user = %self.conn.user.name,
+                                code = c.code,
+                                reason = c.reason,
+                                "websocket closed with {}: {}",
+                                c.code,
+                                c.reason
+                            );
+                        }
                         wbuf.extend_from_slice(&frame::close_frame(c.code, c.reason));
                         closing = Some(Instant::now() + CLOSE_GRACE);
                     }

@@ -166,6 +166,7 @@ impl App {
             current: None,
             timeline: Timeline::new(),
             outbox: Outbox::new(),
+            talk: Default::default(),
         };
         s.current = first_room(&s.rooms);
         for r in s.rooms.values() {
@@ -177,12 +178,28 @@ impl App {
             let list: Vec<String> = s
                 .rooms
                 .values()
+                .filter(|r| !r.is_dm())
                 .map(|r| {
                     let private = if r.is_private() { ", private" } else { "" };
                     format!("{} ({}{private})", clean(&r.name), clean(&r.id))
                 })
                 .collect();
-            format!("your rooms: {}", list.join(", "))
+            let dms: Vec<String> = s
+                .rooms
+                .values()
+                .filter_map(|r| r.dm_peer(&s.user))
+                .map(|p| clean(&p))
+                .collect();
+            let rooms = if list.is_empty() {
+                "you are in no room".to_owned()
+            } else {
+                format!("your rooms: {}", list.join(", "))
+            };
+            if dms.is_empty() {
+                rooms
+            } else {
+                format!("{rooms}; direct messages with: {}", dms.join(", "))
+            }
         };
         let invited = s.invites.len();
         let admin = s.admin;

@@ -22,6 +22,12 @@ impl App {
                     .error("no current room: /join ID or /create NAME first (/rooms lists them)");
             }
         };
+        self.send_to(room, text);
+    }
+
+    /// Queue `text` for `room` and send it when the connection allows.
+    pub(super) fn send_to(&mut self, room: String, text: String) {
+        let Some(s) = self.need_session() else { return };
         if s.outbox.push(&room, &text).is_none() {
             return self
                 .error("too many unacknowledged messages; wait for the connection to catch up");
@@ -64,6 +70,7 @@ impl App {
         let step = s.timeline.expire(Instant::now());
         self.apply(step);
         self.flush_outbox();
+        self.flush_reads(false);
     }
 
     /// Carry out what the timeline asked: tell the gaps, send the syncs, show entries.
@@ -90,9 +97,14 @@ impl App {
                 );
             }
         }
+        // One bell per batch, however many mentions a catch-up holds.
+        let mut bell = true;
         for e in &step.show {
-            self.print_entry(e);
+            if self.show_entry(e, bell) {
+                bell = false;
+            }
         }
+        self.flush_reads(false);
     }
 
     // ----- the connection -----------------------------------------------------------
@@ -179,6 +191,7 @@ impl App {
         };
         let mut syncs = Vec::new();
         for r in &rooms_now {
+            s.talk.read_known(&r.id, r.read_seq);
             if s.timeline.knows(&r.id) {
                 syncs.push((r.id.clone(), s.timeline.begin_sync(&r.id, now)));
             } else {
@@ -215,6 +228,9 @@ impl App {
         }
         if first {
             self.notice(&format!("connected as {}", hello.username));
+            if let Some(unread) = self.unread_summary() {
+                self.notice(&unread);
+            }
         } else {
             let n = syncs.len();
             self.notice(&format!("reconnected; catching up on {n} room(s)"));
@@ -359,6 +375,8 @@ impl App {
                     self.forget_room(&room);
                 }
             }
+            ServerFrame::Read { room, seq } => self.on_read(&room, seq),
+            ServerFrame::Typing { room, username } => self.on_typing(&room, &username),
             ServerFrame::Hello { .. } | ServerFrame::Unknown => {}
         }
     }
@@ -378,9 +396,18 @@ impl App {
             return;
         }
         let id = room.id.clone();
+        let peer = room.dm_peer(&s.user);
         self.entered(room, false);
         let label = self.label(&id);
-        self.notice(&format!("you are now in {label} (id {id})"));
+        match peer {
+            Some(peer) => {
+                let peer = clean(&peer);
+                self.notice(&format!(
+                    "direct messages with {peer} are {label}; /dm {peer} makes them current, /msg {peer} TEXT answers"
+                ));
+            }
+            None => self.notice(&format!("you are now in {label} (id {id})")),
+        }
         self.topic_line(&id, false);
     }
 

@@ -46,6 +46,7 @@ impl App {
         let mark = if private { " (private)" } else { "" };
         self.notice(&format!("current room: {label}{mark}"));
         self.topic_line(id, false);
+        self.mark_current_read(id);
     }
 
     /// `topic of den: ...`; with `always`, also say when there is none.

@@ -8,13 +8,16 @@
 //!
 //! The work is split by subject: `account` (register, login, logout, password),
 //! `rooms` (room and user commands over REST), `manage` (running a room and the
-//! server: bans, renames, deletion, ownership, invitations, `/admin`) and `live`
-//! (sending, and what the WebSocket reports).
+//! server: bans, renames, deletion, ownership, invitations, `/admin`), `direct`
+//! (direct messages, edits and deletions, blocks), `talk` (read markers, unread counts,
+//! typing, mentions) and `live` (sending, and what the WebSocket reports).
 
 mod account;
+mod direct;
 mod live;
 mod manage;
 mod rooms;
+mod talk;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -92,6 +95,8 @@ struct Session {
     current: Option<String>,
     timeline: Timeline,
     outbox: Outbox,
+    /// Own messages seen, read markers, typing throttles.
+    talk: crate::talk::Talk,
 }
 
 #[derive(PartialEq)]
@@ -168,6 +173,7 @@ impl App {
                             self.ready();
                         }
                     }
+                    Ok(Input::Typing) => self.typed(),
                     Ok(Input::Eof) | Err(_) => {
                         let grace = if self.ui.is_some() { QUIT_GRACE } else { EOF_ACK_TIMEOUT };
                         self.begin_closing(grace);
@@ -199,6 +205,8 @@ impl App {
                 }
             }
         }
+        // What was read goes to the server before the connection closes.
+        self.flush_reads(true);
         if let Some(s) = self.session.take() {
             if let Some(c) = s.conn {
                 c.shutdown();
@@ -214,10 +222,14 @@ impl App {
     fn next_wake(&self) -> Duration {
         let now = Instant::now();
         let soonest = self.session.as_ref().and_then(|s| {
-            [s.timeline.next_deadline(), s.outbox.next_due()]
-                .into_iter()
-                .flatten()
-                .min()
+            [
+                s.timeline.next_deadline(),
+                s.outbox.next_due(),
+                s.talk.next_read_due(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
         });
         soonest.map_or(TICK, |t| {
             t.saturating_duration_since(now)
@@ -249,8 +261,16 @@ impl App {
         self.out.line(&line);
     }
 
-    /// How a room is shown: its name, or `name#id` when two of your rooms share it.
+    /// How a room is shown: its name, or `name#id` when two of your rooms share it; a
+    /// DM as `@` and the other user's name.
     fn label(&self, id: &str) -> String {
+        if let Some(peer) = self
+            .session
+            .as_ref()
+            .and_then(|s| s.rooms.get(id).and_then(|r| r.dm_peer(&s.user)))
+        {
+            return clean(&format!("@{peer}"));
+        }
         let name = self
             .session
             .as_ref()
@@ -299,7 +319,10 @@ impl App {
             if let Some(s) = &self.session {
                 for r in s.rooms.values() {
                     c.push(r.id.clone());
-                    c.push(r.name.clone());
+                    match r.dm_peer(&s.user) {
+                        Some(peer) => c.push(peer),
+                        None => c.push(r.name.clone()),
+                    }
                 }
             }
         }
@@ -362,6 +385,14 @@ impl App {
             Command::Password => self.change_password(),
             Command::Invites => self.invites(),
             Command::Admin(a) => self.admin(a),
+            Command::Msg(user, text) => self.msg(&user, &text),
+            Command::Dm(user) => self.dm(&user),
+            Command::Dms => self.dms(),
+            Command::Edit(seq, text) => self.edit(seq, &text),
+            Command::Delete(seq) => self.delete(seq),
+            Command::Block(user) => self.block(&user, true),
+            Command::Unblock(user) => self.block(&user, false),
+            Command::Blocks => self.blocks(),
             Command::Server(text) => self.send_text(text, true),
         }
         Flow::Continue
@@ -425,14 +456,14 @@ impl App {
     }
 }
 
-/// The room to make current when none is chosen: the first by name.
+/// The room to make current when none is chosen: the first by name, rooms before DMs.
 fn first_room(rooms: &BTreeMap<String, Room>) -> Option<String> {
     rooms
         .values()
         .min_by(|a, b| {
-            a.name
-                .to_lowercase()
-                .cmp(&b.name.to_lowercase())
+            a.is_dm()
+                .cmp(&b.is_dm())
+                .then(a.name.to_lowercase().cmp(&b.name.to_lowercase()))
                 .then(a.id.cmp(&b.id))
         })
         .map(|r| r.id.clone())

@@ -20,10 +20,15 @@ impl App {
         if s.rooms.contains_key(arg) {
             return Ok(arg.to_owned());
         }
+        // A DM by the other user's name, with or without the `@` it is shown with.
+        let peer = arg.strip_prefix('@').unwrap_or(arg);
         let named: Vec<&Room> = s
             .rooms
             .values()
-            .filter(|r| r.name.eq_ignore_ascii_case(arg))
+            .filter(|r| match r.dm_peer(&s.user) {
+                Some(p) => p.eq_ignore_ascii_case(peer),
+                None => r.name.eq_ignore_ascii_case(arg),
+            })
             .collect();
         match named.as_slice() {
             [one] => Ok(one.id.clone()),
@@ -193,6 +198,7 @@ impl App {
         };
         s.rooms.remove(id);
         s.timeline.forget(id);
+        s.talk.forget(id);
         let dropped = s.outbox.drop_room(id);
         if s.current.as_deref() == Some(id) {
             s.current = first_room(&s.rooms);
@@ -217,6 +223,7 @@ impl App {
                     s.current = Some(id.clone());
                 }
                 self.announce_current(&id);
+                self.show_unread(&id);
             }
             Err(e) => self.error(&format!("{e}; /join it first")),
         }
@@ -224,14 +231,16 @@ impl App {
 
     pub(super) fn rooms(&mut self) {
         let Some(token) = self.token() else { return };
-        let (rooms, more) = match self.api.rooms(&token, "", MAX_LISTED) {
+        let (mut rooms, more) = match self.api.rooms(&token, "", MAX_LISTED) {
             Ok(r) => (r.items, r.more),
             Err(e) => return self.api_error("cannot list rooms", e),
         };
-        let mine: Vec<String> = self
+        // DMs are listed apart, below.
+        rooms.retain(|r| !r.is_dm());
+        let mine: Vec<(String, u64)> = self
             .session
             .as_ref()
-            .map(|s| s.rooms.keys().cloned().collect())
+            .map(|s| s.rooms.values().map(|r| (r.id.clone(), r.unread)).collect())
             .unwrap_or_default();
         let idw = rooms
             .iter()
@@ -247,11 +256,16 @@ impl App {
         let mut rows = Vec::new();
         for r in &rooms {
             self.room_names.insert(r.id.clone(), r.name.clone());
-            let is_mine = mine.contains(&r.id);
+            let unread = mine.iter().find(|(id, _)| *id == r.id).map(|(_, n)| *n);
+            let is_mine = unread.is_some();
             let mark = if is_mine { "*" } else { " " };
             let private = if r.is_private() { "  private" } else { "" };
+            let unread = match unread {
+                Some(n) if n > 0 => format!("  {n} unread"),
+                _ => String::new(),
+            };
             let row = format!(
-                "{mark} {:<idw$}  {:<namew$}  {}/{} members{private}",
+                "{mark} {:<idw$}  {:<namew$}  {}/{} members{private}{unread}",
                 clean(&r.id),
                 clean(&r.name),
                 r.members,
@@ -281,6 +295,8 @@ impl App {
         };
         let text = self.style.listing(&heading, &rows);
         self.out.line(&text);
+        let dms = self.dm_listing();
+        self.out.line(&dms);
     }
 
     pub(super) fn users(&mut self) {
@@ -387,11 +403,25 @@ impl App {
             Err(e) => return self.api_error("cannot fetch history", e),
         };
         let label = self.label(&id);
+        let me = self
+            .session
+            .as_ref()
+            .map(|s| s.user.clone())
+            .unwrap_or_default();
+        // Each row starts with its seq, the number /edit and /delete take.
+        let w = page.entries.last().map_or(1, |e| e.seq.to_string().len());
         let mut rows: Vec<String> = page
             .entries
             .iter()
-            .map(|e| self.style.entry(&label, e))
+            .map(|e| {
+                let seq = self.style.faint(&format!("#{:<w$}", e.seq));
+                format!("{seq} {}", self.style.entry_for(&label, e, &me))
+            })
             .collect();
+        // Shown in the current room: read.
+        if let (Some(s), Some(last)) = (self.session.as_mut(), page.entries.last()) {
+            s.talk.want_read(&id, last.seq);
+        }
         let heading = if page.entries.is_empty() {
             format!("{label}: nothing yet")
         } else {

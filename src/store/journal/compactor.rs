@@ -67,7 +67,7 @@ impl Drop for Compactor {
         self.slot.wake.notify_one();
         if let Some(handle) = self.handle.take() {
             if handle.join().is_err() {
-                eprintln!("parley journal: snapshot thread panicked");
+                tracing::error!("journal: snapshot thread panicked");
             }
         }
     }
@@ -91,11 +91,16 @@ fn run_compactor(dir: &Path, slot: &CompactorSlot, shared: &Shared) {
             }
         };
         let Some((snapshot, base)) = job else { return };
+        let began = std::time::Instant::now();
         match write_snapshot(dir, snapshot, base, shared) {
-            Ok(()) => {}
+            Ok(()) => tracing::info!(
+                ms = began.elapsed().as_millis() as u64,
+                "journal compacted: snapshot written in {} ms",
+                began.elapsed().as_millis()
+            ),
             // The previous snapshot and all journals since it are untouched: nothing is lost,
             // the journal just stays long until the next compaction.
-            Err(e) => eprintln!("parley journal: snapshot not written: {e}"),
+            Err(e) => tracing::error!("journal: snapshot not written: {e}"),
         }
         shared.pending_compactions.fetch_sub(1, Ordering::AcqRel);
     }
@@ -155,10 +160,7 @@ fn write_snapshot(
     for (generation, path) in list_journals(dir)? {
         if generation < base {
             if let Err(e) = fs::remove_file(&path) {
-                eprintln!(
-                    "parley journal: cannot delete old journal {}: {e}",
-                    path.display()
-                );
+                tracing::error!("journal: cannot delete old journal {}: {e}", path.display());
             }
         }
     }

@@ -73,7 +73,7 @@ impl Drop for Deliverer {
                 return;
             }
             if handle.join().is_err() {
-                eprintln!("parley journal: delivery thread panicked");
+                tracing::error!("journal: delivery thread panicked");
             }
         }
     }
@@ -83,7 +83,7 @@ fn run(rx: &Receiver<(Batch, bool)>, shared: &Shared) {
     while let Ok((batch, written)) = rx.recv() {
         for done in batch.dones {
             if panic::catch_unwind(AssertUnwindSafe(|| done(written))).is_err() {
-                eprintln!("parley journal: a record's done callback panicked; continuing");
+                tracing::error!("journal: a record's done callback panicked; continuing");
             }
         }
         shared.in_flight.fetch_sub(batch.reserved, Ordering::AcqRel);

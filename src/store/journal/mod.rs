@@ -546,7 +546,7 @@ impl Inner {
         if let Some(handle) = writer.take() {
             let _ = self.tx.send(Msg::Close);
             if handle.join().is_err() {
-                eprintln!("parley journal: writer thread panicked");
+                tracing::error!("journal: writer thread panicked");
             }
         }
     }

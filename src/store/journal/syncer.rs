@@ -120,7 +120,7 @@ fn run(inner: &Inner, shared: &Shared) {
                 // After a failed fsync the kernel may have dropped dirty pages: the writer
                 // stops acknowledging when it sees this.
                 let reason = format!("fsync of {} failed: {e}", path.display());
-                eprintln!("parley journal: {reason}; no further records will be acknowledged");
+                tracing::error!("journal: {reason}; no further records will be acknowledged");
                 lock_ignoring_poison(&shared.failed).get_or_insert(reason);
                 shared
                     .stopped

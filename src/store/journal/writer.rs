@@ -233,7 +233,7 @@ impl Writer {
 
     fn fail(&mut self, reason: String) {
         if !self.failed {
-            eprintln!("parley journal: {reason}; no further records will be acknowledged");
+            tracing::error!("journal: {reason}; no further records will be acknowledged");
             self.shared.set_failed(reason);
             self.failed = true;
         }
@@ -262,8 +262,7 @@ impl Writer {
             Ok((file, path)) => {
                 let handed = self.syncer.as_ref().map(|s| s.switch(&file, &path));
                 if let Some(Err(e)) = handed {
-                    eprintln!(
-                        "parley journal: cannot hand the new journal to the fsync thread ({e}); fsyncing on the writer thread from now on"
+                    tracing::error!("journal: cannot hand the new journal to the fsync thread ({e}); fsyncing on the writer thread from now on"
                     );
                     self.syncer = None;
                 }
@@ -279,7 +278,7 @@ impl Writer {
                 self.compactor.submit(snapshot, generation, &self.shared);
             }
             Err(e) => {
-                eprintln!("parley journal: cannot start a new journal file, not compacting: {e}");
+                tracing::error!("journal: cannot start a new journal file, not compacting: {e}");
                 abandon(&self.shared);
             }
         }

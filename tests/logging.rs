@@ -1,0 +1,97 @@
+//! The server's logs on standard error: one event a line, as text or JSON, at the level
+//! asked for; logins name the user and the client address, never the password or token.
+
+mod common;
+
+use common::process::{start, TempDir};
+use common::{login, post, user, PASSWORD};
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_name_start_logins_and_stop_without_secrets() {
+    let tmp = TempDir::new("logs-text");
+    let server = start(&tmp.data(), &[]);
+    let token = user(server.addr, "alice").await;
+    let wrong = post(
+        server.addr,
+        "/api/v1/login",
+        None,
+        json!({ "username": "alice", "password": "not the password at all" }),
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    let text = server.stderr_eventually_contains("login failed").await;
+    let failed = text
+        .lines()
+        .find(|l| l.contains("login failed"))
+        .expect("a failed-login line");
+    assert!(
+        failed.contains("alice") && failed.contains("127.0.0.1"),
+        "{failed}"
+    );
+    assert!(failed.contains("WARN"), "{failed}");
+    assert!(!text.contains("not the password at all"), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
+    assert!(!text.contains(&token), "the token is never logged: {text}");
+    assert!(text.contains("recovered"), "recovery is logged: {text}");
+    assert!(text.contains("started on 127.0.0.1:"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("INFO") && l.contains("login") && l.contains("alice")),
+        "a successful login is logged: {text}"
+    );
+    let mut server = server;
+    server.sigterm();
+    let status = server.exited().await;
+    assert!(status.success());
+    let text = server.stderr_after_exit();
+    assert!(text.contains("stopped"), "shutdown is logged: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_parse_one_event_a_line_and_the_level_filters() {
+    let tmp = TempDir::new("logs-json");
+    let server = start(&tmp.data(), &["--log-format", "json"]);
+    user(server.addr, "bob").await;
+    let r = login(server.addr, "bob", "wrong password here").await;
+    assert_eq!(r.status, 401);
+    let text = server.stderr_eventually_contains("login failed").await;
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let failed = events
+        .iter()
+        .find(|e| e["code"] == "invalid_credentials")
+        .expect("the failed login");
+    assert_eq!(failed["level"], "WARN");
+    assert_eq!(failed["addr"], "127.0.0.1");
+    assert!(failed["user"].as_str().unwrap().contains("bob"), "{failed}");
+    assert!(events.iter().all(|e| e["timestamp"].is_string()));
+    drop(server);
+
+    // At `error`, neither the start nor the logins are written.
+    let tmp = TempDir::new("logs-quiet");
+    let server = start(&tmp.data(), &["--log-level", "error"]);
+    user(server.addr, "carol").await;
+    login(server.addr, "carol", "wrong password here").await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(server.stderr(), "", "nothing at error level");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_end_close_is_logged_with_its_code_and_user() {
+    let tmp = TempDir::new("logs-close");
+    let server = start(&tmp.data(), &[]);
+    let token = user(server.addr, "dora").await;
+    let (mut ws, _) = common::ws_hello(server.addr, &token).await;
+    let out = post(server.addr, "/api/v1/logout", Some(&token), json!({})).await;
+    assert_eq!(out.status, 204);
+    ws.closed().await;
+    let text = server.stderr_eventually_contains("websocket closed").await;
+    let line = text
+        .lines()
+        .find(|l| l.contains("websocket closed"))
+        .unwrap();
+    assert!(line.contains("4001") && line.contains("dora"), "{line}");
+}
