@@ -53,9 +53,13 @@ fn row(out: &mut String, p: &MarkerPhase) {
     );
 }
 
-/// `a / b` of two optional figures.
+/// `a / b` of two optional figures; whole numbers with thousands separators.
 fn pair(a: Option<f64>, b: Option<f64>, digits: usize) -> String {
-    format!("{} / {}", opt_f(a, digits), opt_f(b, digits))
+    let show = |v: Option<f64>| match v {
+        Some(v) if digits == 0 => fmt_count(v.max(0.0).round() as u64),
+        v => opt_f(v, digits),
+    };
+    format!("{} / {}", show(a), show(b))
 }
 
 pub fn read_markers(r: &ReadMarkersReport) -> String {
