@@ -34,7 +34,7 @@ pub(super) fn allowed(rest: &[&str]) -> Option<&'static [&'static str]> {
 }
 
 /// A string field as given; anything else reads as `invalid`.
-fn text_field<'a>(v: &'a Option<Value>, invalid: ChatError) -> Result<Option<&'a str>, ChatError> {
+fn text_field(v: &Option<Value>, invalid: ChatError) -> Result<Option<&str>, ChatError> {
     match v {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),

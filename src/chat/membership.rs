@@ -378,23 +378,33 @@ impl Core {
                 rs.subscribe(&conns);
             };
             let commit = self.submit_entry(slot, &mut rs, Some(&us), delivery, undo);
-            match (next_slot, heir) {
+            let handover = match (next_slot, heir) {
                 (Some(slot), Some(heir)) => {
                     let act = Act {
                         kind: EntryKind::Role,
                         text: Some(Role::Owner.as_str()),
                         extra: EntryExtra::target(&heir),
                     };
-                    drop(self.govern_locked(slot, &room, &mut rs, &user.name, act, None));
+                    Some(self.govern_locked(slot, &room, &mut rs, &user.name, act, None))
                 }
-                (Some(slot), None) => drop(self.delete_locked(slot, &room, &mut rs, None)),
-                _ => {}
-            }
-            commit
+                (Some(slot), None) => {
+                    drop(self.delete_locked(slot, &room, &mut rs, None));
+                    None
+                }
+                _ => None,
+            };
+            (commit, handover)
         };
-        // The deletion's fate does not change the answer: the leave itself is kept, and a
-        // deletion the store failed to keep is undone (the room stays, empty).
-        commit.wait().await
+        // The answer waits for the ownership handover too, so the room is never left without
+        // an owner that a crash could lose. The deletion's fate does not change the answer:
+        // the leave itself is kept, and a deletion the store failed to keep is undone (the
+        // room stays, empty).
+        let (commit, handover) = commit;
+        commit.wait().await?;
+        match handover {
+            Some(h) => h.wait().await,
+            None => Ok(()),
+        }
     }
 
     /// Who inherits the room when its owner `leaver` goes: the moderator who joined first,
@@ -447,9 +457,16 @@ impl Core {
     ) -> Commit {
         rs.deleted = true;
         let members = std::mem::take(&mut rs.members);
-        let owner = rs.gov.owner.clone();
+        // DMs are nobody's to own: they do not count against `--max-owned-rooms`.
+        let owner = if rs.gov.dm.is_some() {
+            None
+        } else {
+            Some(rs.gov.owner.clone())
+        };
         if self.rooms.remove(&room.id).is_some() {
-            Self::count_owned(&self.owned, &owner, false);
+            if let Some(owner) = &owner {
+                Self::count_owned(&self.owned, owner, false);
+            }
         }
         let rec = Record::RoomDeleted {
             id: room.id.clone(),
@@ -481,8 +498,8 @@ impl Core {
             rs.members = members;
             let name = rs.gov.name.clone();
             drop(rs);
-            if rooms.insert(room.clone(), &name) {
-                Self::count_owned(&owned, &owner, true);
+            if let (true, Some(owner)) = (rooms.insert(room.clone(), &name), &owner) {
+                Self::count_owned(&owned, owner, true);
             }
         })
     }

@@ -662,7 +662,7 @@ impl Core {
             },
             EntryKind::Edit | EntryKind::Delete => {
                 if let Some(target) = f.extra.refers {
-                    let edit = (f.kind == EntryKind::Edit).then(|| (f.text, f.extra));
+                    let edit = (f.kind == EntryKind::Edit).then_some((f.text, f.extra));
                     Self::rewrite_message(rs, target, edit);
                 }
             }
