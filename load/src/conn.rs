@@ -287,8 +287,10 @@ impl Reader {
                 // Answers that found the writer's queue full go as soon as it has room,
                 // while the connection keeps reading.
                 permit = self.ctl.reserve(), if !self.answers.is_empty() => {
-                    if let Ok(permit) = permit {
-                        permit.send(Outgoing::Frames(std::mem::take(&mut self.answers)));
+                    match permit {
+                        Ok(p) => p.send(Outgoing::Frames(std::mem::take(&mut self.answers))),
+                        // The writer is gone: nobody will send them.
+                        Err(_) => self.answers.clear(),
                     }
                     continue;
                 }
