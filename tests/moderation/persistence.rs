@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::journal::journal_files;
 use crate::common::process::{start, Proc, TempDir};
 use crate::common::*;
 use crate::*;
@@ -379,7 +378,6 @@ async fn moderation_state_survives_a_compaction_and_kill_9() {
     let server = start(&data, &flags);
     let a = server.addr;
     let s = build(a).await;
-    let first_journal = journal_files(&data).remove(0);
     // Enough traffic to pass 4096 journal bytes, in the heirs' room.
     let (mut w, _) = ws_hello(a, &s.tess).await;
     for i in 0..60 {
@@ -391,12 +389,19 @@ async fn moderation_state_survives_a_compaction_and_kill_9() {
         .await;
     }
     w.next_where("entry", |f| f["nonce"] == "f59").await;
-    // The sweep compacts within a second or so of the journal passing 4096 bytes.
+    // The sweep compacts within a second or so of the journal passing 4096 bytes; wait for a
+    // snapshot taken after the fillers, which no longer holds the heirs' join entries.
+    let taken = snapshots(a).await;
     let deadline = Instant::now() + WAIT;
-    while !data.join("snapshot").exists() || first_journal.exists() {
+    let mut i = 60;
+    while snapshots(a).await <= taken {
         assert!(Instant::now() < deadline, "no snapshot was written");
+        let text = format!("filler {i} to make the journal grow");
+        say_acked(&mut w, &s.heirs, &text).await;
+        i += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert!(data.join("snapshot").exists());
     // One more change that only the new journal holds.
     assert_204(&invite(a, &s.pat, &s.private, "UNA").await);
     behaves(a, &s).await;
@@ -405,7 +410,10 @@ async fn moderation_state_survives_a_compaction_and_kill_9() {
     drop(w);
 
     let server = restart(server, &data, true, &flags).await;
-    assert!(!first_journal.exists(), "recovery starts from the snapshot");
+    assert!(
+        data.join("snapshot").exists(),
+        "recovery starts from the snapshot"
+    );
     assert_eq!(look(server.addr, &s).await, before, "after the compaction");
     behaves(server.addr, &s).await;
     mute_ended(server.addr, &s).await;
@@ -465,4 +473,18 @@ async fn the_owners_leave_answers_once_the_handover_is_kept() {
         &late[..late.len().min(3)]
     );
     server.stop().await;
+}
+
+/// How many snapshots the server has written, from `/metrics`.
+async fn snapshots(a: SocketAddr) -> u64 {
+    let r = get(a, "/metrics", None).await;
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("parley_journal_snapshots ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no parley_journal_snapshots in /metrics: {text}"))
 }
