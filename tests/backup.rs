@@ -110,40 +110,35 @@ async fn snapshots(addr: std::net::SocketAddr) -> u64 {
 }
 
 /// The worst order a file-by-file copy can take: the snapshot is read before a compaction
-/// replaces it, the journals after the compaction finished. The copy still holds the
-/// journals its (previous) snapshot needs.
+/// replaces it, the journals after the compaction deleted the ones it covered. Those may
+/// hold the text of deleted messages, which must not outlive the compaction, so the copy
+/// lacks them: a server started on it refuses at once, naming the missing journal, rather
+/// than start without acknowledged messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_copy_that_reads_the_snapshot_before_a_compaction_and_the_journals_after_recovers() {
+async fn a_copy_that_reads_the_snapshot_before_a_compaction_and_the_journals_after_is_refused() {
     let tmp = TempDir::new("backup-split");
     let data = tmp.data();
     let server = start(&data, &["--history", "100000", "--compact-bytes", "65536"]);
     let alice = user(server.addr, "alice").await;
     let general = room(server.addr, &alice, "general").await;
     let (mut ws, _) = ws_hello(server.addr, &alice).await;
-    let mut acked = Vec::new();
-    let mut say = async |acked: &mut Vec<String>| {
-        let text = format!("split line {}", acked.len());
-        say_acked(&mut ws, &general, &text).await;
-        acked.push(text);
+    let mut n = 0;
+    let mut say = async || {
+        say_acked(&mut ws, &general, &format!("split line {n}")).await;
+        n += 1;
     };
     while snapshots(server.addr).await == 0 {
-        say(&mut acked).await;
+        say().await;
     }
     let copy = tmp.0.join("copy");
     std::fs::create_dir_all(&copy).unwrap();
     std::fs::copy(data.join("snapshot"), copy.join("snapshot")).unwrap();
-    let before = acked.clone();
     let first = snapshots(server.addr).await;
     while snapshots(server.addr).await == first {
         for _ in 0..10 {
-            say(&mut acked).await;
+            say().await;
         }
     }
-    assert_eq!(
-        snapshots(server.addr).await,
-        first + 1,
-        "exactly one compaction"
-    );
     for entry in std::fs::read_dir(&data).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -152,17 +147,10 @@ async fn a_copy_that_reads_the_snapshot_before_a_compaction_and_the_journals_aft
         }
     }
     drop(server);
-    let restored = start(&copy, &["--history", "100000"]);
-    let token = common::login(restored.addr, "alice", common::PASSWORD)
-        .await
-        .json()["token"]
-        .as_str()
-        .expect("alice can log in on the copy")
-        .to_string();
-    let (entries, _) = history(restored.addr, &token, &general).await;
-    let texts: Vec<&str> = entries.iter().filter_map(|e| e["text"].as_str()).collect();
-    assert_eq!(
-        texts[..before.len()],
-        before.iter().map(String::as_str).collect::<Vec<_>>()[..]
+    let (status, stderr) = common::process::refused(&copy, &[]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("missing") && stderr.contains("journal-"),
+        "names the missing journal: {stderr}"
     );
 }
