@@ -414,8 +414,8 @@ impl Core {
         let (view, commit) = {
             let mut rs = room.lock();
             policy::reach(&rs, &actor.key, Access::Other)?;
-            let name = name.as_deref().map(super::membership::valid_room_name);
-            let topic = topic.as_deref().map(super::membership::valid_topic);
+            let name = name.as_deref().map(super::text::valid_room_name);
+            let topic = topic.as_deref().map(super::text::valid_topic);
             let visibility = visibility
                 .as_deref()
                 .map(|v| Visibility::parse(v).ok_or(ChatError::InvalidVisibility));

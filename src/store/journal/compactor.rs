@@ -12,10 +12,7 @@ use std::thread::{self, JoinHandle};
 
 use super::error::{io_error, JournalError};
 use super::files::{list_journals, private_file_options, sync_dir, SNAPSHOT_FILE, SNAPSHOT_TMP};
-use super::format::{
-    encode_end_record, encode_header_version, encode_record, parse_header_version, HEADER_LEN,
-    SNAPSHOT_MAGIC,
-};
+use super::format::{encode_end_record, encode_header_version, encode_record, SNAPSHOT_MAGIC};
 use super::{lock_ignoring_poison, Shared, SnapshotSource, MAX_RECORD_BYTES, SNAPSHOT_VERSION};
 
 /// The snapshot thread and the one-job slot it takes work from.
@@ -109,18 +106,8 @@ fn run_compactor(dir: &Path, slot: &CompactorSlot, shared: &Shared) {
     }
 }
 
-/// The base generation in the header of the snapshot at `path`, if one is there and sound.
-fn snapshot_base(path: &Path) -> Option<u64> {
-    use std::io::Read;
-    let mut header = [0u8; HEADER_LEN];
-    fs::File::open(path).ok()?.read_exact(&mut header).ok()?;
-    parse_header_version(path, &header, &SNAPSHOT_MAGIC)
-        .ok()
-        .map(|(_, base)| base)
-}
-
 /// Writes the records of `snapshot` with base generation `base` atomically, then deletes the
-/// journals older than the previous snapshot's base.
+/// journals it covers.
 fn write_snapshot(
     dir: &Path,
     snapshot: SnapshotSource,
@@ -166,16 +153,14 @@ fn write_snapshot(
     file.sync_all().map_err(|e| io_error(&tmp, "fsync", e))?;
     drop(file);
     let path = dir.join(SNAPSHOT_FILE);
-    let previous_base = snapshot_base(&path);
     fs::rename(&tmp, &path).map_err(|e| io_error(&path, "rename snapshot into", e))?;
     sync_dir(dir)?;
     shared.snapshots.fetch_add(1, Ordering::Relaxed);
-    // The journals the previous snapshot needed stay until the next compaction: a copy of
-    // the directory taken while this one ran (`cp -a` as a backup) may hold the previous
-    // snapshot and must still find them. Older ones are dead weight; open deletes any left.
-    let keep_from = previous_base.unwrap_or(base).min(base);
+    // From here the old journals are dead weight, and go at once: they may hold the text of
+    // messages deleted since, which must not outlive this compaction. One left behind is
+    // deleted at next open.
     for (generation, path) in list_journals(dir)? {
-        if generation < keep_from {
+        if generation < base {
             if let Err(e) = fs::remove_file(&path) {
                 tracing::error!("journal: cannot delete old journal {}: {e}", path.display());
             }
