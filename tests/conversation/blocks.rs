@@ -31,7 +31,11 @@ async fn blocking_and_unblocking_through_the_list_calls() {
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
     blocked.sort();
-    assert_eq!(blocked, vec!["Bob", "carol"], "listed once each, as registered");
+    assert_eq!(
+        blocked,
+        vec!["Bob", "carol"],
+        "listed once each, as registered"
+    );
 
     let r = block(s.addr, &alice, "Alice").await;
     assert_eq!((r.status, r.code()), (400, "invalid_target".into()));
@@ -96,11 +100,16 @@ async fn a_blocked_user_cannot_write_or_edit_in_the_dm_and_the_blocker_can() {
     assert_eq!(error_code(&f), "blocked", "edit frame: {f}");
     let r = edit(s.addr, &bob, &id, before_seq, "changed").await;
     assert_eq!((r.status, r.code()), (403, "blocked".into()));
+    // Reopening the DM from the blocked side is refused too.
+    let r = open_dm(s.addr, &bob, "alice").await;
+    assert_eq!((r.status, r.code()), (403, "blocked".into()));
 
     // The blocker still writes, and bob still reads it.
     let ack = post_msg(&mut wa, &id, "I can still talk").await;
     let got = wb
-        .next_where("entry", |f| f["kind"] == "message" && f["seq"] == ack["seq"])
+        .next_where("entry", |f| {
+            f["kind"] == "message" && f["seq"] == ack["seq"]
+        })
         .await;
     assert_eq!(got["text"], "I can still talk");
     let acted = post_msg(&mut wa, &id, "/me sighs").await;
@@ -115,6 +124,16 @@ async fn a_blocked_user_cannot_write_or_edit_in_the_dm_and_the_blocker_can() {
         .collect();
     assert_eq!(bobs, vec!["message"], "{entries:?}");
     assert_eq!(entry_at(&entries, before_seq)["text"], "before the block");
+    assert!(
+        entries.iter().all(|e| e["text"] != "changed"),
+        "{entries:?}"
+    );
+
+    // `blocked` is for edits only: bob may still take his own message back.
+    let oops = post_msg(&mut wa, &id, "a message alice keeps").await;
+    let r = delete(s.addr, &bob, &id, seq(&oops)).await;
+    assert_eq!((r.status, r.code()), (403, "forbidden".into()), "not his");
+    assert_eq!(delete(s.addr, &bob, &id, before_seq).await.status, 204);
 
     // Unblocked, bob writes again.
     assert_eq!(unblock(s.addr, &alice, "bob").await.status, 204);
@@ -134,7 +153,9 @@ async fn blocks_change_nothing_in_shared_rooms() {
     let ack = post_msg(&mut wb, &lobby, "hi @alice").await;
     assert_eq!(ack["mentions"], json!(["alice"]), "{ack}");
     let got = wa
-        .next_where("entry", |f| f["kind"] == "message" && f["seq"] == ack["seq"])
+        .next_where("entry", |f| {
+            f["kind"] == "message" && f["seq"] == ack["seq"]
+        })
         .await;
     assert_eq!(got["text"], "hi @alice", "the blocker still sees it");
     let acted = post_msg(&mut wb, &lobby, "/me waves").await;

@@ -13,6 +13,7 @@ async fn a_dm_is_a_private_room_of_two_named_after_both_sides() {
     let adam = user(s.addr, "Adam").await;
     let carol = user(s.addr, "carol").await;
     let (mut wa, _) = ws_hello(s.addr, &adam).await;
+    let (mut wz, _) = ws_hello(s.addr, &zoe).await;
 
     // The name is matched case-insensitively.
     let r = open_dm(s.addr, &zoe, "ADAM").await;
@@ -39,6 +40,13 @@ async fn a_dm_is_a_private_room_of_two_named_after_both_sides() {
         (&json!("history"), &json!(id)),
         "{h}"
     );
+
+    // The opener became a member too: the same frames.
+    let joined = wz.next_where("joined", |_| true).await;
+    assert_eq!(joined["room"]["id"], id.as_str(), "{joined}");
+    assert_eq!(joined["room"]["name"], "Adam, zoe", "{joined}");
+    let h = wz.next().await.expect("history after joined");
+    assert_eq!(h["type"], "history", "{h}");
 
     let info = room_info(s.addr, &adam, &id).await;
     let mut roles: Vec<(String, String)> = info["member_list"]
@@ -87,7 +95,11 @@ async fn a_dm_is_a_private_room_of_two_named_after_both_sides() {
     assert_eq!(r.status, 403, "{:?}", r.json());
     let listed = get(s.addr, "/api/v1/rooms", Some(&carol)).await.json();
     assert!(
-        !listed["rooms"].as_array().unwrap().iter().any(|r| r["id"] == id),
+        !listed["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id),
         "a DM is not listed to others: {listed}"
     );
     // Each side sees it in /me with kind dm.
@@ -165,7 +177,10 @@ async fn a_side_who_left_is_added_back_with_a_new_join() {
     assert_eq!(room_info(s.addr, &alice, &id).await["members"], 2);
     let (entries, _) = history(s.addr, &alice, &id).await;
     let last = entries.last().unwrap();
-    assert_eq!((&last["kind"], &last["from"]), (&json!("join"), &json!("bob")));
+    assert_eq!(
+        (&last["kind"], &last["from"]),
+        (&json!("join"), &json!("bob"))
+    );
     s.stop().await;
 }
 
@@ -179,9 +194,21 @@ async fn a_dm_refuses_moderation_but_either_side_may_set_its_topic() {
     let base = format!("/api/v1/rooms/{id}");
 
     let refused = [
-        ("POST", format!("{base}/invites"), Some(json!({"username": "carol"}))),
-        ("POST", format!("{base}/kick"), Some(json!({"username": "bob"}))),
-        ("POST", format!("{base}/bans"), Some(json!({"username": "bob"}))),
+        (
+            "POST",
+            format!("{base}/invites"),
+            Some(json!({"username": "carol"})),
+        ),
+        (
+            "POST",
+            format!("{base}/kick"),
+            Some(json!({"username": "bob"})),
+        ),
+        (
+            "POST",
+            format!("{base}/bans"),
+            Some(json!({"username": "bob"})),
+        ),
         ("DELETE", format!("{base}/bans/bob"), None),
         (
             "POST",
@@ -261,6 +288,9 @@ async fn msg_opens_or_reuses_the_dm_and_posts_there() {
     let dm = &reply["data"];
     assert_eq!(dm["kind"], "dm", "{reply}");
     assert_eq!(dm["name"], "alice, Bob", "{reply}");
+    // The Room as its receiver sees it: with the caller's role and marker.
+    assert_eq!(dm["role"], "member", "{reply}");
+    assert!(dm["read_seq"].is_u64() && dm["unread"].is_u64(), "{reply}");
     let id = dm["id"].as_str().unwrap().to_string();
 
     let joined = wb.next_where("joined", |_| true).await;
@@ -268,7 +298,10 @@ async fn msg_opens_or_reuses_the_dm_and_posts_there() {
     let got = wb
         .next_where("entry", |f| f["kind"] == "message" && f["room"] == id)
         .await;
-    assert_eq!((&got["from"], &got["text"]), (&json!("alice"), &json!("hello there")));
+    assert_eq!(
+        (&got["from"], &got["text"]),
+        (&json!("alice"), &json!("hello there"))
+    );
 
     // Again: the same DM.
     let reply = ask(&mut wa, "", "/msg BOB second").await;

@@ -71,7 +71,11 @@ async fn an_edit_frame_is_acknowledged_with_its_nonce() {
     )
     .await;
     assert_eq!(ack["type"], "entry", "{ack}");
-    assert_eq!((&ack["kind"], &ack["ref"]), (&json!("edit"), &json!(m)), "{ack}");
+    assert_eq!(
+        (&ack["kind"], &ack["ref"]),
+        (&json!("edit"), &json!(m)),
+        "{ack}"
+    );
     assert_eq!(ack["text"], "second draft");
     for w in [&mut a2, &mut wb] {
         let got = w.next_where("entry", |f| f["kind"] == "edit").await;
@@ -96,12 +100,47 @@ async fn edit_errors() {
     let alices = seq(&post_msg(&mut wa, &id, "alice's").await); // 5
 
     let cases: Vec<(&str, &str, u64, String, u16, &str)> = vec![
-        ("owner edits bob's", alice, bobs, "x".into(), 403, "forbidden"),
-        ("no such seq", alice, 999, "x".into(), 404, "entry_not_found"),
+        (
+            "owner edits bob's",
+            alice,
+            bobs,
+            "x".into(),
+            403,
+            "forbidden",
+        ),
+        (
+            "no such seq",
+            alice,
+            999,
+            "x".into(),
+            404,
+            "entry_not_found",
+        ),
         ("a join entry", alice, 1, "x".into(), 404, "entry_not_found"),
-        ("not a member", dave.as_str(), alices, "x".into(), 403, "not_a_member"),
-        ("blank", alice, alices, " \n\t ".into(), 400, "empty_message"),
-        ("too long", alice, alices, "y".repeat(4097), 400, "message_too_long"),
+        (
+            "not a member",
+            dave.as_str(),
+            alices,
+            "x".into(),
+            403,
+            "not_a_member",
+        ),
+        (
+            "blank",
+            alice,
+            alices,
+            " \n\t ".into(),
+            400,
+            "empty_message",
+        ),
+        (
+            "too long",
+            alice,
+            alices,
+            "y".repeat(4097),
+            400,
+            "message_too_long",
+        ),
     ];
     for (what, token, seq, text, status, code) in &cases {
         let r = edit(s.addr, token, &id, *seq, text).await;
@@ -123,12 +162,23 @@ async fn edit_errors() {
         assert_eq!(error_code(&f), *code, "frame, {what}: {f}");
     }
     // 4,096 bytes after trimming are fine.
-    let r = edit(s.addr, alice, &id, alices, &format!(" {} ", "z".repeat(4096))).await;
+    let r = edit(
+        s.addr,
+        alice,
+        &id,
+        alices,
+        &format!(" {} ", "z".repeat(4096)),
+    )
+    .await;
     assert_eq!(r.status, 200, "{:?}", r.json()); // 6
     let edit_seq = seq(&r.json());
     // An edit entry is not a message.
     let r = edit(s.addr, alice, &id, edit_seq, "x").await;
-    assert_eq!((r.status, r.code()), (404, "entry_not_found".into()), "an edit entry");
+    assert_eq!(
+        (r.status, r.code()),
+        (404, "entry_not_found".into()),
+        "an edit entry"
+    );
 
     // Muted: 403 muted.
     let r = post(
@@ -149,16 +199,24 @@ async fn edit_errors() {
     assert_eq!(error_code(&f), "muted", "{f}");
     // A muted author may still delete (muted is for edits only).
     assert_eq!(delete(s.addr, bob, &id, bobs).await.status, 204); // 8
-    // Deleted: nothing to edit.
+                                                                  // Deleted: nothing to edit.
     let r = edit(s.addr, alice, &id, bobs, "x").await;
-    assert_eq!((r.status, r.code()), (404, "entry_not_found".into()), "deleted");
+    assert_eq!(
+        (r.status, r.code()),
+        (404, "entry_not_found".into()),
+        "deleted"
+    );
 
     // No longer kept (--history 8): entry_not_found, though it was alice's message.
     for i in 0..8 {
         post_msg(&mut wa, &id, &format!("filler {i}")).await;
     }
     let r = edit(s.addr, alice, &id, alices, "too late").await;
-    assert_eq!((r.status, r.code()), (404, "entry_not_found".into()), "trimmed");
+    assert_eq!(
+        (r.status, r.code()),
+        (404, "entry_not_found".into()),
+        "trimmed"
+    );
     let r = edit(s.addr, alice, "nosuchroom", alices, "x").await;
     assert_eq!(r.status, 404);
     s.stop().await;
@@ -209,7 +267,10 @@ async fn the_author_the_owner_and_any_moderator_may_delete() {
     while deletes.len() < 5 {
         let f = wb.next_where("entry", |f| f["kind"] == "delete").await;
         assert!(f.get("nonce").is_none(), "{f}");
-        deletes.push((f["ref"].as_u64().unwrap(), f["from"].as_str().unwrap().into()));
+        deletes.push((
+            f["ref"].as_u64().unwrap(),
+            f["from"].as_str().unwrap().into(),
+        ));
     }
     let want = [
         (b1, "bob"),
@@ -229,7 +290,11 @@ async fn the_author_the_owner_and_any_moderator_may_delete() {
     // A join entry, a delete entry, or no entry: entry_not_found.
     for target in [1, seq(&ack), 999] {
         let r = delete(s.addr, olive, &id, target).await;
-        assert_eq!((r.status, r.code()), (404, "entry_not_found".into()), "seq {target}");
+        assert_eq!(
+            (r.status, r.code()),
+            (404, "entry_not_found".into()),
+            "seq {target}"
+        );
     }
     // Not a member.
     let dave = user(s.addr, "dave").await;
@@ -243,17 +308,38 @@ async fn the_author_the_owner_and_any_moderator_may_delete() {
 /// an edit of it), and the trail entries present.
 fn check_served(entries: &[Value], m: u64, latest: &str, d: u64, d_edit: u64, d_del: u64) {
     let em = entry_at(entries, m);
-    assert_eq!((&em["text"], &em["edited"]), (&json!(latest), &json!(true)), "{em}");
-    assert!(em.get("deleted").is_none() || em["deleted"] == false, "{em}");
+    assert_eq!(
+        (&em["text"], &em["edited"]),
+        (&json!(latest), &json!(true)),
+        "{em}"
+    );
+    assert!(
+        em.get("deleted").is_none() || em["deleted"] == false,
+        "{em}"
+    );
     let ed = entry_at(entries, d);
     assert_eq!(ed["deleted"], true, "{ed}");
-    assert!(ed.get("text").is_none(), "deleted text is never served: {ed}");
+    assert!(
+        ed.get("text").is_none(),
+        "deleted text is never served: {ed}"
+    );
     assert_eq!(ed["kind"], "message", "{ed}");
     let ee = entry_at(entries, d_edit);
-    assert_eq!((&ee["kind"], &ee["ref"]), (&json!("edit"), &json!(d)), "{ee}");
-    assert!(ee.get("text").is_none(), "an edit of a deleted message: {ee}");
+    assert_eq!(
+        (&ee["kind"], &ee["ref"]),
+        (&json!("edit"), &json!(d)),
+        "{ee}"
+    );
+    assert!(
+        ee.get("text").is_none(),
+        "an edit of a deleted message: {ee}"
+    );
     let del = entry_at(entries, d_del);
-    assert_eq!((&del["kind"], &del["ref"]), (&json!("delete"), &json!(d)), "{del}");
+    assert_eq!(
+        (&del["kind"], &del["ref"]),
+        (&json!("delete"), &json!(d)),
+        "{del}"
+    );
     for e in entries {
         let text = e.get("text").and_then(|t| t.as_str()).unwrap_or("");
         assert!(!text.contains("secret"), "deleted text served in {e}");

@@ -50,9 +50,7 @@ async fn mentions_follow_the_contract_rule() {
         let ack = post_msg(&mut wa, &lobby, text).await;
         assert_eq!(mentions(&ack), want, "{text:?}: {ack}");
         // Everyone's copy carries them, and so does history.
-        let got = wb
-            .next_where("entry", |f| f["seq"] == ack["seq"])
-            .await;
+        let got = wb.next_where("entry", |f| f["seq"] == ack["seq"]).await;
         assert_eq!(mentions(&got), want, "bob's copy of {text:?}: {got}");
         let (entries, _) = history(s.addr, &t[1], &lobby).await;
         assert_eq!(
@@ -101,7 +99,11 @@ async fn an_edit_carries_the_mentions_of_its_text_and_the_message_its_latest() {
     let (entries, _) = history(s.addr, &t[1], &lobby).await;
     let served = entry_at(&entries, m);
     assert_eq!(served["text"], "ping @CAROL instead");
-    assert_eq!(mentions(served), Some(vec!["carol".to_string()]), "{served}");
+    assert_eq!(
+        mentions(served),
+        Some(vec!["carol".to_string()]),
+        "{served}"
+    );
 
     // An edit to a text without mentions: none on the edit, none on the message.
     let r = edit(s.addr, &t[0], &lobby, m, "never mind").await;
@@ -138,16 +140,25 @@ async fn me_with_text_is_an_action_acknowledged_like_a_message() {
     // No reply came for it, before or after the acknowledgement.
     let after = frames_until_own(&mut wa, &lobby, "marker").await;
     assert!(
-        before.iter().chain(after.iter()).all(|f| f["type"] != "reply"),
+        before
+            .iter()
+            .chain(after.iter())
+            .all(|f| f["type"] != "reply"),
         "{before:?} {after:?}"
     );
 
     let got = wb.next_where("entry", |f| f["seq"] == ack["seq"]).await;
-    assert_eq!((&got["action"], &got["text"]), (&json!(true), &json!("waves at @bob")));
+    assert_eq!(
+        (&got["action"], &got["text"]),
+        (&json!(true), &json!("waves at @bob"))
+    );
     assert!(got.get("nonce").is_none(), "only the sender's copy: {got}");
     let (entries, _) = history(s.addr, &t[1], &lobby).await;
     let served = entry_at(&entries, seq(&ack));
-    assert_eq!((&served["action"], &served["kind"]), (&json!(true), &json!("message")));
+    assert_eq!(
+        (&served["action"], &served["kind"]),
+        (&json!(true), &json!("message"))
+    );
     // A plain message is no action.
     let plain = post_msg(&mut wa, &lobby, "plain").await;
     assert!(
@@ -158,7 +169,11 @@ async fn me_with_text_is_an_action_acknowledged_like_a_message() {
     // `/me` alone is still the v1 command: a reply about the user, no entry.
     let last = room_info(s.addr, &t[0], &lobby).await["last_seq"].clone();
     let f = ask(&mut wa, &lobby, "/me").await;
-    assert_eq!((&f["type"], &f["command"]), (&json!("reply"), &json!("me")), "{f}");
+    assert_eq!(
+        (&f["type"], &f["command"]),
+        (&json!("reply"), &json!("me")),
+        "{f}"
+    );
     assert_eq!(room_info(s.addr, &t[0], &lobby).await["last_seq"], last);
     s.stop().await;
 }

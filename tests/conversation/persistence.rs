@@ -133,9 +133,13 @@ async fn marker_writes_are_coalesced_not_one_record_each() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let before = read_marker_records(&data).len();
 
-    // Every member marks every message read, one frame each, as a client scrolling would.
+    // Every member marks every message read, one frame each, as clients reading along
+    // would: a round every 50 ms, about a second in all.
     let started = Instant::now();
     for seq in first_message..=last {
+        if seq > first_message {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         for w in conns.iter_mut() {
             w.send(json!({ "type": "read", "room": id, "seq": seq }))
                 .await;
@@ -232,7 +236,10 @@ async fn dms_blocks_edits_and_deletions_survive_kill_9() {
     let (after, _) = history(addr, &bob, &dm).await;
     assert_eq!(after, before, "the timeline as served before the crash");
     let m = entry_at(&after, kept);
-    assert_eq!((&m["text"], &m["edited"]), (&json!("first, final"), &json!(true)));
+    assert_eq!(
+        (&m["text"], &m["edited"]),
+        (&json!("first, final"), &json!(true))
+    );
     let d = entry_at(&after, gone);
     assert_eq!(d["deleted"], true, "{d}");
     assert!(d.get("text").is_none(), "{d}");
@@ -266,7 +273,12 @@ async fn snapshots(addr: SocketAddr) -> u64 {
     let r = get(addr, "/metrics", None).await;
     String::from_utf8_lossy(&r.body)
         .lines()
-        .find_map(|l| l.strip_prefix("parley_journal_snapshots ")?.trim().parse().ok())
+        .find_map(|l| {
+            l.strip_prefix("parley_journal_snapshots ")?
+                .trim()
+                .parse()
+                .ok()
+        })
         .expect("parley_journal_snapshots in /metrics")
 }
 
