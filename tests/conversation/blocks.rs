@@ -114,6 +114,8 @@ async fn a_blocked_user_cannot_write_or_edit_in_the_dm_and_the_blocker_can() {
     assert_eq!(got["text"], "I can still talk");
     let acted = post_msg(&mut wa, &id, "/me sighs").await;
     assert_eq!(acted["action"], true, "{acted}");
+    let r = edit(s.addr, &alice, &id, seq(&ack), "I can still talk, and edit").await;
+    assert_eq!(r.status, 200, "the blocker edits: {:?}", r.json());
 
     // Nothing of bob's got in.
     let (entries, _) = history(s.addr, &alice, &id).await;

@@ -34,6 +34,11 @@ async fn a_dm_is_a_private_room_of_two_named_after_both_sides() {
     assert_eq!(joined["room"]["id"], id.as_str(), "{joined}");
     assert_eq!(joined["room"]["kind"], "dm", "{joined}");
     assert_eq!(joined["room"]["role"], "member", "{joined}");
+    assert_eq!(
+        (&joined["room"]["read_seq"], &joined["room"]["unread"]),
+        (&json!(0), &json!(0)),
+        "the receiver's view, with a marker: {joined}"
+    );
     let h = wa.next().await.expect("history after joined");
     assert_eq!(
         (&h["type"], &h["room"]),
@@ -181,6 +186,16 @@ async fn a_side_who_left_is_added_back_with_a_new_join() {
         (&last["kind"], &last["from"]),
         (&json!("join"), &json!("bob"))
     );
+
+    // Once both sides left, the room is gone; the pair then gets a new one.
+    assert_eq!(leave(s.addr, &bob, &id).await.status, 204);
+    assert_eq!(leave(s.addr, &alice, &id).await.status, 204);
+    let r = get(s.addr, &format!("/api/v1/rooms/{id}"), Some(&alice)).await;
+    assert_eq!(r.status, 404, "{:?}", r.json());
+    let fresh = dm_id(s.addr, &alice, "bob").await;
+    assert_ne!(fresh, id);
+    let (entries, _) = history(s.addr, &bob, &fresh).await;
+    assert_eq!(entries.len(), 2, "a fresh timeline: {entries:?}");
     s.stop().await;
 }
 
@@ -246,6 +261,12 @@ async fn a_dm_refuses_moderation_but_either_side_may_set_its_topic() {
     assert_eq!(info["members"], 2);
     assert_eq!(info["name"], "alice, bob");
     assert_eq!(info["visibility"], "private");
+
+    // Neither side is the DM's owner: the opener may not delete the other's message.
+    let (mut wb, _) = ws_hello(s.addr, &bob).await;
+    let bobs = seq(&post_msg(&mut wb, &id, "mine, not hers").await);
+    let r = delete(s.addr, &alice, &id, bobs).await;
+    assert_eq!((r.status, r.code()), (403, "forbidden".into()));
 
     // The same through a slash command.
     let (mut wa, _) = ws_hello(s.addr, &alice).await;

@@ -42,6 +42,9 @@ async fn mentions_follow_the_contract_rule() {
         ("@erin @nobody", None),
         ("no one at all", None),
         ("@ alice", None),
+        // Username characters are ASCII only: a letter outside [A-Za-z0-9_-] is not one.
+        ("é@alice", Some(&["alice"])),
+        ("@Bobé and @carol_xü", Some(&["Bob", "carol_x"])),
         // The text's own punctuation ends the name.
         ("@alice's turn, then @dave-1.", Some(&["alice", "dave-1"])),
     ];
@@ -80,6 +83,17 @@ async fn at_most_twenty_mentions_each_once() {
     let ack = post_msg(&mut w, &lobby, &text.join(" ")).await;
     let want: Vec<String> = names.iter().rev().take(20).cloned().collect();
     assert_eq!(mentions(&ack), Some(want), "{ack}");
+
+    // The limit is on members listed: non-members and repeats do not use it up.
+    let mut text: Vec<String> = (0..25).map(|i| format!("@stranger{i}")).collect();
+    text.extend((0..25).map(|_| "@user05".to_string()));
+    text.push("@user07".into());
+    let ack = post_msg(&mut w, &lobby, &text.join(" ")).await;
+    assert_eq!(
+        mentions(&ack),
+        Some(vec!["user05".to_string(), "user07".to_string()]),
+        "{ack}"
+    );
     s.stop().await;
 }
 

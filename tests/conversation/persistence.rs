@@ -353,3 +353,110 @@ async fn deleted_text_is_gone_from_the_data_directory_after_the_next_compaction(
     assert!(d.get("text").is_none(), "{d}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_survive_a_compaction_and_kill_9() {
+    let tmp = TempDir::new("conv-compact");
+    let data = tmp.data();
+    let flags = ["--compact-bytes", "4096"];
+    let mut server = start_proc(&data, &flags);
+    let addr = server.addr;
+    let first_journal = journal_files(&data).remove(0);
+    let (lobby, t) = room_with(addr, &["alice", "bob", "carol"]).await; // 1..=3
+    let (alice, bob, carol) = (&t[0], &t[1], &t[2]);
+    let dm = dm_id(addr, alice, "bob").await;
+    assert_eq!(block(addr, carol, "bob").await.status, 204);
+    let (mut wa, _) = ws_hello(addr, alice).await;
+    let (mut wb, _) = ws_hello(addr, bob).await;
+    let (mut wc, _) = ws_hello(addr, carol).await;
+    for i in 0..4 {
+        post_msg(&mut wb, &lobby, &format!("lobby {i}")).await; // 4..=7
+    }
+    assert_eq!(mark_read(addr, alice, &lobby, 5).await.status, 204);
+    wc.send(json!({ "type": "read", "room": lobby, "seq": 6 }))
+        .await;
+    settle(&mut wc, &lobby, 7).await;
+    let edited = seq(&post_msg(&mut wa, &dm, "draft").await);
+    assert_eq!(
+        edit(addr, alice, &dm, edited, "final @bob").await.status,
+        200
+    );
+    let deleted = seq(&post_msg(&mut wa, &dm, "oops").await);
+    assert_eq!(delete(addr, alice, &dm, deleted).await.status, 204);
+    post_msg(&mut wa, &dm, "unread by bob").await;
+
+    let mut before = Vec::new();
+    for (token, id) in [
+        (alice, &lobby),
+        (bob, &lobby),
+        (carol, &lobby),
+        (alice, &dm),
+        (bob, &dm),
+    ] {
+        before.push(marker(addr, token, id).await);
+    }
+    assert_eq!(&before[..3], &[(5, 2), (7, 0), (6, 1)]);
+    assert_eq!(before[4].1, 2, "bob has two unread in the DM: {before:?}");
+    let (lobby_before, _) = history(addr, bob, &lobby).await;
+    let (dm_before, _) = history(addr, bob, &dm).await;
+
+    // Traffic elsewhere until a compaction has replaced the first journal.
+    let noise = room(addr, alice, "noise").await;
+    let snapshots_before = snapshots(addr).await;
+    let deadline = Instant::now() + WAIT;
+    let mut i = 0;
+    while snapshots(addr).await <= snapshots_before || first_journal.exists() {
+        assert!(Instant::now() < deadline, "no compaction");
+        for _ in 0..10 {
+            post_msg(&mut wa, &noise, &format!("noise {i} {}", "-".repeat(100))).await;
+            i += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Past the second a crash may cost marker moves.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    server.kill_9();
+    drop((wa, wb, wc));
+
+    let server = start_proc(&data, &flags);
+    let addr = server.addr;
+    let mut after = Vec::new();
+    for (token, id) in [
+        (alice, &lobby),
+        (bob, &lobby),
+        (carol, &lobby),
+        (alice, &dm),
+        (bob, &dm),
+    ] {
+        after.push(marker(addr, token, id).await);
+    }
+    assert_eq!(after, before, "read markers and unread counts");
+    assert_eq!(history(addr, bob, &lobby).await.0, lobby_before);
+    assert_eq!(
+        history(addr, bob, &dm).await.0,
+        dm_before,
+        "edits and deletions"
+    );
+    let info = room_info(addr, bob, &dm).await;
+    assert_eq!(
+        (&info["kind"], &info["name"]),
+        (&json!("dm"), &json!("alice, bob"))
+    );
+    assert_eq!(dm_id(addr, bob, "alice").await, dm, "still the pair's DM");
+    let r = get(addr, "/api/v1/blocks", Some(carol)).await;
+    assert_eq!(r.json(), json!({ "blocks": ["bob"] }));
+    let r = open_dm(addr, bob, "carol").await;
+    assert_eq!((r.status, r.code()), (403, "blocked".into()));
+    let r = delete(addr, alice, &dm, deleted).await;
+    assert_eq!((r.status, r.code()), (404, "entry_not_found".into()));
+    let r = request(
+        addr,
+        "POST",
+        &format!("/api/v1/rooms/{dm}/kick"),
+        Some(alice),
+        Some(&json!({ "username": "bob" })),
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (409, "dm_room".into()), "still a DM");
+    server.stop().await;
+}

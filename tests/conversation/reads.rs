@@ -78,6 +78,15 @@ async fn unread_counts_others_kept_undeleted_messages_after_the_marker() {
 
     assert_eq!(mark_read(s.addr, alice, &id, 7).await.status, 204);
     assert_eq!(marker_everywhere(s.addr, alice, &id).await, (7, 0));
+
+    // An action is a message; an edit entry is not a new one.
+    let act = post_msg(&mut wb, &id, "/me nods").await; // 11
+    assert_eq!(marker(&room_info(s.addr, alice, &id).await), (7, 1));
+    assert_eq!(
+        edit(s.addr, bob, &id, seq(&act), "nods twice").await.status,
+        200
+    ); // 12
+    assert_eq!(marker(&room_info(s.addr, alice, &id).await), (7, 1));
     s.stop().await;
 }
 
@@ -132,6 +141,11 @@ async fn a_marker_never_moves_back_and_stops_at_the_last_seq() {
     assert_eq!((r.status, r.code()), (403, "not_a_member".into()));
     let r = mark_read(s.addr, &carol, "nosuchroom", 3).await;
     assert_eq!(r.status, 404);
+    let (mut wc, _) = ws_hello(s.addr, &carol).await;
+    wc.send(json!({ "type": "read", "room": id, "seq": 3 }))
+        .await;
+    let f = wc.next_where("error", |_| true).await;
+    assert_eq!(error_code(&f), "not_a_member", "{f}");
     s.stop().await;
 }
 
@@ -224,8 +238,23 @@ async fn typing_reaches_the_other_members_only_and_at_most_every_two_seconds() {
     let f = a2.next_where("typing", |_| true).await;
     assert_eq!(f["username"], "bob");
 
-    // After 2 s alice may be heard again.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // A second later alice is still within her 2 s: dropped.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    a1.send(typing.clone()).await;
+    frames_until_own(&mut a1, &id, "mid-typing").await;
+    loop {
+        let f = c.next().await.expect("frames");
+        if f["type"] == "entry" && f["text"] == "mid-typing" {
+            break;
+        }
+        assert_ne!(
+            f["type"], "typing",
+            "typing within 2 s of the last one: {f}"
+        );
+    }
+
+    // Past 2 s from the one forwarded, alice is heard again, though she kept typing.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     a1.send(typing.clone()).await;
     let f = c.next_where("typing", |_| true).await;
     assert_eq!(f, want);
