@@ -209,6 +209,9 @@ async fn dms_blocks_edits_and_deletions_survive_kill_9() {
     let r = edit(addr, &alice, &dm, kept, "first, edited").await;
     assert_eq!(r.status, 200);
     let gone = seq(&post_msg(&mut wa, &dm, "regrettable").await);
+    let r = edit(addr, &alice, &dm, gone, "regrettable, edited").await;
+    assert_eq!(r.status, 200);
+    let gone_edit = seq(&r.json());
     assert_eq!(delete(addr, &alice, &dm, gone).await.status, 204);
     // A frame-made edit, acknowledged just before the crash.
     let ack = ask_frame(
@@ -243,6 +246,11 @@ async fn dms_blocks_edits_and_deletions_survive_kill_9() {
     let d = entry_at(&after, gone);
     assert_eq!(d["deleted"], true, "{d}");
     assert!(d.get("text").is_none(), "{d}");
+    let e = entry_at(&after, gone_edit);
+    assert!(
+        e.get("text").is_none(),
+        "the edit of a deleted message: {e}"
+    );
     // Deleting again is still refused: the deletion is remembered, not just hidden.
     let r = delete(addr, &alice, &dm, gone).await;
     assert_eq!((r.status, r.code()), (404, "entry_not_found".into()));
@@ -398,7 +406,6 @@ async fn conversations_survive_a_compaction_and_kill_9() {
     assert_eq!(&before[..3], &[(5, 2), (7, 0), (6, 1)]);
     assert_eq!(before[4].1, 2, "bob has two unread in the DM: {before:?}");
     let (lobby_before, _) = history(addr, bob, &lobby).await;
-    let (dm_before, _) = history(addr, bob, &dm).await;
 
     // Traffic elsewhere until a compaction has replaced the first journal.
     let noise = room(addr, alice, "noise").await;
@@ -413,6 +420,32 @@ async fn conversations_survive_a_compaction_and_kill_9() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // After the snapshot, only the journal holds these: deleting the edited message (its
+    // edit loses its text too) and bob reading the DM.
+    assert_eq!(delete(addr, alice, &dm, edited).await.status, 204);
+    let dm_last = room_info(addr, bob, &dm).await["last_seq"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(mark_read(addr, bob, &dm, dm_last - 1).await.status, 204);
+    let mut before = Vec::new();
+    for (token, id) in [
+        (alice, &lobby),
+        (bob, &lobby),
+        (carol, &lobby),
+        (alice, &dm),
+        (bob, &dm),
+    ] {
+        before.push(marker(addr, token, id).await);
+    }
+    assert_eq!(before[4], (dm_last - 1, 0), "bob read all: {before:?}");
+    let (dm_before, _) = history(addr, bob, &dm).await;
+    let e = entry_at(&dm_before, edited + 1);
+    assert_eq!(e["kind"], "edit");
+    assert!(e.get("text").is_none(), "{e}");
+    assert!(
+        dm_before.iter().all(|e| e["text"] != "final @bob"),
+        "{dm_before:?}"
+    );
     // Past the second a crash may cost marker moves.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     server.kill_9();
