@@ -493,3 +493,37 @@ async fn conversations_survive_a_compaction_and_kill_9() {
     assert_eq!((r.status, r.code()), (409, "dm_room".into()), "still a DM");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_your_own_messages_are_not_unread() {
+    let tmp = TempDir::new("conv-own-unread");
+    let data = tmp.data();
+    let mut server = start_proc(&data, &[]);
+    let addr = server.addr;
+    let (id, t) = room_with(addr, &["alice", "bob"]).await; // 1, 2
+    let (mut wb, _) = ws_hello(addr, &t[1]).await;
+    post_msg(&mut wb, &id, "from bob").await; // 3
+    assert_eq!(mark_read(addr, &t[0], &id, 3).await.status, 204);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Alice's posts move her marker; the crash comes before a second passes.
+    let (mut wa, _) = ws_hello(addr, &t[0]).await;
+    for i in 0..3 {
+        post_msg(&mut wa, &id, &format!("from alice {i}")).await; // 4..=6
+    }
+    server.kill_9();
+    drop((wa, wb));
+
+    let server = start_proc(&data, &[]);
+    let (entries, _) = history(server.addr, &t[0], &id).await;
+    assert_eq!(entries.len(), 6, "every acknowledged message is back");
+    let room = room_info(server.addr, &t[0], &id).await;
+    let read_seq = room["read_seq"].as_u64().unwrap();
+    // The marker may be up to a second older, but never below what was set earlier.
+    assert!(read_seq >= 3, "{room}");
+    assert_eq!(
+        room["unread"].as_u64().unwrap(),
+        crate::reads::expected_unread(&entries, read_seq, "alice"),
+        "alice's own messages are not unread for her: {room}"
+    );
+    server.stop().await;
+}

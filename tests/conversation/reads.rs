@@ -284,3 +284,63 @@ async fn typing_does_not_use_up_the_message_rate_limit() {
     assert_eq!(error_code(&f), "rate_limited", "{f}");
     s.stop().await;
 }
+
+/// What `unread` must be for `me` at marker `read_seq`, counted from the served history:
+/// kept, not deleted `message` entries after the marker that others posted.
+pub fn expected_unread(entries: &[Value], read_seq: u64, me: &str) -> u64 {
+    entries
+        .iter()
+        .filter(|e| e["kind"] == "message" && e["deleted"] != true)
+        .filter(|e| seq(e) > read_seq && !e["from"].as_str().unwrap().eq_ignore_ascii_case(me))
+        .count() as u64
+}
+
+#[tokio::test]
+async fn a_member_who_comes_back_has_no_unread_of_their_own() {
+    let s = start(&[]).await;
+    let (id, t) = room_with(s.addr, &["alice", "bob"]).await; // 1, 2
+    let (alice, bob) = (&t[0], &t[1]);
+    let (mut wa, _) = ws_hello(s.addr, alice).await;
+    let (mut wb, _) = ws_hello(s.addr, bob).await;
+    for i in 0..3 {
+        post_msg(&mut wa, &id, &format!("alice {i}")).await; // 3..=5
+    }
+    for i in 0..2 {
+        post_msg(&mut wb, &id, &format!("bob {i}")).await; // 6, 7
+    }
+    assert_eq!(leave(s.addr, alice, &id).await.status, 204); // 8
+    let r = join(s.addr, alice, &id).await; // 9
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let (entries, _) = history(s.addr, alice, &id).await;
+    let mut seen = vec![("join answer", r.json())];
+    let joined = wa.next_where("joined", |_| true).await;
+    seen.push(("joined frame", joined["room"].clone()));
+    seen.push(("GET room", room_info(s.addr, alice, &id).await));
+    for (what, room) in seen {
+        let read_seq = room["read_seq"].as_u64().expect("read_seq");
+        assert_eq!(
+            room["unread"].as_u64().expect("unread"),
+            expected_unread(&entries, read_seq, "alice"),
+            "{what}: alice's own messages are not unread for her: {room}"
+        );
+    }
+
+    // The same for a DM side who left and is added back.
+    let dm = dm_id(s.addr, bob, "alice").await;
+    for i in 0..2 {
+        post_msg(&mut wb, &dm, &format!("dm bob {i}")).await;
+    }
+    post_msg(&mut wa, &dm, "dm alice").await;
+    assert_eq!(leave(s.addr, bob, &dm).await.status, 204);
+    let r = open_dm(s.addr, alice, "bob").await;
+    assert_eq!(r.status, 200);
+    let (entries, _) = history(s.addr, bob, &dm).await;
+    let room = room_info(s.addr, bob, &dm).await;
+    let read_seq = room["read_seq"].as_u64().unwrap();
+    assert_eq!(
+        room["unread"].as_u64().unwrap(),
+        expected_unread(&entries, read_seq, "bob"),
+        "bob's own DM messages are not unread for him: {room}"
+    );
+    s.stop().await;
+}
