@@ -303,7 +303,16 @@ async fn msg_opens_or_reuses_the_dm_and_posts_there() {
     let (mut wb, _) = ws_hello(s.addr, &bob).await;
 
     // A command needs no room of the frame.
-    let reply = ask(&mut wa, "", "/msg bob hello there").await;
+    let n = nonce();
+    wa.say("", "/msg bob hello there", &n).await;
+    let mut before_reply = Vec::new();
+    let reply = loop {
+        let f = wa.next().await.expect("the /msg reply");
+        if f["nonce"] == n.as_str() {
+            break f;
+        }
+        before_reply.push(f);
+    };
     assert_eq!(reply["type"], "reply", "{reply}");
     assert_eq!(reply["command"], "msg", "{reply}");
     let dm = &reply["data"];
@@ -313,6 +322,19 @@ async fn msg_opens_or_reuses_the_dm_and_posts_there() {
     assert_eq!(dm["role"], "member", "{reply}");
     assert!(dm["read_seq"].is_u64() && dm["unread"].is_u64(), "{reply}");
     let id = dm["id"].as_str().unwrap().to_string();
+    // The sender became a member too: `joined`, then the DM's history.
+    let mut rest = before_reply.clone();
+    while !rest
+        .iter()
+        .any(|f| f["type"] == "history" && f["room"] == id)
+    {
+        rest.push(wa.next().await.expect("the DM's history"));
+    }
+    let j = rest
+        .iter()
+        .position(|f| f["type"] == "joined" && f["room"]["id"] == id)
+        .unwrap_or_else(|| panic!("no joined frame for the DM: {rest:?}"));
+    assert_eq!(rest[j + 1]["type"], "history", "{rest:?}");
 
     let joined = wb.next_where("joined", |_| true).await;
     assert_eq!(joined["room"]["id"], id.as_str());

@@ -197,6 +197,14 @@ async fn edit_errors() {
     )
     .await;
     assert_eq!(error_code(&f), "muted", "{f}");
+    let wait = f["retry_after_ms"].as_u64().unwrap_or(0);
+    assert!(
+        wait > 0 && wait <= 600_000,
+        "the mute's remaining time: {f}"
+    );
+    let f = ask(&mut wb, &id, "/me mumbles").await;
+    assert_eq!(error_code(&f), "muted", "an action: {f}");
+    assert!(f["retry_after_ms"].as_u64().unwrap_or(0) > 0, "{f}");
     // A muted author may still delete (muted is for edits only).
     assert_eq!(delete(s.addr, bob, &id, bobs).await.status, 204); // 8
                                                                   // Deleted: nothing to edit.

@@ -71,12 +71,15 @@ async fn read_markers_survive_a_clean_restart() {
     assert_eq!(marker(addr, &t[0], &id).await, (6, 3));
     assert_eq!(marker(addr, &t[1], &id).await, (9, 0));
     assert_eq!(marker(addr, &t[2], &id).await, (8, 1));
+    // A deleted message no longer counts, and must not count again after the restart.
+    assert_eq!(delete(addr, &t[1], &id, 7).await.status, 204); // 10
+    assert_eq!(marker(addr, &t[0], &id).await, (6, 2));
     drop((wb, wc));
     server.stop().await;
 
     let server = start_proc(&data, &[]);
     let addr = server.addr;
-    assert_eq!(marker(addr, &t[0], &id).await, (6, 3), "alice's marker");
+    assert_eq!(marker(addr, &t[0], &id).await, (6, 2), "alice's marker");
     assert_eq!(marker(addr, &t[1], &id).await, (9, 0), "bob's marker");
     assert_eq!(marker(addr, &t[2], &id).await, (8, 1), "carol's marker");
     server.stop().await;
@@ -423,10 +426,7 @@ async fn conversations_survive_a_compaction_and_kill_9() {
     // After the snapshot, only the journal holds these: deleting the edited message (its
     // edit loses its text too) and bob reading the DM.
     assert_eq!(delete(addr, alice, &dm, edited).await.status, 204);
-    let dm_last = room_info(addr, bob, &dm).await["last_seq"]
-        .as_u64()
-        .unwrap();
-    assert_eq!(mark_read(addr, bob, &dm, dm_last - 1).await.status, 204);
+    assert_eq!(mark_read(addr, bob, &dm, edited).await.status, 204);
     let mut before = Vec::new();
     for (token, id) in [
         (alice, &lobby),
@@ -437,8 +437,10 @@ async fn conversations_survive_a_compaction_and_kill_9() {
     ] {
         before.push(marker(addr, token, id).await);
     }
-    assert_eq!(before[4], (dm_last - 1, 0), "bob read all: {before:?}");
     let (dm_before, _) = history(addr, bob, &dm).await;
+    // After his marker: one deleted message and "unread by bob".
+    assert_eq!(before[4], (edited, 1), "{before:?}");
+    assert_eq!(crate::reads::expected_unread(&dm_before, edited, "bob"), 1);
     let e = entry_at(&dm_before, edited + 1);
     assert_eq!(e["kind"], "edit");
     assert!(e.get("text").is_none(), "{e}");
