@@ -223,7 +223,20 @@ async fn dms_blocks_edits_and_deletions_survive_kill_9() {
     )
     .await;
     assert_eq!(ack["kind"], "edit", "{ack}");
+    // A frame-made deletion and a DM opened by /msg, acknowledged just before the crash.
+    let last = seq(&post_msg(&mut wa, &dm, "last words").await);
+    let ack = ask_frame(
+        &mut wa,
+        json!({ "type": "delete", "room": dm, "seq": last }),
+    )
+    .await;
+    assert_eq!(ack["kind"], "delete", "{ack}");
+    let _dave = user(addr, "dave").await;
+    let reply = ask(&mut wa, "", "/msg dave are you there").await;
+    assert_eq!(reply["type"], "reply", "{reply}");
+    let dave_dm = reply["data"]["id"].as_str().unwrap().to_string();
     let (before, _) = history(addr, &bob, &dm).await;
+    let (dave_before, _) = history(addr, &alice, &dave_dm).await;
     server.kill_9();
     drop(wa);
 
@@ -257,6 +270,10 @@ async fn dms_blocks_edits_and_deletions_survive_kill_9() {
     // Deleting again is still refused: the deletion is remembered, not just hidden.
     let r = delete(addr, &alice, &dm, gone).await;
     assert_eq!((r.status, r.code()), (404, "entry_not_found".into()));
+    let l = entry_at(&after, last);
+    assert_eq!(l["deleted"], true, "{l}");
+    assert_eq!(history(addr, &alice, &dave_dm).await.0, dave_before);
+    assert_eq!(dm_id(addr, &alice, "dave").await, dave_dm);
     server.stop().await;
 }
 
