@@ -107,6 +107,16 @@ async fn a_dm_is_a_private_room_of_two_named_after_both_sides() {
             .any(|r| r["id"] == id),
         "a DM is not listed to others: {listed}"
     );
+    // Its members see it listed.
+    let listed = get(s.addr, "/api/v1/rooms", Some(&zoe)).await.json();
+    assert!(
+        listed["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id),
+        "{listed}"
+    );
     // Each side sees it in /me with kind dm.
     assert_eq!(room_in_me(s.addr, &adam, &id).await["kind"], "dm");
     s.stop().await;
@@ -270,8 +280,22 @@ async fn a_dm_refuses_moderation_but_either_side_may_set_its_topic() {
 
     // The same through a slash command.
     let (mut wa, _) = ws_hello(s.addr, &alice).await;
-    let f = ask(&mut wa, &id, "/kick bob").await;
-    assert_eq!(error_code(&f), "dm_room", "{f}");
+    for line in [
+        "/kick bob",
+        "/ban bob",
+        "/unban bob",
+        "/mute bob 60",
+        "/unmute bob",
+        "/op bob",
+        "/deop bob",
+        "/invite carol",
+        "/visibility public",
+    ] {
+        let f = ask(&mut wa, &id, line).await;
+        assert_eq!(error_code(&f), "dm_room", "{line}: {f}");
+    }
+    let f = ask(&mut wa, &id, "/topic by command").await;
+    assert_eq!(f["type"], "reply", "{f}");
 
     // Either side may change the topic.
     for (token, topic) in [(&alice, "plans"), (&bob, "more plans")] {
@@ -288,9 +312,10 @@ async fn a_dm_refuses_moderation_but_either_side_may_set_its_topic() {
     }
     let (entries, _) = history(s.addr, &alice, &id).await;
     let updates: Vec<_> = entries.iter().filter(|e| e["kind"] == "update").collect();
-    assert_eq!(updates.len(), 2, "{entries:?}");
-    assert_eq!(updates[1]["changes"]["topic"], "more plans");
-    assert_eq!(updates[1]["from"], "bob");
+    assert_eq!(updates.len(), 3, "{entries:?}");
+    assert_eq!(updates[0]["changes"]["topic"], "by command");
+    assert_eq!(updates[2]["changes"]["topic"], "more plans");
+    assert_eq!(updates[2]["from"], "bob");
     s.stop().await;
 }
 
