@@ -7,9 +7,10 @@
 //! - `mentions`: the `@username` rule, and `/me` actions.
 //! - `reads`: read markers (frame and REST), unread counts, and typing.
 //! - `edits`: edits and deletions, their errors, and how edited or deleted entries are served.
-//! - `persistence`: the built binary on a data directory: markers, DMs, blocks, edits and
-//!   deletions across restarts and `kill -9`, coalesced marker writes, and deleted text gone
-//!   from disk after a compaction.
+//! - `restarts`: the built binary stopped cleanly or killed with `kill -9`: markers, unread
+//!   counts, DMs, blocks, edits and deletions come back.
+//! - `on_disk`: the data directory itself: coalesced marker writes in the journal, deleted
+//!   text gone after a compaction, recovery from a snapshot.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -18,8 +19,9 @@ mod blocks;
 mod dms;
 mod edits;
 mod mentions;
-mod persistence;
+mod on_disk;
 mod reads;
+mod restarts;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
