@@ -149,12 +149,23 @@ async fn dms_blocks_edits_and_deletions_survive_kill_9() {
     .await;
     assert_eq!(ack["kind"], "delete", "{ack}");
     let _dave = user(addr, "dave").await;
-    let reply = ask(&mut wa, "", "/msg dave are you there").await;
+    // The reply may come before or after the message is stored; the message's delivered
+    // entry is the promise that it is.
+    let n = nonce();
+    wa.say("", "/msg dave are you there", &n).await;
+    let (mut reply, mut posted) = (None, None);
+    while reply.is_none() || posted.is_none() {
+        let f = wa.next().await.expect("the /msg reply and entry");
+        if f["nonce"] == n.as_str() {
+            reply = Some(f);
+        } else if f["type"] == "entry" && f["kind"] == "message" && f["text"] == "are you there" {
+            posted = Some(f);
+        }
+    }
+    let reply = reply.unwrap();
     assert_eq!(reply["type"], "reply", "{reply}");
     let dave_dm = reply["data"]["id"].as_str().unwrap().to_string();
-    // The reply may come before the message is stored; its delivered entry is the promise.
-    wa.next_where("entry", |f| f["room"] == dave_dm && f["kind"] == "message")
-        .await;
+    assert_eq!(posted.unwrap()["room"], dave_dm.as_str());
     let (before, _) = history(addr, &bob, &dm).await;
     let (dave_before, _) = history(addr, &alice, &dave_dm).await;
     server.kill_9();
