@@ -324,8 +324,16 @@ async fn a_member_who_comes_back_has_no_unread_of_their_own() {
             "{what}: alice's own messages are not unread for her: {room}"
         );
     }
+    s.stop().await;
+}
 
-    // The same for a DM side who left and is added back.
+#[tokio::test]
+async fn a_dm_side_added_back_has_no_unread_of_their_own() {
+    let s = start(&[]).await;
+    let alice = &user(s.addr, "alice").await;
+    let bob = &user(s.addr, "bob").await;
+    let (mut wa, _) = ws_hello(s.addr, alice).await;
+    let (mut wb, _) = ws_hello(s.addr, bob).await;
     let dm = dm_id(s.addr, bob, "alice").await;
     for i in 0..2 {
         post_msg(&mut wb, &dm, &format!("dm bob {i}")).await;
