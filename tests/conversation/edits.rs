@@ -394,3 +394,26 @@ async fn edited_and_deleted_messages_are_served_again_with_their_state() {
     check_served(h["entries"].as_array().unwrap(), m, "v3", d, d_edit, d_del);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn edits_and_actions_are_filtered_like_messages() {
+    let dir = crate::common::process::TempDir::new("conv-words");
+    let words = dir.0.join("words.txt");
+    std::fs::write(&words, "darn\n").unwrap();
+    let s = start(&["--blocked-words", words.to_str().unwrap()]).await;
+    let (id, t) = room_with(s.addr, &["alice", "bob"]).await;
+    let (mut wa, _) = ws_hello(s.addr, &t[0]).await;
+    let m = seq(&post_msg(&mut wa, &id, "fine").await);
+    let r = edit(s.addr, &t[0], &id, m, "DARN it @bob").await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["text"], "**** it @bob");
+    assert_eq!(r.json()["mentions"], json!(["bob"]));
+    let (entries, _) = history(s.addr, &t[1], &id).await;
+    assert_eq!(entry_at(&entries, m)["text"], "**** it @bob");
+    let act = post_msg(&mut wa, &id, "/me says darn\u{7}").await;
+    assert_eq!(
+        (&act["text"], &act["action"]),
+        (&json!("says ****"), &json!(true))
+    );
+    s.stop().await;
+}
