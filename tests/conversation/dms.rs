@@ -394,3 +394,28 @@ async fn msg_opens_or_reuses_the_dm_and_posts_there() {
     assert_eq!(error_code(&f), "user_not_found", "{f}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn dms_are_not_owned_rooms() {
+    let s = start(&["--max-owned-rooms", "1"]).await;
+    let alice = user(s.addr, "alice").await;
+    for name in ["bob", "carol", "dave"] {
+        user(s.addr, name).await;
+    }
+    room(s.addr, &alice, "mine").await;
+    // Opening DMs is not creating rooms she owns: both sides are plain members.
+    for name in ["bob", "carol", "dave"] {
+        let r = open_dm(s.addr, &alice, name).await;
+        assert_eq!(r.status, 200, "DM with {name}: {:?}", r.json());
+        assert_eq!(r.json()["role"], "member");
+    }
+    let r = post(
+        s.addr,
+        "/api/v1/rooms",
+        Some(&alice),
+        json!({ "name": "second" }),
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (409, "too_many_rooms".into()));
+    s.stop().await;
+}
