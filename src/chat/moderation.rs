@@ -51,16 +51,25 @@ fn valid_reason(reason: Option<&str>) -> Result<Option<&str>, ChatError> {
     Ok(Some(reason))
 }
 
-/// A mute's length in seconds, from a JSON number or a command's word.
-pub fn mute_seconds(v: Option<&Value>) -> Result<u64, ChatError> {
-    let n = match v {
-        Some(Value::Number(n)) => n.as_i64(),
-        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
-        _ => None,
-    };
-    match n {
-        Some(n) if (1..=MAX_MUTE_SECONDS).contains(&n) => Ok(n as u64),
-        _ => Err(ChatError::InvalidDuration),
+/// A mute's length in seconds, as given: a whole JSON number (REST) or a command's word
+/// (`/mute USER SECONDS`), from 1 to `MAX_MUTE_SECONDS`.
+#[derive(Debug, Clone, Copy)]
+pub enum Seconds<'a> {
+    Json(Option<&'a Value>),
+    Word(&'a str),
+}
+
+impl Seconds<'_> {
+    fn get(self) -> Result<u64, ChatError> {
+        let n = match self {
+            Seconds::Json(Some(Value::Number(n))) => n.as_i64(),
+            Seconds::Word(w) => w.trim().parse::<i64>().ok(),
+            Seconds::Json(_) => None,
+        };
+        match n {
+            Some(n) if (1..=MAX_MUTE_SECONDS).contains(&n) => Ok(n as u64),
+            _ => Err(ChatError::InvalidDuration),
+        }
     }
 }
 
@@ -85,6 +94,14 @@ fn restore_gov(
 }
 
 impl Core {
+    /// `Err(RoomRestricted)` (or `RoomNotFound`) before anything else is checked: a private
+    /// room tells an outsider nothing, not even that an argument was malformed.
+    fn reach_room(&self, actor: &User, room_id: &str) -> Result<(), ChatError> {
+        let room = self.room(room_id)?;
+        let rs = room.lock();
+        policy::reach(&rs, &actor.key, Access::Other)
+    }
+
     /// The room, the named user (looked up before any lock, as lock order wants the user
     /// first) and whether the room exists.
     fn room_and_target(
@@ -244,6 +261,7 @@ impl Core {
         reason: Option<&str>,
         ban: bool,
     ) -> Result<(), ChatError> {
+        self.reach_room(actor, room_id)?;
         let reason = valid_reason(reason)?;
         let (room, target) = self.room_and_target(room_id, username)?;
         let commit = {
@@ -271,6 +289,26 @@ impl Core {
         commit.wait().await
     }
 
+    /// The common part of an action on a named user that does not lock them: finds the
+    /// room and the user, checks the room can be reached and the role table allows
+    /// `action` (on the user, when `on_target`), then runs `act` under the room's lock.
+    fn on_user(
+        &self,
+        actor: &User,
+        room_id: &str,
+        username: &str,
+        (action, on_target): (Action, bool),
+        act: impl FnOnce(&mut RoomState, &Arc<Room>, &Arc<User>) -> Result<Commit, ChatError>,
+    ) -> Result<Commit, ChatError> {
+        let (room, target) = self.room_and_target(room_id, username)?;
+        let mut rs = room.lock();
+        policy::reach(&rs, &actor.key, Access::Other)?;
+        let target = target.ok_or(ChatError::UserNotFound)?;
+        let on = on_target.then_some(target.key.as_str());
+        policy::check(&rs, &actor.key, action, on)?;
+        act(&mut rs, &room, &target)
+    }
+
     /// Lifts a ban (`Unban`) or a mute (`Unmute`).
     pub async fn lift(
         &self,
@@ -279,33 +317,35 @@ impl Core {
         username: &str,
         kind: EntryKind,
     ) -> Result<(), ChatError> {
-        let (room, target) = self.room_and_target(room_id, username)?;
-        let commit = {
-            let mut rs = room.lock();
-            policy::reach(&rs, &actor.key, Access::Other)?;
-            let target = target.ok_or(ChatError::UserNotFound)?;
-            let (action, standing) = if kind == EntryKind::Unban {
-                (Action::Unban, rs.gov.bans.contains_key(&target.key))
-            } else {
-                let muted = rs.muted_until(&target.key, now_ms()).is_some();
-                (Action::Unmute, muted)
-            };
-            policy::check(&rs, &actor.key, action, Some(&target.key))?;
-            if !standing {
-                return Err(if kind == EntryKind::Unban {
-                    ChatError::NotBanned
+        let unban = kind == EntryKind::Unban;
+        let action = if unban { Action::Unban } else { Action::Unmute };
+        let commit = self.on_user(
+            actor,
+            room_id,
+            username,
+            (action, true),
+            |rs, room, target| {
+                let standing = if unban {
+                    rs.gov.bans.contains_key(&target.key)
                 } else {
-                    ChatError::NotMuted
-                });
-            }
-            let slot = self.reserve()?;
-            let act = Act {
-                kind,
-                text: None,
-                extra: EntryExtra::target(&target.name),
-            };
-            self.govern_locked(slot, &room, &mut rs, &actor.name, act, None)
-        };
+                    rs.muted_until(&target.key, now_ms()).is_some()
+                };
+                if !standing {
+                    return Err(if unban {
+                        ChatError::NotBanned
+                    } else {
+                        ChatError::NotMuted
+                    });
+                }
+                let slot = self.reserve()?;
+                let act = Act {
+                    kind,
+                    text: None,
+                    extra: EntryExtra::target(&target.name),
+                };
+                Ok(self.govern_locked(slot, room, rs, &actor.name, act, None))
+            },
+        )?;
         commit.wait().await
     }
 
@@ -315,14 +355,12 @@ impl Core {
         actor: &Arc<User>,
         room_id: &str,
         username: &str,
-        seconds: u64,
+        seconds: Seconds<'_>,
     ) -> Result<(), ChatError> {
-        let (room, target) = self.room_and_target(room_id, username)?;
-        let commit = {
-            let mut rs = room.lock();
-            policy::reach(&rs, &actor.key, Access::Other)?;
-            let target = target.ok_or(ChatError::UserNotFound)?;
-            policy::check(&rs, &actor.key, Action::Mute, Some(&target.key))?;
+        self.reach_room(actor, room_id)?;
+        let seconds = seconds.get()?;
+        let mute = (Action::Mute, true);
+        let commit = self.on_user(actor, room_id, username, mute, |rs, room, target| {
             if !rs.members.contains_key(&target.key) {
                 return Err(ChatError::NotInRoom);
             }
@@ -335,8 +373,8 @@ impl Core {
                     ..EntryExtra::target(&target.name)
                 },
             };
-            self.govern_locked(slot, &room, &mut rs, &actor.name, act, None)
-        };
+            Ok(self.govern_locked(slot, room, rs, &actor.name, act, None))
+        })?;
         commit.wait().await
     }
 
@@ -348,20 +386,17 @@ impl Core {
         actor: &Arc<User>,
         room_id: &str,
         username: &str,
-        role: &str,
+        role: Option<&str>,
     ) -> Result<(), ChatError> {
-        let role = Role::parse(role).ok_or(ChatError::InvalidRole)?;
-        let (room, target) = self.room_and_target(room_id, username)?;
-        let commit = {
-            let mut rs = room.lock();
-            policy::reach(&rs, &actor.key, Access::Other)?;
-            let target = target.ok_or(ChatError::UserNotFound)?;
-            policy::check(&rs, &actor.key, Action::Roles, None)?;
+        self.reach_room(actor, room_id)?;
+        let role = role.and_then(Role::parse).ok_or(ChatError::InvalidRole)?;
+        let roles = (Action::Roles, false);
+        let commit = self.on_user(actor, room_id, username, roles, |rs, room, target| {
             let Some(current) = rs.role(&target.key) else {
                 return Err(ChatError::NotInRoom);
             };
             if current == role {
-                return Ok(());
+                return Ok(Commit::done());
             }
             if current == Role::Owner {
                 // The owner hands the room on by making someone else the owner.
@@ -379,18 +414,19 @@ impl Core {
                 text: Some(role.as_str()),
                 extra: EntryExtra::target(&target.name),
             };
-            let commit = self.govern_locked(slot, &room, &mut rs, &actor.name, act, None);
-            if let Some(slot) = demote_slot {
-                let act = Act {
-                    kind: EntryKind::Role,
-                    text: Some(Role::Moderator.as_str()),
-                    extra: EntryExtra::target(&actor.name),
-                };
-                self.govern_locked(slot, &room, &mut rs, &actor.name, act, None)
-            } else {
-                commit
-            }
-        };
+            let commit = self.govern_locked(slot, room, rs, &actor.name, act, None);
+            Ok(match demote_slot {
+                Some(slot) => {
+                    let act = Act {
+                        kind: EntryKind::Role,
+                        text: Some(Role::Moderator.as_str()),
+                        extra: EntryExtra::target(&actor.name),
+                    };
+                    self.govern_locked(slot, room, rs, &actor.name, act, None)
+                }
+                None => commit,
+            })
+        })?;
         commit.wait().await
     }
 
@@ -402,6 +438,7 @@ impl Core {
         room_id: &str,
         patch: &RoomPatch,
     ) -> Result<RoomView, ChatError> {
+        self.reach_room(actor, room_id)?;
         let as_str = |v: &Option<Value>, e: ChatError| match v {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
