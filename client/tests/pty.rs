@@ -719,9 +719,10 @@ fn direct_messages_arrive_on_the_terminal_and_are_answered() {
 
     let mut alice = User::register(&server, "alice");
     alice.connect(&server);
+    // Opening the DM tells bob at once (a `joined` frame), before anything is posted.
+    let m = bob.mark();
     let dm = alice.api.open_dm(&alice.token, "bob").expect("open the DM");
     assert_eq!(dm.kind, "dm");
-    let m = bob.mark();
     alice.post(&dm.id, "psst, bob");
     bob.wait_new(m, "direct messages with alice are @alice");
     bob.wait_new(m, "[@alice] alice: psst, bob");
