@@ -930,3 +930,52 @@ fn a_message_arriving_while_typing_leaves_the_typed_line_intact() {
     bob.line("/quit");
     assert!(bob.wait_exit().success());
 }
+
+#[test]
+fn enter_pressed_while_messages_pour_in_never_freezes_the_client() {
+    let server = Server::start();
+    let mut alice = User::register(&server, "alice");
+    alice.connect(&server);
+    let lobby = alice
+        .api
+        .create_room(&alice.token, "lobby", None)
+        .expect("create a room")
+        .id;
+
+    let mut bob = Pty::start("bob", &server.url(), &[]);
+    bob.register("bob");
+    let m = bob.mark();
+    bob.line(&format!("/join {lobby}"));
+    bob.wait_new(m, "joined lobby (id ");
+
+    // Alice posts in bursts (within the server's burst of 30); bob presses Enter on a
+    // line of his while they arrive. Messages the editor holds when a line ends must
+    // neither be lost nor stop the client from reading the next line.
+    let fm = alice.frames.len();
+    let mut sent = Vec::new();
+    for round in 0..3 {
+        for k in 0..8 {
+            alice.send_frame(
+                json!({"type": "send", "room": lobby, "text": format!("burst {round}-{k}")}),
+            );
+        }
+        for k in 0..2 {
+            let line = format!("bob {round}-{k}");
+            bob.line(&line);
+            sent.push(line);
+        }
+    }
+    for round in 0..3 {
+        for k in 0..8 {
+            bob.wait_new(m, &format!("[lobby] alice: burst {round}-{k}"));
+        }
+    }
+    for line in &sent {
+        bob.wait_new(m, &format!("[lobby] bob: {line}"));
+        alice.wait_frame(fm, line, |f| {
+            f["type"] == "entry" && f["text"] == line.as_str()
+        });
+    }
+    bob.line("/quit");
+    assert!(bob.wait_exit().success());
+}
