@@ -400,6 +400,63 @@ pub fn read_lines<R: BufRead>(mut reader: R, lines: Sender<Input>) {
 mod tests {
     use super::*;
 
+    /// An editor that takes a message only when the test lets it, as rustyline's does
+    /// while a line ends with its one slot full.
+    struct Held {
+        go: Receiver<()>,
+        got: Sender<String>,
+    }
+
+    impl ExternalPrinter for Held {
+        fn print(&mut self, msg: String) -> rustyline::Result<()> {
+            let _ = self.go.recv();
+            let _ = self.got.send(msg);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn printing_never_waits_for_the_editor_and_keeps_the_order() {
+        let (go_tx, go) = crossbeam_channel::unbounded();
+        let (got, printed) = crossbeam_channel::unbounded();
+        let (tx, jobs) = crossbeam_channel::unbounded();
+        let worker = std::thread::spawn(move || run_printer(Held { go, got }, jobs));
+        let mut p = Printer {
+            sink: Sink::Editor(tx),
+        };
+        let start = Instant::now();
+        for i in 0..5 {
+            p.line(&format!("line {i}"));
+        }
+        assert!(start.elapsed() < FLUSH_WAIT, "printing did not wait");
+        // A flush gives up after its bound when the editor holds on.
+        let start = Instant::now();
+        p.flush();
+        assert!(start.elapsed() >= FLUSH_WAIT);
+        for _ in 0..5 {
+            go_tx.send(()).expect("release");
+        }
+        let got: Vec<String> = (0..5)
+            .map(|_| {
+                printed
+                    .recv_timeout(Duration::from_secs(5))
+                    .expect("printed")
+            })
+            .collect();
+        let want: Vec<String> = (0..5).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(got, want);
+        // Once the editor takes them, a flush returns as soon as they are handed over.
+        go_tx.send(()).expect("release");
+        p.line("last");
+        let start = Instant::now();
+        p.flush();
+        assert!(start.elapsed() < FLUSH_WAIT);
+        drop(p);
+        worker
+            .join()
+            .expect("the printer thread ends with its printer");
+    }
+
     #[test]
     fn lines_then_eof() {
         let (tx, rx) = crossbeam_channel::unbounded();
