@@ -740,8 +740,8 @@ fn direct_messages_arrive_on_the_terminal_and_are_answered() {
     // The DM is listed apart, and /dm makes it current: the prompt says so.
     let listing = bob.command("/dms");
     assert!(listing.contains("1 direct message room(s)"), "{listing}");
-    bob.line("/dm alice");
-    bob.wait_reading();
+    let out = bob.command("/dm alice");
+    assert!(out.contains("current room: @alice"), "{out}");
     bob.wait_until("the DM as the prompt", |t| {
         (t.cursor_row() == "bob@@alice>").then_some(())
     });
