@@ -193,3 +193,75 @@ async fn every_documented_call_is_served_with_exactly_its_methods() {
     }
     s.stop().await;
 }
+
+// What schemathesis found (scripts/schemathesis.sh), each fixed in the server.
+
+/// `PATCH /api/v1/rooms/{id}` and `POST /api/v1/admin/invite-codes` took the body
+/// `[null, null]` (serde reads a struct from an array of its fields) and answered 200 and
+/// 201. A body that is not a JSON object is now `400 bad_request`, for every call.
+#[tokio::test]
+async fn a_body_that_is_an_array_is_refused() {
+    let s = start(&["--admin", "ada"]).await;
+    let t = user(s.addr, "ada").await;
+    let id = room(s.addr, &t, "lobby").await;
+    let array = serde_json::json!([null, null]);
+    let path = format!("/api/v1/rooms/{id}");
+    for (method, path) in [
+        ("PATCH", path.as_str()),
+        ("POST", "/api/v1/admin/invite-codes"),
+        ("POST", "/api/v1/rooms"),
+        ("POST", "/api/v1/blocks"),
+    ] {
+        let r = request(s.addr, method, path, Some(&t), Some(&array)).await;
+        assert_eq!(r.status, 400, "{method} {path}: {:?}", r.json());
+        assert_eq!(r.code(), "bad_request");
+    }
+    // An object still works, and no body at all still asks for an invite code's defaults.
+    let r = request(
+        s.addr,
+        "PATCH",
+        &path,
+        Some(&t),
+        Some(&serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let r = request(s.addr, "POST", "/api/v1/admin/invite-codes", Some(&t), None).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    s.stop().await;
+}
+
+/// `{"capacity": 85731.0}`, `{"seq": 10100.0}`, `{"uses": 56.0}` and `{"seconds": 127.0}`
+/// (whole numbers as Python's `json` writes floats, and integers for JSON Schema) were
+/// refused with 400.
+#[tokio::test]
+async fn whole_numbers_written_as_floats_are_taken() {
+    let s = start(&["--admin", "ada"]).await;
+    let t = user(s.addr, "ada").await;
+    let bo = user(s.addr, "bob").await;
+    let r = post(
+        s.addr,
+        "/api/v1/rooms",
+        Some(&t),
+        serde_json::json!({ "name": "lobby", "capacity": 10.0 }),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    assert_eq!(r.json()["capacity"], 10);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(join(s.addr, &bo, &id).await.status, 200);
+    let read = format!("/api/v1/rooms/{id}/read");
+    let r = post(s.addr, &read, Some(&t), serde_json::json!({ "seq": 2.0 })).await;
+    assert_eq!(r.status, 204, "{:?}", r.json());
+    let r = post(s.addr, &read, Some(&t), serde_json::json!({ "seq": 2.5 })).await;
+    assert_eq!(r.status, 400);
+    let mutes = format!("/api/v1/rooms/{id}/mutes");
+    let body = serde_json::json!({ "username": "bob", "seconds": 127.0 });
+    let r = post(s.addr, &mutes, Some(&t), body).await;
+    assert_eq!(r.status, 204, "{:?}", r.json());
+    let body = serde_json::json!({ "uses": 56.0, "expires_in": 60.0 });
+    let r = post(s.addr, "/api/v1/admin/invite-codes", Some(&t), body).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    assert_eq!(r.json()["uses"], 56);
+    s.stop().await;
+}

@@ -58,7 +58,14 @@ pub(crate) async fn handle(core: &Core, req: &Request, from: IpAddr) -> Response
     }
 }
 
+/// The request's JSON body, which must be an object: serde would read a struct from an array
+/// of its fields too (`[null, null]` as `{}`), which no call takes.
 fn body<T: DeserializeOwned>(req: &Request) -> Result<T, Response> {
+    let first = req.body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        let message = "invalid JSON body: expected an object";
+        return Err(Response::error(400, "bad_request", message, None));
+    }
     serde_json::from_slice(&req.body)
         .map_err(|e| Response::error(400, "bad_request", &format!("invalid JSON body: {e}"), None))
 }

@@ -54,7 +54,7 @@ fn valid_reason(reason: Option<&str>) -> Result<Option<&str>, ChatError> {
 /// A mute's length in seconds, from a JSON number or a command's word.
 pub fn mute_seconds(v: Option<&Value>) -> Result<u64, ChatError> {
     let n = match v {
-        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::Number(n)) => crate::protocol::whole::as_i64(n),
         Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
         _ => None,
     };
