@@ -100,13 +100,13 @@ venv="$(cd "$venv" && pwd)"
 (cd "$target_dir/schemathesis" &&
 PARLEY_URL="$url" PARLEY_USER="$user" PARLEY_PASSWORD="$password" \
 SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$repo/scripts" \
-    "$venv/bin/st" --no-color run "$url/api/v1/openapi.json" \
+    "$venv/bin/st" --no-color --config-file "$repo/scripts/schemathesis.toml" run "$url/api/v1/openapi.json" \
     --checks all \
     --exclude-checks positive_data_acceptance,ensure_resource_availability \
     --exclude-path /api/v1/ws \
     --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \
     ${SCHEMATHESIS_SEED:+--seed "$SCHEMATHESIS_SEED"} \
-    --workers 2 \
+    --workers "${SCHEMATHESIS_WORKERS:-1}" \
     --request-timeout 30 \
     ${SCHEMATHESIS_ARGS:-}) || status=$?
 
