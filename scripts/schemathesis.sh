@@ -6,6 +6,10 @@
 # usage: scripts/schemathesis.sh
 #   PARLEY_SERVER_BIN       server binary (default: build and use target/debug/parley-server)
 #   SCHEMATHESIS_EXAMPLES   examples per operation and phase (default 25)
+#   SCHEMATHESIS_MAX_TIME   seconds for the whole run: fuzzing and stateful sequences go on
+#                           until it is spent (default 90)
+#   SCHEMATHESIS_WORKERS    concurrent workers (default 1: Python 3.11's `ast` is not safe
+#                           to use from several threads, which hypothesis does)
 #   SCHEMATHESIS_SEED       a seed, to replay a run (default: a new one, printed)
 #   SCHEMATHESIS_ARGS       more `st run` arguments
 #
@@ -105,6 +109,7 @@ SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$repo/scripts" \
     --exclude-checks positive_data_acceptance,ensure_resource_availability \
     --exclude-path /api/v1/ws \
     --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \
+    --max-time "${SCHEMATHESIS_MAX_TIME:-90}" \
     ${SCHEMATHESIS_SEED:+--seed "$SCHEMATHESIS_SEED"} \
     --workers "${SCHEMATHESIS_WORKERS:-1}" \
     --request-timeout 30 \

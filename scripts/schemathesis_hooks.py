@@ -2,17 +2,18 @@
 
 The token is that of the administrator the script registered (PARLEY_USER, PARLEY_PASSWORD),
 so the admin calls are exercised past their 403. A generated call may end the session (a
-logout, or a password change); on a 401 schemathesis asks for a new token. Password changes
-run as fresh users of their own (five wrong `old` passwords lock an account's logins from
-this address for 15 minutes); should the administrator still be locked out, a fresh user
-stands in.
+logout, or a password change); on a 401 schemathesis asks for a new token. Five failed
+logins lock an account's logins from one address for 15 minutes, so these logins come from
+127.0.0.2 (generated ones come from 127.0.0.1), and password changes, whose wrong `old`
+counts as a failed login, run as fresh users of their own. Should the administrator still
+be locked out, a fresh user stands in.
 """
 
+import http.client
 import itertools
 import json
 import os
-import urllib.error
-import urllib.request
+import urllib.parse
 
 import schemathesis
 
@@ -23,17 +24,17 @@ _fresh = itertools.count(1)
 
 
 def _post(path, body):
-    req = urllib.request.Request(
-        BASE + path,
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
+    # From 127.0.0.2: generated logins (schemathesis sends some as `st-admin`) fail from
+    # 127.0.0.1, and five failures lock an account's logins from that address only.
+    url = urllib.parse.urlsplit(BASE)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30, source_address=("127.0.0.2", 0))
     try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.load(r)
-    except urllib.error.HTTPError as e:
-        return e.code, None
+        conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, (json.loads(data) if data else None)
+    finally:
+        conn.close()
 
 
 def _login(name):
