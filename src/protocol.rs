@@ -293,12 +293,14 @@ pub enum ClientFrame {
     },
     Sync {
         room: String,
+        #[serde(deserialize_with = "whole::u64")]
         since: u64,
         #[serde(default)]
         nonce: Option<Value>,
     },
     Read {
         room: String,
+        #[serde(deserialize_with = "whole::u64")]
         seq: u64,
         #[serde(default)]
         nonce: Option<Value>,
@@ -310,6 +312,7 @@ pub enum ClientFrame {
     },
     Edit {
         room: String,
+        #[serde(deserialize_with = "whole::u64")]
         seq: u64,
         text: String,
         #[serde(default)]
@@ -317,6 +320,7 @@ pub enum ClientFrame {
     },
     Delete {
         room: String,
+        #[serde(deserialize_with = "whole::u64")]
         seq: u64,
         #[serde(default)]
         nonce: Option<Value>,
@@ -505,5 +509,28 @@ mod tests {
         assert!(serde_json::from_str::<NewInviteCode>(r#"{"uses": 0.5}"#).is_err());
         assert!(serde_json::from_str::<NewRoom>(r#"{"capacity": 1e19}"#).is_err());
         assert!(crate::chat::moderation::mute_seconds(Some(&serde_json::json!(1.5))).is_err());
+    }
+
+    /// The WebSocket frames read whole numbers as the REST bodies do.
+    #[test]
+    fn frames_take_whole_numbers_written_as_floats() {
+        let f: ClientFrame =
+            serde_json::from_str(r#"{"type":"read","room":"r","seq":3.0}"#).unwrap();
+        assert!(matches!(f, ClientFrame::Read { seq: 3, .. }), "{f:?}");
+        let f: ClientFrame =
+            serde_json::from_str(r#"{"type":"sync","room":"r","since":0.0}"#).unwrap();
+        assert!(matches!(f, ClientFrame::Sync { since: 0, .. }), "{f:?}");
+        let f = r#"{"type":"edit","room":"r","seq":2.0,"text":"x"}"#;
+        assert!(matches!(
+            serde_json::from_str(f).unwrap(),
+            ClientFrame::Edit { seq: 2, .. }
+        ));
+        let f = r#"{"type":"delete","room":"r","seq":7}"#;
+        assert!(matches!(
+            serde_json::from_str(f).unwrap(),
+            ClientFrame::Delete { seq: 7, .. }
+        ));
+        let bad = r#"{"type":"read","room":"r","seq":3.5}"#;
+        assert!(serde_json::from_str::<ClientFrame>(bad).is_err());
     }
 }
