@@ -293,12 +293,14 @@ pub enum ClientFrame {
     },
     Sync {
         room: String,
+        #[serde(deserialize_with = "whole::u64")]
         since: u64,
         #[serde(default)]
         nonce: Option<Value>,
     },
     Read {
         room: String,
+        #[serde(deserialize_with = "whole::u64")]
         seq: u64,
         #[serde(default)]
         nonce: Option<Value>,
@@ -310,6 +312,7 @@ pub enum ClientFrame {
     },
     Edit {
         room: String,
+        #[serde(deserialize_with = "whole::u64")]
         seq: u64,
         text: String,
         #[serde(default)]
@@ -317,10 +320,62 @@ pub enum ClientFrame {
     },
     Delete {
         room: String,
+        #[serde(deserialize_with = "whole::u64")]
         seq: u64,
         #[serde(default)]
         nonce: Option<Value>,
     },
+}
+
+/// Whole numbers in REST bodies as JSON writes them: `5` or `5.0`. JSON has one number type
+/// and JSON Schema's `integer` includes `5.0` (which is what Python's `json` writes for a
+/// float), so both are taken; a fraction or a value out of range is refused.
+pub(crate) mod whole {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Number;
+
+    /// 2^63 and 2^64 as floats: the first values out of range.
+    const I64_END: f64 = 9_223_372_036_854_775_808.0;
+    const U64_END: f64 = 18_446_744_073_709_551_616.0;
+
+    fn float(n: &Number, low: f64, end: f64) -> Option<f64> {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= low && *f < end)
+    }
+
+    pub fn as_u64(n: &Number) -> Option<u64> {
+        n.as_u64()
+            .or_else(|| float(n, 0.0, U64_END).map(|f| f as u64))
+    }
+
+    pub fn as_i64(n: &Number) -> Option<i64> {
+        n.as_i64()
+            .or_else(|| float(n, -I64_END, I64_END).map(|f| f as i64))
+    }
+
+    fn refuse<E: Error>(n: &Number) -> E {
+        E::custom(format!("expected a whole number, not {n}"))
+    }
+
+    pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let n = Number::deserialize(d)?;
+        as_u64(&n).ok_or_else(|| refuse(&n))
+    }
+
+    pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Option::<Number>::deserialize(d)? {
+            None => Ok(None),
+            Some(n) => as_u64(&n).map(Some).ok_or_else(|| refuse(&n)),
+        }
+    }
+
+    pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        match Option::<Number>::deserialize(d)? {
+            None => Ok(None),
+            Some(n) => as_i64(&n).map(Some).ok_or_else(|| refuse(&n)),
+        }
+    }
 }
 
 /// `POST /api/v1/register` and `/login` bodies.
@@ -338,7 +393,7 @@ pub struct Credentials {
 pub struct NewRoom {
     #[serde(default)]
     pub name: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::opt_i64")]
     pub capacity: Option<i64>,
     #[serde(default)]
     pub visibility: Option<Value>,
@@ -366,6 +421,7 @@ pub struct UserRef {
 /// `POST /api/v1/rooms/{id}/read` body.
 #[derive(Debug, Deserialize)]
 pub struct ReadMark {
+    #[serde(deserialize_with = "whole::u64")]
     pub seq: u64,
 }
 
@@ -390,8 +446,10 @@ pub struct ModerationRequest {
 /// `POST /api/v1/admin/invite-codes` body; both optional.
 #[derive(Debug, Default, Deserialize)]
 pub struct NewInviteCode {
+    #[serde(default, deserialize_with = "whole::opt_u64")]
     pub uses: Option<u64>,
     /// Seconds from now.
+    #[serde(default, deserialize_with = "whole::opt_u64")]
     pub expires_in: Option<u64>,
 }
 
@@ -409,4 +467,65 @@ pub struct InviteCode {
 pub struct PasswordChange {
     pub old: String,
     pub new: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by schemathesis: `{"seq": 10100.0}` (a whole number as Python's `json` writes a
+    /// float) was refused with 400, though JSON Schema's `integer` includes it.
+    #[test]
+    fn whole_numbers_may_be_written_as_floats() {
+        let r: ReadMark = serde_json::from_str(r#"{"seq": 10100.0}"#).unwrap();
+        assert_eq!(r.seq, 10100);
+        let r: NewRoom = serde_json::from_str(r#"{"name": "x", "capacity": 85731.0}"#).unwrap();
+        assert_eq!(r.capacity, Some(85731));
+        let r: NewRoom = serde_json::from_str(r#"{"name": "x", "capacity": -3.0}"#).unwrap();
+        assert_eq!(r.capacity, Some(-3));
+        let r: NewInviteCode =
+            serde_json::from_str(r#"{"uses": 56.0, "expires_in": 1e3}"#).unwrap();
+        assert_eq!((r.uses, r.expires_in), (Some(56), Some(1000)));
+        let r: NewInviteCode = serde_json::from_str(r#"{"uses": null}"#).unwrap();
+        assert_eq!((r.uses, r.expires_in), (None, None));
+    }
+
+    #[test]
+    fn fractions_and_out_of_range_numbers_are_still_refused() {
+        for body in [
+            r#"{"seq": 1.5}"#,
+            r#"{"seq": -1}"#,
+            r#"{"seq": -1.0}"#,
+            r#"{"seq": 1e20}"#,
+            r#"{"seq": "1"}"#,
+            r#"{"seq": null}"#,
+        ] {
+            assert!(serde_json::from_str::<ReadMark>(body).is_err(), "{body}");
+        }
+        assert!(serde_json::from_str::<NewInviteCode>(r#"{"uses": 0.5}"#).is_err());
+        assert!(serde_json::from_str::<NewRoom>(r#"{"capacity": 1e19}"#).is_err());
+    }
+
+    /// The WebSocket frames read whole numbers as the REST bodies do.
+    #[test]
+    fn frames_take_whole_numbers_written_as_floats() {
+        let f: ClientFrame =
+            serde_json::from_str(r#"{"type":"read","room":"r","seq":3.0}"#).unwrap();
+        assert!(matches!(f, ClientFrame::Read { seq: 3, .. }), "{f:?}");
+        let f: ClientFrame =
+            serde_json::from_str(r#"{"type":"sync","room":"r","since":0.0}"#).unwrap();
+        assert!(matches!(f, ClientFrame::Sync { since: 0, .. }), "{f:?}");
+        let f = r#"{"type":"edit","room":"r","seq":2.0,"text":"x"}"#;
+        assert!(matches!(
+            serde_json::from_str(f).unwrap(),
+            ClientFrame::Edit { seq: 2, .. }
+        ));
+        let f = r#"{"type":"delete","room":"r","seq":7}"#;
+        assert!(matches!(
+            serde_json::from_str(f).unwrap(),
+            ClientFrame::Delete { seq: 7, .. }
+        ));
+        let bad = r#"{"type":"read","room":"r","seq":3.5}"#;
+        assert!(serde_json::from_str::<ClientFrame>(bad).is_err());
+    }
 }

@@ -16,6 +16,11 @@ use crate::http::parse::percent_decode;
 use crate::http::{Request, Response};
 use crate::protocol::Credentials;
 
+/// The OpenAPI 3 description of every REST call, served at `GET /api/v1/openapi.json`.
+/// `tests/openapi.rs` checks it against the routes below, and schemathesis
+/// (`scripts/schemathesis.sh`) against a running server.
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+
 /// Which methods a path accepts; `None` for an unknown path.
 fn allowed(segments: &[&str]) -> Option<&'static [&'static str]> {
     const GET: &[&str] = &["GET"];
@@ -26,7 +31,7 @@ fn allowed(segments: &[&str]) -> Option<&'static [&'static str]> {
             ["register"] | ["login"] | ["logout"] | ["password"] => POST,
             ["admin", "invite-codes"] | ["admin", "users"] => POST,
             ["admin", "users", _, "disable"] | ["admin", "users", _, "enable"] => POST,
-            ["me"] | ["users"] | ["users", _] | ["ws"] => GET,
+            ["me"] | ["users"] | ["users", _] | ["ws"] | ["openapi.json"] => GET,
             _ => return rooms::allowed(rest),
         },
         _ => return None,
@@ -53,7 +58,14 @@ pub(crate) async fn handle(core: &Core, req: &Request, from: IpAddr) -> Response
     }
 }
 
+/// The request's JSON body, which must be an object: serde would read a struct from an array
+/// of its fields too (`[null, null]` as `{}`), which no call takes.
 fn body<T: DeserializeOwned>(req: &Request) -> Result<T, Response> {
+    let first = req.body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        let message = "invalid JSON body: expected an object";
+        return Err(Response::error(400, "bad_request", message, None));
+    }
     serde_json::from_slice(&req.body)
         .map_err(|e| Response::error(400, "bad_request", &format!("invalid JSON body: {e}"), None))
 }
@@ -102,6 +114,9 @@ async fn route(
             Some(why) => Response::json(503, &json!({ "status": "failing", "reason": why })),
         },
         ["metrics"] => metrics(core),
+        ["api", "v1", "openapi.json"] => {
+            Response::text(200, "application/json", OPENAPI.to_owned())
+        }
         ["api", "v1", "register"] => match body::<Credentials>(req) {
             Ok(c) => {
                 let code = c.invite_code.as_deref();
@@ -173,4 +188,128 @@ fn metrics(core: &Core) -> Response {
         ),
     ];
     Response::text(200, "text/plain; version=0.0.4", m.render(&extra))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::{allowed, OPENAPI};
+
+    /// The literal words of the route tables: the string literals in both `allowed`
+    /// functions, so a route added with a new word is enumerated too.
+    fn route_words() -> BTreeSet<&'static str> {
+        let mut words = BTreeSet::new();
+        for src in [include_str!("mod.rs"), include_str!("rooms.rs")] {
+            let start = src.find("fn allowed(").expect("an allowed function");
+            let body = &src[start..];
+            let body = &body[..body.find("\n}\n").expect("its end")];
+            for (i, piece) in body.split('"').enumerate() {
+                let word = i % 2 == 1
+                    && !piece.is_empty()
+                    && piece
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b"._-".contains(&b));
+                if word {
+                    words.insert(piece);
+                }
+            }
+        }
+        words
+    }
+
+    /// The document's path templates, split into segments, with their methods.
+    fn documented() -> Vec<(Vec<String>, BTreeSet<String>)> {
+        let doc: Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let paths = doc["paths"].as_object().expect("paths");
+        paths
+            .iter()
+            .map(|(path, ops)| {
+                let segments = path.split('/').skip(1).map(str::to_owned).collect();
+                let methods = ops
+                    .as_object()
+                    .expect("operations")
+                    .keys()
+                    .map(|m| m.to_ascii_uppercase())
+                    .collect();
+                (segments, methods)
+            })
+            .collect()
+    }
+
+    /// The methods the document gives `segments`: those of the matching template with the
+    /// fewest parameters.
+    fn doc_methods<'d>(
+        doc: &'d [(Vec<String>, BTreeSet<String>)],
+        segments: &[&str],
+    ) -> Option<&'d BTreeSet<String>> {
+        doc.iter()
+            .filter(|(template, _)| {
+                template.len() == segments.len()
+                    && template
+                        .iter()
+                        .zip(segments)
+                        .all(|(t, s)| t.starts_with('{') || t == s)
+            })
+            .min_by_key(|(template, _)| template.iter().filter(|t| t.starts_with('{')).count())
+            .map(|(_, methods)| methods)
+    }
+
+    /// Every path the router answers, over every combination of its words and a parameter,
+    /// is in the OpenAPI document with exactly the methods the router takes.
+    #[test]
+    fn every_route_is_documented() {
+        let doc = documented();
+        let mut vocab: Vec<&str> = route_words().into_iter().collect();
+        vocab.push("x");
+        assert!(
+            vocab.contains(&"rooms") && vocab.contains(&"healthz"),
+            "{vocab:?}"
+        );
+        let mut checked = 0;
+        let mut check = |segments: &[&str]| {
+            let Some(methods) = allowed(segments) else {
+                return;
+            };
+            checked += 1;
+            let path = format!("/{}", segments.join("/"));
+            let served: BTreeSet<String> = methods.iter().map(|m| m.to_string()).collect();
+            match doc_methods(&doc, segments) {
+                Some(documented) => assert_eq!(&served, documented, "methods of {path}"),
+                None => panic!("{path} ({served:?}) is not in src/api/openapi.json"),
+            }
+        };
+        for a in &vocab {
+            check(&[a]);
+        }
+        let prefix = ["api", "v1"];
+        for a in &vocab {
+            check(&[prefix[0], prefix[1], a]);
+            for b in &vocab {
+                check(&[prefix[0], prefix[1], a, b]);
+                for c in &vocab {
+                    check(&[prefix[0], prefix[1], a, b, c]);
+                    for d in &vocab {
+                        check(&[prefix[0], prefix[1], a, b, c, d]);
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} routes found");
+        // And the other way: every documented template is routed, with its methods.
+        for (template, methods) in &doc {
+            let segments: Vec<&str> = template
+                .iter()
+                .map(|s| if s.starts_with('{') { "x" } else { s.as_str() })
+                .collect();
+            let served: BTreeSet<String> = allowed(&segments)
+                .unwrap_or_else(|| panic!("{template:?} is documented but not routed"))
+                .iter()
+                .map(|m| m.to_string())
+                .collect();
+            assert_eq!(&served, methods, "methods of {template:?}");
+        }
+    }
 }

@@ -62,7 +62,7 @@ pub enum Seconds<'a> {
 impl Seconds<'_> {
     fn get(self) -> Result<u64, ChatError> {
         let n = match self {
-            Seconds::Json(Some(Value::Number(n))) => n.as_i64(),
+            Seconds::Json(Some(Value::Number(n))) => crate::protocol::whole::as_i64(n),
             Seconds::Word(w) => w.trim().parse::<i64>().ok(),
             Seconds::Json(_) => None,
         };
@@ -508,5 +508,35 @@ impl Core {
         let mut bans: Vec<BanView> = rs.gov.bans.values().cloned().collect();
         bans.sort_by_key(|b| b.ts);
         Ok(bans)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_mute_takes_whole_seconds_from_1_to_30_days() {
+        let json = |v: Value| Seconds::Json(Some(&v)).get();
+        assert_eq!(json(json!(127)), Ok(127));
+        assert_eq!(
+            json(json!(127.0)),
+            Ok(127),
+            "a whole number written as a float"
+        );
+        assert_eq!(json(json!(2_592_000)), Ok(2_592_000));
+        for bad in [
+            json!(0),
+            json!(2_592_001),
+            json!(1.5),
+            json!("60"),
+            json!(null),
+        ] {
+            assert_eq!(json(bad.clone()), Err(ChatError::InvalidDuration), "{bad}");
+        }
+        assert_eq!(Seconds::Json(None).get(), Err(ChatError::InvalidDuration));
+        assert_eq!(Seconds::Word(" 60 ").get(), Ok(60));
+        assert_eq!(Seconds::Word("soon").get(), Err(ChatError::InvalidDuration));
     }
 }
