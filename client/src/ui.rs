@@ -18,6 +18,7 @@
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::io::{self, BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
-use rustyline::{ColorMode, Config, Context, Editor, ExternalPrinter, Helper};
+use rustyline::{ColorMode, Config, Context, Editor, ExternalPrinter, Helper, Prompt};
 
 use crate::commands;
 
@@ -47,11 +48,44 @@ pub enum Input {
 /// server at most one `typing` frame per room every 2 s, so more would only be dropped.
 pub const TYPING_SIGNAL: Duration = Duration::from_secs(1);
 
+/// The prompt of the next line: `plain` and `styled` have the same display width.
+#[derive(Debug, Clone)]
+pub struct PromptText {
+    pub plain: String,
+    pub styled: String,
+    /// Set when the prompt says `(offline)`: the prompt to show instead as soon as
+    /// `online` turns true, while the line is still being typed. Padded with spaces
+    /// to the same width, since the editor measured the first one.
+    pub back_online: Option<(String, String)>,
+    /// Whether the connection is up, kept by the app.
+    pub online: Arc<AtomicBool>,
+}
+
+/// A prompt that follows the connection: rustyline asks it for its text at every
+/// redraw, and the app's notice of the reconnect causes one.
+struct LivePrompt(PromptText);
+
+impl Prompt for LivePrompt {
+    fn raw(&self) -> &str {
+        match &self.0.back_online {
+            Some((plain, _)) if self.0.online.load(Ordering::Relaxed) => plain,
+            _ => &self.0.plain,
+        }
+    }
+
+    fn styled(&self) -> &str {
+        match &self.0.back_online {
+            Some((_, styled)) if self.0.online.load(Ordering::Relaxed) => styled,
+            _ => &self.0.styled,
+        }
+    }
+}
+
 /// From the app to the line editor (terminal mode only).
 #[derive(Debug)]
 pub enum UiRequest {
-    /// Read the next line with this prompt: `(plain, styled)`, same display width.
-    Ready(String, String),
+    /// Read the next line with this prompt.
+    Ready(PromptText),
     /// Read a password without echo; answer `None` if the user cancelled (Ctrl-C/D).
     Password {
         prompt: String,
@@ -256,7 +290,7 @@ impl Terminal {
             // Wait for the app's turn to end: it may ask for passwords meanwhile.
             let prompt = loop {
                 match requests.recv() {
-                    Ok(UiRequest::Ready(plain, styled)) => break (plain, styled),
+                    Ok(UiRequest::Ready(p)) => break LivePrompt(p),
                     Ok(UiRequest::Password { prompt, reply }) => {
                         let pw = self.read_password(&prompt);
                         let _ = reply.send(pw);
@@ -316,6 +350,21 @@ pub fn read_lines<R: BufRead>(mut reader: R, lines: Sender<Input>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offline_prompt_turns_online_at_the_same_width() {
+        let online = Arc::new(AtomicBool::new(false));
+        let p = LivePrompt(PromptText {
+            plain: "al@x (offline)> ".into(),
+            styled: "al@x (offline)> ".into(),
+            back_online: Some(("al@x>           ".into(), "al@x>           ".into())),
+            online: online.clone(),
+        });
+        assert_eq!(p.raw(), "al@x (offline)> ");
+        online.store(true, Ordering::Relaxed);
+        assert_eq!(p.raw(), "al@x>           ");
+        assert_eq!(p.styled().len(), "al@x (offline)> ".len());
+    }
 
     #[test]
     fn lines_then_eof() {
