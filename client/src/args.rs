@@ -93,23 +93,30 @@ OUTPUT:
     HH:MM [room] * name edited #12: new text    an edit, live
     HH:MM [room] * message #12 was deleted by name
     HH:MM [@name] ...            a direct message with name
-    * name is typing in room…    once per burst of typing
+    * name is typing in room…    once per burst of typing (`is typing to you…` in a DM)
     HH:MM [room] --> name joined a join (<-- for a leave)
     HH:MM [room] * bo was kicked by al (spam)   moderation, roles, topic and name changes
     * al invited you to den (ID); type /join ID to accept
+    * den was deleted by al      a room you were in is gone
     * name is online             presence of someone who shares a room with you
-    -- text                      the client's notices (connection state, answers)
-    ! text                       an error; the client keeps running
+                                 (`* name went offline`)
+    -- text                      the client's notices (connection state, answers); a
+                                 listing is a `-- heading` with its rows indented below
+    ! text                       an error, or the connection in trouble; the client
+                                 keeps running
     Times are local, from the UTC offset at start-up (`date +%z`; UTC if unknown).
     Colour is used on a terminal unless NO_COLOR is set; then mentions of you
     (@you) are highlighted and ring the terminal bell.
+    The prompt is `you@room> `, with ` (offline)` while the connection is down.
     On connect, `N unread in ROOM` tells what came while you were away; what is shown
     in the current room is marked read (and /rooms, /dms count the rest).
     While you type a message on a terminal, the room is told you are typing.
 
     When standard input is not a terminal, lines are read from it one by one, events are
     printed one per line without colour or prompt, and the client exits at end of input
-    once everything it sent has been acknowledged (exit status 1 if something was not).
+    once everything it sent has been acknowledged. Exit status 0 then; 1 if anything
+    failed (the login, a command, a line the server refused, something left
+    unacknowledged after 30 s, the session ended); 2 for a bad flag.
     The connection is re-established by itself, with growing back-off, when it drops.
 ";
 

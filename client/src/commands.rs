@@ -657,6 +657,26 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_and_help_name_every_command() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+        let start = readme
+            .find("## The terminal client")
+            .expect("README has the client's section");
+        let section = &readme[start..];
+        for name in NAMES {
+            // In a table cell: `/name` or `/name ARGS`.
+            let listed =
+                section.contains(&format!("`{name}`")) || section.contains(&format!("`{name} "));
+            assert!(listed, "README's command tables lack {name}");
+            assert!(
+                crate::args::HELP.contains(&format!("{name} "))
+                    || crate::args::HELP.contains(&format!("{name}\n")),
+                "--help lacks {name}"
+            );
+        }
+    }
+
+    #[test]
     fn usernames() {
         for ok in ["abc", "A_b-9", &"x".repeat(32)] {
             assert!(check_username(ok).is_ok(), "{ok}");

@@ -14,7 +14,7 @@ const MAX_CODE_ASKS: u32 = 3;
 /// default; a server started with `--min-password-length` says its own minimum when it
 /// refuses one.
 pub(super) const PASSWORD_RULES: &str =
-    "a password is 15 to 1024 bytes (letters, digits, spaces, anything; a few words make a good one); a server may set another minimum";
+    "passwords: 15 to 1024 bytes, any characters (a few words make a good one); a server may ask for another minimum";
 
 impl App {
     /// `code`: an invite code typed with the command; else `--invite-code`'s, if any.
