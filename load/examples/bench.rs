@@ -1,7 +1,7 @@
 //! Runs one benchmark scenario without `cargo bench`:
 //! `cargo run --release -p parley-load --example bench -- fanout` (scenarios: fanout, rooms,
-//! connections, logins, persistence, state, presence). Same environment variables as the
-//! benches.
+//! connections, logins, persistence, state, presence, read_markers). Same environment
+//! variables as the benches.
 
 fn main() {
     let scenario = std::env::args().nth(1).unwrap_or_else(|| "fanout".into());

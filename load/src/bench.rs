@@ -12,6 +12,7 @@ use crate::scenario::connections::{self, ConnectionsConfig};
 use crate::scenario::fanout::{self, FanoutConfig};
 use crate::scenario::logins::{self, FloodConfig};
 use crate::scenario::presence::{self, StormConfig};
+use crate::scenario::read_markers::{self, ReadMarkersConfig};
 use crate::scenario::rooms::{self, RoomsConfig};
 use crate::scenario::state::{self, StateConfig};
 use crate::scenario::Target;
@@ -29,11 +30,12 @@ pub const GENERATOR_CPU: usize = 1;
 /// | variable | meaning | default (quick) |
 /// | --- | --- | --- |
 /// | `PARLEY_BENCH_QUICK` | `1`: small scale, short phases | off |
-/// | `PARLEY_BENCH_SECS` | seconds per measured phase | 5 (2); many-rooms 10 (2) |
-/// | `PARLEY_BENCH_MEMBERS` | fan-out room members | 1000 (200) |
-/// | `PARLEY_BENCH_SENDERS` | fan-out senders; state: fill senders | 10 (5); state 10 |
+/// | `PARLEY_BENCH_SECS` | seconds per measured phase | 5 (2); many-rooms and read markers 10 (2) |
+/// | `PARLEY_BENCH_MEMBERS` | fan-out and read-marker room members | 1000 (200) |
+/// | `PARLEY_BENCH_SENDERS` | fan-out and read-marker senders; state: fill senders | 10 (5); state 10 |
 /// | `PARLEY_BENCH_LOADS` | fan-out offered deliveries/s, comma-separated | 100000,500000,1000000 (20000,100000) |
-/// | `PARLEY_BENCH_WINDOW` | saturation messages in flight; state: fill messages unacknowledged | 200; state 1000 |
+/// | `PARLEY_BENCH_WINDOW` | saturation (read markers: unthrottled) messages in flight; state: fill messages unacknowledged | 200; state 1000 |
+/// | `PARLEY_BENCH_READ_RATES` | read markers: offered messages/s, comma-separated | 50,200 |
 /// | `PARLEY_BENCH_ROOMS` | many-rooms room count | 100 (20) |
 /// | `PARLEY_BENCH_ROOM_SIZE` | members per room | 10 |
 /// | `PARLEY_BENCH_RATE` | messages/s per many-rooms sender | 10 |
@@ -54,6 +56,7 @@ pub struct BenchEnv {
     pub flood: FloodConfig,
     pub state: StateConfig,
     pub storm: StormConfig,
+    pub reads: ReadMarkersConfig,
     pub pin: bool,
     pub nice: Option<i32>,
     pub quiet_load: Option<f64>,
@@ -70,6 +73,19 @@ fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>> {
     }
 }
 
+/// A comma-separated list of numbers.
+fn env_list(name: &str) -> Result<Option<Vec<f64>>> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .split(',')
+            .map(|s| s.trim().parse::<f64>())
+            .collect::<std::result::Result<_, _>>()
+            .map(Some)
+            .map_err(|_| LoadError::Config(format!("bad {name} {v:?}"))),
+        _ => Ok(None),
+    }
+}
+
 impl BenchEnv {
     pub fn from_env() -> Result<BenchEnv> {
         let quick = env_parse::<u32>("PARLEY_BENCH_QUICK")?.unwrap_or(0) > 0;
@@ -79,6 +95,7 @@ impl BenchEnv {
         let mut flood = FloodConfig::default();
         let mut state = StateConfig::default();
         let mut storm = StormConfig::default();
+        let mut reads = ReadMarkersConfig::default();
         if quick {
             fanout.members = 200;
             fanout.senders = 5;
@@ -92,30 +109,36 @@ impl BenchEnv {
             flood.concurrency = 8;
             state.entries = 50_000;
             storm.members = 1000;
+            reads.members = 200;
+            reads.senders = 5;
+            reads.phase_secs = 2.0;
+            reads.unthrottled_secs = 2.0;
         }
         if let Some(s) = env_parse::<f64>("PARLEY_BENCH_SECS")? {
             fanout.phase_secs = s;
             fanout.saturation_secs = s;
             rooms.secs = s;
+            reads.phase_secs = s;
+            reads.unthrottled_secs = s;
         }
         if let Some(v) = env_parse("PARLEY_BENCH_MEMBERS")? {
             fanout.members = v;
+            reads.members = v;
         }
         if let Some(v) = env_parse("PARLEY_BENCH_SENDERS")? {
             fanout.senders = v;
             state.senders = v;
+            reads.senders = v;
         }
-        if let Ok(v) = std::env::var("PARLEY_BENCH_LOADS") {
-            if !v.trim().is_empty() {
-                fanout.loads = v
-                    .split(',')
-                    .map(|s| s.trim().parse::<f64>())
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(|_| LoadError::Config(format!("bad PARLEY_BENCH_LOADS {v:?}")))?;
-            }
+        if let Some(v) = env_list("PARLEY_BENCH_READ_RATES")? {
+            reads.rates = v;
+        }
+        if let Some(v) = env_list("PARLEY_BENCH_LOADS")? {
+            fanout.loads = v;
         }
         if let Some(v) = env_parse::<u64>("PARLEY_BENCH_WINDOW")? {
             fanout.window = v;
+            reads.window = v;
             state.window = v as usize;
         }
         if let Some(v) = env_parse("PARLEY_BENCH_ROOMS")? {
@@ -152,6 +175,7 @@ impl BenchEnv {
             flood,
             state,
             storm,
+            reads,
             pin,
             nice,
             quiet_load,
@@ -160,7 +184,7 @@ impl BenchEnv {
 }
 
 /// Runs one benchmark scenario: `fanout`, `rooms`, `connections`, `logins`, `persistence`,
-/// `state` or `presence`.
+/// `state`, `presence` or `read_markers`.
 /// `server_hint` is the bench's `CARGO_BIN_EXE_parley-server`, `workspace` its manifest dir.
 /// Exits non-zero when the benchmark could not run (a benchmark never fails on a figure).
 pub fn main(scenario: &str, server_hint: Option<&str>, workspace: &str) {
@@ -303,6 +327,21 @@ pub fn run(scenario: &str, server_hint: Option<&str>, workspace: &Path) -> Resul
             ))?;
             r.restart = restart;
             println!("{}", report::presence(&r));
+            stop(server)
+        }
+        "read_markers" => {
+            // A data directory at the default `--fsync interval`: the markers' cost is what
+            // they add to the journal.
+            let dir = TempDir::new("read-markers")?;
+            let mut flags = bench_flags(Some(1000));
+            flags.extend(data_dir(&dir.0));
+            let server = start(&bin, &flags, server_cpu, env.nice)?;
+            let r = rt.block_on(read_markers::run(
+                &target(&server, server_cpu),
+                &dir.0,
+                &env.reads,
+            ))?;
+            println!("{}", report::read_markers(&r));
             stop(server)
         }
         other => Err(LoadError::Config(format!("unknown scenario {other:?}"))),

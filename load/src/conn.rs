@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -183,6 +184,9 @@ impl Connection {
                 worst_us: 0,
                 fragment: None,
                 roster,
+                answers: Vec::new(),
+                scratch: Vec::new(),
+                pending_reads: [0; MAX_PHASES],
             }
             .run(stop),
         );
@@ -251,6 +255,12 @@ struct Reader {
     fragment: Option<Vec<u8>>,
     /// Where this connection's `presence` frames are recorded, and its row there.
     roster: Option<(Arc<Roster>, usize)>,
+    /// Encoded `read` frames not yet handed to the writer (see [`Shared::answer_reads`]).
+    answers: Vec<u8>,
+    /// Payload of the `read` frame being encoded.
+    scratch: Vec<u8>,
+    /// `read` frames per phase since the last publish to `shared`.
+    pending_reads: [u64; MAX_PHASES],
 }
 
 enum Step {
@@ -266,6 +276,7 @@ impl Reader {
                 break;
             }
             self.publish(now_ns);
+            self.hand_answers();
             if !self.make_room() {
                 self.ended("frame over the limit".into(), 0);
                 break;
@@ -273,6 +284,16 @@ impl Reader {
             let read = tokio::select! {
                 biased;
                 _ = stop.changed() => break,
+                // Answers that found the writer's queue full go as soon as it has room,
+                // while the connection keeps reading.
+                permit = self.ctl.reserve(), if !self.answers.is_empty() => {
+                    match permit {
+                        Ok(p) => p.send(Outgoing::Frames(std::mem::take(&mut self.answers))),
+                        // The writer is gone: nobody will send them.
+                        Err(_) => self.answers.clear(),
+                    }
+                    continue;
+                }
                 r = self.rd.read(&mut self.buf[self.end..]) => r,
             };
             match read {
@@ -324,7 +345,7 @@ impl Reader {
                             roster.note(*row, payload, now_ns);
                         }
                     }
-                    Self::on_message(
+                    let phase = Self::on_message(
                         payload,
                         now_ns,
                         &self.shared,
@@ -333,6 +354,18 @@ impl Reader {
                         &mut self.shared_samples,
                         &mut self.worst_us,
                     );
+                    if let Some(phase) = phase {
+                        if self.shared.answer_reads.load(Ordering::Relaxed)
+                            && append_read(
+                                &mut self.answers,
+                                &mut self.scratch,
+                                payload,
+                                &mut self.rng,
+                            )
+                        {
+                            self.pending_reads[phase as usize] += 1;
+                        }
+                    }
                 }
                 OpCode::Text | OpCode::Binary => {
                     self.fragment =
@@ -383,6 +416,7 @@ impl Reader {
         }
     }
 
+    /// Counts and times one whole text message; returns the phase of a stamped entry.
     fn on_message(
         payload: &[u8],
         now_ns: u64,
@@ -391,7 +425,7 @@ impl Reader {
         pending: &mut [u64; MAX_PHASES],
         shared_samples: &mut Vec<(u32, u64, u64)>,
         worst_us: &mut u64,
-    ) {
+    ) -> Option<u32> {
         match scan::frame_type(payload) {
             FrameType::Entry => {
                 if let Some(stamp) = scan::find_stamp(payload) {
@@ -407,7 +441,7 @@ impl Reader {
                             .get_or_insert_with(new_recv_histogram)
                             .saturating_record(us);
                     }
-                    return;
+                    return Some(phase as u32);
                 }
             }
             FrameType::Error => {
@@ -420,6 +454,23 @@ impl Reader {
             _ => {}
         }
         shared.other_frames.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    /// Hands the `read` frames of this read to the writer; if its queue is full they wait
+    /// in `answers` for room (see `run`). A writer that is gone takes none.
+    fn hand_answers(&mut self) {
+        if self.answers.is_empty() {
+            return;
+        }
+        match self
+            .ctl
+            .try_send(Outgoing::Frames(std::mem::take(&mut self.answers)))
+        {
+            Ok(()) => {}
+            Err(TrySendError::Full(Outgoing::Frames(bytes))) => self.answers = bytes,
+            Err(_) => {}
+        }
     }
 
     /// Counts how the connection ended, by description, and in the roster by close code.
@@ -441,6 +492,14 @@ impl Reader {
                 let c = &self.shared.phases[phase];
                 c.received.fetch_add(*n, Ordering::Relaxed);
                 c.last_arrival_ns.fetch_max(now_ns, Ordering::Relaxed);
+                *n = 0;
+            }
+        }
+        for (phase, n) in self.pending_reads.iter_mut().enumerate() {
+            if *n > 0 {
+                self.shared.phases[phase]
+                    .reads
+                    .fetch_add(*n, Ordering::Relaxed);
                 *n = 0;
             }
         }
@@ -499,5 +558,61 @@ impl Reader {
             self.buf.resize(len * 2, 0);
         }
         true
+    }
+}
+
+/// Appends a masked `{"type":"read","room","seq"}` frame answering the `entry` frame
+/// `payload`. Returns false, appending nothing, if the entry's room and seq are not found.
+fn append_read(
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    payload: &[u8],
+    rng: &mut XorShift,
+) -> bool {
+    let Some((room, seq)) = scan::entry_room_seq(payload) else {
+        return false;
+    };
+    scratch.clear();
+    scratch.extend_from_slice(br#"{"type":"read","room":""#);
+    scratch.extend_from_slice(room);
+    scratch.extend_from_slice(br#"","seq":"#);
+    scan::push_u64(scratch, seq);
+    scratch.push(b'}');
+    frame::encode_masked(out, OpCode::Text, scratch, rng.mask());
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::Stamp;
+
+    #[test]
+    fn answers_an_entry_with_a_read_frame() {
+        let entry = scan::sample_entry_frame(
+            Stamp {
+                phase: 2,
+                sent_ns: 7,
+            },
+            100,
+        );
+        let mut out = Vec::new();
+        let mut scratch = Vec::new();
+        let mut rng = XorShift::new(3);
+        assert!(append_read(&mut out, &mut scratch, &entry[4..], &mut rng));
+        assert!(!append_read(&mut out, &mut scratch, b"{}", &mut rng));
+        // A short client frame: FIN + text, masked 7-bit length, the mask, the payload.
+        assert_eq!(out[0], 0x81);
+        let len = usize::from(out[1] & 0x7f);
+        assert_eq!(out[1] & 0x80, 0x80);
+        let mask = [out[2], out[3], out[4], out[5]];
+        let mut payload = out[6..].to_vec();
+        assert_eq!(payload.len(), len);
+        frame::apply_mask(&mut payload, mask);
+        let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "read", "room": "r7Hc2kQ9", "seq": 123456})
+        );
     }
 }

@@ -15,7 +15,7 @@
 //! - [`stats`]: the clock, per-phase counters, HdrHistograms; [`probe`]: server CPU time
 //!   and memory from `/proc`, pinning.
 //! - [`scenario`]: fan-out, many rooms, connections, login isolation, kept state, presence
-//!   storm.
+//!   storm, read markers.
 //! - [`server`]: starting `parley-server` as a child; [`bench`]: the `cargo bench` driver;
 //!   [`report`]: Markdown tables; [`cli`]: the `parley-load` command line.
 //!

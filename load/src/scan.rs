@@ -18,6 +18,10 @@ static USERNAME_FINDER: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"\"username\":\""));
 static ONLINE_FINDER: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"\"online\":"));
+static ROOM_FINDER: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"room\":\""));
+static SEQ_FINDER: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"seq\":"));
 
 /// The server frame types of the contract, told apart by a scan for `"type":"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,6 +150,21 @@ pub fn presence(payload: &[u8]) -> Option<(&[u8], bool)> {
     }
 }
 
+/// The room id (without quotes) and seq of an `entry` frame,
+/// `{"type":"entry","room","seq",...}`. The first `"room":"` and `"seq":` of an entry frame
+/// are its own: a string value cannot hold an unescaped `"`, and room ids are URL-safe, so
+/// they never carry an escape.
+pub fn entry_room_seq(payload: &[u8]) -> Option<(&[u8], u64)> {
+    let start = ROOM_FINDER.find(payload)? + 8;
+    let len = memchr::memchr(b'"', &payload[start..])?;
+    let room = &payload[start..start + len];
+    let at = SEQ_FINDER.find(payload)? + 6;
+    let rest = payload.get(at..)?;
+    let skip = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    let (seq, _) = parse_digits(&rest[skip..])?;
+    Some((room, seq))
+}
+
 fn parse_stamp(s: &[u8]) -> Option<Stamp> {
     let (phase, used) = parse_digits(s)?;
     let s = s.get(used..)?;
@@ -269,6 +288,32 @@ mod tests {
             username(br#"{"type":"hello","username":"me","rooms":[]}"#),
             Some(&b"me"[..])
         );
+    }
+
+    #[test]
+    fn finds_room_and_seq_of_entries() {
+        let frame = sample_entry_frame(
+            Stamp {
+                phase: 1,
+                sent_ns: 5,
+            },
+            100,
+        );
+        // Skip the 4-byte frame header of the sample.
+        assert_eq!(
+            entry_room_seq(&frame[4..]),
+            Some((&b"r7Hc2kQ9"[..], 123_456))
+        );
+        let spaced = br#"{"type": "entry", "room": "x", "seq": 9}"#;
+        assert_eq!(
+            entry_room_seq(spaced),
+            None,
+            "the scan expects the server's compact JSON"
+        );
+        let text_first =
+            br#"{"type":"entry","room":"r1","seq":42,"text":"\"room\":\"r2\",\"seq\":7"}"#;
+        assert_eq!(entry_room_seq(text_first), Some((&b"r1"[..], 42)));
+        assert_eq!(entry_room_seq(br#"{"type":"entry","room":"r1"}"#), None);
     }
 
     #[test]

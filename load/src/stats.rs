@@ -8,7 +8,7 @@
 use crate::roster::Roster;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,9 @@ pub struct PhaseCounters {
     /// Sends the schedule wanted but that were skipped because the sender fell more than its
     /// backlog allowance behind.
     pub missed: AtomicU64,
+    /// `read` frames the members queued in answer to this phase's entries (only while
+    /// [`Shared::answer_reads`] is on).
+    pub reads: AtomicU64,
 }
 
 /// Width of a timeline slot: 100 ms.
@@ -113,6 +116,9 @@ pub struct Shared {
     pub arrivals: Option<Mutex<Vec<Arrival>>>,
     /// When set, every `presence` frame a member's connection receives is recorded here.
     pub roster: Option<Arc<Roster>>,
+    /// While on, every connection answers each stamped `entry` it receives with a `read`
+    /// frame for that entry's room and seq (the read-marker benchmark). Off by default.
+    pub answer_reads: AtomicBool,
 }
 
 /// One stamped delivery, on the run's clock.
@@ -148,6 +154,7 @@ impl Shared {
             timeline_max_us: (0..TIMELINE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             arrivals: None,
             roster: None,
+            answer_reads: AtomicBool::new(false),
         }
     }
 
@@ -218,6 +225,11 @@ impl Shared {
 
     pub fn sent(&self, phase: u32) -> u64 {
         self.phase(phase).sent.load(Ordering::Relaxed)
+    }
+
+    /// `read` frames queued in answer to the phase's entries.
+    pub fn reads(&self, phase: u32) -> u64 {
+        self.phase(phase).reads.load(Ordering::Relaxed)
     }
 
     pub fn count_error(&self, code: String) {

@@ -24,8 +24,6 @@ use super::{deliver_to, encode, now_ms, Blocks, ChatError, Conn, Core, Facts, Re
 use crate::protocol::{Entry, EntryExtra, EntryKind, Role, RoomView, ServerFrame, Visibility};
 use crate::store::KeptEntry;
 
-/// Most users one message mentions.
-pub const MAX_MENTIONS: usize = 20;
 /// Typing events forwarded per user and room: one every this many milliseconds.
 pub const TYPING_EVERY_MS: u64 = 2000;
 
@@ -46,37 +44,6 @@ fn dm_name(a: &str, b: &str) -> String {
     } else {
         format!("{b}, {a}")
     }
-}
-
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '-'
-}
-
-/// The members named in `text` as `@username`: as registered, in order of first
-/// appearance, each once, at most [`MAX_MENTIONS`]. `None` when there are none.
-pub(super) fn mentions(rs: &RoomState, text: &str) -> Option<Vec<String>> {
-    if !text.contains('@') {
-        return None;
-    }
-    let mut found: Vec<String> = Vec::new();
-    let mut prev: Option<char> = None;
-    for (i, c) in text.char_indices() {
-        if c == '@' && !prev.is_some_and(is_name_char) {
-            let rest = &text[i + 1..];
-            let end = rest.find(|c: char| !is_name_char(c)).unwrap_or(rest.len());
-            let key = rest[..end].to_ascii_lowercase();
-            if let Some(m) = rs.members.get(&key) {
-                if !found.contains(&m.user.name) {
-                    found.push(m.user.name.clone());
-                    if found.len() == MAX_MENTIONS {
-                        break;
-                    }
-                }
-            }
-        }
-        prev = Some(c);
-    }
-    (!found.is_empty()).then_some(found)
 }
 
 /// Records that `username` blocks (or no longer blocks) `target`.
@@ -489,7 +456,7 @@ impl Core {
                     self.dm_check(&rs, &user.key)?;
                     EntryExtra {
                         refers: Some(seq),
-                        mentions: mentions(&rs, text),
+                        mentions: rs.mentions(text),
                         ..EntryExtra::default()
                     }
                 }
@@ -612,7 +579,7 @@ mod tests {
     fn mentions_follow_the_contract() {
         let room = room_with(&["Alice", "bob", "carol-x"]);
         let rs = room.lock();
-        let m = |t: &str| mentions(&rs, t);
+        let m = |t: &str| rs.mentions(t);
         assert_eq!(
             m("hi @bob and @ALICE"),
             Some(vec!["bob".into(), "Alice".into()])

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use super::moderation::Act;
 use super::policy::{self, Access, Action};
 use super::rooms::{Governance, Room, RoomState, RoomTable};
+use super::text;
 use super::timeline::{history_frame, Change, Delivery};
 use super::{encode, now_ms, random_id, users, ChatError, Commit, Core, Record, User};
 use crate::config;
@@ -21,28 +22,6 @@ use crate::protocol::{
     ServerFrame, Visibility,
 };
 use crate::store::{KeptEntry, Slot};
-
-/// The longest topic, in characters.
-pub const MAX_TOPIC_CHARS: usize = 256;
-
-/// A room name as given: trimmed, 1 to 64 characters, no control or format characters.
-pub(super) fn valid_room_name(name: &str) -> Result<&str, ChatError> {
-    let name = name.trim();
-    let chars = name.chars().count();
-    if !(1..=64).contains(&chars) || super::text::has_hidden_chars(name) {
-        return Err(ChatError::InvalidRoomName);
-    }
-    Ok(name)
-}
-
-/// A topic as given: trimmed, at most 256 characters, no control or format characters.
-pub(super) fn valid_topic(topic: &str) -> Result<&str, ChatError> {
-    let topic = topic.trim();
-    if topic.chars().count() > MAX_TOPIC_CHARS || super::text::has_hidden_chars(topic) {
-        return Err(ChatError::InvalidTopic);
-    }
-    Ok(topic)
-}
 
 /// What a new room is made of, as given (`POST /api/v1/rooms`, `/create`).
 #[derive(Debug, Default)]
@@ -177,7 +156,7 @@ impl Core {
         user: &Arc<User>,
         spec: &NewRoomSpec<'_>,
     ) -> Result<RoomView, ChatError> {
-        let name = valid_room_name(spec.name)?;
+        let name = text::valid_room_name(spec.name)?;
         let capacity = match spec.capacity {
             None => self.cfg.room_capacity,
             Some(c) if (1..=config::MAX_ROOM_CAPACITY as i64).contains(&c) => c as u32,
@@ -187,7 +166,7 @@ impl Core {
             None => Visibility::Public,
             Some(v) => Visibility::parse(v).ok_or(ChatError::InvalidVisibility)?,
         };
-        let topic = valid_topic(spec.topic.unwrap_or_default())?;
+        let topic = text::valid_topic(spec.topic.unwrap_or_default())?;
         let gov = Governance {
             name: name.to_string(),
             owner: user.name.clone(),

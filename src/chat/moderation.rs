@@ -271,6 +271,26 @@ impl Core {
         commit.wait().await
     }
 
+    /// The common part of an action on a named user that does not lock them: finds the
+    /// room and the user, checks the room can be reached and the role table allows
+    /// `action` (on the user, when `on_target`), then runs `act` under the room's lock.
+    fn on_user(
+        &self,
+        actor: &User,
+        room_id: &str,
+        username: &str,
+        (action, on_target): (Action, bool),
+        act: impl FnOnce(&mut RoomState, &Arc<Room>, &Arc<User>) -> Result<Commit, ChatError>,
+    ) -> Result<Commit, ChatError> {
+        let (room, target) = self.room_and_target(room_id, username)?;
+        let mut rs = room.lock();
+        policy::reach(&rs, &actor.key, Access::Other)?;
+        let target = target.ok_or(ChatError::UserNotFound)?;
+        let on = on_target.then_some(target.key.as_str());
+        policy::check(&rs, &actor.key, action, on)?;
+        act(&mut rs, &room, &target)
+    }
+
     /// Lifts a ban (`Unban`) or a mute (`Unmute`).
     pub async fn lift(
         &self,
@@ -279,33 +299,35 @@ impl Core {
         username: &str,
         kind: EntryKind,
     ) -> Result<(), ChatError> {
-        let (room, target) = self.room_and_target(room_id, username)?;
-        let commit = {
-            let mut rs = room.lock();
-            policy::reach(&rs, &actor.key, Access::Other)?;
-            let target = target.ok_or(ChatError::UserNotFound)?;
-            let (action, standing) = if kind == EntryKind::Unban {
-                (Action::Unban, rs.gov.bans.contains_key(&target.key))
-            } else {
-                let muted = rs.muted_until(&target.key, now_ms()).is_some();
-                (Action::Unmute, muted)
-            };
-            policy::check(&rs, &actor.key, action, Some(&target.key))?;
-            if !standing {
-                return Err(if kind == EntryKind::Unban {
-                    ChatError::NotBanned
+        let unban = kind == EntryKind::Unban;
+        let action = if unban { Action::Unban } else { Action::Unmute };
+        let commit = self.on_user(
+            actor,
+            room_id,
+            username,
+            (action, true),
+            |rs, room, target| {
+                let standing = if unban {
+                    rs.gov.bans.contains_key(&target.key)
                 } else {
-                    ChatError::NotMuted
-                });
-            }
-            let slot = self.reserve()?;
-            let act = Act {
-                kind,
-                text: None,
-                extra: EntryExtra::target(&target.name),
-            };
-            self.govern_locked(slot, &room, &mut rs, &actor.name, act, None)
-        };
+                    rs.muted_until(&target.key, now_ms()).is_some()
+                };
+                if !standing {
+                    return Err(if unban {
+                        ChatError::NotBanned
+                    } else {
+                        ChatError::NotMuted
+                    });
+                }
+                let slot = self.reserve()?;
+                let act = Act {
+                    kind,
+                    text: None,
+                    extra: EntryExtra::target(&target.name),
+                };
+                Ok(self.govern_locked(slot, room, rs, &actor.name, act, None))
+            },
+        )?;
         commit.wait().await
     }
 
@@ -317,12 +339,8 @@ impl Core {
         username: &str,
         seconds: u64,
     ) -> Result<(), ChatError> {
-        let (room, target) = self.room_and_target(room_id, username)?;
-        let commit = {
-            let mut rs = room.lock();
-            policy::reach(&rs, &actor.key, Access::Other)?;
-            let target = target.ok_or(ChatError::UserNotFound)?;
-            policy::check(&rs, &actor.key, Action::Mute, Some(&target.key))?;
+        let mute = (Action::Mute, true);
+        let commit = self.on_user(actor, room_id, username, mute, |rs, room, target| {
             if !rs.members.contains_key(&target.key) {
                 return Err(ChatError::NotInRoom);
             }
@@ -335,8 +353,8 @@ impl Core {
                     ..EntryExtra::target(&target.name)
                 },
             };
-            self.govern_locked(slot, &room, &mut rs, &actor.name, act, None)
-        };
+            Ok(self.govern_locked(slot, room, rs, &actor.name, act, None))
+        })?;
         commit.wait().await
     }
 
@@ -351,17 +369,13 @@ impl Core {
         role: &str,
     ) -> Result<(), ChatError> {
         let role = Role::parse(role).ok_or(ChatError::InvalidRole)?;
-        let (room, target) = self.room_and_target(room_id, username)?;
-        let commit = {
-            let mut rs = room.lock();
-            policy::reach(&rs, &actor.key, Access::Other)?;
-            let target = target.ok_or(ChatError::UserNotFound)?;
-            policy::check(&rs, &actor.key, Action::Roles, None)?;
+        let roles = (Action::Roles, false);
+        let commit = self.on_user(actor, room_id, username, roles, |rs, room, target| {
             let Some(current) = rs.role(&target.key) else {
                 return Err(ChatError::NotInRoom);
             };
             if current == role {
-                return Ok(());
+                return Ok(Commit::done());
             }
             if current == Role::Owner {
                 // The owner hands the room on by making someone else the owner.
@@ -379,18 +393,19 @@ impl Core {
                 text: Some(role.as_str()),
                 extra: EntryExtra::target(&target.name),
             };
-            let commit = self.govern_locked(slot, &room, &mut rs, &actor.name, act, None);
-            if let Some(slot) = demote_slot {
-                let act = Act {
-                    kind: EntryKind::Role,
-                    text: Some(Role::Moderator.as_str()),
-                    extra: EntryExtra::target(&actor.name),
-                };
-                self.govern_locked(slot, &room, &mut rs, &actor.name, act, None)
-            } else {
-                commit
-            }
-        };
+            let commit = self.govern_locked(slot, room, rs, &actor.name, act, None);
+            Ok(match demote_slot {
+                Some(slot) => {
+                    let act = Act {
+                        kind: EntryKind::Role,
+                        text: Some(Role::Moderator.as_str()),
+                        extra: EntryExtra::target(&actor.name),
+                    };
+                    self.govern_locked(slot, room, rs, &actor.name, act, None)
+                }
+                None => commit,
+            })
+        })?;
         commit.wait().await
     }
 
@@ -414,8 +429,8 @@ impl Core {
         let (view, commit) = {
             let mut rs = room.lock();
             policy::reach(&rs, &actor.key, Access::Other)?;
-            let name = name.as_deref().map(super::membership::valid_room_name);
-            let topic = topic.as_deref().map(super::membership::valid_topic);
+            let name = name.as_deref().map(super::text::valid_room_name);
+            let topic = topic.as_deref().map(super::text::valid_topic);
             let visibility = visibility
                 .as_deref()
                 .map(|v| Visibility::parse(v).ok_or(ChatError::InvalidVisibility));

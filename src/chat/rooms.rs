@@ -33,6 +33,13 @@ pub struct Room {
     state: Mutex<RoomState>,
 }
 
+/// Most users one message mentions.
+pub const MAX_MENTIONS: usize = 20;
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
 /// A member of a room: the user, the seq of their `join` (who joined first), how far they
 /// have read, and when they last said they were typing.
 #[derive(Debug, Clone)]
@@ -187,6 +194,35 @@ impl RoomState {
         } else {
             Some(Role::Member)
         }
+    }
+
+    /// The members named in `text` as `@username`: as registered, in order of first
+    /// appearance, each once, at most [`MAX_MENTIONS`]. `None` when there are none. A
+    /// mention is `@` at the start or after a character that is not a username character,
+    /// followed by a member's name that no username character follows.
+    pub fn mentions(&self, text: &str) -> Option<Vec<String>> {
+        if !text.contains('@') {
+            return None;
+        }
+        let mut found: Vec<String> = Vec::new();
+        let mut prev: Option<char> = None;
+        for (i, c) in text.char_indices() {
+            if c == '@' && !prev.is_some_and(is_name_char) {
+                let rest = &text[i + 1..];
+                let end = rest.find(|c: char| !is_name_char(c)).unwrap_or(rest.len());
+                let key = rest[..end].to_ascii_lowercase();
+                if let Some(m) = self.members.get(&key) {
+                    if !found.contains(&m.user.name) {
+                        found.push(m.user.name.clone());
+                        if found.len() == MAX_MENTIONS {
+                            break;
+                        }
+                    }
+                }
+            }
+            prev = Some(c);
+        }
+        (!found.is_empty()).then_some(found)
     }
 
     /// The end of the user's mute, if one is running at `now`.

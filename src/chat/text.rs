@@ -52,6 +52,28 @@ pub(crate) fn has_hidden_chars(text: &str) -> bool {
     text.chars().any(|c| c.is_control() || is_format_char(c))
 }
 
+/// The longest topic, in characters.
+pub const MAX_TOPIC_CHARS: usize = 256;
+
+/// A room name as given: trimmed, 1 to 64 characters, no control or format characters.
+pub(crate) fn valid_room_name(name: &str) -> Result<&str, super::ChatError> {
+    let name = name.trim();
+    let chars = name.chars().count();
+    if !(1..=64).contains(&chars) || has_hidden_chars(name) {
+        return Err(super::ChatError::InvalidRoomName);
+    }
+    Ok(name)
+}
+
+/// A topic as given: trimmed, at most 256 characters, no control or format characters.
+pub(crate) fn valid_topic(topic: &str) -> Result<&str, super::ChatError> {
+    let topic = topic.trim();
+    if topic.chars().count() > MAX_TOPIC_CHARS || has_hidden_chars(topic) {
+        return Err(super::ChatError::InvalidTopic);
+    }
+    Ok(topic)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -278,7 +278,7 @@ impl Core {
         }
         self.dm_check(&rs, &user.key)?;
         let extra = EntryExtra {
-            mentions: super::conversation::mentions(&rs, &text),
+            mentions: rs.mentions(&text),
             action: action.then_some(true),
             ..EntryExtra::default()
         };

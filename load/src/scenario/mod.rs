@@ -5,6 +5,7 @@ pub mod connections;
 pub mod fanout;
 pub mod logins;
 pub mod presence;
+pub mod read_markers;
 pub mod rooms;
 pub mod state;
 

@@ -156,7 +156,9 @@ fn write_snapshot(
     fs::rename(&tmp, &path).map_err(|e| io_error(&path, "rename snapshot into", e))?;
     sync_dir(dir)?;
     shared.snapshots.fetch_add(1, Ordering::Relaxed);
-    // From here the old journals are dead weight; one left behind is deleted at next open.
+    // From here the old journals are dead weight, and go at once: they may hold the text of
+    // messages deleted since, which must not outlive this compaction. One left behind is
+    // deleted at next open.
     for (generation, path) in list_journals(dir)? {
         if generation < base {
             if let Err(e) = fs::remove_file(&path) {

@@ -60,7 +60,11 @@
 //! there. The snapshot thread then pulls the snapshot's records from the caller's
 //! [`SnapshotSource`] one at a time (the caller reads its state then, not before, so nothing
 //! waits for it), writes them to `snapshot.tmp` with base `g + 1`, fsyncs it, renames it over
-//! `snapshot`, fsyncs the directory and deletes journals older than `g + 1`. The state the
+//! `snapshot`, fsyncs the directory and deletes journals older than `g + 1` (at once: they
+//! may hold the text of messages deleted since). A copy of the directory (`cp -a`) that read
+//! the old snapshot before the rename and reached the old journals after their deletion lacks
+//! them: a server started on it refuses, naming the missing journal, and the copy must be
+//! taken again (docs/OPERATIONS.md). The state the
 //! source reads is at least the state at the switch and may hold some later records too, so
 //! replaying journal `g + 1` over it must skip what it already holds (the caller's records are
 //! idempotent). At every
