@@ -434,6 +434,7 @@ fn close(ws: &mut Ws) {
             Err(_) => break,
         }
     }
+    ws.get_mut().close();
 }
 
 /// With `PARLEY_TRACE` set, every frame goes to stderr: for debugging a server.

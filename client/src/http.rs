@@ -210,7 +210,9 @@ pub fn request(
     out.extend_from_slice(body);
     stream.write_all(&out)?;
     stream.flush()?;
-    read_response(&mut stream, method == "HEAD")
+    let resp = read_response(&mut stream, method == "HEAD");
+    stream.close();
+    resp
 }
 
 fn bad(msg: impl Into<String>) -> io::Error {

@@ -126,6 +126,15 @@ impl Stream {
             Stream::Tls(s) => &s.sock,
         }
     }
+
+    /// Over TLS, say goodbye (`close_notify`) so the server sees a clean end, not a
+    /// truncation. Best effort; the socket closes when the stream is dropped.
+    pub fn close(&mut self) {
+        if let Stream::Tls(s) = self {
+            s.conn.send_close_notify();
+            let _ = s.flush();
+        }
+    }
 }
 
 // A read that times out on the socket leaves rustls with whatever partial record it had
