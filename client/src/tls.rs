@@ -13,9 +13,15 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{
+    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
+    SignatureScheme, StreamOwned,
+};
 
 /// The TLS settings of an `https://` endpoint: shared by every connection it makes.
 #[derive(Clone)]
@@ -47,6 +53,7 @@ impl Tls {
         let mut roots = RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
+        let mut pinned = Vec::new();
         if let Some(path) = ca_file {
             let shown = path.display();
             let certs = CertificateDer::pem_file_iter(path)
@@ -58,16 +65,26 @@ impl Tls {
             }
             for cert in certs {
                 roots
-                    .add(cert)
+                    .add(cert.clone())
                     .map_err(|e| format!("a certificate in {shown} is not usable: {e}"))?;
+                pinned.push(cert);
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
+        let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS set-up failed: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .map_err(|e| format!("TLS set-up failed: {e}"))?;
+        let config = if pinned.is_empty() {
+            builder.with_root_certificates(roots).with_no_client_auth()
+        } else {
+            let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| format!("TLS set-up failed: {e}"))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Pinned { inner, pinned }))
+                .with_no_client_auth()
+        };
         Ok(Tls {
             config: Arc::new(config),
             ca_file: ca_file.map(|p| p.display().to_string()),
@@ -101,6 +118,85 @@ impl Tls {
             _ => "",
         };
         io::Error::new(e.kind(), format!("TLS handshake failed: {tls}{hint}"))
+    }
+}
+
+/// The usual checks (chain to a root or to a `--ca-file` certificate, names, validity),
+/// plus: a server certificate that is exactly one of the `--ca-file` certificates is
+/// trusted for its names even where the chain check refuses it. That is the common
+/// self-signed certificate of `openssl req -x509`, which is marked as a CA and which
+/// webpki therefore will not take as a server's own ("CaUsedAsEndEntity"). Expired and
+/// not-yet-valid certificates, and bad signatures, stay refused.
+#[derive(Debug)]
+struct Pinned {
+    inner: Arc<WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let refusal = match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(ok) => return Ok(ok),
+            Err(e) => e,
+        };
+        let hard = matches!(
+            &refusal,
+            rustls::Error::InvalidCertificate(
+                CertificateError::Expired
+                    | CertificateError::ExpiredContext { .. }
+                    | CertificateError::NotValidYet
+                    | CertificateError::NotValidYetContext { .. }
+                    | CertificateError::BadSignature
+                    | CertificateError::Revoked
+                    | CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. }
+            )
+        );
+        let is_pinned = self
+            .pinned
+            .iter()
+            .any(|p| p.as_ref() == end_entity.as_ref());
+        if hard || !is_pinned {
+            return Err(refusal);
+        }
+        let parsed = ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_name(&parsed, server_name)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 

@@ -453,17 +453,22 @@ struct TestCert {
 }
 
 impl TestCert {
-    fn new(dir: &Path) -> TestCert {
-        let ck = rcgen::generate_simple_self_signed(vec![
-            "127.0.0.1".to_owned(),
-            "localhost".to_owned(),
-        ])
-        .expect("generate a certificate");
-        let pem_file = dir.join("server.pem");
-        std::fs::write(&pem_file, ck.cert.pem()).expect("write the certificate");
+    /// With `ca`, the certificate is also marked as a CA, as `openssl req -x509` makes
+    /// them: webpki refuses those as a server's own unless they were given.
+    fn new(dir: &Path, ca: bool) -> TestCert {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("certificate names");
+        if ca {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        let key = rcgen::KeyPair::generate().expect("generate a key");
+        let cert = params.self_signed(&key).expect("sign the certificate");
+        let pem_file = dir.join(if ca { "ca.pem" } else { "server.pem" });
+        std::fs::write(&pem_file, cert.pem()).expect("write the certificate");
         TestCert {
-            cert_der: ck.cert.der().clone(),
-            key_der: ck.signing_key.serialize_der(),
+            cert_der: cert.der().clone(),
+            key_der: key.serialize_der(),
             pem_file,
         }
     }
@@ -1602,7 +1607,7 @@ fn edits_and_deletions_show_live_and_in_history() {
 fn https_and_wss_through_tls_with_a_ca_file() {
     let server = Server::start(&[]);
     let dir = temp_dir("tls");
-    let cert = TestCert::new(&dir);
+    let cert = TestCert::new(&dir, false);
     let front = TlsFront::start(&server.addr, &cert);
     let ca = cert.pem_file.to_str().expect("utf-8 path").to_owned();
 
@@ -1639,6 +1644,30 @@ fn https_and_wss_through_tls_with_a_ca_file() {
     );
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("alice: from a tls script"), "{text}");
+
+    // A self-signed certificate marked as a CA (what `openssl req -x509` makes) works
+    // when given, by its name too; another file does not make it trusted.
+    let ca_cert = TestCert::new(&dir, true);
+    let ca_front = TlsFront::start(&server.addr, &ca_cert);
+    let ca_pem = ca_cert.pem_file.to_str().expect("utf-8 path").to_owned();
+    let by_name = ca_front.url().replace("127.0.0.1", "localhost");
+    let (code, text) = script(
+        &by_name,
+        &["--ca-file", &ca_pem, "--user", "alice", "--password-stdin"],
+        &format!("{PASSWORD}\n/switch secure\nfrom behind a CA-flagged certificate\n"),
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("alice: from behind a CA-flagged certificate"),
+        "{text}"
+    );
+    let (code, text) = script(
+        &ca_front.url(),
+        &["--ca-file", &ca, "--user", "alice", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("TLS handshake failed"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
