@@ -449,6 +449,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, swallow: Option<Arc<RelayShared>
 struct TestCert {
     cert_der: rustls::pki_types::CertificateDer<'static>,
     key_der: Vec<u8>,
+    key_pem: String,
     pem_file: PathBuf,
 }
 
@@ -469,6 +470,7 @@ impl TestCert {
         TestCert {
             cert_der: cert.der().clone(),
             key_der: key.serialize_der(),
+            key_pem: key.serialize_pem(),
             pem_file,
         }
     }
@@ -1763,4 +1765,45 @@ fn rooms_with_spaces_in_their_names_are_joined_and_switched_to_by_name() {
     let m = bob.mark();
     bob.send("/join \"team room\"");
     bob.wait_new(m, "joined team room");
+}
+
+#[test]
+fn https_and_wss_against_the_servers_own_tls() {
+    // The server's --tls-cert/--tls-key arrive with its TLS work; until then there is
+    // nothing to run this against (the TLS front above covers the client meanwhile).
+    let help = Command::new(server_bin())
+        .arg("--help")
+        .output()
+        .expect("parley-server --help");
+    if !String::from_utf8_lossy(&help.stdout).contains("--tls-cert") {
+        eprintln!("skipped: this parley-server has no --tls-cert");
+        return;
+    }
+    let dir = temp_dir("server-tls");
+    let cert = TestCert::new(&dir, false);
+    let key_file = dir.join("server.key");
+    std::fs::write(&key_file, &cert.key_pem).expect("write the key");
+    let (cert_path, key_path) = (
+        cert.pem_file.to_str().expect("utf-8 path").to_owned(),
+        key_file.to_str().expect("utf-8 path").to_owned(),
+    );
+    let server = Server::start(&["--tls-cert", &cert_path, "--tls-key", &key_path]);
+    let url = format!("https://{}", server.addr);
+    let mut alice = Client::start("alice", &url, PASSWORD, &["--ca-file", &cert_path]);
+    alice.register("alice");
+    alice.create("direct tls");
+    alice.send("straight to the server");
+    alice.wait_entry("direct tls", "alice: straight to the server");
+    let (status, log) = alice.finish();
+    assert!(status.success(), "exit {status}\n{}", log.join("\n"));
+
+    // Plain HTTP to a TLS port is no server to this client.
+    let plain = format!("http://{}", server.addr);
+    let (code, text) = script(
+        &plain,
+        &["--user", "alice", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(code, Some(1), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
