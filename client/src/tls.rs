@@ -111,13 +111,44 @@ impl Tls {
         let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
             return e;
         };
-        let hint = match (tls, &self.ca_file) {
-            (rustls::Error::InvalidCertificate(_), None) => {
-                "; for a self-signed certificate pass it with --ca-file FILE"
-            }
-            _ => "",
+        let what = match tls {
+            rustls::Error::InvalidCertificate(c) => describe_certificate_error(c),
+            other => other.to_string(),
         };
-        io::Error::new(e.kind(), format!("TLS handshake failed: {tls}{hint}"))
+        let untrusted = matches!(
+            tls,
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+        ) || what.contains("a CA certificate");
+        let hint = match (&self.ca_file, untrusted) {
+            (None, true) => {
+                "; for a self-signed certificate, pass it with --ca-file FILE".to_owned()
+            }
+            (Some(f), true) => format!(" (and it is not one of {f})"),
+            _ => String::new(),
+        };
+        io::Error::new(e.kind(), format!("TLS handshake failed: {what}{hint}"))
+    }
+}
+
+/// What is wrong with the server's certificate, in words.
+fn describe_certificate_error(e: &CertificateError) -> String {
+    match e {
+        CertificateError::UnknownIssuer => {
+            "the server's certificate is not signed by an authority this client trusts".into()
+        }
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            "the server's certificate is not for this host name".into()
+        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            "the server's certificate has expired".into()
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            "the server's certificate is not valid yet (check the clock)".into()
+        }
+        CertificateError::Other(o) if o.to_string().contains("CaUsedAsEndEntity") => {
+            "the server's certificate is a CA certificate, not a server's (a self-signed one made with openssl req -x509?)".into()
+        }
+        other => format!("the server's certificate is refused ({other:?})"),
     }
 }
 
