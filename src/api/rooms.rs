@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use super::{auth, body, listing, number};
-use crate::chat::moderation::mute_seconds;
+use crate::chat::moderation::Seconds;
 use crate::chat::{ChatError, Core, NewRoomSpec};
 use crate::config;
 use crate::http::{Request, Response};
@@ -169,12 +169,11 @@ pub(super) async fn route(
                     core.remove_member(user, id, name, reason, true).await?
                 }
                 "mutes" => {
-                    let seconds = mute_seconds(m.seconds.as_ref())?;
+                    let seconds = Seconds::Json(m.seconds.as_ref());
                     core.mute(user, id, name, seconds).await?
                 }
                 _ => {
-                    let role = text_field(&m.role, ChatError::InvalidRole)?;
-                    let role = role.ok_or(ChatError::InvalidRole)?;
+                    let role = m.role.as_ref().and_then(Value::as_str);
                     core.set_role(user, id, name, role).await?
                 }
             }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::membership::NewRoomSpec;
-use super::moderation::mute_seconds;
+use super::moderation::Seconds;
 use super::{ChatError, Core, User};
 use crate::config;
 use crate::protocol::{EntryKind, RoomPatch};
@@ -321,20 +321,19 @@ async fn moderate(
             format!("unbanned {target}")
         }
         "/mute" => {
-            let seconds = mute_seconds(Some(&Value::String(rest.to_string())))?;
-            core.mute(user, room, target, seconds).await?;
-            format!("muted {target} for {seconds} s")
+            core.mute(user, room, target, Seconds::Word(rest)).await?;
+            format!("muted {target} for {} s", rest.trim())
         }
         "/unmute" => {
             core.lift(user, room, target, EntryKind::Unmute).await?;
             format!("unmuted {target}")
         }
         "/op" => {
-            core.set_role(user, room, target, "moderator").await?;
+            core.set_role(user, room, target, Some("moderator")).await?;
             format!("{target} is a moderator")
         }
         _ => {
-            core.set_role(user, room, target, "member").await?;
+            core.set_role(user, room, target, Some("member")).await?;
             format!("{target} is a member")
         }
     };

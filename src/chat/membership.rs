@@ -316,7 +316,11 @@ impl Core {
         let commit = {
             let mut us = user.lock();
             let mut rs = room.lock();
-            if rs.deleted || !rs.members.contains_key(&user.key) {
+            if rs.deleted {
+                return Err(ChatError::RoomNotFound);
+            }
+            policy::reach(&rs, &user.key, Access::Other)?;
+            if !rs.members.contains_key(&user.key) {
                 return Err(ChatError::NotInRoom);
             }
             let last = rs.members.len() == 1;

@@ -51,16 +51,25 @@ fn valid_reason(reason: Option<&str>) -> Result<Option<&str>, ChatError> {
     Ok(Some(reason))
 }
 
-/// A mute's length in seconds, from a JSON number or a command's word.
-pub fn mute_seconds(v: Option<&Value>) -> Result<u64, ChatError> {
-    let n = match v {
-        Some(Value::Number(n)) => n.as_i64(),
-        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
-        _ => None,
-    };
-    match n {
-        Some(n) if (1..=MAX_MUTE_SECONDS).contains(&n) => Ok(n as u64),
-        _ => Err(ChatError::InvalidDuration),
+/// A mute's length in seconds, as given: a whole JSON number (REST) or a command's word
+/// (`/mute USER SECONDS`), from 1 to `MAX_MUTE_SECONDS`.
+#[derive(Debug, Clone, Copy)]
+pub enum Seconds<'a> {
+    Json(Option<&'a Value>),
+    Word(&'a str),
+}
+
+impl Seconds<'_> {
+    fn get(self) -> Result<u64, ChatError> {
+        let n = match self {
+            Seconds::Json(Some(Value::Number(n))) => n.as_i64(),
+            Seconds::Word(w) => w.trim().parse::<i64>().ok(),
+            Seconds::Json(_) => None,
+        };
+        match n {
+            Some(n) if (1..=MAX_MUTE_SECONDS).contains(&n) => Ok(n as u64),
+            _ => Err(ChatError::InvalidDuration),
+        }
     }
 }
 
@@ -85,6 +94,14 @@ fn restore_gov(
 }
 
 impl Core {
+    /// `Err(RoomRestricted)` (or `RoomNotFound`) before anything else is checked: a private
+    /// room tells an outsider nothing, not even that an argument was malformed.
+    fn reach_room(&self, actor: &User, room_id: &str) -> Result<(), ChatError> {
+        let room = self.room(room_id)?;
+        let rs = room.lock();
+        policy::reach(&rs, &actor.key, Access::Other)
+    }
+
     /// The room, the named user (looked up before any lock, as lock order wants the user
     /// first) and whether the room exists.
     fn room_and_target(
@@ -244,6 +261,7 @@ impl Core {
         reason: Option<&str>,
         ban: bool,
     ) -> Result<(), ChatError> {
+        self.reach_room(actor, room_id)?;
         let reason = valid_reason(reason)?;
         let (room, target) = self.room_and_target(room_id, username)?;
         let commit = {
@@ -337,8 +355,10 @@ impl Core {
         actor: &Arc<User>,
         room_id: &str,
         username: &str,
-        seconds: u64,
+        seconds: Seconds<'_>,
     ) -> Result<(), ChatError> {
+        self.reach_room(actor, room_id)?;
+        let seconds = seconds.get()?;
         let mute = (Action::Mute, true);
         let commit = self.on_user(actor, room_id, username, mute, |rs, room, target| {
             if !rs.members.contains_key(&target.key) {
@@ -366,9 +386,10 @@ impl Core {
         actor: &Arc<User>,
         room_id: &str,
         username: &str,
-        role: &str,
+        role: Option<&str>,
     ) -> Result<(), ChatError> {
-        let role = Role::parse(role).ok_or(ChatError::InvalidRole)?;
+        self.reach_room(actor, room_id)?;
+        let role = role.and_then(Role::parse).ok_or(ChatError::InvalidRole)?;
         let roles = (Action::Roles, false);
         let commit = self.on_user(actor, room_id, username, roles, |rs, room, target| {
             let Some(current) = rs.role(&target.key) else {
@@ -417,6 +438,7 @@ impl Core {
         room_id: &str,
         patch: &RoomPatch,
     ) -> Result<RoomView, ChatError> {
+        self.reach_room(actor, room_id)?;
         let as_str = |v: &Option<Value>, e: ChatError| match v {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),

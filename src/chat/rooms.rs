@@ -104,6 +104,9 @@ pub struct RoomState {
     messages: u64,
     /// Seqs of kept `message` entries that were deleted (they no longer count as unread).
     deleted_msgs: BTreeSet<u64>,
+    /// Seqs of each author's kept `message` entries, by their name as registered, oldest
+    /// first: a member's own messages after their marker (a rejoin, a crash) are not unread.
+    own_msgs: HashMap<String, VecDeque<u64>>,
     pub last_seq: u64,
     /// Messages and bytes the room may still take (`--room-rate-limit`, `--room-byte-rate`).
     /// Not kept across restarts: a restarted room starts with a full budget.
@@ -129,6 +132,7 @@ impl Room {
                 msg_before: Ring::new(history),
                 messages: 0,
                 deleted_msgs: BTreeSet::new(),
+                own_msgs: HashMap::new(),
                 last_seq: 0,
                 budget: RoomBudget::default(),
                 deleted: false,
@@ -162,7 +166,8 @@ impl Room {
     /// The contract's `Room` as the user `viewer` (lowercase) sees it, as of the last
     /// committed entry: with their `role`, `read_seq` and `unread` when they are a member.
     pub fn view(&self, state: &RoomState, viewer: &str) -> RoomView {
-        let read_seq = state.members.get(viewer).map(|m| m.read_seq);
+        let member = state.members.get(viewer);
+        let read_seq = member.map(|m| m.read_seq);
         RoomView {
             id: self.id.clone(),
             name: state.gov.name.clone(),
@@ -175,7 +180,7 @@ impl Room {
             topic: state.gov.topic.clone(),
             role: state.role(viewer),
             read_seq,
-            unread: read_seq.map(|r| state.unread(r)),
+            unread: member.map(|m| state.unread_for(m.read_seq, &m.user.name)),
         }
     }
 }
@@ -241,23 +246,54 @@ impl RoomState {
     pub fn append(&mut self, entry: KeptEntry) -> u64 {
         self.last_seq += 1;
         self.msg_before.push(self.messages);
+        let seq = self.last_seq;
         if entry.kind() == crate::protocol::EntryKind::Message {
             self.messages += 1;
             if entry.is_deleted() {
-                self.deleted_msgs.insert(self.last_seq);
+                self.deleted_msgs.insert(seq);
+            }
+            match self.own_msgs.get_mut(entry.from()) {
+                Some(seqs) => seqs.push_back(seq),
+                None => {
+                    self.own_msgs
+                        .insert(entry.from().to_string(), VecDeque::from([seq]));
+                }
             }
         }
-        if self.ring.push(entry).is_some() {
+        if let Some(old) = self.ring.push(entry) {
             let first = self.first_seq();
             while self.deleted_msgs.first().is_some_and(|s| *s < first) {
                 self.deleted_msgs.pop_first();
             }
+            if old.kind() == crate::protocol::EntryKind::Message {
+                if let Some(seqs) = self.own_msgs.get_mut(old.from()) {
+                    seqs.pop_front();
+                    if seqs.is_empty() {
+                        self.own_msgs.remove(old.from());
+                    }
+                }
+            }
         }
-        self.last_seq
+        seq
     }
 
-    /// Kept, not deleted `message` entries after `read_seq`. A user's own messages are
-    /// never after their marker (posting moves it), so these are others' messages.
+    /// Kept, not deleted `message` entries after `read_seq` that others than `me` (a name
+    /// as registered) posted.
+    pub fn unread_for(&self, read_seq: u64, me: &str) -> u64 {
+        let all = self.unread(read_seq);
+        let Some(mine) = self.own_msgs.get(me) else {
+            return all;
+        };
+        let from = read_seq.saturating_add(1).max(self.first_seq());
+        let start = mine.partition_point(|s| *s < from);
+        let own = mine
+            .range(start..)
+            .filter(|s| !self.deleted_msgs.contains(s))
+            .count() as u64;
+        all.saturating_sub(own)
+    }
+
+    /// Kept, not deleted `message` entries after `read_seq`, whoever posted them.
     pub fn unread(&self, read_seq: u64) -> u64 {
         if read_seq >= self.last_seq || self.ring.len() == 0 {
             return 0;
@@ -299,6 +335,7 @@ impl RoomState {
             self.ring.clear();
             self.msg_before.clear();
             self.deleted_msgs.clear();
+            self.own_msgs.clear();
             self.last_seq = seq - 1;
         }
         self.append(entry);

@@ -296,9 +296,10 @@ impl KeptEntry {
         let nonce = std::str::from_utf8(&bytes[from_end..nonce_end]).ok()?;
         std::str::from_utf8(&bytes[text_start..]).ok()?;
         if let Some(extra) = e.extra_json() {
-            // Written into JSON as it is, so it must read back as the members of an object.
-            let object = format!("{{{extra}}}");
-            if extra.is_empty() || serde_json::from_str::<EntryExtra>(&object).is_err() {
+            // Written into JSON as it is, so it must be exactly what `with_extra` writes:
+            // known fields, each once, none of them the entry's own keys.
+            let parsed = serde_json::from_str::<EntryExtra>(&format!("{{{extra}}}")).ok()?;
+            if extra.is_empty() || extra_members(&parsed) != extra {
                 return None;
             }
         }
@@ -642,6 +643,21 @@ mod tests {
             if let Some(target) = &extra.target {
                 assert_eq!(v["target"], json!(target));
             }
+        }
+        // Extra members that are not what `with_extra` writes are refused: unknown or
+        // repeated keys would make the entry's JSON ambiguous.
+        for members in [
+            r#""room":"x""#,
+            r#""target":"b","target":"c""#,
+            r#""target": "b""#,
+        ] {
+            let mut bytes = KeptEntry::new(1, EntryKind::Ban, "a", None, None)
+                .as_bytes()
+                .to_vec();
+            bytes[9] |= HAS_EXTRA;
+            bytes.extend_from_slice(&(members.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(members.as_bytes());
+            assert!(KeptEntry::from_bytes(&bytes).is_none(), "{members}");
         }
         // Extra bytes that are not object members are refused.
         let mut bad =
