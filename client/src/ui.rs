@@ -193,13 +193,23 @@ impl Completer for CliHelper {
             Some((cmd, arg))
                 if ["/join", "/switch", "/leave", "/who", "/dm", "/msg"].contains(&cmd) =>
             {
-                if arg.contains(' ') {
+                // A user name is one word; a room name may have spaces, and is offered
+                // in quotes then (`/switch "team room"`), matched with or without them.
+                let user_only = cmd == "/dm" || cmd == "/msg";
+                if arg.contains(' ') && (user_only || !arg.starts_with('"')) {
                     return Ok((0, Vec::new()));
                 }
                 let rooms = self.rooms.lock().map(|r| r.clone()).unwrap_or_default();
                 let found = rooms
                     .into_iter()
-                    .filter(|r| r.starts_with(arg) && !r.contains(' '))
+                    .filter_map(|r| {
+                        if !r.contains(' ') {
+                            return r.starts_with(arg).then_some(r);
+                        }
+                        let quoted = format!("\"{r}\"");
+                        let ok = !user_only && (quoted.starts_with(arg) || r.starts_with(arg));
+                        ok.then_some(quoted)
+                    })
                     .collect();
                 Ok((cmd.len() + 1, found))
             }
@@ -350,6 +360,36 @@ pub fn read_lines<R: BufRead>(mut reader: R, lines: Sender<Input>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn room_names_with_spaces_complete_in_quotes() {
+        let h = CliHelper {
+            masking: false,
+            rooms: Arc::new(Mutex::new(vec![
+                "k3v9x0a2qp".into(),
+                "team room".into(),
+                "teal".into(),
+            ])),
+            typing: None,
+            last_line: RefCell::new(String::new()),
+            last_signal: Cell::new(None),
+        };
+        let history = DefaultHistory::new();
+        let ctx = Context::new(&history);
+        let complete = |line: &str| h.complete(line, line.len(), &ctx).expect("completes");
+        let (at, mut found) = complete("/switch te");
+        found.sort();
+        assert_eq!(
+            (at, found),
+            (8, vec!["\"team room\"".to_owned(), "teal".to_owned()])
+        );
+        assert_eq!(complete("/join \"team r").1, ["\"team room\""]);
+        assert!(
+            complete("/join team r").1.is_empty(),
+            "unquoted spaces: no guess"
+        );
+        assert!(complete("/dm te").1.iter().all(|c| !c.contains(' ')));
+    }
 
     #[test]
     fn an_offline_prompt_turns_online_at_the_same_width() {
