@@ -5,9 +5,17 @@
 //! else. They take turns through two channels: the editor sends each line as an
 //! [`Input`], then waits for the app's [`UiRequest::Ready`] carrying the next prompt
 //! (which may have changed: `/join` moves you to another room). A password is asked for
-//! in between, with [`UiRequest::Password`]. Incoming messages are printed by the app
-//! thread through rustyline's `ExternalPrinter`, which redraws the prompt and the half
-//! typed line below them.
+//! in between, with [`UiRequest::Password`]. Incoming messages are printed through
+//! rustyline's `ExternalPrinter`, which redraws the prompt and the half typed line below
+//! them.
+//!
+//! That printer is driven by a thread of its own, never by the app thread: while a line
+//! is being read, rustyline hands each message to the editor over a channel of one slot,
+//! so a second message blocks until the editor takes the first. If Enter is pressed just
+//! then, the editor leaves `readline` with the first still in the slot and waits for the
+//! app's next prompt, while the app, blocked on the second, never sends it: the client
+//! froze. Now only the printer thread waits; before each prompt the app lets it finish
+//! what it was given (for a bounded time), so output still comes before the prompt.
 //!
 //! Typing: rustyline has no keystroke callback without its custom-bindings feature, but
 //! it asks the helper's [`Hinter`] for a hint after every edit of the line. The helper
@@ -20,6 +28,7 @@ use std::cell::{Cell, RefCell};
 use std::io::{self, BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -100,6 +109,14 @@ pub enum UiRequest {
     Quit,
 }
 
+/// How long [`Printer::flush`] waits for the printer thread. Default is 500 ms: far more
+/// than printing takes; it is only reached when the editor holds a message until its
+/// next `readline`, which the prompt about to be sent starts.
+pub const FLUSH_WAIT: Duration = Duration::from_millis(500);
+
+/// At exit, how long the printer thread may take to print what is left. Default is 1 s.
+pub const EXIT_FLUSH_WAIT: Duration = Duration::from_secs(1);
+
 /// Where lines of output go.
 pub struct Printer {
     sink: Sink,
@@ -107,7 +124,14 @@ pub struct Printer {
 
 enum Sink {
     Stdout,
-    Editor(Box<dyn ExternalPrinter + Send>),
+    /// To the printer thread, which owns the editor's `ExternalPrinter`.
+    Editor(Sender<Print>),
+}
+
+enum Print {
+    Line(String),
+    /// Answered once every line before it was handed to the editor.
+    Flush(Sender<()>),
 }
 
 impl Printer {
@@ -115,19 +139,50 @@ impl Printer {
         Printer { sink: Sink::Stdout }
     }
 
-    /// Print one event (may contain newlines).
+    /// Print one event (may contain newlines). Never blocks on the terminal's editor.
     pub fn line(&mut self, text: &str) {
-        if let Sink::Editor(p) = &mut self.sink {
-            // The editor adds the newline itself while a line is being edited, but not
-            // when it writes straight through between two readline calls.
-            if p.print(format!("{text}\n")).is_ok() {
+        if let Sink::Editor(tx) = &self.sink {
+            if tx.send(Print::Line(text.to_owned())).is_ok() {
                 return;
             }
         }
-        let mut out = io::stdout().lock();
-        // A closed stdout (a script's reader went away) is not worth a panic.
-        let _ = writeln!(out, "{text}");
-        let _ = out.flush();
+        print_stdout(text);
+    }
+
+    /// Wait (at most [`FLUSH_WAIT`]) until every line printed so far reached the editor,
+    /// so that it shows before the prompt or password request sent next.
+    pub fn flush(&mut self) {
+        if let Sink::Editor(tx) = &self.sink {
+            let (done_tx, done) = crossbeam_channel::bounded(1);
+            if tx.send(Print::Flush(done_tx)).is_ok() {
+                let _ = done.recv_timeout(FLUSH_WAIT);
+            }
+        }
+    }
+}
+
+fn print_stdout(text: &str) {
+    let mut out = io::stdout().lock();
+    // A closed stdout (a script's reader went away) is not worth a panic.
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+/// The printer thread: hands each line to the editor; waiting there is its job alone.
+fn run_printer(mut editor: impl ExternalPrinter, jobs: Receiver<Print>) {
+    for job in jobs {
+        match job {
+            Print::Line(text) => {
+                // The editor adds the newline itself while a line is being edited, but
+                // not when it writes straight through between two readline calls.
+                if editor.print(format!("{text}\n")).is_err() {
+                    print_stdout(&text);
+                }
+            }
+            Print::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
     }
 }
 
@@ -250,6 +305,8 @@ impl Helper for CliHelper {}
 /// The line editor for terminal mode.
 pub struct Terminal {
     editor: Editor<CliHelper, DefaultHistory>,
+    /// Disconnected once the printer thread has printed everything and ended.
+    printed: Option<Receiver<()>>,
 }
 
 impl Terminal {
@@ -266,16 +323,33 @@ impl Terminal {
             last_line: RefCell::new(String::new()),
             last_signal: Cell::new(None),
         }));
-        Ok(Terminal { editor })
+        Ok(Terminal {
+            editor,
+            printed: None,
+        })
     }
 
     /// A printer that keeps the typed line intact, or plain stdout where the terminal
     /// cannot do that (output not a terminal, `TERM=dumb`).
     pub fn printer(&mut self) -> Printer {
-        match self.editor.create_external_printer() {
-            Ok(p) => Printer {
-                sink: Sink::Editor(Box::new(p)),
-            },
+        let Ok(p) = self.editor.create_external_printer() else {
+            return Printer::stdout();
+        };
+        let (tx, jobs) = crossbeam_channel::unbounded();
+        let (alive, printed) = crossbeam_channel::bounded::<()>(0);
+        let started = thread::Builder::new()
+            .name("parley-print".into())
+            .spawn(move || {
+                run_printer(p, jobs);
+                drop(alive);
+            });
+        match started {
+            Ok(_) => {
+                self.printed = Some(printed);
+                Printer {
+                    sink: Sink::Editor(tx),
+                }
+            }
             Err(_) => Printer::stdout(),
         }
     }
@@ -294,8 +368,17 @@ impl Terminal {
         r.ok()
     }
 
-    /// Run the editor until the app says [`UiRequest::Quit`] (or goes away).
+    /// Run the editor until the app says [`UiRequest::Quit`] (or goes away), then let the
+    /// printer thread finish (at most [`EXIT_FLUSH_WAIT`]).
     pub fn run(mut self, lines: Sender<Input>, requests: Receiver<UiRequest>) {
+        self.read_lines(lines, requests);
+        if let Some(printed) = self.printed.take() {
+            // The app's printer goes when the app thread ends, just after its `Quit`.
+            let _ = printed.recv_timeout(EXIT_FLUSH_WAIT);
+        }
+    }
+
+    fn read_lines(&mut self, lines: Sender<Input>, requests: Receiver<UiRequest>) {
         loop {
             // Wait for the app's turn to end: it may ask for passwords meanwhile.
             let prompt = loop {
@@ -360,6 +443,63 @@ pub fn read_lines<R: BufRead>(mut reader: R, lines: Sender<Input>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An editor that takes a message only when the test lets it, as rustyline's does
+    /// while a line ends with its one slot full.
+    struct Held {
+        go: Receiver<()>,
+        got: Sender<String>,
+    }
+
+    impl ExternalPrinter for Held {
+        fn print(&mut self, msg: String) -> rustyline::Result<()> {
+            let _ = self.go.recv();
+            let _ = self.got.send(msg);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn printing_never_waits_for_the_editor_and_keeps_the_order() {
+        let (go_tx, go) = crossbeam_channel::unbounded();
+        let (got, printed) = crossbeam_channel::unbounded();
+        let (tx, jobs) = crossbeam_channel::unbounded();
+        let worker = std::thread::spawn(move || run_printer(Held { go, got }, jobs));
+        let mut p = Printer {
+            sink: Sink::Editor(tx),
+        };
+        let start = Instant::now();
+        for i in 0..5 {
+            p.line(&format!("line {i}"));
+        }
+        assert!(start.elapsed() < FLUSH_WAIT, "printing did not wait");
+        // A flush gives up after its bound when the editor holds on.
+        let start = Instant::now();
+        p.flush();
+        assert!(start.elapsed() >= FLUSH_WAIT);
+        for _ in 0..5 {
+            go_tx.send(()).expect("release");
+        }
+        let got: Vec<String> = (0..5)
+            .map(|_| {
+                printed
+                    .recv_timeout(Duration::from_secs(5))
+                    .expect("printed")
+            })
+            .collect();
+        let want: Vec<String> = (0..5).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(got, want);
+        // Once the editor takes them, a flush returns as soon as they are handed over.
+        go_tx.send(()).expect("release");
+        p.line("last");
+        let start = Instant::now();
+        p.flush();
+        assert!(start.elapsed() < FLUSH_WAIT);
+        drop(p);
+        worker
+            .join()
+            .expect("the printer thread ends with its printer");
+    }
 
     #[test]
     fn room_names_with_spaces_complete_in_quotes() {

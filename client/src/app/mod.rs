@@ -361,6 +361,8 @@ impl App {
                 }
             }
         }
+        // What this turn printed comes before the prompt.
+        self.out.flush();
         let _ = ui.send(UiRequest::Ready(PromptText {
             plain,
             styled,
@@ -446,6 +448,7 @@ impl App {
                 None
             }
             PasswordSource::Ask => {
+                self.out.flush();
                 let ui = self.ui.as_ref()?;
                 let (tx, rx) = crossbeam_channel::bounded(1);
                 ui.send(UiRequest::Password {
@@ -464,6 +467,7 @@ impl App {
 
     /// A line typed with echo (an invite code); `None` off a terminal or if cancelled.
     fn ask_line(&mut self, prompt: &str) -> Option<String> {
+        self.out.flush();
         let ui = self.ui.as_ref()?;
         let (tx, rx) = crossbeam_channel::bounded(1);
         ui.send(UiRequest::Ask {
