@@ -4,6 +4,7 @@
 //! against the `FLAGS` table, then each value is validated into a typed [`Config`] field.
 //! The same table produces `--help`, so a flag cannot exist without its help line.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -104,6 +105,13 @@ pub struct Config {
     pub log_json: bool,
     /// Who may register. Default is [`Registration::Open`].
     pub registration: Registration,
+    /// PEM certificate chain and private key (`--tls-cert`, `--tls-key`, given together):
+    /// HTTPS and WSS instead of plain HTTP. Default is none.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Proxies whose connections' client address is the last `X-Forwarded-For` entry
+    /// (`--trusted-proxy`, repeatable). Default is none.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 /// `--registration`: who may create an account through `POST /api/v1/register`.
@@ -231,6 +239,9 @@ impl Default for Config {
             log_level: LogLevel::Info,
             log_json: false,
             registration: Registration::Open,
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -298,6 +309,9 @@ const FLAGS: &[Flag] = &[
     Flag { name: "login-account-failures", value: "N", help: "failed logins per account from all addresses per 15 min [default: 100]" },
     Flag { name: "admin", value: "NAME", help: "a server administrator, repeatable [default: none]" },
     Flag { name: "registration", value: "MODE", help: "who may register: open | invite | closed [default: open]" },
+    Flag { name: "tls-cert", value: "FILE", help: "PEM certificate chain: serve HTTPS and WSS (with --tls-key; SIGHUP reloads both) [default: none, plain HTTP]" },
+    Flag { name: "tls-key", value: "FILE", help: "PEM private key of --tls-cert [default: none]" },
+    Flag { name: "trusted-proxy", value: "IP", help: "a proxy whose X-Forwarded-For names the client, repeatable [default: none]" },
     Flag { name: "log-level", value: "LEVEL", help: "error | warn | info | debug [default: info]" },
     Flag { name: "log-format", value: "FORMAT", help: "text | json, one event a line on stderr [default: text]" },
     Flag { name: "config", value: "FILE", help: "read flags from a TOML file (keys are flag names); the command line wins" },
@@ -306,7 +320,7 @@ const FLAGS: &[Flag] = &[
 ];
 
 /// Flags that may be given more than once; in a config file they take an array.
-const REPEATABLE: &[&str] = &["allowed-origin", "admin"];
+const REPEATABLE: &[&str] = &["allowed-origin", "admin", "trusted-proxy"];
 
 /// What the command line asked for.
 #[derive(Debug)]
@@ -408,6 +422,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, Str
              readers that keep up would be closed with 4002",
             cfg.room_byte_burst
         ));
+    }
+    if cfg.tls_cert.is_some() != cfg.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together: give both or neither".into());
     }
     if cfg.rate_limit > 0 && cfg.rate_burst == 0 {
         return Err("--rate-burst must be at least 1 when --rate-limit is on".into());
@@ -520,6 +537,12 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
             }
             cfg.admins.push(v.to_ascii_lowercase());
         }
+        "tls-cert" => cfg.tls_cert = Some(PathBuf::from(v)),
+        "tls-key" => cfg.tls_key = Some(PathBuf::from(v)),
+        "trusted-proxy" => {
+            let ip: IpAddr = v.parse().map_err(|_| "expected an IP address")?;
+            cfg.trusted_proxies.push(ip.to_canonical());
+        }
         "registration" => {
             cfg.registration = v.parse().map_err(|_| "expected open, invite or closed")?
         }
@@ -615,6 +638,16 @@ mod tests {
                 "--registration sometimes",
                 Err("--registration sometimes: expected open, invite or closed"),
             ),
+            ("--trusted-proxy 10.0.0.1 --trusted-proxy ::1", Ok(())),
+            (
+                "--trusted-proxy 10.0.0.0/8",
+                Err("--trusted-proxy 10.0.0.0/8: expected an IP address"),
+            ),
+            (
+                "--tls-cert cert.pem",
+                Err("--tls-cert and --tls-key go together: give both or neither"),
+            ),
+            ("--tls-cert cert.pem --tls-key key.pem", Ok(())),
             (
                 "--admin a!",
                 Err("--admin a!: not a valid username (3-32 of A-Z, a-z, 0-9, _ and -)"),

@@ -24,6 +24,8 @@
 //! `protocol`, `metrics`.
 //! - [`protocol`]: the JSON shapes of `docs/PROTOCOL.md`.
 //! - [`metrics`]: counters for `/metrics`; [`logging`]: where `tracing` events go.
+//! - [`tls`]: `--tls-cert` and `--tls-key`, reloaded on `SIGHUP`; `http::stream` drives
+//!   rustls over the socket with the same readiness calls as plain TCP.
 //!
 //! `server`, `http`, `api` and `ws` are private to the crate; the others are public for the
 //! binary, the tests and the benches.
@@ -49,6 +51,7 @@ pub mod metrics;
 pub mod protocol;
 pub(crate) mod server;
 pub mod store;
+pub mod tls;
 pub(crate) mod ws;
 
 /// Entry points for the fuzz targets in `fuzz/` (not part of the API): each feeds arbitrary
@@ -272,5 +275,15 @@ fn bind_one(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves `listener` with `core` until `shutdown` completes.
 pub async fn run(listener: TcpListener, core: Arc<Core>, shutdown: impl Future<Output = ()>) {
-    server::serve(listener, core, shutdown).await
+    server::serve(listener, core, None, shutdown).await
+}
+
+/// [`run`], over TLS when `tls` is given (see [`tls::Tls::from_config`]).
+pub async fn run_with_tls(
+    listener: TcpListener,
+    core: Arc<Core>,
+    tls: Option<Arc<tls::Tls>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    server::serve(listener, core, tls, shutdown).await
 }

@@ -95,3 +95,27 @@ async fn a_session_end_close_is_logged_with_its_code_and_user() {
         .unwrap();
     assert!(line.contains("4001") && line.contains("dora"), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_logins_log_the_forwarded_address() {
+    use tokio::io::AsyncWriteExt;
+    let tmp = TempDir::new("logs-proxy");
+    let server = start(&tmp.data(), &["--trusted-proxy", "127.0.0.1"]);
+    user(server.addr, "carol").await;
+    let body = json!({ "username": "carol", "password": "not the password at all" }).to_string();
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let req = format!(
+        "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6, 203.0.113.7\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let r = common::read_reply(&mut stream, &mut Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let text = server.stderr_eventually_contains("login failed").await;
+    let failed = text.lines().find(|l| l.contains("login failed")).unwrap();
+    assert!(failed.contains("203.0.113.7"), "{failed}");
+    assert!(!failed.contains("6.6.6.6"), "{failed}");
+}

@@ -46,6 +46,9 @@ fn help_lists_every_flag_with_its_default_and_exits_0() {
         "--keepalive-timeout",
         "--admin",
         "--registration",
+        "--tls-cert",
+        "--tls-key",
+        "--trusted-proxy",
     ] {
         let line = help
             .lines()
@@ -79,6 +82,11 @@ fn a_bad_flag_or_value_exits_2_with_one_line() {
             "--room-byte-burst",
             "32768",
         ],
+        vec!["--trusted-proxy", "proxy.example"],
+        vec!["--trusted-proxy", "10.0.0.0/8"],
+        vec!["--trusted-proxy"],
+        vec!["--tls-cert", "cert.pem"],
+        vec!["--tls-key", "key.pem"],
     ] {
         let out = server().args(&args).stdin(Stdio::null()).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -178,4 +186,28 @@ fn a_bad_config_file_exits_2_naming_the_key() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn an_unreadable_tls_certificate_or_key_exits_2_naming_the_file() {
+    let dir = std::env::temp_dir().join(format!("parley-tls-flags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let junk = dir.join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let missing = dir.join("missing.pem");
+    let (junk, missing) = (junk.to_str().unwrap(), missing.to_str().unwrap());
+    for (cert, key, names) in [(missing, junk, missing), (junk, junk, junk)] {
+        let out = server()
+            .args(["--bind", "127.0.0.1:0", "--ephemeral"])
+            .args(["--tls-cert", cert, "--tls-key", key])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cert} {key}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains("--tls-cert") && err.contains(names), "{err}");
+        assert!(out.stdout.is_empty(), "it must not announce a listener");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -47,6 +47,7 @@ pub const GENERATOR_CPU: usize = 1;
 /// | `PARLEY_BENCH_PIN` | `0` disables CPU pinning | on |
 /// | `PARLEY_BENCH_NICE` | nice value for server and generator, e.g. `-10` on a shared machine | unchanged |
 /// | `PARLEY_BENCH_QUIET_LOAD` | first wait (up to 15 min) for the 1-minute load average to drop below this | no wait |
+/// | `PARLEY_BENCH_TLS` | `1`: the server serves a self-signed certificate; every connection is HTTPS/WSS | off |
 /// | `PARLEY_SERVER_BIN` | server binary to run | the bench's own build |
 #[derive(Clone, Debug)]
 pub struct BenchEnv {
@@ -60,6 +61,8 @@ pub struct BenchEnv {
     pub pin: bool,
     pub nice: Option<i32>,
     pub quiet_load: Option<f64>,
+    /// Serve and connect over TLS.
+    pub tls: bool,
 }
 
 fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>> {
@@ -168,6 +171,7 @@ impl BenchEnv {
         let pin = env_parse::<u32>("PARLEY_BENCH_PIN")?.unwrap_or(1) != 0;
         let nice = env_parse::<i32>("PARLEY_BENCH_NICE")?;
         let quiet_load = env_parse::<f64>("PARLEY_BENCH_QUIET_LOAD")?;
+        let tls = env_parse::<u32>("PARLEY_BENCH_TLS")?.unwrap_or(0) > 0;
         Ok(BenchEnv {
             fanout,
             rooms,
@@ -179,6 +183,7 @@ impl BenchEnv {
             pin,
             nice,
             quiet_load,
+            tls,
         })
     }
 }
@@ -224,7 +229,24 @@ pub fn run(scenario: &str, server_hint: Option<&str>, workspace: &Path) -> Resul
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // Kept until the run ends: the server reads its certificate from here.
+    let _tls_dir = if env.tls {
+        let dir = TempDir::new("tls")?;
+        crate::tls::enable_self_signed(&dir.0)?;
+        Some(dir)
+    } else {
+        None
+    };
     println!("{}", machine_line(&bin, workspace, pin));
+    println!(
+        "transport: {}\n",
+        if env.tls {
+            "TLS (PARLEY_BENCH_TLS=1): rustls on ring both sides, self-signed ECDSA P-256 \
+             certificate, a full handshake per connection (no resumption)"
+        } else {
+            "plain TCP"
+        }
+    );
     match scenario {
         "fanout" => {
             let server = start(&bin, &ephemeral(Some(1000)), server_cpu, env.nice)?;
@@ -399,6 +421,7 @@ fn start(
 ) -> Result<ServerProcess> {
     // The load generator registers every account from one address.
     let mut flags = flags.to_vec();
+    flags.extend(crate::tls::server_flags());
     if supports_flag(bin, "register-per-ip-per-hour") {
         flags.extend(["--register-per-ip-per-hour".into(), "0".into()]);
     }

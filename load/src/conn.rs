@@ -13,11 +13,11 @@ use crate::scan::{self, FrameType};
 use crate::stats::{
     new_recv_histogram, Arrival, RecvHistogram, Shared, MAX_LATENCY_US, MAX_PHASES,
 };
+use crate::tls::{ReadHalf, WriteHalf};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -209,7 +209,7 @@ impl Connection {
     }
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, mut rng: XorShift) {
+async fn write_loop(mut wr: WriteHalf, mut rx: mpsc::Receiver<Outgoing>, mut rng: XorShift) {
     while let Some(msg) = rx.recv().await {
         match msg {
             Outgoing::Frames(bytes) => {
@@ -234,7 +234,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, mu
 }
 
 struct Reader {
-    rd: OwnedReadHalf,
+    rd: ReadHalf,
     buf: Vec<u8>,
     start: usize,
     end: usize,

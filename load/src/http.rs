@@ -6,6 +6,7 @@
 //! bodies are parsed with `serde_json` only by the callers that need a field.
 
 use crate::error::{LoadError, Result};
+use crate::tls::Stream;
 use std::net::{IpAddr, SocketAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -18,7 +19,8 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Connects to `addr`, from `local` when given (another 127.0.0.x source address multiplies
 /// the ephemeral ports on loopback), with Nagle off.
-pub async fn connect(addr: SocketAddr, local: Option<IpAddr>) -> Result<TcpStream> {
+/// With [`crate::tls::enable`], the TLS handshake is part of connecting.
+pub async fn connect(addr: SocketAddr, local: Option<IpAddr>) -> Result<Stream> {
     let stream = match local {
         Some(ip) => {
             let socket = if addr.is_ipv4() {
@@ -32,7 +34,7 @@ pub async fn connect(addr: SocketAddr, local: Option<IpAddr>) -> Result<TcpStrea
         None => TcpStream::connect(addr).await?,
     };
     stream.set_nodelay(true)?;
-    Ok(stream)
+    Stream::over(stream).await
 }
 
 /// One answer.
@@ -174,7 +176,7 @@ pub fn decode_chunked(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>> {
 pub struct HttpClient {
     addr: SocketAddr,
     local: Option<IpAddr>,
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     buf: Vec<u8>,
     host: String,
 }
@@ -288,7 +290,7 @@ impl HttpClient {
     }
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize> {
+async fn read_more(stream: &mut Stream, buf: &mut Vec<u8>) -> Result<usize> {
     let mut chunk = [0u8; 8192];
     let n = stream.read(&mut chunk).await?;
     buf.extend_from_slice(&chunk[..n]);

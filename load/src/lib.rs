@@ -16,6 +16,7 @@
 //!   and memory from `/proc`, pinning.
 //! - [`scenario`]: fan-out, many rooms, connections, login isolation, kept state, presence
 //!   storm, read markers.
+//! - [`tls`]: HTTPS and WSS for every connection when a benchmark runs the server with TLS.
 //! - [`server`]: starting `parley-server` as a child; [`bench`]: the `cargo bench` driver;
 //!   [`report`]: Markdown tables; [`cli`]: the `parley-load` command line.
 //!
@@ -43,5 +44,6 @@ pub mod scenario;
 pub mod sender;
 pub mod server;
 pub mod stats;
+pub mod tls;
 
 pub use error::{LoadError, Result};

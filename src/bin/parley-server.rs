@@ -1,4 +1,5 @@
-//! `parley-server`: flags to config, bind, serve until SIGINT or SIGTERM.
+//! `parley-server`: flags to config, bind, serve until SIGINT or SIGTERM; with TLS, reload the
+//! certificate on SIGHUP.
 
 use std::process::ExitCode;
 
@@ -35,6 +36,19 @@ fn main() -> ExitCode {
 
 async fn serve(cfg: parley::Config) -> ExitCode {
     parley::logging::init(&cfg);
+    let tls = match parley::tls::Tls::from_config(&cfg) {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("parley-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(tls) = &tls {
+        if let Err(e) = tls.reload_on_sighup() {
+            eprintln!("parley-server: cannot watch for SIGHUP: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let listener = match parley::bind(&cfg.bind).await {
         Ok(l) => l,
         Err(e) => {
@@ -64,7 +78,7 @@ async fn serve(cfg: parley::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    parley::run(listener, core.clone(), stop_signal()).await;
+    parley::run_with_tls(listener, core.clone(), tls, stop_signal()).await;
     tracing::info!("shutting down: connections closed, flushing the journal");
     core.end_run();
     tokio::task::block_in_place(|| core.store().close());

@@ -16,12 +16,11 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
 
 use super::parse::{Limits, Parser};
+use super::stream::Stream;
 use super::{Request, Response};
 
 /// Bytes read per `read` call.
@@ -33,7 +32,7 @@ const UPGRADE_PATH: &str = "/api/v1/ws";
 /// A connection that switched protocols: the caller's handshake accepted it and the 101
 /// response has been written.
 pub(crate) struct Upgraded<A> {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Stream,
     /// Bytes the client sent after the request head: the first bytes of the new protocol.
     pub(crate) leftover: Vec<u8>,
     /// What the handshake accepted (for WebSocket, who the connection is).
@@ -71,7 +70,7 @@ pub(crate) struct ConnLimits {
 pub(crate) async fn serve<S: Service>(
     service: &S,
     conn_limits: ConnLimits,
-    mut stream: TcpStream,
+    mut stream: Stream,
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<Upgraded<S::Accepted>> {
     let limits = Limits {
@@ -131,7 +130,7 @@ pub(crate) async fn serve<S: Service>(
                     (None, None) => Instant::now() + conn_limits.keepalive_timeout,
                 };
                 let read = tokio::select! {
-                    r = timeout_at(deadline, read_some(&stream, &mut buf)) => r,
+                    r = timeout_at(deadline, read_some(&mut stream, &mut buf)) => r,
                     _ = shutdown.changed() => return None,
                 };
                 match read {
@@ -169,7 +168,7 @@ pub(crate) async fn serve<S: Service>(
 /// Reading through a stack chunk and appending only what arrived keeps `buf` the size of the
 /// request: a connection that upgrades leaves no read buffer behind, and thousands of them
 /// do not fragment the heap with freed 8 KiB blocks.
-async fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+async fn read_some(stream: &mut Stream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     loop {
         stream.readable().await?;
         match try_read_into(stream, buf) {
@@ -179,7 +178,7 @@ async fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usi
     }
 }
 
-fn try_read_into(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+fn try_read_into(stream: &mut Stream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     let mut chunk = [0u8; READ_CHUNK];
     let n = stream.try_read(&mut chunk)?;
     buf.extend_from_slice(&chunk[..n]);
@@ -189,7 +188,7 @@ fn try_read_into(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize
 /// Writes one response, with its body unless it answers a `HEAD`; false when the connection
 /// should end.
 async fn respond(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     out: &mut Vec<u8>,
     resp: &Response,
     keep_alive: bool,

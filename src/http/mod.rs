@@ -1,9 +1,12 @@
 //! The hand-rolled HTTP/1.1 layer: incremental request parsing with the contract's limits
-//! (`parse`), responses (`response`) and the keep-alive connection loop (`conn`).
+//! (`parse`), responses (`response`), the keep-alive connection loop (`conn`) and the plain or TLS
+//! socket under it (`stream`).
 
 pub(crate) mod conn;
 pub(crate) mod parse;
 pub(crate) mod response;
+pub(crate) mod stream;
 
 pub(crate) use parse::Request;
 pub(crate) use response::Response;
+pub(crate) use stream::Stream;

@@ -18,6 +18,7 @@
 //!   (RFC 9112 §3.2); an HTTP/1.0 request may omit it.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 
 /// Size limits on one request. Every field is a hard cap checked before bytes are buffered past it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,21 @@ impl Request {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The last entry of the last `X-Forwarded-For` header: the address the nearest proxy
+    /// saw. `None` when there is none or it is not an IP address (`1.2.3.4:5678` and
+    /// `[::1]:5678`, with a port, are read too).
+    pub(crate) fn forwarded_for(&self) -> Option<IpAddr> {
+        let (_, value) = self
+            .headers
+            .iter()
+            .rev()
+            .find(|(n, _)| n.eq_ignore_ascii_case("x-forwarded-for"))?;
+        let last = value.rsplit(',').next()?.trim();
+        last.parse::<IpAddr>()
+            .ok()
+            .or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
     }
 
     /// The first query parameter whose decoded key is `key`, decoded (`+` is a space). `None`
@@ -518,6 +534,32 @@ fn keep_alive(version: u8, headers: &[(String, String)]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_for_is_the_last_entry_of_the_last_header() {
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&[], None),
+            (&["10.0.0.1"], Some("10.0.0.1")),
+            (&["6.6.6.6, 10.0.0.1"], Some("10.0.0.1")),
+            (&["6.6.6.6", "10.0.0.2 ,  10.0.0.3 "], Some("10.0.0.3")),
+            (&["10.0.0.4:5678"], Some("10.0.0.4")),
+            (&["[2001:db8::1]:443"], Some("2001:db8::1")),
+            (&["2001:db8::2"], Some("2001:db8::2")),
+            (&["10.0.0.1, unknown"], None),
+            (&["10.0.0.1,"], None),
+        ];
+        for (values, want) in cases {
+            let mut req = parse(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &Limits::default())
+                .unwrap()
+                .unwrap()
+                .0;
+            for v in *values {
+                req.headers.push(("x-forwarded-for".into(), v.to_string()));
+            }
+            let want = want.map(|w| w.parse::<IpAddr>().unwrap());
+            assert_eq!(req.forwarded_for(), want, "{values:?}");
+        }
+    }
 
     enum Want {
         More,

@@ -14,7 +14,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
@@ -23,6 +22,7 @@ use super::frame::{self, close, FrameError, InFrame};
 use crate::chat::outbound::Close;
 use crate::chat::{commands, now_ms, Auth, ChatError, Conn, Core, Posted};
 use crate::config::MAX_WS_MESSAGE;
+use crate::http::Stream;
 use crate::metrics::Metrics;
 use crate::protocol::{ClientFrame, ServerFrame};
 
@@ -35,12 +35,12 @@ const READ_BUDGET: usize = 64 * 1024;
 
 pub async fn run(
     core: Arc<Core>,
-    stream: TcpStream,
+    mut stream: Stream,
     leftover: Vec<u8>,
     auth: Auth,
     shutdown: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
+    let _ = stream.tcp().set_nodelay(true);
     let conn = core.open_conn(&auth);
     // Closes the connection in the core however this task ends, a panic included, so a
     // user is never left online by a connection that is gone.
@@ -51,7 +51,7 @@ pub async fn run(
     let mut s = Session {
         core: &core,
         conn: &conn,
-        stream: &stream,
+        stream: &mut stream,
         rbuf: leftover,
         message: None,
     };
@@ -77,12 +77,14 @@ impl Drop for Registered<'_> {
 /// After our close frame went out: half-close, then read and discard what the client still
 /// sends until it closes too, for a moment. Closing a socket with unread bytes makes the
 /// kernel answer with a reset, which can destroy the close frame before the client reads it.
-async fn linger(mut stream: TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    if stream.shutdown().await.is_err() {
-        return;
-    }
+///
+/// The whole of it is bounded by `CLOSE_GRACE`: under TLS the half-close first writes out
+/// what rustls still holds, which a client that stopped reading would never take.
+async fn linger(mut stream: Stream) {
     let drain = async {
+        if stream.shutdown().await.is_err() {
+            return;
+        }
         let mut scratch = [0u8; 1024];
         let mut left = LINGER_BYTES;
         while left > 0 {
@@ -140,7 +142,7 @@ fn may_be_sent(code: u16) -> bool {
 struct Session<'a> {
     core: &'a Core,
     conn: &'a Arc<Conn>,
-    stream: &'a TcpStream,
+    stream: &'a mut Stream,
     rbuf: Vec<u8>,
     /// A fragmented message being reassembled: its opcode and payload so far.
     message: Option<(OpCode, Vec<u8>)>,
@@ -195,15 +197,17 @@ impl Session<'_> {
                     Err(e) => return Err(e),
                 }
             }
+            // TLS: records rustls encrypted but the socket did not take yet.
+            let flushed = self.stream.try_flush()?;
             if wpos == wbuf.len() {
-                if closing.is_some() {
+                if closing.is_some() && flushed {
                     return Ok(());
                 }
                 wpos = 0;
                 // An idle connection keeps no write buffer.
                 wbuf = Vec::new();
             }
-            let pending = !wbuf.is_empty();
+            let pending = !wbuf.is_empty() || !flushed;
             let deadline = closing.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 r = shutdown.changed(), if !shutdown_seen => {

@@ -206,6 +206,15 @@ impl Proc {
         assert!(status.success(), "kill -TERM failed: {status}");
     }
 
+    /// Sends SIGHUP.
+    pub fn sighup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed: {status}");
+    }
+
     /// Waits for the process to exit, without blocking the runtime.
     pub async fn exited(&mut self) -> ExitStatus {
         let deadline = Instant::now() + WAIT;
