@@ -8,11 +8,16 @@ pub const HELP: &str = "\
 parley-cli: chat on a Parley server from the terminal
 
 USAGE:
-    parley-cli [--server URL] [--user NAME] [--password-stdin] [--invite-code CODE]
+    parley-cli [--server URL] [--ca-file FILE] [--user NAME] [--password-stdin]
+               [--invite-code CODE]
 
 OPTIONS:
     --server URL        server to talk to [default: http://127.0.0.1:7878]
-                        (or set PARLEY_SERVER); http:// only
+                        (or set PARLEY_SERVER); http://HOST:PORT, or
+                        https://HOST[:PORT] for TLS (the WebSocket is then wss://)
+    --ca-file FILE      with https://, also trust the certificates in FILE (PEM):
+                        a self-signed server certificate or a private CA; public
+                        certificates are checked against the built-in Mozilla roots
     --user NAME         log in as NAME at start
     --password-stdin    read the password from the first line of standard input
                         (for scripts); PARLEY_PASSWORD is also honoured; otherwise
@@ -31,13 +36,14 @@ COMMANDS (type them at the prompt; any other line is a message to the current ro
     /password           change your password (asks for the old and the new one,
                         without echo); your other sessions are ended
     /create NAME        create a room, join it and make it current
-    /join ID            join a room and make it current (a room's name works too
-                        when only one room has it)
-    /leave [ID]         leave a room (default: the current one)
-    /switch ID          make a room you are in current, without joining or leaving
+    /join ID|NAME       join a room and make it current (a room's name works too
+                        when only one room has it; names may have spaces, and
+                        may be quoted: /join \"team room\")
+    /leave [ID|NAME]    leave a room (default: the current one)
+    /switch ID|NAME     make a room you are in current, without joining or leaving
     /rooms              every room with its member count; * marks yours
     /users              everyone, online or offline, with last seen
-    /who [ID]           a room's members and their presence
+    /who [ID|NAME]      a room's members and their presence
     /history [N]        the last N entries of the current room [default: 20]
     /invites            your pending invitations; /join ID accepts one
 
@@ -66,7 +72,7 @@ COMMANDS (type them at the prompt; any other line is a message to the current ro
     /clear-topic        remove the topic
     /rename NAME        rename the room
     /visibility public|private
-    /delete-room [ID]   delete a room you own (default: the current one), at once
+    /delete-room [ID|NAME]  delete a room you own (default: the current one), at once
 
     Server administrators (--admin on the server):
     /admin invite-code [USES] [SECONDS]  a new invite code [default: 1 use, 7 days]
@@ -87,23 +93,30 @@ OUTPUT:
     HH:MM [room] * name edited #12: new text    an edit, live
     HH:MM [room] * message #12 was deleted by name
     HH:MM [@name] ...            a direct message with name
-    * name is typing in room…    once per burst of typing
+    * name is typing in room…    once per burst of typing (`is typing to you…` in a DM)
     HH:MM [room] --> name joined a join (<-- for a leave)
     HH:MM [room] * bo was kicked by al (spam)   moderation, roles, topic and name changes
     * al invited you to den (ID); type /join ID to accept
+    * den was deleted by al      a room you were in is gone
     * name is online             presence of someone who shares a room with you
-    -- text                      the client's notices (connection state, answers)
-    ! text                       an error; the client keeps running
+                                 (`* name went offline`)
+    -- text                      the client's notices (connection state, answers); a
+                                 listing is a `-- heading` with its rows indented below
+    ! text                       an error, or the connection in trouble; the client
+                                 keeps running
     Times are local, from the UTC offset at start-up (`date +%z`; UTC if unknown).
     Colour is used on a terminal unless NO_COLOR is set; then mentions of you
     (@you) are highlighted and ring the terminal bell.
+    The prompt is `you@room> `, with ` (offline)` while the connection is down.
     On connect, `N unread in ROOM` tells what came while you were away; what is shown
     in the current room is marked read (and /rooms, /dms count the rest).
     While you type a message on a terminal, the room is told you are typing.
 
     When standard input is not a terminal, lines are read from it one by one, events are
     printed one per line without colour or prompt, and the client exits at end of input
-    once everything it sent has been acknowledged (exit status 1 if something was not).
+    once everything it sent has been acknowledged. Exit status 0 then; 1 if anything
+    failed (the login, a command, a line the server refused, something left
+    unacknowledged after 30 s, the session ended); 2 for a bad flag.
     The connection is re-established by itself, with growing back-off, when it drops.
 ";
 
@@ -134,6 +147,7 @@ where
     let mut user = None;
     let mut password_stdin = false;
     let mut invite_code = None;
+    let mut ca_file: Option<String> = None;
     let mut it = argv.into_iter().map(Into::into);
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -152,6 +166,7 @@ where
             "--server" => server = Some(value("--server")?),
             "--user" => user = Some(value("--user")?),
             "--invite-code" => invite_code = Some(value("--invite-code")?),
+            "--ca-file" => ca_file = Some(value("--ca-file")?),
             "--password-stdin" => {
                 if inline.is_some() {
                     return Err("--password-stdin takes no value".into());
@@ -164,7 +179,12 @@ where
     let server = server
         .or(env_server.filter(|s| !s.is_empty()))
         .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
-    let server = Endpoint::parse(&server).map_err(|e| format!("--server: {e}"))?;
+    let mut server = Endpoint::parse(&server).map_err(|e| format!("--server: {e}"))?;
+    if let Some(file) = &ca_file {
+        server = server
+            .with_ca_file(std::path::Path::new(file))
+            .map_err(|e| format!("--ca-file: {e}"))?;
+    }
     if let Some(u) = &user {
         crate::commands::check_username(u).map_err(|e| format!("--user: {e}"))?;
     }
@@ -218,6 +238,13 @@ mod tests {
     }
 
     #[test]
+    fn https_servers() {
+        let a = run(&["--server", "https://chat.example"]).expect("parses");
+        assert_eq!(a.server.port, 443);
+        assert!(a.server.tls.is_some());
+    }
+
+    #[test]
     fn env_server_is_the_default_only() {
         let p = parse(Vec::<String>::new(), Some("http://e:5".into())).expect("parses");
         assert!(matches!(p, Parsed::Run(a) if a.server.port == 5));
@@ -231,7 +258,9 @@ mod tests {
             &["--server"][..],
             &["--bogus"],
             &["--user", "x"],
-            &["--server", "https://h:1"],
+            &["--server", "ftp://h:1"],
+            &["--ca-file", "/nonexistent.pem", "--server", "https://h:1"],
+            &["--ca-file", "/nonexistent.pem"],
             &["--password-stdin=yes"],
             &["--invite-code"],
         ] {

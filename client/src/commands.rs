@@ -157,6 +157,10 @@ pub fn parse(line: &str) -> Line {
             _ => Err(usage),
         }
     };
+    // A room: an id, or a name, which may have spaces, with or without quotes.
+    let room = |usage: &'static str| -> Result<String, &'static str> {
+        arg.as_deref().and_then(room_arg).ok_or(usage)
+    };
     let words: Vec<&str> = rest.split_whitespace().collect();
     let cmd = match name.to_ascii_lowercase().as_str() {
         "/register" => match words.as_slice() {
@@ -170,17 +174,17 @@ pub fn parse(line: &str) -> Line {
         "/login" => one_word("/login NAME").map(Command::Login),
         "/logout" => Ok(Command::Logout),
         "/create" => arg.clone().map(Command::Create).ok_or("/create NAME"),
-        "/join" => one_word("/join ID").map(Command::Join),
+        "/join" => room("/join ID|NAME").map(Command::Join),
         "/leave" | "/part" => match &arg {
             None => Ok(Command::Leave(None)),
-            Some(_) => one_word("/leave [ID]").map(|a| Command::Leave(Some(a))),
+            Some(_) => room("/leave [ID|NAME]").map(|a| Command::Leave(Some(a))),
         },
-        "/switch" => one_word("/switch ID").map(Command::Switch),
+        "/switch" => room("/switch ID|NAME").map(Command::Switch),
         "/rooms" => Ok(Command::Rooms),
         "/users" => Ok(Command::Users),
         "/who" => match &arg {
             None => Ok(Command::Who(None)),
-            Some(_) => one_word("/who [ID]").map(|a| Command::Who(Some(a))),
+            Some(_) => room("/who [ID|NAME]").map(|a| Command::Who(Some(a))),
         },
         "/history" => match &arg {
             None => Ok(Command::History(DEFAULT_HISTORY)),
@@ -227,7 +231,7 @@ pub fn parse(line: &str) -> Line {
         "/rename" => arg.clone().map(Command::Rename).ok_or("/rename NAME"),
         "/delete-room" | "/deleteroom" => match &arg {
             None => Ok(Command::DeleteRoom(None)),
-            Some(_) => one_word("/delete-room [ID]").map(|a| Command::DeleteRoom(Some(a))),
+            Some(_) => room("/delete-room [ID|NAME]").map(|a| Command::DeleteRoom(Some(a))),
         },
         "/owner" => one_word("/owner USER").map(Command::Owner),
         "/password" | "/passwd" => match &arg {
@@ -274,6 +278,18 @@ pub fn parse(line: &str) -> Line {
         Ok(c) => Line::Command(c),
         Err(usage) => Line::Usage(usage),
     }
+}
+
+/// A room argument as typed: `ID`, `name with spaces`, `"quoted name"` or
+/// `'quoted name'`. `None` if nothing is left.
+pub fn room_arg(a: &str) -> Option<String> {
+    let a = a.trim();
+    let unquoted = ['"', '\'']
+        .iter()
+        .find_map(|q| a.strip_prefix(*q).and_then(|r| r.strip_suffix(*q)))
+        .unwrap_or(a)
+        .trim();
+    (!unquoted.is_empty()).then(|| unquoted.to_owned())
 }
 
 const EDIT_USAGE: &str = "/edit [SEQ] TEXT (default: your last message in the current room)";
@@ -352,12 +368,12 @@ pub fn help_text() -> &'static str {
 /login NAME      log in              /logout        log out
 /password        change your password (your other sessions end)
 /create NAME     create a room, join it, make it current
-/join ID         join a room (ID or its name) and make it current
-/leave [ID]      leave a room (default: current)
-/switch ID       make a room you are in current
+/join ID|NAME    join a room and make it current (names may have spaces, or \"quote them\")
+/leave [ID|NAME] leave a room (default: current)
+/switch ID|NAME  make a room you are in current
 /rooms           all rooms, * = yours
 /users           everyone, with presence and last seen
-/who [ID]        a room's members
+/who [ID|NAME]   a room's members
 /history [N]     last N entries of the current room (default 20)
 /invites         your pending invitations; /join ID accepts one
 /me TEXT         an action: * you TEXT
@@ -374,7 +390,7 @@ rooms you run (they act on the current room):
 /op USER         make a moderator    /deop USER     make a plain member again
 /owner USER      hand the room to USER (you become a moderator)
 /topic [TEXT]    show or set the topic  /clear-topic  remove it  /rename NAME  rename the room
-/visibility public|private           /delete-room [ID]   delete a room you own, at once
+/visibility public|private      /delete-room [ID|NAME]   delete a room you own, at once
 server administrators:
 /admin invite-code [USES] [SECONDS]  a new invite code (default 1 use, 7 days)
 /admin create USER    make an account  /admin disable USER | enable USER
@@ -422,6 +438,24 @@ mod tests {
             ("/leave", Line::Command(C::Leave(None))),
             ("/leave r1", Line::Command(C::Leave(Some("r1".into())))),
             ("/switch r2", Line::Command(C::Switch("r2".into()))),
+            (
+                "/join team room",
+                Line::Command(C::Join("team room".into())),
+            ),
+            (
+                "/join \"team room\"",
+                Line::Command(C::Join("team room".into())),
+            ),
+            (
+                "/switch 'team room' ",
+                Line::Command(C::Switch("team room".into())),
+            ),
+            (
+                "/leave \"a b\"",
+                Line::Command(C::Leave(Some("a b".into()))),
+            ),
+            ("/who x y", Line::Command(C::Who(Some("x y".into())))),
+            ("/join \"\"", Line::Usage("/join ID|NAME")),
             ("/rooms", Line::Command(C::Rooms)),
             ("/users", Line::Command(C::Users)),
             ("/who", Line::Command(C::Who(None))),
@@ -489,7 +523,10 @@ mod tests {
                 "/deleteroom r1",
                 Line::Command(C::DeleteRoom(Some("r1".into()))),
             ),
-            ("/delete-room a b", Line::Usage("/delete-room [ID]")),
+            (
+                "/delete-room \"a b\"",
+                Line::Command(C::DeleteRoom(Some("a b".into()))),
+            ),
             ("/owner carol", Line::Command(C::Owner("carol".into()))),
             ("/owner", Line::Usage("/owner USER")),
             ("/password", Line::Command(C::Password)),
@@ -616,6 +653,26 @@ mod tests {
         let help = help_text();
         for name in NAMES {
             assert!(help.contains(name), "/help lacks {name}");
+        }
+    }
+
+    #[test]
+    fn the_readme_and_help_name_every_command() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+        let start = readme
+            .find("## The terminal client")
+            .expect("README has the client's section");
+        let section = &readme[start..];
+        for name in NAMES {
+            // In a table cell: `/name` or `/name ARGS`.
+            let listed =
+                section.contains(&format!("`{name}`")) || section.contains(&format!("`{name} "));
+            assert!(listed, "README's command tables lack {name}");
+            assert!(
+                crate::args::HELP.contains(&format!("{name} "))
+                    || crate::args::HELP.contains(&format!("{name}\n")),
+                "--help lacks {name}"
+            );
         }
     }
 

@@ -5,12 +5,12 @@
 //! channel and writes whatever JSON text it is handed; what to `sync` and what to send
 //! again after a reconnect is decided by the app, which sees the same events in order.
 //!
-//! tungstenite is used in blocking mode on a std `TcpStream`. The socket gets a short read
-//! timeout so that one thread can both wait for frames and pick up outgoing ones; partial
-//! frames survive a timeout inside tungstenite's buffer.
+//! tungstenite is used in blocking mode on a std `TcpStream`, or on rustls over one for
+//! `wss://` ([`crate::tls::Stream`]). The socket gets a short read timeout so that one
+//! thread can both wait for frames and pick up outgoing ones; partial frames survive a
+//! timeout inside tungstenite's buffer (and partial TLS records inside rustls's).
 
 use std::io;
-use std::net::TcpStream;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use tungstenite::{Message, WebSocket};
 use crate::http::Endpoint;
 use crate::protocol::{Room, ServerFrame};
 use crate::render::human_ms;
+use crate::tls::Stream;
 
 /// How long one read blocks before outgoing frames are looked at. Default is 20 ms: the
 /// most a typed message waits before it is written.
@@ -224,7 +225,7 @@ fn wait(cmds: &Receiver<Cmd>, d: Duration) -> bool {
     }
 }
 
-type Ws = WebSocket<TcpStream>;
+type Ws = WebSocket<Stream>;
 
 fn connect(ep: &Endpoint, token: &str) -> Result<(Ws, Hello), ConnectError> {
     let retry = |what: &str, e: &dyn std::fmt::Display| ConnectError::Retry(format!("{what}: {e}"));
@@ -232,8 +233,9 @@ fn connect(ep: &Endpoint, token: &str) -> Result<(Ws, Hello), ConnectError> {
         .connect()
         .map_err(|e| ConnectError::Retry(crate::http::describe_io(&e)))?;
     stream
+        .tcp()
         .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
-        .and_then(|_| stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT)))
+        .and_then(|_| stream.tcp().set_write_timeout(Some(HANDSHAKE_TIMEOUT)))
         .map_err(|e| retry("socket", &e))?;
 
     let mut req = ep
@@ -312,6 +314,7 @@ fn connect(ep: &Endpoint, token: &str) -> Result<(Ws, Hello), ConnectError> {
         }
     };
     ws.get_mut()
+        .tcp()
         .set_read_timeout(Some(POLL))
         .map_err(|e| retry("socket", &e))?;
     Ok((ws, hello))
@@ -431,6 +434,7 @@ fn close(ws: &mut Ws) {
             Err(_) => break,
         }
     }
+    ws.get_mut().close();
 }
 
 /// With `PARLEY_TRACE` set, every frame goes to stderr: for debugging a server.

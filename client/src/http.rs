@@ -1,5 +1,6 @@
-//! A small HTTP/1.1 client over `std::net::TcpStream`: one request per connection
-//! (`Connection: close`), `Content-Length` or chunked response bodies.
+//! A small HTTP/1.1 client over `std::net::TcpStream`, with TLS for `https://` servers
+//! ([`crate::tls`]): one request per connection (`Connection: close`), `Content-Length`
+//! or chunked response bodies.
 //!
 //! The client makes a handful of short REST calls to one server it was pointed at, so a
 //! connection per call costs nothing worth a pool, and hand-rolling keeps the dependency
@@ -9,6 +10,8 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
+
+use crate::tls::{Stream, Tls};
 
 /// How long to wait for the TCP connection. Default is 5 s: the server is expected to be
 /// near, and a user waiting longer would rather see an error.
@@ -26,28 +29,37 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// fits, a runaway stream does not.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
-/// Where the server is: parsed from `--server http://HOST:PORT`.
+/// Where the server is: parsed from `--server http://HOST:PORT` or `https://HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub host: String,
     pub port: u16,
+    /// `Some` for `https://` (and `wss://`): every connection is TLS.
+    pub tls: Option<Tls>,
 }
 
 impl Endpoint {
-    /// Accepts `http://host:port`, `http://host` (port 80), `host:port`, with or without a
-    /// trailing `/`. `https://` is refused: this client has no TLS.
+    /// Accepts `http://host:port`, `http://host` (port 80), `https://host[:port]` (port
+    /// 443), `ws://` and `wss://` alike, and `host:port` (plain), with or without a
+    /// trailing `/`. An `https://` endpoint trusts the public roots; see
+    /// [`Endpoint::with_ca_file`].
     pub fn parse(s: &str) -> Result<Endpoint, String> {
-        let rest = if let Some(r) = s.strip_prefix("http://") {
-            r
-        } else if s.starts_with("https://") || s.starts_with("wss://") {
-            return Err("https is not supported; use an http:// address".to_owned());
+        let (rest, tls) = if let Some(r) = s.strip_prefix("http://") {
+            (r, false)
+        } else if let Some(r) = s.strip_prefix("https://") {
+            (r, true)
+        } else if let Some(r) = s.strip_prefix("wss://") {
+            (r, true)
         } else if let Some(r) = s.strip_prefix("ws://") {
-            r
+            (r, false)
         } else if s.contains("://") {
-            return Err(format!("unsupported scheme in {s:?}; use http://HOST:PORT"));
+            return Err(format!(
+                "unsupported scheme in {s:?}; use http://HOST:PORT or https://HOST:PORT"
+            ));
         } else {
-            s
+            (s, false)
         };
+        let default_port = if tls { 443 } else { 80 };
         let authority = rest.split('/').next().unwrap_or_default();
         if authority.is_empty() {
             return Err(format!("no host in {s:?}"));
@@ -59,20 +71,30 @@ impl Endpoint {
                 .ok_or_else(|| format!("bad IPv6 address in {s:?}"))?;
             let port = match after.strip_prefix(':') {
                 Some(p) => parse_port(p, s)?,
-                None if after.is_empty() => 80,
+                None if after.is_empty() => default_port,
                 None => return Err(format!("bad address {s:?}")),
             };
             (format!("[{h}]"), port)
         } else {
             match authority.rsplit_once(':') {
                 Some((h, p)) => (h.to_owned(), parse_port(p, s)?),
-                None => (authority.to_owned(), 80),
+                None => (authority.to_owned(), default_port),
             }
         };
         if host.is_empty() {
             return Err(format!("no host in {s:?}"));
         }
-        Ok(Endpoint { host, port })
+        let tls = if tls { Some(Tls::new(None)?) } else { None };
+        Ok(Endpoint { host, port, tls })
+    }
+
+    /// Trust the certificates of `path` (PEM) too; only for an `https://` endpoint.
+    pub fn with_ca_file(mut self, path: &std::path::Path) -> Result<Endpoint, String> {
+        if self.tls.is_none() {
+            return Err("--ca-file is for https:// servers".to_owned());
+        }
+        self.tls = Some(Tls::new(Some(path))?);
+        Ok(self)
     }
 
     /// The `Host` header value, and the authority of the WebSocket URL.
@@ -81,11 +103,26 @@ impl Endpoint {
     }
 
     pub fn ws_url(&self, path: &str) -> String {
-        format!("ws://{}{}", self.authority(), path)
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}{}", self.authority(), path)
     }
 
-    /// Resolve and connect, trying each address in turn.
-    pub fn connect(&self) -> io::Result<TcpStream> {
+    /// Resolve and connect, trying each address in turn; over TLS, the handshake is
+    /// done (within [`IO_TIMEOUT`]) before this returns.
+    pub fn connect(&self) -> io::Result<Stream> {
+        let tcp = self.connect_tcp()?;
+        match &self.tls {
+            None => Ok(Stream::Plain(tcp)),
+            Some(tls) => {
+                tcp.set_read_timeout(Some(IO_TIMEOUT))?;
+                tcp.set_write_timeout(Some(IO_TIMEOUT))?;
+                let host = self.host.trim_start_matches('[').trim_end_matches(']');
+                tls.connect(host, tcp)
+            }
+        }
+    }
+
+    fn connect_tcp(&self) -> io::Result<TcpStream> {
         let host = self.host.trim_start_matches('[').trim_end_matches(']');
         let addrs: Vec<SocketAddr> = (host, self.port).to_socket_addrs()?.collect();
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address for host");
@@ -104,7 +141,8 @@ impl Endpoint {
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}", self.authority())
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        write!(f, "{scheme}://{}", self.authority())
     }
 }
 
@@ -151,8 +189,8 @@ pub fn request(
     body: Option<&[u8]>,
 ) -> io::Result<Response> {
     let mut stream = ep.connect()?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    stream.tcp().set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.tcp().set_write_timeout(Some(IO_TIMEOUT))?;
 
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: parley-cli/{}\r\nAccept: application/json\r\nConnection: close\r\n",
@@ -172,7 +210,9 @@ pub fn request(
     out.extend_from_slice(body);
     stream.write_all(&out)?;
     stream.flush()?;
-    read_response(&mut stream, method == "HEAD")
+    let resp = read_response(&mut stream, method == "HEAD");
+    stream.close();
+    resp
 }
 
 fn bad(msg: impl Into<String>) -> io::Error {
@@ -331,7 +371,10 @@ mod tests {
             ("localhost:9000", Some(("localhost", 9000))),
             ("http://example", Some(("example", 80))),
             ("http://[::1]:7878", Some(("[::1]", 7878))),
-            ("https://example:443", None),
+            ("https://example:8443", Some(("example", 8443))),
+            ("https://example", Some(("example", 443))),
+            ("wss://example/", Some(("example", 443))),
+            ("ws://example:1", Some(("example", 1))),
             ("http://:80", None),
             ("http://host:notaport", None),
             ("ftp://x", None),
@@ -341,6 +384,18 @@ mod tests {
             let want = want.map(|(h, p)| (h.to_owned(), p));
             assert_eq!(got, want, "{input}");
         }
+    }
+
+    #[test]
+    fn https_endpoints_use_tls_and_wss() {
+        let ep = Endpoint::parse("https://chat.example").expect("parses");
+        assert!(ep.tls.is_some());
+        assert_eq!(ep.ws_url("/api/v1/ws"), "wss://chat.example:443/api/v1/ws");
+        assert_eq!(ep.to_string(), "https://chat.example:443");
+        let ep = Endpoint::parse("http://h:1").expect("parses");
+        assert!(ep.tls.is_none());
+        assert_eq!(ep.ws_url("/x"), "ws://h:1/x");
+        assert!(ep.with_ca_file(std::path::Path::new("ca.pem")).is_err());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //! - [`args`]: command-line flags and `--help`.
-//! - [`http`]: a minimal HTTP/1.1 client; [`api`]: the REST calls on top of it.
+//! - [`http`]: a minimal HTTP/1.1 client; [`api`]: the REST calls on top of it;
+//!   [`tls`]: rustls under both for `https://` and `wss://`.
 //! - [`protocol`]: the JSON frames and bodies as serde types.
 //! - [`conn`]: the WebSocket thread: connect, pump frames, reconnect with back-off.
 //! - [`timeline`]: per-room seq tracking, so every entry shows exactly once and in order,
@@ -31,6 +32,7 @@ pub mod protocol;
 pub mod render;
 pub mod talk;
 pub mod timeline;
+pub mod tls;
 pub mod ui;
 
 use std::io::{self, BufRead, IsTerminal};

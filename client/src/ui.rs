@@ -26,6 +26,7 @@
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::io::{self, BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -38,7 +39,7 @@ use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
-use rustyline::{ColorMode, Config, Context, Editor, ExternalPrinter, Helper};
+use rustyline::{ColorMode, Config, Context, Editor, ExternalPrinter, Helper, Prompt};
 
 use crate::commands;
 
@@ -56,11 +57,44 @@ pub enum Input {
 /// server at most one `typing` frame per room every 2 s, so more would only be dropped.
 pub const TYPING_SIGNAL: Duration = Duration::from_secs(1);
 
+/// The prompt of the next line: `plain` and `styled` have the same display width.
+#[derive(Debug, Clone)]
+pub struct PromptText {
+    pub plain: String,
+    pub styled: String,
+    /// Set when the prompt says `(offline)`: the prompt to show instead as soon as
+    /// `online` turns true, while the line is still being typed. Padded with spaces
+    /// to the same width, since the editor measured the first one.
+    pub back_online: Option<(String, String)>,
+    /// Whether the connection is up, kept by the app.
+    pub online: Arc<AtomicBool>,
+}
+
+/// A prompt that follows the connection: rustyline asks it for its text at every
+/// redraw, and the app's notice of the reconnect causes one.
+struct LivePrompt(PromptText);
+
+impl Prompt for LivePrompt {
+    fn raw(&self) -> &str {
+        match &self.0.back_online {
+            Some((plain, _)) if self.0.online.load(Ordering::Relaxed) => plain,
+            _ => &self.0.plain,
+        }
+    }
+
+    fn styled(&self) -> &str {
+        match &self.0.back_online {
+            Some((_, styled)) if self.0.online.load(Ordering::Relaxed) => styled,
+            _ => &self.0.styled,
+        }
+    }
+}
+
 /// From the app to the line editor (terminal mode only).
 #[derive(Debug)]
 pub enum UiRequest {
-    /// Read the next line with this prompt: `(plain, styled)`, same display width.
-    Ready(String, String),
+    /// Read the next line with this prompt.
+    Ready(PromptText),
     /// Read a password without echo; answer `None` if the user cancelled (Ctrl-C/D).
     Password {
         prompt: String,
@@ -214,13 +248,23 @@ impl Completer for CliHelper {
             Some((cmd, arg))
                 if ["/join", "/switch", "/leave", "/who", "/dm", "/msg"].contains(&cmd) =>
             {
-                if arg.contains(' ') {
+                // A user name is one word; a room name may have spaces, and is offered
+                // in quotes then (`/switch "team room"`), matched with or without them.
+                let user_only = cmd == "/dm" || cmd == "/msg";
+                if arg.contains(' ') && (user_only || !arg.starts_with('"')) {
                     return Ok((0, Vec::new()));
                 }
                 let rooms = self.rooms.lock().map(|r| r.clone()).unwrap_or_default();
                 let found = rooms
                     .into_iter()
-                    .filter(|r| r.starts_with(arg) && !r.contains(' '))
+                    .filter_map(|r| {
+                        if !r.contains(' ') {
+                            return r.starts_with(arg).then_some(r);
+                        }
+                        let quoted = format!("\"{r}\"");
+                        let ok = !user_only && (quoted.starts_with(arg) || r.starts_with(arg));
+                        ok.then_some(quoted)
+                    })
                     .collect();
                 Ok((cmd.len() + 1, found))
             }
@@ -339,7 +383,7 @@ impl Terminal {
             // Wait for the app's turn to end: it may ask for passwords meanwhile.
             let prompt = loop {
                 match requests.recv() {
-                    Ok(UiRequest::Ready(plain, styled)) => break (plain, styled),
+                    Ok(UiRequest::Ready(p)) => break LivePrompt(p),
                     Ok(UiRequest::Password { prompt, reply }) => {
                         let pw = self.read_password(&prompt);
                         let _ = reply.send(pw);
@@ -455,6 +499,51 @@ mod tests {
         worker
             .join()
             .expect("the printer thread ends with its printer");
+    }
+
+    #[test]
+    fn room_names_with_spaces_complete_in_quotes() {
+        let h = CliHelper {
+            masking: false,
+            rooms: Arc::new(Mutex::new(vec![
+                "k3v9x0a2qp".into(),
+                "team room".into(),
+                "teal".into(),
+            ])),
+            typing: None,
+            last_line: RefCell::new(String::new()),
+            last_signal: Cell::new(None),
+        };
+        let history = DefaultHistory::new();
+        let ctx = Context::new(&history);
+        let complete = |line: &str| h.complete(line, line.len(), &ctx).expect("completes");
+        let (at, mut found) = complete("/switch te");
+        found.sort();
+        assert_eq!(
+            (at, found),
+            (8, vec!["\"team room\"".to_owned(), "teal".to_owned()])
+        );
+        assert_eq!(complete("/join \"team r").1, ["\"team room\""]);
+        assert!(
+            complete("/join team r").1.is_empty(),
+            "unquoted spaces: no guess"
+        );
+        assert!(complete("/dm te").1.iter().all(|c| !c.contains(' ')));
+    }
+
+    #[test]
+    fn an_offline_prompt_turns_online_at_the_same_width() {
+        let online = Arc::new(AtomicBool::new(false));
+        let p = LivePrompt(PromptText {
+            plain: "al@x (offline)> ".into(),
+            styled: "al@x (offline)> ".into(),
+            back_online: Some(("al@x>           ".into(), "al@x>           ".into())),
+            online: online.clone(),
+        });
+        assert_eq!(p.raw(), "al@x (offline)> ");
+        online.store(true, Ordering::Relaxed);
+        assert_eq!(p.raw(), "al@x>           ");
+        assert_eq!(p.styled().len(), "al@x (offline)> ".len());
     }
 
     #[test]

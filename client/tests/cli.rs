@@ -314,6 +314,19 @@ impl Drop for Client {
     }
 }
 
+/// A script's exit status is 1 when it printed an error (a `! ` line: a refusal, a
+/// failed command), 0 otherwise. These tests' connections never drop, so every `! `
+/// line is a failure.
+fn exit_tells_errors(name: &str, status: ExitStatus, log: &[String]) {
+    let failed = log.iter().any(|l| l.starts_with("! "));
+    assert_eq!(
+        status.code(),
+        Some(i32::from(failed)),
+        "{name}: {status}\n{}",
+        log.join("\n")
+    );
+}
+
 /// `HH:MM` followed by exactly `rest`.
 fn is_entry(line: &str, rest: &str) -> bool {
     let b = line.as_bytes();
@@ -429,6 +442,168 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, swallow: Option<Arc<RelayShared>
     let _ = to.shutdown(Shutdown::Both);
 }
 
+// ----- a TLS front for the server -----------------------------------------------------
+
+/// A self-signed certificate for `127.0.0.1` and `localhost`, written as PEM to a file
+/// the client can be given with `--ca-file`.
+struct TestCert {
+    cert_der: rustls::pki_types::CertificateDer<'static>,
+    key_der: Vec<u8>,
+    key_pem: String,
+    pem_file: PathBuf,
+}
+
+impl TestCert {
+    /// With `ca`, the certificate is also marked as a CA, as `openssl req -x509` makes
+    /// them: webpki refuses those as a server's own unless they were given.
+    fn new(dir: &Path, ca: bool) -> TestCert {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("certificate names");
+        if ca {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        let key = rcgen::KeyPair::generate().expect("generate a key");
+        let cert = params.self_signed(&key).expect("sign the certificate");
+        let pem_file = dir.join(if ca { "ca.pem" } else { "server.pem" });
+        std::fs::write(&pem_file, cert.pem()).expect("write the certificate");
+        TestCert {
+            cert_der: cert.der().clone(),
+            key_der: key.serialize_der(),
+            key_pem: key.serialize_pem(),
+            pem_file,
+        }
+    }
+}
+
+/// Terminates TLS with [`TestCert`] and passes the plain bytes to the real server: the
+/// client does a real handshake, then speaks HTTPS and WSS to `parley-server` through it.
+/// Counts the handshakes that completed.
+struct TlsFront {
+    addr: String,
+    handshakes: Arc<AtomicU32>,
+}
+
+impl TlsFront {
+    fn start(upstream: &str, cert: &TestCert) -> TlsFront {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.cert_der.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_der.clone())),
+            )
+            .expect("server certificate");
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the TLS front");
+        let addr = listener.local_addr().expect("front address").to_string();
+        let handshakes = Arc::new(AtomicU32::new(0));
+        let count = handshakes.clone();
+        let upstream = upstream.to_owned();
+        thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let config = config.clone();
+                let upstream = upstream.clone();
+                let count = count.clone();
+                thread::spawn(move || tls_pipe(client, &upstream, config, &count));
+            }
+        });
+        TlsFront { addr, handshakes }
+    }
+
+    fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+}
+
+/// One connection through the front: both directions on one thread, polling each side
+/// with a short read timeout (a timeout leaves a partial TLS record buffered in rustls).
+fn tls_pipe(
+    client: TcpStream,
+    upstream: &str,
+    config: Arc<rustls::ServerConfig>,
+    handshakes: &AtomicU32,
+) {
+    let Ok(conn) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    let Ok(mut server) = TcpStream::connect(upstream) else {
+        return;
+    };
+    let poll = Some(Duration::from_millis(5));
+    if client.set_read_timeout(poll).is_err() || server.set_read_timeout(poll).is_err() {
+        return;
+    }
+    let mut tls = rustls::StreamOwned::new(conn, client);
+    let timeout = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )
+    };
+    let mut counted = false;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if server.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if timeout(&e) => {}
+            Err(_) => break,
+        }
+        if !counted && !tls.conn.is_handshaking() {
+            counted = true;
+            handshakes.fetch_add(1, Ordering::SeqCst);
+        }
+        match server.read(&mut buf) {
+            Ok(0) => {
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+                break;
+            }
+            Ok(n) => {
+                if tls.write_all(&buf[..n]).and_then(|_| tls.flush()).is_err() {
+                    break;
+                }
+            }
+            Err(e) if timeout(&e) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = tls.sock.shutdown(Shutdown::Both);
+    let _ = server.shutdown(Shutdown::Both);
+}
+
+/// Run a script: `--server URL`, `extra` flags, `input` on standard input; returns the
+/// exit code and everything printed (stdout, then stderr).
+fn script(url: &str, extra: &[&str], input: &str) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parley-cli"))
+        .args(["--server", url])
+        .args(extra)
+        .env_remove("PARLEY_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn scripted client");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("write script");
+    drop(stdin);
+    let out = child.wait_with_output().expect("script runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
 // ----- the tests ----------------------------------------------------------------------
 
 #[test]
@@ -449,11 +624,13 @@ fn help_lists_options_and_commands() {
         "/logout",
         "/create NAME",
         "/join ID",
-        "/leave [ID]",
+        "/leave [ID|NAME]",
         "/switch ID",
         "/rooms",
         "/users",
-        "/who [ID]",
+        "/who [ID|NAME]",
+        "--ca-file FILE",
+        "https://",
         "/history [N]",
         "/help",
         "/quit",
@@ -676,8 +853,9 @@ fn errors_are_printed_plainly_and_the_client_keeps_running() {
     mallory.create("after");
     mallory.send("still here");
     mallory.wait_entry("after", "mallory: still here");
+    // As a script it failed, though: its exit status says so.
     let (status, log) = mallory.finish();
-    assert!(status.success(), "exit {status}\n{}", log.join("\n"));
+    assert_eq!(status.code(), Some(1), "{}", log.join("\n"));
 }
 
 #[test]
@@ -1060,7 +1238,7 @@ fn moderators_kick_and_ban_and_private_rooms_stay_hidden() {
     for c in [alice, alice2, carol, dave] {
         let name = c.name.clone();
         let (status, log) = c.finish();
-        assert!(status.success(), "{name}: {status}\n{}", log.join("\n"));
+        exit_tells_errors(&name, status, &log);
     }
 }
 
@@ -1130,7 +1308,7 @@ fn registration_by_invite_code_and_admin_commands() {
     for c in [alice, bob, carol, erin] {
         let name = c.name.clone();
         let (status, log) = c.finish();
-        assert!(status.success(), "{name}: {status}\n{}", log.join("\n"));
+        exit_tells_errors(&name, status, &log);
     }
 
     // A closed server says so.
@@ -1235,7 +1413,7 @@ fn direct_messages_are_listed_apart_and_blocks_refuse_them() {
     for c in [alice, bob] {
         let name = c.name.clone();
         let (status, log) = c.finish();
-        assert!(status.success(), "{name}: {status}\n{}", log.join("\n"));
+        exit_tells_errors(&name, status, &log);
         assert_eq!(
             log.iter()
                 .filter(|l| is_entry(l, " [@alice] alice: psst, over here")
@@ -1423,6 +1601,199 @@ fn edits_and_deletions_show_live_and_in_history() {
     for c in [alice, alice2, bob, carol] {
         let name = c.name.clone();
         let (status, log) = c.finish();
-        assert!(status.success(), "{name}: {status}\n{}", log.join("\n"));
+        exit_tells_errors(&name, status, &log);
     }
+}
+
+#[test]
+fn https_and_wss_through_tls_with_a_ca_file() {
+    let server = Server::start(&[]);
+    let dir = temp_dir("tls");
+    let cert = TestCert::new(&dir, false);
+    let front = TlsFront::start(&server.addr, &cert);
+    let ca = cert.pem_file.to_str().expect("utf-8 path").to_owned();
+
+    // Registering and logging in are HTTPS calls; the echo of a message comes over WSS.
+    let mut alice = Client::start("alice", &front.url(), PASSWORD, &["--ca-file", &ca]);
+    alice.register("alice");
+    alice.create("secure");
+    alice.send("over tls");
+    alice.wait_entry("secure", "alice: over tls");
+    let (status, log) = alice.finish();
+    assert!(status.success(), "exit {status}\n{}", log.join("\n"));
+    // register, login, /me, create: HTTPS; the WebSocket: one more.
+    assert!(
+        front.handshakes.load(Ordering::SeqCst) >= 5,
+        "{} handshakes",
+        front.handshakes.load(Ordering::SeqCst)
+    );
+
+    // Without --ca-file the self-signed certificate is refused, and the script says so.
+    let (code, text) = script(
+        &front.url(),
+        &["--user", "alice", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("certificate"), "{text}");
+    assert!(text.contains("--ca-file"), "a hint: {text}");
+
+    // A script over TLS, as a bot would run one.
+    let (code, text) = script(
+        &front.url(),
+        &["--ca-file", &ca, "--user", "alice", "--password-stdin"],
+        &format!("{PASSWORD}\n/switch secure\nfrom a tls script\n"),
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("alice: from a tls script"), "{text}");
+
+    // A self-signed certificate marked as a CA (what `openssl req -x509` makes) works
+    // when given, by its name too; another file does not make it trusted.
+    let ca_cert = TestCert::new(&dir, true);
+    let ca_front = TlsFront::start(&server.addr, &ca_cert);
+    let ca_pem = ca_cert.pem_file.to_str().expect("utf-8 path").to_owned();
+    let by_name = ca_front.url().replace("127.0.0.1", "localhost");
+    let (code, text) = script(
+        &by_name,
+        &["--ca-file", &ca_pem, "--user", "alice", "--password-stdin"],
+        &format!("{PASSWORD}\n/switch secure\nfrom behind a CA-flagged certificate\n"),
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("alice: from behind a CA-flagged certificate"),
+        "{text}"
+    );
+    let (code, text) = script(
+        &ca_front.url(),
+        &["--ca-file", &ca, "--user", "alice", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("TLS handshake failed"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn scripts_exit_non_zero_when_something_failed() {
+    let server = Server::start(&[]);
+    let mut alice = Client::start("alice", &server.url(), PASSWORD, &[]);
+    alice.register("alice");
+    alice.create("ops");
+    let login = ["--user", "alice", "--password-stdin"];
+
+    // All well: 0.
+    let (code, text) = script(
+        &server.url(),
+        &login,
+        &format!("{PASSWORD}\n/switch ops\nall good\n"),
+    );
+    assert_eq!(code, Some(0), "{text}");
+
+    // A wrong password.
+    let (code, text) = script(
+        &server.url(),
+        &login,
+        "not-the-password\n/switch ops\nhello\n",
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(text.matches("login failed").count(), 1, "{text}");
+
+    // No server there.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let (code, text) = script(&dead, &login, &format!("{PASSWORD}\nhello\n"));
+    assert_eq!(code, Some(1), "{text}");
+
+    // Not a member of the room named.
+    let mut bob = Client::start("bob", &server.url(), PASSWORD, &[]);
+    bob.register("bob");
+    bob.create("elsewhere");
+    let (code, text) = script(
+        &server.url(),
+        &login,
+        &format!("{PASSWORD}\n/switch elsewhere\nhello\n"),
+    );
+    assert_eq!(code, Some(1), "{text}");
+
+    // A line the server refuses with an error frame.
+    let (code, text) = script(
+        &server.url(),
+        &login,
+        &format!("{PASSWORD}\n/switch ops\n/frobnicate\n"),
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("unknown_command"), "{text}");
+
+    // Logging out is no failure.
+    let (code, text) = script(
+        &server.url(),
+        &login,
+        &format!("{PASSWORD}\n/switch ops\nbye\n/logout\n"),
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("-- logged out"), "{text}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("! ")),
+        "no error: {text}"
+    );
+}
+
+#[test]
+fn rooms_with_spaces_in_their_names_are_joined_and_switched_to_by_name() {
+    let server = Server::start(&[]);
+    let mut alice = Client::start("alice", &server.url(), PASSWORD, &[]);
+    let mut bob = Client::start("bob", &server.url(), PASSWORD, &[]);
+    alice.register("alice");
+    bob.register("bob");
+    alice.create("team room");
+    alice.create("other");
+
+    let m = bob.mark();
+    bob.send("/join team room");
+    bob.wait_new(m, "joined team room");
+    bob.send("hello team");
+    alice.wait_entry("team room", "bob: hello team");
+
+    let m = alice.mark();
+    alice.send("/switch \"team room\"");
+    alice.wait_new(m, "current room: team room");
+    alice.send("hi bob");
+    bob.wait_entry("team room", "alice: hi bob");
+
+    let m = bob.mark();
+    bob.send("/leave 'team room'");
+    bob.wait_new(m, "left team room");
+    let m = bob.mark();
+    bob.send("/join \"team room\"");
+    bob.wait_new(m, "joined team room");
+}
+
+#[test]
+fn https_and_wss_against_the_servers_own_tls() {
+    let dir = temp_dir("server-tls");
+    let cert = TestCert::new(&dir, false);
+    let key_file = dir.join("server.key");
+    std::fs::write(&key_file, &cert.key_pem).expect("write the key");
+    let (cert_path, key_path) = (
+        cert.pem_file.to_str().expect("utf-8 path").to_owned(),
+        key_file.to_str().expect("utf-8 path").to_owned(),
+    );
+    let server = Server::start(&["--tls-cert", &cert_path, "--tls-key", &key_path]);
+    let url = format!("https://{}", server.addr);
+    let mut alice = Client::start("alice", &url, PASSWORD, &["--ca-file", &cert_path]);
+    alice.register("alice");
+    alice.create("direct tls");
+    alice.send("straight to the server");
+    alice.wait_entry("direct tls", "alice: straight to the server");
+    let (status, log) = alice.finish();
+    assert!(status.success(), "exit {status}\n{}", log.join("\n"));
+
+    // Plain HTTP to a TLS port is no server to this client.
+    let plain = format!("http://{}", server.addr);
+    let (code, text) = script(
+        &plain,
+        &["--user", "alice", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(code, Some(1), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

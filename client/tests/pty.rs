@@ -979,3 +979,108 @@ fn enter_pressed_while_messages_pour_in_never_freezes_the_client() {
     bob.line("/quit");
     assert!(bob.wait_exit().success());
 }
+
+/// A TCP relay to the server that can cut every connection through it and, while down,
+/// refuse new ones: the connection drops and stays down until [`Relay::up`].
+struct Relay {
+    addr: String,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start(upstream: &str) -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+        let addr = listener.local_addr().expect("relay address").to_string();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = Arc::new(Mutex::new(Vec::new()));
+        let (d, o, up) = (down.clone(), open.clone(), upstream.to_owned());
+        thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if d.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection closed
+                }
+                let Ok(server) = TcpStream::connect(&up) else {
+                    continue;
+                };
+                let pair = [client.try_clone(), server.try_clone()];
+                let [Ok(c2), Ok(s2)] = pair else { continue };
+                if let Ok(mut v) = o.lock() {
+                    v.extend([c2.try_clone(), s2.try_clone()].into_iter().flatten());
+                }
+                let (mut c_in, mut s_out) = (client, s2);
+                let (mut s_in, mut c_out) = (server, c2);
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_in, &mut s_out);
+                    let _ = s_out.shutdown(std::net::Shutdown::Both);
+                });
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_in, &mut c_out);
+                    let _ = c_out.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Relay { addr, down, open }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Cut every connection and refuse new ones.
+    fn down(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        for s in open.drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn up(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn the_password_rules_come_first_and_offline_leaves_the_prompt_when_the_connection_is_back() {
+    let server = Server::start();
+    let relay = Relay::start(&server.addr);
+    let mut bob = Pty::start("bob", &relay.url(), &[]);
+
+    // The rules are on the screen before the password is asked for.
+    let m = bob.mark();
+    bob.register("bob");
+    let text = bob.since(m);
+    let rules = text
+        .find("passwords: 15 to 1024 bytes")
+        .expect("the rules are shown");
+    let asked = text
+        .find("new password for bob: ")
+        .expect("the password is asked for");
+    assert!(rules < asked, "{text}");
+    bob.create("lobby");
+
+    // Down: a line entered now gets the offline prompt.
+    let m = bob.mark();
+    relay.down();
+    bob.wait_new(m, "connection lost");
+    bob.enter();
+    bob.type_text("half");
+    bob.wait_until("the offline prompt", |t| {
+        (t.cursor_row() == "bob@lobby (offline)> half").then_some(())
+    });
+
+    // Back: the prompt says so by itself, the typed line intact, before any Enter.
+    relay.up();
+    bob.wait_new(m, "reconnected");
+    let row = bob.wait_until("the prompt without (offline)", |t| {
+        let row = t.cursor_row();
+        (!row.contains("offline") && row.ends_with("half")).then_some(row)
+    });
+    assert!(row.starts_with("bob@lobby> "), "{row:?}");
+    bob.type_text(" a line");
+    bob.enter();
+    bob.wait_new(m, "[lobby] bob: half a line");
+    bob.line("/quit");
+    assert!(bob.wait_exit().success());
+}

@@ -10,6 +10,12 @@ use crate::timeline::Timeline;
 /// How many times `/register` asks for an invite code on a terminal. Default is 3.
 const MAX_CODE_ASKS: u32 = 3;
 
+/// Shown before a new password is asked for. The contract's rule: 15 to 1024 bytes by
+/// default; a server started with `--min-password-length` says its own minimum when it
+/// refuses one.
+pub(super) const PASSWORD_RULES: &str =
+    "passwords: 15 to 1024 bytes, any characters (a few words make a good one); a server may ask for another minimum";
+
 impl App {
     /// `code`: an invite code typed with the command; else `--invite-code`'s, if any.
     /// When the server wants one and none was given, it is asked for on a terminal.
@@ -69,6 +75,9 @@ impl App {
 
     /// A new password: asked twice on a terminal, else the one given.
     pub(super) fn new_password(&mut self, prompt: &str) -> Option<String> {
+        if matches!(self.password, PasswordSource::Ask) {
+            self.notice(PASSWORD_RULES);
+        }
         let pw = self.ask_password(prompt)?;
         if matches!(self.password, PasswordSource::Ask) {
             let again = self.ask_password("repeat the password: ")?;
@@ -121,14 +130,17 @@ impl App {
         let ok = match self.api.login(name, pw) {
             Ok(ok) => ok,
             Err(e) => {
-                let what = match e.code() {
-                    Some("invalid_credentials") => "login failed: wrong username or password",
-                    Some("account_disabled") => {
-                        "login failed: this account was disabled by a server administrator"
+                // Said once: the server's own message would only say it again.
+                let text = match e.code() {
+                    Some("invalid_credentials") => {
+                        "login failed: wrong username or password (invalid_credentials)".to_owned()
                     }
-                    _ => "login failed",
+                    Some("account_disabled") => {
+                        "login failed: this account was disabled by a server administrator (account_disabled)".to_owned()
+                    }
+                    _ => format!("login failed: {e}"),
                 };
-                self.api_error(what, e);
+                self.error(&text);
                 return;
             }
         };
@@ -245,6 +257,9 @@ impl App {
         let Some(mut s) = self.session.take() else {
             return 0;
         };
+        // What the old connection still reports (its 4001 close after a logout) is
+        // about a session that is gone: ignore it.
+        self.tag += 1;
         if let Some(c) = s.conn.take() {
             c.shutdown();
         }

@@ -77,7 +77,7 @@ impl App {
     fn apply(&mut self, step: Step) {
         for (room, gap) in &step.gaps {
             let label = self.label(room);
-            self.error(&match gap {
+            self.warn(&match gap {
                 Gap::NotKept => format!(
                     "{label}: some entries were missed and are no longer kept by the server"
                 ),
@@ -114,7 +114,7 @@ impl App {
             NetEvent::Connected(hello) => self.on_hello(hello),
             NetEvent::Frame(f) => self.on_frame(f),
             NetEvent::Garbled(text) => {
-                self.error(&format!("unreadable frame from the server: {text}"))
+                self.warn(&format!("unreadable frame from the server: {text}"))
             }
             NetEvent::Lost { reason, retry_in } => {
                 if let Some(s) = self.session.as_mut() {
@@ -123,7 +123,7 @@ impl App {
                     s.outbox.connection_lost();
                     s.timeline.connection_lost();
                 }
-                self.error(&format!(
+                self.warn(&format!(
                     "connection lost ({reason}); reconnecting in {}",
                     human_ms(retry_in.as_millis() as u64)
                 ));
@@ -136,7 +136,7 @@ impl App {
                 let first = self.session.as_ref().is_some_and(|s| !s.ever_connected);
                 let next = human_ms(retry_in.as_millis() as u64);
                 if first && attempt == 1 {
-                    self.error(&format!("cannot connect ({reason}); retrying in {next}"));
+                    self.warn(&format!("cannot connect ({reason}); retrying in {next}"));
                 } else {
                     self.notice(&format!(
                         "reconnect attempt {attempt} failed ({reason}); next in {next}"
@@ -144,10 +144,12 @@ impl App {
                 }
             }
             NetEvent::Ended { reason } => {
-                if let Some(s) = self.session.as_mut() {
-                    // The thread has exited; dropping the handle is enough.
-                    s.conn = None;
-                }
+                let Some(s) = self.session.as_mut() else {
+                    // Logged out here already: the server closing the socket is no news.
+                    return;
+                };
+                // The thread has exited; dropping the handle is enough.
+                s.conn = None;
                 self.end_session(&reason);
             }
         }
@@ -162,6 +164,9 @@ impl App {
         let new_epoch = s.epoch.as_ref().is_some_and(|e| *e != hello.epoch);
         s.online = true;
         s.ever_connected = true;
+        // Before anything is printed: the next redraw of the prompt drops `(offline)`.
+        self.online
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         s.epoch = Some(hello.epoch);
         if new_epoch {
             s.timeline.clear();
@@ -224,7 +229,7 @@ impl App {
             self.room_names.insert(r.id.clone(), r.name.clone());
         }
         if new_epoch {
-            self.error("the server lost its stored history (new epoch); starting afresh from now");
+            self.warn("the server lost its stored history (new epoch); starting afresh from now");
         }
         if first {
             self.notice(&format!("connected as {}", hello.username));
@@ -328,7 +333,15 @@ impl App {
             } => {
                 let text = error_text(&code, &message, retry_after_ms);
                 let Some(n) = nonce.as_ref().map(nonce_str) else {
-                    return self.error(&text);
+                    // No nonce: the answer to a frame the client sent by itself (`read`,
+                    // `typing`, `sync`), not to a line of the user's. One about a room
+                    // just left or deleted is expected (the frame was on its way while
+                    // the leave went through) and is no news; others are shown, but
+                    // fail nothing the user asked for.
+                    if code == "room_not_found" || code == "not_a_member" {
+                        return;
+                    }
+                    return self.warn(&text);
                 };
                 if code == "rate_limited" {
                     let wait = Duration::from_millis(retry_after_ms.unwrap_or(1000));

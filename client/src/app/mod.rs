@@ -20,6 +20,7 @@ mod rooms;
 mod talk;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,7 @@ use crate::outbox::Outbox;
 use crate::protocol::{Entry, Room};
 use crate::render::{clean, Style};
 use crate::timeline::Timeline;
-use crate::ui::{Input, Printer, UiRequest};
+use crate::ui::{Input, Printer, PromptText, UiRequest};
 
 /// At end of a script, how long to wait for acknowledgements. Default is 30 s: room for a
 /// few reconnect attempts at full back-off, bounded so a dead server ends the script.
@@ -124,6 +125,12 @@ pub struct App {
     /// Set once input ended or `/quit`: exit when the outbox is empty or at this moment.
     closing: Option<Instant>,
     exit_code: i32,
+    /// Something the user asked for failed (an error line was printed, other than the
+    /// connection's own ups and downs): a script then exits with 1.
+    failed: bool,
+    /// Whether the connection is up, shared with the prompt on the terminal so that
+    /// `(offline)` goes away the moment it is back.
+    online: Arc<AtomicBool>,
 }
 
 impl App {
@@ -147,6 +154,8 @@ impl App {
             room_names: HashMap::new(),
             closing: None,
             exit_code: 0,
+            failed: false,
+            online: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -186,6 +195,8 @@ impl App {
                             self.on_net(ev);
                         }
                     }
+                    let online = self.session.as_ref().is_some_and(|s| s.online);
+                    self.online.store(online, Ordering::Relaxed);
                 }
                 default(self.next_wake()) => {}
             }
@@ -214,6 +225,11 @@ impl App {
         }
         if let Some(ui) = &self.ui {
             let _ = ui.send(UiRequest::Quit);
+        }
+        // A script whose login, command or message failed says so in its exit status;
+        // on a terminal the person saw the error and chose to quit.
+        if self.ui.is_none() && self.failed && self.exit_code == 0 {
+            self.exit_code = 1;
         }
         self.exit_code
     }
@@ -250,7 +266,16 @@ impl App {
         self.out.line(&line);
     }
 
+    /// An error: something asked for did not happen. A script exits with 1 after one.
     fn error(&mut self, text: &str) {
+        self.failed = true;
+        self.warn(text);
+    }
+
+    /// Shown like an error, but nothing asked for failed (yet): the connection dropped
+    /// and is being re-established, entries were missed. It does not change the exit
+    /// status by itself; what stays undelivered does.
+    fn warn(&mut self, text: &str) {
         let line = self.style.error(text);
         self.out.line(&line);
     }
@@ -295,6 +320,9 @@ impl App {
     /// Hand the editor its next prompt: `user@room> `.
     fn ready(&mut self) {
         let Some(ui) = &self.ui else { return };
+        let online = self.session.as_ref().is_some_and(|s| s.online);
+        self.online.store(online, Ordering::Relaxed);
+        let mut back_online = None;
         let (plain, styled) = match &self.session {
             None => ("parley> ".to_owned(), self.paint_prompt("parley", "", "")),
             Some(s) => {
@@ -308,6 +336,13 @@ impl App {
                 } else {
                     " (offline)"
                 };
+                if !state.is_empty() {
+                    let pad = " ".repeat(state.len());
+                    back_online = Some((
+                        format!("{}{room}> {pad}", s.user),
+                        format!("{}{pad}", self.paint_prompt(&s.user, &room, "")),
+                    ));
+                }
                 (
                     format!("{}{room}{state}> ", s.user),
                     self.paint_prompt(&s.user, &room, state),
@@ -328,7 +363,12 @@ impl App {
         }
         // What this turn printed comes before the prompt.
         self.out.flush();
-        let _ = ui.send(UiRequest::Ready(plain, styled));
+        let _ = ui.send(UiRequest::Ready(PromptText {
+            plain,
+            styled,
+            back_online,
+            online: self.online.clone(),
+        }));
     }
 
     fn paint_prompt(&self, user: &str, room: &str, state: &str) -> String {
