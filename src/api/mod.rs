@@ -1,9 +1,10 @@
 //! REST routing and handlers. Handlers are thin: they parse, call the chat core and shape the
 //! answer; the core decides everything. The room calls live in `rooms`; administration
-//! and password changes in `admin`.
+//! and password changes in `admin`; the browser client's files in `web`.
 
 mod admin;
 mod rooms;
+mod web;
 
 use std::net::IpAddr;
 
@@ -22,6 +23,8 @@ fn allowed(segments: &[&str]) -> Option<&'static [&'static str]> {
     const POST: &[&str] = &["POST"];
     Some(match segments {
         ["healthz"] | ["metrics"] => GET,
+        [""] => GET,
+        ["web", name] if web::exists(name) => GET,
         ["api", "v1", rest @ ..] => match rest {
             ["register"] | ["login"] | ["logout"] | ["password"] => POST,
             ["admin", "invite-codes"] | ["admin", "users"] => POST,
@@ -102,6 +105,8 @@ async fn route(
             Some(why) => Response::json(503, &json!({ "status": "failing", "reason": why })),
         },
         ["metrics"] => metrics(core),
+        [""] => web::serve(req, "index.html"),
+        ["web", name] => web::serve(req, name),
         ["api", "v1", "register"] => match body::<Credentials>(req) {
             Ok(c) => {
                 let code = c.invite_code.as_deref();
