@@ -212,7 +212,7 @@ function renderRooms() {
       const on = S.presence.get(dmPeer(r).toLowerCase());
       parts.push(el('span', { class: `dot${on ? ' on' : ''}`, title: on ? 'online' : 'offline', 'aria-hidden': 'true' }));
     } else if (r.visibility === 'private') {
-      parts.push(el('span', { class: 'lock', title: 'private room', 'aria-hidden': 'true' }, '🔒'));
+      parts.push(el('span', { class: 'lock', title: 'private room', 'aria-hidden': 'true' }));
     } else {
       parts.push(el('span', { 'aria-hidden': 'true' }, '#'));
     }
@@ -464,6 +464,10 @@ async function refreshRoom(id) {
     const R = S.rooms.get(id);
     if (!R) return;
     const { member_list: members, ...room } = r;
+    if ((room.read_seq || 0) < (R.room.read_seq || 0)) {
+      room.read_seq = R.room.read_seq;
+      room.unread = R.room.unread;
+    }
     R.room = { ...R.room, ...room };
     R.members = members;
     renderRooms();
@@ -504,6 +508,7 @@ function markRead() {
   const R = S.rooms.get(S.current);
   if (!R || document.visibilityState !== 'visible' || !atBottom()) return;
   const last = R.last || 0;
+  if (last === 0) return;
   if (last > (R.room.read_seq || 0) || (R.room.unread || 0) > 0) {
     if (S.link && S.link.now({ type: 'read', room: R.room.id, seq: last })) {
       R.room.read_seq = Math.max(R.room.read_seq || 0, last);
@@ -622,9 +627,13 @@ function onFrame(f) {
 async function refreshUnread(R) {
   try {
     const r = await api.get(`/rooms/${enc(R.room.id)}`);
-    R.room.unread = r.unread;
-    R.room.read_seq = r.read_seq;
+    // A read frame this tab sent may not have reached the server before it answered.
+    if ((r.read_seq || 0) >= (R.room.read_seq || 0)) {
+      R.room.unread = r.unread;
+      R.room.read_seq = r.read_seq;
+    }
     renderRooms();
+    if (S.current === R.room.id) markRead();
   } catch {
     // Gone or unreachable; the next frame corrects it.
   }

@@ -296,23 +296,6 @@ const steps = [
     assert(dialogsSeen.length === 0, `a dialog opened: ${dialogsSeen}`);
   }],
 
-  ['screenshots of the chat', async () => {
-    const { page } = ctx;
-    await page.getByRole('button', { name: 'Members' }).click();
-    await shot(page, 'chat', { width: 1280, height: 800, dark: false });
-    await shot(page, 'chat', { width: 1280, height: 800, dark: true });
-    await page.getByRole('button', { name: 'Members' }).click();
-    await shot(page, 'chat', { width: 390, height: 844, dark: false });
-    await shot(page, 'chat', { width: 390, height: 844, dark: true });
-    if (SHOTS) {
-      await page.getByRole('button', { name: 'Show rooms' }).click();
-      await shot(page, 'rooms', { width: 390, height: 844, dark: false });
-      await page.getByRole('button', { name: 'Show rooms' }).click();
-    }
-    await page.setViewportSize({ width: 1280, height: 800 });
-    await page.emulateMedia({ colorScheme: 'light' });
-  }],
-
   ['typing indicators both ways', async () => {
     const { page } = ctx;
     ctx.bob.frame({ type: 'typing', room: ctx.general });
@@ -393,6 +376,85 @@ const steps = [
     await ctx.carol.say(room.id, 'welcome to the plans');
     await log(page).getByText('welcome to the plans').waitFor();
     ctx.secret = room.id;
+  }],
+
+  ['joining from the public list, and scrolling back through history', async () => {
+    const { page } = ctx;
+    const room = await ctx.bob.call('POST', '/rooms', { name: 'archive' });
+    for (let i = 1; i <= 120; i++) await ctx.bob.say(room.id, `archived line ${i}.`);
+    await page.getByRole('button', { name: 'Join room' }).click();
+    await page.getByRole('button', { name: 'Join archive' }).click();
+    await page.getByRole('heading', { name: 'archive' }).waitFor();
+    await log(page).getByText('archived line 120.').waitFor();
+    assert((await countInLog(page, 'archived line 1.')) === 0, 'the whole history came at once');
+    for (let i = 0; i < 10 && (await countInLog(page, 'archived line 1.')) === 0; i++) {
+      await log(page).evaluate((l) => { l.scrollTop = 0; });
+      await page.waitForTimeout(300);
+    }
+    await waitCount(page, 'archived line 1.', 1);
+    for (const n of [2, 50, 51, 70, 71, 119, 120]) await waitCount(page, `archived line ${n}.`, 1);
+    const seqs = await page.evaluate(() => [...document.querySelectorAll('#log .entry')].map((e) => e.dataset.seq));
+    assert(seqs.length === 122 && new Set(seqs).size === 122, `the log holds ${seqs.length} entries, not 122 (two joins, 120 lines)`);
+    ctx.archive = room.id;
+  }],
+
+  ['unread counts clear across tabs', async () => {
+    const { page } = ctx;
+    await roomsNav(page).getByRole('button', { name: /^general/ }).click();
+    const other = await newPage();
+    await signIn(other, 'alice', false);
+    await roomsNav(other).getByRole('button', { name: /^general/ }).click();
+    await ctx.bob.say(ctx.dm, 'are you there?');
+    await roomsNav(page).getByRole('button', { name: /^bob\s*1$/ }).waitFor();
+    await roomsNav(other).getByRole('button', { name: /^bob\s*1$/ }).waitFor();
+    await roomsNav(other).getByRole('button', { name: /^bob/ }).click();
+    await log(other).getByText('are you there?').waitFor();
+    await roomsNav(page).getByRole('button', { name: /^bob$/ }).waitFor();
+    await other.context().close();
+  }],
+
+  ['moderation from the member list: topic, moderator, kick', async () => {
+    const { page } = ctx;
+    await roomsNav(page).getByRole('button', { name: /^general/ }).click();
+    await page.getByRole('button', { name: 'Settings' }).click();
+    await page.getByLabel('Topic').fill('Everything and nothing');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('#room-topic', { hasText: 'Everything and nothing' }).waitFor();
+    await log(page).getByText('alice set the topic to “Everything and nothing”').waitFor();
+    await page.getByRole('button', { name: 'Members' }).click();
+    const members = page.getByRole('complementary', { name: 'Members' });
+    await members.getByRole('button', { name: 'Make moderator bob' }).click();
+    await log(page).getByText('alice made bob moderator').waitFor();
+    await members.getByRole('button', { name: 'Remove moderator bob' }).waitFor();
+    const mark = ctx.bob.frames.length;
+    await members.getByRole('button', { name: 'Kick bob' }).click();
+    await page.getByLabel('Reason (optional)').fill('a test');
+    await page.getByRole('button', { name: 'Kick', exact: true }).click();
+    await ctx.bob.next((f) => f.type === 'entry' && f.kind === 'kick' && f.target === 'bob', mark, 'the kick');
+    await log(page).getByText('alice removed bob: a test').waitFor();
+    await page.getByRole('button', { name: 'Members' }).click();
+    await ctx.bob.call('POST', `/rooms/${ctx.general}/join`);
+    await log(page).locator('.entry', { hasText: 'bob joined' }).nth(1).waitFor();
+  }],
+
+  ['screenshots of the chat', async () => {
+    const { page } = ctx;
+    await ctx.bob.say(ctx.archive, 'anyone still here?');
+    await ctx.bob.say(ctx.archive, '@alice the archive is complete');
+    await roomsNav(page).getByRole('button', { name: /^archive\s*2$/ }).waitFor();
+    await page.getByRole('button', { name: 'Members' }).click();
+    await shot(page, 'chat', { width: 1280, height: 800, dark: false });
+    await shot(page, 'chat', { width: 1280, height: 800, dark: true });
+    await page.getByRole('button', { name: 'Members' }).click();
+    await shot(page, 'chat', { width: 390, height: 844, dark: false });
+    await shot(page, 'chat', { width: 390, height: 844, dark: true });
+    if (SHOTS) {
+      await page.getByRole('button', { name: 'Show rooms' }).click();
+      await shot(page, 'rooms', { width: 390, height: 844, dark: false });
+      await page.getByRole('button', { name: 'Show rooms' }).click();
+    }
+    await page.setViewportSize({ width: 1280, height: 800 });
+    await page.emulateMedia({ colorScheme: 'light' });
   }],
 
   ['a server restart: missed entries once, offline message sent once', async () => {
