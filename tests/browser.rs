@@ -106,6 +106,16 @@ fn browser_client_in_headless_chromium() {
             break Some(status);
         }
         if started.elapsed() > RUN_LIMIT {
+            // SIGTERM first: the script then stops the server it started.
+            // SAFETY: kill(2) on our own child's pid, which has not been reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let grace = Instant::now();
+            while grace.elapsed() < Duration::from_secs(5) {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
             let _ = child.kill();
             let _ = child.wait();
             break None;

@@ -348,6 +348,7 @@ function mergeEntries(R, entries) {
     fresh.push(e);
     if (e.seq > R.last) R.last = e.seq;
     if (R.oldest === null || e.seq < R.oldest) R.oldest = e.seq;
+    if (e.seq === 1) R.complete = true;
     if (e.kind === 'edit' && e.ref) {
       const m = R.entries.get(e.ref);
       if (m && !m.deleted && e.text !== undefined) {

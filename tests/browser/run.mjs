@@ -457,19 +457,42 @@ const steps = [
     await page.emulateMedia({ colorScheme: 'light' });
   }],
 
+  ['the page reconnects by itself after the server restarts', async () => {
+    const { page } = ctx;
+    await roomsNav(page).getByRole('button', { name: /^general/ }).click();
+    const port = server.addr.split(':').pop();
+    await stopServer('SIGTERM');
+    await page.getByText(/Offline/).waitFor();
+    server = await startServer(port);
+    ctx.bob.frames = [];
+    await ctx.bob.connect();
+    await ctx.bob.say(ctx.general, 'back after a clean restart');
+    await waitCount(page, 'back after a clean restart', 1);
+    await page.locator('#conn', { hasText: /^$/ }).waitFor({ state: 'attached' });
+    await say(page, 'and the page is live again');
+    await ctx.bob.next((f) => f.type === 'entry' && f.text === 'and the page is live again', 0, 'the message after reconnecting');
+    await waitCount(page, 'back after a clean restart', 1);
+  }],
+
   ['a server restart: missed entries once, offline message sent once', async () => {
     const { page } = ctx;
     await roomsNav(page).getByRole('button', { name: /^general/ }).click();
     await log(page).getByText('hi bob, good to see you').waitFor();
     const port = server.addr.split(':').pop();
+    // The browser is cut off too, so the message below is certainly posted while the page
+    // is away; the page comes back when the browser says it is online again.
+    await page.context().setOffline(true);
     await stopServer('SIGKILL');
     await page.getByText(/Offline/).waitFor();
     await say(page, 'typed while offline');
+    await log(page).locator('.entry.pending', { hasText: 'typed while offline' }).waitFor();
     server = await startServer(port);
-    await ctx.bob.login().catch(() => {});
     ctx.bob.frames = [];
     await ctx.bob.connect();
     await ctx.bob.say(ctx.general, 'posted during the outage');
+    await page.waitForTimeout(1000);
+    assert((await countInLog(page, 'posted during the outage')) === 0, 'the page was not cut off');
+    await page.context().setOffline(false);
     await waitCount(page, 'posted during the outage', 1);
     await waitCount(page, 'typed while offline', 1);
     await ctx.bob.next((f) => f.type === 'entry' && f.text === 'typed while offline', 0, 'the offline message');
@@ -541,6 +564,12 @@ async function main() {
   console.log(`browser: ${passed} passed, ${failed} failed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   process.exit(failed ? 1 : 0);
 }
+
+// Stopped from outside (tests/browser.rs on its time limit): take the server down too.
+process.on('SIGTERM', () => {
+  console.log('browser: stopped from outside');
+  stopServer('SIGKILL').finally(() => process.exit(1));
+});
 
 main().catch((e) => {
   console.error(e);
