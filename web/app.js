@@ -25,6 +25,8 @@ const S = {
   /** {room, seq} while the composer edits a message */
   editing: null,
   lastTypingSent: 0,
+  /** counts connection attempts: a room remembers the one during which it was added */
+  gen: 0,
   /** nonce -> {room, text, node} shown greyed until acknowledged */
   pending: new Map(),
   loadingOlder: false,
@@ -151,7 +153,10 @@ function onLinkState(state, detail) {
   if (state === 'online') {
     conn.textContent = '';
     markRead();
-  } else if (state === 'connecting') conn.textContent = 'Connecting…';
+  } else if (state === 'connecting') {
+    S.gen += 1;
+    conn.textContent = 'Connecting…';
+  }
   else if (state === 'syncing') conn.textContent = 'Catching up…';
   else if (state === 'offline') {
     conn.textContent = `Offline; reconnecting in ${Math.ceil(detail.delay / 1000)} s`;
@@ -167,12 +172,31 @@ function onLinkState(state, detail) {
 function upsertRoom(room) {
   let R = S.rooms.get(room.id);
   if (!R) {
-    R = { room, entries: new Map(), last: 0, oldest: null, complete: false, typing: new Map(), members: null };
+    R = { room, entries: new Map(), last: 0, oldest: null, complete: false, typing: new Map(), members: null, gen: S.gen };
     S.rooms.set(room.id, R);
   } else {
-    R.room = { ...R.room, ...room };
+    const { unread, read_seq: _, ...rest } = room;
+    R.room = { ...R.room, ...rest };
+    if (unread !== undefined) applyCounts(R, room);
   }
   return R;
+}
+
+/**
+ * Takes the unread count of a Room the server sent, which counted up to its `last_seq`: live
+ * entries this tab got after that are added, and an answer older than this tab's own read
+ * marker (a read frame still on its way) is ignored.
+ */
+function applyCounts(R, r) {
+  const serverRead = r.read_seq || 0;
+  if (serverRead < (R.room.read_seq || 0)) return;
+  const me = S.username.toLowerCase();
+  let unread = r.unread || 0;
+  for (const e of R.entries.values()) {
+    if (e.seq > (r.last_seq || 0) && e.seq > serverRead && e.kind === 'message' && !e.deleted && e.from.toLowerCase() !== me) unread += 1;
+  }
+  R.room.unread = unread;
+  R.room.read_seq = serverRead;
 }
 
 function removeRoom(id, why) {
@@ -465,11 +489,7 @@ async function refreshRoom(id) {
     const R = S.rooms.get(id);
     if (!R) return;
     const { member_list: members, ...room } = r;
-    if ((room.read_seq || 0) < (R.room.read_seq || 0)) {
-      room.read_seq = R.room.read_seq;
-      room.unread = R.room.unread;
-    }
-    R.room = { ...R.room, ...room };
+    upsertRoom(room);
     R.members = members;
     renderRooms();
     if (S.current === id) {
@@ -533,8 +553,10 @@ function onFrame(f) {
         }
       }
       S.epoch = f.epoch;
+      // Rooms this tab knew before the connection began and the hello lacks are gone; one
+      // created or joined since (REST answers can overtake the hello) is kept.
       const ids = new Set(f.rooms.map((r) => r.id));
-      for (const id of [...S.rooms.keys()]) if (!ids.has(id)) S.rooms.delete(id);
+      for (const [id, R] of [...S.rooms]) if (!ids.has(id) && R.gen < S.gen) S.rooms.delete(id);
       for (const r of f.rooms) upsertRoom(r);
       if (S.current && !S.rooms.has(S.current)) S.current = null;
       if (!S.current && S.rooms.size) openRoom(sortedRooms()[0].room.id);
@@ -627,12 +649,7 @@ function onFrame(f) {
 
 async function refreshUnread(R) {
   try {
-    const r = await api.get(`/rooms/${enc(R.room.id)}`);
-    // A read frame this tab sent may not have reached the server before it answered.
-    if ((r.read_seq || 0) >= (R.room.read_seq || 0)) {
-      R.room.unread = r.unread;
-      R.room.read_seq = r.read_seq;
-    }
+    applyCounts(R, await api.get(`/rooms/${enc(R.room.id)}`));
     renderRooms();
     if (S.current === R.room.id) markRead();
   } catch {
@@ -704,8 +721,10 @@ function send() {
   autosize();
   const nonce = S.link.post({ type: 'send', room: R.room.id, text });
   if (!text.startsWith('/') || text.startsWith('//') || text.startsWith('/me ')) {
-    const shown = text.startsWith('//') ? text.slice(1) : text;
-    const node = el('div', { class: 'entry pending mine', dataset: { nonce } }, el('time', {}, '…'), el('span', { class: 'body' }, `${S.username}: `, shown), el('span', { class: 'edited' }, 'sending'));
+    const shown = text.startsWith('/me ')
+      ? `* ${S.username} ${text.slice(4)}`
+      : `${S.username}: ${text.startsWith('//') ? text.slice(1) : text}`;
+    const node = el('div', { class: 'entry pending mine', dataset: { nonce } }, el('time', {}, '…'), el('span', { class: 'body' }, shown), el('span', { class: 'edited' }, 'sending'));
     S.pending.set(nonce, { room: R.room.id, text, node });
     $('log').append(node);
     $('log').scrollTop = $('log').scrollHeight;
@@ -1001,7 +1020,7 @@ async function loadMembers(id) {
     R.members = r.member_list || [];
     for (const m of R.members) S.presence.set(m.username.toLowerCase(), m.online);
     const { member_list: _, ...room } = r;
-    R.room = { ...R.room, ...room, unread: R.room.unread, read_seq: R.room.read_seq };
+    upsertRoom(room);
     if (S.current === id) {
       renderMembers();
       renderHead();

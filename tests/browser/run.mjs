@@ -281,8 +281,9 @@ const steps = [
     await ctx.bob.say(ctx.general, '@alice did you see the news?');
     await log(page).locator('mark.mention', { hasText: '@alice' }).waitFor();
     await say(page, '/me waves at everyone');
-    await log(page).getByText('waves at everyone').waitFor();
-    const action = await log(page).locator('.entry', { hasText: 'waves at everyone' }).textContent();
+    const entry = log(page).locator('.entry:not(.pending)', { hasText: 'waves at everyone' });
+    await entry.waitFor();
+    const action = await entry.textContent();
     assert(action.includes('* alice waves at everyone'), `action shown as ${action}`);
   }],
 
