@@ -848,7 +848,7 @@ function dialog(title, fields, okLabel, submit, extra) {
 }
 
 async function newRoom() {
-  await dialog('New room', [
+  const done = await dialog('New room', [
     { name: 'name', label: 'Room name', required: true },
     { name: 'topic', label: 'Topic (optional)' },
     { name: 'private', label: 'Private (by invitation only)', type: 'checkbox' },
@@ -861,11 +861,12 @@ async function newRoom() {
     openRoom(room.id);
     return room;
   });
+  if (done) $('message').focus();
 }
 
 async function joinRoom() {
   const pick = el('ul', { class: 'pick', 'aria-label': 'Public rooms' });
-  await dialog('Join room', [{ name: 'id', label: 'Room id' }], 'Join', async (v) => {
+  const done = await dialog('Join room', [{ name: 'id', label: 'Room id' }], 'Join', async (v) => {
     if (!v.id) throw new Error('Enter a room id, or pick a room below.');
     return joinById(v.id);
   }, (close) => {
@@ -888,6 +889,7 @@ async function joinRoom() {
     }).catch(() => {});
     return el('div', {}, el('h3', {}, 'Public rooms'), pick);
   });
+  if (done) $('message').focus();
 }
 
 async function joinById(id) {
@@ -912,13 +914,14 @@ async function openDm(username) {
 }
 
 async function newDm() {
-  await dialog('Message user', [{ name: 'username', label: 'Username', required: true }], 'Open', async (v) => {
+  const done = await dialog('Message user', [{ name: 'username', label: 'Username', required: true }], 'Open', async (v) => {
     const room = await api.post('/dms', { username: v.username });
     upsertRoom(room);
     renderRooms();
     openRoom(room.id);
     return room;
   });
+  if (done) $('message').focus();
 }
 
 async function inviteUser() {

@@ -438,8 +438,90 @@ const steps = [
     await log(page).locator('.entry', { hasText: 'bob joined' }).nth(1).waitFor();
   }],
 
+  ['keyboard only: a room, a message, ArrowUp to edit, Escape to cancel', async () => {
+    const { page } = ctx;
+    await page.getByRole('button', { name: 'New room' }).focus();
+    await page.keyboard.press('Enter');
+    await page.keyboard.type('keyboard room');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'keyboard room' }).waitFor();
+    await page.keyboard.type('typed with keys');
+    await page.keyboard.press('Enter');
+    await log(page).locator('.entry:not(.pending)', { hasText: 'typed with keys' }).waitFor();
+    await page.keyboard.press('ArrowUp');
+    await page.getByText('Editing a message').waitFor();
+    assert((await composer(page).inputValue()) === 'typed with keys', 'ArrowUp did not pick her last message');
+    await page.keyboard.press('Escape');
+    await page.getByText('Editing a message').waitFor({ state: 'hidden' });
+    assert((await composer(page).inputValue()) === '', 'Escape left the text');
+    ctx.keyboardRoom = await page.evaluate(() => sessionStorage.getItem('parley.room'));
+  }],
+
+  ['slash commands run on the server and answer in the log', async () => {
+    const { page } = ctx;
+    await say(page, '/topic Typed as a command');
+    await page.locator('#room-topic', { hasText: 'Typed as a command' }).waitFor();
+    await say(page, '/help');
+    await log(page).locator('.entry.notice', { hasText: '/join' }).waitFor();
+    await say(page, '/frobnicate');
+    await log(page).locator('.entry.notice.error', { hasText: 'unknown_command' }).waitFor();
+  }],
+
+  ['desktop notifications for a DM and a mention while the tab is hidden', async () => {
+    const { page } = ctx;
+    await page.evaluate(() => {
+      window.__notes = [];
+      window.Notification = class {
+        static permission = 'granted';
+        static requestPermission() { return Promise.resolve('granted'); }
+        constructor(title, options) { window.__notes.push(options.body); }
+        close() {}
+      };
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+    });
+    await ctx.bob.say(ctx.dm, 'ping while you are away');
+    await ctx.bob.say(ctx.general, 'nothing for alice here');
+    await ctx.bob.say(ctx.general, 'but @alice should hear this');
+    await page.waitForFunction(() => window.__notes.length >= 2);
+    await page.waitForTimeout(300);
+    const notes = (await page.evaluate(() => window.__notes)).sort();
+    assert(JSON.stringify(notes) === JSON.stringify(['bob in general: but @alice should hear this', 'bob: ping while you are away']), `notifications: ${notes}`);
+    await page.evaluate(() => {
+      delete document.hidden;
+      delete document.visibilityState;
+    });
+  }],
+
+  ['ban, mute and deleting a room', async () => {
+    const { page } = ctx;
+    const id = await newRoomInPage(page, 'doomed');
+    await ctx.bob.call('POST', `/rooms/${id}/join`);
+    await log(page).getByText('bob joined').waitFor();
+    await page.getByRole('button', { name: 'Members' }).click();
+    const members = page.getByRole('complementary', { name: 'Members' });
+    await members.getByRole('button', { name: 'Mute bob', exact: true }).click();
+    await page.getByLabel('For how many seconds').fill('60');
+    await page.getByRole('button', { name: 'Mute', exact: true }).click();
+    await log(page).getByText(/alice muted bob until/).waitFor();
+    const mark = ctx.bob.frames.length;
+    ctx.bob.frame({ type: 'send', room: id, text: 'can I speak?', nonce: 'muted-1' });
+    await ctx.bob.next((f) => f.type === 'error' && f.nonce === 'muted-1' && f.code === 'muted', mark, 'the muted error');
+    await members.getByRole('button', { name: 'Ban bob' }).click();
+    await page.getByRole('button', { name: 'Ban', exact: true }).click();
+    await log(page).getByText('alice banned bob').waitFor();
+    await page.getByRole('button', { name: 'Members' }).click();
+    await page.getByRole('button', { name: 'Settings' }).click();
+    await page.getByRole('button', { name: 'Delete room' }).click();
+    await roomsNav(page).getByRole('button', { name: /^doomed/ }).waitFor({ state: 'detached' });
+    const res = await fetch(`${server.url}/api/v1/rooms/${id}`, { headers: { Authorization: `Bearer ${ctx.bob.token}` } });
+    assert(res.status === 404, `the deleted room answers ${res.status}`);
+    await roomsNav(page).getByRole('button', { name: /^keyboard room/ }).click();
+  }],
+
   ['screenshots of the chat', async () => {
     const { page } = ctx;
+    await roomsNav(page).getByRole('button', { name: /^general/ }).click();
     await ctx.bob.say(ctx.archive, 'anyone still here?');
     await ctx.bob.say(ctx.archive, '@alice the archive is complete');
     await roomsNav(page).getByRole('button', { name: /^archive\s*2$/ }).waitFor();
