@@ -131,6 +131,7 @@ async function startChat() {
   }
   renderRooms();
   renderInvites();
+  for (const R of S.rooms.values()) if (R.room.kind === 'dm') loadPresence(dmPeer(R.room));
   const want = sessionStorage.getItem('parley.room');
   if (want && S.rooms.has(want)) openRoom(want);
   else if (S.rooms.size) openRoom(sortedRooms()[0].room.id);
@@ -588,6 +589,7 @@ function onFrame(f) {
     }
     case 'joined': {
       upsertRoom(f.room);
+      if (f.room.kind === 'dm') loadPresence(dmPeer(f.room));
       renderRooms();
       if (S.openOnJoin === f.room.id) {
         S.openOnJoin = null;
@@ -1031,6 +1033,17 @@ async function loadMembers(id) {
     renderRooms();
   } catch {
     // Shown again on the next change.
+  }
+}
+
+/** Whether the other side of a DM is online, for the dot in the room list. */
+async function loadPresence(name) {
+  try {
+    const u = await api.get(`/users/${enc(name)}`);
+    S.presence.set(u.username.toLowerCase(), u.online);
+    renderRooms();
+  } catch {
+    // Unknown now: the next presence frame tells.
   }
 }
 
