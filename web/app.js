@@ -281,8 +281,6 @@ function renderRoom() {
   const log = $('log');
   clear(log);
   $('room-tools').hidden = !R;
-  $('message').disabled = !R;
-  $('send').disabled = !R;
   if (!R) {
     $('room-name').textContent = 'No room open';
     $('room-topic').textContent = '';
@@ -712,7 +710,12 @@ function send() {
   const box = $('message');
   const text = box.value.trim();
   const R = S.rooms.get(S.current);
-  if (!text || !R || !S.link) return;
+  if (!text || !S.link) return;
+  // Without a room the composer still takes commands (`/join ID`, `/create NAME`, `/msg`).
+  if (!R && !text.startsWith('/')) {
+    $('conn').textContent = 'Open or create a room first, or type a command such as /join ID.';
+    return;
+  }
   if (S.editing) {
     S.link.post({ type: 'edit', room: S.editing.room, seq: S.editing.seq, text });
     cancelEdit();
@@ -721,7 +724,8 @@ function send() {
   }
   box.value = '';
   autosize();
-  const nonce = S.link.post({ type: 'send', room: R.room.id, text });
+  const nonce = S.link.post({ type: 'send', room: R ? R.room.id : '', text });
+  if (!R) return;
   if (!text.startsWith('/') || text.startsWith('//') || text.startsWith('/me ')) {
     const shown = text.startsWith('/me ')
       ? `* ${S.username} ${text.slice(4)}`

@@ -261,6 +261,13 @@ const steps = [
     await signIn(ctx.page, 'alice', true);
   }],
 
+  ['with no room yet, the composer takes commands', async () => {
+    const { page } = ctx;
+    await say(page, '/create first steps');
+    await page.getByRole('heading', { name: 'first steps' }).waitFor();
+    await roomsNav(page).getByRole('button', { name: /^first steps/ }).waitFor();
+  }],
+
   ['create a room and chat with a user on the API', async () => {
     const { page } = ctx;
     ctx.general = await newRoomInPage(page, 'general');
@@ -588,8 +595,11 @@ const steps = [
     assert(sent === 1, `the offline message was posted ${sent} times`);
   }],
 
-  ['log out', async () => {
+  ['a reload keeps the tab signed in; log out', async () => {
     const { page } = ctx;
+    await page.reload();
+    await page.getByRole('heading', { name: 'general' }).waitFor();
+    await waitCount(page, 'typed while offline', 1);
     const token = await page.evaluate(() => sessionStorage.getItem('parley.token'));
     await page.getByRole('button', { name: 'Log out' }).click();
     await page.getByRole('button', { name: 'Log in' }).waitFor();
