@@ -258,6 +258,8 @@ function renderRooms() {
   }
   const total = [...S.rooms.values()].reduce((n, R) => n + (R.room.unread || 0), 0);
   document.title = total ? `(${total}) Parley` : 'Parley';
+  // On a phone the list hides behind ☰, so the button carries the total.
+  $('menu').textContent = total ? `☰ ${total}` : '☰';
 }
 
 function openRoom(id) {
