@@ -49,7 +49,7 @@ fn ensure_packages(wanted: &[(&str, &str)]) {
     run(
         "apt-get install",
         Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(["install", "-y", "-qq"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     );

@@ -971,22 +971,46 @@ async function roomSettings() {
       renderRooms();
       renderHead();
     }
-  }, owner && r.kind !== 'dm'
-    ? (close) => el('p', {}, el('button', {
-      type: 'button',
-      class: 'danger',
-      onclick: async () => {
-        if (!window.confirm(`Delete ${r.name} and its whole history?`)) return;
-        try {
-          await api.del(`/rooms/${enc(r.id)}`);
-          close(null);
-          removeRoom(r.id);
-        } catch (e) {
-          $('dialog-error').textContent = e.message;
-        }
-      },
-    }, 'Delete room'))
-    : undefined);
+  }, r.kind === 'dm' || !isMod(R) ? undefined : (close) => {
+    const extra = el('div');
+    const bans = el('ul', { class: 'pick', 'aria-label': 'Banned users' });
+    extra.append(el('h3', {}, 'Banned'), bans);
+    api.get(`/rooms/${enc(r.id)}/bans`).then((res) => {
+      for (const b of res.bans) {
+        const li = el('li', {}, el('span', {}, b.reason ? `${b.username} (${b.reason})` : b.username), el('button', {
+          type: 'button',
+          class: 'small',
+          onclick: async () => {
+            try {
+              await api.del(`/rooms/${enc(r.id)}/bans/${enc(b.username)}`);
+              li.remove();
+            } catch (e) {
+              $('dialog-error').textContent = e.message;
+            }
+          },
+        }, `Unban ${b.username}`));
+        bans.append(li);
+      }
+      if (!res.bans.length) bans.append(el('li', {}, 'Nobody is banned.'));
+    }).catch(() => {});
+    if (owner) {
+      extra.append(el('p', {}, el('button', {
+        type: 'button',
+        class: 'danger',
+        onclick: async () => {
+          if (!window.confirm(`Delete ${r.name} and its whole history?`)) return;
+          try {
+            await api.del(`/rooms/${enc(r.id)}`);
+            close(null);
+            removeRoom(r.id);
+          } catch (e) {
+            $('dialog-error').textContent = e.message;
+          }
+        },
+      }, 'Delete room')));
+    }
+    return extra;
+  });
 }
 
 function renderInvites() {

@@ -519,6 +519,9 @@ const steps = [
     await log(page).getByText('alice banned bob').waitFor();
     await page.getByRole('button', { name: 'Members' }).click();
     await page.getByRole('button', { name: 'Settings' }).click();
+    await page.getByRole('button', { name: 'Unban bob' }).click();
+    await log(page).getByText('alice lifted the ban on bob').waitFor();
+    await page.getByRole('button', { name: 'Unban bob' }).waitFor({ state: 'detached' });
     await page.getByRole('button', { name: 'Delete room' }).click();
     await roomsNav(page).getByRole('button', { name: /^doomed/ }).waitFor({ state: 'detached' });
     const res = await fetch(`${server.url}/api/v1/rooms/${id}`, { headers: { Authorization: `Bearer ${ctx.bob.token}` } });
