@@ -38,7 +38,8 @@ export function makeApi(getToken, onUnauthorized) {
     }
     if (!res.ok) {
       const e = (data && data.error) || {};
-      if (res.status === 401 && token) onUnauthorized();
+      // Only a refused token ends the session: a wrong current password is 401 too.
+      if (res.status === 401 && token && e.code === 'unauthorized') onUnauthorized();
       throw new ApiError(res.status, e.code || `http_${res.status}`, e.message || res.statusText, e.retry_after_ms);
     }
     return data;

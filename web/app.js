@@ -726,6 +726,7 @@ function send() {
   }
   box.value = '';
   autosize();
+  if (localCommand(text, R)) return;
   const nonce = S.link.post({ type: 'send', room: R ? R.room.id : '', text });
   if (!R) return;
   if (!text.startsWith('/') || text.startsWith('//') || text.startsWith('/me ')) {
@@ -737,6 +738,73 @@ function send() {
     $('log').append(node);
     $('log').scrollTop = $('log').scrollHeight;
   }
+}
+
+/**
+ * The commands `parley-cli` runs itself over REST because the server has no slash command
+ * for them; true when `text` was one. Everything else goes to the server as typed.
+ */
+function localCommand(text, R) {
+  const [, name, rest = ''] = /^\/(\S+)\s*([\s\S]*)$/.exec(text) || [];
+  const arg = rest.trim();
+  const room = R ? enc(R.room.id) : null;
+  const run = (promise, done) => promise.then((res) => notice(done(res))).catch((e) => notice(`/${name}: ${e.message} (${e.code})`, true));
+  const needRoom = () => {
+    if (!room) notice(`/${name} acts on the open room: open one first.`, true);
+    return Boolean(room);
+  };
+  switch (name) {
+    case 'block':
+      if (!arg) return notice('/block USER', true) || true;
+      run(api.post('/blocks', { username: arg }), () => `Blocked ${arg}: they cannot open a DM with you or write in yours.`);
+      return true;
+    case 'unblock':
+      if (!arg) return notice('/unblock USER', true) || true;
+      run(api.del(`/blocks/${enc(arg)}`), () => `Unblocked ${arg}.`);
+      return true;
+    case 'blocks':
+      run(api.get('/blocks'), (res) => (res.blocks.length ? `Blocked: ${res.blocks.join(', ')}` : 'You block nobody.'));
+      return true;
+    case 'bans':
+      if (!needRoom()) return true;
+      run(api.get(`/rooms/${room}/bans`), (res) => (res.bans.length
+        ? `Banned: ${res.bans.map((b) => (b.reason ? `${b.username} (${b.reason})` : b.username)).join(', ')}`
+        : 'Nobody is banned here.'));
+      return true;
+    case 'rename':
+      if (!needRoom()) return true;
+      if (!arg) return notice('/rename NAME', true) || true;
+      run(api.patch(`/rooms/${room}`, { name: arg }).then((r) => {
+        upsertRoom(r);
+        renderRooms();
+        renderHead();
+      }), () => `Renamed to ${arg}.`);
+      return true;
+    case 'owner':
+      if (!needRoom()) return true;
+      if (!arg) return notice('/owner USER', true) || true;
+      run(api.post(`/rooms/${room}/roles`, { username: arg, role: 'owner' }), () => `${arg} owns the room now.`);
+      return true;
+    case 'invites':
+      notice(S.invites.length ? `Invitations: ${S.invites.map((i) => `${i.room.name} (from ${i.by})`).join(', ')}` : 'No invitations.');
+      return true;
+    case 'password':
+    case 'passwd':
+      changePassword();
+      return true;
+    default:
+      return false;
+  }
+}
+
+async function changePassword() {
+  await dialog('Change password', [
+    { name: 'old', label: 'Current password', type: 'password', required: true },
+    { name: 'new', label: 'New password', type: 'password', required: true },
+  ], 'Change', async (v) => {
+    await api.post('/password', { old: v.old, new: v.new });
+    notice('Password changed; your other sessions have ended.');
+  });
 }
 
 function startEdit(room, seq) {
@@ -827,7 +895,10 @@ function dialog(title, fields, okLabel, submit, extra) {
     if (extra) body.append(extra(close));
     function values() {
       const v = {};
-      for (const [k, input] of Object.entries(inputs)) v[k] = input.type === 'checkbox' ? input.checked : input.value.trim();
+      for (const [k, input] of Object.entries(inputs)) {
+        if (input.type === 'checkbox') v[k] = input.checked;
+        else v[k] = input.type === 'password' ? input.value : input.value.trim();
+      }
       return v;
     }
     let done = false;

@@ -474,6 +474,33 @@ const steps = [
     await log(page).locator('.entry.notice.error', { hasText: 'unknown_command' }).waitFor();
   }],
 
+  ['the commands parley-cli runs itself: /block, /blocks, /unblock, /rename, /password', async () => {
+    const { page } = ctx;
+    await say(page, '/block carol');
+    await log(page).locator('.entry.notice', { hasText: 'Blocked carol' }).waitFor();
+    await say(page, '/blocks');
+    await log(page).locator('.entry.notice', { hasText: 'Blocked: carol' }).waitFor();
+    const refused = await fetch(`${server.url}/api/v1/dms`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${ctx.carol.token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username: 'alice' }),
+    });
+    assert(refused.status === 403, `carol's DM with the user who blocks her answered ${refused.status}`);
+    await say(page, '/unblock carol');
+    await log(page).locator('.entry.notice', { hasText: 'Unblocked carol' }).waitFor();
+    await say(page, '/rename keys only');
+    await page.getByRole('heading', { name: 'keys only' }).waitFor();
+    await roomsNav(page).getByRole('button', { name: /^keys only/ }).waitFor();
+    await say(page, '/password');
+    await page.getByLabel('Current password').fill('not the password');
+    await page.getByLabel('New password').fill('a new password of mine');
+    await page.getByRole('button', { name: 'Change' }).click();
+    await page.getByRole('alert').getByText(/password|credentials/i).waitFor();
+    await page.getByRole('button', { name: 'Cancel' }).click();
+    await page.getByRole('button', { name: 'Log out' }).waitFor();
+    ctx.keyboardRoomName = 'keys only';
+  }],
+
   ['desktop notifications for a DM and a mention while the tab is hidden', async () => {
     const { page } = ctx;
     await page.evaluate(() => {
@@ -526,7 +553,7 @@ const steps = [
     await roomsNav(page).getByRole('button', { name: /^doomed/ }).waitFor({ state: 'detached' });
     const res = await fetch(`${server.url}/api/v1/rooms/${id}`, { headers: { Authorization: `Bearer ${ctx.bob.token}` } });
     assert(res.status === 404, `the deleted room answers ${res.status}`);
-    await roomsNav(page).getByRole('button', { name: /^keyboard room/ }).click();
+    await roomsNav(page).getByRole('button', { name: /^keys only/ }).click();
   }],
 
   ['screenshots of the chat', async () => {
