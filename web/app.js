@@ -666,7 +666,9 @@ function onReply(f) {
     renderRooms();
     openRoom(d.id);
   }
-  if (f.command !== 'msg') notice(f.text);
+  if (f.command === 'help') {
+    notice(`${f.text}\nThis page also runs /block USER, /unblock USER, /blocks, /bans, /rename NAME, /owner USER, /invites and /password.`);
+  } else if (f.command !== 'msg') notice(f.text);
 }
 
 function onAck(nonce) {
