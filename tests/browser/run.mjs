@@ -625,6 +625,17 @@ const steps = [
     assert(sent === 1, `the offline message was posted ${sent} times`);
   }],
 
+  ['a session ended elsewhere (a password change) returns the page to the sign-in form', async () => {
+    const { page } = ctx;
+    const other = await alice();
+    await other.call('POST', '/password', { old: PASSWORD, new: 'a brand new password' });
+    await page.getByText('Your session has ended').waitFor();
+    await page.getByRole('button', { name: 'Log in' }).waitFor();
+    await other.call('POST', '/password', { old: 'a brand new password', new: PASSWORD });
+    await signIn(page, 'alice', false);
+    await page.getByRole('heading', { name: 'general' }).waitFor();
+  }],
+
   ['a reload keeps the tab signed in; log out', async () => {
     const { page } = ctx;
     await page.reload();
