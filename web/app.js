@@ -144,6 +144,10 @@ async function startChat() {
     },
     ack: onAck,
     fail: onFail,
+    probeRoom: () => {
+      const R = S.rooms.get(S.current) || S.rooms.values().next().value;
+      return R ? { id: R.room.id, seq: R.last || R.room.last_seq || 0 } : null;
+    },
   });
   S.link.start();
 }
@@ -192,9 +196,17 @@ function applyCounts(R, r) {
   const serverRead = r.read_seq || 0;
   if (serverRead < (R.room.read_seq || 0)) return;
   const me = S.username.toLowerCase();
-  let unread = r.unread || 0;
-  for (const e of R.entries.values()) {
-    if (e.seq > (r.last_seq || 0) && e.seq > serverRead && e.kind === 'message' && !e.deleted && e.from.toLowerCase() !== me) unread += 1;
+  const counts = (e) => e.kind === 'message' && !e.deleted && e.from.toLowerCase() !== me;
+  // Holding every entry after the marker, the tab counts them itself: the server's count
+  // may already include an entry its answer's last_seq does not (one not yet committed).
+  const contiguous = R.oldest !== null && R.last - R.oldest + 1 === R.entries.size;
+  let unread;
+  if (contiguous && R.oldest <= serverRead + 1) {
+    unread = 0;
+    for (const e of R.entries.values()) if (e.seq > serverRead && counts(e)) unread += 1;
+  } else {
+    unread = r.unread || 0;
+    for (const e of R.entries.values()) if (e.seq > (r.last_seq || 0) && e.seq > serverRead && counts(e)) unread += 1;
   }
   R.room.unread = unread;
   R.room.read_seq = serverRead;

@@ -4,6 +4,8 @@
 
 const MAX_BACKOFF_MS = 15000;
 const CATCH_UP_TIMEOUT_MS = 10000;
+/** How long past a heartbeat interval of silence (and a probe) a connection is given up. */
+const PROBE_GRACE_MS = 10000;
 
 /** A random nonce; crypto.getRandomValues also works on plain-HTTP origins. */
 export function nonce() {
@@ -15,7 +17,8 @@ export class Link {
   /**
    * hooks: frame(f) for every frame from the server; state(s, detail) with s one of
    * 'connecting', 'syncing', 'online', 'offline', 'ended'; lastSeq(room) for the highest seq
-   * the page holds of a room (or null); ack(nonce, frame) and fail(nonce, frame) for outbox items.
+   * the page holds of a room (or null); ack(nonce, frame) and fail(nonce, frame) for outbox items;
+   * probeRoom() for a room {id, seq} to sync when the connection has been quiet (or null).
    */
   constructor(token, hooks) {
     this.token = token;
@@ -60,7 +63,34 @@ export class Link {
     const ws = new WebSocket(url);
     this.ws = ws;
     let hello = false;
+    let heartbeat = 20000;
+    let lastHeard = Date.now();
+    let lastProbe = 0;
+    // The server's pings are invisible to script, so a quiet connection is asked for
+    // something (a sync of the open room from its last seq); one that stays silent is dead
+    // even if the browser has not noticed (a network that vanished without a close).
+    const probe = setInterval(() => {
+      if (this.ws !== ws) {
+        clearInterval(probe);
+        return;
+      }
+      if (!hello || ws.readyState !== WebSocket.OPEN) return;
+      const now = Date.now();
+      if (now - lastHeard > heartbeat + PROBE_GRACE_MS) {
+        ws.onclose = null;
+        ws.onmessage = null;
+        ws.close(4000, 'no answer');
+        this.lost(ws, 4000, hello);
+      } else if (now - lastHeard > heartbeat && now - lastProbe > heartbeat) {
+        const room = this.hooks.probeRoom();
+        if (room) {
+          lastProbe = now;
+          this.raw({ type: 'sync', room: room.id, since: room.seq, nonce: `probe-${now}` });
+        }
+      }
+    }, 1000);
     ws.onmessage = (ev) => {
+      lastHeard = Date.now();
       let f;
       try {
         f = JSON.parse(ev.data);
@@ -69,26 +99,30 @@ export class Link {
       }
       if (f.type === 'hello') {
         hello = true;
+        heartbeat = f.heartbeat_ms || heartbeat;
         this.attempt = 0;
       }
       this.track(f);
       this.hooks.frame(f);
       if (f.type === 'hello') this.catchUp(f.rooms || []);
     };
-    ws.onclose = (ev) => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      this.ready = false;
-      if (this.stopped) return;
-      if (ev.code === 4001) {
-        this.hooks.state('ended');
-        return;
-      }
-      const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
-      this.attempt += 1;
-      this.hooks.state('offline', { delay, hello, code: ev.code });
-      this.timer = setTimeout(() => this.open(), delay);
-    };
+    ws.onclose = (ev) => this.lost(ws, ev.code, hello);
+  }
+
+  /** The connection `ws` ended with `code`: reconnect after a back-off, unless told not to. */
+  lost(ws, code, hello) {
+    if (this.ws !== ws) return;
+    this.ws = null;
+    this.ready = false;
+    if (this.stopped) return;
+    if (code === 4001) {
+      this.hooks.state('ended');
+      return;
+    }
+    const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+    this.attempt += 1;
+    this.hooks.state('offline', { delay, hello, code });
+    this.timer = setTimeout(() => this.open(), delay);
   }
 
   /** Asks for every room's missed entries; the outbox waits for the answers. */

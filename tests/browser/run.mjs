@@ -36,6 +36,7 @@ function startServer(port = 0) {
       '--pbkdf2-iterations', '1000', '--min-password-length', '8',
       '--rest-rate-limit', '0', '--rate-limit', '0', '--register-per-ip-per-hour', '0',
       '--log-level', 'warn',
+      ...(process.env.PARLEY_FLAGS || '').split(' ').filter(Boolean),
     ];
     const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     const lines = createInterface({ input: proc.stdout });
