@@ -29,10 +29,10 @@ if (!BIN) {
 const dataRoot = mkdtempSync(path.join(tmpdir(), 'parley-browser-'));
 let server = null;
 
-function startServer(port = 0) {
+function startServer(port = 0, extra = null) {
   return new Promise((resolve, reject) => {
     const args = [
-      '--bind', `127.0.0.1:${port}`, '--data-dir', path.join(dataRoot, 'data'),
+      '--bind', `127.0.0.1:${port}`, ...(extra || ['--data-dir', path.join(dataRoot, 'data')]),
       '--pbkdf2-iterations', '1000', '--min-password-length', '8',
       '--rest-rate-limit', '0', '--rate-limit', '0', '--register-per-ip-per-hour', '0',
       '--log-level', 'warn',
@@ -650,6 +650,50 @@ const steps = [
     assert((await page.evaluate(() => sessionStorage.getItem('parley.token'))) === null, 'token still stored');
     await signIn(page, 'alice', false);
     await roomsNav(page).getByRole('button', { name: /general/ }).waitFor();
+  }],
+
+  ['a connection gone silent is noticed and replaced', async () => {
+    // A second server with 1 s heartbeats; the page's WebSocket goes through a route that
+    // can swallow everything the server sends, as a network that vanished would.
+    const quick = await startServer(0, ['--ephemeral', '--heartbeat-interval', '1']);
+    try {
+      const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+      const page = await context.newPage();
+      page.setDefaultTimeout(T);
+      let opened = 0;
+      let dead = 0;
+      await page.routeWebSocket(/\/api\/v1\/ws/, (ws) => {
+        const upstream = ws.connectToServer();
+        const id = ++opened;
+        ws.onMessage((m) => upstream.send(m));
+        upstream.onMessage((m) => {
+          if (id !== dead) ws.send(m);
+        });
+      });
+      await page.goto(quick.url + '/');
+      await signIn(page, 'dora', true);
+      await say(page, '/create quiet room');
+      await page.getByRole('heading', { name: 'quiet room' }).waitFor();
+      const room = await page.evaluate(() => sessionStorage.getItem('parley.room'));
+      await say(page, 'before the silence');
+      await log(page).locator('.entry:not(.pending)', { hasText: 'before the silence' }).waitFor();
+      dead = opened;
+      const post = async (path, body, token) => {
+        const res = await fetch(`${quick.url}/api/v1${path}`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify(body) });
+        return res.json().catch(() => null);
+      };
+      await post('/register', { username: 'eve', password: PASSWORD });
+      const { token } = await post('/login', { username: 'eve', password: PASSWORD });
+      await post(`/rooms/${room}/join`, {}, token);
+      await page.waitForTimeout(2000);
+      assert((await countInLog(page, 'eve joined')) === 0, 'the silent connection still delivered');
+      await log(page).getByText('eve joined').waitFor({ timeout: 30000 });
+      assert(opened === dead + 1, `${opened - dead} new connections`);
+      await waitCount(page, 'eve joined', 1);
+      await context.close();
+    } finally {
+      quick.proc.kill('SIGKILL');
+    }
   }],
 
   ['no script errors in the page', async () => {
