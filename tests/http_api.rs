@@ -990,8 +990,10 @@ async fn history_returns_messages_and_caps_the_page_at_500() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
     let s = start(&[]).await;
+    // `/` is the browser client now (tests/browser.rs); its unknown files are 404.
     for path in [
-        "/",
+        "/web/nope.js",
+        "/web",
         "/nope",
         "/api/v1",
         "/api/v1/nope",
@@ -1017,6 +1019,8 @@ async fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
         ("POST", "/api/v1/rooms/abc/messages", "GET"),
         ("POST", "/healthz", "GET"),
         ("POST", "/metrics", "GET"),
+        ("POST", "/", "GET"),
+        ("DELETE", "/web/app.js", "GET"),
     ] {
         let r = request(s.addr, method, path, None, None).await;
         assert_eq!(r.status, 405, "{method} {path}");
@@ -1144,5 +1148,45 @@ async fn a_user_holds_at_most_100_sessions_and_the_oldest_ends_first() {
     for t in &tokens[1..] {
         assert_eq!(get(s.addr, "/api/v1/me", Some(t)).await.status, 200);
     }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_client_is_served_with_a_csp_and_revalidated_by_etag() {
+    let s = start(&[]).await;
+    let page = get(s.addr, "/", None).await;
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/html")));
+    let csp = page.header("content-security-policy").expect("a CSP");
+    for part in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(html.contains(r#"<script type="module" src="/web/app.js"></script>"#));
+    let etag = page.header("etag").expect("an ETag").to_owned();
+
+    let again =
+        format!("GET / HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n");
+    let (r, _) = raw(s.addr, again.into_bytes()).await;
+    let r = r.expect("an answer");
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    assert_eq!(r.header("etag"), Some(etag.as_str()));
+
+    let js = get(s.addr, "/web/app.js", None).await;
+    assert_eq!(js.status, 200);
+    assert!(js
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/javascript")));
+    assert_eq!(js.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(js.header("cache-control"), Some("no-cache"));
+    assert_ne!(js.header("etag"), Some(etag.as_str()));
     s.stop().await;
 }

@@ -1,9 +1,10 @@
 //! REST routing and handlers. Handlers are thin: they parse, call the chat core and shape the
 //! answer; the core decides everything. The room calls live in `rooms`; administration
-//! and password changes in `admin`.
+//! and password changes in `admin`; the browser client's files in `web`.
 
 mod admin;
 mod rooms;
+mod web;
 
 use std::net::IpAddr;
 
@@ -27,6 +28,8 @@ fn allowed(segments: &[&str]) -> Option<&'static [&'static str]> {
     const POST: &[&str] = &["POST"];
     Some(match segments {
         ["healthz"] | ["metrics"] => GET,
+        [""] => GET,
+        ["web", name] if web::exists(name) => GET,
         ["api", "v1", rest @ ..] => match rest {
             ["register"] | ["login"] | ["logout"] | ["password"] => POST,
             ["admin", "invite-codes"] | ["admin", "users"] => POST,
@@ -117,6 +120,8 @@ async fn route(
         ["api", "v1", "openapi.json"] => {
             Response::text(200, "application/json", OPENAPI.to_owned())
         }
+        [""] => web::serve(req, "index.html"),
+        ["web", name] => web::serve(req, name),
         ["api", "v1", "register"] => match body::<Credentials>(req) {
             Ok(c) => {
                 let code = c.invite_code.as_deref();

@@ -78,7 +78,8 @@ impl Response {
         if !self.content_type.is_empty() {
             let _ = write!(out, "Content-Type: {}\r\n", self.content_type);
         }
-        if self.status != 204 {
+        // 204 and 304 have no body and so no length (a 304's would be the 200's).
+        if self.status != 204 && self.status != 304 {
             let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
         }
         for (name, value) in &self.headers {
@@ -106,6 +107,7 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         201 => "Created",
         204 => "No Content",
+        304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
