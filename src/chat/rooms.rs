@@ -168,19 +168,20 @@ impl Room {
     pub fn view(&self, state: &RoomState, viewer: &str) -> RoomView {
         let member = state.members.get(viewer);
         let read_seq = member.map(|m| m.read_seq);
+        let last_seq = self.committed().min(state.last_seq);
         RoomView {
             id: self.id.clone(),
             name: state.gov.name.clone(),
             owner: state.gov.owner.clone(),
             members: state.members.len(),
             capacity: self.capacity,
-            last_seq: self.committed().min(state.last_seq),
+            last_seq,
             kind: if state.gov.dm.is_some() { "dm" } else { "room" }.into(),
             visibility: state.gov.visibility,
             topic: state.gov.topic.clone(),
             role: state.role(viewer),
             read_seq,
-            unread: member.map(|m| state.unread_for(m.read_seq, &m.user.name)),
+            unread: member.map(|m| state.unread_for(m.read_seq, &m.user.name, last_seq)),
         }
     }
 }
@@ -277,36 +278,35 @@ impl RoomState {
         seq
     }
 
-    /// Kept, not deleted `message` entries after `read_seq` that others than `me` (a name
-    /// as registered) posted.
-    pub fn unread_for(&self, read_seq: u64, me: &str) -> u64 {
-        let all = self.unread(read_seq);
-        let Some(mine) = self.own_msgs.get(me) else {
-            return all;
-        };
-        let from = read_seq.saturating_add(1).max(self.first_seq());
-        let start = mine.partition_point(|s| *s < from);
-        let own = mine
-            .range(start..)
-            .filter(|s| !self.deleted_msgs.contains(s))
-            .count() as u64;
-        all.saturating_sub(own)
-    }
-
-    /// Kept, not deleted `message` entries after `read_seq`, whoever posted them.
-    pub fn unread(&self, read_seq: u64) -> u64 {
-        if read_seq >= self.last_seq || self.ring.len() == 0 {
+    /// Kept, not deleted `message` entries with `read_seq < seq <= upto` that others than
+    /// `me` (a name as registered) posted. `upto` is the last committed seq, as the view's
+    /// `last_seq` shows.
+    pub fn unread_for(&self, read_seq: u64, me: &str, upto: u64) -> u64 {
+        let upto = upto.min(self.last_seq);
+        if read_seq >= upto || self.ring.len() == 0 {
             return 0;
         }
         let first = self.first_seq();
         let from = read_seq.saturating_add(1).max(first);
-        let before = self
-            .msg_before
-            .get((from - first) as usize)
-            .copied()
-            .unwrap_or(self.messages);
-        let deleted = self.deleted_msgs.range(from..).count() as u64;
-        (self.messages - before).saturating_sub(deleted)
+        if from > upto {
+            return 0;
+        }
+        let before = |seq: u64| {
+            self.msg_before
+                .get((seq - first) as usize)
+                .copied()
+                .unwrap_or(self.messages)
+        };
+        let total = before(upto + 1) - before(from);
+        let deleted = self.deleted_msgs.range(from..=upto).count() as u64;
+        let own = self.own_msgs.get(me).map_or(0, |mine| {
+            let start = mine.partition_point(|s| *s < from);
+            mine.range(start..)
+                .take_while(|s| **s <= upto)
+                .filter(|s| !self.deleted_msgs.contains(s))
+                .count() as u64
+        });
+        total.saturating_sub(deleted).saturating_sub(own)
     }
 
     /// The kept entry with seq `seq`, to change it in place (an edit or deletion).
@@ -546,5 +546,38 @@ impl RoomTable {
             .iter()
             .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len())
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod unread_tests {
+    use super::*;
+    use crate::protocol::EntryKind;
+
+    fn msg(from: &str) -> KeptEntry {
+        KeptEntry::new(1, EntryKind::Message, from, Some("hi"), None)
+    }
+
+    #[test]
+    fn unread_leaves_out_own_deleted_and_uncommitted_messages_and_trimmed_ones() {
+        let room = Room::new("r".into(), Governance::default(), 10, 4);
+        let mut rs = room.lock();
+        rs.append(KeptEntry::new(1, EntryKind::Join, "al", None, None)); // 1
+        for from in ["bo", "al", "bo", "bo"] {
+            rs.append(msg(from)); // 2..=5
+        }
+        // Kept: 2..=5. Bo's 2, 4, 5 are al's unread; al's own 3 is not.
+        assert_eq!(rs.unread_for(0, "al", 5), 3);
+        assert_eq!(rs.unread_for(3, "al", 5), 2);
+        assert_eq!(rs.unread_for(0, "bo", 5), 1);
+        // Only what is committed counts.
+        assert_eq!(rs.unread_for(0, "al", 4), 2);
+        rs.note_deleted(4);
+        assert_eq!(rs.unread_for(0, "al", 5), 2);
+        // Trimming drops seq 2 (the ring keeps 4).
+        rs.append(msg("al")); // 6
+        assert_eq!(rs.first_seq(), 3);
+        assert_eq!(rs.unread_for(0, "al", 6), 1);
+        assert_eq!(rs.unread_for(6, "al", 6), 0);
     }
 }
