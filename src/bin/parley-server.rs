@@ -63,6 +63,7 @@ async fn serve(cfg: parley::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let stop = stop_signal();
     match listener.local_addr() {
         Ok(addr) => {
             println!("parley listening on {addr}");
@@ -78,7 +79,7 @@ async fn serve(cfg: parley::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    parley::run_with_tls(listener, core.clone(), tls, stop_signal()).await;
+    parley::run_with_tls(listener, core.clone(), tls, stop).await;
     tracing::info!("shutting down: connections closed, flushing the journal");
     core.end_run();
     tokio::task::block_in_place(|| core.store().close());
@@ -86,18 +87,25 @@ async fn serve(cfg: parley::Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn stop_signal() {
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled: it is called before the listening line, so a SIGTERM sent as
+/// soon as that line is read still stops the server cleanly.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            (Ok(mut one), Err(_)) | (Err(_), Ok(mut one)) => {
+                one.recv().await;
+            }
+            (Err(_), Err(_)) => std::future::pending().await,
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
