@@ -25,9 +25,9 @@ use std::net::TcpStream;
 use std::num::NonZeroU16;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -38,46 +38,16 @@ use parley_cli::http::Endpoint;
 use serde_json::{json, Value};
 use tungstenite::{Message, WebSocket};
 
+mod common;
+
+use common::server_bin;
+
 const PASSWORD: &str = "correct-horse";
 const WAIT: Duration = Duration::from_secs(10);
 const ROWS: u16 = 40;
 const COLS: u16 = 120;
 
 // ----- the server (as in tests/cli.rs) ------------------------------------------------
-
-/// `PARLEY_SERVER_BIN`, or `cargo build --bin parley-server` into this test's target
-/// directory (a no-op when it is fresh); see `tests/cli.rs`.
-fn server_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("PARLEY_SERVER_BIN") {
-            return PathBuf::from(p);
-        }
-        let exe = std::env::current_exe().expect("test binary path");
-        // <target>/<profile>/deps/pty-HASH
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary lives in <target>/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("target dir");
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("client/ sits in the workspace");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace)
-            .args(["build", "--bin", "parley-server"])
-            .env("CARGO_TARGET_DIR", target_dir);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo to build parley-server");
-        assert!(status.success(), "cargo build --bin parley-server failed");
-        let bin = profile_dir.join("parley-server");
-        assert!(bin.exists(), "no server binary at {}", bin.display());
-        bin
-    })
-}
 
 struct Server {
     child: Child,
