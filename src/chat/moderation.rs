@@ -93,7 +93,28 @@ fn restore_gov(
     rs.gov = saved;
 }
 
+/// Undoes the governance changes the store failed to keep: back to the state before the
+/// oldest of them (the store fails for good, so all later ones failed too).
+fn undo_gov(rooms: &RoomTable, owned: &Owned, room: &Room, rs: &mut RoomState) {
+    if let Some((_, saved)) = rs.gov_pending.pop_front() {
+        restore_gov(rooms, owned, room, rs, saved);
+    }
+    rs.gov_pending.clear();
+}
+
 impl Core {
+    /// Saves the room's governance before a change the store has yet to keep; returns the
+    /// token that `RoomState::gov_kept` forgets it by. Nothing to save in memory.
+    fn hold_gov(&self, slot: &Slot, rs: &mut RoomState) -> Option<u64> {
+        if let Slot::Memory = slot {
+            return None;
+        }
+        let token = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let saved = rs.gov.clone();
+        rs.gov_pending.push_back((token, saved));
+        Some(token)
+    }
+
     /// `Err(RoomRestricted)` (or `RoomNotFound`) before anything else is checked: a private
     /// room tells an outsider nothing, not even that an argument was malformed.
     fn reach_room(&self, actor: &User, room_id: &str) -> Result<(), ChatError> {
@@ -127,15 +148,7 @@ impl Core {
     ) -> Commit {
         let now = now_ms();
         let entry = KeptEntry::with_extra(now, act.kind, actor, act.text, None, &act.extra);
-        let gov_token = match slot {
-            Slot::Memory => None,
-            _ => {
-                let token = self.next_conn.fetch_add(1, Ordering::Relaxed);
-                let saved = rs.gov.clone();
-                rs.gov_pending.push_back((token, saved));
-                Some(token)
-            }
-        };
+        let gov_token = self.hold_gov(&slot, rs);
         let subject_user = subject.as_ref().map(|(u, _)| Arc::clone(u));
         let removed = subject_user
             .as_ref()
@@ -170,10 +183,7 @@ impl Core {
                 let conns = us.conns.clone();
                 rs.subscribe(&conns);
             }
-            if let Some((_, saved)) = rs.gov_pending.pop_front() {
-                restore_gov(&rooms, &owned, &room2, &mut rs, saved);
-            }
-            rs.gov_pending.clear();
+            undo_gov(&rooms, &owned, &room2, &mut rs);
         };
         self.submit_entry(slot, rs, None, delivery, undo)
     }
@@ -212,15 +222,7 @@ impl Core {
                 by: actor.name.clone(),
                 at_seq: rs.last_seq,
             };
-            let token = match slot {
-                Slot::Memory => None,
-                _ => {
-                    let token = self.next_conn.fetch_add(1, Ordering::Relaxed);
-                    let saved = rs.gov.clone();
-                    rs.gov_pending.push_back((token, saved));
-                    Some(token)
-                }
-            };
+            let token = self.hold_gov(&slot, &mut rs);
             Self::apply_invite(&room, &mut rs, target, us, &actor.name);
             let view = room.view(&rs, &target.key);
             let frame = encode(&ServerFrame::Invite {
@@ -234,13 +236,10 @@ impl Core {
                 if let Some(token) = token {
                     let mut rs = room2.lock();
                     if !kept {
-                        if let Some((_, saved)) = rs.gov_pending.pop_front() {
-                            restore_gov(&rooms, &owned, &room2, &mut rs, saved);
-                        }
-                        rs.gov_pending.clear();
+                        undo_gov(&rooms, &owned, &room2, &mut rs);
                         return;
                     }
-                    rs.gov_pending.retain(|(t, _)| *t != token);
+                    rs.gov_kept(token);
                 }
                 for c in &conns {
                     super::deliver_to(&metrics, c, &frame);

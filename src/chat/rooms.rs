@@ -231,6 +231,12 @@ impl RoomState {
         (!found.is_empty()).then_some(found)
     }
 
+    /// Forgets the governance saved for the change `token` (from `Core::hold_gov`), which
+    /// the store has kept.
+    pub fn gov_kept(&mut self, token: u64) {
+        self.gov_pending.retain(|(t, _)| *t != token);
+    }
+
     /// The end of the user's mute, if one is running at `now`.
     pub fn muted_until(&self, key: &str, now: u64) -> Option<u64> {
         if self.gov.mutes.is_empty() {

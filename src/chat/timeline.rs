@@ -64,7 +64,7 @@ impl Delivery {
     ) -> (Arc<Vec<Arc<Conn>>>, Vec<Arc<Conn>>) {
         self.room.set_committed(self.seq);
         if let Some(token) = self.gov_token {
-            rs.gov_pending.retain(|(t, _)| *t != token);
+            rs.gov_kept(token);
         }
         match &self.change {
             Change::None => (rs.subscribers.clone(), Vec::new()),
