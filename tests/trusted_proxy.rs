@@ -134,7 +134,14 @@ async fn websockets_through_a_trusted_proxy_count_against_the_forwarded_address(
         "127.0.0.2",
     ])
     .await;
-    let token = user(s.addr, "alice").await;
+    // Registered and logged in from addresses of their own: with one connection per IP,
+    // back-to-back requests from one address race the previous connection's release.
+    let creds = json!({ "username": "alice", "password": PASSWORD });
+    let post = |from, path| request_from(s.addr, from, "POST", path, None, Some(&creds));
+    assert_eq!(post("127.0.0.3", "/api/v1/register").await.status, 201);
+    let login = post("127.0.0.4", "/api/v1/login").await;
+    assert_eq!(login.status, 200);
+    let token = login.json()["token"].as_str().unwrap().to_string();
     let (status, first) = upgrade_via(s.addr, "127.0.0.2", "10.0.0.1", &token).await;
     assert_eq!(status, 101);
     let (status, _) = upgrade_via(s.addr, "127.0.0.2", "10.0.0.1", &token).await;
