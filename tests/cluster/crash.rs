@@ -1,0 +1,322 @@
+//! Nodes dying and arriving: `kill -9` of a node in the middle of a message storm loses nothing
+//! that was acknowledged or delivered, and the node comes back serving the same seqs; a node
+//! started on an empty data directory catches up and serves everything; the epoch is the
+//! cluster's, the same on every node and across restarts.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::*;
+use crate::{
+    assert_error, epoch, hello_last_seq, me, same_history_everywhere, within, Cluster, SLOW,
+};
+
+/// Messages a sender keeps unacknowledged at once.
+const WINDOW: usize = 8;
+/// At most this many messages a sender; three senders stay well inside the kept history.
+const MAX_SENT: usize = 200;
+
+/// Sends numbered messages over `w`, keeping up to [`WINDOW`] unacknowledged, until `stop`
+/// is set or the connection ends. Returns every acknowledgement: seq and text.
+async fn storm(
+    mut w: Ws,
+    room: String,
+    prefix: String,
+    acked: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) -> Vec<(u64, String)> {
+    let mut acks = Vec::new();
+    let mut texts = BTreeMap::new();
+    let mut sent = 0;
+    loop {
+        while texts.len() < WINDOW && sent < MAX_SENT && !stop.load(Ordering::Relaxed) {
+            let text = format!("{prefix} {sent}");
+            let nonce = format!("{prefix}-{sent}");
+            let frame = json!({ "type": "send", "room": room, "text": text, "nonce": nonce });
+            if w.inner
+                .send(Message::text(frame.to_string()))
+                .await
+                .is_err()
+            {
+                return acks;
+            }
+            texts.insert(nonce, text);
+            sent += 1;
+        }
+        if texts.is_empty() {
+            return acks;
+        }
+        let Some(f) = w.next_within(SLOW).await else {
+            return acks;
+        };
+        if f["type"] == "error" {
+            panic!("{prefix}: {f}");
+        }
+        let Some(nonce) = f["nonce"].as_str().filter(|_| f["type"] == "entry") else {
+            continue;
+        };
+        let text = texts.remove(nonce).expect("an ack of a message sent");
+        assert_eq!(f["text"], text.as_str(), "{f}");
+        acks.push((seq(&f), text));
+        acked.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Every entry of `room` a connection receives until it ends.
+async fn observe(mut w: Ws, room: String) -> Vec<Value> {
+    let mut entries = Vec::new();
+    while let Some(f) = w.next_within(SLOW).await {
+        if f["type"] == "entry" && f["room"] == room.as_str() {
+            entries.push(as_entry(&f));
+        }
+    }
+    entries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_node_during_a_storm_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start("storm", 3, &[]).await;
+    let addrs: Vec<_> = (0..3).map(|i| cluster.addr(i)).collect();
+    let names = ["alice", "bob", "carol"];
+    let mut tokens = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        tokens.push(user(addrs[i], name).await);
+    }
+    let dave = user(addrs[1], "dave").await;
+    let general = room(addrs[1], &tokens[1], "general").await;
+    for (addr, token) in [
+        (addrs[0], &tokens[0]),
+        (addrs[2], &tokens[2]),
+        (addrs[1], &dave),
+    ] {
+        let r = join(addr, token, &general).await;
+        assert_eq!(r.status, 200, "{:?}", r.json());
+    }
+    let (watcher, before) = ws_hello(addrs[0], &dave).await;
+    let watcher = tokio::spawn(observe(watcher, general.clone()));
+
+    // Alice sends through node 0, bob through node 1, carol through node 2.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut counts = Vec::new();
+    let mut senders = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let (w, _) = ws_hello(addrs[i], &tokens[i]).await;
+        let acked = Arc::new(AtomicUsize::new(0));
+        counts.push(acked.clone());
+        senders.push(tokio::spawn(storm(
+            w,
+            general.clone(),
+            name.to_string(),
+            acked,
+            stop.clone(),
+        )));
+    }
+    let progress = |i: usize| counts[i].load(Ordering::Relaxed);
+    assert!(
+        within(SLOW, || async { progress(0) >= 20 }).await,
+        "alice's messages were not acknowledged"
+    );
+    cluster.kill_9(0);
+    let (bob_then, carol_then) = (progress(1), progress(2));
+    assert!(
+        within(SLOW, || async {
+            progress(1) >= bob_then + 20 && progress(2) >= carol_then + 20
+        })
+        .await,
+        "the other nodes stalled after node 0 died"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let mut acks = Vec::new();
+    for sender in senders {
+        acks.extend(sender.await.expect("a sender"));
+    }
+    let delivered = watcher.await.expect("the watcher");
+
+    // Node 0 comes back on its data directory and serves what the others serve.
+    cluster.start_node(0);
+    let addrs: Vec<_> = (0..3).map(|i| cluster.addr(i)).collect();
+    let kept = same_history_everywhere(&addrs, &dave, &general).await;
+    let by_seq: BTreeMap<u64, &Value> = kept.iter().map(|e| (seq(e), e)).collect();
+    for (s, text) in &acks {
+        let e = by_seq
+            .get(s)
+            .unwrap_or_else(|| panic!("acknowledged seq {s} ({text}) is gone"));
+        assert_eq!(e["text"], text.as_str(), "seq {s}");
+    }
+    for e in &delivered {
+        assert_eq!(
+            Some(&e),
+            by_seq.get(&seq(e)),
+            "a delivered entry changed or went"
+        );
+    }
+    let mut texts = HashSet::new();
+    for e in kept.iter().filter(|e| e["kind"] == "message") {
+        assert!(texts.insert(e["text"].as_str().unwrap()), "twice: {e}");
+    }
+
+    // Alice reconnects to node 0 and sees the same room, epoch and last seq.
+    let (_, hello) = ws_hello(addrs[0], &tokens[0]).await;
+    assert_eq!(epoch(&hello), epoch(&before), "the epoch changed");
+    assert_eq!(hello_last_seq(&hello, &general), seq(kept.last().unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_an_empty_data_directory_catches_up() {
+    let mut cluster = Cluster::start("catch-up", 2, &[]).await;
+    let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    let alice = user(n0, "alice").await;
+    let bob = user(n1, "bob").await;
+    let mallory = user(n1, "mallory").await;
+    let general = room(n0, &alice, "general").await;
+    assert_eq!(join(n1, &bob, &general).await.status, 200);
+    let r = post(
+        n0,
+        &format!("/api/v1/rooms/{general}/bans"),
+        Some(&alice),
+        json!({ "username": "mallory" }),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{:?}", r.json());
+    let r = post(
+        n1,
+        "/api/v1/rooms",
+        Some(&bob),
+        json!({ "name": "den", "visibility": "private", "topic": "bob's" }),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let den = r.json()["id"].as_str().unwrap().to_string();
+    let (mut a, _) = ws_hello(n0, &alice).await;
+    let (mut b, _) = ws_hello(n1, &bob).await;
+    for i in 0..30 {
+        say_acked(&mut a, &general, &format!("alice {i}")).await;
+        say_acked(&mut b, &general, &format!("bob {i}")).await;
+    }
+    say_acked(&mut b, &den, "private note").await;
+    let expected = same_history_everywhere(&[n0, n1], &alice, &general).await;
+
+    // It listens once caught up: everything is there at once.
+    let n2 = cluster.start_node(2);
+    let (entries, _) = history(n2, &alice, &general).await;
+    assert_eq!(entries, expected, "node 2's history of general");
+    let r = me(n2, &bob).await;
+    assert_eq!(r.status, 200, "bob's token on node 2: {:?}", r.json());
+    let mut rooms: Vec<String> = r.json()["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    rooms.sort();
+    assert_eq!(rooms, ["den", "general"]);
+    let r = get(n2, &format!("/api/v1/rooms/{den}"), Some(&bob)).await;
+    assert_eq!(r.json()["topic"], "bob's", "{:?}", r.json());
+    assert_error(
+        &get(n2, &format!("/api/v1/rooms/{den}"), Some(&alice)).await,
+        403,
+        "room_restricted",
+    );
+    assert_error(&join(n2, &mallory, &general).await, 403, "banned");
+    let r = login(n2, "alice", PASSWORD).await;
+    assert_eq!(r.status, 200, "login on node 2: {:?}", r.json());
+    let (hist, _) = history(n2, &bob, &den).await;
+    assert_eq!(hist.last().unwrap()["text"], "private note");
+
+    // And it takes part from then on, both ways.
+    let (mut b2, _) = ws_hello(n2, &bob).await;
+    let ack = say_acked(&mut a, &general, "welcome, node 2").await;
+    let got = b2
+        .next_where("entry", |f| {
+            f["room"] == general.as_str() && f["kind"] == "message"
+        })
+        .await;
+    assert_eq!(as_entry(&got), as_entry(&ack));
+    let ack = say_acked(&mut b2, &general, "thanks").await;
+    let got = a
+        .next_where("entry", |f| {
+            f["room"] == general.as_str() && f["text"] == "thanks"
+        })
+        .await;
+    assert_eq!(as_entry(&got), as_entry(&ack));
+}
+
+/// The `epoch` of a new connection's `hello`.
+async fn epoch_at(addr: SocketAddr, token: &str) -> String {
+    epoch(&ws_hello(addr, token).await.1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_epoch_is_the_same_on_every_node_and_across_restarts() {
+    let mut cluster = Cluster::start("epoch", 2, &[]).await;
+    let alice = user(cluster.addr(0), "alice").await;
+    let general = room(cluster.addr(0), &alice, "general").await;
+    let (mut w, hello) = ws_hello(cluster.addr(0), &alice).await;
+    let first = epoch(&hello);
+    let last = seq(&say_acked(&mut w, &general, "before the restarts").await);
+    drop(w);
+    assert_eq!(
+        epoch_at(cluster.addr(1), &alice).await,
+        first,
+        "node 1's epoch"
+    );
+
+    cluster.kill_9(0);
+    cluster.start_node(0);
+    assert_eq!(
+        epoch_at(cluster.addr(0), &alice).await,
+        first,
+        "node 0's epoch after kill -9"
+    );
+
+    cluster.stop_node(1).await;
+    cluster.start_node(1);
+    let (_, hello) = ws_hello(cluster.addr(1), &alice).await;
+    assert_eq!(epoch(&hello), first, "node 1's epoch after a clean restart");
+    assert_eq!(hello_last_seq(&hello, &general), last);
+
+    cluster.start_node(2);
+    let (_, hello) = ws_hello(cluster.addr(2), &alice).await;
+    assert_eq!(epoch(&hello), first, "a new node's epoch");
+    assert_eq!(hello_last_seq(&hello, &general), last);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_survives_kill_9_of_every_node_and_a_nats_restart() {
+    let mut cluster = Cluster::start("all-down", 2, &[]).await;
+    let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    let alice = user(n0, "alice").await;
+    let bob = user(n1, "bob").await;
+    let general = room(n0, &alice, "general").await;
+    assert_eq!(join(n1, &bob, &general).await.status, 200);
+    let (mut a, hello) = ws_hello(n0, &alice).await;
+    let (mut b, _) = ws_hello(n1, &bob).await;
+    for i in 0..10 {
+        say_acked(&mut a, &general, &format!("alice {i}")).await;
+        say_acked(&mut b, &general, &format!("bob {i}")).await;
+    }
+    let before = same_history_everywhere(&[n0, n1], &alice, &general).await;
+    drop((a, b));
+
+    cluster.kill_9(0);
+    cluster.kill_9(1);
+    cluster.nats[0].stop();
+    cluster.nats[0].start().await;
+    let n0 = cluster.start_node(0);
+    let n1 = cluster.start_node(1);
+
+    assert_eq!(history(n0, &alice, &general).await.0, before);
+    assert_eq!(history(n1, &bob, &general).await.0, before);
+    let r = me(n1, &alice).await;
+    assert_eq!(r.status, 200, "alice's session: {:?}", r.json());
+    let (mut a, again) = ws_hello(n1, &alice).await;
+    assert_eq!(epoch(&again), epoch(&hello), "the epoch changed");
+    let ack = say_acked(&mut a, &general, "still here").await;
+    assert_eq!(seq(&ack), seq(before.last().unwrap()) + 1);
+}

@@ -1,0 +1,127 @@
+//! NATS stopped and started again under running nodes: meanwhile every change answers
+//! `503 unavailable` (over WebSocket, error `unavailable`), `/healthz` answers 503, and reads
+//! and open connections keep working; once NATS is back the nodes carry on by themselves, with
+//! everything acknowledged before still there and nothing refused applied after all.
+
+use std::net::SocketAddr;
+
+use serde_json::json;
+
+use crate::common::*;
+use crate::{
+    answer, assert_error, epoch, me, same_history_everywhere, until_accepted, within, Cluster, SLOW,
+};
+
+async fn health(addr: SocketAddr) -> u16 {
+    get(addr, "/healthz", None).await.status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_nats_is_down_changes_are_refused_and_reads_work() {
+    let mut cluster = Cluster::start("outage", 2, &[]).await;
+    let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    let alice = user(n0, "alice").await;
+    let bob = user(n1, "bob").await;
+    let general = room(n0, &alice, "general").await;
+    assert_eq!(join(n1, &bob, &general).await.status, 200);
+    let (mut a, hello) = ws_hello(n0, &alice).await;
+    let (mut b, _) = ws_hello(n1, &bob).await;
+    let ack = say_acked(&mut a, &general, "before the outage").await;
+    b.next_where("entry", |f| f["seq"] == seq(&ack)).await;
+    let before = same_history_everywhere(&[n0, n1], &alice, &general).await;
+
+    cluster.nats[0].stop();
+    for addr in [n0, n1] {
+        assert!(
+            within(SLOW, || async { health(addr).await == 503 }).await,
+            "{addr} kept answering /healthz with 200 while NATS was down"
+        );
+    }
+
+    // Changes are refused, through either door and on either node.
+    let r = post(
+        n0,
+        "/api/v1/rooms",
+        Some(&alice),
+        json!({ "name": "refused room" }),
+    )
+    .await;
+    assert_error(&r, 503, "unavailable");
+    let r = leave(n1, &bob, &general).await;
+    assert_error(&r, 503, "unavailable");
+    let f = answer(&mut a, &general, "refused message", "refused").await;
+    assert_eq!(
+        (f["type"].as_str(), f["code"].as_str()),
+        (Some("error"), Some("unavailable")),
+        "{f}"
+    );
+
+    // Reads work, on open connections too.
+    for (addr, token) in [(n0, &alice), (n1, &bob)] {
+        let r = me(addr, token).await;
+        assert_eq!(r.status, 200, "{:?}", r.json());
+        let r = get(addr, &format!("/api/v1/rooms/{general}"), Some(token)).await;
+        assert_eq!(r.json()["members"], 2, "{:?}", r.json());
+        assert_eq!(history(addr, token, &general).await.0, before);
+    }
+    b.send(json!({ "type": "sync", "room": general, "since": 0 }))
+        .await;
+    let h = b
+        .next_where("history", |f| f["room"] == general.as_str())
+        .await;
+    assert_eq!(
+        h["entries"].as_array().unwrap(),
+        &before,
+        "sync during the outage"
+    );
+
+    // NATS is back: the nodes recover by themselves.
+    cluster.nats[0].start().await;
+    for addr in [n0, n1] {
+        assert!(
+            within(SLOW, || async { health(addr).await == 200 }).await,
+            "{addr} never reported healthy again"
+        );
+    }
+    let ack = until_accepted(&mut a, &general, "after the outage").await;
+    let got = b.next_where("entry", |f| f["seq"] == seq(&ack)).await;
+    assert_eq!(
+        as_entry(&got),
+        as_entry(&ack),
+        "bob's open connection on node 1"
+    );
+    let r = post(
+        n1,
+        "/api/v1/rooms",
+        Some(&bob),
+        json!({ "name": "new room" }),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let (_, again) = ws_hello(n1, &alice).await;
+    assert_eq!(
+        epoch(&again),
+        epoch(&hello),
+        "the epoch changed with a NATS restart"
+    );
+
+    // Everything from before is kept; nothing refused was applied after all.
+    let after = same_history_everywhere(&[n0, n1], &alice, &general).await;
+    assert_eq!(
+        after[..before.len()],
+        before[..],
+        "history before the outage changed"
+    );
+    assert!(
+        after
+            .iter()
+            .all(|e| e["text"] != "refused message" && e["kind"] != "leave"),
+        "a change answered with unavailable was applied later: {after:?}"
+    );
+    let r = get(n0, "/api/v1/rooms?q=refused", Some(&alice)).await;
+    assert_eq!(
+        r.json()["rooms"],
+        json!([]),
+        "the refused room exists after all"
+    );
+}

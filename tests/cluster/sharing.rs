@@ -1,0 +1,223 @@
+//! One state on every node: accounts and sessions, rooms and their timelines, blocks, invites
+//! and read markers made through one node are there on another.
+
+use serde_json::json;
+
+use crate::common::*;
+use crate::{assert_204, assert_error, hello_last_seq, me, same_history_everywhere, Cluster, SLOW};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_from_one_node_works_on_another() {
+    let cluster = Cluster::start("token", 2, &[]).await;
+    let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+
+    let alice = user(n0, "alice").await;
+    assert!(
+        crate::within(SLOW, || async { me(n1, &alice).await.status == 200 }).await,
+        "node 1 never took node 0's token"
+    );
+    let r = me(n1, &alice).await;
+    assert_eq!(r.json()["username"], "alice", "{:?}", r.json());
+
+    // A second session, made on the other node, works on the first.
+    let r = login(n1, "alice", PASSWORD).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let second = r.json()["token"].as_str().unwrap().to_string();
+    assert!(
+        crate::within(SLOW, || async { me(n0, &second).await.status == 200 }).await,
+        "node 0 never took node 1's token"
+    );
+
+    // Logging out on one node ends the session on both; the other session lives on.
+    let r = post(n1, "/api/v1/logout", Some(&alice), json!({})).await;
+    assert_204(&r);
+    assert_eq!(me(n1, &alice).await.status, 401);
+    assert!(
+        crate::within(SLOW, || async { me(n0, &alice).await.status == 401 }).await,
+        "node 0 still takes a token logged out on node 1"
+    );
+    assert_eq!(me(n0, &second).await.status, 200);
+    assert_eq!(me(n1, &second).await.status, 200);
+
+    // A wrong password is refused on every node alike.
+    for addr in [n0, n1] {
+        assert_error(
+            &login(addr, "alice", "wrong password!").await,
+            401,
+            "invalid_credentials",
+        );
+    }
+}
+
+/// Behind a load balancer a client's next request may reach any node: the token a login just
+/// returned must work there, and a token just logged out must not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_holds_on_every_node_as_soon_as_the_answer_came() {
+    let cluster = Cluster::start("token-at-once", 2, &[]).await;
+    let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    for i in 0..5 {
+        let name = format!("user{i}");
+        let token = user(n0, &name).await;
+        let r = me(n1, &token).await;
+        assert_eq!(
+            r.status,
+            200,
+            "login on node 0, then /me on node 1: {:?}",
+            r.json()
+        );
+        assert_eq!(r.json()["username"], name.as_str());
+        assert_204(&post(n1, "/api/v1/logout", Some(&token), json!({})).await);
+        assert_eq!(
+            me(n0, &token).await.status,
+            401,
+            "logout on node 1, then /me on node 0"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_created_on_one_node_is_joined_and_used_on_another() {
+    let cluster = Cluster::start("room", 2, &[]).await;
+    let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    let alice = user(n0, "alice").await;
+    let bob = user(n1, "bob").await;
+    let general = room(n0, &alice, "general").await;
+
+    let (mut a, _) = ws_hello(n0, &alice).await;
+    let (mut b, _) = ws_hello(n1, &bob).await;
+    let r = join(n1, &bob, &general).await;
+    assert_eq!(r.status, 200, "join on node 1: {:?}", r.json());
+    assert_eq!(r.json()["members"], 2, "{:?}", r.json());
+    let joined = b.next_where("joined", |f| f["room"]["id"] == general).await;
+    assert_eq!(joined["room"]["name"], "general");
+    b.next_where("history", |f| f["room"] == general).await;
+    let bob_joined = a
+        .next_where("entry", |f| f["room"] == general && f["kind"] == "join")
+        .await;
+    assert_eq!(bob_joined["from"], "bob");
+
+    // Each side's message reaches the other side's node with the seq its sender was told.
+    let ack = say_acked(&mut a, &general, "hello from node 0").await;
+    let got = b
+        .next_where("entry", |f| f["room"] == general && f["kind"] == "message")
+        .await;
+    assert_eq!(as_entry(&got), as_entry(&ack), "node 1's copy differs");
+    assert!(
+        got.get("nonce").is_none(),
+        "the nonce is the sender's: {got}"
+    );
+
+    let ack = say_acked(&mut b, &general, "hello from node 1").await;
+    let got = a
+        .next_where("entry", |f| f["room"] == general && f["kind"] == "message")
+        .await;
+    assert_eq!(as_entry(&got), as_entry(&ack), "node 0's copy differs");
+
+    let entries = same_history_everywhere(&[n0, n1], &alice, &general).await;
+    let texts: Vec<&str> = entries.iter().filter_map(|e| e["text"].as_str()).collect();
+    assert_eq!(texts, ["hello from node 0", "hello from node 1"]);
+    assert_eq!(seq(entries.last().unwrap()), seq(&ack));
+
+    // The room, its members and its last seq look the same from both nodes.
+    for addr in [n0, n1] {
+        let r = get(addr, &format!("/api/v1/rooms/{general}"), Some(&bob)).await;
+        assert_eq!(r.status, 200, "{:?}", r.json());
+        let room = r.json();
+        assert_eq!(room["members"], 2, "{room}");
+        assert_eq!(room["owner"], "alice", "{room}");
+        assert_eq!(room["last_seq"], seq(&ack), "{room}");
+    }
+    let (_, hello) = ws_hello(n0, &bob).await;
+    assert_eq!(hello_last_seq(&hello, &general), seq(&ack));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_invites_and_read_markers_are_the_same_on_every_node() {
+    let cluster = Cluster::start("state", 2, &[]).await;
+    let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    let alice = user(n0, "alice").await;
+    let bob = user(n1, "bob").await;
+    let carol = user(n1, "carol").await;
+
+    // A block made on node 0 refuses a DM opened on node 1.
+    assert_204(
+        &post(
+            n0,
+            "/api/v1/blocks",
+            Some(&alice),
+            json!({ "username": "bob" }),
+        )
+        .await,
+    );
+    let r = post(
+        n1,
+        "/api/v1/dms",
+        Some(&bob),
+        json!({ "username": "alice" }),
+    )
+    .await;
+    assert_error(&r, 403, "blocked");
+    assert!(
+        crate::within(SLOW, || async {
+            get(n1, "/api/v1/blocks", Some(&alice)).await.json() == json!({ "blocks": ["bob"] })
+        })
+        .await,
+        "node 1 never listed alice's block"
+    );
+
+    // An invitation made on node 0 shows and works on node 1.
+    let r = post(
+        n0,
+        "/api/v1/rooms",
+        Some(&alice),
+        json!({ "name": "den", "visibility": "private" }),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let den = r.json()["id"].as_str().unwrap().to_string();
+    assert_error(&join(n1, &carol, &den).await, 403, "room_restricted");
+    let r = post(
+        n0,
+        &format!("/api/v1/rooms/{den}/invites"),
+        Some(&alice),
+        json!({ "username": "carol" }),
+    )
+    .await;
+    assert_204(&r);
+    assert!(
+        crate::within(SLOW, || async {
+            me(n1, &carol).await.json()["invites"]
+                .as_array()
+                .is_some_and(|i| i.iter().any(|i| i["room"]["id"] == den.as_str()))
+        })
+        .await,
+        "node 1 never showed carol's invitation"
+    );
+    let r = join(n1, &carol, &den).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+
+    // A read marker set on node 1 is carol's on node 0 too.
+    let (mut a, _) = ws_hello(n0, &alice).await;
+    let mut last = 0;
+    for i in 0..3 {
+        last = seq(&say_acked(&mut a, &den, &format!("note {i}")).await);
+    }
+    let r = post(
+        n1,
+        &format!("/api/v1/rooms/{den}/read"),
+        Some(&carol),
+        json!({ "seq": last - 1 }),
+    )
+    .await;
+    assert_204(&r);
+    assert!(
+        crate::within(SLOW, || async {
+            let room = get(n0, &format!("/api/v1/rooms/{den}"), Some(&carol))
+                .await
+                .json();
+            room["read_seq"] == last - 1 && room["unread"] == 1
+        })
+        .await,
+        "node 0 never showed carol's read marker"
+    );
+}
