@@ -112,6 +112,15 @@ pub struct Config {
     /// Proxies whose connections' client address is the last `X-Forwarded-For` entry
     /// (`--trusted-proxy`, repeatable). Default is none.
     pub trusted_proxies: Vec<IpAddr>,
+    /// NATS servers of cluster mode (`--cluster-nats`, repeatable or comma-separated). Empty
+    /// (the default) is single-node mode with its own journal.
+    pub cluster_nats: Vec<String>,
+    /// This node's name in logs and metrics (`--node-name`). Default: host name and port.
+    pub node_name: Option<String>,
+    /// The JetStream stream the nodes share (`--cluster-stream`). Default `parley`.
+    pub cluster_stream: String,
+    /// Replicas of that stream in the NATS cluster (`--cluster-replicas`). Default 1.
+    pub cluster_replicas: usize,
 }
 
 /// `--registration`: who may create an account through `POST /api/v1/register`.
@@ -242,6 +251,10 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             trusted_proxies: Vec::new(),
+            cluster_nats: Vec::new(),
+            node_name: None,
+            cluster_stream: "parley".into(),
+            cluster_replicas: 1,
         }
     }
 }
@@ -312,6 +325,10 @@ const FLAGS: &[Flag] = &[
     Flag { name: "tls-cert", value: "FILE", help: "PEM certificate chain: serve HTTPS and WSS (with --tls-key; SIGHUP reloads both) [default: none, plain HTTP]" },
     Flag { name: "tls-key", value: "FILE", help: "PEM private key of --tls-cert [default: none]" },
     Flag { name: "trusted-proxy", value: "IP", help: "a proxy whose X-Forwarded-For names the client, repeatable [default: none]" },
+    Flag { name: "cluster-nats", value: "URL", help: "cluster mode: NATS server(s) with JetStream, repeatable or comma-separated [default: none, one node]" },
+    Flag { name: "node-name", value: "NAME", help: "this node's name in cluster mode [default: host name and port]" },
+    Flag { name: "cluster-stream", value: "NAME", help: "the JetStream stream the nodes share [default: parley]" },
+    Flag { name: "cluster-replicas", value: "N", help: "replicas of that stream, at most 5 [default: 1]" },
     Flag { name: "log-level", value: "LEVEL", help: "error | warn | info | debug [default: info]" },
     Flag { name: "log-format", value: "FORMAT", help: "text | json, one event a line on stderr [default: text]" },
     Flag { name: "config", value: "FILE", help: "read flags from a TOML file (keys are flag names); the command line wins" },
@@ -320,7 +337,7 @@ const FLAGS: &[Flag] = &[
 ];
 
 /// Flags that may be given more than once; in a config file they take an array.
-const REPEATABLE: &[&str] = &["allowed-origin", "admin", "trusted-proxy"];
+const REPEATABLE: &[&str] = &["allowed-origin", "admin", "trusted-proxy", "cluster-nats"];
 
 /// What the command line asked for.
 #[derive(Debug)]
@@ -543,12 +560,37 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
             let ip: IpAddr = v.parse().map_err(|_| "expected an IP address")?;
             cfg.trusted_proxies.push(ip.to_canonical());
         }
+        "cluster-nats" => {
+            for url in v.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+                cfg.cluster_nats.push(url.to_string());
+            }
+        }
+        "node-name" => {
+            if !valid_node_name(v) {
+                return Err("expected 1-64 of A-Z, a-z, 0-9, _, - and .".into());
+            }
+            cfg.node_name = Some(v.to_string());
+        }
+        "cluster-stream" => {
+            if !valid_node_name(v) || v.contains('.') {
+                return Err("expected 1-64 of A-Z, a-z, 0-9, _ and -".into());
+            }
+            cfg.cluster_stream = v.to_string();
+        }
+        "cluster-replicas" => cfg.cluster_replicas = number(v, 1, 5)?,
         "registration" => {
             cfg.registration = v.parse().map_err(|_| "expected open, invite or closed")?
         }
         _ => return Err("unknown flag".into()),
     }
     Ok(())
+}
+
+/// A node or stream name: what NATS accepts in a subject token and a stream name.
+fn valid_node_name(v: &str) -> bool {
+    (1..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
 }
 
 fn number(v: &str, min: usize, max: usize) -> Result<usize, String> {

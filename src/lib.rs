@@ -44,6 +44,7 @@
 
 pub(crate) mod api;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub(crate) mod http;
 pub mod logging;
@@ -184,7 +185,10 @@ pub fn start(cfg: Config) -> Result<Arc<Core>, String> {
             .map_err(|e| format!("cannot read --blocked-words {}: {e}", path.display()))?,
         None => Filter::default(),
     };
-    let store = if cfg.ephemeral {
+    let cluster = !cfg.cluster_nats.is_empty();
+    let store = if cluster {
+        Store::cluster()
+    } else if cfg.ephemeral {
         Store::memory()
     } else {
         Store::journal()
@@ -196,6 +200,10 @@ pub fn start(cfg: Config) -> Result<Arc<Core>, String> {
         store,
         filter,
     ));
+    if cluster {
+        // The state is the stream's: `join_cluster` reads it.
+        return Ok(core);
+    }
     let boot = boot_id();
     if !cfg.ephemeral {
         let began = Instant::now();
@@ -232,6 +240,18 @@ pub fn start(cfg: Config) -> Result<Arc<Core>, String> {
     }
     core.begin_run(&boot);
     Ok(core)
+}
+
+/// Cluster mode: joins the stream the nodes share and catches up with it (see [`cluster`]);
+/// `port` names the node when `--node-name` does not.
+pub async fn join_cluster(core: &Arc<Core>, port: u16) -> Result<Arc<cluster::Cluster>, String> {
+    let node = core.cfg.node_name.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "parley".into());
+        format!("{host}:{port}")
+    });
+    cluster::join(core, &core.cfg, &node).await
 }
 
 /// This boot of the machine, to tell a process crash (acknowledged data is with the OS) from a

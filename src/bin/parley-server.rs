@@ -64,6 +64,13 @@ async fn serve(cfg: parley::Config) -> ExitCode {
         }
     };
     let stop = stop_signal();
+    if !core.cfg.cluster_nats.is_empty() {
+        let port = listener.local_addr().map_or(0, |a| a.port());
+        if let Err(e) = parley::join_cluster(&core, port).await {
+            eprintln!("parley-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     match listener.local_addr() {
         Ok(addr) => {
             println!("parley listening on {addr}");

@@ -10,6 +10,7 @@ use base64::Engine;
 use rand::RngCore;
 
 use super::admin::InviteHold;
+use super::replica::Op;
 use super::throttle::Throttle;
 use super::wire as frame;
 use super::{hex, now_ms, password, token_hash, Auth, ChatError, Commit, Conn, Core, Record, User};
@@ -64,7 +65,7 @@ impl Core {
         // under way than its limit lets succeed.
         let mut counted = self.count_registration(from)?;
         let name = self
-            .create_account(username, password, from, invite)
+            .create_account(username, password, from, invite, invite_code)
             .await?;
         if let Some(c) = counted.as_mut() {
             c.created = true;
@@ -92,19 +93,42 @@ impl Core {
     /// Hashes the password and stores the account; with `invite`, spends its use in the same
     /// critical section (its record first: a crash between the two loses a use, never gives
     /// one away).
+    ///
+    /// In cluster mode the hash is made here and the account is decided in log order
+    /// (`replica`): `code` is the invite code `invite` holds a use of, taken again there.
     pub(super) async fn create_account(
         &self,
         username: &str,
         password: &str,
         from: IpAddr,
-        mut invite: Option<InviteHold>,
+        invite: Option<InviteHold>,
+        code: Option<&str>,
     ) -> Result<String, ChatError> {
-        let key = username.to_ascii_lowercase();
         let (pw, iterations) = (password.as_bytes().to_vec(), self.cfg.pbkdf2_iterations);
         let hash = self
             .hasher
             .run(from, move || password::hash_password(&pw, iterations))
             .await?;
+        if let Some(r) = self.replica() {
+            drop(invite);
+            let op = Op::Register {
+                username: username.to_string(),
+                hash,
+                invite: code.map(str::to_string),
+            };
+            return self.replicate(r, op).await;
+        }
+        self.store_account(username, hash, invite).await
+    }
+
+    /// Stores an account whose password is hashed: the second half of `create_account`.
+    pub(super) async fn store_account(
+        &self,
+        username: &str,
+        hash: String,
+        mut invite: Option<InviteHold>,
+    ) -> Result<String, ChatError> {
+        let key = username.to_ascii_lowercase();
         let rec = Record::UserRegistered {
             username: username.to_string(),
             hash: hash.clone(),

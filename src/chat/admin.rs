@@ -239,7 +239,8 @@ impl Core {
     ) -> Result<String, ChatError> {
         self.require_admin(admin)?;
         self.check_new_account(username, password)?;
-        self.create_account(username, password, from, None).await
+        self.create_account(username, password, from, None, None)
+            .await
     }
 
     /// Disables (`disabled`) or enables an account. Disabling ends every session of the user

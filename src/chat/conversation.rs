@@ -18,6 +18,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::policy::{self, Access};
+use super::replica::Op;
 use super::rooms::{Governance, RoomState};
 use super::timeline::{Change, Delivery};
 use super::{deliver_to, encode, now_ms, Blocks, ChatError, Conn, Core, Facts, Record, User};
@@ -155,6 +156,13 @@ impl Core {
     /// Opens (or finds again) the DM between `user` and `username`; a side who had left is
     /// added back. Answers the room as `user` sees it.
     pub async fn open_dm(&self, user: &Arc<User>, username: &str) -> Result<RoomView, ChatError> {
+        if let Some(r) = self.replica() {
+            let op = Op::OpenDm {
+                user: user.name.clone(),
+                target: username.to_string(),
+            };
+            return self.replicate(r, op).await;
+        }
         let other = self
             .user(&username.trim().to_ascii_lowercase())
             .ok_or(ChatError::UserNotFound)?;
@@ -237,6 +245,14 @@ impl Core {
         username: &str,
         blocked: bool,
     ) -> Result<(), ChatError> {
+        if let Some(r) = self.replica() {
+            let op = Op::Block {
+                user: user.name.clone(),
+                target: username.to_string(),
+                blocked,
+            };
+            return self.replicate(r, op).await;
+        }
         let target = self
             .user(&username.trim().to_ascii_lowercase())
             .ok_or(ChatError::UserNotFound)?;
@@ -400,6 +416,17 @@ impl Core {
         text: &str,
         ack: Option<(&Arc<Conn>, Value)>,
     ) -> Result<Entry, ChatError> {
+        if let Some(r) = self.replica() {
+            let op = Op::Edit {
+                user: user.name.clone(),
+                room: room_id.to_string(),
+                seq,
+                text: Some(text.to_string()),
+                conn: ack.as_ref().map(|(c, _)| c.id),
+                nonce: ack.map(|(_, n)| n),
+            };
+            return self.replicate(r, op).await;
+        }
         let text = self.clean_message(text)?;
         self.change_message(user, room_id, seq, Some(&text), ack)
             .await
@@ -413,6 +440,17 @@ impl Core {
         seq: u64,
         ack: Option<(&Arc<Conn>, Value)>,
     ) -> Result<(), ChatError> {
+        if let Some(r) = self.replica() {
+            let op = Op::Edit {
+                user: user.name.clone(),
+                room: room_id.to_string(),
+                seq,
+                text: None,
+                conn: ack.as_ref().map(|(c, _)| c.id),
+                nonce: ack.map(|(_, n)| n),
+            };
+            return self.replicate(r, op).await;
+        }
         self.change_message(user, room_id, seq, None, ack)
             .await
             .map(|_| ())

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use super::moderation::Act;
 use super::policy::{self, Access, Action};
+use super::replica::Op;
 use super::rooms::{Governance, Room, RoomState, RoomTable};
 use super::text;
 use super::timeline::{history_frame, Change, Delivery};
@@ -156,6 +157,16 @@ impl Core {
         user: &Arc<User>,
         spec: &NewRoomSpec<'_>,
     ) -> Result<RoomView, ChatError> {
+        if let Some(r) = self.replica() {
+            let op = Op::CreateRoom {
+                user: user.name.clone(),
+                name: spec.name.to_string(),
+                capacity: spec.capacity,
+                visibility: spec.visibility.map(str::to_string),
+                topic: spec.topic.map(str::to_string),
+            };
+            return self.replicate(r, op).await;
+        }
         let name = text::valid_room_name(spec.name)?;
         let capacity = match spec.capacity {
             None => self.cfg.room_capacity,
@@ -231,6 +242,13 @@ impl Core {
     }
 
     pub async fn join_room(&self, user: &Arc<User>, id: &str) -> Result<RoomView, ChatError> {
+        if let Some(r) = self.replica() {
+            let op = Op::Join {
+                user: user.name.clone(),
+                room: id.to_string(),
+            };
+            return self.replicate(r, op).await;
+        }
         let room = self.room(id)?;
         let (view, commit) = {
             let mut us = user.lock();
@@ -312,6 +330,13 @@ impl Core {
     /// published to the leaver's connections, then a [`Record::RoomDeleted`] follows it.
     /// The owner's leave passes ownership on, with a `role` entry after the `leave`.
     pub async fn leave_room(&self, user: &Arc<User>, id: &str) -> Result<(), ChatError> {
+        if let Some(r) = self.replica() {
+            let op = Op::Leave {
+                user: user.name.clone(),
+                room: id.to_string(),
+            };
+            return self.replicate(r, op).await;
+        }
         let room = self.room(id)?;
         let commit = {
             let mut us = user.lock();
@@ -413,6 +438,14 @@ impl Core {
         id: &str,
         admin: bool,
     ) -> Result<(), ChatError> {
+        if let Some(r) = self.replica() {
+            let op = Op::DeleteRoom {
+                user: user.name.clone(),
+                room: id.to_string(),
+                admin,
+            };
+            return self.replicate(r, op).await;
+        }
         let room = self.room(id)?;
         let commit = {
             let mut rs = room.lock();

@@ -56,6 +56,7 @@ mod membership;
 pub mod moderation;
 pub(crate) mod policy;
 mod presence;
+pub mod replica;
 mod snapshot;
 mod timeline;
 
@@ -64,7 +65,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use tungstenite::Bytes;
@@ -86,11 +86,14 @@ use password::HashPool;
 use rooms::{Governance, Member, Room, RoomTable};
 use wire as frame;
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch; while a cluster proposal is applied, its time, so
+/// that every node decides it the same (`replica`).
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    replica::clock().unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    })
 }
 
 /// SHA-256 of a token: the only form in which the server keeps it.
@@ -116,9 +119,8 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
 /// A random identifier of `len` characters from a URL-safe alphabet.
 pub fn random_id(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
     (0..len)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .map(|_| ALPHABET[replica::random_below(ALPHABET.len())] as char)
         .collect()
 }
 
@@ -201,6 +203,12 @@ pub struct Core {
     last_run: Mutex<Option<LastRun>>,
     next_conn: AtomicU64,
     ping: Bytes,
+    /// Cluster mode's log, once the node joined it (`replica`).
+    replica: std::sync::OnceLock<Arc<dyn replica::Replicator>>,
+    /// This process among the cluster's proposers, and its proposals waiting for an outcome.
+    origin: String,
+    pending: Arc<replica::Pending>,
+    next_proposal: AtomicU64,
 }
 
 impl Core {
@@ -225,6 +233,10 @@ impl Core {
             last_run: Mutex::new(None),
             next_conn: AtomicU64::new(1),
             ping: frame::ping(),
+            replica: std::sync::OnceLock::new(),
+            origin: random_id(16),
+            pending: Arc::default(),
+            next_proposal: AtomicU64::new(1),
         }
     }
 
@@ -246,7 +258,11 @@ impl Core {
     }
 
     /// Takes a place in the store for one record, before changing anything.
+    /// A change applied from the cluster's log is already kept: it takes no place.
     fn reserve(&self) -> Result<Slot, ChatError> {
+        if replica::applying() {
+            return Ok(Slot::Memory);
+        }
         self.store.reserve().map_err(|_| ChatError::Unavailable)
     }
 

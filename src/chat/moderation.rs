@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::policy::{self, Access, Action};
+use super::replica::Op;
 use super::rooms::{Governance, Room, RoomState, RoomTable};
 use super::timeline::{Change, Delivery};
 use super::users::UserState;
@@ -195,6 +196,14 @@ impl Core {
         room_id: &str,
         username: &str,
     ) -> Result<(), ChatError> {
+        if let Some(r) = self.replica() {
+            let op = Op::Invite {
+                user: actor.name.clone(),
+                room: room_id.to_string(),
+                target: username.to_string(),
+            };
+            return self.replicate(r, op).await;
+        }
         let (room, target) = self.room_and_target(room_id, username)?;
         let commit = {
             let mut us = target.as_ref().map(|u| u.lock());
@@ -260,6 +269,16 @@ impl Core {
         reason: Option<&str>,
         ban: bool,
     ) -> Result<(), ChatError> {
+        if let Some(r) = self.replica() {
+            let op = Op::Remove {
+                user: actor.name.clone(),
+                room: room_id.to_string(),
+                target: username.to_string(),
+                reason: reason.map(str::to_string),
+                ban,
+            };
+            return self.replicate(r, op).await;
+        }
         self.reach_room(actor, room_id)?;
         let reason = valid_reason(reason)?;
         let (room, target) = self.room_and_target(room_id, username)?;
@@ -316,6 +335,15 @@ impl Core {
         username: &str,
         kind: EntryKind,
     ) -> Result<(), ChatError> {
+        if let Some(r) = self.replica() {
+            let op = Op::Lift {
+                user: actor.name.clone(),
+                room: room_id.to_string(),
+                target: username.to_string(),
+                unban: kind == EntryKind::Unban,
+            };
+            return self.replicate(r, op).await;
+        }
         let unban = kind == EntryKind::Unban;
         let action = if unban { Action::Unban } else { Action::Unmute };
         let commit = self.on_user(
@@ -356,6 +384,15 @@ impl Core {
         username: &str,
         seconds: Seconds<'_>,
     ) -> Result<(), ChatError> {
+        if let Some(r) = self.replica() {
+            let op = Op::Mute {
+                user: actor.name.clone(),
+                room: room_id.to_string(),
+                target: username.to_string(),
+                seconds: seconds.get()?,
+            };
+            return self.replicate(r, op).await;
+        }
         self.reach_room(actor, room_id)?;
         let seconds = seconds.get()?;
         let mute = (Action::Mute, true);
@@ -387,6 +424,15 @@ impl Core {
         username: &str,
         role: Option<&str>,
     ) -> Result<(), ChatError> {
+        if let Some(r) = self.replica() {
+            let op = Op::Role {
+                user: actor.name.clone(),
+                room: room_id.to_string(),
+                target: username.to_string(),
+                role: role.map(str::to_string),
+            };
+            return self.replicate(r, op).await;
+        }
         self.reach_room(actor, room_id)?;
         let role = role.and_then(Role::parse).ok_or(ChatError::InvalidRole)?;
         let roles = (Action::Roles, false);
@@ -437,6 +483,16 @@ impl Core {
         room_id: &str,
         patch: &RoomPatch,
     ) -> Result<RoomView, ChatError> {
+        if let Some(r) = self.replica() {
+            let op = Op::Update {
+                user: actor.name.clone(),
+                room: room_id.to_string(),
+                name: patch.name.clone(),
+                topic: patch.topic.clone(),
+                visibility: patch.visibility.clone(),
+            };
+            return self.replicate(r, op).await;
+        }
         self.reach_room(actor, room_id)?;
         let as_str = |v: &Option<Value>, e: ChatError| match v {
             None => Ok(None),

@@ -22,6 +22,7 @@ use tungstenite::Bytes;
 use super::filter::Filter;
 use super::policy::Access;
 use super::ratelimit::RoomLimits;
+use super::replica::Op;
 use super::rooms::{Room, RoomState};
 use super::users::UserState;
 use super::wire as frame;
@@ -253,6 +254,16 @@ impl Core {
             })
     }
 
+    /// Cluster mode: takes a message from the room's budget on the node that proposes it,
+    /// counting its frame without the extras the log decides (mentions).
+    fn post_budget(&self, room_id: &str, from: &str, text: &str) -> Result<(), ChatError> {
+        let Some(room) = self.rooms.get(room_id) else {
+            return Ok(());
+        };
+        let mut rs = room.lock();
+        self.room_budget_check(&mut rs, entry_frame_bound(&room.id, from, text))
+    }
+
     /// Posts a message (an action when `action`) from `user`, within the room's budget, and
     /// moves their read marker to it. `sender` is the connection of a `send` frame and its
     /// nonce: that connection's copy carries the nonce, which is the ack, and if the store
@@ -265,6 +276,18 @@ impl Core {
         action: bool,
         sender: Option<(&Arc<Conn>, Option<Value>)>,
     ) -> Result<(), ChatError> {
+        if let Some(r) = self.replica() {
+            self.post_budget(room_id, &user.name, &text)?;
+            let op = Op::Post {
+                user: user.name.clone(),
+                room: room_id.to_string(),
+                conn: sender.as_ref().map(|(c, _)| c.id),
+                nonce: sender.as_ref().and_then(|(_, n)| n.clone()),
+                text,
+                action,
+            };
+            return self.propose_post(r, op, sender);
+        }
         let room = self.room(room_id)?;
         let mut rs = room.lock();
         if !rs.members.contains_key(&user.key) {
@@ -292,7 +315,10 @@ impl Core {
         if !extra.is_empty() {
             bytes += serde_json::to_vec(&extra).map_or(0, |v| v.len());
         }
-        self.room_budget_check(&mut rs, bytes)?;
+        // In cluster mode the proposer took it (`post_budget`): time is not the log's.
+        if !super::replica::applying() {
+            self.room_budget_check(&mut rs, bytes)?;
+        }
         let slot = self.reserve()?;
         let entry = KeptEntry::with_extra(
             now,

@@ -1,4 +1,5 @@
-//! Where records go: nowhere (`--ephemeral`), or the journal in `--data-dir`.
+//! Where records go: nowhere (`--ephemeral`), the journal in `--data-dir`, or in cluster
+//! mode the log the nodes share ([`Log`], which the `cluster` module provides).
 //!
 //! The chat core first takes a place ([`Store::reserve`], refused once the journal failed or
 //! is full, before anything changed), then hands the record here with what to do once it is
@@ -11,7 +12,7 @@ pub(crate) mod journal;
 pub(crate) mod record;
 pub(crate) mod snapshot;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use journal::{Journal, Origin, Reserved, SnapshotSource};
 
@@ -24,6 +25,17 @@ enum Backend {
     Memory,
     /// Set once recovery is over; the core exists (and replays into) before that.
     Journal(OnceLock<Journal>),
+    /// Set once the node reached NATS and caught up with the shared log.
+    Cluster(OnceLock<Arc<dyn Log>>),
+}
+
+/// The shared log of cluster mode, as the store sees it: a place records go in order.
+pub trait Log: Send + Sync {
+    /// Hands one record (its JSON) to the log, after those handed before; `done` runs with
+    /// whether the log acknowledged it.
+    fn append(&self, record: Vec<u8>, done: Done);
+    /// Why the log refuses changes now (NATS unreachable), if it does.
+    fn failed(&self) -> Option<String>;
 }
 
 pub struct Store {
@@ -35,6 +47,7 @@ pub enum Slot {
     /// Nothing is stored: the caller acknowledges at once.
     Memory,
     Journal(Reserved),
+    Cluster(Arc<dyn Log>),
 }
 
 impl Slot {
@@ -44,6 +57,7 @@ impl Slot {
         match self {
             Slot::Memory => done(true),
             Slot::Journal(place) => place.append(record, Some(done)),
+            Slot::Cluster(log) => log.append(record, done),
         }
     }
 }
@@ -75,6 +89,25 @@ impl Store {
         }
     }
 
+    /// A store for cluster mode, whose log is set by [`Store::join_cluster`].
+    pub fn cluster() -> Store {
+        Store {
+            backend: Backend::Cluster(OnceLock::new()),
+        }
+    }
+
+    /// Sends records to `log` from now on (cluster mode only).
+    pub fn join_cluster(&self, log: Arc<dyn Log>) {
+        if let Backend::Cluster(slot) = &self.backend {
+            let _ = slot.set(log);
+        }
+    }
+
+    /// True in cluster mode.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.backend, Backend::Cluster(_))
+    }
+
     /// True when nothing is stored and changes are acknowledged at once.
     pub fn is_memory(&self) -> bool {
         matches!(self.backend, Backend::Memory)
@@ -82,7 +115,7 @@ impl Store {
 
     fn live(&self) -> Option<&Journal> {
         match &self.backend {
-            Backend::Memory => None,
+            Backend::Memory | Backend::Cluster(_) => None,
             Backend::Journal(j) => j.get(),
         }
     }
@@ -128,6 +161,10 @@ impl Store {
                 Some(j) => j.reserve().map(Slot::Journal),
                 None => Err(Refused::Failed),
             },
+            Backend::Cluster(log) => match log.get() {
+                Some(log) if log.failed().is_none() => Ok(Slot::Cluster(log.clone())),
+                _ => Err(Refused::Failed),
+            },
         }
     }
 
@@ -167,7 +204,13 @@ impl Store {
 
     /// Why the journal stopped accepting writes, if it did.
     pub fn failed(&self) -> Option<String> {
-        self.live().and_then(Journal::failed)
+        match &self.backend {
+            Backend::Cluster(log) => match log.get() {
+                Some(log) => log.failed(),
+                None => Some("not connected to the cluster yet".into()),
+            },
+            _ => self.live().and_then(Journal::failed),
+        }
     }
 
     /// Flushes and stops the journal, if any. Blocks until it is on disk.
