@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::*;
 use crate::{
-    assert_error, epoch, hello_last_seq, me, same_history_everywhere, within, Cluster, SLOW,
+    assert_error, epoch, hello_last_seq, kept, me, same_history_everywhere, within, Cluster, SLOW,
 };
 
 /// Messages a sender keeps unacknowledged at once.
@@ -204,8 +204,11 @@ async fn a_node_with_an_empty_data_directory_catches_up() {
 
     // It listens once caught up: everything is there at once.
     let n2 = cluster.start_node(2);
-    let (entries, _) = history(n2, &alice, &general).await;
-    assert_eq!(entries, expected, "node 2's history of general");
+    assert_eq!(
+        kept(n2, &alice, &general).await,
+        expected,
+        "node 2's history of general"
+    );
     let r = me(n2, &bob).await;
     assert_eq!(r.status, 200, "bob's token on node 2: {:?}", r.json());
     let mut rooms: Vec<String> = r.json()["rooms"]
@@ -311,8 +314,8 @@ async fn everything_survives_kill_9_of_every_node_and_a_nats_restart() {
     let n0 = cluster.start_node(0);
     let n1 = cluster.start_node(1);
 
-    assert_eq!(history(n0, &alice, &general).await.0, before);
-    assert_eq!(history(n1, &bob, &general).await.0, before);
+    assert_eq!(kept(n0, &alice, &general).await, before);
+    assert_eq!(kept(n1, &bob, &general).await, before);
     let r = me(n1, &alice).await;
     assert_eq!(r.status, 200, "alice's session: {:?}", r.json());
     let (mut a, again) = ws_hello(n1, &alice).await;

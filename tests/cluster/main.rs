@@ -59,6 +59,31 @@ pub struct Cluster {
     tmp: TempDir,
 }
 
+impl Drop for Cluster {
+    /// A failing test shows the end of each node's log, and of each NATS server's.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let tail = |log: String| {
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        };
+        for (i, node) in self.nodes.iter().enumerate() {
+            if let Some(node) = node {
+                eprintln!(
+                    "----- node {i} ({}) stderr:\n{}",
+                    node.addr,
+                    tail(node.stderr())
+                );
+            }
+        }
+        for server in &self.nats {
+            eprintln!("----- {} log:\n{}", server.name, tail(server.log()));
+        }
+    }
+}
+
 impl Cluster {
     /// `nodes` nodes on one NATS server, each with the test defaults plus `extra`.
     pub async fn start(name: &str, nodes: usize, extra: &[&str]) -> Cluster {
@@ -212,15 +237,15 @@ pub fn hello_last_seq(hello: &Value, room: &str) -> u64 {
         .expect("last_seq")
 }
 
-/// Every kept entry of `room` on every address in `addrs`, once all of them serve the same
-/// timeline (replicas apply a record at slightly different moments); panics with the
-/// differences if they never agree.
+/// Every kept entry of `room` on every address in `addrs`, without the sender's nonces
+/// (`sharing` checks those), once all of them serve the same timeline (replicas apply a
+/// record at slightly different moments); panics with the differences if they never agree.
 pub async fn same_history_everywhere(addrs: &[SocketAddr], token: &str, room: &str) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + SLOW;
     loop {
         let mut seen: Vec<Vec<Value>> = Vec::new();
         for &addr in addrs {
-            seen.push(history(addr, token, room).await.0);
+            seen.push(kept(addr, token, room).await);
         }
         if seen.windows(2).all(|w| w[0] == w[1]) {
             return seen.swap_remove(0);
@@ -236,6 +261,16 @@ pub async fn same_history_everywhere(addrs: &[SocketAddr], token: &str, room: &s
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Every kept entry of `room` on `addr`, without the sender's nonces.
+pub async fn kept(addr: SocketAddr, token: &str, room: &str) -> Vec<Value> {
+    history(addr, token, room)
+        .await
+        .0
+        .iter()
+        .map(as_entry)
+        .collect()
 }
 
 /// `GET /api/v1/users/{name}`'s `online`.

@@ -221,3 +221,48 @@ async fn blocks_invites_and_read_markers_are_the_same_on_every_node() {
         "node 0 never showed carol's read marker"
     );
 }
+
+/// A client that lost track of a message across a reconnect finds it by its nonce, which the
+/// server shows its sender again (docs/BEHAVIOUR.md); the reconnect may reach another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_senders_nonce_is_shown_to_them_on_every_node() {
+    let cluster = Cluster::start("nonce", 2, &[]).await;
+    let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    let alice = user(n0, "alice").await;
+    let bob = user(n1, "bob").await;
+    let general = room(n0, &alice, "general").await;
+    assert_eq!(join(n1, &bob, &general).await.status, 200);
+    let (mut a, _) = ws_hello(n0, &alice).await;
+    a.say(&general, "find me", "lost-42").await;
+    let ack = a.next_where("entry", |f| f["nonce"] == "lost-42").await;
+    same_history_everywhere(&[n0, n1], &alice, &general).await;
+
+    for addr in [n0, n1] {
+        let (entries, _) = history(addr, &alice, &general).await;
+        let mine = entries.iter().find(|e| e["seq"] == ack["seq"]).unwrap();
+        assert_eq!(
+            mine["nonce"], "lost-42",
+            "alice's history on {addr}: {mine}"
+        );
+        let (entries, _) = history(addr, &bob, &general).await;
+        let theirs = entries.iter().find(|e| e["seq"] == ack["seq"]).unwrap();
+        assert!(
+            theirs.get("nonce").is_none(),
+            "bob's history on {addr}: {theirs}"
+        );
+    }
+    let (mut w, _) = ws_hello(n1, &alice).await;
+    w.send(json!({ "type": "sync", "room": general, "since": 0 }))
+        .await;
+    let h = w
+        .next_where("history", |f| f["room"] == general.as_str())
+        .await;
+    let mine = h["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["seq"] == ack["seq"])
+        .cloned()
+        .unwrap();
+    assert_eq!(mine["nonce"], "lost-42", "alice's sync on node 1: {mine}");
+}

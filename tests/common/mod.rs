@@ -348,9 +348,11 @@ impl Ws {
         self.next_within(WAIT).await
     }
 
+    /// The next JSON frame within `wait` in all: pings and pongs do not restart the clock.
     pub async fn next_within(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let msg = tokio::time::timeout(wait, self.inner.next())
+            let msg = tokio::time::timeout_at(deadline, self.inner.next())
                 .await
                 .ok()??
                 .ok()?;
