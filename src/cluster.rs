@@ -24,6 +24,7 @@ use std::time::Duration;
 use async_nats::connection::State;
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::chat::replica::{Failed, Proposal, Replicator};
@@ -35,8 +36,35 @@ use crate::store::{Done, Log};
 const QUEUE: usize = 65_536;
 /// How long JetStream has to acknowledge a publish.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest an unknown token waits for the node to catch up with the stream.
+const CATCH_UP: Duration = Duration::from_secs(2);
+/// Unknown tokens waiting for that at once; more are refused at once.
+const CATCHING_UP: usize = 16;
 /// Pause before the reader starts again after its consumer failed.
 const RETRY: Duration = Duration::from_millis(250);
+
+/// How often a node compares its users' presence with what it last reported.
+const PRESENCE_EVERY: Duration = Duration::from_millis(250);
+/// A node reports its online users at least this often: its heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A node not heard from for this long counts as gone, and its users' connections with it.
+const SILENT_MS: u64 = 6_000;
+
+/// A node's report of the users online there (`STREAM.presence`).
+#[derive(Serialize, Deserialize)]
+struct PresenceReport {
+    origin: String,
+    node: String,
+    users: Vec<String>,
+}
+
+/// Someone typing on a node (`STREAM.typing`).
+#[derive(Serialize, Deserialize)]
+struct TypingReport {
+    origin: String,
+    room: String,
+    user: String,
+}
 
 /// One change on its way to the stream.
 struct Outgoing {
@@ -51,6 +79,12 @@ pub struct Cluster {
     queue: mpsc::Sender<Outgoing>,
     /// The stream sequence of the last message applied here.
     applied: Arc<AtomicU64>,
+    typing: String,
+    origin: String,
+    /// For `catch_up`: the stream, the sequence applied, and a bound on callers at once.
+    stream: stream::Stream,
+    caught: watch::Receiver<u64>,
+    catching_up: tokio::sync::Semaphore,
 }
 
 impl Cluster {
@@ -105,6 +139,34 @@ impl Replicator for Cluster {
         // Refused here, the caller answers `unavailable` itself: `failed` never runs.
         self.send(out).map_err(|_| ChatError::Unavailable)
     }
+
+    fn catch_up(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            // Unknown tokens are what strangers send: only a few wait at a time.
+            let Ok(_turn) = self.catching_up.try_acquire() else {
+                return;
+            };
+            let Ok(Ok(info)) = tokio::time::timeout(CATCH_UP, self.stream.get_info()).await else {
+                return;
+            };
+            let last = info.state.last_sequence;
+            let mut caught = self.caught.clone();
+            let _ = tokio::time::timeout(CATCH_UP, caught.wait_for(|s| *s >= last)).await;
+        })
+    }
+
+    fn typing(&self, room: &str, username: &str) {
+        let report = TypingReport {
+            origin: self.origin.clone(),
+            room: room.to_string(),
+            user: username.to_string(),
+        };
+        let (client, subject) = (self.client.clone(), self.typing.clone());
+        let payload = serde_json::to_vec(&report).unwrap_or_default();
+        tokio::spawn(async move {
+            let _ = client.publish(subject, payload.into()).await;
+        });
+    }
 }
 
 /// Connects to NATS, makes sure the stream exists, catches up with it and keeps applying
@@ -112,8 +174,29 @@ impl Replicator for Cluster {
 pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Cluster>, String> {
     let urls = cfg.cluster_nats.join(",");
     let name = format!("parley {node}");
+    // The reader starts a new consumer when the client reconnects: the old one may be gone
+    // with the server that held it, and waiting for its heartbeat to be missed takes long.
+    let reconnected = Arc::new(tokio::sync::Notify::new());
+    let notify = reconnected.clone();
     let client = async_nats::ConnectOptions::new()
         .name(&name)
+        .event_callback(move |event| {
+            let notify = notify.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!("cluster: connected to NATS");
+                        notify.notify_one();
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(
+                            "cluster: NATS unreachable; changes are refused until it is back"
+                        );
+                    }
+                    other => tracing::debug!("cluster: NATS {other}"),
+                }
+            }
+        })
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(2))
@@ -159,7 +242,13 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
     tokio::spawn(publish(js.clone(), base.clone(), rx));
     let applied = Arc::new(AtomicU64::new(0));
     let (caught_tx, mut caught_rx) = watch::channel(0u64);
-    tokio::spawn(read(core.clone(), stream, applied.clone(), caught_tx));
+    tokio::spawn(read(
+        core.clone(),
+        stream.clone(),
+        applied.clone(),
+        caught_tx,
+        reconnected,
+    ));
     let began = std::time::Instant::now();
     while *caught_rx.borrow() < last {
         if caught_rx.changed().await.is_err() {
@@ -176,10 +265,16 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
         began.elapsed().as_millis()
     );
     let cluster = Arc::new(Cluster {
-        client,
+        client: client.clone(),
         queue,
         applied,
+        typing: format!("{base}.typing"),
+        origin: core.origin().to_string(),
+        stream,
+        caught: caught_rx,
+        catching_up: tokio::sync::Semaphore::new(CATCHING_UP),
     });
+    tokio::spawn(ephemeral(core.clone(), client, base, node.to_string()));
     core.store().join_cluster(cluster.clone());
     core.set_replicator(cluster.clone());
     Ok(cluster)
@@ -212,6 +307,7 @@ async fn read(
     stream: stream::Stream,
     applied: Arc<AtomicU64>,
     caught: watch::Sender<u64>,
+    reconnected: Arc<tokio::sync::Notify>,
 ) {
     loop {
         let start = applied.load(Relaxed) + 1;
@@ -237,7 +333,12 @@ async fn read(
                 continue;
             }
         };
-        while let Some(next) = messages.next().await {
+        loop {
+            let next = tokio::select! {
+                next = messages.next() => next,
+                _ = reconnected.notified() => break,
+            };
+            let Some(next) = next else { break };
             let msg = match next {
                 Ok(m) => m,
                 Err(e) => {
@@ -256,6 +357,59 @@ async fn read(
             caught.send_replace(seq);
         }
         tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Reports this node's online users when they change and at every heartbeat; takes the
+/// other nodes' reports and typing; forgets nodes gone silent.
+async fn ephemeral(core: Arc<Core>, client: async_nats::Client, base: String, node: String) {
+    let subject = format!("{base}.presence");
+    let (mut presence, mut typing) = loop {
+        let p = client.subscribe(subject.clone()).await;
+        let t = client.subscribe(format!("{base}.typing")).await;
+        match (p, t) {
+            (Ok(p), Ok(t)) => break (p, t),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("cluster: cannot subscribe to presence: {e}");
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    };
+    let mut tick = tokio::time::interval(PRESENCE_EVERY);
+    let mut reported: Option<(Vec<String>, std::time::Instant)> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let mut users = core.local_presence();
+                users.sort_unstable();
+                let due = match &reported {
+                    Some((last, at)) => *last != users || at.elapsed() >= HEARTBEAT,
+                    None => true,
+                };
+                if due {
+                    let report = PresenceReport {
+                        origin: core.origin().to_string(),
+                        node: node.clone(),
+                        users: users.clone(),
+                    };
+                    let payload = serde_json::to_vec(&report).unwrap_or_default();
+                    if client.publish(subject.clone(), payload.into()).await.is_ok() {
+                        reported = Some((users, std::time::Instant::now()));
+                    }
+                }
+                core.forget_silent_nodes(SILENT_MS);
+            }
+            Some(m) = presence.next() => {
+                if let Ok(r) = serde_json::from_slice::<PresenceReport>(&m.payload) {
+                    core.node_presence(&r.origin, r.users);
+                }
+            }
+            Some(m) = typing.next() => {
+                if let Ok(t) = serde_json::from_slice::<TypingReport>(&m.payload) {
+                    core.node_typing(&t.origin, &t.room, &t.user);
+                }
+            }
+        }
     }
 }
 

@@ -159,6 +159,11 @@ pub trait Replicator: Send + Sync {
     /// Queues a proposal (its JSON) for the log, after those queued before. Refused at once
     /// (`unavailable`) when the log cannot be reached; `failed` runs if it is refused later.
     fn propose(&self, proposal: Vec<u8>, failed: Failed) -> Result<(), ChatError>;
+    /// Tells the other nodes, best effort, that `username` is typing in `room`.
+    fn typing(&self, room: &str, username: &str);
+    /// Completes once this node applied everything the log held when it was called (or
+    /// after a short bound): what another node acknowledged is then here too.
+    fn catch_up(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 /// Proposals of this process waiting for their outcome, by id.
@@ -284,6 +289,18 @@ impl Core {
             .downcast::<T>()
             .map(|v| *v)
             .map_err(|_| ChatError::Unavailable)
+    }
+
+    /// [`Core::authenticate`], except that in cluster mode an unknown token waits for this
+    /// node to catch up with the log first: it may come from a login on another node.
+    pub async fn authenticate_current(&self, token: &str) -> Result<super::Auth, ChatError> {
+        match (self.authenticate(token), self.replica()) {
+            (Err(ChatError::Unauthorized), Some(r)) => {
+                r.catch_up().await;
+                self.authenticate(token)
+            }
+            (result, _) => result,
+        }
     }
 
     /// Proposes a message: its outcome reaches the sending connection as frames (the copy
