@@ -27,7 +27,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use crate::chat::replica::{Failed, Proposal, Replicator};
+use crate::chat::replica::{Failed, Op, Proposal, Replicator};
 use crate::chat::{ChatError, Core, Record};
 use crate::config::Config;
 use crate::store::{Done, Log};
@@ -234,22 +234,46 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
             }
         }
     };
+    let snaps_cfg = stream::Config {
+        name: format!("{base}-snap"),
+        subjects: vec![format!("{base}-snap.>")],
+        storage: stream::StorageType::File,
+        num_replicas: cfg.cluster_replicas,
+        ..Default::default()
+    };
+    let snaps = loop {
+        match js.get_or_create_stream(snaps_cfg.clone()).await {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::warn!("cluster: stream {base}-snap not ready ({e}); retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let began = std::time::Instant::now();
+    let from = load_snapshot(core, &snaps, &base).await?;
     let epoch = format!("{:x}", info.created.unix_timestamp_nanos());
     core.apply(&Record::Epoch { epoch });
     let last = info.state.last_sequence;
 
     let (queue, rx) = mpsc::channel(QUEUE);
     tokio::spawn(publish(js.clone(), base.clone(), rx));
-    let applied = Arc::new(AtomicU64::new(0));
-    let (caught_tx, mut caught_rx) = watch::channel(0u64);
-    tokio::spawn(read(
-        core.clone(),
-        stream.clone(),
-        applied.clone(),
-        caught_tx,
+    let applied = Arc::new(AtomicU64::new(from));
+    let (caught_tx, mut caught_rx) = watch::channel(from);
+    let reader = Reader {
+        core: core.clone(),
+        js: js.clone(),
+        stream: stream.clone(),
+        snaps,
+        base: base.clone(),
+        applied: applied.clone(),
+        caught: caught_tx,
         reconnected,
-    ));
-    let began = std::time::Instant::now();
+        every: cfg.cluster_snapshot_every,
+        last_snap: from,
+        proposed_after: None,
+    };
+    tokio::spawn(reader.run());
     while *caught_rx.borrow() < last {
         if caught_rx.changed().await.is_err() {
             return Err("cluster: the stream reader stopped".into());
@@ -259,10 +283,12 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
     tracing::info!(
         node,
         stream = %base,
-        messages = last,
+        snapshot = from,
+        changes = last.saturating_sub(from),
         ms = began.elapsed().as_millis() as u64,
-        "cluster: caught up with {last} changes of stream {base} in {} ms: {users} users, {rooms} rooms, {entries} kept entries",
-        began.elapsed().as_millis()
+        "cluster: caught up with stream {base} in {} ms: a snapshot at {from}, then {} changes; {users} users, {rooms} rooms, {entries} kept entries",
+        began.elapsed().as_millis(),
+        last.saturating_sub(from)
     );
     let cluster = Arc::new(Cluster {
         client: client.clone(),
@@ -300,64 +326,249 @@ async fn publish(js: jetstream::Context, base: String, mut rx: mpsc::Receiver<Ou
     }
 }
 
-/// Applies the stream in order, from the message after the last one applied, for as long as
-/// the node runs; `caught` follows the sequence applied.
-async fn read(
+/// The stream's reader: applies it in order and takes part in its snapshots.
+struct Reader {
     core: Arc<Core>,
+    js: jetstream::Context,
     stream: stream::Stream,
+    snaps: stream::Stream,
+    base: String,
     applied: Arc<AtomicU64>,
     caught: watch::Sender<u64>,
     reconnected: Arc<tokio::sync::Notify>,
-) {
-    loop {
-        let start = applied.load(Relaxed) + 1;
-        let config = consumer::pull::OrderedConfig {
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: start,
-            },
-            ..Default::default()
-        };
-        let messages = match stream.create_consumer(config).await {
-            Ok(c) => c.messages().await,
-            Err(e) => {
-                tracing::debug!("cluster: cannot read the stream yet: {e}");
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-        };
-        let mut messages = match messages {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!("cluster: cannot read the stream yet: {e}");
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-        };
+    /// Changes between snapshots (`--cluster-snapshot-every`).
+    every: u64,
+    /// The stream sequence of the last snapshot point: the same on every node, since it is
+    /// decided in log order.
+    last_snap: u64,
+    /// The snapshot point this node last proposed a new snapshot after.
+    proposed_after: Option<u64>,
+}
+
+impl Reader {
+    /// Applies the stream in order, from the message after the last one applied, for as long
+    /// as the node runs.
+    async fn run(mut self) {
         loop {
-            let next = tokio::select! {
-                next = messages.next() => next,
-                _ = reconnected.notified() => break,
+            let start = self.applied.load(Relaxed) + 1;
+            let config = consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: start,
+                },
+                ..Default::default()
             };
-            let Some(next) = next else { break };
-            let msg = match next {
+            let messages = match self.stream.create_consumer(config).await {
+                Ok(c) => c.messages().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let mut messages = match messages {
                 Ok(m) => m,
                 Err(e) => {
-                    tracing::warn!("cluster: reading the stream failed: {e}; reading again");
-                    break;
+                    tracing::debug!("cluster: cannot read the stream yet: {e}");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
                 }
             };
-            let Ok(seq) = msg.info().map(|i| i.stream_sequence) else {
-                continue;
-            };
-            if seq <= applied.load(Relaxed) {
-                continue;
+            loop {
+                let next = tokio::select! {
+                    next = messages.next() => next,
+                    _ = self.reconnected.notified() => break,
+                };
+                let msg = match next {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        tracing::warn!("cluster: reading the stream failed: {e}; reading again");
+                        tokio::time::sleep(RETRY).await;
+                        break;
+                    }
+                    None => break,
+                };
+                let Ok(seq) = msg.info().map(|i| i.stream_sequence) else {
+                    continue;
+                };
+                let applied = self.applied.load(Relaxed);
+                if seq <= applied {
+                    continue;
+                }
+                if seq > applied + 1 {
+                    // Purged before this node read it: only the latest snapshot can bring it
+                    // up to date, and it loads at start.
+                    tracing::error!(
+                        applied,
+                        next = seq,
+                        "cluster: this node fell behind the stream's purged start; \
+                         exiting so that a restart loads the latest snapshot"
+                    );
+                    std::process::exit(3);
+                }
+                self.apply(seq, &msg.subject, &msg.payload);
+                self.applied.store(seq, Relaxed);
+                self.caught.send_replace(seq);
+                if seq - self.last_snap >= self.every && self.proposed_after != Some(self.last_snap)
+                {
+                    self.proposed_after = Some(self.last_snap);
+                    self.core.propose_snapshot();
+                }
             }
-            apply(&core, &msg.subject, &msg.payload);
-            applied.store(seq, Relaxed);
-            caught.send_replace(seq);
         }
-        tokio::time::sleep(RETRY).await;
     }
+
+    /// Applies one message of the stream to the core.
+    fn apply(&mut self, seq: u64, subject: &str, payload: &[u8]) {
+        if subject.ends_with(".op") {
+            match serde_json::from_slice::<Proposal>(payload) {
+                Ok(p) if matches!(p.op, Op::Snapshot) => self.snapshot_point(seq, &p),
+                Ok(p) => self.core.execute(&p),
+                Err(e) => tracing::error!("cluster: unreadable proposal skipped: {e}"),
+            }
+        } else {
+            match serde_json::from_slice::<Record>(payload) {
+                Ok(rec) => self.core.apply_shared(&rec),
+                Err(e) => tracing::error!("cluster: unreadable record skipped: {e}"),
+            }
+        }
+    }
+
+    /// A proposed snapshot: the first one a full stretch after the last point is the next
+    /// point, and its proposer writes the state as it is here, between two changes.
+    fn snapshot_point(&mut self, seq: u64, p: &Proposal) {
+        if seq - self.last_snap < self.every {
+            return;
+        }
+        let previous = std::mem::replace(&mut self.last_snap, seq);
+        if p.origin != self.core.origin() {
+            return;
+        }
+        let records = self.core.snapshot_now();
+        let (stream, snaps, base) = (self.stream.clone(), self.snaps.clone(), self.base.clone());
+        let js = self.js.clone();
+        tokio::spawn(async move {
+            let began = std::time::Instant::now();
+            let streams = (&js, &stream, &snaps);
+            match write_snapshot(records, seq, streams, &base, previous).await {
+                Ok(bytes) => tracing::info!(
+                    seq,
+                    bytes,
+                    ms = began.elapsed().as_millis() as u64,
+                    "cluster: wrote a snapshot at {seq} ({bytes} bytes); the stream now starts after {previous}"
+                ),
+                Err(e) => tracing::warn!("cluster: snapshot at {seq} not written: {e}"),
+            }
+        });
+    }
+}
+
+/// The latest snapshot: at which stream sequence, and where its chunks are.
+#[derive(Serialize, Deserialize)]
+struct SnapshotHead {
+    seq: u64,
+    first_chunk: u64,
+    chunks: u64,
+}
+
+/// Bytes per snapshot chunk, under NATS's default 1 MB message limit.
+const CHUNK_BYTES: usize = 512 * 1024;
+
+/// Writes a snapshot of the state at stream sequence `seq` (its records, length-prefixed, in
+/// chunks), then its head; then drops older snapshots and the stream up to the previous
+/// point, which keeps a stretch for nodes a little behind. Returns its size.
+async fn write_snapshot(
+    records: impl Iterator<Item = Vec<u8>> + Send + 'static,
+    seq: u64,
+    (js, stream, snaps): (&jetstream::Context, &stream::Stream, &stream::Stream),
+    base: &str,
+    previous: u64,
+) -> Result<u64, String> {
+    let chunks = tokio::task::spawn_blocking(move || {
+        let mut chunks = vec![Vec::with_capacity(CHUNK_BYTES)];
+        for rec in records {
+            let last = chunks.last_mut().expect("one chunk");
+            if !last.is_empty() && last.len() + 4 + rec.len() > CHUNK_BYTES {
+                chunks.push(Vec::with_capacity(CHUNK_BYTES));
+            }
+            let last = chunks.last_mut().expect("one chunk");
+            last.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+            last.extend_from_slice(&rec);
+        }
+        chunks
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let bytes: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+    let count = chunks.len() as u64;
+    let mut first_chunk = 0;
+    for chunk in chunks {
+        let ack = js
+            .publish(format!("{base}-snap.chunk"), chunk.into())
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        if first_chunk == 0 {
+            first_chunk = ack.sequence;
+        }
+    }
+    let head = SnapshotHead {
+        seq,
+        first_chunk,
+        chunks: count,
+    };
+    let head = serde_json::to_vec(&head).unwrap_or_default();
+    js.publish(format!("{base}-snap.head"), head.into())
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    snaps
+        .purge()
+        .filter(format!("{base}-snap.chunk"))
+        .sequence(first_chunk)
+        .await
+        .map_err(|e| e.to_string())?;
+    snaps
+        .purge()
+        .filter(format!("{base}-snap.head"))
+        .keep(1)
+        .await
+        .map_err(|e| e.to_string())?;
+    if previous > 0 {
+        stream
+            .purge()
+            .sequence(previous + 1)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(bytes)
+}
+
+/// Loads the latest snapshot into the core, if there is one; returns its stream sequence.
+async fn load_snapshot(core: &Core, snaps: &stream::Stream, base: &str) -> Result<u64, String> {
+    let head = match snaps
+        .get_last_raw_message_by_subject(&format!("{base}-snap.head"))
+        .await
+    {
+        Ok(m) => m,
+        Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => return Ok(0),
+        Err(e) => return Err(format!("cannot read the latest snapshot: {e}")),
+    };
+    let head: SnapshotHead = serde_json::from_slice(&head.payload)
+        .map_err(|e| format!("the latest snapshot's head is unreadable: {e}"))?;
+    for n in 0..head.chunks {
+        let chunk = snaps
+            .get_raw_message(head.first_chunk + n)
+            .await
+            .map_err(|e| format!("snapshot chunk {n}: {e}"))?;
+        let mut rest: &[u8] = &chunk.payload;
+        while rest.len() >= 4 {
+            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            let rec = rest
+                .get(4..4 + len)
+                .ok_or_else(|| format!("snapshot chunk {n} is cut short"))?;
+            crate::store::snapshot::decode(rec, &mut |r| core.apply(&r))?;
+            rest = &rest[4 + len..];
+        }
+    }
+    Ok(head.seq)
 }
 
 /// Reports this node's online users when they change and at every heartbeat; takes the
@@ -409,21 +620,6 @@ async fn ephemeral(core: Arc<Core>, client: async_nats::Client, base: String, no
                     core.node_typing(&t.origin, &t.room, &t.user);
                 }
             }
-        }
-    }
-}
-
-/// Applies one message of the stream to the core.
-fn apply(core: &Core, subject: &str, payload: &[u8]) {
-    if subject.ends_with(".op") {
-        match serde_json::from_slice::<Proposal>(payload) {
-            Ok(p) => core.execute(&p),
-            Err(e) => tracing::error!("cluster: unreadable proposal skipped: {e}"),
-        }
-    } else {
-        match serde_json::from_slice::<Record>(payload) {
-            Ok(rec) => core.apply_shared(&rec),
-            Err(e) => tracing::error!("cluster: unreadable record skipped: {e}"),
         }
     }
 }

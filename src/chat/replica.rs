@@ -146,6 +146,9 @@ pub enum Op {
         target: String,
         blocked: bool,
     },
+    /// A snapshot of the state at this point of the log, written by its proposer (`cluster`);
+    /// nothing changes.
+    Snapshot,
 }
 
 /// What a proposal decided, for the proposer's waiting client: the method's `Ok` value.
@@ -303,6 +306,14 @@ impl Core {
         }
     }
 
+    /// Proposes a snapshot at the point of the log this lands at; nobody waits for it.
+    pub fn propose_snapshot(&self) {
+        if let Some(r) = self.replica() {
+            let (_, bytes) = self.proposal(Op::Snapshot);
+            let _ = r.propose(bytes, Box::new(|| {}));
+        }
+    }
+
     /// Proposes a message: its outcome reaches the sending connection as frames (the copy
     /// with the nonce, or an error with it), as on a single node.
     pub(super) fn propose_post(
@@ -340,7 +351,8 @@ impl Core {
     pub fn apply_shared(&self, rec: &Record) {
         if let Record::SessionEnded { token_hash } = rec {
             if let Some(hash) = super::unhex(token_hash) {
-                self.end_session(hash);
+                // Applied, not proposed: the end is in the log already.
+                as_applied(now_ms(), 0, || self.end_session(hash));
                 return;
             }
         }
@@ -501,6 +513,7 @@ impl Core {
                 target,
                 blocked,
             } => boxed(ready(self.set_block(&self.named(user)?, target, *blocked))),
+            Op::Snapshot => boxed(Ok(())),
         }
     }
 }
