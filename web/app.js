@@ -111,6 +111,7 @@ function stopChat() {
   S.token = null;
   sessionStorage.removeItem('parley.token');
   sessionStorage.removeItem('parley.username');
+  sessionStorage.removeItem('parley.outbox');
   S.rooms.clear();
   S.current = null;
   S.pending.clear();
@@ -151,6 +152,7 @@ async function startChat() {
   renderRooms();
   renderInvites();
   for (const R of S.rooms.values()) if (R.room.kind === 'dm') loadPresence(dmPeer(R.room));
+  const restored = restoreOutbox();
   const want = sessionStorage.getItem('parley.room');
   if (want && S.rooms.has(want)) openRoom(want);
   else if (S.rooms.size) openRoom(sortedRooms()[0].room.id);
@@ -167,7 +169,8 @@ async function startChat() {
       const R = S.rooms.get(S.current) || S.rooms.values().next().value;
       return R ? { id: R.room.id, seq: R.last || R.room.last_seq || 0 } : null;
     },
-  });
+    save: saveOutbox,
+  }, restored);
   S.link.start();
 }
 
@@ -762,15 +765,44 @@ function send() {
   if (localCommand(text, R)) return;
   const nonce = S.link.post({ type: 'send', room: R ? R.room.id : '', text });
   if (!R) return;
-  if (!text.startsWith('/') || text.startsWith('//') || text.startsWith('/me ')) {
-    const shown = text.startsWith('/me ')
-      ? `* ${S.username} ${text.slice(4)}`
-      : `${S.username}: ${text.startsWith('//') ? text.slice(1) : text}`;
-    const node = el('div', { class: 'entry pending mine', dataset: { nonce } }, el('time', {}, '…'), el('span', { class: 'body' }, shown), el('span', { class: 'edited' }, 'sending'));
-    S.pending.set(nonce, { room: R.room.id, text, node });
-    $('log').append(node);
+  if (showPending(nonce, R.room.id, text)) {
+    $('log').append(S.pending.get(nonce).node);
     $('log').scrollTop = $('log').scrollHeight;
   }
+}
+
+/** Keeps a message on its way greyed ("sending") until acknowledged; false for a command. */
+function showPending(nonce, room, text) {
+  if (text.startsWith('/') && !text.startsWith('//') && !text.startsWith('/me ')) return false;
+  const shown = text.startsWith('/me ')
+    ? `* ${S.username} ${text.slice(4)}`
+    : `${S.username}: ${text.startsWith('//') ? text.slice(1) : text}`;
+  const node = el('div', { class: 'entry pending mine', dataset: { nonce } }, el('time', {}, '…'), el('span', { class: 'body' }, shown), el('span', { class: 'edited' }, 'sending'));
+  S.pending.set(nonce, { room, text, node });
+  return true;
+}
+
+/**
+ * The outbox an earlier page of this tab left (a reload while offline), if it is this user's:
+ * [{frame, since}]. Its messages show greyed until the link sends them.
+ */
+function restoreOutbox() {
+  let saved = null;
+  try {
+    saved = JSON.parse(sessionStorage.getItem('parley.outbox') || 'null');
+  } catch {
+    saved = null;
+  }
+  if (!saved || !Array.isArray(saved.items) || String(saved.user).toLowerCase() !== S.username.toLowerCase()) return [];
+  for (const { frame } of saved.items) {
+    if (frame && frame.type === 'send' && frame.room && typeof frame.text === 'string') showPending(frame.nonce, frame.room, frame.text);
+  }
+  return saved.items;
+}
+
+function saveOutbox(items) {
+  if (items.length) sessionStorage.setItem('parley.outbox', JSON.stringify({ user: S.username, items }));
+  else sessionStorage.removeItem('parley.outbox');
 }
 
 /**

@@ -626,6 +626,62 @@ const steps = [
     assert(sent === 1, `the offline message was posted ${sent} times`);
   }],
 
+  ['the offline outbox outlives a reload of the tab: sent once after the restart', async () => {
+    // A tab of its own whose WebSocket goes through a route that can refuse it: the server
+    // dies, a message is typed, the server comes back, and the tab is reloaded before its
+    // socket may reconnect; only then is it let through.
+    const page = await newPage({}, 'about:blank');
+    let blocked = false;
+    await page.routeWebSocket(/\/api\/v1\/ws/, (ws) => {
+      if (blocked) {
+        ws.close();
+        return;
+      }
+      const upstream = ws.connectToServer();
+      ws.onMessage((m) => upstream.send(m));
+      upstream.onMessage((m) => ws.send(m));
+    });
+    const text = 'typed offline, then the tab reloaded';
+    const posted = async () => (await (await alice()).call('GET', `/rooms/${ctx.general}/messages?limit=500`))
+      .entries.filter((e) => e.text === text).length;
+    try {
+      await page.goto(server.url + '/');
+      await signIn(page, 'alice', false);
+      await roomsNav(page).getByRole('button', { name: /^general/ }).click();
+      await page.getByRole('heading', { name: 'general' }).waitFor();
+      const port = server.addr.split(':').pop();
+      blocked = true;
+      await stopServer('SIGKILL');
+      await page.getByText(/Offline/).waitFor();
+      await say(page, text);
+      await log(page).locator('.entry.pending', { hasText: text }).waitFor();
+      const saved = await page.evaluate(() => sessionStorage.getItem('parley.outbox'));
+      assert(saved && saved.includes(text), `the outbox was not saved: ${saved}`);
+      server = await startServer(port);
+      await page.reload();
+      await page.getByRole('heading', { name: 'general' }).waitFor();
+      await log(page).locator('.entry.pending', { hasText: text }).waitFor();
+      await page.waitForTimeout(1000);
+      assert((await posted()) === 0, 'posted while the socket was refused');
+      blocked = false;
+      await waitCount(page, text, 1);
+      await page.waitForFunction(() => sessionStorage.getItem('parley.outbox') === null);
+      assert((await page.locator('.entry.pending').count()) === 0, 'still shown as sending');
+      // Once more: a reload now finds nothing left to send.
+      await page.reload();
+      await page.getByRole('heading', { name: 'general' }).waitFor();
+      await waitCount(page, text, 1);
+      await page.waitForTimeout(1000);
+      await waitCount(page, text, 1);
+      const n = await posted();
+      assert(n === 1, `the message was posted ${n} times`);
+      ctx.bob.frames = [];
+      await ctx.bob.connect();
+    } finally {
+      await page.context().close();
+    }
+  }],
+
   ['a session ended elsewhere (a password change) returns the page to the sign-in form', async () => {
     const { page } = ctx;
     const other = await alice();
