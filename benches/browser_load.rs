@@ -36,8 +36,7 @@ fn run() -> Result<(), String> {
         ));
     }
     let dir = workspace.join("tests/browser");
-    if !dir.join("node_modules/playwright-core").exists() || !dir.join("node_modules/ws").exists()
-    {
+    if !dir.join("node_modules/playwright-core").exists() || !dir.join("node_modules/ws").exists() {
         let ok = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel", "error"])
             .current_dir(&dir)
