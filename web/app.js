@@ -260,35 +260,58 @@ function sortedRooms() {
   return [...S.rooms.values()].sort((a, b) => roomLabel(a.room).localeCompare(roomLabel(b.room)));
 }
 
+/** The room list's items by room id: kept across renders, so a click never lands on a replaced button. */
+const roomItems = new Map();
+
 function renderRooms() {
   const list = $('rooms');
-  clear(list);
-  for (const R of sortedRooms()) {
-    const r = R.room;
-    const unread = r.unread || 0;
-    const parts = [];
-    if (r.kind === 'dm') {
-      const on = S.presence.get(dmPeer(r).toLowerCase());
-      parts.push(el('span', { class: `dot${on ? ' on' : ''}`, title: on ? 'online' : 'offline', 'aria-hidden': 'true' }));
-    } else if (r.visibility === 'private') {
-      parts.push(el('span', { class: 'lock', title: 'private room', 'aria-hidden': 'true' }));
-    } else {
-      parts.push(el('span', { 'aria-hidden': 'true' }, '#'));
+  const shown = sortedRooms();
+  const ids = new Set(shown.map((R) => R.room.id));
+  for (const [id, li] of roomItems) {
+    if (!ids.has(id)) {
+      li.remove();
+      roomItems.delete(id);
     }
-    parts.push(el('span', { class: 'name' }, roomLabel(r)));
-    if (unread > 0) parts.push(el('span', { class: 'badge', title: `${unread} unread` }, String(unread)));
-    list.append(
-      el('li', {}, el('button', {
+  }
+  let prev = null;
+  for (const R of shown) {
+    const r = R.room;
+    let li = roomItems.get(r.id);
+    if (!li) {
+      li = el('li', {}, el('button', {
         type: 'button',
-        'aria-current': S.current === r.id ? 'page' : null,
         dataset: { room: r.id },
         onclick: () => {
           openRoom(r.id);
           $('chat').classList.remove('show-side');
           $('message').focus();
         },
-      }, parts)),
-    );
+      }));
+      roomItems.set(r.id, li);
+    }
+    const button = li.firstChild;
+    const unread = r.unread || 0;
+    const on = r.kind === 'dm' && Boolean(S.presence.get(dmPeer(r).toLowerCase()));
+    // Only what changed is redrawn: a catch-up of many rooms renders the list many times.
+    const look = JSON.stringify([roomLabel(r), r.kind, r.visibility, on, unread]);
+    if (button.dataset.look !== look) {
+      button.dataset.look = look;
+      clear(button);
+      if (r.kind === 'dm') {
+        button.append(el('span', { class: `dot${on ? ' on' : ''}`, title: on ? 'online' : 'offline', 'aria-hidden': 'true' }));
+      } else if (r.visibility === 'private') {
+        button.append(el('span', { class: 'lock', title: 'private room', 'aria-hidden': 'true' }));
+      } else {
+        button.append(el('span', { 'aria-hidden': 'true' }, '#'));
+      }
+      button.append(el('span', { class: 'name' }, roomLabel(r)));
+      if (unread > 0) button.append(el('span', { class: 'badge', title: `${unread} unread` }, String(unread)));
+    }
+    if (S.current === r.id) button.setAttribute('aria-current', 'page');
+    else button.removeAttribute('aria-current');
+    const at = prev ? prev.nextSibling : list.firstChild;
+    if (at !== li) list.insertBefore(li, at);
+    prev = li;
   }
   const total = [...S.rooms.values()].reduce((n, R) => n + (R.room.unread || 0), 0);
   document.title = total ? `(${total}) Parley` : 'Parley';
