@@ -1473,6 +1473,13 @@ function wire() {
     signin(false);
   });
   $('register').addEventListener('click', () => signin(true));
+  // An invite code is for registering: Enter in its field registers rather than logs in.
+  $('invite-code').addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter') {
+      ev.preventDefault();
+      signin(true);
+    }
+  });
   $('logout').addEventListener('click', logout);
   $('new-room').addEventListener('click', newRoom);
   $('join-room').addEventListener('click', joinRoom);
