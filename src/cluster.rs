@@ -272,6 +272,7 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
         every: cfg.cluster_snapshot_every,
         last_snap: from,
         proposed_after: None,
+        created: info.created.unix_timestamp_nanos(),
     };
     tokio::spawn(reader.run());
     while *caught_rx.borrow() < last {
@@ -343,6 +344,8 @@ struct Reader {
     last_snap: u64,
     /// The snapshot point this node last proposed a new snapshot after.
     proposed_after: Option<u64>,
+    /// When the stream was made, as the node found it (its epoch).
+    created: i128,
 }
 
 impl Reader {
@@ -351,6 +354,25 @@ impl Reader {
     async fn run(mut self) {
         loop {
             let start = self.applied.load(Relaxed) + 1;
+            match self.stream.get_info().await {
+                Ok(info)
+                    if info.created.unix_timestamp_nanos() != self.created
+                        || info.state.last_sequence < start - 1 =>
+                {
+                    tracing::error!(
+                        "cluster: stream {} was made anew: what it held is lost; exiting so \
+                         that a restart starts over from it, with a new epoch",
+                        self.base
+                    );
+                    std::process::exit(3);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!("cluster: cannot read the stream yet: {e}");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            }
             let config = consumer::pull::OrderedConfig {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                     start_sequence: start,
