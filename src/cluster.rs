@@ -155,6 +155,10 @@ impl Replicator for Cluster {
         })
     }
 
+    fn position(&self) -> u64 {
+        self.applied()
+    }
+
     fn typing(&self, room: &str, username: &str) {
         let report = TypingReport {
             origin: self.origin.clone(),

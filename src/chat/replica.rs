@@ -167,6 +167,8 @@ pub trait Replicator: Send + Sync {
     /// Completes once this node applied everything the log held when it was called (or
     /// after a short bound): what another node acknowledged is then here too.
     fn catch_up(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// The stream sequence of the last change this node applied.
+    fn position(&self) -> u64;
 }
 
 /// Proposals of this process waiting for their outcome, by id.
@@ -243,6 +245,11 @@ impl Core {
     /// Turns on cluster mode: changes go to `replicator` from now on.
     pub fn set_replicator(&self, replicator: Arc<dyn Replicator>) {
         let _ = self.replica.set(replicator);
+    }
+
+    /// Cluster mode: the stream sequence of the last change applied here.
+    pub fn cluster_position(&self) -> Option<u64> {
+        self.replica.get().map(|r| r.position())
     }
 
     /// The replicator, unless this is a single node or the change is being applied.
