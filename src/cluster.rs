@@ -99,6 +99,16 @@ impl Cluster {
         })
     }
 
+    /// Sends what is queued for the stream (at most for `limit`): at a clean stop, the read
+    /// markers written last.
+    pub async fn flush(&self, limit: Duration) {
+        let began = std::time::Instant::now();
+        while self.queue.capacity() < self.queue.max_capacity() && began.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = tokio::time::timeout(limit, self.client.flush()).await;
+    }
+
     /// The stream sequence of the last change applied on this node.
     pub fn applied(&self) -> u64 {
         self.applied.load(Relaxed)
