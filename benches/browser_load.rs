@@ -97,15 +97,7 @@ fn run() -> Result<(), String> {
 
 /// The machine, the browser and the commit, for the record.
 fn machine(workspace: &Path, chromium: &str) -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown cpu".into());
+    let cpu = parley_load::bench::cpu_model();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let output = |cmd: &str, args: &[&str]| {
         Command::new(cmd)
