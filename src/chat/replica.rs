@@ -31,7 +31,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::moderation::Seconds;
 use super::{deliver_to, now_ms, ChatError, Conn, Core, NewRoomSpec, Record, User};
 use crate::protocol::{EntryKind, RoomPatch, ServerFrame};
 
@@ -517,14 +516,8 @@ impl Core {
                 target,
                 seconds,
             } => {
-                let seconds = seconds.to_string();
                 let user = self.named(user)?;
-                boxed(ready(self.mute(
-                    &user,
-                    room,
-                    target,
-                    Seconds::Word(&seconds),
-                )))
+                boxed(ready(self.mute_seconds(&user, room, target, *seconds)))
             }
             Op::Role {
                 user,
