@@ -270,10 +270,10 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
     core.apply(&Record::Epoch { epoch });
     let last = info.state.last_sequence;
 
-    let (queue, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(publish(js.clone(), base.clone(), rx));
     let applied = Arc::new(AtomicU64::new(from));
     let (caught_tx, mut caught_rx) = watch::channel(from);
+    let (queue, rx) = mpsc::channel(QUEUE);
+    tokio::spawn(publish(js.clone(), base.clone(), rx, caught_rx.clone()));
     let reader = Reader {
         core: core.clone(),
         js: js.clone(),
@@ -321,16 +321,28 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
     Ok(cluster)
 }
 
-/// Publishes queued changes in order; each one's callback runs on its acknowledgement.
-async fn publish(js: jetstream::Context, base: String, mut rx: mpsc::Receiver<Outgoing>) {
+/// Publishes queued changes in order. Each one's callback runs once JetStream acknowledged it
+/// and this node's reader went past it: every node's reader gets it at about that moment,
+/// so a client told of a logout (say) finds it done on the next node it asks.
+async fn publish(
+    js: jetstream::Context,
+    base: String,
+    mut rx: mpsc::Receiver<Outgoing>,
+    caught: watch::Receiver<u64>,
+) {
     let (op, rec) = (format!("{base}.op"), format!("{base}.rec"));
     while let Some(out) = rx.recv().await {
         let subject = if out.subject == "op" { &op } else { &rec };
         match js.publish(subject.clone(), out.payload.into()).await {
             Ok(ack) => {
+                let mut caught = caught.clone();
                 tokio::spawn(async move {
-                    let ok = ack.await.is_ok();
-                    (out.done)(ok);
+                    let acked = ack.await;
+                    if let Ok(ack) = &acked {
+                        let read = caught.wait_for(|s| *s >= ack.sequence);
+                        let _ = tokio::time::timeout(CATCH_UP, read).await;
+                    }
+                    (out.done)(acked.is_ok());
                 });
             }
             Err(e) => {
