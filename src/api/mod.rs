@@ -79,8 +79,9 @@ fn bearer(req: &Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn auth(core: &Core, req: &Request) -> Result<Auth, ChatError> {
-    core.authenticate(bearer(req).ok_or(ChatError::Unauthorized)?)
+async fn auth(core: &Core, req: &Request) -> Result<Auth, ChatError> {
+    core.authenticate_current(bearer(req).ok_or(ChatError::Unauthorized)?)
+        .await
 }
 
 /// Parses an optional numeric query parameter.
@@ -138,11 +139,11 @@ async fn route(
             Err(resp) => resp,
         },
         ["api", "v1", "logout"] => {
-            core.logout(&auth(core, req)?).await?;
+            core.logout(&auth(core, req).await?).await?;
             Response::empty(204)
         }
         ["api", "v1", "me"] => {
-            let a = auth(core, req)?;
+            let a = auth(core, req).await?;
             Response::json(200, &core.me(&a.user))
         }
         ["api", "v1", "password"] => admin::change_password(core, req, from).await?,
@@ -150,7 +151,7 @@ async fn route(
             admin::route(core, req, rest, from).await?
         }
         ["api", "v1", "users"] => {
-            auth(core, req)?;
+            auth(core, req).await?;
             let (q, after, limit) = match listing(req) {
                 Ok(l) => l,
                 Err(resp) => return Ok(resp),
@@ -158,7 +159,7 @@ async fn route(
             Response::json(200, &core.users(&q, after.as_deref(), limit))
         }
         ["api", "v1", "users", name] => {
-            auth(core, req)?;
+            auth(core, req).await?;
             Response::json(200, &core.user_info(name)?)
         }
         ["api", "v1", rest @ ..] => rooms::route(core, req, rest).await?,
@@ -174,7 +175,7 @@ fn metrics(core: &Core) -> Response {
         .store(bytes, std::sync::atomic::Ordering::Relaxed);
     m.journal_fsyncs_total
         .store(fsyncs, std::sync::atomic::Ordering::Relaxed);
-    let extra = [
+    let mut extra = vec![
         (
             "online_users",
             "Users online now.",
@@ -192,6 +193,18 @@ fn metrics(core: &Core) -> Response {
             core.store().snapshots(),
         ),
     ];
+    if let Some(position) = core.cluster_position() {
+        extra.push((
+            "cluster_applied_seq",
+            "Cluster mode: the stream sequence of the last change applied on this node.",
+            position,
+        ));
+        extra.push((
+            "cluster_nats_connected",
+            "Cluster mode: 1 while this node reaches NATS, else 0.",
+            u64::from(core.store().failed().is_none()),
+        ));
+    }
     Response::text(200, "text/plain; version=0.0.4", m.render(&extra))
 }
 

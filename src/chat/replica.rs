@@ -31,7 +31,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::moderation::Seconds;
 use super::{deliver_to, now_ms, ChatError, Conn, Core, NewRoomSpec, Record, User};
 use crate::protocol::{EntryKind, RoomPatch, ServerFrame};
 
@@ -146,6 +145,9 @@ pub enum Op {
         target: String,
         blocked: bool,
     },
+    /// A snapshot of the state at this point of the log, written by its proposer (`cluster`);
+    /// nothing changes.
+    Snapshot,
 }
 
 /// What a proposal decided, for the proposer's waiting client: the method's `Ok` value.
@@ -159,6 +161,13 @@ pub trait Replicator: Send + Sync {
     /// Queues a proposal (its JSON) for the log, after those queued before. Refused at once
     /// (`unavailable`) when the log cannot be reached; `failed` runs if it is refused later.
     fn propose(&self, proposal: Vec<u8>, failed: Failed) -> Result<(), ChatError>;
+    /// Tells the other nodes, best effort, that `username` is typing in `room`.
+    fn typing(&self, room: &str, username: &str);
+    /// Completes once this node applied everything the log held when it was called (or
+    /// after a short bound): what another node acknowledged is then here too.
+    fn catch_up(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// The stream sequence of the last change this node applied.
+    fn position(&self) -> u64;
 }
 
 /// Proposals of this process waiting for their outcome, by id.
@@ -237,6 +246,11 @@ impl Core {
         let _ = self.replica.set(replicator);
     }
 
+    /// Cluster mode: the stream sequence of the last change applied here.
+    pub fn cluster_position(&self) -> Option<u64> {
+        self.replica.get().map(|r| r.position())
+    }
+
     /// The replicator, unless this is a single node or the change is being applied.
     pub(super) fn replica(&self) -> Option<&Arc<dyn Replicator>> {
         match self.replica.get() {
@@ -286,6 +300,26 @@ impl Core {
             .map_err(|_| ChatError::Unavailable)
     }
 
+    /// [`Core::authenticate`], except that in cluster mode an unknown token waits for this
+    /// node to catch up with the log first: it may come from a login on another node.
+    pub async fn authenticate_current(&self, token: &str) -> Result<super::Auth, ChatError> {
+        match (self.authenticate(token), self.replica()) {
+            (Err(ChatError::Unauthorized), Some(r)) => {
+                r.catch_up().await;
+                self.authenticate(token)
+            }
+            (result, _) => result,
+        }
+    }
+
+    /// Proposes a snapshot at the point of the log this lands at; nobody waits for it.
+    pub fn propose_snapshot(&self) {
+        if let Some(r) = self.replica() {
+            let (_, bytes) = self.proposal(Op::Snapshot);
+            let _ = r.propose(bytes, Box::new(|| {}));
+        }
+    }
+
     /// Proposes a message: its outcome reaches the sending connection as frames (the copy
     /// with the nonce, or an error with it), as on a single node.
     pub(super) fn propose_post(
@@ -323,11 +357,49 @@ impl Core {
     pub fn apply_shared(&self, rec: &Record) {
         if let Record::SessionEnded { token_hash } = rec {
             if let Some(hash) = super::unhex(token_hash) {
-                self.end_session(hash);
+                // Applied, not proposed: the end is in the log already.
+                as_applied(now_ms(), 0, || self.end_session(hash));
                 return;
             }
         }
+        if let Record::ReadMarkers { room, markers } = rec {
+            self.read_markers_shared(room, markers);
+            return;
+        }
         self.apply(rec);
+    }
+
+    /// Read markers moved on another node: the users' connections here hear of it too, so
+    /// unread counts clear on every device.
+    fn read_markers_shared(&self, room_id: &str, markers: &[(String, u64)]) {
+        let Some(room) = self.rooms.get(room_id) else {
+            return;
+        };
+        let moved: Vec<(Arc<User>, u64)> = {
+            let mut rs = room.lock();
+            let top = rs.last_seq;
+            markers
+                .iter()
+                .filter_map(|(name, seq)| {
+                    let m = rs.members.get_mut(&name.to_ascii_lowercase())?;
+                    let seq = (*seq).min(top);
+                    (seq > m.read_seq).then(|| {
+                        m.read_seq = seq;
+                        (m.user.clone(), seq)
+                    })
+                })
+                .collect()
+        };
+        for (user, seq) in moved {
+            let f = super::encode(&ServerFrame::Read {
+                room: &room.id,
+                seq,
+            });
+            let conns = user.lock().conns.clone();
+            for c in &conns {
+                deliver_to(&self.metrics, c, &f);
+            }
+        }
     }
 
     fn named(&self, name: &str) -> Result<Arc<User>, ChatError> {
@@ -444,14 +516,8 @@ impl Core {
                 target,
                 seconds,
             } => {
-                let seconds = seconds.to_string();
                 let user = self.named(user)?;
-                boxed(ready(self.mute(
-                    &user,
-                    room,
-                    target,
-                    Seconds::Word(&seconds),
-                )))
+                boxed(ready(self.mute_seconds(&user, room, target, *seconds)))
             }
             Op::Role {
                 user,
@@ -484,6 +550,7 @@ impl Core {
                 target,
                 blocked,
             } => boxed(ready(self.set_block(&self.named(user)?, target, *blocked))),
+            Op::Snapshot => boxed(Ok(())),
         }
     }
 }
