@@ -217,7 +217,7 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
         .reconnect_delay_callback(|attempts| {
             Duration::from_millis((100 * attempts as u64).min(1000))
         })
-        .connect(urls.as_str())
+        .connect(cfg.cluster_nats.as_slice())
         .await
         .map_err(|e| format!("--cluster-nats {urls}: {e}"))?;
     let mut js = jetstream::new(client.clone());
