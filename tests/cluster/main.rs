@@ -11,6 +11,7 @@
 //!   seq order with no gaps.
 //! - `presence`: a user is online while connected to any node, and goes offline after.
 //! - `moderation`: bans, mutes, kicks and roles decided on one node hold on another.
+//! - `bounded`: snapshots keep the stream short, and a node starts from the latest one.
 //! - `crash`: `kill -9` of a node during a message storm loses nothing acknowledged; a node
 //!   with an empty data directory catches up; the epoch is the cluster's.
 //! - `outage`: while NATS is down changes answer `unavailable` and reads keep working; the
@@ -21,6 +22,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bounded;
 mod crash;
 mod moderation;
 mod nats;
