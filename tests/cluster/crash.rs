@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use futures_util::SinkExt;
 use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::*;
@@ -68,6 +70,31 @@ async fn storm(
     }
 }
 
+/// Creates rooms through REST on `addr` until `stop` is set or the node is gone. Returns the
+/// ids of those answered `201`.
+async fn room_storm(addr: SocketAddr, token: String, stop: Arc<AtomicBool>) -> Vec<String> {
+    let mut made = Vec::new();
+    for i in 0.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let Ok(mut stream) = TcpStream::connect(addr).await else {
+            break;
+        };
+        let body = json!({ "name": format!("storm {i}") });
+        let req = request_bytes("POST", "/api/v1/rooms", Some(&token), Some(&body));
+        if stream.write_all(req.as_bytes()).await.is_err() {
+            break;
+        }
+        let Some(r) = read_reply(&mut stream, &mut Vec::new()).await else {
+            break;
+        };
+        assert_eq!(r.status, 201, "{:?}", r.json());
+        made.push(r.json()["id"].as_str().expect("id").to_string());
+    }
+    made
+}
+
 /// Every entry of `room` a connection receives until it ends.
 async fn observe(mut w: Ws, room: String) -> Vec<Value> {
     let mut entries = Vec::new();
@@ -81,7 +108,8 @@ async fn observe(mut w: Ws, room: String) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_node_during_a_storm_loses_nothing_acknowledged() {
-    let mut cluster = Cluster::start("storm", 3, &[]).await;
+    let no_room_limits = ["--max-owned-rooms", "0", "--max-rooms-per-user", "100000"];
+    let mut cluster = Cluster::start("storm", 3, &no_room_limits).await;
     let addrs: Vec<_> = (0..3).map(|i| cluster.addr(i)).collect();
     let names = ["alice", "bob", "carol"];
     let mut tokens = Vec::new();
@@ -89,6 +117,7 @@ async fn kill_9_of_a_node_during_a_storm_loses_nothing_acknowledged() {
         tokens.push(user(addrs[i], name).await);
     }
     let dave = user(addrs[1], "dave").await;
+    let erin = user(addrs[0], "erin").await;
     let general = room(addrs[1], &tokens[1], "general").await;
     for (addr, token) in [
         (addrs[0], &tokens[0]),
@@ -117,16 +146,18 @@ async fn kill_9_of_a_node_during_a_storm_loses_nothing_acknowledged() {
             stop.clone(),
         )));
     }
+    // Erin creates rooms through node 0's REST door meanwhile.
+    let rooms = tokio::spawn(room_storm(addrs[0], erin.clone(), stop.clone()));
     let progress = |i: usize| counts[i].load(Ordering::Relaxed);
     assert!(
-        within(SLOW, || async { progress(0) >= 20 }).await,
+        within(SLOW, || async { progress(0) >= 50 }).await,
         "alice's messages were not acknowledged"
     );
     cluster.kill_9(0);
     let (bob_then, carol_then) = (progress(1), progress(2));
     assert!(
         within(SLOW, || async {
-            progress(1) >= bob_then + 20 && progress(2) >= carol_then + 20
+            progress(1) >= bob_then + 50 && progress(2) >= carol_then + 50
         })
         .await,
         "the other nodes stalled after node 0 died"
@@ -137,6 +168,11 @@ async fn kill_9_of_a_node_during_a_storm_loses_nothing_acknowledged() {
         acks.extend(sender.await.expect("a sender"));
     }
     let delivered = watcher.await.expect("the watcher");
+    let created = rooms.await.expect("erin's rooms");
+    assert!(
+        !created.is_empty(),
+        "no room was created before node 0 died"
+    );
 
     // Node 0 comes back on its data directory and serves what the others serve.
     cluster.start_node(0);
@@ -159,6 +195,20 @@ async fn kill_9_of_a_node_during_a_storm_loses_nothing_acknowledged() {
     let mut texts = HashSet::new();
     for e in kept.iter().filter(|e| e["kind"] == "message") {
         assert!(texts.insert(e["text"].as_str().unwrap()), "twice: {e}");
+    }
+
+    // Every room answered 201 exists on every node.
+    for &addr in &addrs {
+        let rooms = me(addr, &erin).await.json();
+        let ids: HashSet<&str> = rooms["rooms"]
+            .as_array()
+            .expect("erin's rooms")
+            .iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        for id in &created {
+            assert!(ids.contains(id.as_str()), "room {id} is gone from {addr}");
+        }
     }
 
     // Alice reconnects to node 0 and sees the same room, epoch and last seq.
