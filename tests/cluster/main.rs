@@ -67,21 +67,18 @@ impl Drop for Cluster {
         if !std::thread::panicking() {
             return;
         }
-        let tail = |log: String| {
+        let tail = |log: String, n: usize| {
             let lines: Vec<&str> = log.lines().collect();
-            lines[lines.len().saturating_sub(40)..].join("\n")
+            lines[lines.len().saturating_sub(n)..].join("\n")
         };
         for (i, node) in self.nodes.iter().enumerate() {
             if let Some(node) = node {
-                eprintln!(
-                    "----- node {i} ({}) stderr:\n{}",
-                    node.addr,
-                    tail(node.stderr())
-                );
+                let log = tail(node.stderr(), 200);
+                eprintln!("----- node {i} ({}) stderr:\n{log}", node.addr);
             }
         }
         for server in &self.nats {
-            eprintln!("----- {} log:\n{}", server.name, tail(server.log()));
+            eprintln!("----- {} log:\n{}", server.name, tail(server.log(), 20));
         }
     }
 }
@@ -318,4 +315,19 @@ pub async fn until_accepted(w: &mut Ws, room: &str, text: &str) -> Value {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     unreachable!()
+}
+
+/// Waits up to `wait` for the entry with `seq` on `w`.
+pub async fn entry_within(w: &mut Ws, seq: u64, wait: Duration) -> Value {
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let f = w
+            .next_within(left)
+            .await
+            .unwrap_or_else(|| panic!("entry {seq} did not arrive within {wait:?}"));
+        if f["type"] == "entry" && f["seq"] == seq {
+            return f;
+        }
+    }
 }

@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use crate::common::*;
-use crate::{same_history_everywhere, until_accepted, within, Cluster, SLOW};
+use crate::{entry_within, same_history_everywhere, until_accepted, within, Cluster, SLOW};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_one_of_three_nats_servers_changes_nothing() {
@@ -32,14 +32,18 @@ async fn losing_one_of_three_nats_servers_changes_nothing() {
         .iter()
         .position(|s| Some(&s.name) == leader.as_ref())
         .unwrap_or(0);
+    eprintln!(
+        "killing {} (stream leader: {leader:?})",
+        cluster.nats[victim].name
+    );
     cluster.nats[victim].kill();
 
     // Both nodes keep taking messages and delivering them to each other.
     let ack = until_accepted(&mut a, &general, "after the loss").await;
-    let got = b.next_where("entry", |f| f["seq"] == seq(&ack)).await;
+    let got = entry_within(&mut b, seq(&ack), SLOW).await;
     assert_eq!(as_entry(&got), as_entry(&ack));
     let ack = until_accepted(&mut b, &general, "bob after the loss").await;
-    let got = a.next_where("entry", |f| f["seq"] == seq(&ack)).await;
+    let got = entry_within(&mut a, seq(&ack), SLOW).await;
     assert_eq!(as_entry(&got), as_entry(&ack));
     for i in 0..10 {
         acks.push(say_acked(&mut b, &general, &format!("after {i}")).await);
