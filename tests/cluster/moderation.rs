@@ -159,3 +159,34 @@ async fn moderation_on_one_node_is_enforced_on_another() {
     .await;
     assert_error(&r, 403, "forbidden");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_deleted_on_one_node_is_gone_on_another() {
+    let cluster = Cluster::start("delete", 2, &[]).await;
+    let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    let alice = user(n0, "alice").await;
+    let bob = user(n1, "bob").await;
+    let general = room(n0, &alice, "general").await;
+    assert_eq!(join(n1, &bob, &general).await.status, 200);
+    let (mut b, _) = ws_hello(n1, &bob).await;
+
+    let r = request(
+        n0,
+        "DELETE",
+        &format!("/api/v1/rooms/{general}"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_204(&r);
+    let f = b
+        .next_where("room_deleted", |f| f["room"] == general.as_str())
+        .await;
+    assert_eq!(f["by"], "alice", "{f}");
+    assert_error(
+        &get(n1, &format!("/api/v1/rooms/{general}"), Some(&bob)).await,
+        404,
+        "room_not_found",
+    );
+    assert_error(&join(n1, &bob, &general).await, 404, "room_not_found");
+}

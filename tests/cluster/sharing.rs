@@ -266,3 +266,45 @@ async fn a_senders_nonce_is_shown_to_them_on_every_node() {
         .unwrap();
     assert_eq!(mine["nonce"], "lost-42", "alice's sync on node 1: {mine}");
 }
+
+/// What a session's end does on one node reaches its connections on the others: a logout
+/// closes them with 4001.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_one_node_closes_the_sessions_connections_on_another() {
+    let cluster = Cluster::start("logout", 2, &[]).await;
+    let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    let alice = user(n0, "alice").await;
+    let (mut w, _) = ws_hello(n1, &alice).await;
+    assert_204(&post(n0, "/api/v1/logout", Some(&alice), json!({})).await);
+    assert_eq!(w.closed().await, Ended::Close(4001));
+}
+
+/// Typing and read markers are not in the timeline, but reach the other nodes' connections
+/// all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_and_read_markers_reach_connections_on_another_node() {
+    let cluster = Cluster::start("typing", 2, &[]).await;
+    let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    let alice = user(n0, "alice").await;
+    let bob = user(n1, "bob").await;
+    let general = room(n0, &alice, "general").await;
+    assert_eq!(join(n1, &bob, &general).await.status, 200);
+    let (mut a, _) = ws_hello(n0, &alice).await;
+    let (mut b, _) = ws_hello(n1, &bob).await;
+
+    a.send(json!({ "type": "typing", "room": general })).await;
+    let f = b
+        .next_where("typing", |f| f["room"] == general.as_str())
+        .await;
+    assert_eq!(f["username"], "alice", "{f}");
+
+    // Bob reads on node 1; his connection on node 0 hears of it.
+    let ack = say_acked(&mut a, &general, "read me").await;
+    let (mut b0, _) = ws_hello(n0, &bob).await;
+    b.send(json!({ "type": "read", "room": general, "seq": seq(&ack) }))
+        .await;
+    let f = b0
+        .next_where("read", |f| f["room"] == general.as_str())
+        .await;
+    assert_eq!(f["seq"], seq(&ack), "{f}");
+}
