@@ -5,19 +5,21 @@
 //!
 //! - `nats`: the NATS servers (one, or a cluster of three), installed with `apt-get` when
 //!   missing; stopped, killed and restarted on the same ports and store.
-//! - `sharing`: a token, a room, a message, blocks, invites and read markers from one node are
-//!   the same on another.
+//! - `sharing`: a token, a room, a message, blocks, invites, invite codes, read markers,
+//!   typing, logouts, disabled accounts and the sender's nonce from one node hold on another.
 //! - `ordering`: messages posted at once on every node reach every member on every node in one
 //!   seq order with no gaps.
-//! - `presence`: a user is online while connected to any node, and goes offline after.
-//! - `moderation`: bans, mutes, kicks and roles decided on one node hold on another.
+//! - `presence`: a user is online while connected to (or recently asking) any node, and goes
+//!   offline after, also when their node dies.
+//! - `moderation`: bans, mutes, kicks, roles and deletions decided on one node hold on another.
 //! - `bounded`: snapshots keep the stream short, and a node starts from the latest one.
 //! - `crash`: `kill -9` of a node during a message storm loses nothing acknowledged; a node
-//!   with an empty data directory catches up; the epoch is the cluster's.
+//!   with an empty data directory catches up; everything survives every node and NATS going
+//!   down; the epoch is the cluster's.
 //! - `outage`: while NATS is down changes answer `unavailable` and reads keep working; the
-//!   nodes carry on by themselves when it is back.
-//! - `nats_cluster`: with `--cluster-replicas 3` on three NATS servers, losing one changes
-//!   nothing a user notices.
+//!   nodes carry on by themselves when it is back, without what they refused.
+//! - `nats_cluster`: with `--cluster-replicas 3` on three NATS servers, losing one (the
+//!   stream's leader) changes nothing a user notices.
 
 #[path = "../common/mod.rs"]
 mod common;

@@ -101,3 +101,20 @@ async fn users_of_a_killed_node_go_offline_on_the_others() {
     presence(&mut b, "alice", false, Duration::from_secs(60)).await;
     assert!(!online(n1, &bob, "alice").await);
 }
+
+/// Presence also counts a recent request, on any node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recent_request_on_one_node_shows_online_on_another() {
+    let cluster = Cluster::start("presence-rest", 2, &[]).await;
+    let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    let alice = user(n0, "alice").await;
+    let bob = user(n1, "bob").await;
+    assert!(
+        within(SLOW, || async { online(n1, &bob, "alice").await }).await,
+        "alice's requests on node 0 did not make her online on node 1"
+    );
+    assert!(
+        within(SLOW, || async { online(n0, &alice, "bob").await }).await,
+        "bob's requests on node 1 did not make him online on node 0"
+    );
+}

@@ -308,3 +308,50 @@ async fn typing_and_read_markers_reach_connections_on_another_node() {
         .await;
     assert_eq!(f["seq"], seq(&ack), "{f}");
 }
+
+/// Administration through one node holds on the others: an invite code made on node 0
+/// registers on node 1, once; an account disabled on node 0 loses its connections and its
+/// logins on node 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invite_codes_and_disabled_accounts_hold_on_every_node() {
+    let flags = ["--registration", "invite", "--admin", "root"];
+    let cluster = Cluster::start("admin", 2, &flags).await;
+    let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    let root = user(n0, "root").await;
+    let r = post(
+        n0,
+        "/api/v1/admin/invite-codes",
+        Some(&root),
+        json!({ "uses": 1 }),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let code = r.json()["code"].as_str().unwrap().to_string();
+    let with_code =
+        |name: &str| json!({ "username": name, "password": PASSWORD, "invite_code": code });
+    let r = post(n1, "/api/v1/register", None, with_code("newbie")).await;
+    assert_eq!(r.status, 201, "the code on node 1: {:?}", r.json());
+    let r = post(n0, "/api/v1/register", None, with_code("second")).await;
+    assert_error(&r, 403, "invite_required");
+
+    let r = login(n1, "newbie", PASSWORD).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let newbie = r.json()["token"].as_str().unwrap().to_string();
+    let (mut w, _) = ws_hello(n1, &newbie).await;
+    assert_204(
+        &post(
+            n0,
+            "/api/v1/admin/users/newbie/disable",
+            Some(&root),
+            json!({}),
+        )
+        .await,
+    );
+    assert_eq!(w.closed().await, Ended::Close(4001));
+    assert_eq!(me(n1, &newbie).await.status, 401);
+    assert_error(
+        &login(n1, "newbie", PASSWORD).await,
+        403,
+        "account_disabled",
+    );
+}
