@@ -3,7 +3,10 @@
 //! and open connections keep working; once NATS is back the nodes carry on by themselves, with
 //! everything acknowledged before still there and nothing refused applied after all.
 
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
@@ -127,4 +130,107 @@ async fn while_nats_is_down_changes_are_refused_and_reads_work() {
         json!([]),
         "the refused room exists after all"
     );
+}
+
+/// How one sender fared: the acknowledged messages (seq, text), and how many were refused.
+#[derive(Default)]
+struct Tally {
+    acked: Vec<(u64, String)>,
+    refused: usize,
+}
+
+/// Posts one message after another over `w` until `stop` is set, each with its own text and
+/// nonce, counting acknowledgements and `unavailable` refusals in `tally`.
+async fn keep_posting(
+    mut w: Ws,
+    room: String,
+    who: &'static str,
+    tally: Arc<Mutex<Tally>>,
+    stop: Arc<AtomicBool>,
+) {
+    for i in 0.. {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let text = format!("{who} {i}");
+        let f = answer(&mut w, &room, &text, &text).await;
+        let mut tally = tally.lock().unwrap();
+        if f["type"] == "entry" {
+            tally.acked.push((seq(&f), text));
+        } else {
+            assert_eq!(f["code"], "unavailable", "{f}");
+            tally.refused += 1;
+        }
+    }
+}
+
+/// `kill -9` of the only NATS server in the middle of traffic, and a restart on its store:
+/// every acknowledged message is kept with its seq, and traffic resumes by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_messages_survive_kill_9_of_nats() {
+    let mut cluster = Cluster::start("nats-kill", 2, &[]).await;
+    let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    let alice = user(n0, "alice").await;
+    let bob = user(n1, "bob").await;
+    let general = room(n0, &alice, "general").await;
+    assert_eq!(join(n1, &bob, &general).await.status, 200);
+    let (_, hello) = ws_hello(n0, &alice).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let tallies = [
+        Arc::new(Mutex::new(Tally::default())),
+        Arc::new(Mutex::new(Tally::default())),
+    ];
+    let mut senders = Vec::new();
+    for (i, (addr, token, who)) in [(n0, &alice, "alice"), (n1, &bob, "bob")]
+        .into_iter()
+        .enumerate()
+    {
+        let (w, _) = ws_hello(addr, token).await;
+        senders.push(tokio::spawn(keep_posting(
+            w,
+            general.clone(),
+            who,
+            tallies[i].clone(),
+            stop.clone(),
+        )));
+    }
+    let acked = |i: usize| tallies[i].lock().unwrap().acked.len();
+    let refused = |i: usize| tallies[i].lock().unwrap().refused;
+    assert!(
+        within(SLOW, || async { acked(0) >= 30 && acked(1) >= 30 }).await,
+        "no traffic before the kill"
+    );
+
+    cluster.nats[0].kill();
+    assert!(
+        within(SLOW, || async { refused(0) >= 1 && refused(1) >= 1 }).await,
+        "messages were not refused while NATS was down"
+    );
+    cluster.nats[0].start().await;
+    let (a, b) = (acked(0), acked(1));
+    assert!(
+        within(SLOW, || async { acked(0) >= a + 10 && acked(1) >= b + 10 }).await,
+        "traffic did not resume after NATS came back"
+    );
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.expect("a sender");
+    }
+
+    let kept = same_history_everywhere(&[n0, n1], &alice, &general).await;
+    let by_seq: BTreeMap<u64, &Value> = kept.iter().map(|e| (seq(e), e)).collect();
+    for tally in &tallies {
+        for (s, text) in &tally.lock().unwrap().acked {
+            let e = by_seq
+                .get(s)
+                .unwrap_or_else(|| panic!("acknowledged seq {s} ({text}) is gone"));
+            assert_eq!(e["text"], text.as_str(), "seq {s}");
+        }
+    }
+    let mut texts = HashSet::new();
+    for e in kept.iter().filter(|e| e["kind"] == "message") {
+        assert!(texts.insert(e["text"].as_str().unwrap()), "twice: {e}");
+    }
+    let (_, again) = ws_hello(n1, &alice).await;
+    assert_eq!(epoch(&again), epoch(&hello), "the epoch changed");
 }
