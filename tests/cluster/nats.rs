@@ -21,6 +21,10 @@ use tokio::time::Instant;
 /// meta leader. Elections take a few seconds; a loaded machine makes them slower.
 const NATS_WAIT: Duration = Duration::from_secs(30);
 
+/// Starts on freshly picked ports before giving up: another process may take a picked port
+/// between its release and the server's bind.
+const ATTEMPTS: u32 = 3;
+
 /// Where Debian puts the binary, and where other installs usually do.
 const CANDIDATES: [&str; 3] = [
     "/usr/sbin/nats-server",
@@ -100,9 +104,17 @@ impl Drop for NatsServer {
 impl NatsServer {
     /// A stand-alone server with a store under `dir`, ready for JetStream.
     pub async fn single(dir: &Path) -> NatsServer {
-        let mut server = NatsServer::new("nats0", dir, 0, None);
-        server.start().await;
-        server
+        for attempt in 1.. {
+            let _ = fs::remove_dir_all(dir.join("nats0"));
+            let mut server = NatsServer::new("nats0", dir, 0, None);
+            server.spawn();
+            match server.try_ready().await {
+                Ok(()) => return server,
+                Err(e) if attempt < ATTEMPTS => eprintln!("again on other ports: {e}"),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        unreachable!()
     }
 
     fn new(name: &str, dir: &Path, route: u16, cluster: Option<Vec<u16>>) -> NatsServer {
@@ -171,15 +183,24 @@ impl NatsServer {
     /// Waits until the server answers `/healthz` with 200 and, when clustered, knows its
     /// JetStream meta leader.
     async fn ready(&mut self) {
+        if let Err(e) = self.try_ready().await {
+            panic!("{e}");
+        }
+    }
+
+    /// Like [`NatsServer::ready`], but an exit (a port taken since it was picked, say) is an
+    /// error to retry on other ports.
+    async fn try_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + NATS_WAIT;
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("{} exited ({status}): {}", self.name, self.log());
+                    self.child = None;
+                    return Err(format!("{} exited ({status}): {}", self.name, self.log()));
                 }
             }
             if self.is_ready().await {
-                return;
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
@@ -262,18 +283,32 @@ impl NatsServer {
 
 /// Three clustered servers with JetStream, all routed to each other.
 pub async fn cluster_of_three(dir: &Path) -> Vec<NatsServer> {
-    let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut servers: Vec<NatsServer> = (0..3)
-        .map(|i| NatsServer::new(&format!("nats{i}"), dir, routes[i], Some(routes.clone())))
-        .collect();
-    // All three must be up for the first meta-leader election.
-    for server in &mut servers {
-        server.spawn();
+    'attempt: for attempt in 1.. {
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut servers: Vec<NatsServer> = (0..3)
+            .map(|i| {
+                let name = format!("nats{i}");
+                let _ = fs::remove_dir_all(dir.join(&name));
+                NatsServer::new(&name, dir, routes[i], Some(routes.clone()))
+            })
+            .collect();
+        // All three must be up for the first meta-leader election.
+        for server in &mut servers {
+            server.spawn();
+        }
+        for server in &mut servers {
+            match server.try_ready().await {
+                Ok(()) => {}
+                Err(e) if attempt < ATTEMPTS => {
+                    eprintln!("again on other ports: {e}");
+                    continue 'attempt;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        return servers;
     }
-    for server in &mut servers {
-        server.ready().await;
-    }
-    servers
+    unreachable!()
 }
 
 /// `GET path` on a monitoring port over HTTP/1.0 (so the answer is neither chunked nor kept
