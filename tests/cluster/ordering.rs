@@ -37,6 +37,19 @@ async fn concurrent_posts_on_every_node_arrive_everywhere_in_one_order() {
         assert_eq!(r.status, 200, "{:?}", r.json());
     }
 
+    // Every node has applied every join before anyone connects (a join through one node
+    // reaches the others a moment later).
+    for &addr in &addrs {
+        let path = format!("/api/v1/rooms/{general}");
+        assert!(
+            crate::within(SLOW, || async {
+                get(addr, &path, Some(&tokens[0])).await.json()["members"] == USERS
+            })
+            .await,
+            "{addr} never saw every join"
+        );
+    }
+
     // Each user has a connection on two nodes; the first one sends.
     let mut conns = Vec::new();
     for (u, token) in tokens.iter().enumerate() {
