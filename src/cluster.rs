@@ -40,6 +40,8 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const CATCH_UP: Duration = Duration::from_secs(2);
 /// Unknown tokens waiting for that at once; more are refused at once.
 const CATCHING_UP: usize = 16;
+/// How often the reader checks that it is not stalled behind the stream.
+const STALL_CHECK: Duration = Duration::from_secs(1);
 /// Pause before the reader starts again after its consumer failed.
 const RETRY: Duration = Duration::from_millis(250);
 
@@ -419,10 +421,25 @@ impl Reader {
                     continue;
                 }
             };
+            let mut stall = tokio::time::interval(STALL_CHECK);
+            stall.tick().await;
+            let mut seen = self.applied.load(Relaxed);
             loop {
                 let next = tokio::select! {
                     next = messages.next() => next,
                     _ = self.reconnected.notified() => break,
+                    _ = stall.tick() => {
+                        let now = self.applied.load(Relaxed);
+                        if now == seen && self.behind(now).await {
+                            // The consumer's server went away (a NATS cluster lost one)
+                            // while this node stayed connected: the client library would
+                            // notice only after missing two 15 s heartbeats.
+                            tracing::warn!(applied = now, "cluster: the stream reader stalled; reading again");
+                            break;
+                        }
+                        seen = now;
+                        continue;
+                    }
                 };
                 let msg = match next {
                     Some(Ok(m)) => m,
@@ -461,6 +478,12 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// Whether the stream holds changes after `applied`.
+    async fn behind(&self, applied: u64) -> bool {
+        let info = tokio::time::timeout(STALL_CHECK, self.stream.get_info()).await;
+        matches!(info, Ok(Ok(i)) if i.state.last_sequence > applied)
     }
 
     /// Applies one message of the stream to the core.
