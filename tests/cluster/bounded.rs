@@ -15,10 +15,7 @@ async fn the_stream_is_bounded_and_a_new_node_starts_from_a_snapshot() {
     let mut cluster =
         Cluster::start("bounded", 2, &["--cluster-snapshot-every", every.as_str()]).await;
     let (n0, n1) = (cluster.addr(0), cluster.addr(1));
-    let alice = user(n0, "alice").await;
-    let bob = user(n1, "bob").await;
-    let general = room(n0, &alice, "general").await;
-    assert_eq!(join(n1, &bob, &general).await.status, 200);
+    let (alice, bob, general) = crate::alice_and_bob(n0, n1).await;
     let (mut a, _) = ws_hello(n0, &alice).await;
     for i in 0..MESSAGES {
         say_acked(&mut a, &general, &format!("message {i}")).await;

@@ -409,10 +409,7 @@ async fn the_epoch_is_the_same_on_every_node_and_across_restarts() {
 async fn everything_survives_kill_9_of_every_node_and_a_nats_restart() {
     let mut cluster = Cluster::start("all-down", 2, &[]).await;
     let (n0, n1) = (cluster.addr(0), cluster.addr(1));
-    let alice = user(n0, "alice").await;
-    let bob = user(n1, "bob").await;
-    let general = room(n0, &alice, "general").await;
-    assert_eq!(join(n1, &bob, &general).await.status, 200);
+    let (alice, bob, general) = crate::alice_and_bob(n0, n1).await;
     let (mut a, hello) = ws_hello(n0, &alice).await;
     let (mut b, _) = ws_hello(n1, &bob).await;
     for i in 0..10 {

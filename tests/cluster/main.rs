@@ -274,6 +274,16 @@ pub async fn kept(addr: SocketAddr, token: &str, room: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Alice registered on node `n0`, where she makes room `general`; bob registered on node `n1`,
+/// where he joins it. Their tokens and the room's id.
+pub async fn alice_and_bob(n0: SocketAddr, n1: SocketAddr) -> (String, String, String) {
+    let alice = user(n0, "alice").await;
+    let bob = user(n1, "bob").await;
+    let general = room(n0, &alice, "general").await;
+    assert_eq!(join(n1, &bob, &general).await.status, 200);
+    (alice, bob, general)
+}
+
 /// `GET /api/v1/users/{name}`'s `online`.
 pub async fn online(addr: SocketAddr, token: &str, name: &str) -> bool {
     let r = get(addr, &format!("/api/v1/users/{name}"), Some(token)).await;

@@ -163,10 +163,7 @@ async fn moderation_on_one_node_is_enforced_on_another() {
 async fn a_room_deleted_on_one_node_is_gone_on_another() {
     let cluster = Cluster::start("delete", 2, &[]).await;
     let (n0, n1) = (cluster.addr(0), cluster.addr(1));
-    let alice = user(n0, "alice").await;
-    let bob = user(n1, "bob").await;
-    let general = room(n0, &alice, "general").await;
-    assert_eq!(join(n1, &bob, &general).await.status, 200);
+    let (alice, bob, general) = crate::alice_and_bob(n0, n1).await;
     let (mut b, _) = ws_hello(n1, &bob).await;
 
     let r = request(

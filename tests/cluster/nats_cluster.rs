@@ -12,10 +12,7 @@ use crate::{entry_within, same_history_everywhere, until_accepted, within, Clust
 async fn losing_one_of_three_nats_servers_changes_nothing() {
     let mut cluster = Cluster::start_on_nats_cluster("nats-cluster", 2, &[]).await;
     let (n0, n1) = (cluster.addr(0), cluster.addr(1));
-    let alice = user(n0, "alice").await;
-    let bob = user(n1, "bob").await;
-    let general = room(n0, &alice, "general").await;
-    assert_eq!(join(n1, &bob, &general).await.status, 200);
+    let (alice, bob, general) = crate::alice_and_bob(n0, n1).await;
     let (mut a, _) = ws_hello(n0, &alice).await;
     let (mut b, _) = ws_hello(n1, &bob).await;
     let mut acks = Vec::new();

@@ -24,10 +24,7 @@ async fn health(addr: SocketAddr) -> u16 {
 async fn while_nats_is_down_changes_are_refused_and_reads_work() {
     let mut cluster = Cluster::start("outage", 2, &[]).await;
     let (n0, n1) = (cluster.addr(0), cluster.addr(1));
-    let alice = user(n0, "alice").await;
-    let bob = user(n1, "bob").await;
-    let general = room(n0, &alice, "general").await;
-    assert_eq!(join(n1, &bob, &general).await.status, 200);
+    let (alice, bob, general) = crate::alice_and_bob(n0, n1).await;
     let (mut a, hello) = ws_hello(n0, &alice).await;
     let (mut b, _) = ws_hello(n1, &bob).await;
     let ack = say_acked(&mut a, &general, "before the outage").await;
@@ -170,10 +167,7 @@ async fn keep_posting(
 async fn acknowledged_messages_survive_kill_9_of_nats() {
     let mut cluster = Cluster::start("nats-kill", 2, &[]).await;
     let (n0, n1) = (cluster.addr(0), cluster.addr(1));
-    let alice = user(n0, "alice").await;
-    let bob = user(n1, "bob").await;
-    let general = room(n0, &alice, "general").await;
-    assert_eq!(join(n1, &bob, &general).await.status, 200);
+    let (alice, bob, general) = crate::alice_and_bob(n0, n1).await;
     let (_, hello) = ws_hello(n0, &alice).await;
     let stop = Arc::new(AtomicBool::new(false));
     let tallies = [

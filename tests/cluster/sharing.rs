@@ -228,10 +228,7 @@ async fn blocks_invites_and_read_markers_are_the_same_on_every_node() {
 async fn a_senders_nonce_is_shown_to_them_on_every_node() {
     let cluster = Cluster::start("nonce", 2, &[]).await;
     let (n0, n1) = (cluster.addr(0), cluster.addr(1));
-    let alice = user(n0, "alice").await;
-    let bob = user(n1, "bob").await;
-    let general = room(n0, &alice, "general").await;
-    assert_eq!(join(n1, &bob, &general).await.status, 200);
+    let (alice, bob, general) = crate::alice_and_bob(n0, n1).await;
     let (mut a, _) = ws_hello(n0, &alice).await;
     a.say(&general, "find me", "lost-42").await;
     let ack = a.next_where("entry", |f| f["nonce"] == "lost-42").await;
@@ -285,10 +282,7 @@ async fn a_logout_on_one_node_closes_the_sessions_connections_on_another() {
 async fn typing_and_read_markers_reach_connections_on_another_node() {
     let cluster = Cluster::start("typing", 2, &[]).await;
     let (n0, n1) = (cluster.addr(0), cluster.addr(1));
-    let alice = user(n0, "alice").await;
-    let bob = user(n1, "bob").await;
-    let general = room(n0, &alice, "general").await;
-    assert_eq!(join(n1, &bob, &general).await.status, 200);
+    let (alice, bob, general) = crate::alice_and_bob(n0, n1).await;
     let (mut a, _) = ws_hello(n0, &alice).await;
     let (mut b, _) = ws_hello(n1, &bob).await;
 
