@@ -24,9 +24,10 @@ use std::time::Duration;
 use async_nats::connection::State;
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use crate::chat::replica::{Failed, Proposal, Replicator};
+use crate::chat::replica::{Failed, Op, Proposal, Replicator};
 use crate::chat::{ChatError, Core, Record};
 use crate::config::Config;
 use crate::store::{Done, Log};
@@ -35,8 +36,35 @@ use crate::store::{Done, Log};
 const QUEUE: usize = 65_536;
 /// How long JetStream has to acknowledge a publish.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest an unknown token waits for the node to catch up with the stream.
+const CATCH_UP: Duration = Duration::from_secs(2);
+/// Unknown tokens waiting for that at once; more are refused at once.
+const CATCHING_UP: usize = 16;
 /// Pause before the reader starts again after its consumer failed.
 const RETRY: Duration = Duration::from_millis(250);
+
+/// How often a node compares its users' presence with what it last reported.
+const PRESENCE_EVERY: Duration = Duration::from_millis(250);
+/// A node reports its online users at least this often: its heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A node not heard from for this long counts as gone, and its users' connections with it.
+const SILENT_MS: u64 = 6_000;
+
+/// A node's report of the users online there (`STREAM.presence`).
+#[derive(Serialize, Deserialize)]
+struct PresenceReport {
+    origin: String,
+    node: String,
+    users: Vec<String>,
+}
+
+/// Someone typing on a node (`STREAM.typing`).
+#[derive(Serialize, Deserialize)]
+struct TypingReport {
+    origin: String,
+    room: String,
+    user: String,
+}
 
 /// One change on its way to the stream.
 struct Outgoing {
@@ -51,6 +79,12 @@ pub struct Cluster {
     queue: mpsc::Sender<Outgoing>,
     /// The stream sequence of the last message applied here.
     applied: Arc<AtomicU64>,
+    typing: String,
+    origin: String,
+    /// For `catch_up`: the stream, the sequence applied, and a bound on callers at once.
+    stream: stream::Stream,
+    caught: watch::Receiver<u64>,
+    catching_up: tokio::sync::Semaphore,
 }
 
 impl Cluster {
@@ -105,6 +139,34 @@ impl Replicator for Cluster {
         // Refused here, the caller answers `unavailable` itself: `failed` never runs.
         self.send(out).map_err(|_| ChatError::Unavailable)
     }
+
+    fn catch_up(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            // Unknown tokens are what strangers send: only a few wait at a time.
+            let Ok(_turn) = self.catching_up.try_acquire() else {
+                return;
+            };
+            let Ok(Ok(info)) = tokio::time::timeout(CATCH_UP, self.stream.get_info()).await else {
+                return;
+            };
+            let last = info.state.last_sequence;
+            let mut caught = self.caught.clone();
+            let _ = tokio::time::timeout(CATCH_UP, caught.wait_for(|s| *s >= last)).await;
+        })
+    }
+
+    fn typing(&self, room: &str, username: &str) {
+        let report = TypingReport {
+            origin: self.origin.clone(),
+            room: room.to_string(),
+            user: username.to_string(),
+        };
+        let (client, subject) = (self.client.clone(), self.typing.clone());
+        let payload = serde_json::to_vec(&report).unwrap_or_default();
+        tokio::spawn(async move {
+            let _ = client.publish(subject, payload.into()).await;
+        });
+    }
 }
 
 /// Connects to NATS, makes sure the stream exists, catches up with it and keeps applying
@@ -112,8 +174,29 @@ impl Replicator for Cluster {
 pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Cluster>, String> {
     let urls = cfg.cluster_nats.join(",");
     let name = format!("parley {node}");
+    // The reader starts a new consumer when the client reconnects: the old one may be gone
+    // with the server that held it, and waiting for its heartbeat to be missed takes long.
+    let reconnected = Arc::new(tokio::sync::Notify::new());
+    let notify = reconnected.clone();
     let client = async_nats::ConnectOptions::new()
         .name(&name)
+        .event_callback(move |event| {
+            let notify = notify.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!("cluster: connected to NATS");
+                        notify.notify_one();
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(
+                            "cluster: NATS unreachable; changes are refused until it is back"
+                        );
+                    }
+                    other => tracing::debug!("cluster: NATS {other}"),
+                }
+            }
+        })
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(2))
@@ -151,16 +234,46 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
             }
         }
     };
+    let snaps_cfg = stream::Config {
+        name: format!("{base}-snap"),
+        subjects: vec![format!("{base}-snap.>")],
+        storage: stream::StorageType::File,
+        num_replicas: cfg.cluster_replicas,
+        ..Default::default()
+    };
+    let snaps = loop {
+        match js.get_or_create_stream(snaps_cfg.clone()).await {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::warn!("cluster: stream {base}-snap not ready ({e}); retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let began = std::time::Instant::now();
+    let from = load_snapshot(core, &snaps, &base).await?;
     let epoch = format!("{:x}", info.created.unix_timestamp_nanos());
     core.apply(&Record::Epoch { epoch });
     let last = info.state.last_sequence;
 
     let (queue, rx) = mpsc::channel(QUEUE);
     tokio::spawn(publish(js.clone(), base.clone(), rx));
-    let applied = Arc::new(AtomicU64::new(0));
-    let (caught_tx, mut caught_rx) = watch::channel(0u64);
-    tokio::spawn(read(core.clone(), stream, applied.clone(), caught_tx));
-    let began = std::time::Instant::now();
+    let applied = Arc::new(AtomicU64::new(from));
+    let (caught_tx, mut caught_rx) = watch::channel(from);
+    let reader = Reader {
+        core: core.clone(),
+        js: js.clone(),
+        stream: stream.clone(),
+        snaps,
+        base: base.clone(),
+        applied: applied.clone(),
+        caught: caught_tx,
+        reconnected,
+        every: cfg.cluster_snapshot_every,
+        last_snap: from,
+        proposed_after: None,
+    };
+    tokio::spawn(reader.run());
     while *caught_rx.borrow() < last {
         if caught_rx.changed().await.is_err() {
             return Err("cluster: the stream reader stopped".into());
@@ -170,16 +283,24 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
     tracing::info!(
         node,
         stream = %base,
-        messages = last,
+        snapshot = from,
+        changes = last.saturating_sub(from),
         ms = began.elapsed().as_millis() as u64,
-        "cluster: caught up with {last} changes of stream {base} in {} ms: {users} users, {rooms} rooms, {entries} kept entries",
-        began.elapsed().as_millis()
+        "cluster: caught up with stream {base} in {} ms: a snapshot at {from}, then {} changes; {users} users, {rooms} rooms, {entries} kept entries",
+        began.elapsed().as_millis(),
+        last.saturating_sub(from)
     );
     let cluster = Arc::new(Cluster {
-        client,
+        client: client.clone(),
         queue,
         applied,
+        typing: format!("{base}.typing"),
+        origin: core.origin().to_string(),
+        stream,
+        caught: caught_rx,
+        catching_up: tokio::sync::Semaphore::new(CATCHING_UP),
     });
+    tokio::spawn(ephemeral(core.clone(), client, base, node.to_string()));
     core.store().join_cluster(cluster.clone());
     core.set_replicator(cluster.clone());
     Ok(cluster)
@@ -205,71 +326,300 @@ async fn publish(js: jetstream::Context, base: String, mut rx: mpsc::Receiver<Ou
     }
 }
 
-/// Applies the stream in order, from the message after the last one applied, for as long as
-/// the node runs; `caught` follows the sequence applied.
-async fn read(
+/// The stream's reader: applies it in order and takes part in its snapshots.
+struct Reader {
     core: Arc<Core>,
+    js: jetstream::Context,
     stream: stream::Stream,
+    snaps: stream::Stream,
+    base: String,
     applied: Arc<AtomicU64>,
     caught: watch::Sender<u64>,
-) {
-    loop {
-        let start = applied.load(Relaxed) + 1;
-        let config = consumer::pull::OrderedConfig {
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: start,
-            },
-            ..Default::default()
-        };
-        let messages = match stream.create_consumer(config).await {
-            Ok(c) => c.messages().await,
-            Err(e) => {
-                tracing::debug!("cluster: cannot read the stream yet: {e}");
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-        };
-        let mut messages = match messages {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!("cluster: cannot read the stream yet: {e}");
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-        };
-        while let Some(next) = messages.next().await {
-            let msg = match next {
+    reconnected: Arc<tokio::sync::Notify>,
+    /// Changes between snapshots (`--cluster-snapshot-every`).
+    every: u64,
+    /// The stream sequence of the last snapshot point: the same on every node, since it is
+    /// decided in log order.
+    last_snap: u64,
+    /// The snapshot point this node last proposed a new snapshot after.
+    proposed_after: Option<u64>,
+}
+
+impl Reader {
+    /// Applies the stream in order, from the message after the last one applied, for as long
+    /// as the node runs.
+    async fn run(mut self) {
+        loop {
+            let start = self.applied.load(Relaxed) + 1;
+            let config = consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: start,
+                },
+                ..Default::default()
+            };
+            let messages = match self.stream.create_consumer(config).await {
+                Ok(c) => c.messages().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let mut messages = match messages {
                 Ok(m) => m,
                 Err(e) => {
-                    tracing::warn!("cluster: reading the stream failed: {e}; reading again");
-                    break;
+                    tracing::debug!("cluster: cannot read the stream yet: {e}");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
                 }
             };
-            let Ok(seq) = msg.info().map(|i| i.stream_sequence) else {
-                continue;
-            };
-            if seq <= applied.load(Relaxed) {
-                continue;
+            loop {
+                let next = tokio::select! {
+                    next = messages.next() => next,
+                    _ = self.reconnected.notified() => break,
+                };
+                let msg = match next {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        tracing::warn!("cluster: reading the stream failed: {e}; reading again");
+                        tokio::time::sleep(RETRY).await;
+                        break;
+                    }
+                    None => break,
+                };
+                let Ok(seq) = msg.info().map(|i| i.stream_sequence) else {
+                    continue;
+                };
+                let applied = self.applied.load(Relaxed);
+                if seq <= applied {
+                    continue;
+                }
+                if seq > applied + 1 {
+                    // Purged before this node read it: only the latest snapshot can bring it
+                    // up to date, and it loads at start.
+                    tracing::error!(
+                        applied,
+                        next = seq,
+                        "cluster: this node fell behind the stream's purged start; \
+                         exiting so that a restart loads the latest snapshot"
+                    );
+                    std::process::exit(3);
+                }
+                self.apply(seq, &msg.subject, &msg.payload);
+                self.applied.store(seq, Relaxed);
+                self.caught.send_replace(seq);
+                if seq - self.last_snap >= self.every && self.proposed_after != Some(self.last_snap)
+                {
+                    self.proposed_after = Some(self.last_snap);
+                    self.core.propose_snapshot();
+                }
             }
-            apply(&core, &msg.subject, &msg.payload);
-            applied.store(seq, Relaxed);
-            caught.send_replace(seq);
         }
-        tokio::time::sleep(RETRY).await;
+    }
+
+    /// Applies one message of the stream to the core.
+    fn apply(&mut self, seq: u64, subject: &str, payload: &[u8]) {
+        if subject.ends_with(".op") {
+            match serde_json::from_slice::<Proposal>(payload) {
+                Ok(p) if matches!(p.op, Op::Snapshot) => self.snapshot_point(seq, &p),
+                Ok(p) => self.core.execute(&p),
+                Err(e) => tracing::error!("cluster: unreadable proposal skipped: {e}"),
+            }
+        } else {
+            match serde_json::from_slice::<Record>(payload) {
+                Ok(rec) => self.core.apply_shared(&rec),
+                Err(e) => tracing::error!("cluster: unreadable record skipped: {e}"),
+            }
+        }
+    }
+
+    /// A proposed snapshot: the first one a full stretch after the last point is the next
+    /// point, and its proposer writes the state as it is here, between two changes.
+    fn snapshot_point(&mut self, seq: u64, p: &Proposal) {
+        if seq - self.last_snap < self.every {
+            return;
+        }
+        let previous = std::mem::replace(&mut self.last_snap, seq);
+        if p.origin != self.core.origin() {
+            return;
+        }
+        let records = self.core.snapshot_now();
+        let (stream, snaps, base) = (self.stream.clone(), self.snaps.clone(), self.base.clone());
+        let js = self.js.clone();
+        tokio::spawn(async move {
+            let began = std::time::Instant::now();
+            let streams = (&js, &stream, &snaps);
+            match write_snapshot(records, seq, streams, &base, previous).await {
+                Ok(bytes) => tracing::info!(
+                    seq,
+                    bytes,
+                    ms = began.elapsed().as_millis() as u64,
+                    "cluster: wrote a snapshot at {seq} ({bytes} bytes); the stream now starts after {previous}"
+                ),
+                Err(e) => tracing::warn!("cluster: snapshot at {seq} not written: {e}"),
+            }
+        });
     }
 }
 
-/// Applies one message of the stream to the core.
-fn apply(core: &Core, subject: &str, payload: &[u8]) {
-    if subject.ends_with(".op") {
-        match serde_json::from_slice::<Proposal>(payload) {
-            Ok(p) => core.execute(&p),
-            Err(e) => tracing::error!("cluster: unreadable proposal skipped: {e}"),
+/// The latest snapshot: at which stream sequence, and where its chunks are.
+#[derive(Serialize, Deserialize)]
+struct SnapshotHead {
+    seq: u64,
+    first_chunk: u64,
+    chunks: u64,
+}
+
+/// Bytes per snapshot chunk, under NATS's default 1 MB message limit.
+const CHUNK_BYTES: usize = 512 * 1024;
+
+/// Writes a snapshot of the state at stream sequence `seq` (its records, length-prefixed, in
+/// chunks), then its head; then drops older snapshots and the stream up to the previous
+/// point, which keeps a stretch for nodes a little behind. Returns its size.
+async fn write_snapshot(
+    records: impl Iterator<Item = Vec<u8>> + Send + 'static,
+    seq: u64,
+    (js, stream, snaps): (&jetstream::Context, &stream::Stream, &stream::Stream),
+    base: &str,
+    previous: u64,
+) -> Result<u64, String> {
+    let chunks = tokio::task::spawn_blocking(move || {
+        let mut chunks = vec![Vec::with_capacity(CHUNK_BYTES)];
+        for rec in records {
+            let last = chunks.last_mut().expect("one chunk");
+            if !last.is_empty() && last.len() + 4 + rec.len() > CHUNK_BYTES {
+                chunks.push(Vec::with_capacity(CHUNK_BYTES));
+            }
+            let last = chunks.last_mut().expect("one chunk");
+            last.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+            last.extend_from_slice(&rec);
         }
-    } else {
-        match serde_json::from_slice::<Record>(payload) {
-            Ok(rec) => core.apply_shared(&rec),
-            Err(e) => tracing::error!("cluster: unreadable record skipped: {e}"),
+        chunks
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let bytes: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+    let count = chunks.len() as u64;
+    let mut first_chunk = 0;
+    for chunk in chunks {
+        let ack = js
+            .publish(format!("{base}-snap.chunk"), chunk.into())
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        if first_chunk == 0 {
+            first_chunk = ack.sequence;
+        }
+    }
+    let head = SnapshotHead {
+        seq,
+        first_chunk,
+        chunks: count,
+    };
+    let head = serde_json::to_vec(&head).unwrap_or_default();
+    js.publish(format!("{base}-snap.head"), head.into())
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    snaps
+        .purge()
+        .filter(format!("{base}-snap.chunk"))
+        .sequence(first_chunk)
+        .await
+        .map_err(|e| e.to_string())?;
+    snaps
+        .purge()
+        .filter(format!("{base}-snap.head"))
+        .keep(1)
+        .await
+        .map_err(|e| e.to_string())?;
+    if previous > 0 {
+        stream
+            .purge()
+            .sequence(previous + 1)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(bytes)
+}
+
+/// Loads the latest snapshot into the core, if there is one; returns its stream sequence.
+async fn load_snapshot(core: &Core, snaps: &stream::Stream, base: &str) -> Result<u64, String> {
+    let head = match snaps
+        .get_last_raw_message_by_subject(&format!("{base}-snap.head"))
+        .await
+    {
+        Ok(m) => m,
+        Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => return Ok(0),
+        Err(e) => return Err(format!("cannot read the latest snapshot: {e}")),
+    };
+    let head: SnapshotHead = serde_json::from_slice(&head.payload)
+        .map_err(|e| format!("the latest snapshot's head is unreadable: {e}"))?;
+    for n in 0..head.chunks {
+        let chunk = snaps
+            .get_raw_message(head.first_chunk + n)
+            .await
+            .map_err(|e| format!("snapshot chunk {n}: {e}"))?;
+        let mut rest: &[u8] = &chunk.payload;
+        while rest.len() >= 4 {
+            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            let rec = rest
+                .get(4..4 + len)
+                .ok_or_else(|| format!("snapshot chunk {n} is cut short"))?;
+            crate::store::snapshot::decode(rec, &mut |r| core.apply(&r))?;
+            rest = &rest[4 + len..];
+        }
+    }
+    Ok(head.seq)
+}
+
+/// Reports this node's online users when they change and at every heartbeat; takes the
+/// other nodes' reports and typing; forgets nodes gone silent.
+async fn ephemeral(core: Arc<Core>, client: async_nats::Client, base: String, node: String) {
+    let subject = format!("{base}.presence");
+    let (mut presence, mut typing) = loop {
+        let p = client.subscribe(subject.clone()).await;
+        let t = client.subscribe(format!("{base}.typing")).await;
+        match (p, t) {
+            (Ok(p), Ok(t)) => break (p, t),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("cluster: cannot subscribe to presence: {e}");
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    };
+    let mut tick = tokio::time::interval(PRESENCE_EVERY);
+    let mut reported: Option<(Vec<String>, std::time::Instant)> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let mut users = core.local_presence();
+                users.sort_unstable();
+                let due = match &reported {
+                    Some((last, at)) => *last != users || at.elapsed() >= HEARTBEAT,
+                    None => true,
+                };
+                if due {
+                    let report = PresenceReport {
+                        origin: core.origin().to_string(),
+                        node: node.clone(),
+                        users: users.clone(),
+                    };
+                    let payload = serde_json::to_vec(&report).unwrap_or_default();
+                    if client.publish(subject.clone(), payload.into()).await.is_ok() {
+                        reported = Some((users, std::time::Instant::now()));
+                    }
+                }
+                core.forget_silent_nodes(SILENT_MS);
+            }
+            Some(m) = presence.next() => {
+                if let Ok(r) = serde_json::from_slice::<PresenceReport>(&m.payload) {
+                    core.node_presence(&r.origin, r.users);
+                }
+            }
+            Some(m) = typing.next() => {
+                if let Ok(t) = serde_json::from_slice::<TypingReport>(&m.payload) {
+                    core.node_typing(&t.origin, &t.room, &t.user);
+                }
+            }
         }
     }
 }

@@ -121,6 +121,9 @@ pub struct Config {
     pub cluster_stream: String,
     /// Replicas of that stream in the NATS cluster (`--cluster-replicas`). Default 1.
     pub cluster_replicas: usize,
+    /// Changes in the stream between two snapshots (`--cluster-snapshot-every`); the stream
+    /// keeps about two such stretches. Default 100,000.
+    pub cluster_snapshot_every: u64,
 }
 
 /// `--registration`: who may create an account through `POST /api/v1/register`.
@@ -255,6 +258,7 @@ impl Default for Config {
             node_name: None,
             cluster_stream: "parley".into(),
             cluster_replicas: 1,
+            cluster_snapshot_every: 100_000,
         }
     }
 }
@@ -329,6 +333,7 @@ const FLAGS: &[Flag] = &[
     Flag { name: "node-name", value: "NAME", help: "this node's name in cluster mode [default: host name and port]" },
     Flag { name: "cluster-stream", value: "NAME", help: "the JetStream stream the nodes share [default: parley]" },
     Flag { name: "cluster-replicas", value: "N", help: "replicas of that stream, at most 5 [default: 1]" },
+    Flag { name: "cluster-snapshot-every", value: "N", help: "changes between two snapshots of the shared state; the stream keeps about twice this [default: 100000]" },
     Flag { name: "log-level", value: "LEVEL", help: "error | warn | info | debug [default: info]" },
     Flag { name: "log-format", value: "FORMAT", help: "text | json, one event a line on stderr [default: text]" },
     Flag { name: "config", value: "FILE", help: "read flags from a TOML file (keys are flag names); the command line wins" },
@@ -578,6 +583,7 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
             cfg.cluster_stream = v.to_string();
         }
         "cluster-replicas" => cfg.cluster_replicas = number(v, 1, 5)?,
+        "cluster-snapshot-every" => cfg.cluster_snapshot_every = number(v, 10, 1 << 40)? as u64,
         "registration" => {
             cfg.registration = v.parse().map_err(|_| "expected open, invite or closed")?
         }

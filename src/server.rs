@@ -191,7 +191,10 @@ impl http::conn::Service for Parley<'_> {
     /// A WebSocket through a trusted proxy holds a connection for one client from then on, so
     /// it counts against that client's per-address cap (the proxy's own connection was not
     /// counted at accept); over the cap it gets the 503 a direct connection would.
-    fn handshake(&self, req: &http::Request) -> Result<(Self::Accepted, Vec<u8>), http::Response> {
+    async fn handshake(
+        &self,
+        req: &http::Request,
+    ) -> Result<(Self::Accepted, Vec<u8>), http::Response> {
         let count = if self.peer.proxy {
             let cap = self.core.cfg.max_connections_per_ip;
             match IpCount::take(self.per_ip, self.peer.client(req), cap) {
@@ -204,7 +207,7 @@ impl http::conn::Service for Parley<'_> {
         } else {
             None
         };
-        let (auth, reply) = ws::handshake(self.core, req)?;
+        let (auth, reply) = ws::handshake(self.core, req).await?;
         Ok(((auth, count), reply))
     }
 }

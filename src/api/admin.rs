@@ -29,7 +29,7 @@ pub(super) async fn route(
 }
 
 async fn invite_code(core: &Core, req: &Request) -> Result<Response, ChatError> {
-    let a = auth(core, req)?;
+    let a = auth(core, req).await?;
     core.require_admin(&a.user)?;
     core.take_rest_budget(&a.user)?;
     // No body at all asks for the defaults, as `{}` does.
@@ -48,7 +48,7 @@ async fn invite_code(core: &Core, req: &Request) -> Result<Response, ChatError> 
 }
 
 async fn create_user(core: &Core, req: &Request, from: IpAddr) -> Result<Response, ChatError> {
-    let a = auth(core, req)?;
+    let a = auth(core, req).await?;
     core.require_admin(&a.user)?;
     core.take_rest_budget(&a.user)?;
     let c = match body::<Credentials>(req) {
@@ -67,7 +67,7 @@ async fn set_disabled(
     name: &str,
     disabled: bool,
 ) -> Result<Response, ChatError> {
-    let a = auth(core, req)?;
+    let a = auth(core, req).await?;
     core.require_admin(&a.user)?;
     core.take_rest_budget(&a.user)?;
     core.set_disabled(&a.user, name, disabled).await?;
@@ -80,7 +80,7 @@ pub(super) async fn change_password(
     req: &Request,
     from: IpAddr,
 ) -> Result<Response, ChatError> {
-    let a = auth(core, req)?;
+    let a = auth(core, req).await?;
     core.take_rest_budget(&a.user)?;
     let p = match body::<PasswordChange>(req) {
         Ok(p) => p,

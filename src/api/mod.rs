@@ -79,8 +79,9 @@ fn bearer(req: &Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn auth(core: &Core, req: &Request) -> Result<Auth, ChatError> {
-    core.authenticate(bearer(req).ok_or(ChatError::Unauthorized)?)
+async fn auth(core: &Core, req: &Request) -> Result<Auth, ChatError> {
+    core.authenticate_current(bearer(req).ok_or(ChatError::Unauthorized)?)
+        .await
 }
 
 /// Parses an optional numeric query parameter.
@@ -138,11 +139,11 @@ async fn route(
             Err(resp) => resp,
         },
         ["api", "v1", "logout"] => {
-            core.logout(&auth(core, req)?).await?;
+            core.logout(&auth(core, req).await?).await?;
             Response::empty(204)
         }
         ["api", "v1", "me"] => {
-            let a = auth(core, req)?;
+            let a = auth(core, req).await?;
             Response::json(200, &core.me(&a.user))
         }
         ["api", "v1", "password"] => admin::change_password(core, req, from).await?,
@@ -150,7 +151,7 @@ async fn route(
             admin::route(core, req, rest, from).await?
         }
         ["api", "v1", "users"] => {
-            auth(core, req)?;
+            auth(core, req).await?;
             let (q, after, limit) = match listing(req) {
                 Ok(l) => l,
                 Err(resp) => return Ok(resp),
@@ -158,7 +159,7 @@ async fn route(
             Response::json(200, &core.users(&q, after.as_deref(), limit))
         }
         ["api", "v1", "users", name] => {
-            auth(core, req)?;
+            auth(core, req).await?;
             Response::json(200, &core.user_info(name)?)
         }
         ["api", "v1", rest @ ..] => rooms::route(core, req, rest).await?,

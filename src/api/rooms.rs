@@ -48,7 +48,7 @@ pub(super) async fn route(
     req: &Request,
     rest: &[&str],
 ) -> Result<Response, ChatError> {
-    let a = auth(core, req)?;
+    let a = auth(core, req).await?;
     let user = &a.user;
     let method = req.method.as_str();
     if method != "GET" {

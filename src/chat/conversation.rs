@@ -401,6 +401,7 @@ impl Core {
         for c in subs.iter().filter(|c| c.user.key != user.key) {
             deliver_to(&self.metrics, c, &f);
         }
+        self.share_typing(&room.id, user);
         Ok(())
     }
 

@@ -54,6 +54,7 @@ mod conversation;
 mod lifecycle;
 mod membership;
 pub mod moderation;
+mod nodes;
 pub(crate) mod policy;
 mod presence;
 pub mod replica;
@@ -209,6 +210,8 @@ pub struct Core {
     origin: String,
     pending: Arc<replica::Pending>,
     next_proposal: AtomicU64,
+    /// Presence reports of the other nodes, by origin.
+    nodes: Mutex<HashMap<String, nodes::Report>>,
 }
 
 impl Core {
@@ -237,6 +240,7 @@ impl Core {
             origin: random_id(16),
             pending: Arc::default(),
             next_proposal: AtomicU64::new(1),
+            nodes: Mutex::default(),
         }
     }
 

@@ -146,6 +146,9 @@ pub enum Op {
         target: String,
         blocked: bool,
     },
+    /// A snapshot of the state at this point of the log, written by its proposer (`cluster`);
+    /// nothing changes.
+    Snapshot,
 }
 
 /// What a proposal decided, for the proposer's waiting client: the method's `Ok` value.
@@ -159,6 +162,11 @@ pub trait Replicator: Send + Sync {
     /// Queues a proposal (its JSON) for the log, after those queued before. Refused at once
     /// (`unavailable`) when the log cannot be reached; `failed` runs if it is refused later.
     fn propose(&self, proposal: Vec<u8>, failed: Failed) -> Result<(), ChatError>;
+    /// Tells the other nodes, best effort, that `username` is typing in `room`.
+    fn typing(&self, room: &str, username: &str);
+    /// Completes once this node applied everything the log held when it was called (or
+    /// after a short bound): what another node acknowledged is then here too.
+    fn catch_up(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 /// Proposals of this process waiting for their outcome, by id.
@@ -286,6 +294,26 @@ impl Core {
             .map_err(|_| ChatError::Unavailable)
     }
 
+    /// [`Core::authenticate`], except that in cluster mode an unknown token waits for this
+    /// node to catch up with the log first: it may come from a login on another node.
+    pub async fn authenticate_current(&self, token: &str) -> Result<super::Auth, ChatError> {
+        match (self.authenticate(token), self.replica()) {
+            (Err(ChatError::Unauthorized), Some(r)) => {
+                r.catch_up().await;
+                self.authenticate(token)
+            }
+            (result, _) => result,
+        }
+    }
+
+    /// Proposes a snapshot at the point of the log this lands at; nobody waits for it.
+    pub fn propose_snapshot(&self) {
+        if let Some(r) = self.replica() {
+            let (_, bytes) = self.proposal(Op::Snapshot);
+            let _ = r.propose(bytes, Box::new(|| {}));
+        }
+    }
+
     /// Proposes a message: its outcome reaches the sending connection as frames (the copy
     /// with the nonce, or an error with it), as on a single node.
     pub(super) fn propose_post(
@@ -323,7 +351,8 @@ impl Core {
     pub fn apply_shared(&self, rec: &Record) {
         if let Record::SessionEnded { token_hash } = rec {
             if let Some(hash) = super::unhex(token_hash) {
-                self.end_session(hash);
+                // Applied, not proposed: the end is in the log already.
+                as_applied(now_ms(), 0, || self.end_session(hash));
                 return;
             }
         }
@@ -484,6 +513,7 @@ impl Core {
                 target,
                 blocked,
             } => boxed(ready(self.set_block(&self.named(user)?, target, *blocked))),
+            Op::Snapshot => boxed(Ok(())),
         }
     }
 }

@@ -22,6 +22,15 @@ impl Core {
         self.store
             .compact_if_due(move || Box::new(SnapshotStream { core, state: None }));
     }
+
+    /// The state as snapshot records, copied now and encoded as they are pulled: cluster
+    /// mode takes it on the stream's reader, between two changes of the log.
+    pub fn snapshot_now(self: &Arc<Self>) -> impl Iterator<Item = Vec<u8>> + Send + 'static {
+        SnapshotStream {
+            core: Arc::clone(self),
+            state: Some(SnapshotStream::copy(self)),
+        }
+    }
 }
 
 /// A room as copied for the snapshot: its record and its kept entries.

@@ -49,6 +49,8 @@ pub struct UserState {
     pub rest_bucket: TokenBucket,
     /// Disabled by an admin: no login, no session.
     pub disabled: bool,
+    /// Cluster mode: other nodes reporting this user online (`nodes`).
+    pub remote: u32,
 }
 
 impl User {
@@ -71,6 +73,7 @@ impl User {
                 bucket: TokenBucket::full(burst),
                 rest_bucket: TokenBucket::full(rest_burst),
                 disabled: false,
+                remote: 0,
             }),
         }
     }
@@ -81,9 +84,11 @@ impl User {
 }
 
 impl UserState {
-    /// Presence as the contract defines it: a live connection, or a request within `timeout_ms`.
+    /// Presence as the contract defines it: a live connection, or a request within
+    /// `timeout_ms`, on this node or (in cluster mode) another.
     pub fn is_online(&self, now: u64, timeout_ms: u64) -> bool {
         !self.conns.is_empty()
+            || self.remote > 0
             || (self.last_request > 0 && now.saturating_sub(self.last_request) < timeout_ms)
     }
 

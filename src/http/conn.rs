@@ -50,7 +50,10 @@ pub(crate) trait Service {
 
     /// Either what was accepted and the bytes of the 101 response, or the HTTP response to
     /// send instead, after which the connection stays HTTP.
-    fn handshake(&self, req: &Request) -> Result<(Self::Accepted, Vec<u8>), Response>;
+    fn handshake(
+        &self,
+        req: &Request,
+    ) -> impl std::future::Future<Output = Result<(Self::Accepted, Vec<u8>), Response>>;
 }
 
 /// The timing and size limits of one connection.
@@ -91,7 +94,7 @@ pub(crate) async fn serve<S: Service>(
                 head_started = (!buf.is_empty()).then(Instant::now);
                 body_started = None;
                 if req.path == UPGRADE_PATH && req.method == "GET" {
-                    match service.handshake(&req) {
+                    match service.handshake(&req).await {
                         Ok((accepted, reply)) => {
                             stream.write_all(&reply).await.ok()?;
                             // An empty buffer may still hold capacity; don't carry it along.

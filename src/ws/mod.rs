@@ -32,7 +32,7 @@ fn has_token(value: Option<&str>, token: &str) -> bool {
 /// Checks an upgrade request. On success returns who it is and the 101 response bytes;
 /// otherwise the HTTP answer to send instead (400, 401, 403 or 426), and no upgrade.
 /// Offered extensions (compression) are ignored: the answer names none.
-pub(crate) fn handshake(core: &Core, req: &Request) -> Result<(Auth, Vec<u8>), Response> {
+pub(crate) async fn handshake(core: &Core, req: &Request) -> Result<(Auth, Vec<u8>), Response> {
     let is_upgrade = has_token(req.header("upgrade"), "websocket")
         && has_token(req.header("connection"), "upgrade");
     if !is_upgrade {
@@ -77,10 +77,8 @@ pub(crate) fn handshake(core: &Core, req: &Request) -> Result<(Auth, Vec<u8>), R
             .map(|(_, t)| t.trim().to_string()),
         None => req.query_param("token"),
     };
-    let auth = token
-        .ok_or(crate::chat::ChatError::Unauthorized)
-        .and_then(|t| core.authenticate(&t))
-        .map_err(Response::from)?;
+    let token = token.ok_or(crate::chat::ChatError::Unauthorized)?;
+    let auth = core.authenticate_current(&token).await?;
     let reply = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
         accept_key(key)
