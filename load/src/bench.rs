@@ -51,6 +51,7 @@ pub const GENERATOR_CPU: usize = 1;
 /// | `PARLEY_BENCH_CLUSTER_RECORD_SENDERS` | cluster: record senders, one room each, half on each node | 100 (20) |
 /// | `PARLEY_BENCH_CLUSTER_WINDOWS` | cluster: messages in flight per records step, comma-separated | 100,1000 |
 /// | `PARLEY_BENCH_CLUSTER_ENTRIES` | cluster: messages posted before the fresh node catches up | 100000 (10000) |
+/// | `PARLEY_BENCH_CLUSTER_SNAPSHOT_EVERY` | cluster: the nodes' `--cluster-snapshot-every` | server default (100000) |
 /// | `PARLEY_NATS_BIN` | cluster: `nats-server` binary to run | `nats-server` from `PATH` |
 /// | `PARLEY_BENCH_PIN` | `0` disables CPU pinning | on |
 /// | `PARLEY_BENCH_NICE` | nice value for server and generator, e.g. `-10` on a shared machine | unchanged |
@@ -199,6 +200,9 @@ impl BenchEnv {
         }
         if let Some(v) = env_parse("PARLEY_BENCH_CLUSTER_ENTRIES")? {
             cluster.entries = v;
+        }
+        if let Some(v) = env_parse("PARLEY_BENCH_CLUSTER_SNAPSHOT_EVERY")? {
+            cluster.snapshot_every = Some(v);
         }
         let pin = env_parse::<u32>("PARLEY_BENCH_PIN")?.unwrap_or(1) != 0;
         let nice = env_parse::<i32>("PARLEY_BENCH_NICE")?;

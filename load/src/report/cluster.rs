@@ -156,13 +156,19 @@ pub fn cluster(r: &ClusterReport) -> String {
     let c = &r.catch_up;
     out.push_str("\n### Cluster: catch-up of a fresh node (empty data directory)\n\n");
     out.push_str(
-        "| stream messages | process start to listening | changes/s (start to listening) | node's own catch-up time | changes/s (node's own) | node CPU s | node peak RSS | n1 RSS then |\n\
-         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| snapshot loaded at | changes applied after it | stream position reached | process start to listening | positions/s (start to listening) | node's own catch-up time | positions/s (node's own) | node CPU s | node peak RSS | n1 RSS then |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     let _ = writeln!(
         out,
-        "| {} | {:.2} s | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {:.2} s | {} | {} | {} | {} | {} | {} |",
+        c.snapshot
+            .map(|s| if s == 0 { "none".into() } else { fmt_count(s) })
+            .unwrap_or_else(|| "not logged".into()),
         c.changes
+            .map(fmt_count)
+            .unwrap_or_else(|| "not logged".into()),
+        c.position()
             .map(fmt_count)
             .unwrap_or_else(|| "not logged".into()),
         c.start_to_listening.as_secs_f64(),
@@ -182,6 +188,16 @@ pub fn cluster(r: &ClusterReport) -> String {
     if let Some(line) = &c.logged_line {
         let _ = writeln!(out, "\nThe node's log: `{line}`");
     }
+    let snaps: Vec<String> = r
+        .snapshots
+        .iter()
+        .map(|(n, k)| format!("{n} {k}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\nSnapshots written during the run (`wrote a snapshot` log lines): {}.",
+        snaps.join(", ")
+    );
     let k = &r.consistency;
     if k.identical == k.rooms {
         let _ = writeln!(

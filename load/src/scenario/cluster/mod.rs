@@ -73,6 +73,8 @@ pub struct ClusterConfig {
     pub entries: u64,
     /// REST clients used for setup. Default is 16.
     pub setup_concurrency: usize,
+    /// The nodes' `--cluster-snapshot-every`; `None` leaves the server's default.
+    pub snapshot_every: Option<u64>,
 }
 
 impl Default for ClusterConfig {
@@ -88,6 +90,7 @@ impl Default for ClusterConfig {
             windows: vec![100, 1000],
             entries: 100_000,
             setup_concurrency: 16,
+            snapshot_every: None,
         }
     }
 }
@@ -150,7 +153,9 @@ impl ClusterMeter {
 pub struct CatchUpReport {
     /// From spawning the fresh node to its listening line.
     pub start_to_listening: Duration,
-    /// The node's own log line: stream messages applied and milliseconds taken.
+    /// The node's own log line: the stream sequence of the snapshot it loaded (0: none),
+    /// the changes it applied after it, and the milliseconds it took for both.
+    pub snapshot: Option<u64>,
     pub changes: Option<u64>,
     pub logged_ms: Option<u64>,
     /// The rest of that line (users, rooms, kept entries).
@@ -163,17 +168,34 @@ pub struct CatchUpReport {
 }
 
 impl CatchUpReport {
-    /// Changes per second from process start to listening.
-    pub fn per_s_wall(&self) -> Option<f64> {
-        let s = self.start_to_listening.as_secs_f64();
-        Some(self.changes? as f64 / s).filter(|_| s > 0.0)
+    /// The stream position the node reached: the snapshot's sequence plus the changes after.
+    pub fn position(&self) -> Option<u64> {
+        Some(self.snapshot.unwrap_or(0) + self.changes?)
     }
 
-    /// Changes per second by the node's own measure (stream info to caught up).
+    /// Stream positions per second from process start to listening.
+    pub fn per_s_wall(&self) -> Option<f64> {
+        let s = self.start_to_listening.as_secs_f64();
+        Some(self.position()? as f64 / s).filter(|_| s > 0.0)
+    }
+
+    /// Stream positions per second by the node's own measure (snapshot and catch-up).
     pub fn per_s_logged(&self) -> Option<f64> {
         let ms = self.logged_ms?;
-        Some(self.changes? as f64 * 1000.0 / ms.max(1) as f64)
+        Some(self.position()? as f64 * 1000.0 / ms.max(1) as f64)
     }
+}
+
+/// What a node's `caught up` log line says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaughtUp {
+    /// Stream sequence of the snapshot loaded; 0 when there was none.
+    pub snapshot: u64,
+    /// Changes applied from the stream after it.
+    pub changes: u64,
+    pub ms: u64,
+    /// The line from `caught up` on.
+    pub line: String,
 }
 
 /// Everything the cluster scenario measured.
@@ -186,6 +208,8 @@ pub struct ClusterReport {
     pub catch_up: CatchUpReport,
     /// Lines of the nodes' logs at WARN or ERROR level.
     pub log_problems: Vec<String>,
+    /// Snapshots the nodes wrote during the run, by node.
+    pub snapshots: Vec<(String, usize)>,
     /// Whether the three nodes hold the same timelines after the catch-up.
     pub consistency: Consistency,
 }
@@ -226,6 +250,9 @@ pub fn run(
         }
     }
     base.extend(["--cluster-nats".into(), nats.url()]);
+    if let Some(n) = cfg.snapshot_every {
+        base.extend(["--cluster-snapshot-every".into(), n.to_string()]);
+    }
     let node_flags = |name: &str, dir: &TempDir| {
         let mut f = base.clone();
         f.extend([
@@ -297,10 +324,11 @@ pub fn run(
         n1_rss_kib: n1.probe.rss_kib(),
         ..Default::default()
     };
-    if let Some((changes, ms, line)) = caught_up_line(&n3.stderr_text()) {
-        catch_up.changes = Some(changes);
-        catch_up.logged_ms = Some(ms);
-        catch_up.logged_line = Some(line);
+    if let Some(c) = caught_up_line(&n3.stderr_text()) {
+        catch_up.snapshot = Some(c.snapshot);
+        catch_up.changes = Some(c.changes);
+        catch_up.logged_ms = Some(c.ms);
+        catch_up.logged_line = Some(c.line);
     }
     eprintln!("cluster: comparing the timelines of the three nodes");
     let mut rooms = delivery.rooms.clone();
@@ -315,10 +343,15 @@ pub fn run(
         records,
         catch_up,
         log_problems: Vec::new(),
+        snapshots: Vec::new(),
         consistency,
     };
     for (name, node) in [("n1", &n1), ("n2", &n2), ("n3", &n3)] {
-        for line in node.stderr_text().lines() {
+        let log = node.stderr_text();
+        report
+            .snapshots
+            .push((name.to_string(), snapshots_written(&log)));
+        for line in log.lines() {
             if line.contains("WARN") || line.contains("ERROR") {
                 report.log_problems.push(format!("{name}: {}", line.trim()));
             }
@@ -334,19 +367,37 @@ pub fn run(
     Ok(report)
 }
 
-/// Finds `caught up with N changes ... in M ms` in a node's log: (N, M, the line from
-/// `caught up`).
-pub fn caught_up_line(log: &str) -> Option<(u64, u64, String)> {
+/// Finds a node's `caught up` line: `caught up with stream S in M ms: a snapshot at X, then
+/// N changes; ...` (or, before snapshots, `caught up with N changes ... in M ms`).
+pub fn caught_up_line(log: &str) -> Option<CaughtUp> {
     let line = log.lines().find(|l| l.contains("caught up with "))?;
     let rest = &line[line.find("caught up with ")?..];
-    let number = |s: &str| -> Option<u64> {
-        let digits: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let number_after = |key: &str| -> Option<u64> {
+        let at = rest.find(key)? + key.len();
+        let digits: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
         digits.parse().ok()
     };
-    let changes = number(&rest["caught up with ".len()..])?;
-    let at = rest.find(" in ")?;
-    let ms = number(&rest[at + 4..])?;
-    Some((changes, ms, rest.trim().to_owned()))
+    let ms = number_after(" in ")?;
+    let (snapshot, changes) = match number_after(", then ") {
+        Some(n) => (number_after("a snapshot at ").unwrap_or(0), n),
+        None => (0, number_after("caught up with ")?),
+    };
+    Some(CaughtUp {
+        snapshot,
+        changes,
+        ms,
+        line: rest.trim().to_owned(),
+    })
+}
+
+/// Lines of a node's log that report a snapshot written.
+pub fn snapshots_written(log: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains("wrote a snapshot at"))
+        .count()
 }
 
 /// Merges connections' histograms by (node, phase) once their readers stop.
@@ -402,9 +453,12 @@ mod tests {
     fn finds_the_catch_up_line() {
         let log = "2026-12-01T20:00:00Z INFO parley: starting\n\
                    2026-12-01T20:00:01Z  INFO parley::cluster: cluster: caught up with 123456 changes of stream parley in 4321 ms: 200 users, 101 rooms, 100000 kept entries node=\"n3\"\n";
-        let (n, ms, line) = caught_up_line(log).unwrap();
-        assert_eq!((n, ms), (123_456, 4321));
-        assert!(line.starts_with("caught up with 123456"));
+        let c = caught_up_line(log).unwrap();
+        assert_eq!((c.snapshot, c.changes, c.ms), (0, 123_456, 4321));
+        assert!(c.line.starts_with("caught up with 123456"));
         assert_eq!(caught_up_line("nothing here"), None);
+        let log = "2026-12-01T21:00:00Z  INFO parley::cluster: cluster: caught up with stream parley in 812 ms: a snapshot at 100012, then 5230 changes; 120 users, 21 rooms, 19151 kept entries node=\"n3\"\n";
+        let c = caught_up_line(log).unwrap();
+        assert_eq!((c.snapshot, c.changes, c.ms), (100_012, 5230, 812));
     }
 }
