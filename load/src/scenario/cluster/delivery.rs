@@ -52,6 +52,9 @@ pub struct DeliveryReport {
     pub rooms: Vec<(String, String)>,
 }
 
+/// A phase and its senders: indices into the connections, the first half on n1.
+type Senders = (u32, Vec<usize>);
+
 /// Cross-node delivery: phase 0 warms up, phase 1 has every sender on n1, phases 2 and 3
 /// are the senders on n1 and on n2 of the run with senders on both.
 pub(super) async fn delivery(
@@ -86,11 +89,10 @@ pub(super) async fn delivery(
     let spec = Arc::new(SendSpec::new(&room, cfg.text_len));
     let members = cfg.members as u64;
     let s = cfg.senders;
-    // (label, phases with their senders: indices into `conns`)
     let on_n1: Vec<usize> = (0..s).collect();
     let split: (Vec<usize>, Vec<usize>) =
         ((0..s / 2).collect(), (half..half + s - s / 2).collect());
-    let mut plan: Vec<(String, f64, Vec<(u32, Vec<usize>)>)> = Vec::new();
+    let mut plan: Vec<(String, f64, Vec<Senders>)> = Vec::new();
     if cfg.warmup_secs > 0.0 {
         plan.push(("warm-up".into(), cfg.warmup_secs, vec![(0, on_n1.clone())]));
     }
