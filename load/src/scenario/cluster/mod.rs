@@ -194,7 +194,7 @@ pub struct CaughtUp {
     /// Changes applied from the stream after it.
     pub changes: u64,
     pub ms: u64,
-    /// The line from `caught up` on.
+    /// The whole line, with its time.
     pub line: String,
 }
 
@@ -389,7 +389,7 @@ pub fn caught_up_line(log: &str) -> Option<CaughtUp> {
         snapshot,
         changes,
         ms,
-        line: rest.trim().to_owned(),
+        line: line.trim().to_owned(),
     })
 }
 
@@ -455,7 +455,7 @@ mod tests {
                    2026-12-01T20:00:01Z  INFO parley::cluster: cluster: caught up with 123456 changes of stream parley in 4321 ms: 200 users, 101 rooms, 100000 kept entries node=\"n3\"\n";
         let c = caught_up_line(log).unwrap();
         assert_eq!((c.snapshot, c.changes, c.ms), (0, 123_456, 4321));
-        assert!(c.line.starts_with("caught up with 123456"));
+        assert!(c.line.contains("caught up with 123456"));
         assert_eq!(caught_up_line("nothing here"), None);
         let log = "2026-12-01T21:00:00Z  INFO parley::cluster: cluster: caught up with stream parley in 812 ms: a snapshot at 100012, then 5230 changes; 120 users, 21 rooms, 19151 kept entries node=\"n3\"\n";
         let c = caught_up_line(log).unwrap();
