@@ -202,20 +202,56 @@ pub fn cluster(r: &ClusterReport) -> String {
     if k.identical == k.rooms {
         let _ = writeln!(
             out,
-            "\nAfter the catch-up, the newest {} entries (without `nonce`) and `first_seq` of all {} rooms are the same on n1, n2 and n3.",
-            k.compared, k.rooms
+            "\nAfter the catch-up, every kept entry (without `nonce`; {} entries as read from n1) and `first_seq` of all {} rooms are the same on n1, n2 and n3.",
+            fmt_count(k.compared as u64),
+            k.rooms
         );
     } else {
         let _ = writeln!(
             out,
-            "\nAfter the catch-up, the newest {} entries (without `nonce`) and `first_seq` DIFFER between nodes in {} of {} rooms (the first 10):",
-            k.compared,
+            "\nAfter the catch-up, the kept entries (without `nonce`) or `first_seq` DIFFER between nodes in {} of {} rooms (the first 10):",
             k.rooms - k.identical,
             k.rooms
         );
         for d in &k.differences {
             let _ = writeln!(out, "- {d}");
         }
+    }
+    if k.same_description == k.rooms {
+        let _ = writeln!(
+            out,
+            "\nEach room's `GET /api/v1/rooms/{{id}}`, member list included (without `online`), is the same on n1, n2 and n3."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "\n`GET /api/v1/rooms/{{id}}` (without members' `online`) DIFFERS between nodes in {} of {} rooms (the first 10):",
+            k.rooms - k.same_description,
+            k.rooms
+        );
+        for d in &k.description_differences {
+            let _ = writeln!(out, "- {d}");
+        }
+    }
+    let refused: Vec<String> = k
+        .token_failures
+        .iter()
+        .filter(|(_, f)| !f.is_empty())
+        .map(|(n, f)| format!("{n}: {f:?}"))
+        .collect();
+    if refused.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nAll {} sessions of the run (made on n1 or n2) answer `GET /api/v1/me` with 200 on n1, n2 and n3.",
+            k.tokens
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "\n`GET /api/v1/me` with the run's {} sessions did NOT answer 200 everywhere (node: status and count): {}.",
+            k.tokens,
+            refused.join("; ")
+        );
     }
     if k.nonce_differences > 0 {
         let _ = writeln!(

@@ -1,19 +1,25 @@
-//! Whether the nodes agree: the newest entries of every room of the run, read through each
-//! node's REST API and compared, the reader's own `nonce` apart.
+//! Whether the nodes agree: every kept entry of every room of the run, and each room's
+//! description and member list, read through each node's REST API and compared (the
+//! reader's own `nonce` and members' `online` apart).
 
 use crate::api;
 use crate::error::Result;
 use crate::http::HttpClient;
 use std::net::SocketAddr;
 
-/// The newest entries of every room of the run, read from each node and compared.
+/// Every kept entry of every room of the run, read from each node and compared.
 #[derive(Clone, Debug, Default)]
 pub struct Consistency {
     pub rooms: usize,
-    /// Entries compared per room and node (the newest, at most [`COMPARED`]).
+    /// Entries compared, over all rooms, as read from the first node.
     pub compared: usize,
-    /// Rooms whose newest entries and `first_seq` are the same on every node.
+    /// Rooms whose kept entries and `first_seq` are the same on every node.
     pub identical: usize,
+    /// Rooms whose `GET /api/v1/rooms/{id}` (members' `online` left out) is the same on
+    /// every node.
+    pub same_description: usize,
+    /// What differed in the descriptions, one line a room (the first few).
+    pub description_differences: Vec<String>,
     /// What differed, one line a room (the first few).
     pub differences: Vec<String>,
     /// Entries (over all rooms and nodes after the first) whose `nonce` differs from the
@@ -21,15 +27,86 @@ pub struct Consistency {
     pub nonce_differences: u64,
     /// One example of a `nonce` difference.
     pub nonce_example: Option<String>,
+    /// Sessions of the run checked with `GET /api/v1/me` on every node.
+    pub tokens: usize,
+    /// Per node, the statuses other than 200 that `GET /api/v1/me` got, with counts.
+    pub token_failures: Vec<(String, std::collections::BTreeMap<u16, usize>)>,
 }
 
-/// Newest entries of a room compared between nodes: the most one history page holds.
-pub const COMPARED: usize = 500;
+/// Entries per history page read: the most the contract allows.
+const PAGE: usize = 500;
 
-/// Reads the newest entries of each `(room, member's token)` from every node and compares
-/// them with the first node's.
+/// Every kept entry of `room`, oldest first, as `{"first_seq", "entries"}`; or the status
+/// of a refused read.
+async fn timeline(
+    c: &mut HttpClient,
+    room: &str,
+    token: &str,
+) -> Result<std::result::Result<serde_json::Value, u16>> {
+    let mut entries: Vec<serde_json::Value> = Vec::new();
+    let mut before: Option<u64> = None;
+    let first_seq = loop {
+        let path = match before {
+            Some(b) => format!("/api/v1/rooms/{room}/messages?limit={PAGE}&before={b}"),
+            None => format!("/api/v1/rooms/{room}/messages?limit={PAGE}"),
+        };
+        let r = api::call(c, "GET", &path, Some(token), None).await?;
+        if r.status != 200 {
+            return Ok(Err(r.status));
+        }
+        let mut v = r.json()?;
+        let first_seq = v["first_seq"].clone();
+        let page = match v["entries"].take() {
+            serde_json::Value::Array(a) => a,
+            _ => Vec::new(),
+        };
+        let oldest = page.first().and_then(|e| e["seq"].as_u64());
+        let full = page.len() == PAGE;
+        entries.splice(0..0, page);
+        match oldest {
+            Some(o) if full && Some(o) > first_seq.as_u64() => before = Some(o),
+            _ => break first_seq,
+        }
+    };
+    Ok(Ok(
+        serde_json::json!({ "first_seq": first_seq, "entries": entries }),
+    ))
+}
+
+/// `GET /api/v1/rooms/{id}` without the members' `online`, which follows presence.
+async fn description(
+    c: &mut HttpClient,
+    room: &str,
+    token: &str,
+) -> Result<std::result::Result<serde_json::Value, u16>> {
+    let r = api::call(
+        c,
+        "GET",
+        &format!("/api/v1/rooms/{room}"),
+        Some(token),
+        None,
+    )
+    .await?;
+    if r.status != 200 {
+        return Ok(Err(r.status));
+    }
+    let mut v = r.json()?;
+    if let Some(members) = v["member_list"].as_array_mut() {
+        for m in members {
+            if let Some(o) = m.as_object_mut() {
+                o.remove("online");
+            }
+        }
+    }
+    Ok(Ok(v))
+}
+
+/// Checks every session in `tokens` on every node, then reads all kept entries and the
+/// description of each `(room, member's token)` from every node and compares them with the
+/// first node's.
 pub(super) async fn compare(
     rooms: &[(String, String)],
+    tokens: &[String],
     nodes: &[(&str, SocketAddr)],
 ) -> Result<Consistency> {
     let mut clients: Vec<HttpClient> = nodes
@@ -38,19 +115,58 @@ pub(super) async fn compare(
         .collect();
     let mut out = Consistency {
         rooms: rooms.len(),
-        compared: COMPARED,
+        tokens: tokens.len(),
         ..Default::default()
     };
-    let path_of = |room: &str| format!("/api/v1/rooms/{room}/messages?limit={COMPARED}");
+    // A session made on one node works on every node.
+    for ((name, _), c) in nodes.iter().zip(clients.iter_mut()) {
+        let mut failures = std::collections::BTreeMap::new();
+        for t in tokens {
+            let r = api::call(c, "GET", "/api/v1/me", Some(t), None).await?;
+            if r.status != 200 {
+                *failures.entry(r.status).or_default() += 1;
+            }
+        }
+        out.token_failures.push((name.to_string(), failures));
+    }
     for (room, token) in rooms {
+        let mut descs = Vec::with_capacity(nodes.len());
         let mut pages = Vec::with_capacity(nodes.len());
         for c in clients.iter_mut() {
-            let r = api::call(c, "GET", &path_of(room), Some(token), None).await?;
-            if r.status != 200 {
-                pages.push(Err(r.status));
-            } else {
-                pages.push(Ok(r.json()?));
-            }
+            descs.push(description(c, room, token).await?);
+            pages.push(timeline(c, room, token).await?);
+        }
+        let differing: Vec<&str> = nodes
+            .iter()
+            .zip(&descs)
+            .skip(1)
+            .filter(|(_, d)| *d != &descs[0])
+            .map(|((name, _), _)| *name)
+            .collect();
+        if differing.is_empty() {
+            out.same_description += 1;
+        } else if out.description_differences.len() < 10 {
+            let members = |d: &std::result::Result<serde_json::Value, u16>| match d {
+                Ok(v) => format!(
+                    "{} members",
+                    v["member_list"].as_array().map(Vec::len).unwrap_or(0)
+                ),
+                Err(s) => format!("status {s}"),
+            };
+            out.description_differences.push(format!(
+                "room {room}: {} {} differs from {}: {}",
+                differing.join(", "),
+                descs[1..]
+                    .iter()
+                    .map(members)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                nodes[0].0,
+                members(&descs[0])
+            ));
+        }
+        if let Ok(v) = &pages[0] {
+            out.compared += v["entries"].as_array().map(Vec::len).unwrap_or(0);
         }
         // The reader's own entries carry their nonce; set apart, then compare the rest.
         let nonces: Vec<Vec<serde_json::Value>> = pages

@@ -50,6 +50,8 @@ pub struct DeliveryReport {
     pub problems: BTreeMap<String, u64>,
     /// The room, with a member's token.
     pub rooms: Vec<(String, String)>,
+    /// Every member's token.
+    pub tokens: Vec<String>,
 }
 
 /// A phase and its senders: indices into the connections, the first half on n1.
@@ -211,5 +213,6 @@ pub(super) async fn delivery(
         runs: out,
         problems: shared.problems(),
         rooms: vec![(room, users[0].token.clone())],
+        tokens: users.iter().map(|u| u.token.clone()).collect(),
     })
 }

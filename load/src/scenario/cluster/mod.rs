@@ -13,7 +13,7 @@
 //!   it prints only after catching up, and its own log line about the catch-up.
 //!
 //! The nodes run with a data directory each; the benchmark starts and stops every process.
-//! At the end, [`compare`] reads every room's newest entries from each node.
+//! At the end, [`compare`] reads every room's kept entries and members from each node.
 //!
 //! - `delivery.rs`: the cross-node delivery runs; `records.rs`: the records steps and the
 //!   topping up; `compare.rs`: the timelines of the nodes compared.
@@ -22,7 +22,7 @@ mod compare;
 mod delivery;
 mod records;
 
-pub use compare::{Consistency, COMPARED};
+pub use compare::Consistency;
 pub use delivery::{DeliveryGroup, DeliveryReport, DeliveryRun};
 pub use records::{RecordsReport, RecordsStep};
 
@@ -333,8 +333,11 @@ pub fn run(
     eprintln!("cluster: comparing the timelines of the three nodes");
     let mut rooms = delivery.rooms.clone();
     rooms.extend(records.rooms.iter().cloned());
+    let mut tokens = delivery.tokens.clone();
+    tokens.extend(records.rooms.iter().map(|(_, t)| t.clone()));
     let consistency = rt.block_on(compare(
         &rooms,
+        &tokens,
         &[("n1", n1.addr), ("n2", n2.addr), ("n3", n3.addr)],
     ))?;
     let mut report = ClusterReport {
