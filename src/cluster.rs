@@ -99,6 +99,16 @@ impl Cluster {
         })
     }
 
+    /// Sends what is queued for the stream (at most for `limit`): at a clean stop, the read
+    /// markers written last.
+    pub async fn flush(&self, limit: Duration) {
+        let began = std::time::Instant::now();
+        while self.queue.capacity() < self.queue.max_capacity() && began.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = tokio::time::timeout(limit, self.client.flush()).await;
+    }
+
     /// The stream sequence of the last change applied on this node.
     pub fn applied(&self) -> u64 {
         self.applied.load(Relaxed)
@@ -153,6 +163,10 @@ impl Replicator for Cluster {
             let mut caught = self.caught.clone();
             let _ = tokio::time::timeout(CATCH_UP, caught.wait_for(|s| *s >= last)).await;
         })
+    }
+
+    fn position(&self) -> u64 {
+        self.applied()
     }
 
     fn typing(&self, room: &str, username: &str) {
@@ -256,10 +270,10 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
     core.apply(&Record::Epoch { epoch });
     let last = info.state.last_sequence;
 
-    let (queue, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(publish(js.clone(), base.clone(), rx));
     let applied = Arc::new(AtomicU64::new(from));
     let (caught_tx, mut caught_rx) = watch::channel(from);
+    let (queue, rx) = mpsc::channel(QUEUE);
+    tokio::spawn(publish(js.clone(), base.clone(), rx, caught_rx.clone()));
     let reader = Reader {
         core: core.clone(),
         js: js.clone(),
@@ -272,6 +286,7 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
         every: cfg.cluster_snapshot_every,
         last_snap: from,
         proposed_after: None,
+        created: info.created.unix_timestamp_nanos(),
     };
     tokio::spawn(reader.run());
     while *caught_rx.borrow() < last {
@@ -306,16 +321,28 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
     Ok(cluster)
 }
 
-/// Publishes queued changes in order; each one's callback runs on its acknowledgement.
-async fn publish(js: jetstream::Context, base: String, mut rx: mpsc::Receiver<Outgoing>) {
+/// Publishes queued changes in order. Each one's callback runs once JetStream acknowledged it
+/// and this node's reader went past it: every node's reader gets it at about that moment,
+/// so a client told of a logout (say) finds it done on the next node it asks.
+async fn publish(
+    js: jetstream::Context,
+    base: String,
+    mut rx: mpsc::Receiver<Outgoing>,
+    caught: watch::Receiver<u64>,
+) {
     let (op, rec) = (format!("{base}.op"), format!("{base}.rec"));
     while let Some(out) = rx.recv().await {
         let subject = if out.subject == "op" { &op } else { &rec };
         match js.publish(subject.clone(), out.payload.into()).await {
             Ok(ack) => {
+                let mut caught = caught.clone();
                 tokio::spawn(async move {
-                    let ok = ack.await.is_ok();
-                    (out.done)(ok);
+                    let acked = ack.await;
+                    if let Ok(ack) = &acked {
+                        let read = caught.wait_for(|s| *s >= ack.sequence);
+                        let _ = tokio::time::timeout(CATCH_UP, read).await;
+                    }
+                    (out.done)(acked.is_ok());
                 });
             }
             Err(e) => {
@@ -343,6 +370,8 @@ struct Reader {
     last_snap: u64,
     /// The snapshot point this node last proposed a new snapshot after.
     proposed_after: Option<u64>,
+    /// When the stream was made, as the node found it (its epoch).
+    created: i128,
 }
 
 impl Reader {
@@ -351,6 +380,25 @@ impl Reader {
     async fn run(mut self) {
         loop {
             let start = self.applied.load(Relaxed) + 1;
+            match self.stream.get_info().await {
+                Ok(info)
+                    if info.created.unix_timestamp_nanos() != self.created
+                        || info.state.last_sequence < start - 1 =>
+                {
+                    tracing::error!(
+                        "cluster: stream {} was made anew: what it held is lost; exiting so \
+                         that a restart starts over from it, with a new epoch",
+                        self.base
+                    );
+                    std::process::exit(3);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!("cluster: cannot read the stream yet: {e}");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            }
             let config = consumer::pull::OrderedConfig {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                     start_sequence: start,

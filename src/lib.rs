@@ -17,11 +17,16 @@
 //! - [`chat`]: the core: users, sessions, presence, rooms (sharded), history rings,
 //!   commands, filtering and rate limits, the outbound queues and server frame encoding
 //!   (`outbound`, `wire`). No socket or disk I/O.
-//! - [`store`]: records and kept entries, and where records go: memory, or the journal in
-//!   the data directory. It knows nothing of the core.
+//! - [`store`]: records and kept entries, and where records go: memory, the journal in
+//!   the data directory, or cluster mode's shared log (`store::Log`). It knows nothing of the
+//!   core.
+//! - [`cluster`]: cluster mode (`--cluster-nats`): the NATS JetStream stream the nodes
+//!   share. It publishes the core's proposals and records, applies the stream in order
+//!   through the core, writes and loads snapshots, and carries presence and typing between
+//!   nodes. The binary starts it with [`join_cluster`] before it listens.
 //!
 //! Layers point one way: `server` → `http`, `api`, `ws` → `chat` → `config`, `store` →
-//! `protocol`, `metrics`.
+//! `protocol`, `metrics`; `cluster` → `chat`, `store`, beside `server`.
 //! - [`protocol`]: the JSON shapes of `docs/PROTOCOL.md`.
 //! - [`metrics`]: counters for `/metrics`; [`logging`]: where `tracing` events go.
 //! - [`tls`]: `--tls-cert` and `--tls-key`, reloaded on `SIGHUP`; `http::stream` drives

@@ -58,7 +58,16 @@ async function signin(register) {
   }
   status.textContent = register ? 'Creating your account…' : 'Logging in…';
   try {
-    if (register) await api.post('/register', { username, password });
+    if (register) {
+      const body = { username, password };
+      const code = $('invite-code').value.trim();
+      if (!$('invite-field').hidden && code) body.invite_code = code;
+      await api.post('/register', body);
+      // The code is spent: a reload must not offer it again.
+      if (location.search) history.replaceState(null, '', location.pathname);
+      $('invite-code').value = '';
+      $('invite-field').hidden = true;
+    }
     const r = await api.post('/login', { username, password });
     S.token = r.token;
     S.username = r.username;
@@ -70,6 +79,10 @@ async function signin(register) {
   } catch (e) {
     status.classList.add('error');
     status.textContent = signinError(e);
+    if (e.code === 'invite_required') {
+      $('invite-field').hidden = false;
+      $('invite-code').focus();
+    }
   }
 }
 
@@ -79,6 +92,9 @@ function signinError(e) {
     username_taken: 'That username is taken.',
     invalid_username: 'Usernames are 3 to 32 letters, digits, _ or -.',
     too_many_attempts: 'Too many attempts; try again later.',
+    invite_required: 'Registering here needs an invite code: enter a valid one and press Register.',
+    registration_closed: 'Registration is closed: an administrator creates the accounts.',
+    account_disabled: 'This account is disabled.',
   };
   return messages[e.code] || e.message;
 }
@@ -95,11 +111,14 @@ function stopChat() {
   S.token = null;
   sessionStorage.removeItem('parley.token');
   sessionStorage.removeItem('parley.username');
+  sessionStorage.removeItem('parley.outbox');
   S.rooms.clear();
   S.current = null;
   S.pending.clear();
   S.invites = [];
   S.epoch = null;
+  S.admin = false;
+  $('admin').hidden = true;
 }
 
 async function logout() {
@@ -122,16 +141,18 @@ async function startChat() {
   $('notify').hidden = !('Notification' in window) || Notification.permission !== 'default';
   try {
     const me = await api.get('/me');
-    S.admin = me.admin;
+    S.admin = me.admin === true;
     S.username = me.username;
     for (const r of me.rooms) upsertRoom(r);
     S.invites = me.invites || [];
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) return;
   }
+  $('admin').hidden = !S.admin;
   renderRooms();
   renderInvites();
   for (const R of S.rooms.values()) if (R.room.kind === 'dm') loadPresence(dmPeer(R.room));
+  const restored = restoreOutbox();
   const want = sessionStorage.getItem('parley.room');
   if (want && S.rooms.has(want)) openRoom(want);
   else if (S.rooms.size) openRoom(sortedRooms()[0].room.id);
@@ -148,7 +169,8 @@ async function startChat() {
       const R = S.rooms.get(S.current) || S.rooms.values().next().value;
       return R ? { id: R.room.id, seq: R.last || R.room.last_seq || 0 } : null;
     },
-  });
+    save: saveOutbox,
+  }, restored);
   S.link.start();
 }
 
@@ -238,35 +260,58 @@ function sortedRooms() {
   return [...S.rooms.values()].sort((a, b) => roomLabel(a.room).localeCompare(roomLabel(b.room)));
 }
 
+/** The room list's items by room id: kept across renders, so a click never lands on a replaced button. */
+const roomItems = new Map();
+
 function renderRooms() {
   const list = $('rooms');
-  clear(list);
-  for (const R of sortedRooms()) {
-    const r = R.room;
-    const unread = r.unread || 0;
-    const parts = [];
-    if (r.kind === 'dm') {
-      const on = S.presence.get(dmPeer(r).toLowerCase());
-      parts.push(el('span', { class: `dot${on ? ' on' : ''}`, title: on ? 'online' : 'offline', 'aria-hidden': 'true' }));
-    } else if (r.visibility === 'private') {
-      parts.push(el('span', { class: 'lock', title: 'private room', 'aria-hidden': 'true' }));
-    } else {
-      parts.push(el('span', { 'aria-hidden': 'true' }, '#'));
+  const shown = sortedRooms();
+  const ids = new Set(shown.map((R) => R.room.id));
+  for (const [id, li] of roomItems) {
+    if (!ids.has(id)) {
+      li.remove();
+      roomItems.delete(id);
     }
-    parts.push(el('span', { class: 'name' }, roomLabel(r)));
-    if (unread > 0) parts.push(el('span', { class: 'badge', title: `${unread} unread` }, String(unread)));
-    list.append(
-      el('li', {}, el('button', {
+  }
+  let prev = null;
+  for (const R of shown) {
+    const r = R.room;
+    let li = roomItems.get(r.id);
+    if (!li) {
+      li = el('li', {}, el('button', {
         type: 'button',
-        'aria-current': S.current === r.id ? 'page' : null,
         dataset: { room: r.id },
         onclick: () => {
           openRoom(r.id);
           $('chat').classList.remove('show-side');
           $('message').focus();
         },
-      }, parts)),
-    );
+      }));
+      roomItems.set(r.id, li);
+    }
+    const button = li.firstChild;
+    const unread = r.unread || 0;
+    const on = r.kind === 'dm' && Boolean(S.presence.get(dmPeer(r).toLowerCase()));
+    // Only what changed is redrawn: a catch-up of many rooms renders the list many times.
+    const look = JSON.stringify([roomLabel(r), r.kind, r.visibility, on, unread]);
+    if (button.dataset.look !== look) {
+      button.dataset.look = look;
+      clear(button);
+      if (r.kind === 'dm') {
+        button.append(el('span', { class: `dot${on ? ' on' : ''}`, title: on ? 'online' : 'offline', 'aria-hidden': 'true' }));
+      } else if (r.visibility === 'private') {
+        button.append(el('span', { class: 'lock', title: 'private room', 'aria-hidden': 'true' }));
+      } else {
+        button.append(el('span', { 'aria-hidden': 'true' }, '#'));
+      }
+      button.append(el('span', { class: 'name' }, roomLabel(r)));
+      if (unread > 0) button.append(el('span', { class: 'badge', title: `${unread} unread` }, String(unread)));
+    }
+    if (S.current === r.id) button.setAttribute('aria-current', 'page');
+    else button.removeAttribute('aria-current');
+    const at = prev ? prev.nextSibling : list.firstChild;
+    if (at !== li) list.insertBefore(li, at);
+    prev = li;
   }
   const total = [...S.rooms.values()].reduce((n, R) => n + (R.room.unread || 0), 0);
   document.title = total ? `(${total}) Parley` : 'Parley';
@@ -743,15 +788,44 @@ function send() {
   if (localCommand(text, R)) return;
   const nonce = S.link.post({ type: 'send', room: R ? R.room.id : '', text });
   if (!R) return;
-  if (!text.startsWith('/') || text.startsWith('//') || text.startsWith('/me ')) {
-    const shown = text.startsWith('/me ')
-      ? `* ${S.username} ${text.slice(4)}`
-      : `${S.username}: ${text.startsWith('//') ? text.slice(1) : text}`;
-    const node = el('div', { class: 'entry pending mine', dataset: { nonce } }, el('time', {}, '…'), el('span', { class: 'body' }, shown), el('span', { class: 'edited' }, 'sending'));
-    S.pending.set(nonce, { room: R.room.id, text, node });
-    $('log').append(node);
+  if (showPending(nonce, R.room.id, text)) {
+    $('log').append(S.pending.get(nonce).node);
     $('log').scrollTop = $('log').scrollHeight;
   }
+}
+
+/** Keeps a message on its way greyed ("sending") until acknowledged; false for a command. */
+function showPending(nonce, room, text) {
+  if (text.startsWith('/') && !text.startsWith('//') && !text.startsWith('/me ')) return false;
+  const shown = text.startsWith('/me ')
+    ? `* ${S.username} ${text.slice(4)}`
+    : `${S.username}: ${text.startsWith('//') ? text.slice(1) : text}`;
+  const node = el('div', { class: 'entry pending mine', dataset: { nonce } }, el('time', {}, '…'), el('span', { class: 'body' }, shown), el('span', { class: 'edited' }, 'sending'));
+  S.pending.set(nonce, { room, text, node });
+  return true;
+}
+
+/**
+ * The outbox an earlier page of this tab left (a reload while offline), if it is this user's:
+ * [{frame, since}]. Its messages show greyed until the link sends them.
+ */
+function restoreOutbox() {
+  let saved = null;
+  try {
+    saved = JSON.parse(sessionStorage.getItem('parley.outbox') || 'null');
+  } catch {
+    saved = null;
+  }
+  if (!saved || !Array.isArray(saved.items) || String(saved.user).toLowerCase() !== S.username.toLowerCase()) return [];
+  for (const { frame } of saved.items) {
+    if (frame && frame.type === 'send' && frame.room && typeof frame.text === 'string') showPending(frame.nonce, frame.room, frame.text);
+  }
+  return saved.items;
+}
+
+function saveOutbox(items) {
+  if (items.length) sessionStorage.setItem('parley.outbox', JSON.stringify({ user: S.username, items }));
+  else sessionStorage.removeItem('parley.outbox');
 }
 
 /**
@@ -933,7 +1007,11 @@ function dialog(title, fields, okLabel, submit, extra) {
       }
     };
     $('dialog-cancel').onclick = () => close(null);
-    d.onclose = () => close(null);
+    // A close event still queued from the dialog before this one (opened straight after it
+    // closed) finds this one open: only a close of this one cancels it.
+    d.onclose = () => {
+      if (!d.open) close(null);
+    };
     d.showModal();
     const first = body.querySelector('input, select');
     if (first) first.focus();
@@ -1234,6 +1312,138 @@ function userMenu(name) {
   openDm(name).catch(() => {});
 }
 
+// ---------------------------------------------------------------- administration
+
+/** A refusal of an admin call in plain words; `what` names the user or room asked about. */
+function adminError(e, what, disabling = false) {
+  const messages = {
+    user_not_found: `There is no user named ${what}.`,
+    room_not_found: `There is no room ${what}.`,
+    forbidden: disabling ? `${what} is a server administrator and cannot be disabled.` : 'Only server administrators may do that.',
+    username_taken: `The username ${what} is taken.`,
+    invalid_username: 'Usernames are 3 to 32 letters, digits, _ or -.',
+    invalid_password: e.message,
+    bad_request: e.message,
+    rate_limited: 'Too many changes at once; wait a moment and try again.',
+  };
+  return new Error(messages[e.code] || `${e.message} (${e.code})`);
+}
+
+async function createInviteCode() {
+  const made = await dialog('Create invite code', [
+    { name: 'uses', label: 'Registrations it allows', type: 'number', value: '1', required: true },
+    { name: 'days', label: 'Days until it expires', type: 'number', value: '7', required: true },
+  ], 'Create', async (v) => {
+    const uses = Number(v.uses);
+    const days = Number(v.days);
+    if (!Number.isInteger(uses) || uses < 1 || uses > 100000) throw new Error('Registrations: a whole number from 1 to 100000.');
+    if (!(days > 0) || days > 365) throw new Error('Days: more than 0, at most 365.');
+    try {
+      return await api.post('/admin/invite-codes', { uses, expires_in: Math.round(days * 86400) });
+    } catch (e) {
+      throw adminError(e, '');
+    }
+  });
+  if (made && made.code) await showInviteCode(made);
+}
+
+/** The new code (shown only once by the server) and a sign-up link, ready to copy. */
+async function showInviteCode(made) {
+  const link = `${location.origin}/?invite=${enc(made.code)}`;
+  const copyButton = (label, text) => el('button', {
+    type: 'button',
+    class: 'small',
+    onclick: async (ev) => {
+      const button = ev.currentTarget;
+      try {
+        await navigator.clipboard.writeText(text);
+        button.textContent = 'Copied';
+      } catch {
+        // No clipboard (a page not on a secure origin): the field is selected to copy by hand.
+        button.previousElementSibling.select();
+        button.textContent = 'Select and copy';
+      }
+    },
+  }, label);
+  const until = new Date(made.expires).toLocaleString();
+  await dialog('Invite code', [], 'Done', null, () => el('div', {},
+    el('p', {}, `Good for ${made.uses} registration${made.uses === 1 ? '' : 's'} until ${until}. The server shows it only now: copy it before closing.`),
+    el('label', { for: 'invite-code-made' }, 'New invite code'),
+    el('div', { class: 'copy' }, el('input', { id: 'invite-code-made', readonly: true, value: made.code, spellcheck: 'false' }), copyButton('Copy code', made.code)),
+    el('label', { for: 'invite-link-made' }, 'Sign-up link'),
+    el('div', { class: 'copy' }, el('input', { id: 'invite-link-made', readonly: true, value: link, spellcheck: 'false' }), copyButton('Copy link', link))));
+}
+
+async function createAccount() {
+  await dialog('Create account', [
+    { name: 'username', label: 'Username', required: true },
+    { name: 'password', label: 'Password', type: 'password', required: true },
+  ], 'Create', async (v) => {
+    try {
+      const r = await api.post('/admin/users', { username: v.username, password: v.password });
+      notice(`Created the account ${r.username}.`);
+    } catch (e) {
+      throw adminError(e, v.username);
+    }
+  });
+}
+
+async function setAccountDisabled(disabled) {
+  await dialog(disabled ? 'Disable account' : 'Enable account', [
+    { name: 'username', label: 'Username', required: true },
+  ], disabled ? 'Disable' : 'Enable', async (v) => {
+    if (disabled && !window.confirm(`Disable ${v.username}? Their sessions end at once and they cannot log in.`)) throw new Error('Not disabled.');
+    try {
+      await api.post(`/admin/users/${enc(v.username)}/${disabled ? 'disable' : 'enable'}`);
+    } catch (e) {
+      throw adminError(e, v.username, disabled);
+    }
+    notice(disabled ? `Disabled ${v.username}: their sessions have ended.` : `Enabled ${v.username}: they can log in again.`);
+  });
+}
+
+async function adminDeleteRoom() {
+  const pick = el('ul', { class: 'pick', 'aria-label': 'Rooms to delete' });
+  const remove = async (id, label) => {
+    if (!window.confirm(`Delete ${label} and its whole history for everyone?`)) return false;
+    try {
+      await api.del(`/admin/rooms/${enc(id)}`);
+    } catch (e) {
+      throw adminError(e, label);
+    }
+    if (S.rooms.has(id)) removeRoom(id);
+    notice(`Deleted ${label}.`);
+    return true;
+  };
+  await dialog('Delete a room', [{ name: 'id', label: 'Room id' }], 'Delete', async (v) => {
+    if (!v.id) throw new Error('Enter a room id, or pick a room below.');
+    if (!(await remove(v.id, v.id))) throw new Error('Not deleted.');
+  }, () => {
+    // The rooms this admin can see: public ones and their own; a private room by its id.
+    api.get('/rooms?limit=500').then((res) => {
+      for (const r of res.rooms) {
+        if (r.kind === 'dm') continue;
+        const li = el('li', {}, el('span', {}, `${r.name} (${r.members}, ${r.visibility})`), el('button', {
+          type: 'button',
+          class: 'small danger',
+          onclick: async () => {
+            try {
+              if (await remove(r.id, r.name)) li.remove();
+            } catch (e) {
+              $('dialog-error').textContent = e.message;
+            }
+          },
+        }, `Delete ${r.name}`));
+        pick.append(li);
+      }
+      if (!pick.children.length) pick.append(el('li', {}, 'No rooms listed.'));
+    }).catch((e) => {
+      $('dialog-error').textContent = `Could not list the rooms: ${e.message}`;
+    });
+    return el('div', {}, el('h3', {}, 'Rooms'), pick);
+  });
+}
+
 // ---------------------------------------------------------------- notifications
 
 function maybeNotify(R, e) {
@@ -1263,6 +1473,13 @@ function wire() {
     signin(false);
   });
   $('register').addEventListener('click', () => signin(true));
+  // An invite code is for registering: Enter in its field registers rather than logs in.
+  $('invite-code').addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter') {
+      ev.preventDefault();
+      signin(true);
+    }
+  });
   $('logout').addEventListener('click', logout);
   $('new-room').addEventListener('click', newRoom);
   $('join-room').addEventListener('click', joinRoom);
@@ -1270,6 +1487,11 @@ function wire() {
   $('invite-user').addEventListener('click', inviteUser);
   $('leave-room').addEventListener('click', leaveRoom);
   $('room-settings').addEventListener('click', roomSettings);
+  $('admin-invite').addEventListener('click', createInviteCode);
+  $('admin-account').addEventListener('click', createAccount);
+  $('admin-disable').addEventListener('click', () => setAccountDisabled(true));
+  $('admin-enable').addEventListener('click', () => setAccountDisabled(false));
+  $('admin-rooms').addEventListener('click', adminDeleteRoom);
   $('members-toggle').addEventListener('click', () => {
     const m = $('members');
     m.hidden = !m.hidden;
@@ -1302,5 +1524,10 @@ function wire() {
 }
 
 wire();
+const invited = new URLSearchParams(location.search).get('invite');
+if (invited) {
+  $('invite-code').value = invited;
+  $('invite-field').hidden = false;
+}
 if (S.token && S.username) startChat();
 else showSignin();

@@ -1,6 +1,7 @@
 // The WebSocket half: one connection per tab that reconnects by itself with back-off,
 // catches every room up with `sync` from its last seq, and only then sends what was typed
-// while offline (an outbox keyed by nonce, so nothing is sent twice).
+// while offline (an outbox keyed by nonce, so nothing is sent twice). The outbox is handed
+// to the page's save hook on every change, so it outlives a reload of the tab.
 
 const MAX_BACKOFF_MS = 15000;
 const CATCH_UP_TIMEOUT_MS = 10000;
@@ -18,9 +19,12 @@ export class Link {
    * hooks: frame(f) for every frame from the server; state(s, detail) with s one of
    * 'connecting', 'syncing', 'online', 'offline', 'ended'; lastSeq(room) for the highest seq
    * the page holds of a room (or null); ack(nonce, frame) and fail(nonce, frame) for outbox items;
-   * probeRoom() for a room {id, seq} to sync when the connection has been quiet (or null).
+   * probeRoom() for a room {id, seq} to sync when the connection has been quiet (or null);
+   * save(items) with the outbox as [{frame, since}] whenever it changes. `restored` is such a
+   * list saved by an earlier page of this tab: it is sent after the first catch-up, unless its
+   * nonces come back in the synced history.
    */
-  constructor(token, hooks) {
+  constructor(token, hooks, restored = []) {
     this.token = token;
     this.hooks = hooks;
     this.ws = null;
@@ -29,8 +33,14 @@ export class Link {
     this.stopped = false;
     this.ready = false;
     this.pendingSync = new Set();
-    /** nonce -> {frame, sent} in the order typed. */
+    /**
+     * nonce -> {frame, sent, tries, since} in the order typed; `since` is the highest seq of
+     * the frame's room the page held then, so a catch-up from there sees it if it was posted.
+     */
     this.outbox = new Map();
+    for (const { frame, since } of restored) {
+      if (frame && frame.nonce) this.outbox.set(frame.nonce, { frame, sent: false, tries: 0, since: since || 0 });
+    }
     this.onWindowOnline = () => this.reconnectNow();
     window.addEventListener('online', this.onWindowOnline);
   }
@@ -131,8 +141,11 @@ export class Link {
     this.pendingSync = new Set();
     for (const room of rooms) {
       const known = this.hooks.lastSeq(room.id);
-      const since = known ?? Math.max(0, (room.last_seq || 0) - 50);
-      if (known !== null && known !== undefined && known >= room.last_seq) continue;
+      let since = known ?? Math.max(0, (room.last_seq || 0) - 50);
+      // Far enough back to see any outbox item of the room that was posted after all.
+      const floor = this.floor(room.id);
+      if (floor !== null) since = Math.min(since, floor);
+      else if (known !== null && known !== undefined && known >= room.last_seq) continue;
       this.pendingSync.add(room.id);
       this.raw({ type: 'sync', room: room.id, since });
     }
@@ -143,17 +156,32 @@ export class Link {
     if (this.pendingSync.size === 0) this.becomeReady();
   }
 
+  /** The lowest `since` of the outbox items for `room`, or null when it has none. */
+  floor(room) {
+    let low = null;
+    for (const item of this.outbox.values()) {
+      if (item.frame.room === room && (low === null || item.since < low)) low = item.since;
+    }
+    return low;
+  }
+
+  save() {
+    this.hooks.save([...this.outbox.values()].map(({ frame, since }) => ({ frame, since })));
+  }
+
   /** Sees acknowledgements (live or in synced history) and the end of the catch-up. */
   track(f) {
     if (f.type === 'entry' || f.type === 'reply') {
       if (f.nonce && this.outbox.has(f.nonce)) {
         this.outbox.delete(f.nonce);
+        this.save();
         this.hooks.ack(f.nonce, f);
       }
     } else if (f.type === 'history') {
       for (const e of f.entries || []) {
         if (e.nonce && this.outbox.has(e.nonce)) {
           this.outbox.delete(e.nonce);
+          this.save();
           this.hooks.ack(e.nonce, e);
         }
       }
@@ -174,6 +202,7 @@ export class Link {
         return;
       }
       this.outbox.delete(f.nonce);
+      this.save();
       this.hooks.fail(f.nonce, f);
     }
   }
@@ -197,8 +226,9 @@ export class Link {
   /** Queues a frame that must arrive once (send, edit, delete); returns its nonce. */
   post(frame) {
     const n = nonce();
-    const item = { frame: { ...frame, nonce: n }, sent: false, tries: 0 };
+    const item = { frame: { ...frame, nonce: n }, sent: false, tries: 0, since: this.hooks.lastSeq(frame.room) || 0 };
     this.outbox.set(n, item);
+    this.save();
     if (this.ready) {
       item.sent = true;
       this.raw(item.frame);

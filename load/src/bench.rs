@@ -499,9 +499,9 @@ fn target(server: &ServerProcess, cpu: Option<usize>) -> Target {
     }
 }
 
-/// Machine, commit and pinning, for the record.
-fn machine_line(bin: &Path, workspace: &Path, pin: bool) -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+/// The CPU's model name, from /proc/cpuinfo.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
             s.lines()
@@ -509,7 +509,12 @@ fn machine_line(bin: &Path, workspace: &Path, pin: bool) -> String {
                 .and_then(|l| l.split(':').nth(1))
                 .map(|s| s.trim().to_owned())
         })
-        .unwrap_or_else(|| "unknown cpu".into());
+        .unwrap_or_else(|| "unknown cpu".into())
+}
+
+/// Machine, commit and pinning, for the record.
+fn machine_line(bin: &Path, workspace: &Path, pin: bool) -> String {
+    let cpu = cpu_model();
     let commit = Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .current_dir(workspace)

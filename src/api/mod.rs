@@ -175,7 +175,7 @@ fn metrics(core: &Core) -> Response {
         .store(bytes, std::sync::atomic::Ordering::Relaxed);
     m.journal_fsyncs_total
         .store(fsyncs, std::sync::atomic::Ordering::Relaxed);
-    let extra = [
+    let mut extra = vec![
         (
             "online_users",
             "Users online now.",
@@ -193,6 +193,18 @@ fn metrics(core: &Core) -> Response {
             core.store().snapshots(),
         ),
     ];
+    if let Some(position) = core.cluster_position() {
+        extra.push((
+            "cluster_applied_seq",
+            "Cluster mode: the stream sequence of the last change applied on this node.",
+            position,
+        ));
+        extra.push((
+            "cluster_nats_connected",
+            "Cluster mode: 1 while this node reaches NATS, else 0.",
+            u64::from(core.store().failed().is_none()),
+        ));
+    }
     Response::text(200, "text/plain; version=0.0.4", m.render(&extra))
 }
 

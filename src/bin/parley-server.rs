@@ -64,11 +64,15 @@ async fn serve(cfg: parley::Config) -> ExitCode {
         }
     };
     let stop = stop_signal();
+    let mut cluster = None;
     if !core.cfg.cluster_nats.is_empty() {
         let port = listener.local_addr().map_or(0, |a| a.port());
-        if let Err(e) = parley::join_cluster(&core, port).await {
-            eprintln!("parley-server: {e}");
-            return ExitCode::FAILURE;
+        match parley::join_cluster(&core, port).await {
+            Ok(c) => cluster = Some(c),
+            Err(e) => {
+                eprintln!("parley-server: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
     match listener.local_addr() {
@@ -89,6 +93,9 @@ async fn serve(cfg: parley::Config) -> ExitCode {
     parley::run_with_tls(listener, core.clone(), tls, stop).await;
     tracing::info!("shutting down: connections closed, flushing the journal");
     core.end_run();
+    if let Some(cluster) = &cluster {
+        cluster.flush(std::time::Duration::from_secs(2)).await;
+    }
     tokio::task::block_in_place(|| core.store().close());
     tracing::info!("stopped");
     ExitCode::SUCCESS

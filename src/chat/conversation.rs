@@ -394,15 +394,20 @@ impl Core {
             m.last_typing = now;
             rs.subscribers.clone()
         };
+        self.send_typing(&room.id, user, &subs);
+        self.share_typing(&room.id, user);
+        Ok(())
+    }
+
+    /// Tells the connections in `subs`, but `user`'s own, that `user` is typing in a room.
+    pub(super) fn send_typing(&self, room_id: &str, user: &User, subs: &[Arc<Conn>]) {
         let f = encode(&ServerFrame::Typing {
-            room: &room.id,
+            room: room_id,
             username: &user.name,
         });
         for c in subs.iter().filter(|c| c.user.key != user.key) {
             deliver_to(&self.metrics, c, &f);
         }
-        self.share_typing(&room.id, user);
-        Ok(())
     }
 
     /// Edits `user`'s kept message `seq` to `text`: appends an `edit` entry (with `ref`,

@@ -377,6 +377,19 @@ impl Core {
     }
 
     /// Mutes a member for `seconds`: their messages to the room are refused until then.
+    /// [`Core::mute`] for whole seconds already checked (a cluster proposal's).
+    pub(super) async fn mute_seconds(
+        &self,
+        actor: &Arc<User>,
+        room_id: &str,
+        username: &str,
+        seconds: u64,
+    ) -> Result<(), ChatError> {
+        let word = seconds.to_string();
+        self.mute(actor, room_id, username, Seconds::Word(&word))
+            .await
+    }
+
     pub async fn mute(
         &self,
         actor: &Arc<User>,

@@ -6,8 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{deliver_to, encode, now_ms, Core, User};
-use crate::protocol::ServerFrame;
+use super::{now_ms, Core, User};
 
 /// The last presence report of one other node.
 #[derive(Default)]
@@ -120,13 +119,7 @@ impl Core {
             }
             rs.subscribers.clone()
         };
-        let f = encode(&ServerFrame::Typing {
-            room: &room.id,
-            username: &user.name,
-        });
-        for c in subs.iter().filter(|c| c.user.key != user.key) {
-            deliver_to(&self.metrics, c, &f);
-        }
+        self.send_typing(&room.id, &user, &subs);
     }
 
     /// Cluster mode: tells the other nodes that `user` is typing in `room_id`.

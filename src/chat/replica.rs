@@ -31,7 +31,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::moderation::Seconds;
 use super::{deliver_to, now_ms, ChatError, Conn, Core, NewRoomSpec, Record, User};
 use crate::protocol::{EntryKind, RoomPatch, ServerFrame};
 
@@ -167,6 +166,8 @@ pub trait Replicator: Send + Sync {
     /// Completes once this node applied everything the log held when it was called (or
     /// after a short bound): what another node acknowledged is then here too.
     fn catch_up(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// The stream sequence of the last change this node applied.
+    fn position(&self) -> u64;
 }
 
 /// Proposals of this process waiting for their outcome, by id.
@@ -243,6 +244,11 @@ impl Core {
     /// Turns on cluster mode: changes go to `replicator` from now on.
     pub fn set_replicator(&self, replicator: Arc<dyn Replicator>) {
         let _ = self.replica.set(replicator);
+    }
+
+    /// Cluster mode: the stream sequence of the last change applied here.
+    pub fn cluster_position(&self) -> Option<u64> {
+        self.replica.get().map(|r| r.position())
     }
 
     /// The replicator, unless this is a single node or the change is being applied.
@@ -356,7 +362,44 @@ impl Core {
                 return;
             }
         }
+        if let Record::ReadMarkers { room, markers } = rec {
+            self.read_markers_shared(room, markers);
+            return;
+        }
         self.apply(rec);
+    }
+
+    /// Read markers moved on another node: the users' connections here hear of it too, so
+    /// unread counts clear on every device.
+    fn read_markers_shared(&self, room_id: &str, markers: &[(String, u64)]) {
+        let Some(room) = self.rooms.get(room_id) else {
+            return;
+        };
+        let moved: Vec<(Arc<User>, u64)> = {
+            let mut rs = room.lock();
+            let top = rs.last_seq;
+            markers
+                .iter()
+                .filter_map(|(name, seq)| {
+                    let m = rs.members.get_mut(&name.to_ascii_lowercase())?;
+                    let seq = (*seq).min(top);
+                    (seq > m.read_seq).then(|| {
+                        m.read_seq = seq;
+                        (m.user.clone(), seq)
+                    })
+                })
+                .collect()
+        };
+        for (user, seq) in moved {
+            let f = super::encode(&ServerFrame::Read {
+                room: &room.id,
+                seq,
+            });
+            let conns = user.lock().conns.clone();
+            for c in &conns {
+                deliver_to(&self.metrics, c, &f);
+            }
+        }
     }
 
     fn named(&self, name: &str) -> Result<Arc<User>, ChatError> {
@@ -473,14 +516,8 @@ impl Core {
                 target,
                 seconds,
             } => {
-                let seconds = seconds.to_string();
                 let user = self.named(user)?;
-                boxed(ready(self.mute(
-                    &user,
-                    room,
-                    target,
-                    Seconds::Word(&seconds),
-                )))
+                boxed(ready(self.mute_seconds(&user, room, target, *seconds)))
             }
             Op::Role {
                 user,

@@ -161,7 +161,7 @@ let browser;
 const pageErrors = [];
 const dialogsSeen = [];
 
-async function newPage(opts = {}) {
+async function newPage(opts = {}, url = server.url + '/') {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...opts });
   const page = await context.newPage();
   page.setDefaultTimeout(T);
@@ -173,7 +173,7 @@ async function newPage(opts = {}) {
     dialogsSeen.push(d.message());
     await d.accept();
   });
-  await page.goto(server.url + '/');
+  await page.goto(url);
   return page;
 }
 
@@ -626,6 +626,62 @@ const steps = [
     assert(sent === 1, `the offline message was posted ${sent} times`);
   }],
 
+  ['the offline outbox outlives a reload of the tab: sent once after the restart', async () => {
+    // A tab of its own whose WebSocket goes through a route that can refuse it: the server
+    // dies, a message is typed, the server comes back, and the tab is reloaded before its
+    // socket may reconnect; only then is it let through.
+    const page = await newPage({}, 'about:blank');
+    let blocked = false;
+    await page.routeWebSocket(/\/api\/v1\/ws/, (ws) => {
+      if (blocked) {
+        ws.close();
+        return;
+      }
+      const upstream = ws.connectToServer();
+      ws.onMessage((m) => upstream.send(m));
+      upstream.onMessage((m) => ws.send(m));
+    });
+    const text = 'typed offline, then the tab reloaded';
+    const posted = async () => (await (await alice()).call('GET', `/rooms/${ctx.general}/messages?limit=500`))
+      .entries.filter((e) => e.text === text).length;
+    try {
+      await page.goto(server.url + '/');
+      await signIn(page, 'alice', false);
+      await roomsNav(page).getByRole('button', { name: /^general/ }).click();
+      await page.getByRole('heading', { name: 'general' }).waitFor();
+      const port = server.addr.split(':').pop();
+      blocked = true;
+      await stopServer('SIGKILL');
+      await page.getByText(/Offline/).waitFor();
+      await say(page, text);
+      await log(page).locator('.entry.pending', { hasText: text }).waitFor();
+      const saved = await page.evaluate(() => sessionStorage.getItem('parley.outbox'));
+      assert(saved && saved.includes(text), `the outbox was not saved: ${saved}`);
+      server = await startServer(port);
+      await page.reload();
+      await page.getByRole('heading', { name: 'general' }).waitFor();
+      await log(page).locator('.entry.pending', { hasText: text }).waitFor();
+      await page.waitForTimeout(1000);
+      assert((await posted()) === 0, 'posted while the socket was refused');
+      blocked = false;
+      await waitCount(page, text, 1);
+      await page.waitForFunction(() => sessionStorage.getItem('parley.outbox') === null);
+      assert((await page.locator('.entry.pending').count()) === 0, 'still shown as sending');
+      // Once more: a reload now finds nothing left to send.
+      await page.reload();
+      await page.getByRole('heading', { name: 'general' }).waitFor();
+      await waitCount(page, text, 1);
+      await page.waitForTimeout(1000);
+      await waitCount(page, text, 1);
+      const n = await posted();
+      assert(n === 1, `the message was posted ${n} times`);
+      ctx.bob.frames = [];
+      await ctx.bob.connect();
+    } finally {
+      await page.context().close();
+    }
+  }],
+
   ['a session ended elsewhere (a password change) returns the page to the sign-in form', async () => {
     const { page } = ctx;
     const other = await alice();
@@ -693,6 +749,112 @@ const steps = [
       await context.close();
     } finally {
       quick.proc.kill('SIGKILL');
+    }
+  }],
+
+  ['administration: invite codes, disabling accounts, deleting any room', async () => {
+    // A server of its own where root is the admin and registering needs an invite code.
+    const adminServer = await startServer(0, ['--ephemeral', '--admin', 'root', '--registration', 'invite']);
+    const api = async (method, p, body, token) => {
+      const headers = { ...(body ? { 'Content-Type': 'application/json' } : {}), ...(token ? { Authorization: `Bearer ${token}` } : {}) };
+      const res = await fetch(`${adminServer.url}/api/v1${p}`, { method, headers, body: body ? JSON.stringify(body) : undefined });
+      const text = await res.text();
+      return { status: res.status, data: text ? JSON.parse(text) : null };
+    };
+    const pages = [];
+    try {
+      const root = await newPage({}, adminServer.url + '/');
+      pages.push(root);
+      await signIn(root, 'root', true);
+      const admin = root.getByRole('region', { name: 'Administration' });
+      const dlg = root.locator('#dialog');
+      await admin.waitFor();
+
+      // Nobody gets in without a code; the page asks for one.
+      const guest = await newPage({}, adminServer.url + '/');
+      pages.push(guest);
+      await guest.getByLabel('Username').fill('newbie');
+      await guest.getByLabel('Password').fill(PASSWORD);
+      await guest.getByRole('button', { name: 'Register' }).click();
+      await guest.getByText('Registering here needs an invite code').waitFor();
+      await guest.getByLabel('Invite code').waitFor();
+
+      // The admin makes a code in the page (keyboard only) and copies it from the dialog.
+      await admin.getByRole('button', { name: 'Create invite code' }).focus();
+      await root.keyboard.press('Enter');
+      await root.getByLabel('Registrations it allows').waitFor();
+      await root.keyboard.press('Enter');
+      const codeField = root.getByLabel('New invite code');
+      await codeField.waitFor();
+      const code = await codeField.inputValue();
+      assert(/^[A-Za-z0-9_-]{20,}$/.test(code), `invite code shown as ${JSON.stringify(code)}`);
+      const link = await root.getByLabel('Sign-up link').inputValue();
+      assert(link === `${adminServer.url}/?invite=${code}`, `sign-up link ${link}`);
+      await root.getByRole('button', { name: 'Done' }).click();
+
+      // With it the guest registers in the page (Enter in the code's field registers); it was
+      // good for one use only.
+      await guest.getByLabel('Invite code').fill(code);
+      await guest.getByLabel('Invite code').press('Enter');
+      await guest.getByRole('navigation', { name: 'Rooms' }).waitFor();
+      await guest.getByRole('button', { name: 'Log out' }).waitFor();
+      assert(!(await guest.getByRole('region', { name: 'Administration' }).isVisible()), 'a member sees the admin tools');
+      const again = await api('POST', '/register', { username: 'latecomer', password: PASSWORD, invite_code: code });
+      assert(again.status === 403 && again.data.error.code === 'invite_required', `a spent code answered ${again.status}`);
+
+      // The sign-up link fills the code in: a second code, registered through its link.
+      await admin.getByRole('button', { name: 'Create invite code' }).click();
+      await root.getByRole('button', { name: 'Create', exact: true }).click();
+      const link2 = await root.getByLabel('Sign-up link').inputValue();
+      await root.getByRole('button', { name: 'Done' }).click();
+      const linked = await newPage({}, link2);
+      pages.push(linked);
+      assert((await linked.getByLabel('Invite code').inputValue()).length > 20, 'the link did not fill the code in');
+      await signIn(linked, 'linkuser', true);
+      assert(!(await linked.evaluate(() => location.search)), 'the spent code stayed in the address');
+
+      // Deleting any room: the guest's room disappears from the guest's list.
+      await say(guest, '/create guest corner');
+      await roomsNav(guest).getByRole('button', { name: /^guest corner/ }).waitFor();
+      await admin.getByRole('button', { name: 'Delete a room' }).click();
+      await root.getByRole('button', { name: 'Delete guest corner' }).click();
+      await root.getByRole('button', { name: 'Delete guest corner' }).waitFor({ state: 'detached' });
+      await roomsNav(guest).getByRole('button', { name: /^guest corner/ }).waitFor({ state: 'detached' });
+      // A wrong id is refused in words, and the dialog stays open.
+      await dlg.getByLabel('Room id').fill('no-such-room');
+      await root.getByRole('button', { name: 'Delete', exact: true }).click();
+      await root.getByRole('alert').getByText('There is no room no-such-room.').waitFor();
+      await root.getByRole('button', { name: 'Cancel' }).click();
+
+      // Disabling: the guest's page is signed out and logging in is refused; enabling lets them in.
+      await admin.getByRole('button', { name: 'Disable account' }).click();
+      await dlg.getByLabel('Username').fill('ghost');
+      await root.getByRole('button', { name: 'Disable', exact: true }).click();
+      await root.getByRole('alert').getByText('There is no user named ghost.').waitFor();
+      await dlg.getByLabel('Username').fill('root');
+      await root.getByRole('button', { name: 'Disable', exact: true }).click();
+      await root.getByRole('alert').getByText('root is a server administrator and cannot be disabled.').waitFor();
+      await dlg.getByLabel('Username').fill('newbie');
+      await root.getByRole('button', { name: 'Disable', exact: true }).click();
+      await dlg.waitFor({ state: 'hidden' });
+      await guest.getByText('Your session has ended').waitFor();
+      await guest.getByLabel('Username').fill('newbie');
+      await guest.getByLabel('Password').fill(PASSWORD);
+      await guest.getByRole('button', { name: 'Log in' }).click();
+      await guest.getByText('This account is disabled.').waitFor();
+      await admin.getByRole('button', { name: 'Enable account' }).click();
+      await dlg.getByLabel('Username').fill('newbie');
+      await root.getByRole('button', { name: 'Enable', exact: true }).click();
+      await dlg.waitFor({ state: 'hidden' });
+      await signIn(guest, 'newbie', false);
+
+      // The admin calls refuse a member even if they make them by hand.
+      const member = (await api('POST', '/login', { username: 'linkuser', password: PASSWORD })).data.token;
+      const refused = await api('POST', '/admin/invite-codes', {}, member);
+      assert(refused.status === 403, `a member's invite code answered ${refused.status}`);
+    } finally {
+      for (const p of pages) await p.context().close().catch(() => {});
+      adminServer.proc.kill('SIGKILL');
     }
   }],
 
