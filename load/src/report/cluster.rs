@@ -156,35 +156,40 @@ pub fn cluster(r: &ClusterReport) -> String {
     let c = &r.catch_up;
     out.push_str("\n### Cluster: catch-up of a fresh node (empty data directory)\n\n");
     out.push_str(
-        "| snapshot loaded at | changes applied after it | stream position reached | process start to listening | positions/s (start to listening) | node's own catch-up time | positions/s (node's own) | node CPU s | node peak RSS | n1 RSS then |\n\
-         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| snapshot loaded at | changes applied after it | process start to listening | changes/s (start to listening) | node's own catch-up time | changes/s (node's own) | node CPU s | node peak RSS | n1 RSS then |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     let _ = writeln!(
         out,
-        "| {} | {} | {} | {:.2} s | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {:.2} s | {} | {} | {} | {} | {} | {} |",
         c.snapshot
             .map(|s| if s == 0 { "none".into() } else { fmt_count(s) })
             .unwrap_or_else(|| "not logged".into()),
         c.changes
             .map(fmt_count)
             .unwrap_or_else(|| "not logged".into()),
-        c.position()
-            .map(fmt_count)
-            .unwrap_or_else(|| "not logged".into()),
         c.start_to_listening.as_secs_f64(),
         c.per_s_wall()
             .map(|v| fmt_count(v as u64))
-            .unwrap_or_else(|| "n/a".into()),
+            .unwrap_or_else(|| "- (snapshot)".into()),
         c.logged_ms
             .map(|ms| format!("{:.2} s", ms as f64 / 1000.0))
             .unwrap_or_else(|| "n/a".into()),
         c.per_s_logged()
             .map(|v| fmt_count(v as u64))
-            .unwrap_or_else(|| "n/a".into()),
+            .unwrap_or_else(|| "- (snapshot)".into()),
         opt_secs(c.cpu),
         opt_mib(c.peak_rss_kib),
         opt_mib(c.n1_rss_kib),
     );
+    for (i, f) in c.failures.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "\nStart {} of the fresh node FAILED (it was started again on the same data directory a second later): {}",
+            i + 1,
+            f.replace('\n', " / ")
+        );
+    }
     if let Some(line) = &c.logged_line {
         let _ = writeln!(out, "\nThe node's log: `{line}`");
     }
@@ -198,11 +203,18 @@ pub fn cluster(r: &ClusterReport) -> String {
         "\nSnapshots written during the run (`wrote a snapshot` log lines): {}.",
         snaps.join(", ")
     );
+    for l in &r.snapshot_lines {
+        let _ = writeln!(out, "- {l}");
+    }
     let k = &r.consistency;
+    let all = match k.nodes.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => k.nodes.join(", "),
+    };
     if k.identical == k.rooms {
         let _ = writeln!(
             out,
-            "\nAfter the catch-up, every kept entry (without `nonce`; {} entries as read from n1) and `first_seq` of all {} rooms are the same on n1, n2 and n3.",
+            "\nAfter the catch-up, every kept entry (without `nonce`; {} entries as read from n1) and `first_seq` of all {} rooms are the same on {all}.",
             fmt_count(k.compared as u64),
             k.rooms
         );
@@ -220,7 +232,7 @@ pub fn cluster(r: &ClusterReport) -> String {
     if k.same_description == k.rooms {
         let _ = writeln!(
             out,
-            "\nEach room's `GET /api/v1/rooms/{{id}}`, member list included (without `online`), is the same on n1, n2 and n3."
+            "\nEach room's `GET /api/v1/rooms/{{id}}`, member list included (without `online`), is the same on {all}."
         );
     } else {
         let _ = writeln!(
@@ -242,7 +254,7 @@ pub fn cluster(r: &ClusterReport) -> String {
     if refused.is_empty() {
         let _ = writeln!(
             out,
-            "\nAll {} sessions of the run (made on n1 or n2) answer `GET /api/v1/me` with 200 on n1, n2 and n3.",
+            "\nAll {} sessions of the run (made on n1 or n2) answer `GET /api/v1/me` with 200 on {all}.",
             k.tokens
         );
     } else {

@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 /// Every kept entry of every room of the run, read from each node and compared.
 #[derive(Clone, Debug, Default)]
 pub struct Consistency {
+    /// The nodes compared, the first being the reference.
+    pub nodes: Vec<String>,
     pub rooms: usize,
     /// Entries compared, over all rooms, as read from the first node.
     pub compared: usize,
@@ -114,6 +116,7 @@ pub(super) async fn compare(
         .map(|(_, a)| HttpClient::new(*a, None))
         .collect();
     let mut out = Consistency {
+        nodes: nodes.iter().map(|(n, _)| n.to_string()).collect(),
         rooms: rooms.len(),
         tokens: tokens.len(),
         ..Default::default()

@@ -44,6 +44,8 @@ use tokio::sync::watch;
 
 /// How long a fresh node may take to catch up and print its listening line. Default is 600 s.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(600);
+/// Times the fresh node is started before the catch-up is given up. Default is 3.
+const START_ATTEMPTS: usize = 3;
 /// Length of one step of topping the stream up for the catch-up. Default is 2 s.
 const SEED_STEP: Duration = Duration::from_secs(2);
 
@@ -165,24 +167,28 @@ pub struct CatchUpReport {
     pub peak_rss_kib: Option<u64>,
     /// Node 1's RSS at the same moment, for comparison.
     pub n1_rss_kib: Option<u64>,
+    /// Why earlier starts of the fresh node failed, if any did; the figures are those of the
+    /// start that worked (none if all failed).
+    pub failures: Vec<String>,
 }
 
 impl CatchUpReport {
-    /// The stream position the node reached: the snapshot's sequence plus the changes after.
-    pub fn position(&self) -> Option<u64> {
-        Some(self.snapshot.unwrap_or(0) + self.changes?)
+    /// The changes applied, when the node replayed the stream from its start: a snapshot
+    /// loaded instead makes a rate of changes meaningless.
+    fn replayed(&self) -> Option<u64> {
+        self.changes.filter(|_| self.snapshot == Some(0))
     }
 
-    /// Stream positions per second from process start to listening.
+    /// Changes applied per second from process start to listening, without a snapshot.
     pub fn per_s_wall(&self) -> Option<f64> {
         let s = self.start_to_listening.as_secs_f64();
-        Some(self.position()? as f64 / s).filter(|_| s > 0.0)
+        Some(self.replayed()? as f64 / s).filter(|_| s > 0.0)
     }
 
-    /// Stream positions per second by the node's own measure (snapshot and catch-up).
+    /// Changes applied per second by the node's own measure, without a snapshot.
     pub fn per_s_logged(&self) -> Option<f64> {
         let ms = self.logged_ms?;
-        Some(self.position()? as f64 * 1000.0 / ms.max(1) as f64)
+        Some(self.replayed()? as f64 * 1000.0 / ms.max(1) as f64)
     }
 }
 
@@ -210,6 +216,8 @@ pub struct ClusterReport {
     pub log_problems: Vec<String>,
     /// Snapshots the nodes wrote during the run, by node.
     pub snapshots: Vec<(String, usize)>,
+    /// The nodes' log lines about snapshots (the first 10).
+    pub snapshot_lines: Vec<String>,
     /// Whether the three nodes hold the same timelines after the catch-up.
     pub consistency: Consistency,
 }
@@ -315,31 +323,50 @@ pub fn run(
 
     eprintln!("cluster: a fresh node n3 catches up");
     let began = Instant::now();
-    let n3 = start("n3", &d3, CATCH_UP_LIMIT)?;
-    let start_to_listening = began.elapsed();
+    // A node that could not start is reported, and started again on the same directory,
+    // as an operator would.
+    let mut failures = Vec::new();
+    let mut began = began;
+    let n3 = loop {
+        match start("n3", &d3, CATCH_UP_LIMIT) {
+            Ok(n) => break Some(n),
+            Err(e) => {
+                eprintln!("cluster: n3 did not start: {e}");
+                failures.push(e.to_string());
+                if failures.len() >= START_ATTEMPTS {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                began = Instant::now();
+            }
+        }
+    };
     let mut catch_up = CatchUpReport {
-        start_to_listening,
-        cpu: n3.probe.cpu(),
-        peak_rss_kib: n3.probe.peak_rss_kib(),
+        start_to_listening: began.elapsed(),
         n1_rss_kib: n1.probe.rss_kib(),
+        failures,
         ..Default::default()
     };
-    if let Some(c) = caught_up_line(&n3.stderr_text()) {
-        catch_up.snapshot = Some(c.snapshot);
-        catch_up.changes = Some(c.changes);
-        catch_up.logged_ms = Some(c.ms);
-        catch_up.logged_line = Some(c.line);
+    if let Some(n3) = &n3 {
+        catch_up.cpu = n3.probe.cpu();
+        catch_up.peak_rss_kib = n3.probe.peak_rss_kib();
+        if let Some(c) = caught_up_line(&n3.stderr_text()) {
+            catch_up.snapshot = Some(c.snapshot);
+            catch_up.changes = Some(c.changes);
+            catch_up.logged_ms = Some(c.ms);
+            catch_up.logged_line = Some(c.line);
+        }
     }
     eprintln!("cluster: comparing the timelines of the three nodes");
     let mut rooms = delivery.rooms.clone();
     rooms.extend(records.rooms.iter().cloned());
     let mut tokens = delivery.tokens.clone();
     tokens.extend(records.rooms.iter().map(|(_, t)| t.clone()));
-    let consistency = rt.block_on(compare(
-        &rooms,
-        &tokens,
-        &[("n1", n1.addr), ("n2", n2.addr), ("n3", n3.addr)],
-    ))?;
+    let mut addrs = vec![("n1", n1.addr), ("n2", n2.addr)];
+    if let Some(n3) = &n3 {
+        addrs.push(("n3", n3.addr));
+    }
+    let consistency = rt.block_on(compare(&rooms, &tokens, &addrs))?;
     let mut report = ClusterReport {
         commands,
         delivery,
@@ -347,20 +374,31 @@ pub fn run(
         catch_up,
         log_problems: Vec::new(),
         snapshots: Vec::new(),
+        snapshot_lines: Vec::new(),
         consistency,
     };
-    for (name, node) in [("n1", &n1), ("n2", &n2), ("n3", &n3)] {
+    let nodes: Vec<(&str, &ServerProcess)> =
+        [("n1", Some(&n1)), ("n2", Some(&n2)), ("n3", n3.as_ref())]
+            .into_iter()
+            .filter_map(|(name, n)| Some((name, n?)))
+            .collect();
+    for (name, node) in nodes {
         let log = node.stderr_text();
         report
             .snapshots
             .push((name.to_string(), snapshots_written(&log)));
         for line in log.lines() {
+            if line.contains("snapshot") && report.snapshot_lines.len() < 10 {
+                report
+                    .snapshot_lines
+                    .push(format!("{name}: {}", line.trim()));
+            }
             if line.contains("WARN") || line.contains("ERROR") {
                 report.log_problems.push(format!("{name}: {}", line.trim()));
             }
         }
     }
-    for node in [n3, n2, n1] {
+    for node in [n3, Some(n2), Some(n1)].into_iter().flatten() {
         let status = node.stop()?;
         if !status.success() {
             eprintln!("warning: a node exited with {status}");
