@@ -567,12 +567,16 @@ async fn write_snapshot(
         .map_err(|e| e.to_string())?
         .await
         .map_err(|e| e.to_string())?;
-    snaps
-        .purge()
-        .filter(format!("{base}-snap.chunk"))
-        .sequence(first_chunk)
-        .await
-        .map_err(|e| e.to_string())?;
+    // Older chunks only: nats-server 2.9 reads a filtered purge up to sequence 1 as no bound
+    // at all, and there is nothing older than the first chunk ever written anyway.
+    if first_chunk > 1 {
+        snaps
+            .purge()
+            .filter(format!("{base}-snap.chunk"))
+            .sequence(first_chunk)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     snaps
         .purge()
         .filter(format!("{base}-snap.head"))

@@ -138,7 +138,7 @@ pub struct Commit(oneshot::Receiver<bool>);
 
 impl Commit {
     /// A change that needed no waiting (nothing is stored).
-    fn done() -> Commit {
+    pub(super) fn done() -> Commit {
         let (tx, rx) = oneshot::channel();
         let _ = tx.send(true);
         Commit(rx)

@@ -288,6 +288,25 @@ impl Core {
             };
             return self.propose_post(r, op, sender);
         }
+        let (conn, nonce) = match sender {
+            Some((c, n)) => (Some(c), n),
+            None => (None, None),
+        };
+        self.post_here(user, room_id, text, action, conn, nonce)
+    }
+
+    /// [`Core::post`] decided here: on a single node, or as a cluster proposal is applied,
+    /// where `nonce` is kept with the entry on every node and `conn`, on the proposer only,
+    /// gets the acknowledging copy.
+    pub(super) fn post_here(
+        &self,
+        user: &Arc<User>,
+        room_id: &str,
+        text: String,
+        action: bool,
+        conn: Option<&Arc<Conn>>,
+        nonce: Option<Value>,
+    ) -> Result<(), ChatError> {
         let room = self.room(room_id)?;
         let mut rs = room.lock();
         if !rs.members.contains_key(&user.key) {
@@ -305,10 +324,7 @@ impl Core {
             action: action.then_some(true),
             ..EntryExtra::default()
         };
-        let (conn, nonce) = match sender {
-            Some((c, n)) => (Some(c.clone()), n),
-            None => (None, None),
-        };
+        let conn = conn.cloned();
         let nonce_json: Option<Box<str>> = nonce.as_ref().map(|n| n.to_string().into());
         let mut bytes = entry_frame_bound(&room.id, &user.name, &text)
             + nonce_json.as_deref().map_or(0, str::len);
