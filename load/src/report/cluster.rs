@@ -272,6 +272,11 @@ pub fn cluster(r: &ClusterReport) -> String {
             fmt_count(k.nonce_differences),
             k.nonce_example.as_deref().unwrap_or("-")
         );
+    } else {
+        let _ = writeln!(
+            out,
+            "\n`nonce` of the reader's own entries, compared apart: the same on {all}."
+        );
     }
     if r.log_problems.is_empty() {
         out.push_str("\nNo WARN or ERROR line in the nodes' logs.\n");
