@@ -123,7 +123,9 @@ impl Log for Cluster {
             done,
         };
         if let Err(out) = self.send(out) {
-            (out.done)(false);
+            // Never on the caller's thread: it may hold the locks the undo takes (as the
+            // journal, which runs it on its delivery thread). Rare: `reserve` checked NATS.
+            std::thread::spawn(move || (out.done)(false));
         }
     }
 
