@@ -8,6 +8,7 @@
 use crate::error::{LoadError, Result};
 use crate::probe;
 use crate::report;
+use crate::scenario::cluster::{self, ClusterConfig};
 use crate::scenario::connections::{self, ConnectionsConfig};
 use crate::scenario::fanout::{self, FanoutConfig};
 use crate::scenario::logins::{self, FloodConfig};
@@ -44,6 +45,14 @@ pub const GENERATOR_CPU: usize = 1;
 /// | `PARLEY_BENCH_ENTRIES` | state: kept entries (rooms of 1000) | 1000000 (50000) |
 /// | `PARLEY_BENCH_STORM_MEMBERS` | presence storm: members reconnecting | 5000 (1000) |
 /// | `PARLEY_BENCH_STORM_OUTBOUND` | presence storm: server `--max-outbound-bytes` | server default, 1 MiB |
+/// | `PARLEY_BENCH_CLUSTER_MEMBERS` | cluster: delivery room members, half on each node | 100 (100) |
+/// | `PARLEY_BENCH_CLUSTER_SENDERS` | cluster: delivery room senders | 10 (10) |
+/// | `PARLEY_BENCH_CLUSTER_LOAD` | cluster: offered deliveries/s in the delivery room | 10000 |
+/// | `PARLEY_BENCH_CLUSTER_RECORD_SENDERS` | cluster: record senders, one room each, half on each node | 100 (20) |
+/// | `PARLEY_BENCH_CLUSTER_WINDOWS` | cluster: messages in flight per records step, comma-separated | 100,1000 |
+/// | `PARLEY_BENCH_CLUSTER_ENTRIES` | cluster: messages posted before the fresh node catches up | 100000 (10000) |
+/// | `PARLEY_BENCH_CLUSTER_SNAPSHOT_EVERY` | cluster: the nodes' `--cluster-snapshot-every` | server default (100000) |
+/// | `PARLEY_NATS_BIN` | cluster: `nats-server` binary to run | `nats-server` from `PATH` |
 /// | `PARLEY_BENCH_PIN` | `0` disables CPU pinning | on |
 /// | `PARLEY_BENCH_NICE` | nice value for server and generator, e.g. `-10` on a shared machine | unchanged |
 /// | `PARLEY_BENCH_QUIET_LOAD` | first wait (up to 15 min) for the 1-minute load average to drop below this | no wait |
@@ -58,6 +67,7 @@ pub struct BenchEnv {
     pub state: StateConfig,
     pub storm: StormConfig,
     pub reads: ReadMarkersConfig,
+    pub cluster: ClusterConfig,
     pub pin: bool,
     pub nice: Option<i32>,
     pub quiet_load: Option<f64>,
@@ -99,6 +109,7 @@ impl BenchEnv {
         let mut state = StateConfig::default();
         let mut storm = StormConfig::default();
         let mut reads = ReadMarkersConfig::default();
+        let mut cluster = ClusterConfig::default();
         if quick {
             fanout.members = 200;
             fanout.senders = 5;
@@ -116,8 +127,12 @@ impl BenchEnv {
             reads.senders = 5;
             reads.phase_secs = 2.0;
             reads.unthrottled_secs = 2.0;
+            cluster.phase_secs = 2.0;
+            cluster.record_senders = 20;
+            cluster.entries = 10_000;
         }
         if let Some(s) = env_parse::<f64>("PARLEY_BENCH_SECS")? {
+            cluster.phase_secs = s;
             fanout.phase_secs = s;
             fanout.saturation_secs = s;
             rooms.secs = s;
@@ -168,6 +183,27 @@ impl BenchEnv {
         if let Some(v) = env_parse("PARLEY_BENCH_STORM_OUTBOUND")? {
             storm.max_outbound_bytes = Some(v);
         }
+        if let Some(v) = env_parse("PARLEY_BENCH_CLUSTER_MEMBERS")? {
+            cluster.members = v;
+        }
+        if let Some(v) = env_parse("PARLEY_BENCH_CLUSTER_SENDERS")? {
+            cluster.senders = v;
+        }
+        if let Some(v) = env_parse("PARLEY_BENCH_CLUSTER_LOAD")? {
+            cluster.load = v;
+        }
+        if let Some(v) = env_parse("PARLEY_BENCH_CLUSTER_RECORD_SENDERS")? {
+            cluster.record_senders = v;
+        }
+        if let Some(v) = env_list("PARLEY_BENCH_CLUSTER_WINDOWS")? {
+            cluster.windows = v.into_iter().map(|w| w as u64).collect();
+        }
+        if let Some(v) = env_parse("PARLEY_BENCH_CLUSTER_ENTRIES")? {
+            cluster.entries = v;
+        }
+        if let Some(v) = env_parse("PARLEY_BENCH_CLUSTER_SNAPSHOT_EVERY")? {
+            cluster.snapshot_every = Some(v);
+        }
         let pin = env_parse::<u32>("PARLEY_BENCH_PIN")?.unwrap_or(1) != 0;
         let nice = env_parse::<i32>("PARLEY_BENCH_NICE")?;
         let quiet_load = env_parse::<f64>("PARLEY_BENCH_QUIET_LOAD")?;
@@ -180,6 +216,7 @@ impl BenchEnv {
             state,
             storm,
             reads,
+            cluster,
             pin,
             nice,
             quiet_load,
@@ -189,7 +226,7 @@ impl BenchEnv {
 }
 
 /// Runs one benchmark scenario: `fanout`, `rooms`, `connections`, `logins`, `persistence`,
-/// `state`, `presence` or `read_markers`.
+/// `state`, `presence`, `read_markers` or `cluster`.
 /// `server_hint` is the bench's `CARGO_BIN_EXE_parley-server`, `workspace` its manifest dir.
 /// Exits non-zero when the benchmark could not run (a benchmark never fails on a figure).
 pub fn main(scenario: &str, server_hint: Option<&str>, workspace: &str) {
@@ -365,6 +402,13 @@ pub fn run(scenario: &str, server_hint: Option<&str>, workspace: &Path) -> Resul
             ))?;
             println!("{}", report::read_markers(&r));
             stop(server)
+        }
+        "cluster" => {
+            // One nats-server and two nodes, each with a data directory, all on the server
+            // CPU; a third node joins at the end to catch up.
+            let r = cluster::run(&rt, &env.cluster, &bin, server_cpu, env.nice)?;
+            println!("{}", report::cluster(&r));
+            Ok(())
         }
         other => Err(LoadError::Config(format!("unknown scenario {other:?}"))),
     }

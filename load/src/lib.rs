@@ -15,9 +15,10 @@
 //! - [`stats`]: the clock, per-phase counters, HdrHistograms; [`probe`]: server CPU time
 //!   and memory from `/proc`, pinning.
 //! - [`scenario`]: fan-out, many rooms, connections, login isolation, kept state, presence
-//!   storm, read markers.
+//!   storm, read markers, cluster mode.
 //! - [`tls`]: HTTPS and WSS for every connection when a benchmark runs the server with TLS.
-//! - [`server`]: starting `parley-server` as a child; [`bench`]: the `cargo bench` driver;
+//! - [`server`]: starting `parley-server` as a child; [`nats`]: a `nats-server -js` for
+//!   the cluster scenario; [`bench`]: the `cargo bench` driver;
 //!   [`report`]: Markdown tables; [`cli`]: the `parley-load` command line.
 //!
 //! # How a measurement works
@@ -36,6 +37,7 @@ pub mod conn;
 pub mod error;
 pub mod frame;
 pub mod http;
+pub mod nats;
 pub mod probe;
 pub mod report;
 pub mod roster;

@@ -77,6 +77,18 @@ impl ServerProcess {
         pin_cpu: Option<usize>,
         nice: Option<i32>,
     ) -> Result<ServerProcess> {
+        Self::start_within(bin, args, pin_cpu, nice, START_TIMEOUT)
+    }
+
+    /// [`start`](Self::start), waiting up to `timeout` for the listening line: a cluster node
+    /// prints it only once it has caught up with the stream.
+    pub fn start_within(
+        bin: &Path,
+        args: &[String],
+        pin_cpu: Option<usize>,
+        nice: Option<i32>,
+        timeout: Duration,
+    ) -> Result<ServerProcess> {
         let stderr_path = std::env::temp_dir().join(format!(
             "parley-bench-server-{}-{}.log",
             std::process::id(),
@@ -88,23 +100,7 @@ impl ServerProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
-        if pin_cpu.is_some() || nice.is_some() {
-            // SAFETY: between fork and exec only async-signal-safe calls are made
-            // (sched_setaffinity on plain data, setpriority).
-            unsafe {
-                cmd.pre_exec(move || {
-                    if let Some(cpu) = pin_cpu {
-                        let mut set: libc::cpu_set_t = std::mem::zeroed();
-                        libc::CPU_SET(cpu, &mut set);
-                        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-                    }
-                    if let Some(n) = nice {
-                        libc::setpriority(libc::PRIO_PROCESS, 0, n);
-                    }
-                    Ok(())
-                });
-            }
-        }
+        pin_child(&mut cmd, pin_cpu, nice);
         let mut child = cmd
             .spawn()
             .map_err(|e| LoadError::Config(format!("cannot start {}: {e}", bin.display())))?;
@@ -130,11 +126,11 @@ impl ServerProcess {
             stderr_path,
             args: args.to_vec(),
         };
-        let line = match line_rx.recv_timeout(START_TIMEOUT) {
+        let line = match line_rx.recv_timeout(timeout) {
             Ok(line) => line,
             Err(_) => {
                 return Err(LoadError::Timeout(format!(
-                    "server printed nothing in {START_TIMEOUT:?}; stderr: {}",
+                    "server printed nothing in {timeout:?}; stderr: {}",
                     server.stderr_tail()
                 )))
             }
@@ -162,6 +158,11 @@ impl ServerProcess {
             }
         }
         Ok(server)
+    }
+
+    /// The server's whole stderr so far.
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
     /// The last 2 KiB of the server's stderr.
@@ -217,7 +218,28 @@ impl Drop for ServerProcess {
     }
 }
 
-fn unique() -> u64 {
+/// Makes the child `cmd` starts run on `pin_cpu` only and at `nice`, when given.
+pub fn pin_child(cmd: &mut Command, pin_cpu: Option<usize>, nice: Option<i32>) {
+    if pin_cpu.is_some() || nice.is_some() {
+        // SAFETY: between fork and exec only async-signal-safe calls are made
+        // (sched_setaffinity on plain data, setpriority).
+        unsafe {
+            cmd.pre_exec(move || {
+                if let Some(cpu) = pin_cpu {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu, &mut set);
+                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                }
+                if let Some(n) = nice {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, n);
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+pub(crate) fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)

@@ -1,12 +1,14 @@
 //! Printing results as Markdown tables, ready to paste into `docs/BENCHMARKS.md`.
 //!
 //! `state.rs`: the kept-state scenario's tables; `presence.rs`: the presence storm's;
-//! `read_markers.rs`: the read-marker scenario's.
+//! `read_markers.rs`: the read-marker scenario's; `cluster.rs`: the cluster scenario's.
 
+mod cluster;
 mod presence;
 mod read_markers;
 mod state;
 
+pub use cluster::cluster;
 pub use presence::presence;
 pub use read_markers::read_markers;
 pub use state::state;
