@@ -34,7 +34,6 @@ mod outage;
 mod presence;
 mod sharing;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -44,6 +43,7 @@ use tokio::time::Instant;
 
 use common::process::{command, start_command, Proc, TempDir};
 use common::*;
+pub use common::{assert_204, assert_error, hello_last_seq, within};
 use nats::NatsServer;
 
 /// Patience for what crosses NATS or waits out a timeout: an outage being noticed, a
@@ -183,59 +183,12 @@ impl Cluster {
     }
 }
 
-/// Polls `check` every 50 ms until it holds; false if it still does not after `wait`.
-pub async fn within<F, Fut>(wait: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Asserts a reply's status and error code.
-#[track_caller]
-pub fn assert_error(r: &Reply, status: u16, code: &str) {
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (status, code),
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-}
-
-/// Asserts a `204 No Content`.
-#[track_caller]
-pub fn assert_204(r: &Reply) {
-    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
-}
-
 /// The `epoch` of a `hello` frame.
 pub fn epoch(hello: &Value) -> String {
     hello["epoch"]
         .as_str()
         .unwrap_or_else(|| panic!("hello without an epoch: {hello}"))
         .to_string()
-}
-
-/// A room's `last_seq` as `hello` reports it.
-pub fn hello_last_seq(hello: &Value, room: &str) -> u64 {
-    hello["rooms"]
-        .as_array()
-        .expect("hello rooms")
-        .iter()
-        .find(|r| r["id"] == room)
-        .unwrap_or_else(|| panic!("room {room} is not in hello: {hello}"))["last_seq"]
-        .as_u64()
-        .expect("last_seq")
 }
 
 /// Every kept entry of `room` on every address in `addrs`, without the sender's nonces

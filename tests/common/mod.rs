@@ -541,12 +541,21 @@ pub async fn until_closed(stream: &mut TcpStream, wait: Duration) -> Option<Vec<
 }
 
 /// Polls `check` every 50 ms until it holds; false if it still does not after [`WAIT`].
-pub async fn eventually<F, Fut>(mut check: F) -> bool
+pub async fn eventually<F, Fut>(check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    within(WAIT, check).await
+}
+
+/// Polls `check` every 50 ms until it holds; false if it still does not after `wait`.
+pub async fn within<F, Fut>(wait: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
         if check().await {
             return true;
@@ -556,6 +565,35 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Asserts a reply's status and error code.
+#[track_caller]
+pub fn assert_error(r: &Reply, status: u16, code: &str) {
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (status, code),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
+/// Asserts a `204 No Content`.
+#[track_caller]
+pub fn assert_204(r: &Reply) {
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+}
+
+/// A room's `last_seq` as `hello` reports it.
+pub fn hello_last_seq(hello: &serde_json::Value, room: &str) -> u64 {
+    hello["rooms"]
+        .as_array()
+        .expect("hello rooms")
+        .iter()
+        .find(|r| r["id"] == room)
+        .unwrap_or_else(|| panic!("room {room} is not in hello: {hello}"))["last_seq"]
+        .as_u64()
+        .expect("last_seq")
 }
 
 // ----- the built binary -----

@@ -33,23 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{json, Value};
 
 use common::*;
-
-/// Asserts a reply's status and error code.
-#[track_caller]
-pub fn assert_error(r: &Reply, status: u16, code: &str) {
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (status, code),
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-}
-
-/// Asserts a `204 No Content`.
-#[track_caller]
-pub fn assert_204(r: &Reply) {
-    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
-}
+pub use common::{assert_204, assert_error};
 
 /// `GET /api/v1/rooms/{id}`.
 pub async fn details(addr: SocketAddr, token: &str, id: &str) -> Reply {

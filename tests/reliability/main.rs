@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 
 use serde_json::{json, Value};
 
+pub use common::hello_last_seq;
 use common::*;
 
 /// A loopback address to send from, `per` users to each, so that the contract's per-address
@@ -42,18 +43,6 @@ pub async fn user_from(addr: SocketAddr, from: &str, name: &str) -> String {
     let r = request_from(addr, from, "POST", "/api/v1/login", None, Some(&creds)).await;
     assert_eq!(r.status, 200, "login {name}: {:?}", r.json());
     r.json()["token"].as_str().unwrap().to_string()
-}
-
-/// A room's `last_seq` as `hello` reports it.
-pub fn hello_last_seq(hello: &Value, room: &str) -> u64 {
-    hello["rooms"]
-        .as_array()
-        .expect("hello rooms")
-        .iter()
-        .find(|r| r["id"] == room)
-        .unwrap_or_else(|| panic!("room {room} is not in hello: {hello}"))["last_seq"]
-        .as_u64()
-        .expect("last_seq")
 }
 
 /// Sends `sync` and returns the `history` answer.
