@@ -1,7 +1,7 @@
 //! Moderation decided on one node holds on another: a ban refuses a join, a mute refuses a
 //! send, a kick removes the member's connections there, and a new role gives its powers there.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::common::*;
 use crate::{assert_204, assert_error, Cluster};
@@ -19,25 +19,23 @@ async fn moderation_on_one_node_is_enforced_on_another() {
         let r = join(n1, token, &general).await;
         assert_eq!(r.status, 200, "{:?}", r.json());
     }
-    let path = |what: &str| format!("/api/v1/rooms/{general}/{what}");
+    // A moderation call on `general`: `POST /api/v1/rooms/{general}/{what}`.
+    let act = |addr, token: &str, what: &str, body: Value| {
+        let (path, token) = (format!("/api/v1/rooms/{general}/{what}"), token.to_string());
+        async move { post(addr, &path, Some(&token), body).await }
+    };
 
     // A ban on node 0: dave's join on node 1 is refused.
-    let r = post(
-        n0,
-        &path("bans"),
-        Some(&alice),
-        json!({ "username": "dave" }),
-    )
-    .await;
+    let r = act(n0, &alice, "bans", json!({ "username": "dave" })).await;
     assert_204(&r);
     assert_error(&join(n1, &dave, &general).await, 403, "banned");
 
     // A mute on node 0: bob's send on node 1 is refused, with the time left.
     let (mut b, _) = ws_hello(n1, &bob).await;
-    let r = post(
+    let r = act(
         n0,
-        &path("mutes"),
-        Some(&alice),
+        &alice,
+        "mutes",
         json!({ "username": "bob", "seconds": 600 }),
     )
     .await;
@@ -62,22 +60,16 @@ async fn moderation_on_one_node_is_enforced_on_another() {
     say_acked(&mut b, &general, "back again").await;
 
     // Bob made a moderator on node 0 may kick carol on node 1.
-    let r = post(
+    let r = act(
         n0,
-        &path("roles"),
-        Some(&alice),
+        &alice,
+        "roles",
         json!({ "username": "bob", "role": "moderator" }),
     )
     .await;
     assert_204(&r);
     let (mut c, _) = ws_hello(n1, &carol).await;
-    let r = post(
-        n1,
-        &path("kick"),
-        Some(&bob),
-        json!({ "username": "carol" }),
-    )
-    .await;
+    let r = act(n1, &bob, "kick", json!({ "username": "carol" })).await;
     assert_204(&r);
     let kick = c
         .next_where("entry", |f| {
@@ -103,13 +95,7 @@ async fn moderation_on_one_node_is_enforced_on_another() {
     let r = join(n0, &carol, &general).await;
     assert_eq!(r.status, 200, "{:?}", r.json());
     let (mut c0, _) = ws_hello(n0, &carol).await;
-    let r = post(
-        n1,
-        &path("kick"),
-        Some(&bob),
-        json!({ "username": "carol" }),
-    )
-    .await;
+    let r = act(n1, &bob, "kick", json!({ "username": "carol" })).await;
     assert_204(&r);
     c0.next_where("entry", |f| {
         f["room"] == general.as_str() && f["kind"] == "kick"
@@ -131,31 +117,25 @@ async fn moderation_on_one_node_is_enforced_on_another() {
     }
 
     // Only the owner changes roles, on whatever node the moderator asks.
-    let r = post(
+    let r = act(
         n1,
-        &path("roles"),
-        Some(&bob),
+        &bob,
+        "roles",
         json!({ "username": "bob", "role": "owner" }),
     )
     .await;
     assert_error(&r, 403, "forbidden");
     // The owner hands the room to bob on node 1; alice, now a moderator, may not ban him on
     // node 0.
-    let r = post(
+    let r = act(
         n1,
-        &path("roles"),
-        Some(&alice),
+        &alice,
+        "roles",
         json!({ "username": "bob", "role": "owner" }),
     )
     .await;
     assert_204(&r);
-    let r = post(
-        n0,
-        &path("bans"),
-        Some(&alice),
-        json!({ "username": "bob" }),
-    )
-    .await;
+    let r = act(n0, &alice, "bans", json!({ "username": "bob" })).await;
     assert_error(&r, 403, "forbidden");
 }
 
