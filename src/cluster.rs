@@ -227,22 +227,13 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
     let mut js = jetstream::new(client.clone());
     js.set_timeout(ACK_TIMEOUT);
     let base = cfg.cluster_stream.clone();
-    let stream_cfg = stream::Config {
-        name: base.clone(),
-        subjects: vec![format!("{base}.op"), format!("{base}.rec")],
-        storage: stream::StorageType::File,
-        num_replicas: cfg.cluster_replicas,
-        ..Default::default()
-    };
-    let mut stream = loop {
-        match js.get_or_create_stream(stream_cfg.clone()).await {
-            Ok(s) => break s,
-            Err(e) => {
-                tracing::warn!("cluster: stream {base} not ready ({e}); retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
+    let mut stream = file_stream(
+        &js,
+        &base,
+        vec![format!("{base}.op"), format!("{base}.rec")],
+        cfg,
+    )
+    .await;
     let info = loop {
         match stream.info().await {
             Ok(i) => break i.clone(),
@@ -252,22 +243,8 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
             }
         }
     };
-    let snaps_cfg = stream::Config {
-        name: format!("{base}-snap"),
-        subjects: vec![format!("{base}-snap.>")],
-        storage: stream::StorageType::File,
-        num_replicas: cfg.cluster_replicas,
-        ..Default::default()
-    };
-    let snaps = loop {
-        match js.get_or_create_stream(snaps_cfg.clone()).await {
-            Ok(s) => break s,
-            Err(e) => {
-                tracing::warn!("cluster: stream {base}-snap not ready ({e}); retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
+    let snaps_name = format!("{base}-snap");
+    let snaps = file_stream(&js, &snaps_name, vec![format!("{snaps_name}.>")], cfg).await;
     let began = std::time::Instant::now();
     let from = load_snapshot(core, &snaps, &base).await?;
     let epoch = format!("{:x}", info.created.unix_timestamp_nanos());
@@ -323,6 +300,32 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
     core.store().join_cluster(cluster.clone());
     core.set_replicator(cluster.clone());
     Ok(cluster)
+}
+
+/// The file-backed stream `name` on `subjects`, with `--cluster-replicas`, made if missing;
+/// waits (retrying each second) while JetStream is not ready.
+async fn file_stream(
+    js: &jetstream::Context,
+    name: &str,
+    subjects: Vec<String>,
+    cfg: &Config,
+) -> stream::Stream {
+    let config = stream::Config {
+        name: name.to_string(),
+        subjects,
+        storage: stream::StorageType::File,
+        num_replicas: cfg.cluster_replicas,
+        ..Default::default()
+    };
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(s) => return s,
+            Err(e) => {
+                tracing::warn!("cluster: stream {name} not ready ({e}); retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 /// Publishes queued changes in order. Each one's callback runs once JetStream acknowledged it
