@@ -326,15 +326,17 @@ impl Core {
             }
             seq
         };
-        let f = encode(&ServerFrame::Read {
-            room: &room.id,
-            seq: moved,
-        });
+        self.send_read(user, &room.id, moved, from);
+        Ok(())
+    }
+
+    /// Tells `user`'s connections, but `except`, that their read marker in a room is at `seq`.
+    pub(super) fn send_read(&self, user: &User, room_id: &str, seq: u64, except: Option<&Conn>) {
+        let f = encode(&ServerFrame::Read { room: room_id, seq });
         let conns = user.lock().conns.clone();
-        for c in conns.iter().filter(|c| from.is_none_or(|f| f.id != c.id)) {
+        for c in conns.iter().filter(|c| except.is_none_or(|e| e.id != c.id)) {
             deliver_to(&self.metrics, c, &f);
         }
-        Ok(())
     }
 
     pub(super) fn note_read_dirty(&self, room: &str) {

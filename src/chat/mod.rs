@@ -404,15 +404,7 @@ impl Core {
                 blocked,
             } => self.apply_block(username, target, *blocked),
             Record::ReadMarkers { room, markers } => {
-                if let Some(room) = self.rooms.get(room) {
-                    let mut rs = room.lock();
-                    for (name, seq) in markers {
-                        let top = rs.last_seq;
-                        if let Some(m) = rs.members.get_mut(&name.to_ascii_lowercase()) {
-                            m.read_seq = m.read_seq.max((*seq).min(top));
-                        }
-                    }
-                }
+                self.move_read_markers(room, markers);
             }
             Record::RoomDeleted { id, .. } => {
                 if let Some(room) = self.rooms.remove(id) {
@@ -545,6 +537,27 @@ impl Core {
                 room.set_committed(entry.seq);
             }
         }
+    }
+
+    /// Moves members' read markers up to the given seqs (clamped to the room's last seq; a
+    /// lower one is ignored). Returns the members whose marker moved, with where to.
+    fn move_read_markers(&self, room_id: &str, markers: &[(String, u64)]) -> Vec<(Arc<User>, u64)> {
+        let Some(room) = self.rooms.get(room_id) else {
+            return Vec::new();
+        };
+        let mut rs = room.lock();
+        let top = rs.last_seq;
+        markers
+            .iter()
+            .filter_map(|(name, seq)| {
+                let m = rs.members.get_mut(&name.to_ascii_lowercase())?;
+                let seq = (*seq).min(top);
+                (seq > m.read_seq).then(|| {
+                    m.read_seq = seq;
+                    (m.user.clone(), seq)
+                })
+            })
+            .collect()
     }
 
     fn new_room(&self, id: &str, gov: Governance, capacity: u32) -> Arc<Room> {

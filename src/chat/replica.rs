@@ -373,33 +373,8 @@ impl Core {
     /// Read markers moved on another node: the users' connections here hear of it too, so
     /// unread counts clear on every device.
     fn read_markers_shared(&self, room_id: &str, markers: &[(String, u64)]) {
-        let Some(room) = self.rooms.get(room_id) else {
-            return;
-        };
-        let moved: Vec<(Arc<User>, u64)> = {
-            let mut rs = room.lock();
-            let top = rs.last_seq;
-            markers
-                .iter()
-                .filter_map(|(name, seq)| {
-                    let m = rs.members.get_mut(&name.to_ascii_lowercase())?;
-                    let seq = (*seq).min(top);
-                    (seq > m.read_seq).then(|| {
-                        m.read_seq = seq;
-                        (m.user.clone(), seq)
-                    })
-                })
-                .collect()
-        };
-        for (user, seq) in moved {
-            let f = super::encode(&ServerFrame::Read {
-                room: &room.id,
-                seq,
-            });
-            let conns = user.lock().conns.clone();
-            for c in &conns {
-                deliver_to(&self.metrics, c, &f);
-            }
+        for (user, seq) in self.move_read_markers(room_id, markers) {
+            self.send_read(&user, room_id, seq, None);
         }
     }
 
