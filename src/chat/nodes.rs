@@ -27,11 +27,7 @@ impl Core {
         let users = self.users.read().unwrap_or_else(|e| e.into_inner());
         users
             .values()
-            .filter(|u| {
-                let us = u.lock();
-                !us.conns.is_empty()
-                    || (us.last_request > 0 && now.saturating_sub(us.last_request) < timeout)
-            })
+            .filter(|u| u.lock().is_online_here(now, timeout))
             .map(|u| u.key.clone())
             .collect()
     }

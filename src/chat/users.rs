@@ -87,8 +87,12 @@ impl UserState {
     /// Presence as the contract defines it: a live connection, or a request within
     /// `timeout_ms`, on this node or (in cluster mode) another.
     pub fn is_online(&self, now: u64, timeout_ms: u64) -> bool {
+        self.remote > 0 || self.is_online_here(now, timeout_ms)
+    }
+
+    /// Online by this node's own connections and requests: what it reports to the others.
+    pub fn is_online_here(&self, now: u64, timeout_ms: u64) -> bool {
         !self.conns.is_empty()
-            || self.remote > 0
             || (self.last_request > 0 && now.saturating_sub(self.last_request) < timeout_ms)
     }
 
