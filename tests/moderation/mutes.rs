@@ -59,11 +59,11 @@ async fn a_mute_refuses_sends_until_it_ends_by_itself_at_until() {
         let wait = f["retry_after_ms"].as_u64().expect("retry_after_ms");
         tokio::time::sleep(Duration::from_millis(wait.clamp(1, 100))).await;
     };
-    assert!(
-        now_ms() <= until + 1000,
-        "the mute outlived until by over a second"
-    );
     let ts = posted["ts"].as_u64().expect("ts");
+    assert!(
+        ts <= until + 1000,
+        "posted at {ts}: the mute outlived until {until} by over a second"
+    );
     assert!(
         ts + 5 >= until,
         "posted at {ts}, before the mute's end {until}"

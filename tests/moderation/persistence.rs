@@ -264,7 +264,9 @@ async fn mute_ended(a: SocketAddr, s: &State) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(now_ms() <= s.mona_until + 1000);
+    // The restart may well have taken longer than the mute; then the first message is taken
+    // at once. What must hold either way: it was not taken before the mute's end.
+    assert!(now_ms() >= s.mona_until, "unmuted before its time");
 }
 
 /// Pat leaves the heirs' room: Tess, who joined it first, takes it over.
