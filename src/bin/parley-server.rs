@@ -95,6 +95,7 @@ async fn serve(cfg: parley::Config) -> ExitCode {
     core.end_run();
     if let Some(cluster) = &cluster {
         cluster.flush(std::time::Duration::from_secs(2)).await;
+        tokio::task::block_in_place(|| cluster.save_local(&core));
     }
     tokio::task::block_in_place(|| core.store().close());
     tracing::info!("stopped");

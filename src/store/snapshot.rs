@@ -35,6 +35,39 @@ pub fn encode_kept(room: &str, entries: &[KeptEntry]) -> Vec<u8> {
     out
 }
 
+/// Snapshot records laid end to end, each after its length (u32 LE), in chunks of at most
+/// `chunk_bytes` (a record larger than that has a chunk of its own): cluster mode's snapshots,
+/// in JetStream and in the data directory.
+pub fn frame(records: impl Iterator<Item = Vec<u8>>, chunk_bytes: usize) -> Vec<Vec<u8>> {
+    let mut chunks = vec![Vec::new()];
+    for rec in records {
+        let last = chunks.last_mut().expect("one chunk");
+        if !last.is_empty() && last.len() + 4 + rec.len() > chunk_bytes {
+            chunks.push(Vec::new());
+        }
+        let last = chunks.last_mut().expect("one chunk");
+        last.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+        last.extend_from_slice(&rec);
+    }
+    chunks
+}
+
+/// Reads the records of one chunk [`frame`] made into `apply`.
+pub fn unframe(mut chunk: &[u8], apply: &mut dyn FnMut(Record)) -> Result<(), String> {
+    while !chunk.is_empty() {
+        let len = chunk
+            .get(..4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or("a snapshot record's length is cut short")?;
+        let rec = chunk
+            .get(4..4 + len)
+            .ok_or("a snapshot record is cut short")?;
+        decode(rec, apply)?;
+        chunk = &chunk[4 + len..];
+    }
+    Ok(())
+}
+
 /// Reads one snapshot record into `apply`.
 pub fn decode(payload: &[u8], apply: &mut dyn FnMut(Record)) -> Result<(), String> {
     match payload.first() {
@@ -114,5 +147,40 @@ mod tests {
         extra.push(0);
         assert!(collect(&extra).is_err());
         assert!(collect(b"\x07junk").is_err());
+    }
+
+    #[test]
+    fn framed_records_read_back_from_their_chunks_and_a_cut_chunk_is_refused() {
+        let recs: Vec<Record> = (0..10)
+            .map(|i| Record::Epoch {
+                epoch: "e".repeat(i * 10),
+            })
+            .collect();
+        let chunks = frame(recs.iter().map(encode), 64);
+        assert!(chunks.len() > 1, "{} chunks", chunks.len());
+        let mut back = Vec::new();
+        for chunk in &chunks {
+            unframe(chunk, &mut |r| back.push(r)).unwrap();
+        }
+        assert_eq!(back, recs);
+        let whole = frame(recs.iter().map(encode), usize::MAX).concat();
+        assert_eq!(
+            frame(recs.iter().map(encode), usize::MAX),
+            vec![whole.clone()]
+        );
+        let ends: Vec<usize> = recs
+            .iter()
+            .map(encode)
+            .scan(0, |at, r| {
+                *at += 4 + r.len();
+                Some(*at)
+            })
+            .collect();
+        // A chunk cut between two records reads as whole records; cut anywhere else, it is
+        // refused.
+        for cut in 1..whole.len() {
+            let read = unframe(&whole[..cut], &mut |_| {});
+            assert_eq!(read.is_ok(), ends.contains(&cut), "cut at {cut}");
+        }
     }
 }

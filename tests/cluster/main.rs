@@ -16,6 +16,8 @@
 //! - `crash`: `kill -9` of a node during a message storm loses nothing acknowledged; a node
 //!   with an empty data directory catches up; everything survives every node and NATS going
 //!   down; the epoch is the cluster's.
+//! - `resume`: a restarted node resumes from its data directory, and from the latest
+//!   snapshot when that cannot serve.
 //! - `outage`: while NATS is down changes answer `unavailable` and reads keep working; the
 //!   nodes carry on by themselves when it is back, without what they refused.
 //! - `nats_cluster`: with `--cluster-replicas 3` on three NATS servers, losing one (the
@@ -32,6 +34,7 @@ mod nats_cluster;
 mod ordering;
 mod outage;
 mod presence;
+mod resume;
 mod sharing;
 
 use std::net::SocketAddr;

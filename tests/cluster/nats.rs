@@ -272,6 +272,12 @@ impl NatsServer {
         }
     }
 
+    /// Deletes the JetStream store of a stopped server: it lost its disk.
+    pub fn lose_store(&mut self) {
+        assert!(self.child.is_none(), "{} is running", self.name);
+        fs::remove_dir_all(self.dir.join("store")).expect("remove the NATS store");
+    }
+
     /// SIGKILL: the server dies as in a crash.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

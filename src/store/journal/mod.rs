@@ -109,6 +109,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 
 pub use error::JournalError;
+pub(crate) use files::replace_private_file;
 
 use compactor::Compactor;
 use deliverer::Deliverer;

@@ -13,12 +13,16 @@
 //!   client reconnects by itself.
 //! - **Epoch.** The stream's creation time: it changes only when the stream was made anew,
 //!   that is when the log and everything acknowledged in it was lost.
+//! - **Resume.** The node keeps a copy of its replica in `--data-dir` (`local`); a restart
+//!   loads it and reads the stream after it, or the latest snapshot when it cannot.
 //!
 //! Typing and presence are not in the log: they are plain NATS subjects (`STREAM.typing`,
 //! `STREAM.presence`), see `chat::replica`.
 
+mod local;
+
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::connection::State;
@@ -30,7 +34,9 @@ use tokio::sync::{mpsc, watch};
 use crate::chat::replica::{Failed, Op, Proposal, Replicator};
 use crate::chat::{ChatError, Core, Record};
 use crate::config::Config;
+use crate::store::snapshot::{frame, unframe};
 use crate::store::{Done, Log};
+use local::{LocalCopy, Unusable};
 
 /// Changes queued for NATS before new ones are refused.
 const QUEUE: usize = 65_536;
@@ -87,6 +93,10 @@ pub struct Cluster {
     stream: stream::Stream,
     caught: watch::Receiver<u64>,
     catching_up: tokio::sync::Semaphore,
+    /// The node's copy of the replica in `--data-dir`.
+    local: Arc<LocalCopy>,
+    /// The last snapshot point; the reader holds it while it applies a change.
+    point: Arc<Mutex<u64>>,
 }
 
 impl Cluster {
@@ -114,6 +124,16 @@ impl Cluster {
     /// The stream sequence of the last change applied on this node.
     pub fn applied(&self) -> u64 {
         self.applied.load(Relaxed)
+    }
+
+    /// Saves the replica as it is now in the data directory, for a restart to resume from:
+    /// at a clean stop. Blocks while it writes.
+    pub fn save_local(&self, core: &Arc<Core>) {
+        let (at, records) = {
+            let point = self.point.lock().unwrap_or_else(|e| e.into_inner());
+            ((self.applied(), *point), core.snapshot_now())
+        };
+        self.local.save(at, records);
     }
 }
 
@@ -246,11 +266,31 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
     let snaps_name = format!("{base}-snap");
     let snaps = file_stream(&js, &snaps_name, vec![format!("{snaps_name}.>")], cfg).await;
     let began = std::time::Instant::now();
-    let from = load_snapshot(core, &snaps, &base).await?;
-    let epoch = format!("{:x}", info.created.unix_timestamp_nanos());
+    let created = info.created.unix_timestamp_nanos();
+    let local = Arc::new(LocalCopy::new(
+        cfg.data_dir.clone(),
+        &base,
+        created,
+        cfg.cluster_snapshot_every,
+    ));
+    let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+    let (from, point, source) = match local.load(core, first, last) {
+        Ok((seq, point)) => (seq, point, "its data directory"),
+        Err(why) => {
+            if !matches!(why, Unusable::Missing) {
+                tracing::warn!(
+                    "cluster: the state saved in {} is not used ({why}); loading the latest snapshot",
+                    cfg.data_dir.display()
+                );
+            }
+            let seq = load_snapshot(core, &snaps, &base).await?;
+            (seq, seq, "the latest snapshot")
+        }
+    };
+    let epoch = format!("{created:x}");
     core.apply(&Record::Epoch { epoch });
-    let last = info.state.last_sequence;
 
+    let point = Arc::new(Mutex::new(point));
     let applied = Arc::new(AtomicU64::new(from));
     let (caught_tx, mut caught_rx) = watch::channel(from);
     let (queue, rx) = mpsc::channel(QUEUE);
@@ -265,9 +305,10 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
         caught: caught_tx,
         reconnected,
         every: cfg.cluster_snapshot_every,
-        last_snap: from,
+        point: point.clone(),
         proposed_after: None,
-        created: info.created.unix_timestamp_nanos(),
+        created,
+        local: local.clone(),
     };
     tokio::spawn(reader.run());
     while *caught_rx.borrow() < last {
@@ -279,10 +320,10 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
     tracing::info!(
         node,
         stream = %base,
-        snapshot = from,
+        from,
         changes = last.saturating_sub(from),
         ms = began.elapsed().as_millis() as u64,
-        "cluster: caught up with stream {base} in {} ms: a snapshot at {from}, then {} changes; {users} users, {rooms} rooms, {entries} kept entries",
+        "cluster: caught up with stream {base} in {} ms: {source} at {from}, then {} changes; {users} users, {rooms} rooms, {entries} kept entries",
         began.elapsed().as_millis(),
         last.saturating_sub(from)
     );
@@ -295,6 +336,8 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
         stream,
         caught: caught_rx,
         catching_up: tokio::sync::Semaphore::new(CATCHING_UP),
+        local,
+        point,
     });
     tokio::spawn(ephemeral(core.clone(), client, base, node.to_string()));
     core.store().join_cluster(cluster.clone());
@@ -373,12 +416,14 @@ struct Reader {
     /// Changes between snapshots (`--cluster-snapshot-every`).
     every: u64,
     /// The stream sequence of the last snapshot point: the same on every node, since it is
-    /// decided in log order.
-    last_snap: u64,
+    /// decided in log order. Held while a change is applied, so that a copy of the state
+    /// taken elsewhere (`Cluster::save_local`) is between two changes.
+    point: Arc<Mutex<u64>>,
     /// The snapshot point this node last proposed a new snapshot after.
     proposed_after: Option<u64>,
     /// When the stream was made, as the node found it (its epoch).
     created: i128,
+    local: Arc<LocalCopy>,
 }
 
 impl Reader {
@@ -471,13 +516,18 @@ impl Reader {
                     );
                     std::process::exit(3);
                 }
-                self.apply(seq, &msg.subject, &msg.payload);
+                let point = self.point.clone();
+                let mut point = point.lock().unwrap_or_else(|e| e.into_inner());
+                self.apply(seq, &msg.subject, &msg.payload, &mut point);
                 self.applied.store(seq, Relaxed);
                 self.caught.send_replace(seq);
-                if seq - self.last_snap >= self.every && self.proposed_after != Some(self.last_snap)
-                {
-                    self.proposed_after = Some(self.last_snap);
+                if seq - *point >= self.every && self.proposed_after != Some(*point) {
+                    self.proposed_after = Some(*point);
                     self.core.propose_snapshot();
+                }
+                if self.local.due(seq) {
+                    let records = self.core.snapshot_now();
+                    self.local.save_in_background((seq, *point), records);
                 }
             }
         }
@@ -489,11 +539,11 @@ impl Reader {
         matches!(info, Ok(Ok(i)) if i.state.last_sequence > applied)
     }
 
-    /// Applies one message of the stream to the core.
-    fn apply(&mut self, seq: u64, subject: &str, payload: &[u8]) {
+    /// Applies one message of the stream to the core; a snapshot proposal may move `point`.
+    fn apply(&mut self, seq: u64, subject: &str, payload: &[u8], point: &mut u64) {
         if subject.ends_with(".op") {
             match serde_json::from_slice::<Proposal>(payload) {
-                Ok(p) if matches!(p.op, Op::Snapshot) => self.snapshot_point(seq, &p),
+                Ok(p) if matches!(p.op, Op::Snapshot) => self.snapshot_point(seq, &p, point),
                 Ok(p) => self.core.execute(&p),
                 Err(e) => tracing::error!("cluster: unreadable proposal skipped: {e}"),
             }
@@ -507,11 +557,11 @@ impl Reader {
 
     /// A proposed snapshot: the first one a full stretch after the last point is the next
     /// point, and its proposer writes the state as it is here, between two changes.
-    fn snapshot_point(&mut self, seq: u64, p: &Proposal) {
-        if seq - self.last_snap < self.every {
+    fn snapshot_point(&self, seq: u64, p: &Proposal, point: &mut u64) {
+        if seq - *point < self.every {
             return;
         }
-        let previous = std::mem::replace(&mut self.last_snap, seq);
+        let previous = std::mem::replace(point, seq);
         if p.origin != self.core.origin() {
             return;
         }
@@ -555,21 +605,9 @@ async fn write_snapshot(
     base: &str,
     previous: u64,
 ) -> Result<u64, String> {
-    let chunks = tokio::task::spawn_blocking(move || {
-        let mut chunks = vec![Vec::with_capacity(CHUNK_BYTES)];
-        for rec in records {
-            let last = chunks.last_mut().expect("one chunk");
-            if !last.is_empty() && last.len() + 4 + rec.len() > CHUNK_BYTES {
-                chunks.push(Vec::with_capacity(CHUNK_BYTES));
-            }
-            let last = chunks.last_mut().expect("one chunk");
-            last.extend_from_slice(&(rec.len() as u32).to_le_bytes());
-            last.extend_from_slice(&rec);
-        }
-        chunks
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    let chunks = tokio::task::spawn_blocking(move || frame(records, CHUNK_BYTES))
+        .await
+        .map_err(|e| e.to_string())?;
     let bytes: u64 = chunks.iter().map(|c| c.len() as u64).sum();
     let count = chunks.len() as u64;
     let mut first_chunk = 0;
@@ -638,15 +676,8 @@ async fn load_snapshot(core: &Core, snaps: &stream::Stream, base: &str) -> Resul
             .get_raw_message(head.first_chunk + n)
             .await
             .map_err(|e| format!("snapshot chunk {n}: {e}"))?;
-        let mut rest: &[u8] = &chunk.payload;
-        while rest.len() >= 4 {
-            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            let rec = rest
-                .get(4..4 + len)
-                .ok_or_else(|| format!("snapshot chunk {n} is cut short"))?;
-            crate::store::snapshot::decode(rec, &mut |r| core.apply(&r))?;
-            rest = &rest[4 + len..];
-        }
+        unframe(&chunk.payload, &mut |r| core.apply(&r))
+            .map_err(|e| format!("snapshot chunk {n}: {e}"))?;
     }
     Ok(head.seq)
 }
