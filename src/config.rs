@@ -290,7 +290,7 @@ struct Flag {
 #[rustfmt::skip]
 const FLAGS: &[Flag] = &[
     Flag { name: "bind", value: "ADDR", help: "address to listen on [default: 127.0.0.1:7878]" },
-    Flag { name: "data-dir", value: "DIR", help: "journal and snapshot directory [default: ./parley-data]" },
+    Flag { name: "data-dir", value: "DIR", help: "journal and snapshot directory; in cluster mode the node's copy of its state [default: ./parley-data]" },
     Flag { name: "ephemeral", value: "", help: "keep nothing on disk; a new epoch every start [default: off]" },
     Flag { name: "fsync", value: "POLICY", help: "always | interval | never [default: interval]" },
     Flag { name: "max-connections", value: "N", help: "total open connections [default: open-file limit less 64]" },
