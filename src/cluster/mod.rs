@@ -20,6 +20,7 @@
 //! `STREAM.presence`), see `chat::replica`.
 
 mod local;
+mod settings;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -37,6 +38,7 @@ use crate::config::Config;
 use crate::store::snapshot::{frame, unframe};
 use crate::store::{Done, Log};
 use local::{LocalCopy, Unusable};
+use settings::Settings;
 
 /// Changes queued for NATS before new ones are refused.
 const QUEUE: usize = 65_536;
@@ -244,9 +246,12 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
         .connect(cfg.cluster_nats.as_slice())
         .await
         .map_err(|e| format!("--cluster-nats {urls}: {e}"))?;
+    let base = cfg.cluster_stream.clone();
+    let settings = Settings::of(cfg, node, core.origin())?;
+    tokio::spawn(settings.clone().answer(client.clone(), base.clone()));
+    settings.check(&client, &base).await?;
     let mut js = jetstream::new(client.clone());
     js.set_timeout(ACK_TIMEOUT);
-    let base = cfg.cluster_stream.clone();
     let mut stream = file_stream(
         &js,
         &base,

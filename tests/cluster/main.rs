@@ -18,6 +18,8 @@
 //!   down; the epoch is the cluster's.
 //! - `resume`: a restarted node resumes from its data directory, and from the latest
 //!   snapshot when that cannot serve.
+//! - `settings`: a node whose deciding settings differ from the running nodes' refuses to
+//!   start.
 //! - `outage`: while NATS is down changes answer `unavailable` and reads keep working; the
 //!   nodes carry on by themselves when it is back, without what they refused.
 //! - `nats_cluster`: with `--cluster-replicas 3` on three NATS servers, losing one (the
@@ -35,6 +37,7 @@ mod ordering;
 mod outage;
 mod presence;
 mod resume;
+mod settings;
 mod sharing;
 
 use std::net::SocketAddr;
@@ -44,7 +47,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use common::process::{command, start_command, Proc, TempDir};
+use common::process::{command, launch_command, start_command, Launch, Proc, TempDir};
 use common::*;
 pub use common::{assert_204, assert_error, hello_last_seq, within};
 use nats::NatsServer;
@@ -134,9 +137,8 @@ impl Cluster {
         urls.join(",")
     }
 
-    /// Starts node `i` (again, on its data directory; or a new node when `i` is the next
-    /// index) and waits for its listening line, which it prints once it has caught up.
-    pub fn start_node(&mut self, i: usize) -> SocketAddr {
+    /// Node `i`'s command line, with `extra` after every other flag.
+    fn node_command(&self, i: usize, extra: &[&str]) -> std::process::Command {
         let mut cmd = command(&self.data(i), &[]);
         cmd.arg("--cluster-nats")
             .arg(self.nats_urls())
@@ -145,8 +147,28 @@ impl Cluster {
         if let Some(replicas) = self.replicas {
             cmd.arg("--cluster-replicas").arg(replicas.to_string());
         }
-        cmd.args(&self.extra);
-        let proc = start_command(cmd);
+        cmd.args(&self.extra).args(extra);
+        cmd
+    }
+
+    /// Starts node `i` with `extra` flags, which must make it refuse to start; its exit
+    /// status and log.
+    pub fn refused_node(&self, i: usize, extra: &[&str]) -> (std::process::ExitStatus, String) {
+        match launch_command(self.node_command(i, extra)) {
+            Launch::Running(proc) => panic!("node {i} started on {}", proc.addr),
+            Launch::Exited { status, stderr } => (status, stderr),
+        }
+    }
+
+    /// Starts node `i` (again, on its data directory; or a new node when `i` is the next
+    /// index) and waits for its listening line, which it prints once it has caught up.
+    pub fn start_node(&mut self, i: usize) -> SocketAddr {
+        self.start_node_with(i, &[])
+    }
+
+    /// [`Cluster::start_node`] with `extra` flags for this start.
+    pub fn start_node_with(&mut self, i: usize, extra: &[&str]) -> SocketAddr {
+        let proc = start_command(self.node_command(i, extra));
         let addr = proc.addr;
         if self.nodes.len() <= i {
             self.nodes.resize_with(i + 1, || None);
