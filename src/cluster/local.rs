@@ -7,8 +7,9 @@
 //! leaves the previous copy; a copy that does not check out is ignored, and the node loads
 //! the latest snapshot from JetStream instead.
 //!
-//! The reader saves a copy after `--cluster-snapshot-every / 10` changes (at most once a
-//! second) or 30 s after any change, one save at a time; a clean stop saves the last one.
+//! The reader saves a copy after `--cluster-snapshot-every / 10` changes (at most once every
+//! 5 s: encoding a large state costs CPU) or 30 s after any change, one save at a time; a
+//! clean stop saves the last one.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -23,7 +24,7 @@ use crate::store::journal::replace_private_file;
 use crate::store::snapshot::{frame, unframe};
 
 /// A save at most this often when changes come fast...
-const SAVE_FAST: Duration = Duration::from_secs(1);
+const SAVE_FAST: Duration = Duration::from_secs(5);
 /// ...and at least this often when any came.
 const SAVE_SLOW: Duration = Duration::from_secs(30);
 

@@ -57,8 +57,8 @@ pub struct CaughtUp {
     pub line: String,
 }
 
-/// Finds a node's `caught up` line: `caught up with stream S in M ms: a snapshot at X, then
-/// N changes; ...` (or, before snapshots, `caught up with N changes ... in M ms`).
+/// Finds a node's `caught up` line: `caught up with stream S in M ms: the latest snapshot at
+/// X, then N changes; ...` (or, before snapshots, `caught up with N changes ... in M ms`).
 pub fn caught_up_line(log: &str) -> Option<CaughtUp> {
     let line = log.lines().find(|l| l.contains("caught up with "))?;
     let rest = &line[line.find("caught up with ")?..];
@@ -72,7 +72,7 @@ pub fn caught_up_line(log: &str) -> Option<CaughtUp> {
     };
     let ms = number_after(" in ")?;
     let (snapshot, changes) = match number_after(", then ") {
-        Some(n) => (number_after("a snapshot at ").unwrap_or(0), n),
+        Some(n) => (number_after("snapshot at ").unwrap_or(0), n),
         None => (0, number_after("caught up with ")?),
     };
     Some(CaughtUp {
@@ -102,7 +102,7 @@ mod tests {
         assert_eq!((c.snapshot, c.changes, c.ms), (0, 123_456, 4321));
         assert!(c.line.contains("caught up with 123456"));
         assert_eq!(caught_up_line("nothing here"), None);
-        let log = "2026-12-01T21:00:00Z  INFO parley::cluster: cluster: caught up with stream parley in 812 ms: a snapshot at 100012, then 5230 changes; 120 users, 21 rooms, 19151 kept entries node=\"n3\"\n";
+        let log = "2026-12-01T21:00:00Z  INFO parley::cluster: cluster: caught up with stream parley in 812 ms: the latest snapshot at 100012, then 5230 changes; 120 users, 21 rooms, 19151 kept entries node=\"n3\"\n";
         let c = caught_up_line(log).unwrap();
         assert_eq!((c.snapshot, c.changes, c.ms), (100_012, 5230, 812));
     }
