@@ -2,7 +2,7 @@
 //! of a fresh node, and the CPU and memory of every process in each.
 
 use super::{opt_mib, opt_secs, problems};
-use crate::scenario::cluster::{ClusterReport, ClusterUsage};
+use crate::scenario::cluster::{ClusterReport, ClusterUsage, RestartReport};
 use crate::stats::{fmt_count, fmt_us};
 use std::fmt::Write;
 
@@ -193,6 +193,7 @@ pub fn cluster(r: &ClusterReport) -> String {
     if let Some(line) = &c.logged_line {
         let _ = writeln!(out, "\nThe node's log: `{line}`");
     }
+    restart(&mut out, &r.restart);
     let snaps: Vec<String> = r
         .snapshots
         .iter()
@@ -291,4 +292,39 @@ pub fn cluster(r: &ClusterReport) -> String {
         }
     }
     out
+}
+
+/// The table of n2's restart on its data directory.
+fn restart(out: &mut String, r: &RestartReport) {
+    out.push_str("\n### Cluster: restart of n2 on its data directory (clean stop)\n\n");
+    if let Some(f) = &r.failure {
+        let _ = writeln!(out, "FAILED: {f}");
+        return;
+    }
+    out.push_str(
+        "| resumed from | at stream sequence | changes read after it | process start to listening | node's own catch-up time | node CPU s | node peak RSS |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    let c = r.caught.as_ref();
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {:.2} s | {} | {} | {} |",
+        c.map_or("not logged", |c| if c.from_data_dir {
+            "its data directory"
+        } else {
+            "the latest snapshot"
+        }),
+        c.map_or_else(|| "-".into(), |c| fmt_count(c.snapshot)),
+        c.map_or_else(|| "-".into(), |c| fmt_count(c.changes)),
+        r.start_to_listening.as_secs_f64(),
+        c.map_or_else(
+            || "n/a".into(),
+            |c| format!("{:.2} s", c.ms as f64 / 1000.0)
+        ),
+        opt_secs(r.cpu),
+        opt_mib(r.peak_rss_kib),
+    );
+    if let Some(c) = c {
+        let _ = writeln!(out, "\nThe node's log: `{}`", c.line);
+    }
 }

@@ -45,10 +45,25 @@ impl CatchUpReport {
     }
 }
 
+/// What the restart of a node on its data directory measured.
+#[derive(Clone, Debug, Default)]
+pub struct RestartReport {
+    /// From spawning the node again to its listening line.
+    pub start_to_listening: Duration,
+    /// Its `caught up` line.
+    pub caught: Option<CaughtUp>,
+    pub cpu: Option<Duration>,
+    pub peak_rss_kib: Option<u64>,
+    /// Why it did not stop cleanly or start again, if it did not.
+    pub failure: Option<String>,
+}
+
 /// What a node's `caught up` log line says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaughtUp {
-    /// Stream sequence of the snapshot loaded; 0 when there was none.
+    /// Whether it resumed from its data directory rather than the latest snapshot.
+    pub from_data_dir: bool,
+    /// Stream sequence of the state loaded (snapshot or data directory); 0 when none.
     pub snapshot: u64,
     /// Changes applied from the stream after it.
     pub changes: u64,
@@ -72,10 +87,16 @@ pub fn caught_up_line(log: &str) -> Option<CaughtUp> {
     };
     let ms = number_after(" in ")?;
     let (snapshot, changes) = match number_after(", then ") {
-        Some(n) => (number_after("snapshot at ").unwrap_or(0), n),
+        Some(n) => (
+            number_after("snapshot at ")
+                .or_else(|| number_after("directory at "))
+                .unwrap_or(0),
+            n,
+        ),
         None => (0, number_after("caught up with ")?),
     };
     Some(CaughtUp {
+        from_data_dir: rest.contains("its data directory at "),
         snapshot,
         changes,
         ms,
@@ -105,5 +126,10 @@ mod tests {
         let log = "2026-12-01T21:00:00Z  INFO parley::cluster: cluster: caught up with stream parley in 812 ms: the latest snapshot at 100012, then 5230 changes; 120 users, 21 rooms, 19151 kept entries node=\"n3\"\n";
         let c = caught_up_line(log).unwrap();
         assert_eq!((c.snapshot, c.changes, c.ms), (100_012, 5230, 812));
+        assert!(!c.from_data_dir);
+        let log = "2026-12-01T22:00:00Z  INFO parley::cluster: cluster: caught up with stream parley in 95 ms: its data directory at 234567, then 3 changes; 200 users\n";
+        let c = caught_up_line(log).unwrap();
+        assert_eq!((c.snapshot, c.changes, c.ms), (234_567, 3, 95));
+        assert!(c.from_data_dir);
     }
 }

@@ -24,7 +24,7 @@ mod compare;
 mod delivery;
 mod records;
 
-pub use catch_up::{caught_up_line, snapshots_written, CatchUpReport, CaughtUp};
+pub use catch_up::{caught_up_line, snapshots_written, CatchUpReport, CaughtUp, RestartReport};
 pub use compare::Consistency;
 pub use delivery::{DeliveryGroup, DeliveryReport, DeliveryRun};
 pub use records::{RecordsReport, RecordsStep};
@@ -161,6 +161,8 @@ pub struct ClusterReport {
     pub delivery: DeliveryReport,
     pub records: RecordsReport,
     pub catch_up: CatchUpReport,
+    /// n2 stopped cleanly and started again on its data directory.
+    pub restart: RestartReport,
     /// Lines of the nodes' logs at WARN or ERROR level.
     pub log_problems: Vec<String>,
     /// Snapshots the nodes wrote during the run, by node.
@@ -306,12 +308,44 @@ pub fn run(
             catch_up.logged_line = Some(c.line);
         }
     }
+    eprintln!("cluster: n2 stops cleanly and starts again on its data directory");
+    let mut restart = RestartReport::default();
+    let n2_before = n2.stderr_text();
+    let n2 = match n2.stop() {
+        Ok(status) if status.success() => {
+            let began = Instant::now();
+            match start("n2", &d2, CATCH_UP_LIMIT) {
+                Ok(n2) => {
+                    restart.start_to_listening = began.elapsed();
+                    restart.caught = caught_up_line(&n2.stderr_text());
+                    restart.cpu = n2.probe.cpu();
+                    restart.peak_rss_kib = n2.probe.peak_rss_kib();
+                    Some(n2)
+                }
+                Err(e) => {
+                    restart.failure = Some(format!("n2 did not start again: {e}"));
+                    None
+                }
+            }
+        }
+        Ok(status) => {
+            restart.failure = Some(format!("n2 exited with {status} at its stop"));
+            None
+        }
+        Err(e) => {
+            restart.failure = Some(format!("n2 did not stop: {e}"));
+            None
+        }
+    };
     eprintln!("cluster: comparing the timelines of the three nodes");
     let mut rooms = delivery.rooms.clone();
     rooms.extend(records.rooms.iter().cloned());
     let mut tokens = delivery.tokens.clone();
     tokens.extend(records.rooms.iter().map(|(_, t)| t.clone()));
-    let mut addrs = vec![("n1", n1.addr), ("n2", n2.addr)];
+    let mut addrs = vec![("n1", n1.addr)];
+    if let Some(n2) = &n2 {
+        addrs.push(("n2", n2.addr));
+    }
     if let Some(n3) = &n3 {
         addrs.push(("n3", n3.addr));
     }
@@ -321,18 +355,19 @@ pub fn run(
         delivery,
         records,
         catch_up,
+        restart,
         log_problems: Vec::new(),
         snapshots: Vec::new(),
         snapshot_lines: Vec::new(),
         consistency,
     };
-    let nodes: Vec<(&str, &ServerProcess)> =
-        [("n1", Some(&n1)), ("n2", Some(&n2)), ("n3", n3.as_ref())]
-            .into_iter()
-            .filter_map(|(name, n)| Some((name, n?)))
-            .collect();
-    for (name, node) in nodes {
-        let log = node.stderr_text();
+    let mut logs = vec![("n1", n1.stderr_text()), ("n2", n2_before)];
+    for (name, node) in [("n2 (restarted)", &n2), ("n3", &n3)] {
+        if let Some(node) = node {
+            logs.push((name, node.stderr_text()));
+        }
+    }
+    for (name, log) in logs {
         report
             .snapshots
             .push((name.to_string(), snapshots_written(&log)));
@@ -347,7 +382,7 @@ pub fn run(
             }
         }
     }
-    for node in [n3, Some(n2), Some(n1)].into_iter().flatten() {
+    for node in [n3, n2, Some(n1)].into_iter().flatten() {
         let status = node.stop()?;
         if !status.success() {
             eprintln!("warning: a node exited with {status}");
