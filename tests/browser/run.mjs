@@ -806,6 +806,7 @@ const steps = [
       await admin.getByRole('button', { name: 'Create invite code' }).click();
       await root.getByRole('button', { name: 'Create', exact: true }).click();
       const link2 = await root.getByLabel('Sign-up link').inputValue();
+      await shot(root, 'admin', { width: 1280, height: 800, dark: false });
       await root.getByRole('button', { name: 'Done' }).click();
       const linked = await newPage({}, link2);
       pages.push(linked);
