@@ -124,6 +124,9 @@ pub struct Config {
     /// Changes in the stream between two snapshots (`--cluster-snapshot-every`); the stream
     /// keeps about two such stretches. Default 100,000.
     pub cluster_snapshot_every: u64,
+    /// How often a node saves the copy of its replica in `--data-dir`, when anything changed
+    /// (`--cluster-save-every`). Default 30 s.
+    pub cluster_save_every: Duration,
 }
 
 /// `--registration`: who may create an account through `POST /api/v1/register`.
@@ -259,6 +262,7 @@ impl Default for Config {
             cluster_stream: "parley".into(),
             cluster_replicas: 1,
             cluster_snapshot_every: 100_000,
+            cluster_save_every: Duration::from_secs(30),
         }
     }
 }
@@ -334,6 +338,7 @@ const FLAGS: &[Flag] = &[
     Flag { name: "cluster-stream", value: "NAME", help: "the JetStream stream the nodes share [default: parley]" },
     Flag { name: "cluster-replicas", value: "N", help: "replicas of that stream, at most 5 [default: 1]" },
     Flag { name: "cluster-snapshot-every", value: "N", help: "changes between two snapshots of the shared state; the stream keeps about twice this [default: 100000]" },
+    Flag { name: "cluster-save-every", value: "SECS", help: "how often a node saves its copy of the state in --data-dir, for a quick restart [default: 30]" },
     Flag { name: "log-level", value: "LEVEL", help: "error | warn | info | debug [default: info]" },
     Flag { name: "log-format", value: "FORMAT", help: "text | json, one event a line on stderr [default: text]" },
     Flag { name: "config", value: "FILE", help: "read flags from a TOML file (keys are flag names); the command line wins" },
@@ -584,6 +589,7 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
         }
         "cluster-replicas" => cfg.cluster_replicas = number(v, 1, 5)?,
         "cluster-snapshot-every" => cfg.cluster_snapshot_every = number(v, 10, 1 << 40)? as u64,
+        "cluster-save-every" => cfg.cluster_save_every = seconds(v)?,
         "registration" => {
             cfg.registration = v.parse().map_err(|_| "expected open, invite or closed")?
         }

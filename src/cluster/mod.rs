@@ -276,7 +276,7 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
         cfg.data_dir.clone(),
         &base,
         created,
-        cfg.cluster_snapshot_every,
+        cfg.cluster_save_every,
     ));
     let (first, last) = (info.state.first_sequence, info.state.last_sequence);
     let (from, point, source) = match local.load(core, first, last) {

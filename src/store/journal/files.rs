@@ -34,20 +34,25 @@ pub(super) fn create_journal_file(
     Ok((file, path))
 }
 
-/// Puts `bytes` in `dir/name` whole or not at all: written to a temporary file of this
-/// process, fsynced, renamed over `name`, and the directory fsynced. Makes `dir` if missing.
-pub(crate) fn replace_private_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+/// Puts `parts`, one after the other, in `dir/name` in place of what it held: written to a
+/// temporary file of this process, then renamed over `name`, so a crashed process leaves the
+/// old file or the new one. Not fsynced: after a power loss the file may be cut short or
+/// hold zeros, so its reader must check it (a cache may; a journal may not). Makes `dir` if
+/// missing.
+pub(crate) fn replace_private_file(dir: &Path, name: &str, parts: &[&[u8]]) -> io::Result<()> {
     create_private_dir(dir)?;
     let tmp = dir.join(format!("{name}.{}{TMP_SUFFIX}", std::process::id()));
     let written = private_file_options().open(&tmp).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
+        for part in parts {
+            file.write_all(part)?;
+        }
+        Ok(())
     });
     if let Err(e) = written.and_then(|()| fs::rename(&tmp, dir.join(name))) {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    File::open(dir).and_then(|d| d.sync_all())
+    Ok(())
 }
 
 /// Options for a new journal or snapshot file. They hold password and token hashes, so on
