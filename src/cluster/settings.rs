@@ -154,3 +154,33 @@ impl Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_name_each_setting_and_both_nodes_values() {
+        let cfg = Config::default();
+        let ours = Settings::of(&cfg, "n1", "o1").unwrap();
+        let same = Settings::of(&cfg, "n2", "o2").unwrap();
+        assert_eq!(ours.differences(&same), None);
+        let mut other = cfg.clone();
+        other.history = 20;
+        other.admins = vec!["root".into()];
+        let theirs = Settings::of(&other, "n2", "o2").unwrap();
+        let diffs = ours.differences(&theirs).expect("differences");
+        assert!(
+            diffs.contains(&format!(
+                "--history is \"{}\" on node n1 and \"20\" on node n2",
+                cfg.history
+            )),
+            "{diffs}"
+        );
+        assert!(
+            diffs.contains("--admin is \"\" on node n1 and \"root\" on node n2"),
+            "{diffs}"
+        );
+        assert!(!diffs.contains("--room-capacity"), "{diffs}");
+    }
+}

@@ -125,6 +125,14 @@ async fn a_copy_the_stream_has_moved_past_or_a_damaged_one_gives_way_to_the_late
 
     // Snapshots every 50 changes purge the stream past what node 0 saved.
     say_many(n1, &bob, &general, "while node 0 was stopped", 200).await;
+    let purged = || async {
+        let held = cluster.nats[0].stream_messages("parley").await;
+        held.is_some_and(|n| n < 150)
+    };
+    assert!(
+        crate::within(SLOW, purged).await,
+        "the stream was never purged"
+    );
     let n0 = cluster.start_node(0);
     let (from, _) = caught_up_from(&cluster, 0).await;
     assert_eq!(from, "the latest snapshot");
