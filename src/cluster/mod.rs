@@ -278,20 +278,8 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
         created,
         cfg.cluster_save_every,
     ));
-    let (first, last) = (info.state.first_sequence, info.state.last_sequence);
-    let (from, point, source) = match local.load(core, first, last) {
-        Ok((seq, point)) => (seq, point, "its data directory"),
-        Err(why) => {
-            if !matches!(why, Unusable::Missing) {
-                tracing::warn!(
-                    "cluster: the state saved in {} is not used ({why}); loading the latest snapshot",
-                    cfg.data_dir.display()
-                );
-            }
-            let seq = load_snapshot(core, &snaps, &base).await?;
-            (seq, seq, "the latest snapshot")
-        }
-    };
+    let last = info.state.last_sequence;
+    let (from, point, source) = load_state(core, &local, &info, &snaps, &base).await?;
     let epoch = format!("{created:x}");
     core.apply(&Record::Epoch { epoch });
 
@@ -348,6 +336,32 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
     core.store().join_cluster(cluster.clone());
     core.set_replicator(cluster.clone());
     Ok(cluster)
+}
+
+/// Loads the state a starting node reads the stream on from: the copy in its data directory
+/// when it can serve, else the latest snapshot. Returns the stream sequence it is at, the
+/// snapshot point then, and where it came from, for the log.
+async fn load_state(
+    core: &Core,
+    local: &LocalCopy,
+    info: &stream::Info,
+    snaps: &stream::Stream,
+    base: &str,
+) -> Result<(u64, u64, &'static str), String> {
+    let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+    match local.load(core, first, last) {
+        Ok((seq, point)) => Ok((seq, point, "its data directory")),
+        Err(why) => {
+            if !matches!(why, Unusable::Missing) {
+                tracing::warn!(
+                    "cluster: the state saved in the data directory is not used ({why}); \
+                     loading the latest snapshot"
+                );
+            }
+            let seq = load_snapshot(core, snaps, base).await?;
+            Ok((seq, seq, "the latest snapshot"))
+        }
+    }
 }
 
 /// The file-backed stream `name` on `subjects`, with `--cluster-replicas`, made if missing;
