@@ -103,6 +103,7 @@ impl LocalCopy {
     /// after it (`first` is the stream's first sequence, `last` its last): returns the stream
     /// sequence it is at and the snapshot point then. Nothing is loaded when it is unusable.
     pub(super) fn load(&self, core: &Core, first: u64, last: u64) -> Result<(u64, u64), Unusable> {
+        self.remove_half_written();
         let bytes = match std::fs::read(self.dir.join(&self.name)) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Unusable::Missing),
@@ -133,6 +134,22 @@ impl LocalCopy {
         *self.written.lock().unwrap_or_else(|e| e.into_inner()) = head.seq;
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = (head.seq, Instant::now());
         Ok((head.seq, head.point))
+    }
+
+    /// Removes the temporary files of saves a crash interrupted (`NAME.PID.tmp`): each is as
+    /// large as the state, and nothing will finish them.
+    fn remove_half_written(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let prefix = format!("{}.", self.name);
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&prefix) && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Whether the reader, having applied `seq`, should save a copy now.
