@@ -130,6 +130,9 @@ impl LocalCopy {
                 first,
             });
         }
+        // Read to the end once before anything is applied: a copy that does not read (one of
+        // a later version's records, say) must leave the core as it was, for the snapshot.
+        unframe(body, &mut |_| {}).map_err(Unusable::Broken)?;
         unframe(body, &mut |r| core.apply(&r)).map_err(Unusable::Broken)?;
         *self.written.lock().unwrap_or_else(|e| e.into_inner()) = head.seq;
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = (head.seq, Instant::now());

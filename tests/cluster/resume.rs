@@ -166,6 +166,43 @@ async fn a_copy_the_stream_has_moved_past_or_a_damaged_one_gives_way_to_the_late
     );
     let all = same_history_everywhere(&[n0, n1], &alice, &general).await;
     assert_eq!(all.len(), 2 + 10 + 200 + 3);
+
+    // Nor is one that checks out but holds a record this version cannot read (a later
+    // version's, say): nothing of it is applied, so the snapshot and the stream after it
+    // give every entry once.
+    cluster.stop_node(0).await;
+    unreadable_record_at_the_end(&saved(&cluster, 0));
+    let n0 = cluster.start_node(0);
+    assert_eq!(caught_up_from(&cluster, 0).await.0, "the latest snapshot");
+    assert!(
+        cluster.stderr(0).contains("unknown snapshot record"),
+        "the log says why:\n{}",
+        cluster.stderr(0)
+    );
+    let all = same_history_everywhere(&[n0, n1], &alice, &general).await;
+    assert_eq!(all.len(), 2 + 10 + 200 + 3, "every entry once");
+}
+
+/// Appends a record no version reads to the saved state at `path`, and makes its head's
+/// length and SHA-256 match, so that only reading it finds the fault.
+fn unreadable_record_at_the_end(path: &std::path::Path) {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).expect("the saved state");
+    let split = bytes.iter().position(|&b| b == b'\n').expect("a head");
+    let mut head: serde_json::Value = serde_json::from_slice(&bytes[..split]).expect("head");
+    let mut body = bytes[split + 1..].to_vec();
+    body.extend_from_slice(&3u32.to_le_bytes());
+    body.extend_from_slice(b"xyz");
+    let sha: String = Sha256::digest(&body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    head["bytes"] = body.len().into();
+    head["sha256"] = sha.into();
+    let mut out = serde_json::to_vec(&head).unwrap();
+    out.push(b'\n');
+    out.extend_from_slice(&body);
+    std::fs::write(path, out).expect("write the saved state");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
