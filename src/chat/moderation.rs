@@ -376,7 +376,6 @@ impl Core {
         commit.wait().await
     }
 
-    /// Mutes a member for `seconds`: their messages to the room are refused until then.
     /// [`Core::mute`] for whole seconds already checked (a cluster proposal's).
     pub(super) async fn mute_seconds(
         &self,
@@ -390,6 +389,7 @@ impl Core {
             .await
     }
 
+    /// Mutes a member for `seconds`: their messages to the room are refused until then.
     pub async fn mute(
         &self,
         actor: &Arc<User>,

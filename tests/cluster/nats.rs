@@ -234,26 +234,25 @@ impl NatsServer {
             .flatten()
     }
 
-    /// The name of the server leading stream `stream`, as this server sees it.
-    pub async fn stream_leader(&self, stream: &str) -> Option<String> {
+    /// Stream `stream` as this server's monitoring describes it.
+    async fn stream_detail(&self, stream: &str) -> Option<Value> {
         let jsz = self.jsz("/jsz?accounts=true&streams=true").await?;
         jsz["account_details"]
             .as_array()?
             .iter()
             .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
             .find(|s| s["name"] == stream)
-            .and_then(|s| s["cluster"]["leader"].as_str().map(str::to_string))
+    }
+
+    /// The name of the server leading stream `stream`, as this server sees it.
+    pub async fn stream_leader(&self, stream: &str) -> Option<String> {
+        let detail = self.stream_detail(stream).await?;
+        detail["cluster"]["leader"].as_str().map(str::to_string)
     }
 
     /// Number of messages stream `stream` holds, as this server sees it.
     pub async fn stream_messages(&self, stream: &str) -> Option<u64> {
-        let jsz = self.jsz("/jsz?accounts=true&streams=true").await?;
-        jsz["account_details"]
-            .as_array()?
-            .iter()
-            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
-            .find(|s| s["name"] == stream)
-            .and_then(|s| s["state"]["messages"].as_u64())
+        self.stream_detail(stream).await?["state"]["messages"].as_u64()
     }
 
     /// SIGTERM, and waits for the exit: the orderly stop of an operator.

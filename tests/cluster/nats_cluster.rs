@@ -3,8 +3,6 @@
 //! once a new leader is elected. Messages are still accepted and delivered, and nothing
 //! acknowledged before is lost.
 
-use serde_json::json;
-
 use crate::common::*;
 use crate::{entry_within, same_history_everywhere, until_accepted, within, Cluster, SLOW};
 
@@ -45,14 +43,7 @@ async fn losing_one_of_three_nats_servers_changes_nothing() {
     for i in 0..10 {
         acks.push(say_acked(&mut b, &general, &format!("after {i}")).await);
     }
-    let r = post(
-        n1,
-        "/api/v1/rooms",
-        Some(&bob),
-        json!({ "name": "new room" }),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{:?}", r.json());
+    room(n1, &bob, "new room").await;
     for addr in [n0, n1] {
         assert!(
             within(SLOW, || async {

@@ -93,14 +93,7 @@ async fn while_nats_is_down_changes_are_refused_and_reads_work() {
         as_entry(&ack),
         "bob's open connection on node 1"
     );
-    let r = post(
-        n1,
-        "/api/v1/rooms",
-        Some(&bob),
-        json!({ "name": "new room" }),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{:?}", r.json());
+    room(n1, &bob, "new room").await;
     let (_, again) = ws_hello(n1, &alice).await;
     assert_eq!(
         epoch(&again),
