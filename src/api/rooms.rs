@@ -147,6 +147,9 @@ pub(super) async fn route(
             let Ok(seq) = seq.parse::<u64>() else {
                 return Err(ChatError::EntryNotFound);
             };
+            // An edit or deletion is an entry: it draws on the message budget, as over
+            // WebSocket (the room's budget is taken in the core).
+            core.take_message_budget(user)?;
             if method == "PATCH" {
                 let r = parse!(EditBody);
                 Response::json(200, &core.edit(user, id, seq, &r.text, None).await?)

@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::policy::{self, Access};
 use super::replica::Op;
 use super::rooms::{Governance, RoomState};
-use super::timeline::{Change, Delivery};
+use super::timeline::{entry_bytes, Change, Delivery};
 use super::{deliver_to, encode, now_ms, Blocks, ChatError, Conn, Core, Facts, Record, User};
 use crate::protocol::{Entry, EntryExtra, EntryKind, Role, RoomView, ServerFrame, Visibility};
 use crate::store::KeptEntry;
@@ -425,6 +425,7 @@ impl Core {
         ack: Option<(&Arc<Conn>, Value)>,
     ) -> Result<Entry, ChatError> {
         if let Some(r) = self.replica() {
+            self.propose_budget(room_id, &user.name, Some(text))?;
             let op = Op::Edit {
                 user: user.name.clone(),
                 room: room_id.to_string(),
@@ -449,6 +450,7 @@ impl Core {
         ack: Option<(&Arc<Conn>, Value)>,
     ) -> Result<(), ChatError> {
         if let Some(r) = self.replica() {
+            self.propose_budget(room_id, &user.name, None)?;
             let op = Op::Edit {
                 user: user.name.clone(),
                 room: room_id.to_string(),
@@ -521,8 +523,14 @@ impl Core {
             } else {
                 EntryKind::Delete
             };
-            let slot = self.reserve()?;
             let nonce_json: Option<Box<str>> = ack.as_ref().map(|(_, n)| n.to_string().into());
+            // Edits and deletions draw on the room's budgets like messages (in cluster mode
+            // the proposer took it: time is not the log's).
+            if !super::replica::applying() {
+                let bytes = entry_bytes(&room.id, &user.name, text, nonce_json.as_deref(), &extra);
+                self.charge_entry(&mut rs, bytes)?;
+            }
+            let slot = self.reserve()?;
             let kept = KeptEntry::with_extra(now, kind, &user.name, text, None, &extra);
             let new_seq = rs.append(kept.clone());
             let facts = Facts {

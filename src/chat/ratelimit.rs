@@ -1,6 +1,8 @@
 //! Token buckets: `rate` tokens a second up to `burst`. A user's bucket counts messages; a
 //! room's budget ([`RoomBudget`]) counts messages and bytes; and the per-user REST budget is
-//! built on the same bucket.
+//! built on the same bucket. Every entry a member makes (message, action, edit, deletion),
+//! by any door, takes a token from the user's message bucket and its frame from the room's
+//! budget (`Core::charge_entry`, in `timeline`).
 
 use std::time::Instant;
 
@@ -15,6 +17,21 @@ impl Core {
             return Ok(());
         }
         let result = user.lock().rest_bucket.take(rate, burst, Instant::now());
+        result.map_err(|retry_after_ms| {
+            crate::metrics::Metrics::add(&self.metrics.rate_limited_total, 1);
+            ChatError::RateLimited { retry_after_ms }
+        })
+    }
+
+    /// Takes one token from `user`'s message bucket (`--rate-limit`, `--rate-burst`) for an
+    /// entry made over REST (an edit, a deletion), as a `send` frame takes one over
+    /// WebSocket; `rate_limited` when it is empty.
+    pub fn take_message_budget(&self, user: &User) -> Result<(), ChatError> {
+        let (rate, burst) = (self.cfg.rate_limit, self.cfg.rate_burst);
+        if rate == 0 {
+            return Ok(());
+        }
+        let result = user.lock().bucket.take(rate, burst, Instant::now());
         result.map_err(|retry_after_ms| {
             crate::metrics::Metrics::add(&self.metrics.rate_limited_total, 1);
             ChatError::RateLimited { retry_after_ms }

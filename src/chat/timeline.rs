@@ -234,8 +234,11 @@ impl Core {
         })
     }
 
-    /// Takes a message of `bytes` from the room's budget (see `config::ROOM_BYTE_RATE`).
-    fn room_budget_check(&self, rs: &mut RoomState, bytes: usize) -> Result<(), ChatError> {
+    /// The one budget check of every entry a member makes (a message, an action, an edit, a
+    /// deletion): takes an entry of `bytes` (its `entry` frame, see [`entry_bytes`]) from the
+    /// room's message and byte budgets (see `config::ROOM_BYTE_RATE`). Called under the
+    /// room's lock, once per entry, never per recipient.
+    pub(super) fn charge_entry(&self, rs: &mut RoomState, bytes: usize) -> Result<(), ChatError> {
         let cfg = &self.cfg;
         if cfg.rate_limit == 0 {
             return Ok(());
@@ -254,14 +257,20 @@ impl Core {
             })
     }
 
-    /// Cluster mode: takes a message from the room's budget on the node that proposes it,
+    /// Cluster mode: takes an entry from the room's budget on the node that proposes it,
     /// counting its frame without the extras the log decides (mentions).
-    fn post_budget(&self, room_id: &str, from: &str, text: &str) -> Result<(), ChatError> {
+    pub(super) fn propose_budget(
+        &self,
+        room_id: &str,
+        from: &str,
+        text: Option<&str>,
+    ) -> Result<(), ChatError> {
         let Some(room) = self.rooms.get(room_id) else {
             return Ok(());
         };
         let mut rs = room.lock();
-        self.room_budget_check(&mut rs, entry_frame_bound(&room.id, from, text))
+        let bytes = entry_bytes(&room.id, from, text, None, &EntryExtra::default());
+        self.charge_entry(&mut rs, bytes)
     }
 
     /// Posts a message (an action when `action`) from `user`, within the room's budget, and
@@ -277,7 +286,7 @@ impl Core {
         sender: Option<(&Arc<Conn>, Option<Value>)>,
     ) -> Result<(), ChatError> {
         if let Some(r) = self.replica() {
-            self.post_budget(room_id, &user.name, &text)?;
+            self.propose_budget(room_id, &user.name, Some(&text))?;
             let op = Op::Post {
                 user: user.name.clone(),
                 room: room_id.to_string(),
@@ -326,14 +335,16 @@ impl Core {
         };
         let conn = conn.cloned();
         let nonce_json: Option<Box<str>> = nonce.as_ref().map(|n| n.to_string().into());
-        let mut bytes = entry_frame_bound(&room.id, &user.name, &text)
-            + nonce_json.as_deref().map_or(0, str::len);
-        if !extra.is_empty() {
-            bytes += serde_json::to_vec(&extra).map_or(0, |v| v.len());
-        }
+        let bytes = entry_bytes(
+            &room.id,
+            &user.name,
+            Some(&text),
+            nonce_json.as_deref(),
+            &extra,
+        );
         // In cluster mode the proposer took it (`post_budget`): time is not the log's.
         if !super::replica::applying() {
-            self.room_budget_check(&mut rs, bytes)?;
+            self.charge_entry(&mut rs, bytes)?;
         }
         let slot = self.reserve()?;
         let entry = KeptEntry::with_extra(
@@ -430,6 +441,24 @@ impl Core {
 /// and two numbers of up to 20 digits in [`ENTRY_FRAME_FIXED`].
 pub(crate) fn entry_frame_bound(room: &str, from: &str, text: &str) -> usize {
     ENTRY_FRAME_FIXED + json_str_len(room) + json_str_len(from) + json_str_len(text)
+}
+
+/// The bytes an entry counts against its room's budget: its `entry` frame as a reader gets
+/// it (see [`entry_frame_bound`]), with the sender's nonce (JSON) and the entry's extras
+/// (mentions, `ref`, `action`).
+pub(super) fn entry_bytes(
+    room: &str,
+    from: &str,
+    text: Option<&str>,
+    nonce_json: Option<&str>,
+    extra: &EntryExtra,
+) -> usize {
+    let mut bytes =
+        entry_frame_bound(room, from, text.unwrap_or_default()) + nonce_json.map_or(0, str::len);
+    if !extra.is_empty() {
+        bytes += serde_json::to_vec(extra).map_or(0, |v| v.len());
+    }
+    bytes
 }
 
 /// Keys and punctuation (72), `seq` and `ts` at 20 digits each, and the longest frame header
