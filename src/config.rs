@@ -62,6 +62,14 @@ pub struct Config {
     pub rest_rate_limit: u32,
     /// Burst size of the per-user REST bucket. Default is 20.
     pub rest_rate_burst: u32,
+    /// Bytes of history served per second per user (REST pages and `sync` answers); 0 turns
+    /// the budget off. Default is 1 MiB: a client catching up reads 2,000 entries of 500
+    /// bytes a second, and a user pulling 500-entry pages of 4 KB entries in a loop costs the
+    /// server one such page every few seconds, not one per request.
+    pub history_byte_rate: u32,
+    /// Burst size of the per-user history budget. Default is 8 MiB: two of the largest
+    /// pages at once, and a reconnect's `sync` of every room it is in.
+    pub history_byte_burst: u32,
     /// Entries kept per room. Default is 1,000.
     pub history: usize,
     /// Server ping interval; three silent intervals close a connection. Default is 20 s.
@@ -233,6 +241,8 @@ impl Default for Config {
             max_owned_rooms: 100,
             rest_rate_limit: 5,
             rest_rate_burst: 20,
+            history_byte_rate: 1 << 20,
+            history_byte_burst: 8 << 20,
             history: 1000,
             heartbeat_interval: Duration::from_secs(20),
             allowed_origins: Vec::new(),
@@ -311,6 +321,8 @@ const FLAGS: &[Flag] = &[
     Flag { name: "max-owned-rooms", value: "N", help: "rooms one user may own, 0 = off [default: 100]" },
     Flag { name: "rest-rate-limit", value: "N", help: "state-changing REST calls per second per user, 0 = off [default: 5]" },
     Flag { name: "rest-rate-burst", value: "N", help: "REST call burst per user [default: 20]" },
+    Flag { name: "history-byte-rate", value: "N", help: "bytes of history (REST pages, sync answers) served per second per user, 0 = off [default: 1048576]" },
+    Flag { name: "history-byte-burst", value: "N", help: "burst of history bytes per user [default: 8388608]" },
     Flag { name: "history", value: "N", help: "entries kept per room [default: 1000]" },
     Flag { name: "heartbeat-interval", value: "SECS", help: "WebSocket ping interval [default: 20]" },
     Flag { name: "allowed-origin", value: "ORIGIN", help: "allowed WebSocket Origin, repeatable [default: any]" },
@@ -541,6 +553,8 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "max-owned-rooms" => cfg.max_owned_rooms = number(v, 0, 1 << 20)?,
         "rest-rate-limit" => cfg.rest_rate_limit = number(v, 0, 1_000_000)? as u32,
         "rest-rate-burst" => cfg.rest_rate_burst = number(v, 1, 1_000_000)? as u32,
+        "history-byte-rate" => cfg.history_byte_rate = number(v, 0, u32::MAX as usize)? as u32,
+        "history-byte-burst" => cfg.history_byte_burst = number(v, 1, u32::MAX as usize)? as u32,
         "history" => cfg.history = number(v, 1, 1 << 20)?,
         "heartbeat-interval" => cfg.heartbeat_interval = seconds(v)?,
         "allowed-origin" => cfg.allowed_origins.push(v.to_string()),

@@ -59,6 +59,10 @@ metrics! {
     slow_consumer_closes_total: "counter",
     /// Messages refused by the rate limit.
     rate_limited_total: "counter",
+    /// Bytes of history served: `GET /rooms/{id}/messages` pages and `sync` answers.
+    history_bytes_total: "counter",
+    /// History pages whose writing stopped part way because the client had gone.
+    history_abandoned_total: "counter",
     /// Bytes written to the journal.
     journal_bytes_total: "counter",
     /// fsync calls on the journal.

@@ -3,13 +3,18 @@
 //! (DMs, blocks, read markers, edits, deletions). Each one parses, calls the one core
 //! method its slash command or frame also calls, and shapes the answer.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use super::{auth, body, listing, number};
 use crate::chat::moderation::Seconds;
-use crate::chat::{ChatError, Core, NewRoomSpec};
+use crate::chat::{ChatError, Core, HistoryPage, NewRoomSpec};
 use crate::config;
+use crate::http::response::Pieces;
 use crate::http::{Request, Response};
+use crate::metrics::Metrics;
 use crate::protocol::{
     EditBody, EntryKind, ModerationRequest, NewRoom, ReadMark, RoomPatch, UserRef,
 };
@@ -31,6 +36,37 @@ pub(super) fn allowed(rest: &[&str]) -> Option<&'static [&'static str]> {
         ["blocks"] => &["GET", "POST"],
         _ => return None,
     })
+}
+
+/// A page of history as a body written in pieces; counts itself abandoned when its writing
+/// began but did not reach the end (the client went away).
+struct PageBody {
+    page: HistoryPage,
+    metrics: Arc<Metrics>,
+    /// Pieces handed out: 0 before any, `usize::MAX` once the last one was.
+    written: AtomicUsize,
+}
+
+impl Pieces for PageBody {
+    fn len(&self) -> usize {
+        self.page.len()
+    }
+
+    fn write_piece(&self, i: usize, out: &mut Vec<u8>) -> bool {
+        let more = self.page.write_piece(i, out);
+        let mark = if more { i + 1 } else { usize::MAX };
+        self.written.store(mark, Ordering::Relaxed);
+        more
+    }
+}
+
+impl Drop for PageBody {
+    fn drop(&mut self) {
+        let written = *self.written.get_mut();
+        if written != 0 && written != usize::MAX {
+            Metrics::add(&self.metrics.history_abandoned_total, 1);
+        }
+    }
 }
 
 /// A string field as given; anything else reads as `invalid`.
@@ -110,8 +146,13 @@ pub(super) async fn route(
             let limit = limit.map_or(config::HISTORY_PAGE_DEFAULT, |l| {
                 (l as usize).clamp(1, config::HISTORY_PAGE_MAX)
             });
-            let (entries, first_seq) = core.history(user, id, before, limit)?;
-            Response::json(200, &json!({ "entries": entries, "first_seq": first_seq }))
+            let page = core.history_page(user, id, before, limit)?;
+            let body = PageBody {
+                page,
+                metrics: core.metrics.clone(),
+                written: AtomicUsize::new(0),
+            };
+            Response::json_pieces(200, Box::new(body))
         }
         ("GET", ["rooms", id, "bans"]) => {
             Response::json(200, &json!({ "bans": core.bans(user, id)? }))

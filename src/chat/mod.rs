@@ -74,6 +74,7 @@ pub use crate::store::Record;
 pub use accounts::valid_username;
 pub use error::ChatError;
 pub use membership::NewRoomSpec;
+pub use timeline::HistoryPage;
 pub use users::{Conn, Session, User};
 
 use crate::config::Config;

@@ -37,6 +37,36 @@ impl Core {
             ChatError::RateLimited { retry_after_ms }
         })
     }
+
+    /// Whether `user` may be served history now (`--history-byte-rate`,
+    /// `--history-byte-burst`): `rate_limited` while their history budget is spent. What an
+    /// answer costs is only known once it is put together, so a served answer takes its
+    /// bytes afterwards ([`Core::charge_history`]) and may leave the budget in debt, which
+    /// the next request waits out: bytes served stay within the rate, the burst and one
+    /// answer.
+    pub fn history_ready(&self, user: &User) -> Result<(), ChatError> {
+        let (rate, burst) = (self.cfg.history_byte_rate, self.cfg.history_byte_burst);
+        if rate == 0 {
+            return Ok(());
+        }
+        let result = user
+            .lock()
+            .history_bucket
+            .ready(rate, burst, Instant::now());
+        result.map_err(|retry_after_ms| {
+            crate::metrics::Metrics::add(&self.metrics.rate_limited_total, 1);
+            ChatError::RateLimited { retry_after_ms }
+        })
+    }
+
+    /// Takes the `bytes` of a history answer from `user`'s history budget.
+    pub fn charge_history(&self, user: &User, bytes: usize) {
+        crate::metrics::Metrics::add(&self.metrics.history_bytes_total, bytes as u64);
+        if self.cfg.history_byte_rate == 0 {
+            return;
+        }
+        user.lock().history_bucket.tokens -= bytes as f64;
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +93,16 @@ impl TokenBucket {
             }
             wait => Err(wait),
         }
+    }
+
+    /// Refills; `Ok` while the bucket holds anything, else the milliseconds until it does
+    /// (a bucket spent into debt first pays it off).
+    pub(crate) fn ready(&mut self, rate: u32, burst: u32, now: Instant) -> Result<(), u64> {
+        self.refill(rate, burst, now);
+        if self.tokens > 0.0 {
+            return Ok(());
+        }
+        Err(self.wait_ms(1.0, rate))
     }
 
     fn refill(&mut self, rate: u32, burst: u32, now: Instant) {
@@ -145,6 +185,19 @@ mod tests {
         assert_eq!(b.take(10, 3, t0), Err(100));
         assert!(b.take(10, 3, t0 + Duration::from_millis(100)).is_ok());
         assert!(b.take(10, 3, t0 + Duration::from_millis(100)).is_err());
+    }
+
+    #[test]
+    fn a_spent_budget_waits_out_its_debt() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::full(1000);
+        b.last = t0;
+        assert!(b.ready(1000, 1000, t0).is_ok());
+        b.tokens -= 3000.0;
+        assert_eq!(b.ready(1000, 1000, t0), Err(2001));
+        assert!(b
+            .ready(1000, 1000, t0 + Duration::from_millis(2002))
+            .is_ok());
     }
 
     #[test]

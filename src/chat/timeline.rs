@@ -29,8 +29,8 @@ use super::wire as frame;
 use super::{deliver_to, ChatError, Commit, Conn, Core, Posted, User};
 use crate::config;
 use crate::metrics::Metrics;
-use crate::protocol::{Entry, EntryExtra, EntryKind, ServerFrame};
-use crate::store::record::ENTRY_HEAD;
+use crate::protocol::{EntryExtra, EntryKind, ServerFrame};
+use crate::store::record::{json_str_len, ENTRY_HEAD};
 use crate::store::{KeptEntry, Slot};
 
 /// What publishing an entry changes about who is subscribed to its room.
@@ -394,45 +394,145 @@ impl Core {
     /// The `history` frame answering `sync` from `since`. Entries are cut at a byte budget
     /// (half the outbound limit) so one answer cannot overflow the connection; `"more": true`
     /// then says to sync again from the last entry returned. The user's own entries carry
-    /// the nonce they were sent with.
+    /// the nonce they were sent with. The answer takes from the user's history budget
+    /// (`--history-byte-rate`); the entries are copied out of the ring (shared, not copied)
+    /// under the room's lock and encoded after it.
     pub fn sync_frame(&self, user: &User, room_id: &str, since: u64) -> Result<Bytes, ChatError> {
+        self.history_ready(user)?;
         let room = self.room(room_id)?;
-        let rs = room.lock();
-        super::policy::reach(&rs, &user.key, Access::Other)?;
-        if !rs.members.contains_key(&user.key) {
-            return Err(ChatError::NotAMember);
-        }
-        let last = room.committed().min(rs.last_seq);
-        let complete = since >= last || since + 1 >= rs.first_seq();
         let budget = self.cfg.max_outbound_bytes / 2;
-        Ok(history_frame(
-            &room, &rs, &user.name, since, last, complete, budget,
-        ))
+        let (entries, complete, cut_short) = {
+            let rs = room.lock();
+            super::policy::reach(&rs, &user.key, Access::Other)?;
+            if !rs.members.contains_key(&user.key) {
+                return Err(ChatError::NotAMember);
+            }
+            let last = room.committed().min(rs.last_seq);
+            let complete = since >= last || since + 1 >= rs.first_seq();
+            // A kept entry is hardly larger than its JSON, so entries past the budget in kept
+            // bytes would be cut anyway; more than that is not copied out.
+            let (mut entries, mut kept, mut cut_short) = (Vec::new(), 0, false);
+            for (seq, e) in rs.entries_between(since, last) {
+                if !entries.is_empty() && kept > budget {
+                    cut_short = true;
+                    break;
+                }
+                kept += e.as_bytes().len();
+                entries.push((seq, e.clone()));
+            }
+            (entries, complete, cut_short)
+        };
+        let entries = entries.iter().map(|(seq, e)| (*seq, e));
+        let f = history_frame_of(&room.id, entries, &user.name, complete, budget, cut_short);
+        self.charge_history(user, f.len());
+        Ok(f)
     }
 
     /// A page of history: at most `limit` entries with `seq < before`, oldest first, and the
-    /// oldest kept seq. The user's own entries carry their nonce.
-    pub fn history(
+    /// oldest kept seq; the user's own entries carry their nonce. The entries are copied out
+    /// of the ring under the room's lock (shared, not copied: at most `limit` reference
+    /// counts) and written after it, piece by piece ([`HistoryPage::write_piece`]). The page
+    /// takes its bytes from the user's history budget (`--history-byte-rate`): over it,
+    /// `rate_limited` before anything is read.
+    pub fn history_page(
         &self,
         user: &User,
         room_id: &str,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<(Vec<Entry>, u64), ChatError> {
+    ) -> Result<HistoryPage, ChatError> {
+        self.history_ready(user)?;
         let room = self.room(room_id)?;
-        let rs = room.lock();
-        super::policy::reach(&rs, &user.key, Access::Other)?;
-        if !rs.members.contains_key(&user.key) {
-            return Err(ChatError::NotAMember);
+        let page = {
+            let rs = room.lock();
+            super::policy::reach(&rs, &user.key, Access::Other)?;
+            if !rs.members.contains_key(&user.key) {
+                return Err(ChatError::NotAMember);
+            }
+            let last = room.committed().min(rs.last_seq);
+            let upto = before.map_or(last, |b| b.saturating_sub(1).min(last));
+            let from = upto.saturating_sub(limit as u64);
+            HistoryPage {
+                room: room.id.clone(),
+                own: user.name.clone(),
+                entries: rs
+                    .entries_between(from, upto)
+                    .map(|(seq, e)| (seq, e.clone()))
+                    .collect(),
+                first_seq: rs.first_seq(),
+            }
+        };
+        self.charge_history(user, page.len());
+        Ok(page)
+    }
+}
+
+/// A page of history (`GET /rooms/{id}/messages`) copied out of a room's ring, written as
+/// `{"entries":[Entry],"first_seq"}` in pieces of [`PIECE_ENTRIES`] entries, so that a large
+/// page is encoded outside the room's lock and a client that went away stops its writing.
+pub struct HistoryPage {
+    room: String,
+    /// Whose entries carry their nonce.
+    own: String,
+    entries: Vec<(u64, KeptEntry)>,
+    first_seq: u64,
+}
+
+/// Entries per piece of a [`HistoryPage`]: about 128 KiB at 4 KB an entry.
+const PIECE_ENTRIES: usize = 32;
+
+const PAGE_OPEN: &[u8] = b"{\"entries\":[";
+const PAGE_CLOSE: &[u8] = b"],\"first_seq\":";
+
+impl HistoryPage {
+    fn nonce<'a>(&self, e: &'a KeptEntry) -> Option<&'a str> {
+        e.nonce().filter(|_| e.from() == self.own)
+    }
+
+    /// The page's length in bytes, before any of it is written.
+    pub fn len(&self) -> usize {
+        let entries: usize = self
+            .entries
+            .iter()
+            .map(|(seq, e)| e.json_len(0, &self.room, *seq, self.nonce(e)))
+            .sum();
+        let commas = self.entries.len().saturating_sub(1);
+        let first = self.first_seq.to_string().len();
+        PAGE_OPEN.len() + entries + commas + PAGE_CLOSE.len() + first + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Appends piece `i` of the page to `out`; false, appending nothing, past the last piece.
+    pub fn write_piece(&self, i: usize, out: &mut Vec<u8>) -> bool {
+        let pieces = self.entries.len().div_ceil(PIECE_ENTRIES);
+        if i > pieces {
+            return false;
         }
-        let last = room.committed().min(rs.last_seq);
-        let upto = before.map_or(last, |b| b.saturating_sub(1).min(last));
-        let from = upto.saturating_sub(limit as u64);
-        let entries = rs
-            .entries_between(from, upto)
-            .map(|(seq, e)| e.to_entry(&room.id, seq, e.from() == user.name))
-            .collect();
-        Ok((entries, rs.first_seq()))
+        if i == 0 {
+            out.extend_from_slice(PAGE_OPEN);
+        }
+        let from = i * PIECE_ENTRIES;
+        for (n, (seq, e)) in self
+            .entries
+            .iter()
+            .enumerate()
+            .skip(from)
+            .take(PIECE_ENTRIES)
+        {
+            if n > 0 {
+                out.push(b',');
+            }
+            e.write_json(out, b"", &self.room, *seq, self.nonce(e));
+        }
+        if i == pieces {
+            out.extend_from_slice(PAGE_CLOSE);
+            out.extend_from_slice(self.first_seq.to_string().as_bytes());
+            out.push(b'}');
+        }
+        true
     }
 }
 
@@ -465,19 +565,6 @@ pub(super) fn entry_bytes(
 /// (10).
 const ENTRY_FRAME_FIXED: usize = 122;
 
-/// Length of `s` as a JSON string literal, quotes included, as `serde_json` writes it.
-fn json_str_len(s: &str) -> usize {
-    let escapes: usize = s
-        .bytes()
-        .map(|b| match b {
-            b'"' | b'\\' | b'\n' | b'\t' | b'\r' | 0x08 | 0x0c => 1,
-            0..=0x1f => 5,
-            _ => 0,
-        })
-        .sum();
-    s.len() + escapes + 2
-}
-
 /// A `history` frame of the kept entries with `since < seq <= upto`, at most `budget` bytes
 /// of entries (at least one), written straight from the kept bytes. `own` names the user
 /// whose entries carry their nonce.
@@ -490,13 +577,28 @@ pub(super) fn history_frame(
     complete: bool,
     budget: usize,
 ) -> Bytes {
+    let entries = rs.entries_between(since, upto);
+    history_frame_of(&room.id, entries, own, complete, budget, false)
+}
+
+/// A `history` frame of `entries` of room `room_id`, cut after `budget` bytes of entries (at
+/// least one). `cut_short` says `entries` stop before the end: the frame says `more` even
+/// when the budget did not cut it.
+fn history_frame_of<'a>(
+    room_id: &str,
+    entries: impl Iterator<Item = (u64, &'a KeptEntry)>,
+    own: &str,
+    complete: bool,
+    budget: usize,
+    cut_short: bool,
+) -> Bytes {
     let mut json = Vec::with_capacity(256);
     json.extend_from_slice(b"{\"type\":\"history\",\"room\":");
-    crate::store::record::write_str(&mut json, &room.id);
+    crate::store::record::write_str(&mut json, room_id);
     json.extend_from_slice(b",\"entries\":[");
     let start = json.len();
-    let mut more = false;
-    for (n, (seq, e)) in rs.entries_between(since, upto).enumerate() {
+    let mut more = cut_short;
+    for (n, (seq, e)) in entries.enumerate() {
         if n > 0 && json.len() - start > budget {
             more = true;
             break;
@@ -505,7 +607,7 @@ pub(super) fn history_frame(
             json.push(b',');
         }
         let nonce = e.nonce().filter(|_| e.from() == own);
-        e.write_json(&mut json, b"", &room.id, seq, nonce);
+        e.write_json(&mut json, b"", room_id, seq, nonce);
     }
     json.extend_from_slice(b"],\"complete\":");
     json.extend_from_slice(if complete { b"true" } else { b"false" });

@@ -47,6 +47,8 @@ pub struct UserState {
     pub bucket: TokenBucket,
     /// State-changing REST calls per second (`--rest-rate-limit`).
     pub rest_bucket: TokenBucket,
+    /// Bytes of history served (`--history-byte-rate`); may run into debt by one answer.
+    pub history_bucket: TokenBucket,
     /// Disabled by an admin: no login, no session.
     pub disabled: bool,
     /// Cluster mode: other nodes reporting this user online (`nodes`).
@@ -72,6 +74,8 @@ impl User {
                 online: false,
                 bucket: TokenBucket::full(burst),
                 rest_bucket: TokenBucket::full(rest_burst),
+                // Capped at the burst when first taken from.
+                history_bucket: TokenBucket::full(u32::MAX),
                 disabled: false,
                 remote: 0,
             }),

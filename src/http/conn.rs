@@ -23,6 +23,9 @@ use super::parse::{Limits, Parser};
 use super::stream::Stream;
 use super::{Request, Response};
 
+/// A body in pieces is written whenever this much of it is ready.
+const PIECE_WRITE: usize = 64 * 1024;
+
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -199,6 +202,20 @@ async fn respond(
 ) -> bool {
     out.clear();
     resp.encode(keep_alive, with_body, out);
+    if let Some(pieces) = resp.pieces.as_ref().filter(|_| with_body) {
+        // Each piece is put together just before it is written, after the head and the
+        // piece before it are: a client that went away fails a write and costs no more.
+        let mut i = 0;
+        while pieces.write_piece(i, out) {
+            i += 1;
+            if out.len() >= PIECE_WRITE {
+                if stream.write_all(out).await.is_err() {
+                    return false;
+                }
+                out.clear();
+            }
+        }
+    }
     if stream.write_all(out).await.is_err() {
         return false;
     }

@@ -5,7 +5,16 @@ use serde_json::json;
 
 use crate::chat::ChatError;
 
-#[derive(Debug)]
+/// A body written in pieces, whose length is known before any of it is: a large answer is
+/// put together piece by piece as it is written, and its writing stops when the client has
+/// gone.
+pub(crate) trait Pieces: Send + Sync {
+    /// The body's length in bytes, the sum of every piece's.
+    fn len(&self) -> usize;
+    /// Appends piece `i` to `out`; false past the last piece.
+    fn write_piece(&self, i: usize, out: &mut Vec<u8>) -> bool;
+}
+
 pub(crate) struct Response {
     pub(crate) status: u16,
     pub(crate) headers: Vec<(&'static str, String)>,
@@ -13,6 +22,21 @@ pub(crate) struct Response {
     pub(crate) body: Vec<u8>,
     /// Close the connection after this response.
     pub(crate) close: bool,
+    /// A body written in pieces after the head, instead of `body`.
+    pub(crate) pieces: Option<Box<dyn Pieces>>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("content_type", &self.content_type)
+            .field("body", &self.body.len())
+            .field("pieces", &self.pieces.as_ref().map(|p| p.len()))
+            .field("close", &self.close)
+            .finish()
+    }
 }
 
 impl Response {
@@ -23,7 +47,22 @@ impl Response {
             content_type: "application/json",
             body: serde_json::to_vec(body).unwrap_or_default(),
             close: false,
+            pieces: None,
         }
+    }
+
+    /// A JSON response whose body is written in `pieces`.
+    pub(crate) fn json_pieces(status: u16, pieces: Box<dyn Pieces>) -> Response {
+        Response {
+            pieces: Some(pieces),
+            ..Response::empty(status)
+        }
+        .with_content_type("application/json")
+    }
+
+    fn with_content_type(mut self, content_type: &'static str) -> Response {
+        self.content_type = content_type;
+        self
     }
 
     /// A response without a body, such as 204.
@@ -34,6 +73,7 @@ impl Response {
             content_type: "",
             body: Vec::new(),
             close: false,
+            pieces: None,
         }
     }
 
@@ -44,6 +84,7 @@ impl Response {
             content_type,
             body: body.into_bytes(),
             close: false,
+            pieces: None,
         }
     }
 
@@ -71,7 +112,8 @@ impl Response {
     }
 
     /// Appends the response to `out`; without its body (but with the body's
-    /// `Content-Length`) when `with_body` is false, as the answer to a `HEAD`.
+    /// `Content-Length`) when `with_body` is false, as the answer to a `HEAD`. A body in
+    /// `pieces` is not appended: the caller writes it after the head.
     pub(crate) fn encode(&self, keep_alive: bool, with_body: bool, out: &mut Vec<u8>) {
         use std::io::Write;
         let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
@@ -80,7 +122,8 @@ impl Response {
         }
         // 204 and 304 have no body and so no length (a 304's would be the 200's).
         if self.status != 204 && self.status != 304 {
-            let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
+            let len = self.pieces.as_ref().map_or(self.body.len(), |p| p.len());
+            let _ = write!(out, "Content-Length: {len}\r\n");
         }
         for (name, value) in &self.headers {
             let _ = write!(out, "{name}: {value}\r\n");

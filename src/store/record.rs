@@ -448,6 +448,25 @@ impl KeptEntry {
         out.push(b'}');
     }
 
+    /// The length of what [`KeptEntry::write_json`] appends with the same arguments (`head`
+    /// given by its length), found without writing it: a streamed answer states its
+    /// `Content-Length` before its body is put together.
+    pub fn json_len(&self, head: usize, room: &str, seq: u64, nonce: Option<&str>) -> usize {
+        // `{"room":` `,"seq":` `,"ts":` `,"kind":"` `","from":` `}`
+        let mut n = 1 + head + 7 + json_str_len(room) + 7 + digits(seq) + 6 + digits(self.ts());
+        n += 9 + self.kind().as_str().len() + 9 + json_str_len(self.from()) + 1;
+        if let Some(extra) = self.extra_json() {
+            n += 1 + extra.len();
+        }
+        if let Some(text) = self.text() {
+            n += 8 + json_str_len(text);
+        }
+        if let Some(nonce) = nonce {
+            n += 9 + nonce.len();
+        }
+        n
+    }
+
     /// The journal record of this entry (`Record::Entry` as JSON), written without building
     /// an `Entry`.
     pub fn write_record(&self, out: &mut Vec<u8>, room: &str, seq: u64) {
@@ -462,6 +481,24 @@ pub const ENTRY_HEAD: &[u8] = b"\"type\":\"entry\",";
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     // Writing a `str` to a `Vec` cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Length of `s` as a JSON string literal, quotes included, as [`write_str`] writes it.
+pub fn json_str_len(s: &str) -> usize {
+    let escapes: usize = s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\t' | b'\r' | 0x08 | 0x0c => 1,
+            0..=0x1f => 5,
+            _ => 0,
+        })
+        .sum();
+    s.len() + escapes + 2
+}
+
+/// Digits of `n` in decimal.
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 fn write_u64(out: &mut Vec<u8>, mut n: u64) {
@@ -482,6 +519,35 @@ fn write_u64(out: &mut Vec<u8>, mut n: u64) {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+
+    #[test]
+    fn json_len_is_the_length_write_json_writes() {
+        let extra = EntryExtra {
+            mentions: Some(vec!["bob".into()]),
+            refers: Some(7),
+            ..EntryExtra::default()
+        };
+        let texts = [
+            None,
+            Some(""),
+            Some("plain"),
+            Some("\"\\\n\t\r\u{8}\u{c}\u{1}\u{1f}é\u{7f}/"),
+        ];
+        for text in texts {
+            for (ts, seq) in [(0, 0), (9, 10), (1_700_000_000_000, u64::MAX)] {
+                let e =
+                    KeptEntry::with_extra(ts, EntryKind::Edit, "a\"b", text, Some("\"n\""), &extra);
+                let plain = KeptEntry::new(ts, EntryKind::Message, "al", text, None);
+                for (e, nonce) in [(&e, Some("\"n\"")), (&e, None), (&plain, None)] {
+                    for head in [&b""[..], ENTRY_HEAD] {
+                        let mut out = Vec::new();
+                        e.write_json(&mut out, head, "r\u{1}", seq, nonce);
+                        assert_eq!(e.json_len(head.len(), "r\u{1}", seq, nonce), out.len());
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn kept_entries_read_back_what_they_were_given() {
