@@ -330,7 +330,7 @@ async fn the_account_ceiling_counts_failures_from_every_address() {
 async fn a_login_with_an_impossible_name_is_refused_without_a_throttle_entry() {
     let s = start(&["--pbkdf2-iterations", "1000"]).await;
     let huge = "X".repeat(60_000);
-    for _ in 0..(8) {
+    for _ in 0..8 {
         let r = login_from(s.addr, "127.0.0.2", &huge, "wrong-password").await;
         assert_eq!(
             (r.status, r.code().as_str()),
