@@ -320,3 +320,23 @@ async fn the_account_ceiling_counts_failures_from_every_address() {
     assert_eq!(r.status, 200);
     s.stop().await;
 }
+
+// ----- names no account can have (issue 20) -----
+
+/// A login with a name that fails the username rules is answered 401 at once and leaves no
+/// throttle entry: the old code kept the (huge) name in the throttle tables, so a sixth try
+/// from the same address got 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_with_an_impossible_name_is_refused_without_a_throttle_entry() {
+    let s = start(&["--pbkdf2-iterations", "1000"]).await;
+    let huge = "X".repeat(60_000);
+    for _ in 0..8 {
+        let r = login_from(s.addr, "127.0.0.2", &huge, "wrong-password").await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (401, "invalid_credentials"),
+            "{:?}",
+            r.json()
+        );
+    }
+}

@@ -256,7 +256,7 @@ impl Core {
         match &result {
             Ok((_, name)) => tracing::info!(user = %name, addr = %from, "login"),
             Err(e) => tracing::warn!(
-                user = ?username,
+                user = ?logged_prefix(username),
                 addr = %from,
                 code = e.code(),
                 "login failed: {}",
@@ -272,6 +272,13 @@ impl Core {
         password: &str,
         from: IpAddr,
     ) -> Result<(String, String), ChatError> {
+        // A name no account can have is refused at once: no hash to spend (the answer's time
+        // tells nothing about real accounts, since none has such a name) and, above all, no
+        // throttle entry, so failures with huge names cannot fill memory.
+        if !valid_username(username) {
+            Metrics::add(&self.metrics.login_failures_total, 1);
+            return Err(ChatError::InvalidCredentials);
+        }
         let key = username.to_ascii_lowercase();
         let now = now_ms();
         self.throttled(&key, from, now)?;
@@ -427,6 +434,18 @@ impl Core {
             Some(commit) => commit?.wait().await,
             None => Err(ChatError::Unauthorized),
         }
+    }
+}
+
+/// Most characters of a client's username a log line repeats: a failed login's name can be
+/// anything up to the body limit, and the log must not grow by that much per attempt.
+pub(crate) const LOGGED_NAME_CHARS: usize = 40;
+
+/// The start of `name`, at most [`LOGGED_NAME_CHARS`] characters, for a log line.
+fn logged_prefix(name: &str) -> &str {
+    match name.char_indices().nth(LOGGED_NAME_CHARS) {
+        Some((end, _)) => &name[..end],
+        None => name,
     }
 }
 
