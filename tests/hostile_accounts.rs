@@ -340,3 +340,31 @@ async fn a_login_with_an_impossible_name_is_refused_without_a_throttle_entry() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_login_logs_at_most_a_prefix_of_the_name() {
+    let tmp = TempDir::new("huge-names");
+    let s = start_process(&tmp.data(), &[]);
+    assert_eq!(
+        register_from(s.addr, "127.0.0.1", "someone").await.status,
+        201
+    );
+    let huge = "N".repeat(60_000);
+    for _ in 0..8 {
+        let r = login_from(s.addr, "127.0.0.2", &huge, "wrong password!").await;
+        assert_eq!((r.status, r.code().as_str()), (401, "invalid_credentials"));
+    }
+    let text = s.stderr_eventually_contains("login failed").await;
+    let longest = text
+        .lines()
+        .map(|l| l.matches('N').count())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        longest <= 64,
+        "a failed login's line repeats at most a prefix of the name, not {longest} characters"
+    );
+    assert!(text.len() < 8 * 1000, "the log is {} bytes", text.len());
+    let r = login_from(s.addr, "127.0.0.2", "someone", PASSWORD).await;
+    assert_eq!(r.status, 200, "real accounts are served as before");
+}

@@ -5,6 +5,11 @@
 //! of `max_keys` keys holds at most `max_keys × limit` times. When a new key would pass
 //! `max_keys`, keys with nothing inside the window go first, then the least recently active
 //! half: forgetting a key only ever lets it through sooner, never locks anyone out.
+//!
+//! Keys are bounded in size too: a key longer than [`MAX_KEY_BYTES`] is never kept (no
+//! username is that long, so nothing real is lost), so a table holds at most
+//! `max_keys × MAX_KEY_BYTES` bytes of keys (6.4 MB for the 100,000 keys of a login table)
+//! and `max_keys × limit` times, whatever clients send.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -12,13 +17,51 @@ use std::net::IpAddr;
 
 use crate::config;
 
+/// Longest key, in bytes, a table keeps: a username (at most 32 bytes) with room to spare.
+pub(crate) const MAX_KEY_BYTES: usize = 64;
+
+/// A key's size, for the byte bound.
+pub(crate) trait KeyBytes {
+    fn key_bytes(&self) -> usize;
+}
+
+impl KeyBytes for String {
+    fn key_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl KeyBytes for (String, IpAddr) {
+    fn key_bytes(&self) -> usize {
+        self.0.len() + 16
+    }
+}
+
+impl KeyBytes for IpAddr {
+    fn key_bytes(&self) -> usize {
+        16
+    }
+}
+
+impl KeyBytes for &str {
+    fn key_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl KeyBytes for u64 {
+    fn key_bytes(&self) -> usize {
+        8
+    }
+}
+
 pub(crate) struct Windows<K> {
     events: HashMap<K, VecDeque<u64>>,
     window_ms: u64,
     max_keys: usize,
 }
 
-impl<K: Hash + Eq + Clone> Windows<K> {
+impl<K: Hash + Eq + Clone + KeyBytes> Windows<K> {
     pub(crate) fn new(window_ms: u64, max_keys: usize) -> Windows<K> {
         Windows {
             events: HashMap::new(),
@@ -50,8 +93,12 @@ impl<K: Hash + Eq + Clone> Windows<K> {
         Err((oldest + window).saturating_sub(now).max(1))
     }
 
-    /// Records an event of `key` at `now`, keeping at most `limit` of them.
+    /// Records an event of `key` at `now`, keeping at most `limit` of them. A key over
+    /// [`MAX_KEY_BYTES`] is not kept.
     pub(crate) fn record(&mut self, key: &K, limit: usize, now: u64) {
+        if key.key_bytes() > MAX_KEY_BYTES {
+            return;
+        }
         if !self.events.contains_key(key) && self.events.len() >= self.max_keys {
             self.make_room(now);
         }
@@ -157,6 +204,17 @@ mod tests {
         w.unrecord(&"k", 200);
         w.record(&"k", 3, 1000);
         assert_eq!(w.check(&"k", 3, 1001), Ok(()), "100 and 1000 remain");
+    }
+
+    #[test]
+    fn a_key_longer_than_any_username_is_never_kept() {
+        let mut w = Windows::new(1000, 10);
+        let huge = "x".repeat(65_000);
+        w.record(&huge, 3, 0);
+        assert_eq!(w.len(), 0);
+        let name = "x".repeat(32);
+        w.record(&name, 3, 0);
+        assert_eq!(w.len(), 1);
     }
 
     #[test]
