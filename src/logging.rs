@@ -5,6 +5,9 @@
 //! is never logged.
 
 use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{Config, LogLevel};
 
@@ -17,6 +20,16 @@ pub fn init(cfg: &Config) {
         LogLevel::Info => LevelFilter::INFO,
         LogLevel::Debug => LevelFilter::DEBUG,
     };
+    // The NATS client logs every event at INFO, a failed try to connect among them, without
+    // the URL; cluster mode logs what matters of them itself (`cluster::next_server`).
+    let nats = if level >= LevelFilter::DEBUG {
+        level
+    } else {
+        level.min(LevelFilter::WARN)
+    };
+    let targets = Targets::new()
+        .with_default(level)
+        .with_target("async_nats", nats);
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
@@ -27,8 +40,10 @@ pub fn init(cfg: &Config) {
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .finish()
+            .with(targets)
             .try_init()
     } else {
-        builder.try_init()
+        builder.finish().with(targets).try_init()
     };
 }

@@ -183,7 +183,10 @@ impl http::conn::Service for Parley<'_> {
     type Accepted = (crate::chat::Auth, Option<IpCount>);
 
     async fn respond(&self, req: &http::Request) -> http::Response {
-        let resp = api::handle(self.core, req, self.peer.client(req)).await;
+        let resp = match joining(self.core, req) {
+            Some(refused) => refused,
+            None => api::handle(self.core, req, self.peer.client(req)).await,
+        };
         Metrics::add(&self.core.metrics.http_requests_total, 1);
         resp
     }
@@ -207,9 +210,23 @@ impl http::conn::Service for Parley<'_> {
         } else {
             None
         };
+        if let Some(refused) = joining(self.core, req) {
+            return Err(refused);
+        }
         let (auth, reply) = ws::handshake(self.core, req).await?;
         Ok(((auth, count), reply))
     }
+}
+
+/// A cluster node that has not caught up with the stream yet holds a partial state: it
+/// answers `503 unavailable` to everything but `/healthz` (503 too, with the reason) and
+/// `/metrics`, rather than a login refused or a room missing that the cluster has.
+fn joining(core: &Core, req: &http::Request) -> Option<Response> {
+    if core.store().joined() || matches!(req.path.as_str(), "/healthz" | "/metrics") {
+        return None;
+    }
+    let message = "this node has not caught up with the cluster yet; try again shortly";
+    Some(Response::error(503, "unavailable", message, None))
 }
 
 /// One connection: the TLS handshake if any, HTTP requests until one upgrades it, then a
@@ -320,6 +337,10 @@ type Periodic = (Duration, fn(&Arc<Core>));
 fn spawn_periodic(core: &Arc<Core>, stop: &watch::Receiver<bool>) {
     let tasks: [Periodic; 2] = [
         (SWEEP_EVERY, |core| {
+            // A cluster node's sessions and markers are the stream's until it has caught up.
+            if !core.store().joined() {
+                return;
+            }
             core.sweep();
             core.flush_read_markers();
             core.compact_if_due();

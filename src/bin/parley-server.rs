@@ -64,33 +64,64 @@ async fn serve(cfg: parley::Config) -> ExitCode {
         }
     };
     let stop = stop_signal();
-    let mut cluster = None;
-    if !core.cfg.cluster_nats.is_empty() {
-        let port = listener.local_addr().map_or(0, |a| a.port());
-        match parley::join_cluster(&core, port).await {
-            Ok(c) => cluster = Some(c),
-            Err(e) => {
-                eprintln!("parley-server: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    match listener.local_addr() {
-        Ok(addr) => {
-            println!("parley listening on {addr}");
-            tracing::info!(
-                version = env!("CARGO_PKG_VERSION"),
-                addr = %addr,
-                "parley-server {} started on {addr}",
-                env!("CARGO_PKG_VERSION")
-            );
-        }
+    let addr = match listener.local_addr() {
+        Ok(addr) => addr,
         Err(e) => {
             eprintln!("parley-server: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    // Serving starts at once: a cluster node answers 503 until it has caught up (see
+    // `/healthz`), and a signal stops it also while it waits for NATS.
+    let (quit, mut quit_rx) = tokio::sync::watch::channel(false);
+    let quit = std::sync::Arc::new(quit);
+    let stopped = quit_rx.clone();
+    let server = tokio::spawn(parley::run_with_tls(
+        listener,
+        core.clone(),
+        tls,
+        async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|q| *q).await;
+        },
+    ));
+    let on_signal = quit.clone();
+    tokio::spawn(async move {
+        stop.await;
+        on_signal.send_replace(true);
+    });
+    let mut cluster = None;
+    if !core.cfg.cluster_nats.is_empty() {
+        tracing::info!(
+            "listening on {addr}; every call but /healthz and /metrics answers 503 until this \
+             node has caught up with the cluster"
+        );
+        tokio::select! {
+            joined = parley::join_cluster(&core, addr.port()) => match joined {
+                Ok(c) => cluster = Some(c),
+                Err(e) => {
+                    eprintln!("parley-server: {e}");
+                    quit.send_replace(true);
+                    let _ = server.await;
+                    return ExitCode::FAILURE;
+                }
+            },
+            _ = quit_rx.wait_for(|q| *q) => {
+                tracing::info!("shutting down before this node caught up with the cluster");
+                let _ = server.await;
+                tracing::info!("stopped");
+                return ExitCode::SUCCESS;
+            }
+        }
     }
-    parley::run_with_tls(listener, core.clone(), tls, stop).await;
+    println!("parley listening on {addr}");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        addr = %addr,
+        "parley-server {} started on {addr}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = server.await;
     tracing::info!("shutting down: connections closed, flushing the journal");
     core.end_run();
     if let Some(cluster) = &cluster {

@@ -11,6 +11,10 @@
 //! - **Outages.** While the client is not connected, changes are refused at once
 //!   (`unavailable`), `/healthz` answers 503, reads are served from the replica, and the NATS
 //!   client reconnects by itself.
+//! - **Start.** The node serves its port before it joins: until it has caught up it answers
+//!   every call but `/healthz` and `/metrics` with 503 (`server::joining`), and a signal stops
+//!   it. The client tries NATS with back-off and logs each failure with the URL
+//!   (`next_server`).
 //! - **Epoch.** The stream's creation time: it changes only when the stream was made anew,
 //!   that is when the log and everything acknowledged in it was lost.
 //! - **Resume.** The node keeps a copy of its replica in `--data-dir` (`local`); a restart
@@ -52,6 +56,12 @@ const CATCHING_UP: usize = 16;
 const STALL_CHECK: Duration = Duration::from_secs(1);
 /// Pause before the reader starts again after its consumer failed.
 const RETRY: Duration = Duration::from_millis(250);
+
+/// The first pause before trying a NATS server again after it failed. Default is 100 ms.
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+/// The longest pause between two tries at one NATS server: how long a node may take to
+/// notice that NATS is back. Default is 5 s.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// How often a node compares its users' presence with what it last reported.
 const PRESENCE_EVERY: Duration = Duration::from_millis(250);
@@ -210,7 +220,8 @@ impl Replicator for Cluster {
 }
 
 /// Connects to NATS, makes sure the stream exists, catches up with it and keeps applying
-/// it: the node's replica is then current and serves. Waits for NATS as long as it takes.
+/// it: the node's replica is then current and serves. Waits for NATS as long as it takes;
+/// the caller drops the future to give up (a signal at start).
 pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Cluster>, String> {
     let urls = cfg.cluster_nats.join(",");
     let name = format!("parley {node}");
@@ -240,12 +251,14 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(2))
-        .reconnect_delay_callback(|attempts| {
-            Duration::from_millis((100 * attempts as u64).min(1000))
-        })
+        .reconnect_to_server_callback(|servers, _info| std::future::ready(next_server(&servers)))
         .connect(cfg.cluster_nats.as_slice())
         .await
         .map_err(|e| format!("--cluster-nats {urls}: {e}"))?;
+    // Asked before the client is connected, the other nodes could not answer in time.
+    while client.connection_state() != State::Connected {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let base = cfg.cluster_stream.clone();
     let settings = Settings::of(cfg, node, core.origin())?;
     tokio::spawn(settings.clone().answer(client.clone(), base.clone()));
@@ -336,6 +349,45 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
     core.store().join_cluster(cluster.clone());
     core.set_replicator(cluster.clone());
     Ok(cluster)
+}
+
+/// Which NATS server the client tries next, and after what pause: one of those that failed
+/// the fewest times in a row (at random among them, so nodes spread over the servers), after
+/// [`backoff`] of its failures. A server that failed before is logged at WARN with its URL
+/// and why, once a try: the client library's own events name neither.
+fn next_server(servers: &[async_nats::Server]) -> Option<async_nats::ReconnectToServer> {
+    let fewest = servers.iter().map(|s| s.failed_attempts).min()?;
+    let ties: Vec<&async_nats::Server> = servers
+        .iter()
+        .filter(|s| s.failed_attempts == fewest)
+        .collect();
+    let next = ties[rand::random_range(0..ties.len())];
+    let delay = backoff(next.failed_attempts);
+    match (&next.last_error, next.failed_attempts) {
+        (Some(why), failures @ 1..) => tracing::warn!(
+            url = %next,
+            failures,
+            "cluster: cannot reach NATS at {next} ({why}; failed {failures} times in a row); \
+             trying again in {} ms",
+            delay.as_millis()
+        ),
+        _ => tracing::info!(url = %next, "cluster: connecting to NATS at {next}"),
+    }
+    Some(async_nats::ReconnectToServer {
+        addr: next.addr.clone(),
+        delay: Some(delay),
+    })
+}
+
+/// The pause before trying a NATS server that failed `failures` times in a row: none after
+/// a connection was lost, then [`RECONNECT_FIRST`] doubling up to [`RECONNECT_MAX`].
+fn backoff(failures: usize) -> Duration {
+    match failures {
+        0 => Duration::ZERO,
+        n => RECONNECT_FIRST
+            .saturating_mul(1 << (n - 1).min(16))
+            .min(RECONNECT_MAX),
+    }
 }
 
 /// Loads the state a starting node reads the stream on from: the copy in its data directory
@@ -751,5 +803,19 @@ async fn ephemeral(core: Arc<Core>, client: async_nats::Client, base: String, no
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_pauses_double_from_the_first_to_the_longest() {
+        let cases = [(0, 0), (1, 100), (2, 200), (3, 400), (6, 3_200), (7, 5_000)];
+        for (failures, ms) in cases {
+            assert_eq!(backoff(failures), Duration::from_millis(ms), "{failures}");
+        }
+        assert_eq!(backoff(usize::MAX), RECONNECT_MAX);
     }
 }

@@ -103,6 +103,15 @@ impl Store {
         }
     }
 
+    /// False only in cluster mode before the node has caught up with the shared log: its state
+    /// is partial until then, so the server answers nothing but `/healthz` and `/metrics`.
+    pub fn joined(&self) -> bool {
+        match &self.backend {
+            Backend::Cluster(log) => log.get().is_some(),
+            _ => true,
+        }
+    }
+
     /// True in cluster mode.
     pub fn is_cluster(&self) -> bool {
         matches!(self.backend, Backend::Cluster(_))
@@ -207,7 +216,7 @@ impl Store {
         match &self.backend {
             Backend::Cluster(log) => match log.get() {
                 Some(log) => log.failed(),
-                None => Some("not connected to the cluster yet".into()),
+                None => Some("not caught up with the cluster yet".into()),
             },
             _ => self.live().and_then(Journal::failed),
         }

@@ -22,6 +22,8 @@
 //!   start.
 //! - `outage`: while NATS is down changes answer `unavailable` and reads keep working; the
 //!   nodes carry on by themselves when it is back, without what they refused.
+//! - `unreachable`: a node started while NATS is unreachable answers `/healthz` with 503 at
+//!   once, logs the URL it tries, stops on SIGTERM, and joins once NATS is up.
 //! - `nats_cluster`: with `--cluster-replicas 3` on three NATS servers, losing one (the
 //!   stream's leader) changes nothing a user notices.
 
@@ -39,6 +41,7 @@ mod presence;
 mod resume;
 mod settings;
 mod sharing;
+mod unreachable;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

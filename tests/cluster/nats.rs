@@ -117,6 +117,13 @@ impl NatsServer {
         unreachable!()
     }
 
+    /// A stand-alone server on picked ports, not started: nothing listens on its port until
+    /// [`NatsServer::start`].
+    pub fn unstarted(dir: &Path) -> NatsServer {
+        let _ = fs::remove_dir_all(dir.join("nats0"));
+        NatsServer::new("nats0", dir, 0, None)
+    }
+
     fn new(name: &str, dir: &Path, route: u16, cluster: Option<Vec<u16>>) -> NatsServer {
         let dir = dir.join(name);
         fs::create_dir_all(&dir).expect("create a NATS store dir");

@@ -85,8 +85,9 @@ pub fn launch(data_dir: &Path, extra: &[&str]) -> Launch {
     launch_command(command(data_dir, extra))
 }
 
-/// Starts `command` with piped output and waits for its listening line (or its exit).
-pub fn launch_command(mut command: Command) -> Launch {
+/// Starts `command` with piped output without waiting for anything: the process (whose
+/// `addr` is unknown yet, 127.0.0.1:0) and its first stdout line when it comes.
+pub fn spawn_command(mut command: Command) -> (Proc, mpsc::Receiver<String>) {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -116,12 +117,18 @@ pub fn launch_command(mut command: Command) -> Launch {
         // Keep draining so the server never blocks on a full pipe.
         for _ in lines {}
     });
-    let mut proc = Proc {
+    let proc = Proc {
         child,
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         stderr,
         stderr_reader: Some(stderr_reader),
     };
+    (proc, rx)
+}
+
+/// Starts `command` with piped output and waits for its listening line (or its exit).
+pub fn launch_command(command: Command) -> Launch {
+    let (mut proc, rx) = spawn_command(command);
     match rx.recv_timeout(WAIT) {
         Ok(line) => {
             let addr = line

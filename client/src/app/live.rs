@@ -338,7 +338,11 @@ impl App {
                     // just left or deleted is expected (the frame was on its way while
                     // the leave went through) and is no news; others are shown, but
                     // fail nothing the user asked for.
-                    if code == "room_not_found" || code == "not_a_member" {
+                    // (`room_restricted`: a `read` on its way when a kick or ban came.)
+                    if matches!(
+                        code.as_str(),
+                        "room_not_found" | "not_a_member" | "room_restricted"
+                    ) {
                         return;
                     }
                     return self.warn(&text);

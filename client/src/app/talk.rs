@@ -28,7 +28,8 @@ impl App {
         if from_me && e.kind == EntryKind::Message {
             // Posting moved the server's marker already.
             s.talk.read_known(&e.room, e.seq);
-        } else if current {
+        } else if current && !removes(e, &me) {
+            // Not the kick or ban of this user: the room is lost, a `read` would be refused.
             s.talk.want_read(&e.room, e.seq);
         }
         if let Some(r) = s.rooms.get_mut(&e.room) {
@@ -195,4 +196,12 @@ impl App {
         }
         self.flush_reads(false);
     }
+}
+
+/// Whether `e` removes `me` from its room (a kick or a ban of them).
+fn removes(e: &Entry, me: &str) -> bool {
+    matches!(e.kind, EntryKind::Kick | EntryKind::Ban)
+        && e.target
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(me))
 }
