@@ -716,3 +716,45 @@ async fn admin_state_survives_restarts_kill_9_and_compaction() {
         }
     }
 }
+
+/// A login with the old password that is in flight while the password changes gets no
+/// session that outlives the change (it used to, a few times in a race of 40).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_login_in_flight_during_a_password_change_keeps_a_session() {
+    let s = common::start(&[]).await;
+    let addr = s.addr;
+    let new = "a brand new password";
+    let mut survivors = 0;
+    for round in 0..8 {
+        let name = format!("racer{round}");
+        let mine = common::user(addr, &name).await;
+        let logins: Vec<_> = (0..40)
+            .map(|_| {
+                let name = name.clone();
+                tokio::spawn(async move { login(addr, &name, PASSWORD).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        let r = change_password(addr, &mine, PASSWORD, new).await;
+        assert_eq!(r.status, 204, "{:?}", r.json());
+        for l in logins {
+            let r = l.await.unwrap();
+            if r.status == 200 {
+                let token = r.json()["token"].as_str().unwrap().to_string();
+                if me(addr, &token).await.status != 401 {
+                    survivors += 1;
+                }
+            }
+        }
+        assert_eq!(
+            me(addr, &mine).await.status,
+            200,
+            "the changer's session stays"
+        );
+    }
+    assert_eq!(
+        survivors, 0,
+        "sessions made with the old password outlived the change"
+    );
+    s.stop().await;
+}

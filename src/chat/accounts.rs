@@ -283,7 +283,13 @@ impl Core {
         let now = now_ms();
         self.throttled(&key, from, now)?;
         let user = self.user(&key);
-        let hash = user.as_ref().map(|u| u.lock().hash.clone());
+        let (hash, changes) = match &user {
+            Some(u) => {
+                let us = u.lock();
+                (Some(us.hash.clone()), us.password_changes)
+            }
+            None => (None, 0),
+        };
         let (pw, current) = (password.as_bytes().to_vec(), self.cfg.pbkdf2_iterations);
         let (ok, rehashed) = self
             .hasher
@@ -328,13 +334,23 @@ impl Core {
             })
         };
         commit.wait().await?;
-        // Disabled meanwhile: the session was made before `set_disabled` read the list of
-        // sessions (and it ends it), or after the flag was set, and it ends here.
-        if user.lock().disabled {
+        // Disabled, or the password changed, meanwhile: the session was made before
+        // `set_disabled` or `change_password` read the list of sessions (and it ends it), or
+        // after the flag was set or the hash replaced, and it ends here. Without this, a login
+        // that verified the old password just before a change finished kept its session.
+        let (disabled, changed) = {
+            let us = user.lock();
+            (us.disabled, us.password_changes != changes)
+        };
+        if disabled || changed {
             if let Some(commit) = self.end_session(hash) {
                 commit?.wait().await?;
             }
-            return Err(ChatError::AccountDisabled);
+            return Err(if disabled {
+                ChatError::AccountDisabled
+            } else {
+                ChatError::InvalidCredentials
+            });
         }
         // A user's oldest session ends when they hold too many, so logins cannot pile up
         // sessions without bound.

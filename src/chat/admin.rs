@@ -348,6 +348,7 @@ impl Core {
             }
             let slot = self.reserve()?;
             us.hash = hash;
+            us.password_changes += 1;
             let user = user.clone();
             self.commit(slot, &rec, move || user.lock().hash = stored)
         };

@@ -51,6 +51,9 @@ pub struct UserState {
     pub history_bucket: TokenBucket,
     /// Disabled by an admin: no login, no session.
     pub disabled: bool,
+    /// Password changes made on this node (not rehashes): a login that verified the hash
+    /// before a change finished gets no session (`login_checked`).
+    pub password_changes: u64,
     /// Cluster mode: other nodes reporting this user online (`nodes`).
     pub remote: u32,
 }
@@ -77,6 +80,7 @@ impl User {
                 // Capped at the burst when first taken from.
                 history_bucket: TokenBucket::full(u32::MAX),
                 disabled: false,
+                password_changes: 0,
                 remote: 0,
             }),
         }
