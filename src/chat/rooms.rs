@@ -504,7 +504,8 @@ impl RoomTable {
 
     /// Up to `limit` rooms in listing order after the room `after`, keeping those whose
     /// lowercase name contains `q` (already lowercase) and that `visible` keeps. `None`
-    /// when `after` is a room this table never held (or forgot it deleted). The work is the
+    /// when `after` is a room this table never held (or forgot it deleted), or one `visible`
+    /// does not keep. The work is the
     /// rooms walked, not all rooms. `visible` must not lock a room.
     pub fn page(
         &self,
@@ -517,7 +518,12 @@ impl RoomTable {
         let start = match after {
             None => Bound::Unbounded,
             Some(id) => Bound::Excluded(match index.keys.get(id) {
-                Some(key) => key.clone(),
+                // A cursor the caller may not see is unknown: starting at its place would
+                // tell where its name sorts, and bisection would spell the name out.
+                Some(key) => match index.order.get(key) {
+                    Some((_, room)) if visible(room) => key.clone(),
+                    _ => return None,
+                },
                 None => {
                     let deleted = self.deleted.lock().unwrap_or_else(|e| e.into_inner());
                     deleted.0.get(id)?.clone()

@@ -8,6 +8,20 @@ use crate::common::*;
 use crate::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_room_is_no_cursor_for_those_who_cannot_see_it() {
+    let s = server().await;
+    let a = s.addr;
+    let c = cast(a, "cur", "private").await;
+    // A page that started at the private room's place by name would tell where its name
+    // sorts; bisection would then spell it out.
+    let path = format!("/api/v1/rooms?after={}", c.id);
+    let r = get(a, &path, Some(&c.outsider)).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "bad_request"));
+    let r = get(a, &path, Some(&c.member)).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_room_is_listed_only_to_its_members() {
     let s = server().await;
     let a = s.addr;
