@@ -219,9 +219,12 @@ impl Core {
             if rs.gov.bans.contains_key(&target.key) {
                 return Err(ChatError::InviteeBanned);
             }
-            if rs.gov.invites.len() >= MAX_PENDING_INVITES
-                && !rs.gov.invites.contains_key(&target.key)
-            {
+            // Invited already and not yet acted on: the invitation stands as it was, and the
+            // invitee gets no second `invite` frame they could do nothing new with.
+            if rs.gov.invites.contains_key(&target.key) {
+                return Ok(());
+            }
+            if rs.gov.invites.len() >= MAX_PENDING_INVITES {
                 return Err(ChatError::TooManyInvites);
             }
             let slot = self.reserve()?;

@@ -39,6 +39,28 @@ async fn the_invitee_gets_an_invite_frame_on_every_connection_and_nobody_else_do
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_invitation_sends_no_second_invite_frame() {
+    let s = server().await;
+    let a = s.addr;
+    let c = cast(a, "ri", "private").await;
+    let (mut o, _) = ws_hello(a, &c.outsider).await;
+    assert_204(&invite(a, &c.moderator, &c.id, "RiOut").await);
+    o.next_where("invite", |_| true).await;
+    for by in [&c.moderator, &c.owner, &c.moderator] {
+        assert_204(&invite(a, by, &c.id, "riout").await);
+    }
+    let seen = frames_until_reply(&mut o).await;
+    assert!(
+        seen.iter().all(|f| f["type"] != "invite"),
+        "one invitation, one frame: {seen:?}"
+    );
+    let r = get(a, "/api/v1/me", Some(&c.outsider)).await;
+    let invites = r.json()["invites"].as_array().expect("invites").len();
+    assert_eq!(invites, 1, "{:?}", r.json());
+    s.stop().await;
+}
+
 /// Reads up to the `joined` frame of `id` and checks that the very next frame is that room's
 /// `history`; returns the `joined` frame's Room.
 async fn joined_then_history(w: &mut Ws, id: &str) -> Value {
