@@ -1190,3 +1190,32 @@ async fn the_browser_client_is_served_with_a_csp_and_revalidated_by_etag() {
     assert_ne!(js.header("etag"), Some(etag.as_str()));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_answers_are_never_cached_or_sniffed_and_the_page_connects_only_to_itself() {
+    let s = start(&[]).await;
+    let token = user(s.addr, "nocache").await;
+    let me = get(s.addr, "/api/v1/me", Some(&token)).await;
+    let refused = get(s.addr, "/api/v1/me", Some("not a token")).await;
+    for r in [&me, &refused] {
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{}", r.status);
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    }
+    let page = get(s.addr, "/", None).await;
+    let csp = page.header("content-security-policy").expect("a CSP");
+    let connect = csp
+        .split(';')
+        .map(str::trim)
+        .find(|d| d.starts_with("connect-src"))
+        .expect("a connect-src");
+    assert_eq!(
+        connect, "connect-src 'self'",
+        "no WebSocket to any other host"
+    );
+    assert_eq!(
+        page.header("cache-control"),
+        Some("no-cache"),
+        "the page revalidates"
+    );
+    s.stop().await;
+}

@@ -17,7 +17,7 @@ use crate::http::{Request, Response};
 /// The policy of every HTML answer: this origin only, no inline script or style, no plugins,
 /// no framing; the WebSocket is allowed on this origin's `ws:` or `wss:`.
 pub(crate) const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-     connect-src 'self' ws: wss:; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
+     connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
 /// One embedded file.

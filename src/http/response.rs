@@ -128,6 +128,19 @@ impl Response {
         for (name, value) in &self.headers {
             let _ = write!(out, "{name}: {value}\r\n");
         }
+        let has = |name: &str| {
+            self.headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        };
+        // An API answer is about one user at one moment: no cache (a shared proxy's least
+        // of all) may keep it. And no body is ever to be sniffed into something it is not.
+        if self.content_type == "application/json" && !has("Cache-Control") {
+            out.extend_from_slice(b"Cache-Control: no-store\r\n");
+        }
+        if !has("X-Content-Type-Options") {
+            out.extend_from_slice(b"X-Content-Type-Options: nosniff\r\n");
+        }
         if !keep_alive || self.close {
             out.extend_from_slice(b"Connection: close\r\n");
         }
