@@ -1190,3 +1190,22 @@ async fn the_browser_client_is_served_with_a_csp_and_revalidated_by_etag() {
     assert_ne!(js.header("etag"), Some(etag.as_str()));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_sets_last_seen_to_the_logout_time() {
+    let s = start(&[]).await;
+    let wes = user(s.addr, "wes").await;
+    let xan = user(s.addr, "xan").await;
+    let before = now_ms();
+    let r = post(s.addr, "/api/v1/logout", Some(&wes), json!({})).await;
+    assert_eq!(r.status, 204);
+    let after = now_ms();
+    let v = get(s.addr, "/api/v1/users/wes", Some(&xan)).await.json();
+    assert_eq!(v["online"], false, "{v}");
+    let last_seen = v["last_seen"].as_u64().expect("last_seen is ms");
+    assert!(
+        (before..=after).contains(&last_seen),
+        "{last_seen} not in {before}..={after}"
+    );
+    s.stop().await;
+}
