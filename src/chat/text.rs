@@ -52,6 +52,52 @@ pub(crate) fn has_hidden_chars(text: &str) -> bool {
     text.chars().any(|c| c.is_control() || is_format_char(c))
 }
 
+/// U+200D ZERO WIDTH JOINER, which joins emoji into one (👩‍💻).
+const ZWJ: char = '\u{200D}';
+/// U+1F3F4 WAVING BLACK FLAG, the base of the subdivision flags (🏴󠁧󠁢󠁳󠁣󠁴󠁿) written with tags.
+const BLACK_FLAG: char = '\u{1F3F4}';
+/// U+E007F CANCEL TAG, which ends a tag sequence.
+const CANCEL_TAG: char = '\u{E007F}';
+
+/// Message text without its format characters (category Cf), except the two uses emoji
+/// need: a ZWJ with a visible character (not whitespace, control or format) on each side,
+/// and a subdivision flag's tag sequence (U+1F3F4, then tag characters U+E0020-U+E007E,
+/// then U+E007F). Everything else — bidirectional overrides, zero-width spaces, soft
+/// hyphens, stray tags — is removed.
+pub(crate) fn strip_format(text: &str) -> String {
+    if !text.chars().any(is_format_char) {
+        return text.to_string();
+    }
+    let visible = |c: char| !is_format_char(c) && !c.is_whitespace() && !c.is_control();
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == BLACK_FLAG {
+            let tags = chars[i + 1..]
+                .iter()
+                .take_while(|&&t| ('\u{E0020}'..='\u{E007E}').contains(&t))
+                .count();
+            if tags > 0 && chars.get(i + 1 + tags) == Some(&CANCEL_TAG) {
+                out.extend(&chars[i..=i + 1 + tags]);
+                i += 2 + tags;
+                continue;
+            }
+        }
+        let keep = if c == ZWJ {
+            i > 0 && visible(chars[i - 1]) && chars.get(i + 1).is_some_and(|&n| visible(n))
+        } else {
+            !is_format_char(c)
+        };
+        if keep {
+            out.push(c);
+        }
+        i += 1;
+    }
+    out
+}
+
 /// The longest topic, in characters.
 pub const MAX_TOPIC_CHARS: usize = 256;
 
@@ -106,6 +152,35 @@ mod tests {
         ];
         for (c, want) in cases {
             assert_eq!(is_format_char(c), want, "U+{:04X}", c as u32);
+        }
+    }
+
+    #[test]
+    fn strips_format_chars_but_keeps_emoji_sequences() {
+        let scotland = "\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}";
+        let cases = [
+            ("plain", "plain".to_string()),
+            ("a\u{202E}b", "ab".to_string()),
+            (
+                "da\u{200B}rn\u{AD}\u{FEFF}\u{2060}\u{180E}\u{61C}",
+                "darn".to_string(),
+            ),
+            ("\u{2066}x\u{2069}\u{200E}\u{200F}", "x".to_string()),
+            ("👩\u{200D}💻", "👩\u{200D}💻".to_string()),
+            ("a\u{200D}", "a".to_string()),
+            ("\u{200D}a", "a".to_string()),
+            ("a \u{200D} b", "a  b".to_string()),
+            ("a\u{200D}\u{200D}b", "ab".to_string()),
+            ("a\u{200B}\u{200D}b", "ab".to_string()),
+            (scotland, scotland.to_string()),
+            ("x\u{E0041}\u{E007F}y", "xy".to_string()),
+            ("\u{1F3F4}\u{E0067}\u{E0062}", "\u{1F3F4}".to_string()),
+            ("\u{1F3F4}\u{E007F}", "\u{1F3F4}".to_string()),
+            ("\u{1F3F4}", "\u{1F3F4}".to_string()),
+            ("\u{200B}\u{202E}\u{FEFF}", String::new()),
+        ];
+        for (text, want) in cases {
+            assert_eq!(strip_format(text), want, "{text:?}");
         }
     }
 
