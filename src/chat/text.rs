@@ -1,6 +1,9 @@
 //! Checks on user-chosen display text (room names, later topics) that the standard library
 //! cannot make alone: it knows control characters, but not Unicode format characters.
 
+use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::UnicodeNormalization;
+
 /// The Unicode format characters (general category Cf, Unicode 15.1), as inclusive ranges in
 /// code point order. Small enough to list by hand instead of pulling in a Unicode-tables crate.
 const FORMAT_RANGES: &[(char, char)] = &[
@@ -101,11 +104,46 @@ pub(crate) fn strip_format(text: &str) -> String {
 /// The longest topic, in characters.
 pub const MAX_TOPIC_CHARS: usize = 256;
 
-/// A room name as given: trimmed, 1 to 64 characters, no control or format characters.
+/// The most combining marks a room name may stack on one base character, counted after NFC
+/// (so a letter with an accent that has a precomposed form counts none).
+pub const MAX_STACKED_MARKS: usize = 2;
+
+/// Letters and symbols that show as blank space though they are not whitespace: Hangul
+/// fillers and the blank Braille pattern.
+const BLANK_CHARS: &[char] = &['\u{115F}', '\u{1160}', '\u{2800}', '\u{3164}', '\u{FFA0}'];
+
+/// Whether `c` shows nothing by itself: whitespace, control, format, combining mark or one
+/// of [`BLANK_CHARS`].
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || is_format_char(c)
+        || is_combining_mark(c)
+        || BLANK_CHARS.contains(&c)
+}
+
+/// The most combining marks on one base character in `text`, after NFC.
+fn most_stacked_marks(text: &str) -> usize {
+    let (mut most, mut run) = (0, 0);
+    for c in text.nfc() {
+        run = if is_combining_mark(c) { run + 1 } else { 0 };
+        most = most.max(run);
+    }
+    most
+}
+
+/// A room name as given: trimmed, 1 to 64 characters, no control or format characters, at
+/// least one visible character, no leading `@` (parley-cli shows `@name` for a DM), and at
+/// most [`MAX_STACKED_MARKS`] combining marks on one character.
 pub(crate) fn valid_room_name(name: &str) -> Result<&str, super::ChatError> {
     let name = name.trim();
     let chars = name.chars().count();
-    if !(1..=64).contains(&chars) || has_hidden_chars(name) {
+    if !(1..=64).contains(&chars)
+        || has_hidden_chars(name)
+        || name.chars().all(is_invisible)
+        || name.starts_with(['@', '\u{FF20}', '\u{FE6B}'])
+        || most_stacked_marks(name) > MAX_STACKED_MARKS
+    {
         return Err(super::ChatError::InvalidRoomName);
     }
     Ok(name)
@@ -181,6 +219,38 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(strip_format(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn room_names() {
+        for (name, ok) in [
+            ("lobby", true),
+            ("  Café  ", true),
+            ("cafe\u{301}", true),
+            ("日本語", true),
+            ("Tiếng Việt", true),
+            ("e\u{302}\u{301}", true),        // ế once composed by NFC
+            ("e\u{302}\u{301}\u{323}", true), // ệ́: NFC composes two of the three
+            ("x\u{301}\u{302}", true),
+            ("x\u{301}\u{302}\u{303}", false),
+            ("a\u{301}\u{301}\u{301}\u{301}", false),
+            ("alice@home", true),
+            ("#general", true),
+            ("שָּׁ", false), // shin, dagesh, shin dot, qamats
+            ("@alice", false),
+            ("  @alice", false),
+            ("\u{FF20}alice", false),
+            ("\u{200B}\u{200B}", false),
+            ("\u{301}", false),
+            (" \u{301}\u{302} ", false),
+            ("\u{3164}", false),
+            ("\u{2800}\u{2800}", false),
+            ("\u{3000}", false),
+            ("", false),
+            ("a\u{202E}b", false),
+        ] {
+            assert_eq!(valid_room_name(name).is_ok(), ok, "{name:?}");
         }
     }
 
