@@ -54,9 +54,14 @@ pub(crate) fn normalise(word: &str) -> String {
     plain
         .to_lowercase()
         .chars()
-        .map(|c| match LOOKALIKES.iter().find(|&&(from, _)| from == c) {
-            Some(&(_, to)) => to,
-            None => c,
+        .map(|c| {
+            if c.is_ascii() {
+                return c;
+            }
+            LOOKALIKES
+                .iter()
+                .find(|&&(from, _)| from == c)
+                .map_or(c, |&(_, to)| to)
         })
         .collect()
 }
