@@ -332,7 +332,7 @@ const FLAGS: &[Flag] = &[
     Flag { name: "room-rate-burst", value: "N", help: "message burst per room [default: 100]" },
     Flag { name: "room-byte-rate", value: "N", help: "entry bytes per second out of one room [default: 65536]" },
     Flag { name: "room-byte-burst", value: "N", help: "byte burst per room, at most max-outbound-bytes / 4 [default: that quarter, 262144]" },
-    Flag { name: "blocked-words", value: "FILE", help: "words to mask, one per line [default: none]" },
+    Flag { name: "blocked-words", value: "FILE", help: "words to mask, one per line (matched ignoring case, invisible characters and Cyrillic/Greek lookalikes) [default: none]" },
     Flag { name: "max-outbound-bytes", value: "N", help: "unsent bytes before a 4002 close [default: 1048576]" },
     Flag { name: "max-body-bytes", value: "N", help: "largest request body [default: 65536]" },
     Flag { name: "header-timeout", value: "SECS", help: "time allowed for a request head [default: 10]" },

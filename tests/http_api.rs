@@ -719,6 +719,36 @@ async fn room_names_with_format_characters_are_refused() {
     s.stop().await;
 }
 
+/// A room name must show something, may not start with `@` (parley-cli's mark for a DM), and
+/// may not stack more than two combining marks on one character; this holds for a rename too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_names_that_show_nothing_look_like_a_dm_or_stack_marks_are_refused() {
+    let s = start(&[]).await;
+    let t = user(s.addr, "gus").await;
+    for name in [
+        "\u{200B}\u{200B}",
+        "\u{301}",
+        " \u{301}\u{302} ",
+        "\u{3164}",
+        "@alice",
+        "a\u{301}\u{301}\u{301}\u{301}",
+    ] {
+        let r = post(s.addr, "/api/v1/rooms", Some(&t), json!({ "name": name })).await;
+        assert_error(&r, 400, "invalid_room_name");
+    }
+    let mut id = String::new();
+    for name in ["Café", "日本語", "alice@home", "e\u{302}\u{301}"] {
+        let r = post(s.addr, "/api/v1/rooms", Some(&t), json!({ "name": name })).await;
+        assert_eq!(r.status, 201, "{name:?}: {:?}", r.json());
+        id = r.json()["id"].as_str().unwrap().to_string();
+    }
+    let path = format!("/api/v1/rooms/{id}");
+    let body = json!({ "name": "@bob" });
+    let r = request(s.addr, "PATCH", &path, Some(&t), Some(&body)).await;
+    assert_error(&r, 400, "invalid_room_name");
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_detail_lists_members_with_their_presence() {
     let s = start(&[]).await;
@@ -1216,6 +1246,25 @@ async fn api_answers_are_never_cached_or_sniffed_and_the_page_connects_only_to_i
         page.header("cache-control"),
         Some("no-cache"),
         "the page revalidates"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_sets_last_seen_to_the_logout_time() {
+    let s = start(&[]).await;
+    let wes = user(s.addr, "wes").await;
+    let xan = user(s.addr, "xan").await;
+    let before = now_ms();
+    let r = post(s.addr, "/api/v1/logout", Some(&wes), json!({})).await;
+    assert_eq!(r.status, 204);
+    let after = now_ms();
+    let v = get(s.addr, "/api/v1/users/wes", Some(&xan)).await.json();
+    assert_eq!(v["online"], false, "{v}");
+    let last_seen = v["last_seen"].as_u64().expect("last_seen is ms");
+    assert!(
+        (before..=after).contains(&last_seen),
+        "{last_seen} not in {before}..={after}"
     );
     s.stop().await;
 }

@@ -438,7 +438,9 @@ impl Core {
         {
             let mut us = user.lock();
             if us.sessions.is_empty() {
+                // Offline at once, and last seen now (not at 0, as with no requests at all).
                 us.last_request = 0;
+                us.last_close = us.last_close.max(now_ms());
             }
         }
         self.refresh_presence(&user);

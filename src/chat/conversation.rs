@@ -401,13 +401,25 @@ impl Core {
         Ok(())
     }
 
-    /// Tells the connections in `subs`, but `user`'s own, that `user` is typing in a room.
+    /// Tells the connections in `subs`, but `user`'s own and those of users who block
+    /// `user`, that `user` is typing in a room.
     pub(super) fn send_typing(&self, room_id: &str, user: &User, subs: &[Arc<Conn>]) {
         let f = encode(&ServerFrame::Typing {
             room: room_id,
             username: &user.name,
         });
-        for c in subs.iter().filter(|c| c.user.key != user.key) {
+        let to: Vec<&Arc<Conn>> = {
+            let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
+            subs.iter()
+                .filter(|c| c.user.key != user.key)
+                .filter(|c| {
+                    !blocks
+                        .get(&c.user.key)
+                        .is_some_and(|s| s.contains(&user.key))
+                })
+                .collect()
+        };
+        for c in to {
             deliver_to(&self.metrics, c, &f);
         }
     }

@@ -1,6 +1,9 @@
 //! Checks on user-chosen display text (room names, later topics) that the standard library
 //! cannot make alone: it knows control characters, but not Unicode format characters.
 
+use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::UnicodeNormalization;
+
 /// The Unicode format characters (general category Cf, Unicode 15.1), as inclusive ranges in
 /// code point order. Small enough to list by hand instead of pulling in a Unicode-tables crate.
 const FORMAT_RANGES: &[(char, char)] = &[
@@ -52,14 +55,95 @@ pub(crate) fn has_hidden_chars(text: &str) -> bool {
     text.chars().any(|c| c.is_control() || is_format_char(c))
 }
 
+/// U+200D ZERO WIDTH JOINER, which joins emoji into one (👩‍💻).
+const ZWJ: char = '\u{200D}';
+/// U+1F3F4 WAVING BLACK FLAG, the base of the subdivision flags (🏴󠁧󠁢󠁳󠁣󠁴󠁿) written with tags.
+const BLACK_FLAG: char = '\u{1F3F4}';
+/// U+E007F CANCEL TAG, which ends a tag sequence.
+const CANCEL_TAG: char = '\u{E007F}';
+
+/// Message text without its format characters (category Cf), except the two uses emoji
+/// need: a ZWJ with a visible character (not whitespace, control or format) on each side,
+/// and a subdivision flag's tag sequence (U+1F3F4, then tag characters U+E0020-U+E007E,
+/// then U+E007F). Everything else — bidirectional overrides, zero-width spaces, soft
+/// hyphens, stray tags — is removed.
+pub(crate) fn strip_format(text: &str) -> String {
+    if !text.chars().any(is_format_char) {
+        return text.to_string();
+    }
+    let visible = |c: char| !is_format_char(c) && !c.is_whitespace() && !c.is_control();
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == BLACK_FLAG {
+            let tags = chars[i + 1..]
+                .iter()
+                .take_while(|&&t| ('\u{E0020}'..='\u{E007E}').contains(&t))
+                .count();
+            if tags > 0 && chars.get(i + 1 + tags) == Some(&CANCEL_TAG) {
+                out.extend(&chars[i..=i + 1 + tags]);
+                i += 2 + tags;
+                continue;
+            }
+        }
+        let keep = if c == ZWJ {
+            i > 0 && visible(chars[i - 1]) && chars.get(i + 1).is_some_and(|&n| visible(n))
+        } else {
+            !is_format_char(c)
+        };
+        if keep {
+            out.push(c);
+        }
+        i += 1;
+    }
+    out
+}
+
 /// The longest topic, in characters.
 pub const MAX_TOPIC_CHARS: usize = 256;
 
-/// A room name as given: trimmed, 1 to 64 characters, no control or format characters.
+/// The most combining marks a room name may stack on one base character, counted after NFC
+/// (so a letter with an accent that has a precomposed form counts none).
+pub const MAX_STACKED_MARKS: usize = 2;
+
+/// Letters and symbols that show as blank space though they are not whitespace: Hangul
+/// fillers and the blank Braille pattern.
+const BLANK_CHARS: &[char] = &['\u{115F}', '\u{1160}', '\u{2800}', '\u{3164}', '\u{FFA0}'];
+
+/// Whether `c` shows nothing by itself: whitespace, control, format, combining mark or one
+/// of [`BLANK_CHARS`].
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || is_format_char(c)
+        || is_combining_mark(c)
+        || BLANK_CHARS.contains(&c)
+}
+
+/// The most combining marks on one base character in `text`, after NFC.
+fn most_stacked_marks(text: &str) -> usize {
+    let (mut most, mut run) = (0, 0);
+    for c in text.nfc() {
+        run = if is_combining_mark(c) { run + 1 } else { 0 };
+        most = most.max(run);
+    }
+    most
+}
+
+/// A room name as given: trimmed, 1 to 64 characters, no control or format characters, at
+/// least one visible character, no leading `@` (parley-cli shows `@name` for a DM), and at
+/// most [`MAX_STACKED_MARKS`] combining marks on one character.
 pub(crate) fn valid_room_name(name: &str) -> Result<&str, super::ChatError> {
     let name = name.trim();
     let chars = name.chars().count();
-    if !(1..=64).contains(&chars) || has_hidden_chars(name) {
+    if !(1..=64).contains(&chars)
+        || has_hidden_chars(name)
+        || name.chars().all(is_invisible)
+        || name.starts_with(['@', '\u{FF20}', '\u{FE6B}'])
+        || most_stacked_marks(name) > MAX_STACKED_MARKS
+    {
         return Err(super::ChatError::InvalidRoomName);
     }
     Ok(name)
@@ -106,6 +190,67 @@ mod tests {
         ];
         for (c, want) in cases {
             assert_eq!(is_format_char(c), want, "U+{:04X}", c as u32);
+        }
+    }
+
+    #[test]
+    fn strips_format_chars_but_keeps_emoji_sequences() {
+        let scotland = "\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}";
+        let cases = [
+            ("plain", "plain".to_string()),
+            ("a\u{202E}b", "ab".to_string()),
+            (
+                "da\u{200B}rn\u{AD}\u{FEFF}\u{2060}\u{180E}\u{61C}",
+                "darn".to_string(),
+            ),
+            ("\u{2066}x\u{2069}\u{200E}\u{200F}", "x".to_string()),
+            ("👩\u{200D}💻", "👩\u{200D}💻".to_string()),
+            ("a\u{200D}", "a".to_string()),
+            ("\u{200D}a", "a".to_string()),
+            ("a \u{200D} b", "a  b".to_string()),
+            ("a\u{200D}\u{200D}b", "ab".to_string()),
+            ("a\u{200B}\u{200D}b", "ab".to_string()),
+            (scotland, scotland.to_string()),
+            ("x\u{E0041}\u{E007F}y", "xy".to_string()),
+            ("\u{1F3F4}\u{E0067}\u{E0062}", "\u{1F3F4}".to_string()),
+            ("\u{1F3F4}\u{E007F}", "\u{1F3F4}".to_string()),
+            ("\u{1F3F4}", "\u{1F3F4}".to_string()),
+            ("\u{200B}\u{202E}\u{FEFF}", String::new()),
+        ];
+        for (text, want) in cases {
+            assert_eq!(strip_format(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn room_names() {
+        for (name, ok) in [
+            ("lobby", true),
+            ("  Café  ", true),
+            ("cafe\u{301}", true),
+            ("日本語", true),
+            ("Tiếng Việt", true),
+            ("e\u{302}\u{301}", true),        // ế once composed by NFC
+            ("e\u{302}\u{301}\u{323}", true), // ệ́: NFC composes two of the three
+            ("x\u{301}\u{302}", true),
+            ("x\u{301}\u{302}\u{303}", false),
+            ("a\u{301}\u{301}\u{301}\u{301}", false),
+            ("alice@home", true),
+            ("#general", true),
+            ("שָּׁ", false), // shin, dagesh, shin dot, qamats
+            ("@alice", false),
+            ("  @alice", false),
+            ("\u{FF20}alice", false),
+            ("\u{200B}\u{200B}", false),
+            ("\u{301}", false),
+            (" \u{301}\u{302} ", false),
+            ("\u{3164}", false),
+            ("\u{2800}\u{2800}", false),
+            ("\u{3000}", false),
+            ("", false),
+            ("a\u{202E}b", false),
+        ] {
+            assert_eq!(valid_room_name(name).is_ok(), ok, "{name:?}");
         }
     }
 

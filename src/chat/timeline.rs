@@ -196,10 +196,11 @@ impl Core {
         Ok(Posted::Message(self.clean_message(text)?))
     }
 
-    /// A message's text as it is kept: control characters removed, trimmed, 1 to 4,096
-    /// bytes, blocked words masked.
+    /// A message's text as it is kept: control characters and format characters removed
+    /// (but for emoji sequences' joiners and tags, see [`super::text::strip_format`]),
+    /// trimmed, 1 to 4,096 bytes, blocked words masked.
     pub fn clean_message(&self, text: &str) -> Result<String, ChatError> {
-        let clean = Filter::strip_controls(text);
+        let clean = super::text::strip_format(&Filter::strip_controls(text));
         let trimmed = clean.trim();
         if trimmed.is_empty() {
             return Err(ChatError::EmptyMessage);

@@ -166,3 +166,23 @@ async fn blocks_change_nothing_in_shared_rooms() {
     assert_eq!(r.status, 200, "{:?}", r.json());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_blocked_users_typing_does_not_reach_the_blocker() {
+    let s = start(&[]).await;
+    let alice = user(s.addr, "alice").await;
+    let bob = user(s.addr, "bob").await;
+    let id = dm_id(s.addr, &alice, "bob").await;
+    let (mut wa, _) = ws_hello(s.addr, &alice).await;
+    let (mut wb, _) = ws_hello(s.addr, &bob).await;
+    post_msg(&mut wb, &id, "hi").await;
+    assert_eq!(block(s.addr, &alice, "bob").await.status, 204);
+
+    wb.send(json!({ "type": "typing", "room": id })).await;
+    // Answered after the typing frame was handled: whatever it caused is queued by now.
+    let f = ask(&mut wb, &id, "hello?").await;
+    assert_eq!(error_code(&f), "blocked", "{f}");
+    let saw = frames_until_own(&mut wa, &id, "marker").await;
+    assert!(saw.iter().all(|f| f["type"] != "typing"), "{saw:?}");
+    s.stop().await;
+}

@@ -175,6 +175,91 @@ async fn double_slash_posts_a_literal_slash_and_messages_are_filtered() {
     s.stop().await;
 }
 
+/// A blocked word disguised with a zero-width space or a Cyrillic lookalike is masked as the
+/// plain word is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_words_disguised_with_invisible_or_lookalike_letters_are_masked() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let words = TempFile(std::env::temp_dir().join(format!(
+        "parley-blocked-disguised-{}-{nanos}.txt",
+        std::process::id()
+    )));
+    std::fs::write(&words.0, "darn\n").unwrap();
+    let s = start(&["--blocked-words", words.0.to_str().unwrap()]).await;
+    let (id, t) = room_with(s.addr, &["alice", "bob"]).await;
+    let (mut wa, _) = ws_hello(s.addr, &t[0]).await;
+    let (mut wb, _) = ws_hello(s.addr, &t[1]).await;
+    // "darn", then with a zero-width space, then with a Cyrillic a (U+0430).
+    let sent = ["darn it", "da\u{200B}rn it", "d\u{430}rn it"];
+    for (i, text) in sent.iter().enumerate() {
+        wa.say(&id, text, &format!("n{i}")).await;
+        for w in [&mut wa, &mut wb] {
+            let m = next_message(w).await;
+            assert_eq!(m["text"], "**** it", "{text:?}");
+        }
+    }
+    let page = get(s.addr, &format!("/api/v1/rooms/{id}/messages"), Some(&t[1])).await;
+    let kept: Vec<Value> = page.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "message")
+        .map(|e| e["text"].clone())
+        .collect();
+    assert_eq!(kept, vec![json!("**** it"); 3]);
+    s.stop().await;
+}
+
+/// Format characters are removed from message text (but for an emoji's joiners); a text of
+/// nothing else is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_characters_are_removed_from_messages() {
+    let s = start(&[]).await;
+    let (id, t) = room_with(s.addr, &["alice", "bob"]).await;
+    let (mut wa, _) = ws_hello(s.addr, &t[0]).await;
+    let (mut wb, _) = ws_hello(s.addr, &t[1]).await;
+    let cases = [
+        ("a\u{202E}b", "ab"),
+        (
+            "zero\u{200B}width soft\u{AD}hyphen \u{FEFF}bom",
+            "zerowidth softhyphen bom",
+        ),
+        ("\u{2066}isolated\u{2069} tag\u{E0041}", "isolated tag"),
+        ("coder 👩\u{200D}💻", "coder 👩\u{200D}💻"),
+    ];
+    for (i, (sent, kept)) in cases.iter().enumerate() {
+        wa.say(&id, sent, &format!("n{i}")).await;
+        for w in [&mut wa, &mut wb] {
+            let m = next_message(w).await;
+            assert_eq!(m["text"], *kept, "{sent:?}");
+        }
+    }
+    wa.send(
+        json!({ "type": "send", "room": id, "text": "\u{200B}\u{202E} \u{FEFF}", "nonce": "e" }),
+    )
+    .await;
+    let e = wa.next().await.expect("an error frame");
+    assert_eq!(
+        (&e["type"], &e["code"]),
+        (&json!("error"), &json!("empty_message")),
+        "{e}"
+    );
+    let page = get(s.addr, &format!("/api/v1/rooms/{id}/messages"), Some(&t[1])).await;
+    let texts: Vec<Value> = page.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "message")
+        .map(|e| e["text"].clone())
+        .collect();
+    let want: Vec<Value> = cases.iter().map(|c| json!(c.1)).collect();
+    assert_eq!(texts, want);
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_larger_than_the_outbound_limit_reaches_a_client_that_keeps_up() {
     let s = start(&["--max-outbound-bytes", "1024"]).await;
