@@ -241,7 +241,13 @@ impl Core {
                 room: &view,
                 by: &actor.name,
             });
-            let conns = us.conns.clone();
+            // An invitation by someone the invitee blocked stands (`me` lists it), but is not
+            // pushed to them.
+            let conns = if self.blocks(&target.key, &actor.key) {
+                Vec::new()
+            } else {
+                us.conns.clone()
+            };
             let (metrics, room2) = (self.metrics.clone(), room.clone());
             let (rooms, owned) = (self.rooms.clone(), self.owned.clone());
             let done = move |kept: bool| {

@@ -61,6 +61,42 @@ async fn a_repeated_invitation_sends_no_second_invite_frame() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_by_someone_the_invitee_blocked_is_not_pushed_to_them() {
+    let s = server().await;
+    let a = s.addr;
+    let c = cast(a, "bi", "private").await;
+    let (mut o, _) = ws_hello(a, &c.outsider).await;
+    let r = post(
+        a,
+        "/api/v1/blocks",
+        Some(&c.outsider),
+        json!({ "username": "bimod" }),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{:?}", r.json());
+    assert_204(&invite(a, &c.moderator, &c.id, "biout").await);
+    let seen = frames_until_reply(&mut o).await;
+    assert!(
+        seen.iter().all(|f| f["type"] != "invite"),
+        "no invite frame from a blocked user: {seen:?}"
+    );
+    // From anyone else it is.
+    let (mut o2, _) = ws_hello(a, &c.outsider).await;
+    let r = post(
+        a,
+        "/api/v1/rooms",
+        Some(&c.owner),
+        json!({ "name": "bi other", "visibility": "private" }),
+    )
+    .await;
+    let other = r.json()["id"].as_str().expect("a room").to_string();
+    assert_204(&invite(a, &c.owner, &other, "biout").await);
+    let f = o2.next_where("invite", |_| true).await;
+    assert_eq!(f["by"], json!("biown"), "{f}");
+    s.stop().await;
+}
+
 /// Reads up to the `joined` frame of `id` and checks that the very next frame is that room's
 /// `history`; returns the `joined` frame's Room.
 async fn joined_then_history(w: &mut Ws, id: &str) -> Value {
