@@ -9,6 +9,14 @@ use std::time::Instant;
 use super::{ChatError, Core, User};
 
 impl Core {
+    /// A bucket's refusal as `rate_limited`, counted in `/metrics`.
+    fn limited(&self, result: Result<(), u64>) -> Result<(), ChatError> {
+        result.map_err(|retry_after_ms| {
+            crate::metrics::Metrics::add(&self.metrics.rate_limited_total, 1);
+            ChatError::RateLimited { retry_after_ms }
+        })
+    }
+
     /// Takes one token from `user`'s REST bucket (`--rest-rate-limit`, `--rest-rate-burst`)
     /// for a state-changing REST call; `rate_limited` when it is empty.
     pub fn take_rest_budget(&self, user: &User) -> Result<(), ChatError> {
@@ -17,10 +25,7 @@ impl Core {
             return Ok(());
         }
         let result = user.lock().rest_bucket.take(rate, burst, Instant::now());
-        result.map_err(|retry_after_ms| {
-            crate::metrics::Metrics::add(&self.metrics.rate_limited_total, 1);
-            ChatError::RateLimited { retry_after_ms }
-        })
+        self.limited(result)
     }
 
     /// Takes one token from `user`'s message bucket (`--rate-limit`, `--rate-burst`) for an
@@ -32,10 +37,7 @@ impl Core {
             return Ok(());
         }
         let result = user.lock().bucket.take(rate, burst, Instant::now());
-        result.map_err(|retry_after_ms| {
-            crate::metrics::Metrics::add(&self.metrics.rate_limited_total, 1);
-            ChatError::RateLimited { retry_after_ms }
-        })
+        self.limited(result)
     }
 
     /// Whether `user` may be served history now (`--history-byte-rate`,
@@ -53,10 +55,7 @@ impl Core {
             .lock()
             .history_bucket
             .ready(rate, burst, Instant::now());
-        result.map_err(|retry_after_ms| {
-            crate::metrics::Metrics::add(&self.metrics.rate_limited_total, 1);
-            ChatError::RateLimited { retry_after_ms }
-        })
+        self.limited(result)
     }
 
     /// Takes the `bytes` of a history answer from `user`'s history budget.

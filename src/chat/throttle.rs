@@ -43,12 +43,14 @@ impl KeyBytes for IpAddr {
     }
 }
 
+#[cfg(test)]
 impl KeyBytes for &str {
     fn key_bytes(&self) -> usize {
         self.len()
     }
 }
 
+#[cfg(test)]
 impl KeyBytes for u64 {
     fn key_bytes(&self) -> usize {
         8

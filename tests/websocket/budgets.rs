@@ -86,8 +86,14 @@ async fn sender(mut w: Ws, room: String, who: usize, go: Arc<Barrier>) -> Told {
         w.inner.feed(Message::text(f.to_string())).await.unwrap();
     }
     w.inner.flush().await.unwrap();
+    answers(w, who, BURST).await
+}
+
+/// What `who`'s connection is told about its `n` nonced frames: the acknowledged entries,
+/// the `rate_limited` refusals, other errors, or that it ended first.
+async fn answers(mut w: Ws, who: usize, n: usize) -> Told {
     let mut told = Told::default();
-    while told.acked.len() + told.refused.len() + told.other.len() < BURST {
+    while told.acked.len() + told.refused.len() + told.other.len() < n {
         let Some(f) = w.next().await else {
             told.ended = true;
             break;
@@ -307,28 +313,7 @@ async fn editor(mut w: Ws, room: String, who: usize, target: u64, go: Arc<Barrie
         w.inner.feed(Message::text(f.to_string())).await.unwrap();
     }
     w.inner.flush().await.unwrap();
-    let mut told = Told::default();
-    while told.acked.len() + told.refused.len() + told.other.len() < edits {
-        let Some(f) = w.next().await else {
-            told.ended = true;
-            break;
-        };
-        let mine = f["nonce"]
-            .as_str()
-            .is_some_and(|n| n.starts_with(&format!("{who}-")));
-        match f["type"].as_str() {
-            Some("entry") if mine => {
-                let text = f["text"].as_str().unwrap_or_default().to_string();
-                told.acked.push((seq(&f), text));
-            }
-            Some("error") if mine && f["code"] == "rate_limited" => {
-                told.refused.push(f["retry_after_ms"].as_u64().unwrap_or(0));
-            }
-            Some("error") if mine => told.other.push(f),
-            _ => {}
-        }
-    }
-    told
+    answers(w, who, edits).await
 }
 
 /// Issue 20, item 3, by REST: `PATCH /rooms/{id}/messages/{seq}` draws on the room's byte
