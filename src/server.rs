@@ -343,6 +343,7 @@ fn spawn_periodic(core: &Arc<Core>, stop: &watch::Receiver<bool>) {
             }
             core.sweep();
             core.flush_read_markers();
+            core.flush_last_seen(false);
             core.compact_if_due();
         }),
         (core.cfg.heartbeat_interval, |core| core.heartbeat()),

@@ -249,6 +249,105 @@ async fn ephemeral_keeps_nothing_and_changes_epoch() {
     assert!(!data.exists(), "--ephemeral created {}", data.display());
 }
 
+/// What `viewer` sees of `name` in `GET /api/v1/users/{name}`: online, and `last_seen`.
+async fn seen_by(addr: SocketAddr, viewer: &str, name: &str) -> (bool, Option<u64>) {
+    let v = get(addr, &format!("/api/v1/users/{name}"), Some(viewer))
+        .await
+        .json();
+    (v["online"] == true, v["last_seen"].as_u64())
+}
+
+async fn login_token(addr: SocketAddr, name: &str) -> String {
+    let r = login(addr, name, PASSWORD).await;
+    assert_eq!(r.status, 200, "login {name}");
+    r.json()["token"].as_str().expect("token").to_string()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_seen_survives_a_crash_and_a_clean_stop() {
+    let tmp = TempDir::new("last-seen");
+    let data = tmp.data();
+    let flags = ["--presence-timeout", "1", "--compact-bytes", "8192"];
+    let mut server = start(&data, &flags);
+    let addr = server.addr;
+    user(addr, "alice").await;
+    let bob = user(addr, "bob").await;
+    // Alice goes offline by herself (one second after her last request); Bob watches.
+    let went = common::within(WAIT, || {
+        let bob = bob.clone();
+        async move { matches!(seen_by(addr, &bob, "alice").await, (false, Some(_))) }
+    })
+    .await;
+    assert!(went, "alice never went offline");
+    let (_, alice_seen) = seen_by(addr, &bob, "alice").await;
+    // Written within a second; a crash after that keeps it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.kill_9();
+
+    let server = start(&data, &flags);
+    let addr = server.addr;
+    let bob = login_token(addr, "bob").await;
+    assert_eq!(
+        seen_by(addr, &bob, "alice").await,
+        (false, alice_seen),
+        "after a crash"
+    );
+    // Carol is connected when the server stops cleanly: she was last seen then.
+    let carol = user(addr, "carol").await;
+    let (mut wc, _) = ws_hello(addr, &carol).await;
+    let before_stop = now_ms();
+    server.sigterm();
+    assert_eq!(wc.closed().await, Ended::Close(1001));
+    server.finish().await;
+    let after_stop = now_ms();
+
+    let server = start(&data, &flags);
+    let addr = server.addr;
+    let bob = login_token(addr, "bob").await;
+    let (online, carol_seen) = seen_by(addr, &bob, "carol").await;
+    assert!(!online);
+    let carol_seen = carol_seen.expect("carol's last_seen kept over a clean stop");
+    assert!(
+        (before_stop..=after_stop).contains(&carol_seen),
+        "carol last seen at {carol_seen}, stop between {before_stop} and {after_stop}"
+    );
+    assert_eq!(seen_by(addr, &bob, "alice").await, (false, alice_seen));
+
+    // A compaction keeps them too: the journals that held them are gone after it.
+    let journals = journal_files(&data);
+    let general = room(addr, &bob, "general").await;
+    let (mut wb, _) = ws_hello(addr, &bob).await;
+    for i in 0..300 {
+        wb.say(&general, &format!("compact me {i}"), &format!("c{i}"))
+            .await;
+    }
+    wb.next_where("entry", |f| f["nonce"] == "c299").await;
+    let compacted = common::within(WAIT, || {
+        let (data, journals) = (data.clone(), journals.clone());
+        async move { data.join("snapshot").exists() && journals.iter().all(|j| !j.exists()) }
+    })
+    .await;
+    assert!(compacted, "no compaction replaced {journals:?}");
+    let mut server = server;
+    server.kill_9();
+    let server = start(&data, &flags);
+    let addr = server.addr;
+    let bob = login_token(addr, "bob").await;
+    assert_eq!(seen_by(addr, &bob, "alice").await, (false, alice_seen));
+    assert_eq!(
+        seen_by(addr, &bob, "carol").await,
+        (false, Some(carol_seen))
+    );
+    server.stop().await;
+}
+
 // ----- 2. kill -9 during a storm -----
 
 const SENDERS: usize = 4;

@@ -88,6 +88,7 @@ impl Core {
     /// can be missing after it.
     pub fn end_run(&self) {
         self.flush_read_markers();
+        self.flush_last_seen(true);
         self.store.append_system(&Record::Stopped);
     }
 }

@@ -194,6 +194,8 @@ pub struct Core {
     blocks: Blocks,
     /// Rooms with read markers not yet written to the store (`Member::read_dirty`).
     read_dirty: Mutex<std::collections::HashSet<String>>,
+    /// Users who went offline since the last `flush_last_seen`, with when (`Record::LastSeen`).
+    seen_dirty: Mutex<HashMap<String, u64>>,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     /// Failed logins and registrations by account and client address.
     throttle: Mutex<throttle::Throttle>,
@@ -229,6 +231,7 @@ impl Core {
             dms: Mutex::default(),
             blocks: Arc::default(),
             read_dirty: Mutex::default(),
+            seen_dirty: Mutex::default(),
             conns: Mutex::new(HashMap::new()),
             throttle: Mutex::new(throttle::Throttle::new()),
             invites: Arc::default(),
@@ -516,6 +519,7 @@ impl Core {
             } => self.apply_invite_created(hash, *uses, *expires),
             Record::InviteCodeUsed { hash, remaining } => self.apply_invite_used(hash, *remaining),
             Record::UserDisabled { username, disabled } => self.apply_disabled(username, *disabled),
+            Record::LastSeen { seen } => self.apply_last_seen(seen),
             Record::Entry(entry) => {
                 let Some(room) = self.rooms.get(&entry.room) else {
                     return;

@@ -6,9 +6,12 @@ use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use super::{now_ms, ChatError, Conn, Core, User};
+use super::{now_ms, ChatError, Conn, Core, Record, User};
 use crate::config;
 use crate::protocol::{UserList, UserView};
+
+/// Users per `Record::LastSeen`.
+const SEEN_PER_RECORD: usize = 1000;
 
 impl Core {
     /// Records request activity, announcing the user online if they were not. A lapse not
@@ -36,7 +39,9 @@ impl Core {
             }
             us.online = online;
             if !online {
-                us.last_seen = Some(us.went_offline_at(timeout).min(now));
+                let at = us.went_offline_at(timeout).min(now);
+                us.last_seen = Some(at);
+                self.note_seen(user, at);
             }
             (online, us.rooms.clone())
         };
@@ -54,6 +59,67 @@ impl Core {
         for c in sent.values() {
             c.out.push_presence(&user.presence, online);
         }
+    }
+
+    fn note_seen(&self, user: &User, at: u64) {
+        let mut dirty = self.seen_dirty.lock().unwrap_or_else(|e| e.into_inner());
+        dirty.insert(user.name.clone(), at);
+    }
+
+    /// Writes when the users who went offline since the last call were last seen: one
+    /// record, at most [`SEEN_PER_RECORD`] users each. Runs once a second; before a clean stop
+    /// (`stopping`), everyone still online is written as seen now.
+    pub fn flush_last_seen(&self, stopping: bool) {
+        if stopping {
+            let now = now_ms();
+            let users: Vec<Arc<User>> = {
+                let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+                users.values().cloned().collect()
+            };
+            for u in users.iter().filter(|u| u.lock().online) {
+                self.note_seen(u, now);
+            }
+        }
+        let seen: Vec<(String, u64)> = {
+            let mut dirty = self.seen_dirty.lock().unwrap_or_else(|e| e.into_inner());
+            dirty.drain().collect()
+        };
+        for chunk in seen.chunks(SEEN_PER_RECORD) {
+            // A full or failed store loses these times; memory keeps them.
+            if let Ok(slot) = self.reserve() {
+                let rec = Record::LastSeen {
+                    seen: chunk.to_vec(),
+                };
+                drop(self.commit(slot, &rec, || {}));
+            }
+        }
+    }
+
+    /// Moves each named user's `last_seen` up to the time given (`Record::LastSeen`).
+    pub(super) fn apply_last_seen(&self, seen: &[(String, u64)]) {
+        for (name, at) in seen {
+            if let Some(user) = self.user(&name.to_ascii_lowercase()) {
+                let mut us = user.lock();
+                us.last_seen = Some(us.last_seen.map_or(*at, |t| t.max(*at)));
+            }
+        }
+    }
+
+    /// The `Record::LastSeen` records a snapshot holds: everyone's `last_seen`, and now for
+    /// whoever is online (after a crash they show when the snapshot was taken, at least).
+    pub(super) fn last_seen_records(&self, users: &[Arc<User>]) -> Vec<Record> {
+        let now = now_ms();
+        let seen: Vec<(String, u64)> = users
+            .iter()
+            .filter_map(|u| {
+                let us = u.lock();
+                let at = if us.online { Some(now) } else { us.last_seen };
+                at.map(|at| (u.name.clone(), at))
+            })
+            .collect();
+        seen.chunks(SEEN_PER_RECORD)
+            .map(|c| Record::LastSeen { seen: c.to_vec() })
+            .collect()
     }
 
     /// Appends a `presence` frame for every user who shares a room with `conn`'s user, with

@@ -115,6 +115,7 @@ impl SnapshotStream {
                 }));
             }
         }
+        ready.extend(core.last_seen_records(&users).iter().map(encode));
         ready.extend(core.invite_records().iter().map(encode));
         let sessions: Vec<Record> = core
             .sessions()

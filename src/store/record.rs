@@ -128,6 +128,10 @@ pub enum Record {
     InviteCodeUsed { hash: String, remaining: u32 },
     /// An admin disabled (or enabled again) an account.
     UserDisabled { username: String, disabled: bool },
+    /// Users last seen online at these times (ms since the epoch), written at most once a
+    /// second for everyone who went offline meanwhile, and for everyone online at a clean
+    /// stop. Each user's `last_seen` moves up to the time given, never back.
+    LastSeen { seen: Vec<(String, u64)> },
 }
 
 /// A room's governance as a snapshot keeps it: what its moderation entries made of it.
