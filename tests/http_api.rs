@@ -749,6 +749,36 @@ async fn room_names_that_show_nothing_look_like_a_dm_or_stack_marks_are_refused(
     s.stop().await;
 }
 
+/// A room name whose word mixes Latin with Cyrillic or Greek letters ("Gеneral" with a
+/// Cyrillic `е`) passes for another room's; it is refused, for a rename too. Names in one
+/// script per word are fine, whatever the script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_names_that_mix_lookalike_scripts_in_a_word_are_refused() {
+    let s = start(&[]).await;
+    let t = user(s.addr, "hal").await;
+    for name in ["Gеneral", "pаypal", "Αlpha team", "ｇеneral"] {
+        let r = post(s.addr, "/api/v1/rooms", Some(&t), json!({ "name": name })).await;
+        assert_error(&r, 400, "invalid_room_name");
+    }
+    let mut id = String::new();
+    for name in [
+        "General",
+        "Общий чат",
+        "Ελληνικά",
+        "Общий chat",
+        "naïve café",
+    ] {
+        let r = post(s.addr, "/api/v1/rooms", Some(&t), json!({ "name": name })).await;
+        assert_eq!(r.status, 201, "{name:?}: {:?}", r.json());
+        id = r.json()["id"].as_str().unwrap().to_string();
+    }
+    let path = format!("/api/v1/rooms/{id}");
+    let body = json!({ "name": "Gеneral" });
+    let r = request(s.addr, "PATCH", &path, Some(&t), Some(&body)).await;
+    assert_error(&r, 400, "invalid_room_name");
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_detail_lists_members_with_their_presence() {
     let s = start(&[]).await;

@@ -132,9 +132,54 @@ fn most_stacked_marks(text: &str) -> usize {
     most
 }
 
+/// The scripts whose letters pass for one another: a word that mixes them ("pаypal" with a
+/// Cyrillic `а`) is made to be mistaken for another.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Script {
+    Latin,
+    Cyrillic,
+    Greek,
+}
+
+fn script(c: char) -> Option<Script> {
+    match c as u32 {
+        0x41..=0x5A | 0x61..=0x7A | 0xC0..=0x24F | 0x250..=0x2AF | 0x1D00..=0x1D7F => {
+            Some(Script::Latin)
+        }
+        0x1E00..=0x1EFF | 0x2C60..=0x2C7F | 0xA720..=0xA7FF | 0xAB30..=0xAB6F => {
+            Some(Script::Latin)
+        }
+        0x370..=0x3FF | 0x1F00..=0x1FFF => Some(Script::Greek),
+        0x400..=0x52F | 0x1C80..=0x1C8F | 0x2DE0..=0x2DFF | 0xA640..=0xA69F => {
+            Some(Script::Cyrillic)
+        }
+        _ => None,
+    }
+}
+
+/// Whether one word of `text` (after NFKC, so fullwidth letters count as their plain
+/// forms) mixes Latin, Cyrillic and Greek letters. Words of one script each are fine:
+/// "Общий chat" is two words.
+fn mixes_lookalike_scripts(text: &str) -> bool {
+    let mut seen: Option<Script> = None;
+    for c in text.nfkc() {
+        if !c.is_alphanumeric() && !is_combining_mark(c) {
+            seen = None;
+            continue;
+        }
+        match (seen, script(c)) {
+            (Some(a), Some(b)) if a != b => return true,
+            (None, Some(b)) => seen = Some(b),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// A room name as given: trimmed, 1 to 64 characters, no control or format characters, at
-/// least one visible character, no leading `@` (parley-cli shows `@name` for a DM), and at
-/// most [`MAX_STACKED_MARKS`] combining marks on one character.
+/// least one visible character, no leading `@` (parley-cli shows `@name` for a DM), at
+/// most [`MAX_STACKED_MARKS`] combining marks on one character, and no word that mixes
+/// Latin, Cyrillic and Greek letters.
 pub(crate) fn valid_room_name(name: &str) -> Result<&str, super::ChatError> {
     let name = name.trim();
     let chars = name.chars().count();
@@ -143,6 +188,7 @@ pub(crate) fn valid_room_name(name: &str) -> Result<&str, super::ChatError> {
         || name.chars().all(is_invisible)
         || name.starts_with(['@', '\u{FF20}', '\u{FE6B}'])
         || most_stacked_marks(name) > MAX_STACKED_MARKS
+        || mixes_lookalike_scripts(name)
     {
         return Err(super::ChatError::InvalidRoomName);
     }
@@ -249,6 +295,17 @@ mod tests {
             ("\u{3000}", false),
             ("", false),
             ("a\u{202E}b", false),
+            ("Gеneral", false),  // Cyrillic е
+            ("pаypal", false),   // Cyrillic а
+            ("Αlpha", false),    // Greek Α
+            ("ｇеneral", false), // fullwidth Latin, Cyrillic е
+            ("Общий чат", true),
+            ("Ελληνικά", true),
+            ("Общий chat", true),
+            ("ｇｅｎｅｒａｌ", true),
+            ("Straße 42", true),
+            ("naïve café", true),
+            ("α-beta", true), // two words
         ] {
             assert_eq!(valid_room_name(name).is_ok(), ok, "{name:?}");
         }
