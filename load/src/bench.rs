@@ -11,6 +11,7 @@ use crate::report;
 use crate::scenario::cluster::{self, ClusterConfig};
 use crate::scenario::connections::{self, ConnectionsConfig};
 use crate::scenario::fanout::{self, FanoutConfig};
+use crate::scenario::history::{self, PullConfig};
 use crate::scenario::logins::{self, FloodConfig};
 use crate::scenario::presence::{self, StormConfig};
 use crate::scenario::read_markers::{self, ReadMarkersConfig};
@@ -42,6 +43,7 @@ pub const GENERATOR_CPU: usize = 1;
 /// | `PARLEY_BENCH_RATE` | messages/s per many-rooms sender | 10 |
 /// | `PARLEY_BENCH_CONNECTIONS` | connections scenario target | 19000 (2000) |
 /// | `PARLEY_BENCH_FLOOD` | logins in flight in the flood | 32 (8) |
+/// | `PARLEY_BENCH_PULLERS` | history: connections pulling 500-entry pages at once | 8 (4) |
 /// | `PARLEY_BENCH_ENTRIES` | state: kept entries (rooms of 1000) | 1000000 (50000) |
 /// | `PARLEY_BENCH_STORM_MEMBERS` | presence storm: members reconnecting | 5000 (1000) |
 /// | `PARLEY_BENCH_STORM_OUTBOUND` | presence storm: server `--max-outbound-bytes` | server default, 1 MiB |
@@ -64,6 +66,7 @@ pub struct BenchEnv {
     pub rooms: RoomsConfig,
     pub connections: ConnectionsConfig,
     pub flood: FloodConfig,
+    pub pulls: PullConfig,
     pub state: StateConfig,
     pub storm: StormConfig,
     pub reads: ReadMarkersConfig,
@@ -106,6 +109,7 @@ impl BenchEnv {
         let mut rooms = RoomsConfig::default();
         let mut connections = ConnectionsConfig::default();
         let mut flood = FloodConfig::default();
+        let mut pulls = PullConfig::default();
         let mut state = StateConfig::default();
         let mut storm = StormConfig::default();
         let mut reads = ReadMarkersConfig::default();
@@ -121,6 +125,7 @@ impl BenchEnv {
             connections.connections = 2000;
             connections.broadcasts = 3;
             flood.concurrency = 8;
+            pulls.pullers = 4;
             state.entries = 50_000;
             storm.members = 1000;
             reads.members = 200;
@@ -174,6 +179,9 @@ impl BenchEnv {
         if let Some(v) = env_parse("PARLEY_BENCH_FLOOD")? {
             flood.concurrency = v;
         }
+        if let Some(v) = env_parse("PARLEY_BENCH_PULLERS")? {
+            pulls.pullers = v;
+        }
         if let Some(v) = env_parse("PARLEY_BENCH_ENTRIES")? {
             state.entries = v;
         }
@@ -213,6 +221,7 @@ impl BenchEnv {
             rooms,
             connections,
             flood,
+            pulls,
             state,
             storm,
             reads,
@@ -328,6 +337,16 @@ pub fn run(scenario: &str, server_hint: Option<&str>, workspace: &Path) -> Resul
                 &env.flood,
             ))?;
             println!("{}", report::isolation(&r));
+            stop(server)
+        }
+        "history" => {
+            let server = start(&bin, &ephemeral(Some(1000)), server_cpu, env.nice)?;
+            let r = rt.block_on(history::run(
+                &target(&server, server_cpu),
+                &env.rooms,
+                &env.pulls,
+            ))?;
+            println!("{}", report::history(&r, &env.pulls));
             stop(server)
         }
         "persistence" => {

@@ -15,6 +15,7 @@ pub use state::state;
 
 use crate::scenario::connections::ConnectionsReport;
 use crate::scenario::fanout::{fmt_load, FanoutReport};
+use crate::scenario::history::PullConfig;
 use crate::scenario::logins::{FloodReport, IsolationReport};
 use crate::scenario::rooms::RoomsReport;
 use crate::scenario::{PhaseResult, Usage};
@@ -207,6 +208,58 @@ fn flood_line(f: &FloodReport) -> String {
         fmt_us(f.latency.p99_us),
         fmt_us(f.latency.max_us)
     )
+}
+
+/// The history isolation scenario: other rooms' messages quiet and while one member pulls
+/// 500-entry pages.
+pub fn history(r: &IsolationReport, pulls: &PullConfig) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "### History isolation: {} rooms of {} members at {} messages/s per sender, quiet and while one member pulls `limit={}` pages of {}-byte entries from {} connections\n",
+        r.quiet.rooms, r.quiet.room_size, r.quiet.rate, pulls.limit, pulls.text_len, pulls.pullers
+    );
+    out.push_str(PHASE_HEAD);
+    phase_row(&mut out, "quiet", &r.quiet.phase);
+    phase_row(&mut out, "history pulls", &r.flooded.phase);
+    spikes(
+        &mut out,
+        &[
+            ("quiet".into(), &r.quiet.phase),
+            ("history pulls".into(), &r.flooded.phase),
+        ],
+    );
+    let _ = writeln!(
+        out,
+        "\np50 during the pulls / quiet p50: {:.2}x; p99 during the pulls / quiet p99: {:.2}x",
+        r.flooded.phase.latency.p50_us as f64 / r.quiet.phase.latency.p50_us.max(1) as f64,
+        r.p99_ratio()
+    );
+    if let Some(p) = &r.flooded.pulls {
+        let statuses: Vec<String> = p
+            .statuses
+            .iter()
+            .map(|(s, n)| match s {
+                0 => format!("cut or failed: {}", fmt_count(*n)),
+                s => format!("{s}: {}", fmt_count(*n)),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nPulls over {:.1} s: answers by status: {}; time to the status line p50 {}, p99 {}, max {}.",
+            p.duration.as_secs_f64(),
+            statuses.join(", "),
+            fmt_us(p.latency.p50_us),
+            fmt_us(p.latency.p99_us),
+            fmt_us(p.latency.max_us)
+        );
+    }
+    let mut all = r.quiet.problems.clone();
+    for (k, v) in &r.flooded.problems {
+        *all.entry(k.clone()).or_default() += v;
+    }
+    problems(&mut out, &all);
+    out
 }
 
 pub fn isolation(r: &IsolationReport) -> String {

@@ -178,7 +178,7 @@ pub async fn measure(
     flood: &FloodConfig,
 ) -> Result<IsolationReport> {
     let quiet = rooms::measure(target, setup, cfg, None).await?;
-    let flooded = rooms::measure(target, setup, cfg, Some(flood)).await?;
+    let flooded = rooms::measure(target, setup, cfg, Some(rooms::Burden::Logins(flood))).await?;
     Ok(IsolationReport { quiet, flooded })
 }
 

@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod connections;
 pub mod fanout;
+pub mod history;
 pub mod logins;
 pub mod presence;
 pub mod read_markers;

@@ -1,6 +1,7 @@
 //! Scenario 2, many small rooms: every member of every room sends on a fixed schedule, for the
 //! small-room latency that chat users feel.
 
+use super::history::{self, PullConfig, PullSetup};
 use super::logins::{self, FloodConfig, FloodReport};
 use super::{finish_all, open_many, secs, Meter, OpenOptions, PhaseResult, Target};
 use crate::api::{self, User};
@@ -66,6 +67,17 @@ pub struct RoomsReport {
     pub problems: BTreeMap<String, u64>,
     /// The login flood that ran during the measurement, if any.
     pub flood: Option<FloodReport>,
+    /// The history pulls that ran during the measurement, if any.
+    pub pulls: Option<FloodReport>,
+}
+
+/// What runs beside the measured messages.
+#[derive(Clone, Copy)]
+pub enum Burden<'a> {
+    /// A login flood.
+    Logins(&'a FloodConfig),
+    /// One member pulling 500-entry history pages (`history`).
+    Pulls(&'a PullSetup, &'a PullConfig),
 }
 
 /// Registers the users, creates the rooms and fills them.
@@ -114,7 +126,7 @@ pub async fn measure(
     target: &Target,
     setup: &RoomsSetup,
     cfg: &RoomsConfig,
-    flood: Option<&FloodConfig>,
+    burden: Option<Burden<'_>>,
 ) -> Result<RoomsReport> {
     let shared = Arc::new(Shared::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -134,9 +146,12 @@ pub async fn measure(
 
     // Flood accounts are registered before anything is measured, then the flood runs through
     // the warm-up so it is in full swing when measuring starts.
-    let flood_run = match flood {
-        Some(f) => Some(logins::start_flood(target.addr, f).await?),
-        None => None,
+    let (flood_run, pull_run) = match burden {
+        Some(Burden::Logins(f)) => (Some(logins::start_flood(target.addr, f).await?), None),
+        Some(Burden::Pulls(setup, cfg)) => {
+            (None, Some(history::start_pulls(target.addr, setup, cfg)))
+        }
+        None => (None, None),
     };
 
     let specs: Vec<Arc<SendSpec>> = setup
@@ -193,6 +208,10 @@ pub async fn measure(
         Some(f) => Some(f.stop().await),
         None => None,
     };
+    let pulls_report = match pull_run {
+        Some(p) => Some(p.stop().await),
+        None => None,
+    };
     let totals = finish_all(conns, &stop_tx, &shared).await;
     result.latency = Latency::of(&totals[result.phase as usize]);
     Ok(RoomsReport {
@@ -202,6 +221,7 @@ pub async fn measure(
         phase: result,
         problems: shared.problems(),
         flood: flood_report,
+        pulls: pulls_report,
     })
 }
 

@@ -182,7 +182,7 @@ impl Senders {
 
 /// One sender: `per_room` messages to each room of `specs`, in turn, at most `window` of them
 /// unacknowledged, checking every millisecond. Acknowledgements are counted in `phase`.
-async fn send_windowed(
+pub(crate) async fn send_windowed(
     tx: mpsc::Sender<Outgoing>,
     specs: Vec<SendSpec>,
     per_room: u64,
