@@ -85,12 +85,21 @@ done
 [ -n "$addr" ] || fail "the server did not start: $(cat "$work/stderr")"
 url="http://$addr"
 say "server $server on $url"
+# The administrator registers with the admin setup code the server logs at WARN.
+setup=""
+for _ in $(seq 100); do
+    setup="$(sed -n 's/.*with the invite code \([A-Za-z0-9_-]*\).*/\1/p' "$work/stderr" | head -n 1)"
+    [ -n "$setup" ] && break
+    sleep 0.1
+done
+[ -n "$setup" ] || fail "no admin setup code in the server's log: $(cat "$work/stderr")"
 
-"$venv/bin/python" - "$url" "$user" "$password" <<'EOF'
+"$venv/bin/python" - "$url" "$user" "$password" "$setup" <<'EOF'
 import json, sys, urllib.request
-url, user, password = sys.argv[1:]
+url, user, password, setup = sys.argv[1:]
+body = {"username": user, "password": password, "invite_code": setup}
 req = urllib.request.Request(url + "/api/v1/register", method="POST",
-                             data=json.dumps({"username": user, "password": password}).encode())
+                             data=json.dumps(body).encode())
 with urllib.request.urlopen(req, timeout=30) as r:
     assert r.status == 201, r.status
 EOF

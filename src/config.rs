@@ -105,7 +105,8 @@ pub struct Config {
     /// address gets 429. Default is 100.
     pub login_account_failures: usize,
     /// Server administrators (`--admin`, repeatable), lowercase: names are matched ignoring
-    /// case. Default is none.
+    /// case. One without an account registers only with the admin setup code the server logs
+    /// at start (`chat::admin`). Default is none.
     pub admins: Vec<String>,
     /// Least severe log events written. Default is `info`.
     pub log_level: LogLevel,
@@ -140,12 +141,14 @@ pub struct Config {
 /// `--registration`: who may create an account through `POST /api/v1/register`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Registration {
-    /// Anyone.
+    /// Anyone (but a name given to `--admin` needs the admin setup code).
     #[default]
     Open,
-    /// Whoever brings a live invite code (and the names given to `--admin`).
+    /// Whoever brings a live invite code (and the names given to `--admin`, with the admin
+    /// setup code).
     Invite,
-    /// Only the names given to `--admin`; admins create the other accounts.
+    /// Only the names given to `--admin`, with the admin setup code; admins create the other
+    /// accounts.
     Closed,
 }
 
@@ -340,7 +343,7 @@ const FLAGS: &[Flag] = &[
     Flag { name: "compact-bytes", value: "N", help: "journal size that triggers a snapshot [default: 67108864]" },
     Flag { name: "register-per-ip-per-hour", value: "N", help: "successful registrations per client IP per hour, 0 = off [default: 60]" },
     Flag { name: "login-account-failures", value: "N", help: "failed logins per account from all addresses per 15 min [default: 100]" },
-    Flag { name: "admin", value: "NAME", help: "a server administrator, repeatable [default: none]" },
+    Flag { name: "admin", value: "NAME", help: "a server administrator, repeatable; a name without an account registers only with the admin setup code logged at WARN at start [default: none]" },
     Flag { name: "registration", value: "MODE", help: "who may register: open | invite | closed [default: open]" },
     Flag { name: "tls-cert", value: "FILE", help: "PEM certificate chain: serve HTTPS and WSS (with --tls-key; SIGHUP reloads both) [default: none, plain HTTP]" },
     Flag { name: "tls-key", value: "FILE", help: "PEM private key of --tls-cert [default: none]" },

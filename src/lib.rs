@@ -244,6 +244,7 @@ pub fn start(cfg: Config) -> Result<Arc<Core>, String> {
         );
     }
     core.begin_run(&boot);
+    core.announce_admin_setup();
     Ok(core)
 }
 
@@ -256,7 +257,10 @@ pub async fn join_cluster(core: &Arc<Core>, port: u16) -> Result<Arc<cluster::Cl
             .unwrap_or_else(|_| "parley".into());
         format!("{host}:{port}")
     });
-    cluster::join(core, &core.cfg, &node).await
+    let cluster = cluster::join(core, &core.cfg, &node).await?;
+    // Now that the node has the cluster's accounts.
+    core.announce_admin_setup();
+    Ok(cluster)
 }
 
 /// This boot of the machine, to tell a process crash (acknowledged data is with the OS) from a

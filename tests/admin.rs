@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use common::journal::journal_files;
 use common::process::{start as start_proc, TempDir};
 use common::{
-    get, login, post, request, request_from, start, user, ws_hello, Ended, Reply, PASSWORD, WAIT,
+    get, login, post, register_admin, request, request_from, start, user, ws_hello, Ended, Reply,
+    PASSWORD, WAIT,
 };
 use serde_json::{json, Value};
 
@@ -108,8 +109,8 @@ fn now_ms() -> u64 {
 #[tokio::test]
 async fn me_says_who_is_an_admin_matching_names_ignoring_case() {
     let s = start(&["--admin", "Root", "--admin", "ops"]).await;
-    let root = user(s.addr, "rOOt").await;
-    let ops = user(s.addr, "OPS").await;
+    let root = register_admin(s.addr, &s.core, "rOOt").await;
+    let ops = register_admin(s.addr, &s.core, "OPS").await;
     let alice = user(s.addr, "alice").await;
     assert_eq!(me(s.addr, &root).await.json()["admin"], true);
     assert_eq!(me(s.addr, &ops).await.json()["admin"], true);
@@ -129,7 +130,7 @@ async fn me_says_who_is_an_admin_matching_names_ignoring_case() {
 async fn only_admins_may_make_admin_calls() {
     let s = start(&["--admin", "boss"]).await;
     let addr = s.addr;
-    let boss = user(addr, "boss").await;
+    let boss = register_admin(addr, &s.core, "boss").await;
     let alice = user(addr, "alice").await;
     let calls: [(&str, Value); 4] = [
         ("/api/v1/admin/invite-codes", json!({})),
@@ -165,6 +166,65 @@ async fn only_admins_may_make_admin_calls() {
     s.stop().await;
 }
 
+// ----- the first admin -----
+
+/// A name given to `--admin` that has no account used to register without any secret, under
+/// every `--registration` (even `closed`), and was then an administrator. Now it takes the
+/// admin setup code; without it, a stranger is refused as for any name they may not register.
+#[tokio::test]
+async fn an_admin_name_registers_only_with_the_admin_setup_code() {
+    for (mode, refused) in [
+        ("open", "invite_required"),
+        ("invite", "invite_required"),
+        ("closed", "registration_closed"),
+    ] {
+        let s = start(&["--registration", mode, "--admin", "boss", "--admin", "ops"]).await;
+        let addr = s.addr;
+        let setup = s.core.admin_setup_code().expect("boss has no account");
+        let near = format!("{}x", &setup[1..]);
+        for code in [None, Some(""), Some("wrong"), Some(near.as_str())] {
+            let r = register(addr, "Boss", code).await;
+            assert_error(&r, 403, refused, &format!("{mode}: code {code:?}"));
+        }
+        assert_error(
+            &login(addr, "boss", PASSWORD).await,
+            401,
+            "invalid_credentials",
+            &format!("{mode}: no account was made"),
+        );
+        let boss = register_login(addr, "BOSS", Some(&setup)).await;
+        assert_eq!(me(addr, &boss).await.json()["admin"], true, "{mode}");
+        // An ordinary invite code does not register an admin name, and spends no use.
+        let invite = code(addr, &boss, 1).await;
+        assert_error(
+            &register(addr, "ops", Some(&invite)).await,
+            403,
+            refused,
+            &format!("{mode}: an invite code for ops"),
+        );
+        if mode != "closed" {
+            register_login(addr, "carol", Some(&invite)).await;
+        }
+        // The same code registers each admin name once; then nothing awaits it.
+        let ops = register_login(addr, "ops", Some(&setup)).await;
+        assert_eq!(me(addr, &ops).await.json()["admin"], true, "{mode}");
+        assert_eq!(s.core.admin_setup_code(), None, "{mode}");
+        let r = register(addr, "boss", Some(&setup)).await;
+        assert!(
+            matches!(r.status, 403 | 409),
+            "{mode}: again: {:?}",
+            r.json()
+        );
+        token(addr, "boss", PASSWORD).await;
+        s.stop().await;
+    }
+    // Other names are as before, and a server without `--admin` has no code.
+    let s = start(&[]).await;
+    assert_eq!(s.core.admin_setup_code(), None);
+    register_login(s.addr, "boss", None).await;
+    s.stop().await;
+}
+
 // ----- registration modes -----
 
 #[tokio::test]
@@ -184,7 +244,8 @@ async fn closed_registration_lets_in_only_admin_names_and_admin_made_accounts() 
         "registration_closed",
         "a stranger with a code",
     );
-    let boss = register_login(addr, "BOSS", None).await;
+    let setup = s.core.admin_setup_code();
+    let boss = register_login(addr, "BOSS", setup.as_deref()).await;
     assert_eq!(me(addr, &boss).await.json()["admin"], true);
 
     let r = create_user(addr, &boss, "Dave", PASSWORD).await;
@@ -231,8 +292,9 @@ async fn invite_registration_needs_a_live_code_and_spends_it() {
         "invite_required",
         "unknown code",
     );
-    // The admin name needs no code.
-    let boss = register_login(addr, "boss", None).await;
+    // The admin name needs the admin setup code.
+    let setup = s.core.admin_setup_code();
+    let boss = register_login(addr, "boss", setup.as_deref()).await;
 
     // Defaults: one use, seven days.
     let before = now_ms();
@@ -310,7 +372,7 @@ async fn invite_registration_needs_a_live_code_and_spends_it() {
 async fn registrations_racing_for_a_code_get_exactly_its_uses() {
     let s = start(&["--registration", "invite", "--admin", "boss"]).await;
     let addr = s.addr;
-    let boss = register_login(addr, "boss", None).await;
+    let boss = register_admin(addr, &s.core, "boss").await;
     let two = code(addr, &boss, 2).await;
     let racers: Vec<_> = (0..8)
         .map(|i| {
@@ -342,7 +404,7 @@ async fn registrations_racing_for_a_code_get_exactly_its_uses() {
 async fn bad_invite_code_requests_are_refused() {
     let s = start(&["--admin", "boss"]).await;
     let addr = s.addr;
-    let boss = user(addr, "boss").await;
+    let boss = register_admin(addr, &s.core, "boss").await;
     for body in [
         json!({ "uses": 0 }),
         json!({ "uses": -1 }),
@@ -375,9 +437,11 @@ async fn admin_made_accounts_do_not_count_toward_the_per_address_limit() {
     let s = start(&["--admin", "boss", "--register-per-ip-per-hour", "2"]).await;
     let addr = s.addr;
     let from = "127.0.0.9";
-    let reg = |name: &'static str| async move {
-        let body = json!({ "username": name, "password": PASSWORD });
-        request_from(addr, from, "POST", "/api/v1/register", None, Some(&body)).await
+    // The admin setup code registers boss; open registration ignores it for other names.
+    let setup = s.core.admin_setup_code().unwrap();
+    let reg = |name: &'static str| {
+        let body = json!({ "username": name, "password": PASSWORD, "invite_code": setup });
+        async move { request_from(addr, from, "POST", "/api/v1/register", None, Some(&body)).await }
     };
     assert_eq!(reg("boss").await.status, 201, "the first registration");
     let boss = token(addr, "boss", PASSWORD).await;
@@ -407,7 +471,7 @@ async fn admin_made_accounts_do_not_count_toward_the_per_address_limit() {
 async fn disabling_ends_every_session_and_refuses_logins_until_enabled() {
     let s = start(&["--admin", "boss"]).await;
     let addr = s.addr;
-    let boss = user(addr, "boss").await;
+    let boss = register_admin(addr, &s.core, "boss").await;
     let alice = user(addr, "alice").await;
     let alice2 = token(addr, "alice", PASSWORD).await;
     let bob = user(addr, "bob").await;
@@ -611,7 +675,8 @@ async fn admin_state_survives_restarts_kill_9_and_compaction() {
     let flags = ["--admin", "boss", "--registration", "invite"];
     let server = start_proc(&data, &flags);
     let addr = server.addr;
-    let boss = register_login(addr, "boss", None).await;
+    let setup = server.admin_setup_code().await;
+    let boss = register_login(addr, "boss", Some(&setup)).await;
     let used = code(addr, &boss, 1).await;
     let [fresh1, fresh2, fresh3] = [
         code(addr, &boss, 1).await,

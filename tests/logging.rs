@@ -4,7 +4,9 @@
 mod common;
 
 use common::process::{start, TempDir};
-use common::{login, post, user, PASSWORD};
+use common::{
+    get, login, post, register_with_code, setup_code_in, user, PASSWORD, SETUP_CODE_SAYS,
+};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,4 +120,84 @@ async fn behind_a_trusted_proxy_logins_log_the_forwarded_address() {
     let failed = text.lines().find(|l| l.contains("login failed")).unwrap();
     assert!(failed.contains("203.0.113.7"), "{failed}");
     assert!(!failed.contains("6.6.6.6"), "{failed}");
+}
+
+/// While a name given to `--admin` has no account, each start writes a new admin setup code
+/// at WARN, once, and only it registers that name; the code is never stored, and a start
+/// where every admin name has its account writes none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_setup_code_is_logged_while_an_admin_name_has_no_account() {
+    let tmp = TempDir::new("logs-setup");
+    let data = tmp.data();
+    let flags = [
+        "--registration",
+        "closed",
+        "--admin",
+        "boss",
+        "--admin",
+        "Ops",
+    ];
+    let setup_line = |text: &str| {
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains(SETUP_CODE_SAYS))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(lines.len(), 1, "one line a start: {text}");
+        assert!(lines[0].contains("WARN"), "{}", lines[0]);
+        lines[0].clone()
+    };
+    let register = |addr, name: &str, code: &str| {
+        let body = json!({ "username": name, "password": PASSWORD, "invite_code": code });
+        post(addr, "/api/v1/register", None, body)
+    };
+
+    let server = start(&data, &flags);
+    let line = setup_line(&server.stderr_eventually_contains(SETUP_CODE_SAYS).await);
+    assert!(
+        line.contains("\"boss\"") && line.contains("\"ops\""),
+        "{line}"
+    );
+    let first = setup_code_in(&line).expect("a code");
+    assert!(
+        first.len() >= 22
+            && first
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "as long and URL-safe as an invite code: {first}"
+    );
+    let r = register(server.addr, "boss", "not the code").await;
+    assert_eq!((r.status, r.code()), (403, "registration_closed".into()));
+    let boss = register_with_code(server.addr, "boss", &first).await;
+    let me = get(server.addr, "/api/v1/me", Some(&boss)).await;
+    assert_eq!(me.json()["admin"], true, "{:?}", me.json());
+    server.stop().await;
+
+    // A new start: a new code, for the name still without an account; the old one is gone.
+    let server = start(&data, &flags);
+    let line = setup_line(&server.stderr_eventually_contains(SETUP_CODE_SAYS).await);
+    assert!(line.contains("\"ops\"") && !line.contains("boss"), "{line}");
+    let second = setup_code_in(&line).expect("a code");
+    assert_ne!(first, second);
+    let r = register(server.addr, "ops", &first).await;
+    assert_eq!((r.status, r.code()), (403, "registration_closed".into()));
+    register_with_code(server.addr, "ops", &second).await;
+    server.stop().await;
+
+    // Every admin name has its account: no code.
+    let server = start(&data, &flags);
+    let text = server.stderr_eventually_contains("started on").await;
+    assert!(!text.contains(SETUP_CODE_SAYS), "{text}");
+    server.stop().await;
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        for code in [&first, &second] {
+            assert!(
+                !text.contains(code.as_str()),
+                "{} holds a setup code",
+                path.display()
+            );
+        }
+    }
 }

@@ -211,7 +211,7 @@ async fn every_documented_call_is_served_with_exactly_its_methods() {
 #[tokio::test]
 async fn a_body_that_is_an_array_is_refused() {
     let s = start(&["--admin", "ada"]).await;
-    let t = user(s.addr, "ada").await;
+    let t = register_admin(s.addr, &s.core, "ada").await;
     let id = room(s.addr, &t, "lobby").await;
     let array = serde_json::json!([null, null]);
     let path = format!("/api/v1/rooms/{id}");
@@ -246,7 +246,7 @@ async fn a_body_that_is_an_array_is_refused() {
 #[tokio::test]
 async fn whole_numbers_written_as_floats_are_taken() {
     let s = start(&["--admin", "ada"]).await;
-    let t = user(s.addr, "ada").await;
+    let t = register_admin(s.addr, &s.core, "ada").await;
     let bo = user(s.addr, "bob").await;
     let r = post(
         s.addr,

@@ -37,6 +37,8 @@ const WAIT: Duration = Duration::from_secs(30);
 struct Server {
     child: Child,
     addr: String,
+    /// Its log so far (it also goes on to this process's stderr).
+    log: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -74,9 +76,18 @@ impl Server {
             .args(["--pbkdf2-iterations", "1000", "--min-password-length", "8"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn parley-server");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let kept = Arc::clone(&log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(std::io::stderr(), "{line}");
+                kept.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let first = match lines.next() {
@@ -94,11 +105,27 @@ impl Server {
             .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
             .trim()
             .to_owned();
-        Some(Server { child, addr })
+        Some(Server { child, addr, log })
     }
 
     fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The admin setup code the server logged at start (an `--admin` name has no account).
+    fn admin_setup_code(&self) -> String {
+        let says = "with the invite code ";
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = self.log.lock().unwrap().clone();
+            if let Some((_, after)) = log.rsplit_once(says) {
+                if let Some(code) = after.split_whitespace().next() {
+                    return code.to_owned();
+                }
+            }
+            assert!(Instant::now() < deadline, "no admin setup code in: {log}");
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn kill(mut self) {
@@ -1217,8 +1244,9 @@ fn moderators_kick_and_ban_and_private_rooms_stay_hidden() {
 #[test]
 fn registration_by_invite_code_and_admin_commands() {
     let server = Server::start(&["--registration", "invite", "--admin", "alice"]);
-    // An administrator may register without a code.
-    let mut alice = Client::start("alice", &server.url(), PASSWORD, &[]);
+    // An administrator registers with the admin setup code from the server's log.
+    let setup = server.admin_setup_code();
+    let mut alice = Client::start("alice", &server.url(), PASSWORD, &["--invite-code", &setup]);
     alice.register("alice");
     alice.wait_for("you are a server administrator");
 

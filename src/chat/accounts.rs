@@ -53,19 +53,33 @@ impl Core {
             return Err(ChatError::InvalidUsername);
         }
         // Before anything that tells whether a name is taken: a closed server tells strangers
-        // nothing. A name given to `--admin` always gets in, so the first admin can.
-        let invite = match self.cfg.registration {
-            _ if self.is_admin_name(username) => None,
-            Registration::Open => None,
-            Registration::Invite => Some(self.take_invite(invite_code)?),
-            Registration::Closed => return Err(ChatError::RegistrationClosed),
+        // nothing. A name given to `--admin` without an account gets in with the admin setup
+        // code only, whatever `--registration` says, so only the operator makes the first
+        // admin; without it, it is refused as a stranger's registration would be.
+        let invite = if self.awaits_admin(&username.to_ascii_lowercase()) {
+            if !self.is_admin_setup_code(invite_code) {
+                return Err(match self.cfg.registration {
+                    Registration::Closed => ChatError::RegistrationClosed,
+                    Registration::Open | Registration::Invite => ChatError::InviteRequired,
+                });
+            }
+            None
+        } else {
+            match self.cfg.registration {
+                Registration::Open => None,
+                Registration::Invite => Some(self.take_invite(invite_code)?),
+                Registration::Closed => return Err(ChatError::RegistrationClosed),
+            }
         };
+        // Only a code that took an invite's use goes to the cluster's log, to be taken again
+        // there: not the setup code, nor a code sent where none is needed.
+        let code = invite.as_ref().and(invite_code);
         self.check_new_account(username, password)?;
         // Counted before hashing, so a flood from one address cannot have more registrations
         // under way than its limit lets succeed.
         let mut counted = self.count_registration(from)?;
         let name = self
-            .create_account(username, password, from, invite, invite_code)
+            .create_account(username, password, from, invite, code)
             .await?;
         if let Some(c) = counted.as_mut() {
             c.created = true;

@@ -2,9 +2,11 @@
 //! create, disabling and enabling accounts; and a user changing their own password.
 //!
 //! Admins are named on the command line only, so being one is not state: nothing about it is
-//! journaled. Invite codes and disabled flags are records (`InviteCodeCreated`,
-//! `InviteCodeUsed`, `UserDisabled`) like every other change, and a snapshot writes the live
-//! codes and the disabled accounts again.
+//! journaled. A name given to `--admin` that has no account yet registers only with the admin
+//! setup code: a random code made at every start, kept in memory only and written to the log,
+//! so only whoever runs the server can make the first admin account. Invite codes and
+//! disabled flags are records (`InviteCodeCreated`, `InviteCodeUsed`, `UserDisabled`) like
+//! every other change, and a snapshot writes the live codes and the disabled accounts again.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -30,6 +32,19 @@ pub(crate) struct Invite {
     pub held: u32,
     /// ts after which the code no longer works.
     pub expires: u64,
+}
+
+/// The admin setup code: a fresh random code each start (the same 192 bits, URL-safe, as an
+/// invite code), never stored. `None` when `--admin` names nobody.
+pub(crate) fn new_setup_code(cfg: &config::Config) -> Option<String> {
+    (!cfg.admins.is_empty()).then(new_code)
+}
+
+/// 192 random bits, URL-safe: an invite code or the admin setup code.
+fn new_code() -> String {
+    let mut raw = [0u8; 24];
+    rand::rng().fill_bytes(&mut raw);
+    URL_SAFE_NO_PAD.encode(raw)
 }
 
 /// The live invite codes. An `Arc` so a snapshot can read them on its own thread.
@@ -97,6 +112,68 @@ impl Core {
         self.cfg.admins.iter().any(|a| a.eq_ignore_ascii_case(name))
     }
 
+    /// Whether `key` (lowercase) is a name given to `--admin` that has no account yet: one
+    /// that registers only with the admin setup code.
+    pub(super) fn awaits_admin(&self, key: &str) -> bool {
+        self.is_admin_name(key) && self.user(key).is_none()
+    }
+
+    /// The `--admin` names (lowercase, each once, sorted) that have no account yet.
+    fn admins_awaited(&self) -> Vec<&str> {
+        let awaited = |a: &&String| self.awaits_admin(a);
+        let mut names: Vec<&str> = self
+            .cfg
+            .admins
+            .iter()
+            .filter(awaited)
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// The admin setup code, while some name given to `--admin` has no account yet: the
+    /// `invite_code` that registers such a name, whatever `--registration` says. In cluster
+    /// mode each node has its own, good for registrations through that node.
+    pub fn admin_setup_code(&self) -> Option<String> {
+        let code = self.admin_setup.as_ref()?;
+        (!self.admins_awaited().is_empty()).then(|| code.clone())
+    }
+
+    /// Whether `code` is the admin setup code (compared as hashes, so the time taken says
+    /// nothing about the code).
+    pub(super) fn is_admin_setup_code(&self, code: Option<&str>) -> bool {
+        match (&self.admin_setup, code) {
+            (Some(setup), Some(code)) => token_hash(setup) == token_hash(code),
+            _ => false,
+        }
+    }
+
+    /// Logs the admin setup code at WARN, once a start has the state (after recovery, or
+    /// once a cluster node has caught up), if some name given to `--admin` has no account.
+    pub fn announce_admin_setup(&self) {
+        let (Some(code), awaited) = (&self.admin_setup, self.admins_awaited()) else {
+            return;
+        };
+        let names = awaited
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match awaited.len() {
+            0 => {}
+            1 => tracing::warn!(
+                "admin {names} is not registered yet: register it with the invite code {code} \
+                 (one use per admin name; a new code at every start)"
+            ),
+            _ => tracing::warn!(
+                "admins {names} are not registered yet: register them with the invite code \
+                 {code} (one use per admin name; a new code at every start)"
+            ),
+        }
+    }
+
     /// `forbidden` unless `user` is an admin.
     pub fn require_admin(&self, user: &User) -> Result<(), ChatError> {
         if self.is_admin(user) {
@@ -131,9 +208,7 @@ impl Core {
                 "expires_in must be from 1 to {max_secs} seconds"
             )));
         }
-        let mut raw = [0u8; 24];
-        rand::rng().fill_bytes(&mut raw);
-        let code = URL_SAFE_NO_PAD.encode(raw);
+        let code = new_code();
         let hash = token_hash(&code);
         let now = now_ms();
         let (uses, expires) = (uses as u32, now + secs * 1000);

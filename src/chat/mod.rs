@@ -23,8 +23,8 @@
 //!
 //! # Layout
 //! `Core` and the one `apply` are here; its other methods live by concept in `accounts`
-//! (registration, login, sessions), `admin` (admins, invite codes, disabled accounts,
-//! password changes), `presence`, `membership` (rooms, joins, leaves),
+//! (registration, login, sessions), `admin` (admins and their setup code, invite codes,
+//! disabled accounts, password changes), `presence`, `membership` (rooms, joins, leaves),
 //! `timeline` (messages, sync, history), `connections` (WebSocket registration, heartbeat)
 //! and `lifecycle` (epoch, sweeps, snapshots). Data structures: `rooms` (the sharded table),
 //! `ring` (history), `users`, `throttle` (login and registration windows); helpers:
@@ -200,6 +200,8 @@ pub struct Core {
     /// Failed logins and registrations by account and client address.
     throttle: Mutex<throttle::Throttle>,
     invites: admin::Invites,
+    /// The admin setup code of this start (`admin`), in memory only.
+    admin_setup: Option<String>,
     hasher: HashPool,
     filter: Filter,
     store: Store,
@@ -222,6 +224,7 @@ impl Core {
     pub fn new(cfg: Arc<Config>, metrics: Arc<Metrics>, store: Store, filter: Filter) -> Core {
         Core {
             hasher: HashPool::new(cfg.hash_threads, cfg.max_pending_hashes),
+            admin_setup: admin::new_setup_code(&cfg),
             cfg,
             metrics,
             users: Arc::default(),

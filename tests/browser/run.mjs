@@ -38,7 +38,13 @@ function startServer(port = 0, extra = null) {
       '--log-level', 'warn',
       ...(process.env.PARLEY_FLAGS || '').split(' ').filter(Boolean),
     ];
-    const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // The log goes on to ours, and is kept for `setupCodeOf`.
+    let log = '';
+    createInterface({ input: proc.stderr }).on('line', (line) => {
+      log += `${line}\n`;
+      process.stderr.write(`${line}\n`);
+    });
     const lines = createInterface({ input: proc.stdout });
     const timer = setTimeout(() => reject(new Error('server did not start')), 20000);
     lines.once('line', (line) => {
@@ -46,10 +52,21 @@ function startServer(port = 0, extra = null) {
       const m = /parley listening on (\S+)/.exec(line);
       if (!m) return reject(new Error(`unexpected first line: ${line}`));
       lines.on('line', () => {});
-      resolve({ proc, addr: m[1], url: `http://${m[1]}` });
+      resolve({ proc, addr: m[1], url: `http://${m[1]}`, log: () => log });
     });
     proc.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
   });
+}
+
+/** The admin setup code `srv` logged at its start (it has an `--admin` name without an account). */
+async function setupCodeOf(srv) {
+  const deadline = Date.now() + T;
+  for (;;) {
+    const m = /with the invite code (\S+)/.exec(srv.log());
+    if (m) return m[1];
+    if (Date.now() > deadline) throw new Error(`no admin setup code in the server's log:\n${srv.log()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 function stopServer(signal = 'SIGKILL') {
@@ -763,9 +780,13 @@ const steps = [
     };
     const pages = [];
     try {
+      // The first admin registers with the admin setup code from the server's log.
+      const setup = { username: 'root', password: PASSWORD, invite_code: await setupCodeOf(adminServer) };
+      const first = await api('POST', '/register', setup);
+      assert(first.status === 201, `root's registration: ${first.status} ${JSON.stringify(first.data)}`);
       const root = await newPage({}, adminServer.url + '/');
       pages.push(root);
-      await signIn(root, 'root', true);
+      await signIn(root, 'root', false);
       const admin = root.getByRole('region', { name: 'Administration' });
       const dlg = root.locator('#dialog');
       await admin.waitFor();

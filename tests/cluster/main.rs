@@ -193,6 +193,11 @@ impl Cluster {
         self.node(i).addr
     }
 
+    /// The admin setup code node `i` logged at its start.
+    pub async fn admin_setup_code(&self, i: usize) -> String {
+        self.node(i).admin_setup_code().await
+    }
+
     /// Node `i`'s log so far, for failure messages.
     pub fn stderr(&self, i: usize) -> String {
         self.node(i).stderr()

@@ -303,7 +303,8 @@ async fn typing_and_read_markers_reach_connections_on_another_node() {
     assert_eq!(f["seq"], seq(&ack), "{f}");
 }
 
-/// Administration through one node holds on the others: an invite code made on node 0
+/// Administration through one node holds on the others: the first admin registers on node 0
+/// with node 0's admin setup code; an invite code made on node 0
 /// registers on node 1, once; an account disabled on node 0 loses its connections and its
 /// logins on node 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,7 +312,21 @@ async fn invite_codes_and_disabled_accounts_hold_on_every_node() {
     let flags = ["--registration", "invite", "--admin", "root"];
     let cluster = Cluster::start("admin", 2, &flags).await;
     let (n0, n1) = (cluster.addr(0), cluster.addr(1));
-    let root = user(n0, "root").await;
+    // Each node has its own admin setup code, good for registrations through it.
+    let (code0, code1) = (
+        cluster.admin_setup_code(0).await,
+        cluster.admin_setup_code(1).await,
+    );
+    assert_ne!(code0, code1);
+    let r = post(
+        n0,
+        "/api/v1/register",
+        None,
+        json!({ "username": "root", "password": PASSWORD, "invite_code": code1 }),
+    )
+    .await;
+    assert_error(&r, 403, "invite_required");
+    let root = register_with_code(n0, "root", &code0).await;
     let r = post(
         n0,
         "/api/v1/admin/invite-codes",

@@ -205,6 +205,34 @@ pub async fn user(addr: SocketAddr, name: &str) -> String {
     r.json()["token"].as_str().unwrap().to_string()
 }
 
+/// Registers `name`, a name given to `--admin` that has no account yet, with the server's
+/// admin setup code, and logs in; returns the token.
+pub async fn register_admin(addr: SocketAddr, core: &Core, name: &str) -> String {
+    let code = core
+        .admin_setup_code()
+        .expect("an --admin name awaits its account");
+    register_with_code(addr, name, &code).await
+}
+
+/// Registers `name` with `invite_code` `code`, which must work, and logs in; returns the token.
+pub async fn register_with_code(addr: SocketAddr, name: &str, code: &str) -> String {
+    let body = json!({ "username": name, "password": PASSWORD, "invite_code": code });
+    let r = post(addr, "/api/v1/register", None, body).await;
+    assert_eq!(r.status, 201, "register {name}: {:?}", r.json());
+    let r = login(addr, name, PASSWORD).await;
+    assert_eq!(r.status, 200, "login {name}: {:?}", r.json());
+    r.json()["token"].as_str().unwrap().to_string()
+}
+
+/// What the server's log says before the admin setup code, which follows it.
+pub const SETUP_CODE_SAYS: &str = "with the invite code ";
+
+/// The admin setup code in a server's log (the last one, if it started several times).
+pub fn setup_code_in(log: &str) -> Option<String> {
+    let (_, after) = log.rsplit_once(SETUP_CODE_SAYS)?;
+    after.split_whitespace().next().map(str::to_string)
+}
+
 /// Creates a room; returns its id.
 pub async fn room(addr: SocketAddr, token: &str, name: &str) -> String {
     let r = post(addr, "/api/v1/rooms", Some(token), json!({ "name": name })).await;

@@ -260,6 +260,14 @@ impl Proc {
         self.child.wait().expect("reap");
     }
 
+    /// The admin setup code this start logged (it has an `--admin` name without an account).
+    pub async fn admin_setup_code(&self) -> String {
+        let log = self
+            .stderr_eventually_contains(super::SETUP_CODE_SAYS)
+            .await;
+        super::setup_code_in(&log).expect("a code after the words")
+    }
+
     /// Polls stderr until it contains `needle`.
     pub async fn stderr_eventually_contains(&self, needle: &str) -> String {
         let deadline = Instant::now() + WAIT;
