@@ -7,7 +7,8 @@
 //! (which may have changed: `/join` moves you to another room). A password is asked for
 //! in between, with [`UiRequest::Password`]. Incoming messages are printed through
 //! rustyline's `ExternalPrinter`, which redraws the prompt and the half typed line below
-//! them.
+//! them. The prompt is a [`LivePrompt`] the app keeps current meanwhile (a kick or a
+//! reconnect changes it), so each redraw shows where the line will go.
 //!
 //! That printer is driven by a thread of its own, never by the app thread: while a line
 //! is being read, rustyline hands each message to the editor over a channel of one slot,
@@ -26,8 +27,7 @@
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::io::{self, BufRead, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,9 @@ use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
-use rustyline::{ColorMode, Config, Context, Editor, ExternalPrinter, Helper, Prompt};
+use rustyline::{
+    ColorMode, Config, Context, Editor, ExternalPrinter, GraphemeClusterMode, Helper, Prompt,
+};
 
 use crate::commands;
 
@@ -57,44 +59,193 @@ pub enum Input {
 /// server at most one `typing` frame per room every 2 s, so more would only be dropped.
 pub const TYPING_SIGNAL: Duration = Duration::from_secs(1);
 
-/// The prompt of the next line: `plain` and `styled` have the same display width.
-#[derive(Debug, Clone)]
+/// What the prompt says: `user@room (offline)> `, in parts, so that a prompt changed
+/// while a line is typed can be fitted into the width the line editor measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptText {
-    pub plain: String,
-    pub styled: String,
-    /// Set when the prompt says `(offline)`: the prompt to show instead as soon as
-    /// `online` turns true, while the line is still being typed. Padded with spaces
-    /// to the same width, since the editor measured the first one.
-    pub back_online: Option<(String, String)>,
-    /// Whether the connection is up, kept by the app.
-    pub online: Arc<AtomicBool>,
+    /// The user, or `parley` before a login.
+    pub user: String,
+    /// `@` and the current room's label; empty for no room.
+    pub room: String,
+    /// ` (offline)`, or empty.
+    pub state: String,
+    /// Bold user, cyan room, dim state.
+    pub colour: bool,
 }
 
-/// A prompt that follows the connection: rustyline asks it for its text at every
-/// redraw, and the app's notice of the reconnect causes one.
-struct LivePrompt(PromptText);
+impl PromptText {
+    /// Without escape sequences: what rustyline measures.
+    pub fn plain(&self) -> String {
+        format!("{}{}{}> ", self.user, self.room, self.state)
+    }
 
-impl Prompt for LivePrompt {
-    fn raw(&self) -> &str {
-        match &self.0.back_online {
-            Some((plain, _)) if self.0.online.load(Ordering::Relaxed) => plain,
-            _ => &self.0.plain,
+    /// What is drawn: the same text, coloured if asked for.
+    pub fn styled(&self) -> String {
+        if self.colour {
+            format!(
+                "\x1b[1m{}\x1b[0m\x1b[36m{}\x1b[0m\x1b[2m{}\x1b[0m> ",
+                self.user, self.room, self.state
+            )
+        } else {
+            self.plain()
+        }
+    }
+}
+
+/// Most changes one line's prompt takes; later ones show from the next line on. Default
+/// is 64: each is the app's state changing under the line (a room lost, the connection
+/// back), so a line typed through more than a few is already rare.
+pub const MAX_PROMPT_CHANGES: usize = 64;
+
+/// The prompt of the line being read, which the app may change while the line is typed:
+/// a kick, a ban or a deleted room moves the user to another room (or none), a
+/// reconnect drops `(offline)`. rustyline asks for the text at every redraw, and the app
+/// changes the prompt before it prints what happened, which causes one.
+///
+/// rustyline measures the prompt once per line and places the cursor by that width, so
+/// a later version is shown fitted to the first one's width: padded with spaces when
+/// narrower; when wider, without ` (offline)`, then with the room's label cut short
+/// with `…`. The next line shows the prompt whole. A version that cannot fit at all (a
+/// room appearing on a prompt that had none) waits for the next line.
+///
+/// Versions form a chain of `OnceLock`s: only the app appends, and the editor borrows
+/// the newest text for as long as rustyline needs it, with no lock to hold meanwhile.
+#[derive(Debug)]
+pub struct LivePrompt {
+    first: Version,
+    /// The first version as it is: its width is the one rustyline measured.
+    whole: Shown,
+}
+
+#[derive(Debug)]
+struct Version {
+    text: PromptText,
+    /// `text` as drawn, fitted to the first version's width: made by the editor when it
+    /// first draws this version (`None` if it cannot fit). Unused in the first.
+    shown: OnceLock<Option<Shown>>,
+    next: OnceLock<Box<Version>>,
+}
+
+#[derive(Debug)]
+struct Shown {
+    plain: String,
+    styled: String,
+}
+
+impl Version {
+    fn new(text: PromptText) -> Version {
+        Version {
+            text,
+            shown: OnceLock::new(),
+            next: OnceLock::new(),
         }
     }
 
-    fn styled(&self) -> &str {
-        match &self.0.back_online {
-            Some((_, styled)) if self.0.online.load(Ordering::Relaxed) => styled,
-            _ => &self.0.styled,
+    fn versions(&self) -> impl Iterator<Item = &Version> {
+        std::iter::successors(Some(self), |v| v.next.get().map(|b| &**b))
+    }
+}
+
+impl LivePrompt {
+    pub fn new(text: PromptText) -> LivePrompt {
+        let whole = Shown {
+            plain: text.plain(),
+            styled: text.styled(),
+        };
+        LivePrompt {
+            first: Version::new(text),
+            whole,
         }
+    }
+
+    /// The newest text asked for.
+    pub fn text(&self) -> &PromptText {
+        &self.last().text
+    }
+
+    /// From now on the prompt says `text` (app side). Nothing happens if it says so
+    /// already or after [`MAX_PROMPT_CHANGES`].
+    pub fn change(&self, text: PromptText) {
+        let last = self.last();
+        if last.text == text || self.first.versions().count() > MAX_PROMPT_CHANGES {
+            return;
+        }
+        // The app thread is the only writer: the slot is free.
+        let _ = last.next.set(Box::new(Version::new(text)));
+    }
+
+    fn last(&self) -> &Version {
+        let mut last = &self.first;
+        for v in self.first.versions() {
+            last = v;
+        }
+        last
+    }
+
+    /// What to draw now (editor side): the newest version that fits.
+    fn shown(&self, gcm: GraphemeClusterMode) -> &Shown {
+        let width = usize::from(gcm.width(&self.whole.plain));
+        let mut newest = &self.whole;
+        for v in self.first.versions().skip(1) {
+            if let Some(s) = v.shown.get_or_init(|| fit(&v.text, width, gcm)) {
+                newest = s;
+            }
+        }
+        newest
+    }
+}
+
+/// `text` drawn in exactly `width` columns, if it can be (see [`LivePrompt`]).
+fn fit(text: &PromptText, width: usize, gcm: GraphemeClusterMode) -> Option<Shown> {
+    let w = |s: &str| usize::from(gcm.width(s));
+    let mut t = text.clone();
+    if w(&t.plain()) > width {
+        t.state.clear();
+    }
+    if let Some(over) = w(&t.plain()).checked_sub(width).filter(|&o| o > 0) {
+        let label = t.room.strip_prefix('@')?;
+        let room_for = w(label).checked_sub(over + w("…"))?;
+        let mut kept = String::new();
+        let mut used = 0;
+        for c in label.chars() {
+            let cw = w(c.encode_utf8(&mut [0; 4]));
+            if used + cw > room_for {
+                break;
+            }
+            used += cw;
+            kept.push(c);
+        }
+        t.room = format!("@{}…", kept.trim_end());
+    }
+    let plain = t.plain();
+    let pad = " ".repeat(width.checked_sub(w(&plain))?);
+    Some(Shown {
+        plain: plain + &pad,
+        styled: t.styled() + &pad,
+    })
+}
+
+/// The [`LivePrompt`] as rustyline sees it, measured the way it measures.
+struct Showing<'a> {
+    live: &'a LivePrompt,
+    gcm: GraphemeClusterMode,
+}
+
+impl Prompt for Showing<'_> {
+    fn raw(&self) -> &str {
+        &self.live.shown(self.gcm).plain
+    }
+
+    fn styled(&self) -> &str {
+        &self.live.shown(self.gcm).styled
     }
 }
 
 /// From the app to the line editor (terminal mode only).
 #[derive(Debug)]
 pub enum UiRequest {
-    /// Read the next line with this prompt.
-    Ready(PromptText),
+    /// Read the next line with this prompt, which the app may change meanwhile.
+    Ready(Arc<LivePrompt>),
     /// Read a password without echo; answer `None` if the user cancelled (Ctrl-C/D).
     Password {
         prompt: String,
@@ -307,6 +458,8 @@ pub struct Terminal {
     editor: Editor<CliHelper, DefaultHistory>,
     /// Disconnected once the printer thread has printed everything and ended.
     printed: Option<Receiver<()>>,
+    /// How the editor measures text on this terminal, to fit a changed prompt.
+    gcm: GraphemeClusterMode,
 }
 
 impl Terminal {
@@ -315,6 +468,7 @@ impl Terminal {
             .auto_add_history(false)
             .max_history_size(1000)?
             .build();
+        let gcm = config.grapheme_cluster_mode();
         let mut editor = Editor::with_config(config)?;
         editor.set_helper(Some(CliHelper {
             masking: false,
@@ -326,6 +480,7 @@ impl Terminal {
         Ok(Terminal {
             editor,
             printed: None,
+            gcm,
         })
     }
 
@@ -383,7 +538,7 @@ impl Terminal {
             // Wait for the app's turn to end: it may ask for passwords meanwhile.
             let prompt = loop {
                 match requests.recv() {
-                    Ok(UiRequest::Ready(p)) => break LivePrompt(p),
+                    Ok(UiRequest::Ready(p)) => break p,
                     Ok(UiRequest::Password { prompt, reply }) => {
                         let pw = self.read_password(&prompt);
                         let _ = reply.send(pw);
@@ -398,7 +553,11 @@ impl Terminal {
                 h.typing = Some(lines.clone());
                 h.last_line.borrow_mut().clear();
             }
-            let read = self.editor.readline(&prompt);
+            let shown = Showing {
+                live: &prompt,
+                gcm: self.gcm,
+            };
+            let read = self.editor.readline(&shown);
             if let Some(h) = self.editor.helper_mut() {
                 h.typing = None;
             }
@@ -531,19 +690,94 @@ mod tests {
         assert!(complete("/dm te").1.iter().all(|c| !c.contains(' ')));
     }
 
+    fn prompt(user: &str, room: &str, state: &str) -> PromptText {
+        PromptText {
+            user: user.into(),
+            room: room.into(),
+            state: state.into(),
+            colour: false,
+        }
+    }
+
+    /// What the editor draws now, and its width as the editor measures it.
+    fn drawn(p: &LivePrompt) -> (String, usize) {
+        let gcm = GraphemeClusterMode::WcWidth;
+        let s = Showing { live: p, gcm };
+        (s.raw().to_owned(), usize::from(gcm.width(s.raw())))
+    }
+
+    /// `text` and `n` spaces.
+    fn padded(text: &str, n: usize) -> String {
+        format!("{text}{}", " ".repeat(n))
+    }
+
     #[test]
-    fn an_offline_prompt_turns_online_at_the_same_width() {
-        let online = Arc::new(AtomicBool::new(false));
-        let p = LivePrompt(PromptText {
-            plain: "al@x (offline)> ".into(),
-            styled: "al@x (offline)> ".into(),
-            back_online: Some(("al@x>           ".into(), "al@x>           ".into())),
-            online: online.clone(),
-        });
-        assert_eq!(p.raw(), "al@x (offline)> ");
-        online.store(true, Ordering::Relaxed);
-        assert_eq!(p.raw(), "al@x>           ");
-        assert_eq!(p.styled().len(), "al@x (offline)> ".len());
+    fn a_changed_prompt_keeps_the_width_the_editor_measured() {
+        let p = LivePrompt::new(prompt("al", "@lobby", " (offline)"));
+        assert_eq!(drawn(&p), ("al@lobby (offline)> ".into(), 20));
+        // Back online: padded.
+        p.change(prompt("al", "@lobby", ""));
+        assert_eq!(drawn(&p), (padded("al@lobby> ", 10), 20));
+        // Moved to a room with a longer name: whole while it fits.
+        p.change(prompt("al", "@a much longer", ""));
+        assert_eq!(drawn(&p), (padded("al@a much longer> ", 2), 20));
+        // Longer than that: the label is cut short (and no blank before the `…`).
+        p.change(prompt("al", "@a much longer name", ""));
+        assert_eq!(drawn(&p), (padded("al@a much longer…> ", 1), 20));
+        // Offline again: ` (offline)` shows where it fits, and is left out where not.
+        p.change(prompt("al", "@den", " (offline)"));
+        assert_eq!(drawn(&p), (padded("al@den (offline)> ", 2), 20));
+        p.change(prompt("al", "@a much longer name", " (offline)"));
+        assert_eq!(drawn(&p), (padded("al@a much longer…> ", 1), 20));
+        // No room at all.
+        p.change(prompt("al", "", ""));
+        assert_eq!(drawn(&p), (padded("al> ", 16), 20));
+        assert_eq!(p.text(), &prompt("al", "", ""));
+    }
+
+    #[test]
+    fn wide_characters_are_measured_as_the_editor_does() {
+        let p = LivePrompt::new(prompt("al", "@lobbyx", ""));
+        // Two columns each: two fit with the `…`; a third would pass the width.
+        p.change(prompt("al", "@会議室です", ""));
+        assert_eq!(drawn(&p), (padded("al@会議…> ", 1), 11));
+        p.change(prompt("al", "@会議", ""));
+        assert_eq!(drawn(&p), (padded("al@会議> ", 2), 11));
+    }
+
+    #[test]
+    fn a_prompt_that_cannot_fit_waits_and_changes_are_bounded() {
+        let p = LivePrompt::new(prompt("al", "", ""));
+        // A room where there was none: no column for it; the prompt stays.
+        p.change(prompt("al", "@den", ""));
+        assert_eq!(drawn(&p).0, "al> ");
+        assert_eq!(p.text(), &prompt("al", "@den", ""));
+        // The same text again is no change; after the bound, changes wait.
+        let p = LivePrompt::new(prompt("al", "@lobby", ""));
+        for i in 0..MAX_PROMPT_CHANGES * 2 {
+            let room = if i % 2 == 0 { "@a" } else { "@b" };
+            p.change(prompt("al", room, ""));
+            p.change(prompt("al", room, ""));
+        }
+        assert_eq!(p.first.versions().count(), MAX_PROMPT_CHANGES + 1);
+        assert_eq!(drawn(&p).0, padded("al@b> ", 4));
+    }
+
+    #[test]
+    fn the_styled_prompt_is_padded_alike() {
+        let mut text = prompt("al", "@lobby", "");
+        text.colour = true;
+        let p = LivePrompt::new(text.clone());
+        text.room = "@den".into();
+        p.change(text);
+        let s = Showing {
+            live: &p,
+            gcm: GraphemeClusterMode::WcWidth,
+        };
+        assert_eq!(
+            s.styled(),
+            "\x1b[1mal\x1b[0m\x1b[36m@den\x1b[0m\x1b[2m\x1b[0m>   "
+        );
     }
 
     #[test]

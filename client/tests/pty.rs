@@ -1054,3 +1054,89 @@ fn the_password_rules_come_first_and_offline_leaves_the_prompt_when_the_connecti
     bob.line("/quit");
     assert!(bob.wait_exit().success());
 }
+
+#[test]
+fn losing_the_current_room_redraws_the_prompt_at_once_and_keeps_the_typed_line() {
+    let server = Server::start();
+    let mut alice = User::register(&server, "alice");
+    alice.connect(&server);
+    let room = |name: &str| {
+        alice
+            .api
+            .create_room(&alice.token, name, None)
+            .expect("create a room")
+            .id
+    };
+    let (den, zo, lobby) = (room("den"), room("zo"), room("lobby"));
+
+    let mut bob = Pty::start("bob", &server.url(), &[]);
+    bob.register("bob");
+    for id in [&den, &zo, &lobby] {
+        bob.command(&format!("/join {id}"));
+    }
+    // The prompt line as a user sees it, the cursor at the end of `want`.
+    let prompt_is = |bob: &Pty, want: &str| {
+        bob.wait_until(&format!("the prompt line {want:?}"), |t| {
+            let (_, col) = t.screen.screen().cursor_position();
+            let at_end = usize::from(col) == want.chars().count();
+            (t.cursor_row() == want.trim_end() && at_end).then_some(())
+        });
+    };
+
+    // Kicked from the current room: the prompt moves to the room it falls back to (the
+    // first by name) at once, padded to the width the line editor measured.
+    bob.type_text("half a thought");
+    prompt_is(&bob, "bob@lobby> half a thought");
+    let m = bob.mark();
+    alice.send_frame(json!({"type": "send", "room": lobby, "text": "/kick bob", "nonce": "k"}));
+    bob.wait_new(m, "you are no longer in lobby");
+    prompt_is(&bob, "bob@den>   half a thought");
+    // Typing goes on where it was, and Enter sends the line to the new current room.
+    bob.type_text(", more");
+    prompt_is(&bob, "bob@den>   half a thought, more");
+    let fm = alice.frames.len();
+    bob.enter();
+    let entry = alice.wait_frame(fm, "bob's message", |f| {
+        f["type"] == "entry" && f["from"] == "bob" && f["kind"] == "message"
+    });
+    assert_eq!(entry["room"], den.as_str());
+    assert_eq!(entry["text"], "half a thought, more");
+    prompt_is(&bob, "bob@den> ");
+
+    // Banned: a fallback with a longer name than the lost one is cut short to fit,
+    // until the next line shows it whole.
+    bob.command("/switch zo");
+    bob.type_text("second");
+    prompt_is(&bob, "bob@zo> second");
+    let m = bob.mark();
+    alice.send_frame(json!({"type": "send", "room": zo, "text": "/ban bob", "nonce": "b"}));
+    bob.wait_new(m, "you are no longer in zo");
+    prompt_is(&bob, "bob@d…> second");
+    let fm = alice.frames.len();
+    bob.enter();
+    let entry = alice.wait_frame(fm, "bob's message", |f| {
+        f["type"] == "entry" && f["from"] == "bob" && f["kind"] == "message"
+    });
+    assert_eq!(
+        (entry["room"].as_str(), entry["text"].as_str()),
+        (Some(den.as_str()), Some("second"))
+    );
+    prompt_is(&bob, "bob@den> ");
+
+    // The last room deleted: no room on the prompt.
+    bob.type_text("third");
+    let m = bob.mark();
+    alice
+        .api
+        .delete_room(&alice.token, &den)
+        .expect("delete the room");
+    bob.wait_new(m, "den was deleted by alice");
+    prompt_is(&bob, "bob>     third");
+    let m = bob.mark();
+    bob.enter();
+    bob.wait_new(m, "no current room");
+    prompt_is(&bob, "bob> ");
+
+    bob.line("/quit");
+    assert!(bob.wait_exit().success());
+}

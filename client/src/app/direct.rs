@@ -73,7 +73,7 @@ impl App {
             return;
         }
         let line = self.dm_listing();
-        self.out.line(&line);
+        self.print(&line);
     }
 
     /// The DM section of `/rooms` and `/dms`.
@@ -222,7 +222,7 @@ impl App {
                 };
                 let rows: Vec<String> = list.iter().map(|u| clean(u)).collect();
                 let line = self.style.listing(&heading, &rows);
-                self.out.line(&line);
+                self.print(&line);
             }
             Err(e) => self.api_error("cannot list blocks", e),
         }

@@ -162,11 +162,10 @@ impl App {
         };
         let first = !s.ever_connected;
         let new_epoch = s.epoch.as_ref().is_some_and(|e| *e != hello.epoch);
+        // Before anything is printed: the prompt redrawn under the first notice drops
+        // `(offline)`.
         s.online = true;
         s.ever_connected = true;
-        // Before anything is printed: the next redraw of the prompt drops `(offline)`.
-        self.online
-            .store(true, std::sync::atomic::Ordering::Relaxed);
         s.epoch = Some(hello.epoch);
         if new_epoch {
             s.timeline.clear();
@@ -315,7 +314,7 @@ impl App {
             ServerFrame::Presence { username, online } => {
                 if !s.user.eq_ignore_ascii_case(&username) {
                     let line = self.style.presence(&username, online);
-                    self.out.line(&line);
+                    self.print(&line);
                 }
             }
             ServerFrame::Reply { nonce, text, .. } => {
@@ -380,7 +379,7 @@ impl App {
                         },
                     );
                 }
-                self.out.line(&line);
+                self.print(&line);
             }
             ServerFrame::RoomDeleted { room, by } => {
                 s.invites.remove(&room);
@@ -388,7 +387,7 @@ impl App {
                 if s.rooms.contains_key(&room) {
                     let label = self.label(&room);
                     let line = self.style.room_deleted(&label, &by);
-                    self.out.line(&line);
+                    self.print(&line);
                     self.forget_room(&room);
                 }
             }

@@ -127,7 +127,7 @@ impl App {
             )
         };
         let text = self.style.listing(&heading, &rows);
-        self.out.line(&text);
+        self.print(&text);
     }
 
     pub(super) fn rename(&mut self, name: &str) {
@@ -218,7 +218,7 @@ impl App {
                 .collect();
         }
         let text = self.style.listing(&heading, &rows);
-        self.out.line(&text);
+        self.print(&text);
     }
 
     pub(super) fn admin(&mut self, a: Admin) {

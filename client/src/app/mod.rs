@@ -20,7 +20,6 @@ mod rooms;
 mod talk;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,7 +32,7 @@ use crate::outbox::Outbox;
 use crate::protocol::{Entry, Room};
 use crate::render::{clean, Style};
 use crate::timeline::Timeline;
-use crate::ui::{Input, Printer, PromptText, UiRequest};
+use crate::ui::{Input, LivePrompt, Printer, PromptText, UiRequest};
 
 /// At end of a script, how long to wait for acknowledgements. Default is 30 s: room for a
 /// few reconnect attempts at full back-off, bounded so a dead server ends the script.
@@ -128,9 +127,9 @@ pub struct App {
     /// Something the user asked for failed (an error line was printed, other than the
     /// connection's own ups and downs): a script then exits with 1.
     failed: bool,
-    /// Whether the connection is up, shared with the prompt on the terminal so that
-    /// `(offline)` goes away the moment it is back.
-    online: Arc<AtomicBool>,
+    /// The prompt of the line the editor is reading (terminal only), kept current while
+    /// the line is typed: see [`App::print`].
+    prompt: Option<Arc<LivePrompt>>,
 }
 
 impl App {
@@ -155,7 +154,7 @@ impl App {
             closing: None,
             exit_code: 0,
             failed: false,
-            online: Arc::new(AtomicBool::new(false)),
+            prompt: None,
         }
     }
 
@@ -175,6 +174,8 @@ impl App {
             select! {
                 recv(input) -> msg => match msg {
                     Ok(Input::Line(line)) => {
+                        // The editor is done with the prompt; `ready` makes the next.
+                        self.prompt = None;
                         if self.handle_line(&line) == Flow::Quit {
                             self.begin_closing(QUIT_GRACE);
                             input = crossbeam_channel::never();
@@ -184,6 +185,7 @@ impl App {
                     }
                     Ok(Input::Typing) => self.typed(),
                     Ok(Input::Eof) | Err(_) => {
+                        self.prompt = None;
                         let grace = if self.ui.is_some() { QUIT_GRACE } else { EOF_ACK_TIMEOUT };
                         self.begin_closing(grace);
                         input = crossbeam_channel::never();
@@ -195,8 +197,9 @@ impl App {
                             self.on_net(ev);
                         }
                     }
-                    let online = self.session.as_ref().is_some_and(|s| s.online);
-                    self.online.store(online, Ordering::Relaxed);
+                    // Whatever the event changed shows at the next redraw, even if it
+                    // printed nothing after the change.
+                    self.refresh_prompt();
                 }
                 default(self.next_wake()) => {}
             }
@@ -261,9 +264,18 @@ impl App {
 
     // ----- output -------------------------------------------------------------------
 
+    /// Print one event. Every line printed while a line is typed redraws the prompt
+    /// below it, so the prompt is brought up to date first: a kick, a ban, a deleted
+    /// room or a reconnect changes it, and the notice printed after the change shows it
+    /// at once, the typed line intact.
+    fn print(&mut self, line: &str) {
+        self.refresh_prompt();
+        self.out.line(line);
+    }
+
     fn notice(&mut self, text: &str) {
         let line = self.style.notice(text);
-        self.out.line(&line);
+        self.print(&line);
     }
 
     /// An error: something asked for did not happen. A script exits with 1 after one.
@@ -277,13 +289,13 @@ impl App {
     /// status by itself; what stays undelivered does.
     fn warn(&mut self, text: &str) {
         let line = self.style.error(text);
-        self.out.line(&line);
+        self.print(&line);
     }
 
     fn print_entry(&mut self, e: &Entry) {
         let label = self.label(&e.room);
         let line = self.style.entry(&label, e);
-        self.out.line(&line);
+        self.print(&line);
     }
 
     /// How a room is shown: its name, or `name#id` when two of your rooms share it; a
@@ -317,14 +329,11 @@ impl App {
         }
     }
 
-    /// Hand the editor its next prompt: `user@room> `.
-    fn ready(&mut self) {
-        let Some(ui) = &self.ui else { return };
-        let online = self.session.as_ref().is_some_and(|s| s.online);
-        self.online.store(online, Ordering::Relaxed);
-        let mut back_online = None;
-        let (plain, styled) = match &self.session {
-            None => ("parley> ".to_owned(), self.paint_prompt("parley", "", "")),
+    /// What the prompt says now: `user@room> `, ` (offline)` while the connection is
+    /// down (after it was first up).
+    fn prompt_text(&self) -> PromptText {
+        let (user, room, state) = match &self.session {
+            None => ("parley".to_owned(), String::new(), ""),
             Some(s) => {
                 let room = s
                     .current
@@ -336,19 +345,27 @@ impl App {
                 } else {
                     " (offline)"
                 };
-                if !state.is_empty() {
-                    let pad = " ".repeat(state.len());
-                    back_online = Some((
-                        format!("{}{room}> {pad}", s.user),
-                        format!("{}{pad}", self.paint_prompt(&s.user, &room, "")),
-                    ));
-                }
-                (
-                    format!("{}{room}{state}> ", s.user),
-                    self.paint_prompt(&s.user, &room, state),
-                )
+                (s.user.clone(), room, state)
             }
         };
+        PromptText {
+            user,
+            room,
+            state: state.to_owned(),
+            colour: self.style.colour,
+        }
+    }
+
+    /// Tell the editor's prompt, if a line is being read, what it says now.
+    fn refresh_prompt(&self) {
+        if let Some(p) = &self.prompt {
+            p.change(self.prompt_text());
+        }
+    }
+
+    /// Hand the editor its next prompt.
+    fn ready(&mut self) {
+        let Some(ui) = &self.ui else { return };
         if let Ok(mut c) = self.completions.lock() {
             c.clear();
             if let Some(s) = &self.session {
@@ -363,20 +380,9 @@ impl App {
         }
         // What this turn printed comes before the prompt.
         self.out.flush();
-        let _ = ui.send(UiRequest::Ready(PromptText {
-            plain,
-            styled,
-            back_online,
-            online: self.online.clone(),
-        }));
-    }
-
-    fn paint_prompt(&self, user: &str, room: &str, state: &str) -> String {
-        if self.style.colour {
-            format!("\x1b[1m{user}\x1b[0m\x1b[36m{room}\x1b[0m\x1b[2m{state}\x1b[0m> ")
-        } else {
-            format!("{user}{room}{state}> ")
-        }
+        let prompt = Arc::new(LivePrompt::new(self.prompt_text()));
+        self.prompt = Some(prompt.clone());
+        let _ = ui.send(UiRequest::Ready(prompt));
     }
 
     // ----- input --------------------------------------------------------------------
@@ -404,7 +410,7 @@ impl App {
                 let line = self
                     .style
                     .listing("help", &text.lines().map(str::to_owned).collect::<Vec<_>>());
-                self.out.line(&line);
+                self.print(&line);
             }
             Command::Register(name, code) => self.register(&name, code),
             Command::Login(name) => self.login(&name, true),

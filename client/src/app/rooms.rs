@@ -294,9 +294,9 @@ impl App {
             heading
         };
         let text = self.style.listing(&heading, &rows);
-        self.out.line(&text);
+        self.print(&text);
         let dms = self.dm_listing();
-        self.out.line(&dms);
+        self.print(&dms);
     }
 
     pub(super) fn users(&mut self) {
@@ -333,7 +333,7 @@ impl App {
             heading.push_str(" (the first by name; there are more)");
         }
         let text = self.style.listing(&heading, &rows);
-        self.out.line(&text);
+        self.print(&text);
     }
 
     pub(super) fn who(&mut self, arg: Option<&str>) {
@@ -390,7 +390,7 @@ impl App {
             heading.push_str(&format!("; topic: {}", clean(&detail.room.topic)));
         }
         let text = self.style.listing(&heading, &rows);
-        self.out.line(&text);
+        self.print(&text);
     }
 
     pub(super) fn history(&mut self, n: usize) {
@@ -431,6 +431,6 @@ impl App {
             rows.insert(0, self.style.faint("(older entries are no longer kept)"));
         }
         let text = self.style.listing(&heading, &rows);
-        self.out.line(&text);
+        self.print(&text);
     }
 }

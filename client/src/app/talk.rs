@@ -17,7 +17,7 @@ impl App {
         let label = self.label(&e.room);
         let Some(s) = self.session.as_mut() else {
             let line = self.style.entry(&label, e);
-            self.out.line(&line);
+            self.print(&line);
             return false;
         };
         let me = s.user.clone();
@@ -50,7 +50,7 @@ impl App {
         if ring {
             line.push('\x07');
         }
-        self.out.line(&line);
+        self.print(&line);
         ring
     }
 
@@ -114,7 +114,7 @@ impl App {
         if s.talk.typing_heard(room, user, Instant::now()) {
             let label = self.label(room);
             let line = self.style.typing(user, &label);
-            self.out.line(&line);
+            self.print(&line);
         }
     }
 
@@ -187,7 +187,7 @@ impl App {
             .min(unread as usize);
         let heading = format!("{messages} unread in {label}:");
         let text = self.style.listing(&heading, &rows);
-        self.out.line(&text);
+        self.print(&text);
         if let Some(s) = self.session.as_mut() {
             s.talk.want_read(id, last);
             if let Some(r) = s.rooms.get_mut(id) {
