@@ -164,8 +164,10 @@ pub trait Replicator: Send + Sync {
     /// Tells the other nodes, best effort, that `username` is typing in `room`.
     fn typing(&self, room: &str, username: &str);
     /// Completes once this node applied everything the log held when it was called (or
-    /// after a short bound): what another node acknowledged is then here too.
-    fn catch_up(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// after a short bound): what another node acknowledged is then here too. A `stranger`
+    /// (an unknown token) gives up at once when enough others are waiting; a known caller
+    /// waits for its turn.
+    fn catch_up(&self, stranger: bool) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
     /// The stream sequence of the last change this node applied.
     fn position(&self) -> u64;
 }
@@ -301,16 +303,15 @@ impl Core {
             .map_err(|_| ChatError::Unavailable)
     }
 
-    /// [`Core::authenticate`], except that in cluster mode an unknown token waits for this
-    /// node to catch up with the log first: it may come from a login on another node.
+    /// [`Core::authenticate`], except that in cluster mode this node first catches up with
+    /// the log: an unknown token may come from a login on another node, and a known one may
+    /// have been logged out (or its user disabled) on another node that already answered.
     pub async fn authenticate_current(&self, token: &str) -> Result<super::Auth, ChatError> {
-        match (self.authenticate(token), self.replica()) {
-            (Err(ChatError::Unauthorized), Some(r)) => {
-                r.catch_up().await;
-                self.authenticate(token)
-            }
-            (result, _) => result,
+        if let Some(r) = self.replica() {
+            let known = self.sessions().contains_key(&super::token_hash(token));
+            r.catch_up(!known).await;
         }
+        self.authenticate(token)
     }
 
     /// Proposes a snapshot at the point of the log this lands at; nobody waits for it.

@@ -52,6 +52,8 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const CATCH_UP: Duration = Duration::from_secs(2);
 /// Unknown tokens waiting for that at once; more are refused at once.
 const CATCHING_UP: usize = 16;
+/// Catch-ups of known tokens (`catch_up`) at once; more wait for a turn.
+const READING: usize = 256;
 /// How often the reader checks that it is not stalled behind the stream.
 const STALL_CHECK: Duration = Duration::from_secs(1);
 /// Pause before the reader starts again after its consumer failed.
@@ -105,6 +107,8 @@ pub struct Cluster {
     stream: stream::Stream,
     caught: watch::Receiver<u64>,
     catching_up: tokio::sync::Semaphore,
+    /// The same bound for callers with a known token, who wait for their turn.
+    reading: tokio::sync::Semaphore,
     /// The node's copy of the replica in `--data-dir`.
     local: Arc<LocalCopy>,
     /// The last snapshot point; the reader holds it while it applies a change.
@@ -186,11 +190,26 @@ impl Replicator for Cluster {
         self.send(out).map_err(|_| ChatError::Unavailable)
     }
 
-    fn catch_up(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+    fn catch_up(
+        &self,
+        stranger: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
-            // Unknown tokens are what strangers send: only a few wait at a time.
-            let Ok(_turn) = self.catching_up.try_acquire() else {
+            if self.client.connection_state() != State::Connected {
                 return;
+            }
+            // Unknown tokens are what strangers send: only a few wait at a time. Known ones
+            // wait for a turn among more.
+            let _turn = if stranger {
+                match self.catching_up.try_acquire() {
+                    Ok(turn) => turn,
+                    Err(_) => return,
+                }
+            } else {
+                match self.reading.acquire().await {
+                    Ok(turn) => turn,
+                    Err(_) => return,
+                }
             };
             let Ok(Ok(info)) = tokio::time::timeout(CATCH_UP, self.stream.get_info()).await else {
                 return;
@@ -342,6 +361,7 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
         stream,
         caught: caught_rx,
         catching_up: tokio::sync::Semaphore::new(CATCHING_UP),
+        reading: tokio::sync::Semaphore::new(READING),
         local,
         point,
     });

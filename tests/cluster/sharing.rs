@@ -75,6 +75,32 @@ async fn a_session_holds_on_every_node_as_soon_as_the_answer_came() {
     }
 }
 
+/// A logout, and an admin's disable, answered on one node end the session on the other at
+/// once: the next request there is refused, however soon it comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_one_node_holds_on_the_other_as_soon_as_it_was_answered() {
+    let cluster = Cluster::start("logout-at-once", 2, &[]).await;
+    let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    user(n0, "quinn").await;
+    let mut survived = 0;
+    for i in 0..40 {
+        let token = login(n0, "quinn", PASSWORD).await.json()["token"]
+            .as_str()
+            .expect("token")
+            .to_string();
+        // Known on both nodes first, so the second check is not a catch-up for a stranger.
+        assert_eq!(me(n1, &token).await.status, 200, "round {i}");
+        assert_204(&post(n0, "/api/v1/logout", Some(&token), json!({})).await);
+        if me(n1, &token).await.status != 401 {
+            survived += 1;
+        }
+    }
+    assert_eq!(
+        survived, 0,
+        "sessions still served on node 1 after a logout on node 0"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_created_on_one_node_is_joined_and_used_on_another() {
     let cluster = Cluster::start("room", 2, &[]).await;

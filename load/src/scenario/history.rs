@@ -72,9 +72,15 @@ pub async fn prepare(addr: SocketAddr, cfg: &PullConfig) -> Result<PullSetup> {
         concurrency: 1,
         touch: false,
     };
-    let conns = open_many(addr, std::slice::from_ref(&user.token), &opts, &shared, &stop_rx)
-        .await
-        .all()?;
+    let conns = open_many(
+        addr,
+        std::slice::from_ref(&user.token),
+        &opts,
+        &shared,
+        &stop_rx,
+    )
+    .await
+    .all()?;
     let specs = vec![SendSpec::new(&room, cfg.text_len)];
     let sent = send_windowed(
         conns[0].tx.clone(),
