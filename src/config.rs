@@ -320,7 +320,7 @@ const FLAGS: &[Flag] = &[
     Flag { name: "session-idle-timeout", value: "SECS", help: "end sessions of users offline this long [default: 1800]" },
     Flag { name: "session-max-age", value: "SECS", help: "longest session life [default: 86400]" },
     Flag { name: "room-capacity", value: "N", help: "capacity of new rooms, at most 100000 [default: 1000]" },
-    Flag { name: "max-rooms-per-user", value: "N", help: "rooms one user may be in [default: 100]" },
+    Flag { name: "max-rooms-per-user", value: "N", help: "rooms one user may be in (a DM once they opened or wrote in it), and DMs left unanswered [default: 100]" },
     Flag { name: "max-owned-rooms", value: "N", help: "rooms one user may own, 0 = off [default: 100]" },
     Flag { name: "rest-rate-limit", value: "N", help: "state-changing REST calls per second per user, 0 = off [default: 5]" },
     Flag { name: "rest-rate-burst", value: "N", help: "REST call burst per user [default: 20]" },

@@ -2,8 +2,13 @@
 //! typing, edits and deletions.
 //!
 //! A DM is a private room of `kind` `dm` for a pair of users, found again by the pair
-//! (`Core::dms`); either side who left is added back when it is opened again. Blocks are
-//! kept per blocker (`Core::blocks`) and refuse only the blocked side's messages in a DM.
+//! (`Core::dms`). The opener joins it; the other side is added only when it is made, as a
+//! side who has not acted (`Member::unanswered`): such a DM does not count toward their
+//! `--max-rooms-per-user`, and they have at most that many (`Core::room_load`). Opening it
+//! or writing in it is acting. A side who left comes back only by opening it themselves:
+//! nobody can fill someone else's room list, or pull them back into a DM they left.
+//! Blocks are kept per blocker (`Core::blocks`) and refuse only the blocked side's
+//! messages in a DM.
 //! Edits and deletions are timeline entries that also rewrite the message they refer to in
 //! the room's ring, so whatever serves it again serves its latest state, and a deleted text
 //! is gone from memory at once and from the data directory at the next compaction.
@@ -153,8 +158,8 @@ impl Core {
         }
     }
 
-    /// Opens (or finds again) the DM between `user` and `username`; a side who had left is
-    /// added back. Answers the room as `user` sees it.
+    /// Opens (or finds again) the DM between `user` and `username` (see
+    /// `open_dm_locked` for who is added). Answers the room as `user` sees it.
     pub async fn open_dm(&self, user: &Arc<User>, username: &str) -> Result<RoomView, ChatError> {
         if let Some(r) = self.replica() {
             let op = Op::OpenDm {
@@ -182,7 +187,11 @@ impl Core {
         Ok(view)
     }
 
-    /// Finds or makes the pair's room and adds back whichever side is not in it.
+    /// Finds or makes the pair's room. The opener joins it if they are not in it (a join
+    /// their room limit allows) and has acted in it either way. The other side is added only
+    /// to a room made just now, as a side who has not acted, and only while they have fewer
+    /// than `--max-rooms-per-user` such DMs (and fewer than twice that many rooms in all);
+    /// a side who left, or was not added, comes back only by opening it themselves.
     fn open_dm_locked(
         &self,
         user: &Arc<User>,
@@ -192,17 +201,15 @@ impl Core {
         let mut dms = self.dms.lock().unwrap_or_else(|e| e.into_inner());
         let key = pair_key(&user.name, &other.name);
         let existing = dms.get(&key).and_then(|id| self.rooms.get(id));
+        let mut us = user.lock();
         let is_member = existing
             .as_ref()
             .is_some_and(|r| r.lock().members.contains_key(&user.key));
         if !is_member {
-            let mut us = user.lock();
-            self.prune_rooms(&mut us);
-            if us.rooms.len() >= self.cfg.max_rooms_per_user {
-                return Err(ChatError::TooManyRooms);
-            }
+            self.room_limit(user, &mut us)?;
         }
         let mut commits = Vec::new();
+        let fresh = existing.is_none();
         let room = match existing {
             Some(room) => room,
             None => {
@@ -219,23 +226,56 @@ impl Core {
                 room
             }
         };
-        for side in [user, other] {
-            let mut us = side.lock();
+        {
             let mut rs = room.lock();
-            if rs.deleted || rs.members.contains_key(&side.key) {
-                continue;
-            }
-            self.prune_rooms(&mut us);
-            if us.rooms.len() >= self.cfg.max_rooms_per_user {
-                if side.key == user.key {
-                    return Err(ChatError::TooManyRooms);
+            if !rs.deleted {
+                if !rs.members.contains_key(&user.key) {
+                    let slot = self.reserve()?;
+                    commits.push(self.join_locked(slot, &room, &mut rs, user, &mut us).1);
+                } else if rs.members.get(&user.key).is_some_and(|m| m.unanswered) {
+                    let slot = self.reserve()?;
+                    commits.push(self.mark_unanswered(slot, &room, &mut rs, user, false));
                 }
-                continue;
             }
-            let slot = self.reserve()?;
-            commits.push(self.join_locked(slot, &room, &mut rs, side, &mut us).1);
+        }
+        drop(us);
+        if fresh {
+            let mut them = other.lock();
+            let load = self.room_load(other, &mut them);
+            let max = self.cfg.max_rooms_per_user;
+            let mut rs = room.lock();
+            let room_for_them = load.unanswered < max && load.counted + load.unanswered < 2 * max;
+            if room_for_them && !rs.deleted && !rs.members.contains_key(&other.key) {
+                let (slot, mark) = (self.reserve()?, self.reserve()?);
+                commits.push(self.join_locked(slot, &room, &mut rs, other, &mut them).1);
+                commits.push(self.mark_unanswered(mark, &room, &mut rs, other, true));
+            }
         }
         Ok((room, commits))
+    }
+
+    /// Marks a DM member as not having acted in it (`true`, just after the other side's
+    /// open added them) or as having acted (`false`: they opened it), and hands the
+    /// [`Record::DmUnanswered`] to the store; should it fail, the flag goes back.
+    fn mark_unanswered(
+        &self,
+        slot: crate::store::Slot,
+        room: &Arc<super::rooms::Room>,
+        rs: &mut RoomState,
+        user: &User,
+        unanswered: bool,
+    ) -> super::Commit {
+        rs.set_unanswered(&user.key, unanswered);
+        let rec = Record::DmUnanswered {
+            room: room.id.clone(),
+            username: user.name.clone(),
+            unanswered,
+            at_seq: rs.last_seq,
+        };
+        let (room, key) = (room.clone(), user.key.clone());
+        self.commit(slot, &rec, move || {
+            room.lock().set_unanswered(&key, !unanswered);
+        })
     }
 
     /// Blocks or unblocks `username` for `user`.

@@ -33,6 +33,14 @@ pub struct NewRoomSpec<'a> {
     pub topic: Option<&'a str>,
 }
 
+/// A user's rooms as `--max-rooms-per-user` sees them (`Core::room_load`).
+pub(super) struct RoomLoad {
+    /// Rooms that count: every room but the DMs in `unanswered`.
+    pub counted: usize,
+    /// DMs the other side opened that the user has neither opened nor written in.
+    pub unanswered: usize,
+}
+
 impl Core {
     pub fn room_count(&self) -> usize {
         self.rooms.len()
@@ -195,6 +203,41 @@ impl Core {
         us.rooms.retain(|id| self.rooms.get(id).is_some());
     }
 
+    /// The user's rooms, split into those that count toward `--max-rooms-per-user` and the
+    /// DMs they were added to and have not acted in, which do not. Forgets deleted rooms
+    /// first. Locks each of the user's rooms in turn: call it with the user's lock held
+    /// and no room's.
+    pub(super) fn room_load(&self, user: &User, us: &mut users::UserState) -> RoomLoad {
+        self.prune_rooms(us);
+        let unanswered = us
+            .rooms
+            .iter()
+            .filter_map(|id| self.rooms.get(id))
+            .filter(|r| {
+                r.lock()
+                    .members
+                    .get(&user.key)
+                    .is_some_and(|m| m.unanswered)
+            })
+            .count();
+        RoomLoad {
+            counted: us.rooms.len() - unanswered,
+            unanswered,
+        }
+    }
+
+    /// `Err(TooManyRooms)` when the user may not join or create one more room.
+    pub(super) fn room_limit(
+        &self,
+        user: &User,
+        us: &mut users::UserState,
+    ) -> Result<(), ChatError> {
+        if self.room_load(user, us).counted >= self.cfg.max_rooms_per_user {
+            return Err(ChatError::TooManyRooms);
+        }
+        Ok(())
+    }
+
     fn create_locked(
         &self,
         user: &Arc<User>,
@@ -202,10 +245,7 @@ impl Core {
         capacity: u32,
     ) -> Result<(RoomView, Commit), ChatError> {
         let mut us = user.lock();
-        self.prune_rooms(&mut us);
-        if us.rooms.len() >= self.cfg.max_rooms_per_user {
-            return Err(ChatError::TooManyRooms);
-        }
+        self.room_limit(user, &mut us)?;
         // The user's lock is held, so two creates of theirs cannot both pass this check.
         let max_owned = self.cfg.max_owned_rooms;
         if max_owned > 0 && self.owned_by(&user.key) >= max_owned {
@@ -252,6 +292,8 @@ impl Core {
         let room = self.room(id)?;
         let (view, commit) = {
             let mut us = user.lock();
+            // Counted before the room is locked: counting locks the user's rooms.
+            let full = self.room_limit(user, &mut us);
             let mut rs = room.lock();
             if rs.deleted {
                 return Err(ChatError::RoomNotFound);
@@ -260,10 +302,7 @@ impl Core {
             if rs.members.contains_key(&user.key) {
                 return Ok(room.view(&rs, &user.key));
             }
-            self.prune_rooms(&mut us);
-            if us.rooms.len() >= self.cfg.max_rooms_per_user {
-                return Err(ChatError::TooManyRooms);
-            }
+            full?;
             if rs.members.len() >= room.capacity as usize {
                 return Err(ChatError::RoomFull);
             }
@@ -360,7 +399,10 @@ impl Core {
             } else {
                 None
             };
-            let was = rs.members.get(&user.key).map_or(0, |m| m.since);
+            let (was, unanswered) = rs
+                .members
+                .get(&user.key)
+                .map_or((0, false), |m| (m.since, m.unanswered));
             let moderator = rs.gov.moderators.contains(&user.key);
             let entry = KeptEntry::new(now_ms(), EntryKind::Leave, &user.name, None, None);
             let seq = rs.append(entry.clone());
@@ -379,6 +421,7 @@ impl Core {
                 let mut us = user2.lock();
                 let mut rs = room2.lock();
                 Self::apply_membership(&room2, &mut rs, &user2, &mut us, Some(was));
+                rs.set_unanswered(&user2.key, unanswered);
                 if moderator {
                     rs.gov.moderators.insert(user2.key.clone());
                 }

@@ -498,11 +498,27 @@ impl Core {
                         }
                     }
                 }
+                for name in &saved.unanswered {
+                    rs.set_unanswered(&name.to_ascii_lowercase(), true);
+                }
                 let invited: Vec<String> = rs.gov.invites.keys().cloned().collect();
                 drop(rs);
                 for key in invited {
                     if let Some(user) = self.user(&key) {
                         user.lock().invites.push(id.clone());
+                    }
+                }
+            }
+            Record::DmUnanswered {
+                room,
+                username,
+                unanswered,
+                at_seq,
+            } => {
+                if let Some(room) = self.rooms.get(room) {
+                    let mut rs = room.lock();
+                    if rs.last_seq <= *at_seq {
+                        rs.set_unanswered(&username.to_ascii_lowercase(), *unanswered);
                     }
                 }
             }
@@ -653,7 +669,10 @@ impl Core {
         let target = f.extra.target.as_deref().unwrap_or_default();
         let target_key = target.to_ascii_lowercase();
         match f.kind {
-            EntryKind::Message => {}
+            EntryKind::Message => {
+                // Writing in a DM is acting in it: it counts toward the writer's room limit.
+                rs.set_unanswered(&f.from.to_ascii_lowercase(), false);
+            }
             EntryKind::Join => {
                 if let Some((user, us)) = subject {
                     Self::apply_membership(room, rs, user, us, Some(seq));
@@ -777,6 +796,11 @@ fn governance_record(rs: &rooms::RoomState) -> (Vec<String>, GovernanceRecord) {
             .collect(),
         dm: rs.gov.dm.clone(),
         read,
+        unanswered: members
+            .iter()
+            .filter(|m| m.unanswered)
+            .map(|m| m.user.name.clone())
+            .collect(),
     };
     (names, gov)
 }
@@ -893,6 +917,54 @@ mod tests {
         let al = c.user("al").unwrap();
         let listed = c.rooms(&al, "", None, 10).unwrap();
         assert_eq!(listed.rooms.len(), 1);
+    }
+
+    #[test]
+    fn a_dm_side_added_unanswered_answers_by_writing_and_a_repeated_mark_is_skipped() {
+        let c = core();
+        for name in ["Al", "Bo"] {
+            c.apply(&Record::UserRegistered {
+                username: name.into(),
+                hash: String::new(),
+                ts: 0,
+            });
+        }
+        c.apply(&Record::RoomCreated {
+            id: "d".into(),
+            name: "Al, Bo".into(),
+            owner: "Al".into(),
+            capacity: 2,
+            ts: 0,
+            visibility: crate::protocol::Visibility::Private,
+            topic: String::new(),
+            dm_with: Some("Bo".into()),
+        });
+        let mark = Record::DmUnanswered {
+            room: "d".into(),
+            username: "Bo".into(),
+            unanswered: true,
+            at_seq: 2,
+        };
+        c.apply(&Record::Entry(entry("d", 1, EntryKind::Join, "Al", None)));
+        c.apply(&Record::Entry(entry("d", 2, EntryKind::Join, "Bo", None)));
+        c.apply(&mark);
+        let unanswered = |who: &str| {
+            let user = c.user(who).unwrap();
+            let mut us = user.lock();
+            c.room_load(&user, &mut us).unanswered
+        };
+        assert_eq!((unanswered("al"), unanswered("bo")), (0, 1));
+        c.apply(&Record::Entry(entry(
+            "d",
+            3,
+            EntryKind::Message,
+            "Bo",
+            Some("hi"),
+        )));
+        assert_eq!(unanswered("bo"), 0, "writing is answering");
+        // The journal after a snapshot may repeat the mark: the room has gone past it.
+        c.apply(&mark);
+        assert_eq!(unanswered("bo"), 0);
     }
 
     #[test]

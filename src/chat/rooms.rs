@@ -51,6 +51,9 @@ pub struct Member {
     pub read_dirty: bool,
     /// When their last `typing` event was forwarded (ms); 0 if never.
     pub last_typing: u64,
+    /// A DM side the other side's open added, who has neither opened it nor written in it
+    /// since: the DM does not count toward their `--max-rooms-per-user`.
+    pub unanswered: bool,
 }
 
 impl Member {
@@ -61,6 +64,7 @@ impl Member {
             read_seq: 0,
             read_dirty: false,
             last_typing: 0,
+            unanswered: false,
         }
     }
 }
@@ -229,6 +233,22 @@ impl RoomState {
             prev = Some(c);
         }
         (!found.is_empty()).then_some(found)
+    }
+
+    /// Marks the member `key` of a DM as not having acted in it yet (`true`), or as having
+    /// acted (`false`: a message of theirs, or their own open). Returns whether it changed;
+    /// a non-member, or a room that is not a DM, changes nothing.
+    pub fn set_unanswered(&mut self, key: &str, unanswered: bool) -> bool {
+        if self.gov.dm.is_none() {
+            return false;
+        }
+        match self.members.get_mut(key) {
+            Some(m) if m.unanswered != unanswered => {
+                m.unanswered = unanswered;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Forgets the governance saved for the change `token` (from `Core::hold_gov`), which

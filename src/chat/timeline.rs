@@ -357,6 +357,8 @@ impl Core {
             &extra,
         );
         let seq = rs.append(entry.clone());
+        // Writing in a DM is acting in it (replay reads the same from the entry).
+        rs.set_unanswered(&user.key, false);
         if let Some(m) = rs.members.get_mut(&user.key) {
             m.read_seq = seq;
             if !m.read_dirty {

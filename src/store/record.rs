@@ -108,6 +108,18 @@ pub enum Record {
         by: String,
         at_seq: u64,
     },
+    /// In the DM `room`, the member `username` has not acted yet (`unanswered`: the other
+    /// side's open added them, so the DM does not count toward their
+    /// `--max-rooms-per-user`), or now has, by opening it (`false`; a message of theirs says
+    /// so by itself), while the room's last seq was `at_seq`. Written after the join it
+    /// marks. Later entries (their message, their leave) supersede it, so replay skips it when
+    /// the room has already gone past `at_seq`: the snapshot then holds the flag.
+    DmUnanswered {
+        room: String,
+        username: String,
+        unanswered: bool,
+        at_seq: u64,
+    },
     /// The next kept entries of a room restored from a snapshot, oldest first, in the
     /// snapshot's binary encoding (never JSON).
     #[serde(skip)]
@@ -160,6 +172,10 @@ pub struct GovernanceRecord {
     /// Each member's read marker, in the order of `members` (0 if never set).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub read: Vec<u64>,
+    /// A DM's members who have not acted in it (see [`Record::DmUnanswered`]); absent in
+    /// older snapshots, whose members all count as having acted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unanswered: Vec<String>,
 }
 
 fn is_public(v: &Visibility) -> bool {

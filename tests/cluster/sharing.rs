@@ -390,3 +390,85 @@ async fn invite_codes_and_disabled_accounts_hold_on_every_node() {
         "account_disabled",
     );
 }
+
+/// The ids of a user's rooms in `GET /api/v1/me` on a node, sorted.
+async fn room_ids(addr: std::net::SocketAddr, token: &str) -> Vec<String> {
+    let mut ids: Vec<String> = me(addr, token).await.json()["rooms"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .filter_map(|r| r["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_dms_and_the_room_limit_are_the_same_on_every_node() {
+    let cluster = Cluster::start("dm-limit", 2, &["--max-rooms-per-user", "2"]).await;
+    let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    let vic = user(n0, "vic").await;
+    assert!(
+        crate::within(SLOW, || async { me(n1, &vic).await.status == 200 }).await,
+        "node 1 never took vic's token"
+    );
+    let mut opened = Vec::new();
+    for (i, name) in ["oth1", "oth2", "oth3"].iter().enumerate() {
+        let node = [n0, n1][i % 2];
+        let t = user(node, name).await;
+        let r = post(node, "/api/v1/dms", Some(&t), json!({ "username": "vic" })).await;
+        assert_eq!(r.status, 200, "{:?}", r.json());
+        opened.push((
+            t,
+            r.json()["id"].as_str().unwrap().to_string(),
+            r.json()["members"].clone(),
+        ));
+    }
+    // Two unanswered DMs are his cap: the third is made without him.
+    let members: Vec<_> = opened.iter().map(|o| o.2.clone()).collect();
+    assert_eq!(members, [json!(2), json!(2), json!(1)]);
+    // He leaves the first on node 1; its opener opens it again and writes on node 0.
+    assert_204(
+        &post(
+            n1,
+            &format!("/api/v1/rooms/{}/leave", opened[0].1),
+            Some(&vic),
+            json!({}),
+        )
+        .await,
+    );
+    let r = post(
+        n0,
+        "/api/v1/dms",
+        Some(&opened[0].0),
+        json!({ "username": "vic" }),
+    )
+    .await;
+    assert_eq!(r.json()["members"], 1, "{:?}", r.json());
+    let (mut w, _) = ws_hello(n0, &opened[0].0).await;
+    crate::until_accepted(&mut w, &opened[0].1, "still there?").await;
+    // Neither DM counts: he creates two rooms, one through each node, and no third.
+    let r = post(n0, "/api/v1/rooms", Some(&vic), json!({ "name": "one" })).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let r = post(n1, "/api/v1/rooms", Some(&vic), json!({ "name": "two" })).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    for node in [n0, n1] {
+        let r = post(
+            node,
+            "/api/v1/rooms",
+            Some(&vic),
+            json!({ "name": "three" }),
+        )
+        .await;
+        assert_error(&r, 409, "too_many_rooms");
+    }
+    let want = room_ids(n0, &vic).await;
+    assert_eq!(want.len(), 3, "two rooms and the second DM: {want:?}");
+    assert!(!want.contains(&opened[0].1) && want.contains(&opened[1].1));
+    assert!(
+        crate::within(SLOW, || async { room_ids(n1, &vic).await == want }).await,
+        "node 1 shows other rooms for vic"
+    );
+}

@@ -2,7 +2,9 @@
 //! "Direct messages, blocks, mentions, actions" and "Read markers, typing, edits and
 //! deletions"): real clients against a real server on 127.0.0.1:0.
 //!
-//! - `dms`: opening a DM, its name and shape, reuse, a side added back, `dm_room`, `/msg`.
+//! - `dms`: opening a DM, its name and shape, reuse, a side coming back, `dm_room`, `/msg`.
+//! - `dm_limits`: DMs and `--max-rooms-per-user`: unanswered DMs do not count, and are capped;
+//!   a side who left comes back only by opening the DM.
 //! - `blocks`: the block list calls, and what a block refuses (only in the DM, only one side).
 //! - `mentions`: the `@username` rule, and `/me` actions.
 //! - `reads`: read markers (frame and REST), unread counts, and typing.
@@ -16,6 +18,7 @@
 mod common;
 
 mod blocks;
+mod dm_limits;
 mod dms;
 mod edits;
 mod mentions;

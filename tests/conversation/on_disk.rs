@@ -363,3 +363,79 @@ async fn conversations_survive_a_compaction_and_kill_9() {
     assert_eq!((r.status, r.code()), (409, "dm_room".into()), "still a DM");
     server.stop().await;
 }
+
+/// With `--max-rooms-per-user 3`, vic answered two DMs and left three unanswered: he can
+/// create one room and no second, and a new DM opened with him is made without him.
+/// Leaves things as they were, but for the new DM.
+async fn vic_has_two_counted_rooms_and_three_unanswered(addr: SocketAddr, vic: &str, new: &str) {
+    let r = crate::dm_limits::create(addr, vic, "probe").await;
+    assert_eq!(
+        r.status,
+        201,
+        "the unanswered DMs count again: {:?}",
+        r.json()
+    );
+    let probe = r.json()["id"].as_str().unwrap().to_string();
+    let r = crate::dm_limits::create(addr, vic, "probe two").await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "too_many_rooms".into()),
+        "the answered DMs no longer count"
+    );
+    assert_eq!(leave(addr, vic, &probe).await.status, 204);
+    let opener = user(addr, new).await;
+    let r = open_dm(addr, &opener, "vic").await;
+    assert_eq!(
+        r.json()["members"],
+        1,
+        "vic added past the cap: {:?}",
+        r.json()
+    );
+    assert_eq!(crate::dm_limits::my_rooms(addr, vic).await.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_dms_count_the_same_after_kill_9_and_after_a_compaction() {
+    let tmp = TempDir::new("conv-dm-limit");
+    let data = tmp.data();
+    let flags = ["--compact-bytes", "4096", "--max-rooms-per-user", "3"];
+    let mut server = start_proc(&data, &flags);
+    let addr = server.addr;
+    let first_journal = journal_files(&data).remove(0);
+    let vic = user(addr, "vic").await;
+    let (_, dms) = crate::dm_limits::dms_at(addr, "vic", &["amy", "ben"]).await;
+    // He answers amy's by writing and ben's by opening it; the next three wait.
+    let (mut wv, _) = ws_hello(addr, &vic).await;
+    post_msg(&mut wv, &dms[0], "hi amy").await;
+    assert_eq!(dm_id(addr, &vic, "ben").await, dms[1]);
+    crate::dm_limits::dms_at(addr, "vic", &["cat", "dan", "eve"]).await;
+    vic_has_two_counted_rooms_and_three_unanswered(addr, &vic, "fay").await;
+    server.kill_9();
+    drop(wv);
+
+    // The journal alone.
+    let mut server = start_proc(&data, &flags);
+    let addr = server.addr;
+    vic_has_two_counted_rooms_and_three_unanswered(addr, &vic, "gus").await;
+
+    // A snapshot, then the journal after it.
+    let noisy = user(addr, "noisy").await;
+    let noise = room(addr, &noisy, "noise").await;
+    let (mut wn, _) = ws_hello(addr, &noisy).await;
+    let snapshots_before = snapshots(addr).await;
+    let deadline = Instant::now() + WAIT;
+    let mut i = 0;
+    while snapshots(addr).await <= snapshots_before || first_journal.exists() {
+        assert!(Instant::now() < deadline, "no compaction");
+        for _ in 0..10 {
+            post_msg(&mut wn, &noise, &format!("noise {i} {}", "-".repeat(100))).await;
+            i += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.kill_9();
+    drop(wn);
+    let server = start_proc(&data, &flags);
+    vic_has_two_counted_rooms_and_three_unanswered(server.addr, &vic, "hal").await;
+    server.stop().await;
+}

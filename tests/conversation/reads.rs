@@ -328,7 +328,7 @@ async fn a_member_who_comes_back_has_no_unread_of_their_own() {
 }
 
 #[tokio::test]
-async fn a_dm_side_added_back_has_no_unread_of_their_own() {
+async fn a_dm_side_back_in_it_has_no_unread_of_their_own() {
     let s = start(&[]).await;
     let alice = &user(s.addr, "alice").await;
     let bob = &user(s.addr, "bob").await;
@@ -340,7 +340,7 @@ async fn a_dm_side_added_back_has_no_unread_of_their_own() {
     }
     post_msg(&mut wa, &dm, "dm alice").await;
     assert_eq!(leave(s.addr, bob, &dm).await.status, 204);
-    let r = open_dm(s.addr, alice, "bob").await;
+    let r = open_dm(s.addr, bob, "alice").await;
     assert_eq!(r.status, 200);
     let (entries, _) = history(s.addr, bob, &dm).await;
     let room = room_info(s.addr, bob, &dm).await;
