@@ -3,7 +3,10 @@
 //!
 //! - **Out.** Proposals (`chat::replica`) and records (`store::Log`) go to one queue; one task
 //!   publishes them in queue order to `STREAM.op` and `STREAM.rec` and runs each one's
-//!   callback when JetStream acknowledges it (or refuses, or times out).
+//!   callback when JetStream acknowledges it (or refuses, or times out). At most `QUEUE`
+//!   changes are on their way at once, queued or waiting for their acknowledgement: each
+//!   takes a place first (`Log::reserve`, or the proposal), and past that the change is
+//!   refused (`unavailable`) before anything changed.
 //! - **In.** One task reads the stream in order with an ordered consumer from the last
 //!   applied sequence on, and applies each message through the core: a proposal with
 //!   `Core::execute`, a record with `Core::apply_shared`. When the consumer fails (NATS went
@@ -34,17 +37,18 @@ use async_nats::connection::State;
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::chat::replica::{Failed, Op, Proposal, Replicator};
 use crate::chat::{ChatError, Core, Record};
 use crate::config::Config;
 use crate::store::snapshot::{frame, unframe};
-use crate::store::{Done, Log};
+use crate::store::{Done, Log, LogPlace, Refused};
 use local::{LocalCopy, Unusable};
 use settings::Settings;
 
-/// Changes queued for NATS before new ones are refused.
+/// Changes on their way to NATS (queued, or published and not yet acknowledged) before new
+/// ones are refused.
 const QUEUE: usize = 65_536;
 /// How long JetStream has to acknowledge a publish.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -93,12 +97,66 @@ struct Outgoing {
     subject: &'static str,
     payload: Vec<u8>,
     done: Done,
+    /// Its place among the changes on their way (`Cluster::inflight`), given back once its
+    /// fate is known.
+    _place: OwnedSemaphorePermit,
+}
+
+/// A record's place, taken by `Log::reserve`.
+struct Place {
+    queue: mpsc::Sender<Outgoing>,
+    place: OwnedSemaphorePermit,
+}
+
+impl LogPlace for Place {
+    fn append(self: Box<Self>, record: Vec<u8>, done: Done) {
+        let out = Outgoing {
+            subject: "rec",
+            payload: record,
+            done,
+            _place: self.place,
+        };
+        // The queue holds as many as there are places, so only a stopped publisher refuses.
+        // The callback then runs elsewhere: the caller may hold the locks an undo takes.
+        if let Err(e) = self.queue.try_send(out) {
+            let out = match e {
+                mpsc::error::TrySendError::Full(o) | mpsc::error::TrySendError::Closed(o) => o,
+            };
+            refused_later(out.done);
+        }
+    }
+}
+
+/// Runs the callbacks of records the publisher never took, on one thread of their own.
+fn refused_later(done: Done) {
+    static LATER: std::sync::OnceLock<crossbeam_channel::Sender<Done>> = std::sync::OnceLock::new();
+    let tx = LATER.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::unbounded::<Done>();
+        let spawned = std::thread::Builder::new()
+            .name("cluster-refused".into())
+            .spawn(move || {
+                for done in rx {
+                    done(false);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cluster: no thread for refused records: {e}");
+        }
+        tx
+    });
+    if let Err(e) = tx.send(done) {
+        // No thread to run it: it is dropped, and its commit ends as not kept.
+        drop(e);
+    }
 }
 
 /// The node's handle on the stream: the store's log and the core's replicator.
 pub struct Cluster {
     client: async_nats::Client,
     queue: mpsc::Sender<Outgoing>,
+    /// Places for the changes on their way: queued, or published and not yet acknowledged
+    /// (at most `QUEUE` in all).
+    inflight: Arc<Semaphore>,
     /// The stream sequence of the last message applied here.
     applied: Arc<AtomicU64>,
     typing: String,
@@ -116,15 +174,16 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Queues `out` for the stream, or gives it back when NATS is unreachable or the queue
-    /// is full.
-    fn send(&self, out: Outgoing) -> Result<(), Outgoing> {
+    /// A place among the changes on their way to the stream, unless NATS is unreachable or
+    /// every place is taken.
+    fn place(&self) -> Result<OwnedSemaphorePermit, Refused> {
         if self.client.connection_state() != State::Connected {
-            return Err(out);
+            return Err(Refused::Failed);
         }
-        self.queue.try_send(out).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(o) | mpsc::error::TrySendError::Closed(o) => o,
-        })
+        self.inflight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refused::Full)
     }
 
     /// Sends what is queued for the stream (at most for `limit`): at a clean stop, the read
@@ -154,17 +213,12 @@ impl Cluster {
 }
 
 impl Log for Cluster {
-    fn append(&self, record: Vec<u8>, done: Done) {
-        let out = Outgoing {
-            subject: "rec",
-            payload: record,
-            done,
-        };
-        if let Err(out) = self.send(out) {
-            // Never on the caller's thread: it may hold the locks the undo takes (as the
-            // journal, which runs it on its delivery thread). Rare: `reserve` checked NATS.
-            std::thread::spawn(move || (out.done)(false));
-        }
+    fn reserve(&self) -> Result<Box<dyn LogPlace>, Refused> {
+        let place = self.place()?;
+        Ok(Box::new(Place {
+            queue: self.queue.clone(),
+            place,
+        }))
     }
 
     fn failed(&self) -> Option<String> {
@@ -177,6 +231,7 @@ impl Log for Cluster {
 
 impl Replicator for Cluster {
     fn propose(&self, proposal: Vec<u8>, failed: Failed) -> Result<(), ChatError> {
+        let place = self.place().map_err(|_| ChatError::Unavailable)?;
         let out = Outgoing {
             subject: "op",
             payload: proposal,
@@ -185,9 +240,10 @@ impl Replicator for Cluster {
                     failed();
                 }
             }),
+            _place: place,
         };
         // Refused here, the caller answers `unavailable` itself: `failed` never runs.
-        self.send(out).map_err(|_| ChatError::Unavailable)
+        self.queue.try_send(out).map_err(|_| ChatError::Unavailable)
     }
 
     fn catch_up(
@@ -355,6 +411,7 @@ pub async fn join(core: &Arc<Core>, cfg: &Config, node: &str) -> Result<Arc<Clus
     let cluster = Arc::new(Cluster {
         client: client.clone(),
         queue,
+        inflight: Arc::new(Semaphore::new(QUEUE)),
         applied,
         typing: format!("{base}.typing"),
         origin: core.origin().to_string(),
@@ -473,8 +530,15 @@ async fn publish(
 ) {
     let (op, rec) = (format!("{base}.op"), format!("{base}.rec"));
     while let Some(out) = rx.recv().await {
-        let subject = if out.subject == "op" { &op } else { &rec };
-        match js.publish(subject.clone(), out.payload.into()).await {
+        // The place is given back with the callback's run, not before.
+        let Outgoing {
+            subject,
+            payload,
+            done,
+            _place: place,
+        } = out;
+        let subject = if subject == "op" { &op } else { &rec };
+        match js.publish(subject.clone(), payload.into()).await {
             Ok(ack) => {
                 let mut caught = caught.clone();
                 tokio::spawn(async move {
@@ -483,12 +547,14 @@ async fn publish(
                         let read = caught.wait_for(|s| *s >= ack.sequence);
                         let _ = tokio::time::timeout(CATCH_UP, read).await;
                     }
-                    (out.done)(acked.is_ok());
+                    done(acked.is_ok());
+                    drop(place);
                 });
             }
             Err(e) => {
                 tracing::warn!("cluster: publish failed: {e}");
-                (out.done)(false);
+                done(false);
+                drop(place);
             }
         }
     }

@@ -31,11 +31,18 @@ enum Backend {
 
 /// The shared log of cluster mode, as the store sees it: a place records go in order.
 pub trait Log: Send + Sync {
-    /// Hands one record (its JSON) to the log, after those handed before; `done` runs with
-    /// whether the log acknowledged it.
-    fn append(&self, record: Vec<u8>, done: Done);
+    /// A place for one record among the changes on their way to the log: `Full` while as
+    /// many as it holds wait for an acknowledgement, `Failed` while it cannot be reached.
+    fn reserve(&self) -> Result<Box<dyn LogPlace>, Refused>;
     /// Why the log refuses changes now (NATS unreachable), if it does.
     fn failed(&self) -> Option<String>;
+}
+
+/// A place taken in the shared log ([`Log::reserve`]).
+pub trait LogPlace: Send {
+    /// Hands one record (its JSON) to the log, after those handed before; `done` runs with
+    /// whether the log acknowledged it, never on the caller's thread.
+    fn append(self: Box<Self>, record: Vec<u8>, done: Done);
 }
 
 pub struct Store {
@@ -47,7 +54,7 @@ pub enum Slot {
     /// Nothing is stored: the caller acknowledges at once.
     Memory,
     Journal(Reserved),
-    Cluster(Arc<dyn Log>),
+    Cluster(Box<dyn LogPlace>),
 }
 
 impl Slot {
@@ -57,7 +64,7 @@ impl Slot {
         match self {
             Slot::Memory => done(true),
             Slot::Journal(place) => place.append(record, Some(done)),
-            Slot::Cluster(log) => log.append(record, done),
+            Slot::Cluster(place) => place.append(record, done),
         }
     }
 }
@@ -171,8 +178,8 @@ impl Store {
                 None => Err(Refused::Failed),
             },
             Backend::Cluster(log) => match log.get() {
-                Some(log) if log.failed().is_none() => Ok(Slot::Cluster(log.clone())),
-                _ => Err(Refused::Failed),
+                Some(log) => log.reserve().map(Slot::Cluster),
+                None => Err(Refused::Failed),
             },
         }
     }
