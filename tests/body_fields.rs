@@ -37,6 +37,38 @@ fn not_whole(needed: bool) -> Vec<Value> {
     v
 }
 
+/// The error codes `src/api/openapi.json` documents for `method path` answering `status`:
+/// the template matching `path` with the fewest parameters.
+fn documented(doc: &Value, method: &str, path: &str, status: u16) -> Vec<String> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let paths = doc["paths"].as_object().expect("paths");
+    let template = paths
+        .keys()
+        .filter(|t| {
+            let ts: Vec<&str> = t.split('/').collect();
+            ts.len() == segments.len()
+                && ts
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t.starts_with('{') || t == s)
+        })
+        .min_by_key(|t| t.matches('{').count())
+        .unwrap_or_else(|| panic!("{path} is not documented"));
+    let mut answer = &paths[template][method.to_ascii_lowercase()]["responses"][status.to_string()];
+    if let Some(r) = answer["$ref"].as_str() {
+        answer = doc
+            .pointer(r.trim_start_matches('#'))
+            .expect("a resolvable $ref");
+    }
+    let schema = &answer["content"]["application/json"]["schema"]["allOf"][1];
+    let codes = schema["properties"]["error"]["properties"]["code"]["enum"].as_array();
+    let codes = codes.unwrap_or_else(|| panic!("{method} {template} {status}: no codes"));
+    codes
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect()
+}
+
 /// One call: where it goes, who asks, and a body that is right but for the field tried.
 struct Call<'a> {
     method: &'a str,
@@ -46,8 +78,19 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// Sends the call with `field` set to each of `wrong`, expecting `status` and `code`.
+    /// Sends the call with `field` set to each of `wrong`, expecting `status` and `code`,
+    /// which the OpenAPI document lists for that call and status.
     async fn refuses(&self, addr: SocketAddr, field: &str, wrong: &[Value], want: (u16, &str)) {
+        let doc = get(addr, "/api/v1/openapi.json", None).await.json();
+        let codes = documented(&doc, self.method, self.path, want.0);
+        assert!(
+            codes.iter().any(|c| c == want.1),
+            "{} {} {}: {} is not among the documented {codes:?}",
+            self.method,
+            self.path,
+            want.0,
+            want.1
+        );
         for value in wrong {
             let mut body = self.base.clone();
             body[field] = value.clone();
