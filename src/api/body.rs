@@ -6,6 +6,9 @@
 //! JSON type (`"capacity":"ten"`, `"username":7`, `"text":null`) gets that field's own code,
 //! as a value of the right type but out of range does.
 
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, Error, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::chat::ChatError;
@@ -25,10 +28,7 @@ impl Body {
 
     fn parse(bytes: &[u8], required: &[&str]) -> Result<Body, ChatError> {
         let bad = |why: String| ChatError::BadRequest(format!("invalid JSON body: {why}"));
-        let map = match serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))? {
-            Value::Object(map) => map,
-            _ => return Err(bad("expected an object".into())),
-        };
+        let Object(map) = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
         if let Some(key) = required.iter().find(|k| !map.contains_key(**k)) {
             return Err(bad(format!("missing field `{key}`")));
         }
@@ -89,6 +89,36 @@ impl Body {
     }
 }
 
+/// A JSON object whose keys are each given once. A key given twice is refused (as serde's
+/// derived structs refuse it), so no two readers of one body see different values.
+struct Object(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for Object {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Object, D::Error> {
+        struct Keys;
+        impl<'de> Visitor<'de> for Keys {
+            type Value = Object;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<Object, A::Error> {
+                let mut map = Map::new();
+                while let Some(key) = fields.next_key::<String>()? {
+                    if map.contains_key(&key) {
+                        return Err(A::Error::custom(format!("duplicate field `{key}`")));
+                    }
+                    let value = fields.next_value()?;
+                    map.insert(key, value);
+                }
+                Ok(Object(map))
+            }
+        }
+        d.deserialize_map(Keys)
+    }
+}
+
 /// `400 bad_request` naming what `key` must be: for fields whose bad values have no code of
 /// their own.
 pub(super) fn malformed(key: &str, what: &str) -> ChatError {
@@ -117,6 +147,8 @@ mod tests {
             "5",
             "null",
             "{\"a\":1",
+            "{\"a\":1}x",
+            r#"{"name": "a", "name": "b"}"#,
         ] {
             assert_eq!(code(body(json, &[])), "bad_request", "{json}");
         }
