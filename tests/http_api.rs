@@ -154,16 +154,20 @@ async fn register_rejects_bad_passwords() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_rejects_malformed_bodies() {
     let s = start(&[]).await;
-    let bodies: [&[u8]; 7] = [
-        b"",
-        b"{",
-        b"not json",
-        b"[]",
-        br#"{"username":"alice"}"#,
-        br#"{"username":7,"password":"correct horse battery"}"#,
-        br#"{"password":"correct horse battery"}"#,
+    let bodies: [(&[u8], &str); 7] = [
+        (b"", "bad_request"),
+        (b"{", "bad_request"),
+        (b"not json", "bad_request"),
+        (b"[]", "bad_request"),
+        (br#"{"username":"alice"}"#, "bad_request"),
+        // A username of the wrong type is an invalid one (issue 21).
+        (
+            br#"{"username":7,"password":"correct horse battery"}"#,
+            "invalid_username",
+        ),
+        (br#"{"password":"correct horse battery"}"#, "bad_request"),
     ];
-    for body in bodies {
+    for (body, code) in bodies {
         let mut req = format!(
             "POST /api/v1/register HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
             body.len()
@@ -172,7 +176,7 @@ async fn register_rejects_malformed_bodies() {
         req.extend_from_slice(body);
         let (r, _) = raw(s.addr, req).await;
         let r = r.expect("a response");
-        assert_error(&r, 400, "bad_request");
+        assert_error(&r, 400, code);
     }
     // Nothing was registered along the way.
     let t = user(s.addr, "alice").await;

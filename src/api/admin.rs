@@ -6,10 +6,10 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::{auth, body};
+use super::body::{malformed, Body};
+use super::{auth, new_account};
 use crate::chat::{ChatError, Core};
 use crate::http::{Request, Response};
-use crate::protocol::{Credentials, NewInviteCode, PasswordChange};
 
 /// `POST /api/v1/admin/invite-codes` and `/api/v1/admin/users...`; `rest` is the path after
 /// `admin`.
@@ -32,18 +32,12 @@ async fn invite_code(core: &Core, req: &Request) -> Result<Response, ChatError> 
     let a = auth(core, req).await?;
     core.require_admin(&a.user)?;
     core.take_rest_budget(&a.user)?;
-    // No body at all asks for the defaults, as `{}` does.
-    let wanted = if req.body.iter().all(u8::is_ascii_whitespace) {
-        NewInviteCode::default()
-    } else {
-        match body::<NewInviteCode>(req) {
-            Ok(w) => w,
-            Err(resp) => return Ok(resp),
-        }
-    };
-    let code = core
-        .create_invite(&a.user, wanted.uses, wanted.expires_in)
-        .await?;
+    // No body at all asks for the defaults, as `{}` does. Both fields' bad values are
+    // `bad_request` (the contract's only code here), whatever their type.
+    let b = Body::read_or_empty(req)?;
+    let uses = b.uint("uses", malformed("uses", "a whole number"))?;
+    let expires_in = b.uint("expires_in", malformed("expires_in", "a whole number"))?;
+    let code = core.create_invite(&a.user, uses, expires_in).await?;
     Ok(Response::json(201, &code))
 }
 
@@ -51,13 +45,9 @@ async fn create_user(core: &Core, req: &Request, from: IpAddr) -> Result<Respons
     let a = auth(core, req).await?;
     core.require_admin(&a.user)?;
     core.take_rest_budget(&a.user)?;
-    let c = match body::<Credentials>(req) {
-        Ok(c) => c,
-        Err(resp) => return Ok(resp),
-    };
-    let username = core
-        .create_user(&a.user, &c.username, &c.password, from)
-        .await?;
+    let b = Body::read(req, &["username", "password"])?;
+    let (username, password) = new_account(&b)?;
+    let username = core.create_user(&a.user, username, password, from).await?;
     Ok(Response::json(201, &json!({ "username": username })))
 }
 
@@ -82,10 +72,12 @@ pub(super) async fn change_password(
 ) -> Result<Response, ChatError> {
     let a = auth(core, req).await?;
     core.take_rest_budget(&a.user)?;
-    let p = match body::<PasswordChange>(req) {
-        Ok(p) => p,
-        Err(resp) => return Ok(resp),
-    };
-    core.change_password(&a, &p.old, &p.new, from).await?;
+    // An `old` of the wrong type cannot be the password (`invalid_credentials`, at once); a
+    // `new` of the wrong type is an invalid new one.
+    let b = Body::read(req, &["old", "new"])?;
+    let old = b.need_text("old", ChatError::InvalidCredentials)?;
+    let invalid = ChatError::InvalidPassword("the new password must be a string".into());
+    let new = b.need_text("new", invalid)?;
+    core.change_password(&a, old, new, from).await?;
     Ok(Response::empty(204))
 }

@@ -3,19 +3,19 @@
 //! and password changes in `admin`; the browser client's files in `web`.
 
 mod admin;
+mod body;
 mod rooms;
 mod web;
 
 use std::net::IpAddr;
 
-use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::chat::{Auth, ChatError, Core};
 use crate::config;
 use crate::http::parse::percent_decode;
 use crate::http::{Request, Response};
-use crate::protocol::Credentials;
+use body::Body;
 
 /// The OpenAPI 3 description of every REST call, served at `GET /api/v1/openapi.json`.
 /// `tests/openapi.rs` checks it against the routes below, and schemathesis
@@ -61,16 +61,14 @@ pub(crate) async fn handle(core: &Core, req: &Request, from: IpAddr) -> Response
     }
 }
 
-/// The request's JSON body, which must be an object: serde would read a struct from an array
-/// of its fields too (`[null, null]` as `{}`), which no call takes.
-fn body<T: DeserializeOwned>(req: &Request) -> Result<T, Response> {
-    let first = req.body.iter().find(|b| !b.is_ascii_whitespace());
-    if first.is_some_and(|b| *b != b'{') {
-        let message = "invalid JSON body: expected an object";
-        return Err(Response::error(400, "bad_request", message, None));
-    }
-    serde_json::from_slice(&req.body)
-        .map_err(|e| Response::error(400, "bad_request", &format!("invalid JSON body: {e}"), None))
+/// The `username` and `password` of a register or admin-created account: a name or password
+/// of the wrong type is an invalid one.
+fn new_account(b: &Body) -> Result<(&str, &str), ChatError> {
+    let password = ChatError::InvalidPassword("the password must be a string".into());
+    Ok((
+        b.need_text("username", ChatError::InvalidUsername)?,
+        b.need_text("password", password)?,
+    ))
 }
 
 fn bearer(req: &Request) -> Option<&str> {
@@ -123,21 +121,24 @@ async fn route(
         }
         [""] => web::serve(req, "index.html"),
         ["web", name] => web::serve(req, name),
-        ["api", "v1", "register"] => match body::<Credentials>(req) {
-            Ok(c) => {
-                let code = c.invite_code.as_deref();
-                let username = core.register(&c.username, &c.password, code, from).await?;
-                Response::json(201, &json!({ "username": username }))
-            }
-            Err(resp) => resp,
-        },
-        ["api", "v1", "login"] => match body::<Credentials>(req) {
-            Ok(c) => {
-                let (token, username) = core.login(&c.username, &c.password, from).await?;
-                Response::json(200, &json!({ "token": token, "username": username }))
-            }
-            Err(resp) => resp,
-        },
+        ["api", "v1", "register"] => {
+            let b = Body::read(req, &["username", "password"])?;
+            let (username, password) = new_account(&b)?;
+            // A code that is not a string is no live code: `invite_required` where one is
+            // needed, ignored where none is, as any other unknown code.
+            let code = b.value("invite_code").and_then(Value::as_str);
+            let username = core.register(username, password, code, from).await?;
+            Response::json(201, &json!({ "username": username }))
+        }
+        ["api", "v1", "login"] => {
+            // A name or password of the wrong type cannot be anyone's: answered at once, as a
+            // name no account can have is.
+            let b = Body::read(req, &["username", "password"])?;
+            let username = b.need_text("username", ChatError::InvalidCredentials)?;
+            let password = b.need_text("password", ChatError::InvalidCredentials)?;
+            let (token, username) = core.login(username, password, from).await?;
+            Response::json(200, &json!({ "token": token, "username": username }))
+        }
         ["api", "v1", "logout"] => {
             core.logout(&auth(core, req).await?).await?;
             Response::empty(204)

@@ -8,16 +8,15 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{auth, body, listing, number};
+use super::body::{malformed, Body};
+use super::{auth, listing, number};
 use crate::chat::moderation::Seconds;
 use crate::chat::{ChatError, Core, HistoryPage, NewRoomSpec};
 use crate::config;
 use crate::http::response::Pieces;
 use crate::http::{Request, Response};
 use crate::metrics::Metrics;
-use crate::protocol::{
-    EditBody, EntryKind, ModerationRequest, NewRoom, ReadMark, RoomPatch, UserRef,
-};
+use crate::protocol::{EntryKind, RoomPatch};
 
 /// Which methods a room path accepts (`rest` follows `/api/v1/`); `None` if not a room
 /// path.
@@ -69,13 +68,9 @@ impl Drop for PageBody {
     }
 }
 
-/// A string field as given; anything else reads as `invalid`.
-fn text_field(v: &Option<Value>, invalid: ChatError) -> Result<Option<&str>, ChatError> {
-    match v {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(invalid),
-    }
+/// The `username` a call acts on: one of the wrong type is no username.
+fn username(b: &Body) -> Result<&str, ChatError> {
+    b.need_text("username", ChatError::InvalidUsername)
 }
 
 /// Answers a room call (`rest` follows `/api/v1/`, and `allowed` accepted it).
@@ -90,23 +85,20 @@ pub(super) async fn route(
     if method != "GET" {
         core.take_rest_budget(user)?;
     }
-    // A body that is not the expected JSON answers 400 `bad_request`.
-    macro_rules! parse {
-        ($t:ty) => {
-            match body::<$t>(req) {
-                Ok(b) => b,
-                Err(resp) => return Ok(resp),
-            }
-        };
-    }
+    // A body that is not a JSON object with the fields the call needs is 400 `bad_request`;
+    // a field of the wrong type gets the code a bad value of it gets (`body`).
+    let read = |required: &[&str]| Body::read(req, required);
     let resp = match (method, rest) {
         ("POST", ["rooms"]) => {
-            let r = parse!(NewRoom);
+            // A missing name is an invalid one (the empty name).
+            let b = read(&[])?;
             let spec = NewRoomSpec {
-                name: text_field(&r.name, ChatError::InvalidRoomName)?.unwrap_or_default(),
-                capacity: r.capacity,
-                visibility: text_field(&r.visibility, ChatError::InvalidVisibility)?,
-                topic: text_field(&r.topic, ChatError::InvalidTopic)?,
+                name: b
+                    .text("name", ChatError::InvalidRoomName)?
+                    .unwrap_or_default(),
+                capacity: b.int("capacity", ChatError::InvalidCapacity)?,
+                visibility: b.text("visibility", ChatError::InvalidVisibility)?,
+                topic: b.text("topic", ChatError::InvalidTopic)?,
             };
             Response::json(201, &core.create_room(user, &spec).await?)
         }
@@ -118,7 +110,13 @@ pub(super) async fn route(
             Response::json(200, &core.rooms(user, &q, after.as_deref(), limit)?)
         }
         ("PATCH", ["rooms", id]) => {
-            let patch = parse!(RoomPatch);
+            // The core checks each field's type and value, after the room's access.
+            let b = read(&[])?;
+            let patch = RoomPatch {
+                name: b.value("name").cloned(),
+                topic: b.value("topic").cloned(),
+                visibility: b.value("visibility").cloned(),
+            };
             Response::json(200, &core.update_room(user, id, &patch).await?)
         }
         ("DELETE", ["rooms", id]) => {
@@ -166,13 +164,13 @@ pub(super) async fn route(
             Response::empty(204)
         }
         (_, ["dms"]) => {
-            let r = parse!(UserRef);
-            Response::json(200, &core.open_dm(user, &r.username).await?)
+            let b = read(&["username"])?;
+            Response::json(200, &core.open_dm(user, username(&b)?).await?)
         }
         ("GET", ["blocks"]) => Response::json(200, &json!({ "blocks": core.blocked_users(user) })),
         ("POST", ["blocks"]) => {
-            let r = parse!(UserRef);
-            core.set_block(user, &r.username, true).await?;
+            let b = read(&["username"])?;
+            core.set_block(user, username(&b)?, true).await?;
             Response::empty(204)
         }
         (_, ["blocks", name]) => {
@@ -180,8 +178,10 @@ pub(super) async fn route(
             Response::empty(204)
         }
         (_, ["rooms", id, "read"]) => {
-            let r = parse!(ReadMark);
-            core.mark_read(user, id, r.seq, None)?;
+            let b = read(&["seq"])?;
+            let seq = b.uint("seq", malformed("seq", "a whole number"))?;
+            let seq = seq.ok_or_else(|| malformed("seq", "a whole number"))?;
+            core.mark_read(user, id, seq, None)?;
             Response::empty(204)
         }
         (method, ["rooms", id, "messages", seq]) => {
@@ -192,32 +192,32 @@ pub(super) async fn route(
             // WebSocket (the room's budget is taken in the core).
             core.take_message_budget(user)?;
             if method == "PATCH" {
-                let r = parse!(EditBody);
-                Response::json(200, &core.edit(user, id, seq, &r.text, None).await?)
+                // A text of the wrong type holds no message.
+                let b = read(&["text"])?;
+                let text = b.need_text("text", ChatError::EmptyMessage)?;
+                Response::json(200, &core.edit(user, id, seq, text, None).await?)
             } else {
                 core.delete_message(user, id, seq, None).await?;
                 Response::empty(204)
             }
         }
         (_, ["rooms", id, action]) => {
-            let m = parse!(ModerationRequest);
-            let name = m.username.as_str();
+            let b = read(&["username"])?;
+            let name = username(&b)?;
+            // Like a reason too long, a reason of the wrong type is `bad_request`.
+            let reason = b.text("reason", malformed("reason", "a string"));
             match *action {
                 "invites" => core.invite(user, id, name).await?,
-                "kick" => {
-                    let reason = m.reason.as_deref();
-                    core.remove_member(user, id, name, reason, false).await?
-                }
-                "bans" => {
-                    let reason = m.reason.as_deref();
-                    core.remove_member(user, id, name, reason, true).await?
-                }
+                "kick" => core.remove_member(user, id, name, reason?, false).await?,
+                "bans" => core.remove_member(user, id, name, reason?, true).await?,
+                // The core checks `seconds` and `role` (type and value), after the room's
+                // access: any type but a whole number or a role's name is invalid.
                 "mutes" => {
-                    let seconds = Seconds::Json(m.seconds.as_ref());
+                    let seconds = Seconds::Json(b.value("seconds"));
                     core.mute(user, id, name, seconds).await?
                 }
                 _ => {
-                    let role = m.role.as_ref().and_then(Value::as_str);
+                    let role = b.value("role").and_then(Value::as_str);
                     core.set_role(user, id, name, role).await?
                 }
             }
