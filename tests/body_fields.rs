@@ -126,7 +126,7 @@ impl Call<'_> {
 async fn account_fields_of_the_wrong_type_get_their_codes() {
     let s = start(&["--admin", "ada"]).await;
     let a = s.addr;
-    let ada = user(a, "ada").await;
+    let ada = register_admin(a, &s.core, "ada").await;
 
     let register = Call {
         method: "POST",
