@@ -144,13 +144,11 @@ impl Core {
             members.sort_by_key(|m| m.0);
             (room.view(&rs, &user.key), members)
         };
-        let now = now_ms();
-        let timeout = self.presence_timeout_ms();
         let member_list = members
             .iter()
             .map(|(_, u, role)| MemberView {
                 username: u.name.clone(),
-                online: u.lock().is_online(now, timeout),
+                online: self.presence_of(u).0,
                 role: role.unwrap_or(Role::Member),
             })
             .collect();

@@ -145,17 +145,16 @@ impl Core {
         out.len() - start
     }
 
-    fn user_view(&self, user: &User, now: u64) -> UserView {
+    /// A user's presence as the events last told it, after announcing a change the sweep
+    /// has not announced yet: what REST says is always what room-mates were last told.
+    pub(super) fn presence_of(&self, user: &Arc<User>) -> (bool, Option<u64>) {
+        self.refresh_presence(user);
         let us = user.lock();
-        let timeout = self.presence_timeout_ms();
-        let online = us.is_online(now, timeout);
-        // Until the sweep announces it, a user whose presence just ran out is still marked
-        // online; their `last_seen` is the moment it ran out.
-        let last_seen = if !online && us.online {
-            Some(us.went_offline_at(timeout).min(now))
-        } else {
-            us.last_seen
-        };
+        (us.online, us.last_seen)
+    }
+
+    fn user_view(&self, user: &Arc<User>) -> UserView {
+        let (online, last_seen) = self.presence_of(user);
         UserView {
             username: user.name.clone(),
             online,
@@ -181,9 +180,8 @@ impl Core {
             let page = matching.by_ref().take(limit).cloned().collect();
             (page, matching.next().is_some())
         };
-        let now = now_ms();
         let next = page.last().filter(|_| more).map(|u| u.name.clone());
-        let users = page.iter().map(|u| self.user_view(u, now)).collect();
+        let users = page.iter().map(|u| self.user_view(u)).collect();
         UserList { users, next }
     }
 
@@ -191,7 +189,7 @@ impl Core {
         let user = self
             .user(&name.to_ascii_lowercase())
             .ok_or(ChatError::UserNotFound)?;
-        Ok(self.user_view(&user, now_ms()))
+        Ok(self.user_view(&user))
     }
 
     /// Users, rooms and kept entries, for the log.

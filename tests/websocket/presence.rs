@@ -111,3 +111,46 @@ async fn a_silent_connection_times_out_and_its_user_goes_offline() {
     assert_eq!(next_message(&mut wa).await["nonce"], "here");
     s.stop().await;
 }
+
+/// REST and the events come from one presence state: the moment `GET /api/v1/users/{name}`
+/// (or a room's member list) says a user is offline, room-mates have been told so too, not
+/// up to a second later when the sweep would have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_says_offline_only_once_room_mates_were_told() {
+    let s = start(&["--presence-timeout", "1"]).await;
+    let owner = user(s.addr, "olga").await;
+    let id = room(s.addr, &owner, "lobby").await;
+    let (mut wo, _) = ws_hello(s.addr, &owner).await;
+    for name in ["pia", "quin", "ravi"] {
+        let t = user(s.addr, name).await;
+        assert_eq!(join(s.addr, &t, &id).await.status, 200);
+        // Her REST calls keep her online for a second: watch REST until it says offline.
+        let mut offline_by_rest = false;
+        let deadline = Instant::now() + WAIT;
+        while !offline_by_rest {
+            assert!(
+                Instant::now() < deadline,
+                "{name} never went offline by REST"
+            );
+            let info = get(s.addr, &format!("/api/v1/users/{name}"), Some(&owner))
+                .await
+                .json();
+            offline_by_rest = info["online"] == false;
+            if !offline_by_rest {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        let told = tokio::time::timeout(
+            std::time::Duration::from_millis(150),
+            wo.next_where("presence", move |f: &Value| {
+                f["username"] == name && f["online"] == false
+            }),
+        )
+        .await;
+        assert!(
+            told.is_ok(),
+            "REST said {name} is offline before room-mates were told"
+        );
+    }
+    s.stop().await;
+}
