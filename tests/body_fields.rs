@@ -205,24 +205,27 @@ async fn account_fields_of_the_wrong_type_get_their_codes() {
     s.stop().await;
 }
 
-/// Under `--registration invite`, a code that is not a string is no live code.
+/// A code that is not a string is refused with `invite_required` under every
+/// `--registration`, even open, where a string that is no live code is ignored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invite_code_of_the_wrong_type_is_no_code() {
-    let s = start(&["--registration", "invite"]).await;
-    let a = s.addr;
-    let register = Call {
-        method: "POST",
-        path: "/api/v1/register",
-        token: None,
-        base: json!({ "username": "newbie", "password": PASSWORD }),
-    };
-    register
-        .refuses(a, "invite_code", &not_text(true), (403, "invite_required"))
-        .await;
-    register
-        .refuses(a, "username", &not_text(true), (400, "invalid_username"))
-        .await;
-    s.stop().await;
+async fn an_invite_code_of_the_wrong_type_is_refused() {
+    for mode in ["invite", "open"] {
+        let s = start(&["--registration", mode]).await;
+        let a = s.addr;
+        let register = Call {
+            method: "POST",
+            path: "/api/v1/register",
+            token: None,
+            base: json!({ "username": "newbie", "password": PASSWORD }),
+        };
+        register
+            .refuses(a, "invite_code", &not_text(false), (403, "invite_required"))
+            .await;
+        register
+            .refuses(a, "username", &not_text(true), (400, "invalid_username"))
+            .await;
+        s.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ mod web;
 
 use std::net::IpAddr;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::chat::{Auth, ChatError, Core};
 use crate::config;
@@ -124,9 +124,10 @@ async fn route(
         ["api", "v1", "register"] => {
             let b = Body::read(req, &["username", "password"])?;
             let (username, password) = new_account(&b)?;
-            // A code that is not a string is no live code: `invite_required` where one is
-            // needed, ignored where none is, as any other unknown code.
-            let code = b.value("invite_code").and_then(Value::as_str);
+            // A code that is not a string is refused (`invite_required`, its one code),
+            // whatever `--registration` says: a string that is no live code is ignored where
+            // none is needed, but a code of the wrong type is a malformed body.
+            let code = b.text("invite_code", ChatError::InviteRequired)?;
             let username = core.register(username, password, code, from).await?;
             Response::json(201, &json!({ "username": username }))
         }

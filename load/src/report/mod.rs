@@ -13,11 +13,11 @@ pub use presence::presence;
 pub use read_markers::read_markers;
 pub use state::state;
 
+use crate::scenario::burden::BurdenReport;
 use crate::scenario::connections::ConnectionsReport;
 use crate::scenario::fanout::{fmt_load, FanoutReport};
 use crate::scenario::history::PullConfig;
-use crate::scenario::logins::{FloodReport, IsolationReport};
-use crate::scenario::rooms::RoomsReport;
+use crate::scenario::rooms::{IsolationReport, RoomsReport};
 use crate::scenario::{PhaseResult, Usage};
 use crate::stats::{fmt_count, fmt_us};
 use std::collections::BTreeMap;
@@ -187,7 +187,7 @@ pub fn rooms(r: &RoomsReport) -> String {
     out
 }
 
-fn flood_line(f: &FloodReport) -> String {
+fn flood_line(f: &BurdenReport) -> String {
     let statuses: Vec<String> = f
         .statuses
         .iter()
@@ -221,21 +221,21 @@ pub fn history(r: &IsolationReport, pulls: &PullConfig) -> String {
     );
     out.push_str(PHASE_HEAD);
     phase_row(&mut out, "quiet", &r.quiet.phase);
-    phase_row(&mut out, "history pulls", &r.flooded.phase);
+    phase_row(&mut out, "history pulls", &r.burdened.phase);
     spikes(
         &mut out,
         &[
             ("quiet".into(), &r.quiet.phase),
-            ("history pulls".into(), &r.flooded.phase),
+            ("history pulls".into(), &r.burdened.phase),
         ],
     );
     let _ = writeln!(
         out,
         "\np50 during the pulls / quiet p50: {:.2}x; p99 during the pulls / quiet p99: {:.2}x",
-        r.flooded.phase.latency.p50_us as f64 / r.quiet.phase.latency.p50_us.max(1) as f64,
+        r.p50_ratio(),
         r.p99_ratio()
     );
-    if let Some(p) = &r.flooded.pulls {
+    if let Some(p) = &r.burdened.burden {
         let statuses: Vec<String> = p
             .statuses
             .iter()
@@ -255,7 +255,7 @@ pub fn history(r: &IsolationReport, pulls: &PullConfig) -> String {
         );
     }
     let mut all = r.quiet.problems.clone();
-    for (k, v) in &r.flooded.problems {
+    for (k, v) in &r.burdened.problems {
         *all.entry(k.clone()).or_default() += v;
     }
     problems(&mut out, &all);
@@ -271,12 +271,12 @@ pub fn isolation(r: &IsolationReport) -> String {
     );
     out.push_str(PHASE_HEAD);
     phase_row(&mut out, "quiet", &r.quiet.phase);
-    phase_row(&mut out, "login flood", &r.flooded.phase);
+    phase_row(&mut out, "login flood", &r.burdened.phase);
     spikes(
         &mut out,
         &[
             ("quiet".into(), &r.quiet.phase),
-            ("login flood".into(), &r.flooded.phase),
+            ("login flood".into(), &r.burdened.phase),
         ],
     );
     let _ = writeln!(
@@ -284,11 +284,11 @@ pub fn isolation(r: &IsolationReport) -> String {
         "\np99 during the flood / quiet p99: {:.2}x",
         r.p99_ratio()
     );
-    if let Some(f) = &r.flooded.flood {
+    if let Some(f) = &r.burdened.burden {
         let _ = writeln!(out, "\n{}", flood_line(f));
     }
     let mut all = r.quiet.problems.clone();
-    for (k, v) in &r.flooded.problems {
+    for (k, v) in &r.burdened.problems {
         *all.entry(k.clone()).or_default() += v;
     }
     problems(&mut out, &all);

@@ -6,8 +6,8 @@
 //! What it shows: whether one member's history reads slow down everyone else's messages. The
 //! pulls are counted by status (`429` once the member's history byte budget is spent).
 
-use super::logins::{FloodReport, IsolationReport};
-use super::rooms::{self, Burden, RoomsConfig, RoomsSetup};
+use super::burden::{Burden, Workers};
+use super::rooms::{self, IsolationReport, RoomsConfig};
 use super::state::fill::send_windowed;
 use super::{open_many, OpenOptions, Target};
 use crate::api::{self, User};
@@ -15,12 +15,12 @@ use crate::conn::WsConfig;
 use crate::error::{LoadError, Result};
 use crate::http::{self, HttpClient};
 use crate::sender::SendSpec;
-use crate::stats::{new_total_histogram, Latency, Shared, TotalHistogram, MAX_LATENCY_US};
-use std::collections::BTreeMap;
+use crate::stats::Shared;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -99,13 +99,19 @@ pub async fn prepare(addr: SocketAddr, cfg: &PullConfig) -> Result<PullSetup> {
     Ok(PullSetup { user, room })
 }
 
-/// Pulls running.
-pub struct PullRun {
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    statuses: Arc<Mutex<BTreeMap<u16, u64>>>,
-    latency: Arc<Mutex<TotalHistogram>>,
-    start: Instant,
+/// One member's pulls: its account and room, and how to pull.
+pub struct Pulls<'a> {
+    pub setup: &'a PullSetup,
+    pub cfg: &'a PullConfig,
+}
+
+impl Burden for Pulls<'_> {
+    fn start<'a>(
+        &'a self,
+        addr: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = Result<Workers>> + Send + 'a>> {
+        Box::pin(async move { Ok(start_pulls(addr, self.setup, self.cfg)) })
+    }
 }
 
 /// The status of an answer whose first bytes are `head`, once its status line is in.
@@ -141,10 +147,7 @@ async fn pull_once(addr: SocketAddr, request: &[u8], local: Option<std::net::IpA
 }
 
 /// Starts `cfg.pullers` pullers.
-pub fn start_pulls(addr: SocketAddr, setup: &PullSetup, cfg: &PullConfig) -> PullRun {
-    let stop = Arc::new(AtomicBool::new(false));
-    let statuses = Arc::new(Mutex::new(BTreeMap::new()));
-    let latency = Arc::new(Mutex::new(new_total_histogram()));
+fn start_pulls(addr: SocketAddr, setup: &PullSetup, cfg: &PullConfig) -> Workers {
     let request: Arc<[u8]> = format!(
         "GET /api/v1/rooms/{}/messages?limit={} HTTP/1.1\r\nHost: parley\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
         setup.room, cfg.limit, setup.user.token
@@ -152,59 +155,17 @@ pub fn start_pulls(addr: SocketAddr, setup: &PullSetup, cfg: &PullConfig) -> Pul
     .into_bytes()
     .into();
     let sources = api::source_addresses(addr);
-    let mut tasks = Vec::new();
-    for w in 0..cfg.pullers.max(1) {
-        let (stop, statuses, latency) = (stop.clone(), statuses.clone(), latency.clone());
+    Workers::spawn(cfg.pullers, |w, tally| {
         let request = request.clone();
         let local = sources[w % sources.len()];
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let t0 = Instant::now();
+        async move {
+            while tally.running() {
+                let asked = Instant::now();
                 let status = pull_once(addr, &request, local).await;
-                let us = (t0.elapsed().as_micros() as u64).min(MAX_LATENCY_US);
-                if let Ok(mut h) = latency.lock() {
-                    h.saturating_record(us);
-                }
-                if let Ok(mut s) = statuses.lock() {
-                    *s.entry(status).or_default() += 1;
-                }
-                if status != 200 {
-                    // Refusals come at once: don't spin the generator's core on them.
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
+                tally.record(status, asked).await;
             }
-        }));
-    }
-    PullRun {
-        stop,
-        tasks,
-        statuses,
-        latency,
-        start: Instant::now(),
-    }
-}
-
-impl PullRun {
-    /// Stops the pulls and reports them.
-    pub async fn stop(self) -> FloodReport {
-        self.stop.store(true, Ordering::Relaxed);
-        let duration = self.start.elapsed();
-        for t in &self.tasks {
-            t.abort();
         }
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        FloodReport {
-            duration,
-            statuses: self.statuses.lock().map(|s| s.clone()).unwrap_or_default(),
-            latency: self
-                .latency
-                .lock()
-                .map(|h| Latency::of(&h))
-                .unwrap_or_default(),
-        }
-    }
+    })
 }
 
 /// Prepares the rooms and the pulled room, then measures quiet and during the pulls.
@@ -213,11 +174,13 @@ pub async fn run(
     cfg: &RoomsConfig,
     pulls: &PullConfig,
 ) -> Result<IsolationReport> {
-    let setup: RoomsSetup = rooms::prepare(target, cfg).await?;
+    let setup = rooms::prepare(target, cfg).await?;
     let pile = prepare(target.addr, pulls).await?;
-    let quiet = rooms::measure(target, &setup, cfg, None).await?;
-    let flooded = rooms::measure(target, &setup, cfg, Some(Burden::Pulls(&pile, pulls))).await?;
-    Ok(IsolationReport { quiet, flooded })
+    let burden = Pulls {
+        setup: &pile,
+        cfg: pulls,
+    };
+    rooms::isolation(target, &setup, cfg, &burden).await
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The benchmark scenarios, and what they share: the target server, CPU and memory metering,
 //! opening many connections, and per-phase results.
 
+pub mod burden;
 pub mod cluster;
 pub mod connections;
 pub mod fanout;

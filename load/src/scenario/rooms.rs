@@ -1,8 +1,7 @@
 //! Scenario 2, many small rooms: every member of every room sends on a fixed schedule, for the
 //! small-room latency that chat users feel.
 
-use super::history::{self, PullConfig, PullSetup};
-use super::logins::{self, FloodConfig, FloodReport};
+use super::burden::{Burden, BurdenReport};
 use super::{finish_all, open_many, secs, Meter, OpenOptions, PhaseResult, Target};
 use crate::api::{self, User};
 use crate::conn::WsConfig;
@@ -65,19 +64,41 @@ pub struct RoomsReport {
     pub rate: f64,
     pub phase: PhaseResult,
     pub problems: BTreeMap<String, u64>,
-    /// The login flood that ran during the measurement, if any.
-    pub flood: Option<FloodReport>,
-    /// The history pulls that ran during the measurement, if any.
-    pub pulls: Option<FloodReport>,
+    /// What ran beside the measured messages (a login flood, history pulls), if anything.
+    pub burden: Option<BurdenReport>,
 }
 
-/// What runs beside the measured messages.
-#[derive(Clone, Copy)]
-pub enum Burden<'a> {
-    /// A login flood.
-    Logins(&'a FloodConfig),
-    /// One member pulling 500-entry history pages (`history`).
-    Pulls(&'a PullSetup, &'a PullConfig),
+/// One measurement quiet and one with a burden alongside.
+#[derive(Clone, Debug)]
+pub struct IsolationReport {
+    pub quiet: RoomsReport,
+    pub burdened: RoomsReport,
+}
+
+impl IsolationReport {
+    /// p50 with the burden over quiet p50.
+    pub fn p50_ratio(&self) -> f64 {
+        let q = self.quiet.phase.latency.p50_us.max(1) as f64;
+        self.burdened.phase.latency.p50_us as f64 / q
+    }
+
+    /// p99 with the burden over quiet p99.
+    pub fn p99_ratio(&self) -> f64 {
+        let q = self.quiet.phase.latency.p99_us.max(1) as f64;
+        self.burdened.phase.latency.p99_us as f64 / q
+    }
+}
+
+/// Measures on prepared accounts: quiet, then with `burden` running alongside.
+pub async fn isolation(
+    target: &Target,
+    setup: &RoomsSetup,
+    cfg: &RoomsConfig,
+    burden: &dyn Burden,
+) -> Result<IsolationReport> {
+    let quiet = measure(target, setup, cfg, None).await?;
+    let burdened = measure(target, setup, cfg, Some(burden)).await?;
+    Ok(IsolationReport { quiet, burdened })
 }
 
 /// Registers the users, creates the rooms and fills them.
@@ -120,13 +141,13 @@ pub async fn prepare(target: &Target, cfg: &RoomsConfig) -> Result<RoomsSetup> {
     })
 }
 
-/// Connects every user, runs the schedule (with a login flood alongside when `flood` is
-/// given), and disconnects.
+/// Connects every user, runs the schedule (with `burden` alongside when given), and
+/// disconnects.
 pub async fn measure(
     target: &Target,
     setup: &RoomsSetup,
     cfg: &RoomsConfig,
-    burden: Option<Burden<'_>>,
+    burden: Option<&dyn Burden>,
 ) -> Result<RoomsReport> {
     let shared = Arc::new(Shared::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -144,14 +165,11 @@ pub async fn measure(
         .all()?;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // Flood accounts are registered before anything is measured, then the flood runs through
-    // the warm-up so it is in full swing when measuring starts.
-    let (flood_run, pull_run) = match burden {
-        Some(Burden::Logins(f)) => (Some(logins::start_flood(target.addr, f).await?), None),
-        Some(Burden::Pulls(setup, cfg)) => {
-            (None, Some(history::start_pulls(target.addr, setup, cfg)))
-        }
-        None => (None, None),
+    // The burden prepares (a flood registers its accounts) before anything is measured, then
+    // runs through the warm-up so it is in full swing when measuring starts.
+    let burden_run = match burden {
+        Some(b) => Some(b.start(target.addr).await?),
+        None => None,
     };
 
     let specs: Vec<Arc<SendSpec>> = setup
@@ -204,12 +222,8 @@ pub async fn measure(
         r.record_counts(&shared, fanout);
         result = r;
     }
-    let flood_report = match flood_run {
-        Some(f) => Some(f.stop().await),
-        None => None,
-    };
-    let pulls_report = match pull_run {
-        Some(p) => Some(p.stop().await),
+    let burden_report = match burden_run {
+        Some(w) => Some(w.stop().await),
         None => None,
     };
     let totals = finish_all(conns, &stop_tx, &shared).await;
@@ -220,8 +234,7 @@ pub async fn measure(
         rate: cfg.rate,
         phase: result,
         problems: shared.problems(),
-        flood: flood_report,
-        pulls: pulls_report,
+        burden: burden_report,
     })
 }
 
