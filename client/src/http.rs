@@ -25,6 +25,9 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(15);
 /// for request heads.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
+/// Most header lines in a response head. Default is 64 (the server sends about ten).
+const MAX_HEADERS: usize = 64;
+
 /// Largest response body accepted. Default is 16 MiB: a `/rooms` listing of a big server
 /// fits, a runaway stream does not.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -223,9 +226,9 @@ fn bad(msg: impl Into<String>) -> io::Error {
 pub fn read_response<R: Read>(r: &mut R, head_only: bool) -> io::Result<Response> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(pos) = find(&buf, b"\r\n\r\n") {
-            break pos;
+    let (mut resp, head_len) = loop {
+        if let Some(head) = parse_head(&buf)? {
+            break head;
         }
         if buf.len() > MAX_HEAD_BYTES {
             return Err(bad("response head too large"));
@@ -236,31 +239,8 @@ pub fn read_response<R: Read>(r: &mut R, head_only: bool) -> io::Result<Response
         }
         buf.extend_from_slice(&chunk[..n]);
     };
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| bad("response head not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    if !version.starts_with("HTTP/1.") {
-        return Err(bad(format!("not an HTTP/1 response: {status_line:?}")));
-    }
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
-    let mut headers = Vec::new();
-    for line in lines {
-        let (n, v) = line
-            .split_once(':')
-            .ok_or_else(|| bad(format!("bad header line {line:?}")))?;
-        headers.push((n.trim().to_owned(), v.trim().to_owned()));
-    }
-    let mut resp = Response {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    let mut rest = buf.split_off(head_end + 4);
+    let status = resp.status;
+    let mut rest = buf.split_off(head_len);
     if head_only || status == 204 || status == 304 || (100..200).contains(&status) {
         return Ok(resp);
     }
@@ -300,6 +280,33 @@ pub fn read_response<R: Read>(r: &mut R, head_only: bool) -> io::Result<Response
         resp.body = rest;
     }
     Ok(resp)
+}
+
+/// The response head at the start of `buf` (with an empty body) and its length, parsed by
+/// httparse; `None` while it is incomplete.
+fn parse_head(buf: &[u8]) -> io::Result<Option<(Response, usize)>> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut slots);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(bad(format!("not an HTTP/1 response head: {e}"))),
+    };
+    let headers = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            let value = std::str::from_utf8(h.value)
+                .map_err(|_| bad(format!("header {} is not UTF-8", h.name)))?;
+            Ok((h.name.to_owned(), value.trim().to_owned()))
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    let resp = Response {
+        status: parsed.code.unwrap_or(0),
+        headers,
+        body: Vec::new(),
+    };
+    Ok(Some((resp, len)))
 }
 
 fn read_chunked<R: Read>(r: &mut R, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
@@ -433,6 +440,7 @@ mod tests {
             b"HTTP/1.1 abc OK\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
         ];
         for raw in cases {
             assert!(read_response(&mut &raw[..], false).is_err(), "{raw:?}");

@@ -13,6 +13,8 @@ use tokio::net::{TcpSocket, TcpStream};
 
 /// Longest response head accepted. Default is 64 KiB, four times the server's own request cap.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most header lines in a response head. Default is 64 (the server sends about ten).
+const MAX_HEADERS: usize = 64;
 /// Longest response body accepted. Default is 16 MiB (a `GET /api/v1/users` of 20,000 users
 /// is about 1.5 MiB).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -87,47 +89,35 @@ pub struct Head {
 
 /// Parses a response head from the start of `buf`; `Ok(None)` means incomplete.
 pub fn parse_head(buf: &[u8]) -> Result<Option<Head>> {
-    let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
-        if buf.len() > MAX_HEAD_BYTES {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut slots);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
             return Err(LoadError::Protocol("response head too long".into()));
         }
-        return Ok(None);
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(LoadError::Protocol(format!("bad response head: {e}"))),
     };
-    let text = std::str::from_utf8(&buf[..end])
-        .map_err(|_| LoadError::Protocol("response head is not utf-8".into()))?;
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    if !version.starts_with("HTTP/1.") {
-        return Err(LoadError::Protocol(format!(
-            "bad status line {status_line:?}"
-        )));
-    }
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| LoadError::Protocol(format!("bad status line {status_line:?}")))?;
     let mut head = Head {
-        status,
+        status: parsed.code.unwrap_or(0),
         content_length: None,
         chunked: false,
-        close: version == "HTTP/1.0",
-        len: end + 4,
+        close: parsed.version == Some(0),
+        len,
     };
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(LoadError::Protocol(format!("bad header line {line:?}")));
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
+    for h in parsed.headers.iter() {
+        let value = std::str::from_utf8(h.value)
+            .map_err(|_| LoadError::Protocol(format!("header {} is not utf-8", h.name)))?
+            .trim();
+        if h.name.eq_ignore_ascii_case("content-length") {
             let n = value
                 .parse()
                 .map_err(|_| LoadError::Protocol(format!("bad content-length {value:?}")))?;
             head.content_length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             head.chunked = value.to_ascii_lowercase().contains("chunked");
-        } else if name.eq_ignore_ascii_case("connection") {
+        } else if h.name.eq_ignore_ascii_case("connection") {
             head.close = value.eq_ignore_ascii_case("close");
         }
     }
@@ -327,6 +317,12 @@ mod tests {
             .is_none());
         assert!(parse_head(b"SMTP 200 OK\r\n\r\n").is_err());
         assert!(parse_head(b"HTTP/1.1 abc OK\r\n\r\n").is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n").is_err());
+        let many = format!(
+            "HTTP/1.1 200 OK\r\n{}\r\n",
+            "X: y\r\n".repeat(MAX_HEADERS + 1)
+        );
+        assert!(parse_head(many.as_bytes()).is_err());
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
         assert!(parse_head(&vec![b'a'; MAX_HEAD_BYTES + 1]).is_err());
     }
