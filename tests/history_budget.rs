@@ -140,3 +140,30 @@ async fn history_requests_whose_clients_vanish_stop_and_do_not_block_others() {
     );
     s.stop().await;
 }
+
+/// The history a join sends (the room's last 50 entries) is served history too: it takes its
+/// bytes from the joiner's budget, so joining and leaving over and over is no way around it.
+/// Before, a join's history cost nothing and bob got two pages here, not one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joins_history_takes_from_the_same_budget() {
+    let s = start(&["--history-byte-rate", "1", "--history-byte-burst", "100000"]).await;
+    let (id, tokens) = room_with(s.addr, &["cyd"]).await;
+    let (mut w, _) = ws_hello(s.addr, &tokens[0]).await;
+    fill(&mut w, &id, 20).await;
+    let bob = user(s.addr, "bob").await;
+    // ~82 KB of join history leaves ~18 KB of bob's 100,000-byte burst.
+    assert_eq!(join(s.addr, &bob, &id).await.status, 200);
+    let path = format!("/api/v1/rooms/{id}/messages?limit=500");
+    let mut served = 0;
+    let refusal = loop {
+        let r = get(s.addr, &path, Some(&bob)).await;
+        if r.status != 200 {
+            break r;
+        }
+        served += 1;
+        assert!(served <= 2, "pages kept coming past the budget");
+    };
+    assert_eq!(served, 1, "one ~82 KB page after an ~82 KB join history");
+    assert_error(&refusal, 429, "rate_limited");
+    s.stop().await;
+}

@@ -334,6 +334,9 @@ impl Core {
             complete,
             usize::MAX,
         );
+        // Served history like a page's: a member who joins and leaves over and over is held
+        // to the same byte budget.
+        self.charge_history_locked(us, history.len());
         let invited_by = rs.gov.invites.get(&user.key).cloned();
         let entry = KeptEntry::new(now_ms(), EntryKind::Join, &user.name, None, None);
         let seq = rs.append(entry.clone());

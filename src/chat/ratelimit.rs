@@ -60,11 +60,18 @@ impl Core {
 
     /// Takes the `bytes` of a history answer from `user`'s history budget.
     pub fn charge_history(&self, user: &User, bytes: usize) {
+        self.charge_history_locked(&mut user.lock(), bytes);
+    }
+
+    /// [`Core::charge_history`] under the user's lock: a join's history frame, built there.
+    pub(super) fn charge_history_locked(&self, us: &mut super::users::UserState, bytes: usize) {
         crate::metrics::Metrics::add(&self.metrics.history_bytes_total, bytes as u64);
-        if self.cfg.history_byte_rate == 0 {
+        let (rate, burst) = (self.cfg.history_byte_rate, self.cfg.history_byte_burst);
+        if rate == 0 {
             return;
         }
-        user.lock().history_bucket.tokens -= bytes as f64;
+        us.history_bucket
+            .spend(bytes as f64, rate, burst, Instant::now());
     }
 }
 
@@ -102,6 +109,12 @@ impl TokenBucket {
             return Ok(());
         }
         Err(self.wait_ms(1.0, rate))
+    }
+
+    /// Takes `n` tokens, into debt if there are fewer.
+    pub(crate) fn spend(&mut self, n: f64, rate: u32, burst: u32, now: Instant) {
+        self.refill(rate, burst, now);
+        self.tokens -= n;
     }
 
     fn refill(&mut self, rate: u32, burst: u32, now: Instant) {
