@@ -400,9 +400,9 @@ impl Core {
         commit.wait().await
     }
 
-    /// Resolves a bearer token, counting the call as activity for presence.
-    pub fn authenticate(&self, token: &str) -> Result<Auth, ChatError> {
-        let hash = token_hash(token);
+    /// Resolves a bearer token by its hash (`token_hash`), counting the call as activity for
+    /// presence.
+    pub fn authenticate(&self, hash: [u8; 32]) -> Result<Auth, ChatError> {
         let max_age = self.cfg.session_max_age.as_millis() as u64;
         let user = {
             let sessions = self.sessions();

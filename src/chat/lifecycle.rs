@@ -1,9 +1,7 @@
 //! The server's runs over one data directory: the epoch rule at start, the clean-stop
 //! record, and the periodic sweep of presence, sessions and the login throttle.
 
-use std::sync::Arc;
-
-use super::{now_ms, random_id, Core, Record, User};
+use super::{now_ms, random_id, Core, Record};
 
 impl Core {
     pub fn epoch(&self) -> String {
@@ -48,10 +46,7 @@ impl Core {
     /// maximum age; prunes the login throttle.
     pub fn sweep(&self) {
         let now = now_ms();
-        let users: Vec<Arc<User>> = {
-            let users = self.users.read().unwrap_or_else(|e| e.into_inner());
-            users.values().cloned().collect()
-        };
+        let users = self.all_users();
         for u in &users {
             if u.lock().online {
                 self.refresh_presence(u);
@@ -95,6 +90,8 @@ impl Core {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::chat::filter::Filter;
     use crate::config::Config;

@@ -261,6 +261,12 @@ impl Core {
         users.get(key).cloned()
     }
 
+    /// Every user, copied out of the table so none of its lock is held while they are read.
+    fn all_users(&self) -> Vec<Arc<User>> {
+        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+        users.values().cloned().collect()
+    }
+
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }

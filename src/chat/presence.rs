@@ -13,6 +13,12 @@ use crate::protocol::{UserList, UserView};
 /// Users per `Record::LastSeen`.
 const SEEN_PER_RECORD: usize = 1000;
 
+/// `seen` as `Record::LastSeen` records of at most [`SEEN_PER_RECORD`] users each.
+pub(super) fn last_seen_records(seen: &[(String, u64)]) -> impl Iterator<Item = Record> + '_ {
+    seen.chunks(SEEN_PER_RECORD)
+        .map(|c| Record::LastSeen { seen: c.to_vec() })
+}
+
 impl Core {
     /// Records request activity, announcing the user online if they were not. A lapse not
     /// yet announced is announced first, so room-mates see the user go and come back.
@@ -72,11 +78,7 @@ impl Core {
     pub fn flush_last_seen(&self, stopping: bool) {
         if stopping {
             let now = now_ms();
-            let users: Vec<Arc<User>> = {
-                let users = self.users.read().unwrap_or_else(|e| e.into_inner());
-                users.values().cloned().collect()
-            };
-            for u in users.iter().filter(|u| u.lock().online) {
+            for u in self.all_users().iter().filter(|u| u.lock().online) {
                 self.note_seen(u, now);
             }
         }
@@ -84,12 +86,9 @@ impl Core {
             let mut dirty = self.seen_dirty.lock().unwrap_or_else(|e| e.into_inner());
             dirty.drain().collect()
         };
-        for chunk in seen.chunks(SEEN_PER_RECORD) {
+        for rec in last_seen_records(&seen) {
             // A full or failed store loses these times; memory keeps them.
             if let Ok(slot) = self.reserve() {
-                let rec = Record::LastSeen {
-                    seen: chunk.to_vec(),
-                };
                 drop(self.commit(slot, &rec, || {}));
             }
         }
@@ -103,23 +102,6 @@ impl Core {
                 us.last_seen = Some(us.last_seen.map_or(*at, |t| t.max(*at)));
             }
         }
-    }
-
-    /// The `Record::LastSeen` records a snapshot holds: everyone's `last_seen`, and now for
-    /// whoever is online (after a crash they show when the snapshot was taken, at least).
-    pub(super) fn last_seen_records(&self, users: &[Arc<User>]) -> Vec<Record> {
-        let now = now_ms();
-        let seen: Vec<(String, u64)> = users
-            .iter()
-            .filter_map(|u| {
-                let us = u.lock();
-                let at = if us.online { Some(now) } else { us.last_seen };
-                at.map(|at| (u.name.clone(), at))
-            })
-            .collect();
-        seen.chunks(SEEN_PER_RECORD)
-            .map(|c| Record::LastSeen { seen: c.to_vec() })
-            .collect()
     }
 
     /// Appends a `presence` frame for every user who shares a room with `conn`'s user, with

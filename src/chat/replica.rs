@@ -307,11 +307,12 @@ impl Core {
     /// the log: an unknown token may come from a login on another node, and a known one may
     /// have been logged out (or its user disabled) on another node that already answered.
     pub async fn authenticate_current(&self, token: &str) -> Result<super::Auth, ChatError> {
+        let hash = super::token_hash(token);
         if let Some(r) = self.replica() {
-            let known = self.sessions().contains_key(&super::token_hash(token));
+            let known = self.sessions().contains_key(&hash);
             r.catch_up(!known).await;
         }
-        self.authenticate(token)
+        self.authenticate(hash)
     }
 
     /// Proposes a snapshot at the point of the log this lands at; nobody waits for it.

@@ -94,13 +94,15 @@ impl SnapshotStream {
                 fsync: run.fsync,
             }));
         }
-        let users: Vec<_> = {
-            let users = core.users.read().unwrap_or_else(|e| e.into_inner());
-            users.values().cloned().collect()
-        };
-        for u in &users {
+        // Whoever is online counts as seen now: after a crash they show when the snapshot
+        // was taken, at least.
+        let now = super::now_ms();
+        let mut seen = Vec::new();
+        for u in &core.all_users() {
             let (hash, disabled) = {
                 let us = u.lock();
+                let at = if us.online { Some(now) } else { us.last_seen };
+                seen.extend(at.map(|at| (u.name.clone(), at)));
                 (us.hash.clone(), us.disabled)
             };
             ready.push_back(encode(&Record::UserRegistered {
@@ -115,7 +117,7 @@ impl SnapshotStream {
                 }));
             }
         }
-        ready.extend(core.last_seen_records(&users).iter().map(encode));
+        ready.extend(super::presence::last_seen_records(&seen).map(|r| encode(&r)));
         ready.extend(core.invite_records().iter().map(encode));
         let sessions: Vec<Record> = core
             .sessions()
