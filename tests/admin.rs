@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::journal::journal_files;
 use common::process::{start as start_proc, TempDir};
 use common::{
-    get, login, post, register_admin, request, request_from, start, user, ws_hello, Ended, Reply,
-    PASSWORD, WAIT,
+    get, login, login_token, now_ms, post, register_admin, request, request_from, start, user,
+    ws_hello, Ended, Reply, PASSWORD, WAIT,
 };
 use serde_json::{json, Value};
 
@@ -32,14 +32,7 @@ async fn register(addr: SocketAddr, name: &str, code: Option<&str>) -> Reply {
 async fn register_login(addr: SocketAddr, name: &str, code: Option<&str>) -> String {
     let r = register(addr, name, code).await;
     assert_eq!(r.status, 201, "register {name}: {:?}", r.json());
-    token(addr, name, PASSWORD).await
-}
-
-/// Logs in, which must work; returns the token.
-async fn token(addr: SocketAddr, name: &str, password: &str) -> String {
-    let r = login(addr, name, password).await;
-    assert_eq!(r.status, 200, "login {name}: {:?}", r.json());
-    r.json()["token"].as_str().unwrap().to_string()
+    login_token(addr, name, PASSWORD).await
 }
 
 /// `POST /api/v1/admin/invite-codes` with `body`.
@@ -97,13 +90,6 @@ fn assert_error(r: &Reply, status: u16, code: &str, what: &str) {
     );
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 // ----- admins -----
 
 #[tokio::test]
@@ -159,7 +145,7 @@ async fn only_admins_may_make_admin_calls() {
         "invalid_credentials",
         "mallory was not created",
     );
-    token(addr, "boss", PASSWORD).await;
+    login_token(addr, "boss", PASSWORD).await;
     // A non-admin's malformed body is still forbidden, not a bad request.
     let r = request(addr, "POST", "/api/v1/admin/users", Some(&alice), None).await;
     assert_error(&r, 403, "forbidden", "empty body");
@@ -215,7 +201,7 @@ async fn an_admin_name_registers_only_with_the_admin_setup_code() {
             "{mode}: again: {:?}",
             r.json()
         );
-        token(addr, "boss", PASSWORD).await;
+        login_token(addr, "boss", PASSWORD).await;
         s.stop().await;
     }
     // Other names are as before, and a server without `--admin` has no code.
@@ -250,7 +236,7 @@ async fn closed_registration_lets_in_only_admin_names_and_admin_made_accounts() 
 
     let r = create_user(addr, &boss, "Dave", PASSWORD).await;
     assert_eq!((r.status, r.json()), (201, json!({ "username": "Dave" })));
-    let dave = token(addr, "dave", PASSWORD).await;
+    let dave = login_token(addr, "dave", PASSWORD).await;
     assert_eq!(me(addr, &dave).await.json()["admin"], false);
 
     // Errors as register.
@@ -444,7 +430,7 @@ async fn admin_made_accounts_do_not_count_toward_the_per_address_limit() {
         async move { request_from(addr, from, "POST", "/api/v1/register", None, Some(&body)).await }
     };
     assert_eq!(reg("boss").await.status, 201, "the first registration");
-    let boss = token(addr, "boss", PASSWORD).await;
+    let boss = login_token(addr, "boss", PASSWORD).await;
     for i in 0..5 {
         let body = json!({ "username": format!("made{i}"), "password": PASSWORD });
         let r = request_from(
@@ -473,7 +459,7 @@ async fn disabling_ends_every_session_and_refuses_logins_until_enabled() {
     let addr = s.addr;
     let boss = register_admin(addr, &s.core, "boss").await;
     let alice = user(addr, "alice").await;
-    let alice2 = token(addr, "alice", PASSWORD).await;
+    let alice2 = login_token(addr, "alice", PASSWORD).await;
     let bob = user(addr, "bob").await;
     let (mut ws1, _) = ws_hello(addr, &alice).await;
     let (mut ws2, _) = ws_hello(addr, &alice2).await;
@@ -505,7 +491,7 @@ async fn disabling_ends_every_session_and_refuses_logins_until_enabled() {
     assert!(alive(&mut bob_ws).await, "bob's socket is open");
 
     assert_eq!(set_disabled(addr, &boss, "Alice", false).await.status, 204);
-    let alice = token(addr, "alice", PASSWORD).await;
+    let alice = login_token(addr, "alice", PASSWORD).await;
     assert_eq!(me(addr, &alice).await.status, 200);
     assert_eq!(set_disabled(addr, &boss, "alice", false).await.status, 204);
 
@@ -535,8 +521,8 @@ async fn a_password_change_ends_the_other_sessions_only() {
     let s = start(&[]).await;
     let addr = s.addr;
     let mine = user(addr, "alice").await;
-    let other = token(addr, "alice", PASSWORD).await;
-    let third = token(addr, "alice", PASSWORD).await;
+    let other = login_token(addr, "alice", PASSWORD).await;
+    let third = login_token(addr, "alice", PASSWORD).await;
     let (mut my_ws, _) = ws_hello(addr, &mine).await;
     let (mut other_ws, _) = ws_hello(addr, &other).await;
 
@@ -588,7 +574,7 @@ async fn a_password_change_ends_the_other_sessions_only() {
         "invalid_credentials",
         "the old password",
     );
-    token(addr, "alice", NEW_PASSWORD).await;
+    login_token(addr, "alice", NEW_PASSWORD).await;
     s.stop().await;
 }
 
@@ -665,7 +651,7 @@ async fn check(addr: SocketAddr, e: &Expect<'_>, what: &str) {
         "invalid_credentials",
         &format!("{what}: bob's old password"),
     );
-    token(addr, "bob", NEW_PASSWORD).await;
+    login_token(addr, "bob", NEW_PASSWORD).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -690,7 +676,7 @@ async fn admin_state_survives_restarts_kill_9_and_compaction() {
         assert_eq!(create_user(addr, &boss, name, PASSWORD).await.status, 201);
     }
     assert_eq!(set_disabled(addr, &boss, "alice", true).await.status, 204);
-    let bob = token(addr, "bob", PASSWORD).await;
+    let bob = login_token(addr, "bob", PASSWORD).await;
     assert_eq!(
         change_password(addr, &bob, PASSWORD, NEW_PASSWORD)
             .await
@@ -749,7 +735,7 @@ async fn admin_state_survives_restarts_kill_9_and_compaction() {
     let deadline = Instant::now() + WAIT;
     while !data.join("snapshot").exists() || first_journal.exists() {
         assert!(Instant::now() < deadline, "no compaction");
-        token(addr, "eve", PASSWORD).await;
+        login_token(addr, "eve", PASSWORD).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     check(addr, &expect, "after the compaction").await;

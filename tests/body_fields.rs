@@ -77,6 +77,16 @@ struct Call<'a> {
     base: Value,
 }
 
+/// A registration of `newbie`.
+fn register_call() -> Call<'static> {
+    Call {
+        method: "POST",
+        path: "/api/v1/register",
+        token: None,
+        base: json!({ "username": "newbie", "password": PASSWORD }),
+    }
+}
+
 impl Call<'_> {
     /// Sends the call with `field` set to each of `wrong`, expecting `status` and `code`,
     /// which the OpenAPI document lists for that call and status.
@@ -128,12 +138,7 @@ async fn account_fields_of_the_wrong_type_get_their_codes() {
     let a = s.addr;
     let ada = register_admin(a, &s.core, "ada").await;
 
-    let register = Call {
-        method: "POST",
-        path: "/api/v1/register",
-        token: None,
-        base: json!({ "username": "newbie", "password": PASSWORD }),
-    };
+    let register = register_call();
     register
         .refuses(a, "username", &not_text(true), (400, "invalid_username"))
         .await;
@@ -212,12 +217,7 @@ async fn an_invite_code_of_the_wrong_type_is_refused() {
     for mode in ["invite", "open"] {
         let s = start(&["--registration", mode]).await;
         let a = s.addr;
-        let register = Call {
-            method: "POST",
-            path: "/api/v1/register",
-            token: None,
-            base: json!({ "username": "newbie", "password": PASSWORD }),
-        };
+        let register = register_call();
         register
             .refuses(a, "invite_code", &not_text(false), (403, "invite_required"))
             .await;

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use common::journal::{journal_files, payload, record_spans, RECORD_HEADER};
 use common::process::{refused, start, TempDir};
 use common::{
-    as_entry, get, history, join, login, post, room, say_acked, seq, user, ws_hello, Ended,
-    PASSWORD, WAIT,
+    as_entry, get, history, join, login, login_token, now_ms, post, room, say_acked, seq, user,
+    ws_hello, Ended, PASSWORD, WAIT,
 };
 use futures_util::{SinkExt, Stream, StreamExt};
 use serde_json::{json, Value};
@@ -257,19 +257,6 @@ async fn seen_by(addr: SocketAddr, viewer: &str, name: &str) -> (bool, Option<u6
     (v["online"] == true, v["last_seen"].as_u64())
 }
 
-async fn login_token(addr: SocketAddr, name: &str) -> String {
-    let r = login(addr, name, PASSWORD).await;
-    assert_eq!(r.status, 200, "login {name}");
-    r.json()["token"].as_str().expect("token").to_string()
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_seen_survives_a_crash_and_a_clean_stop() {
     let tmp = TempDir::new("last-seen");
@@ -293,7 +280,7 @@ async fn last_seen_survives_a_crash_and_a_clean_stop() {
 
     let server = start(&data, &flags);
     let addr = server.addr;
-    let bob = login_token(addr, "bob").await;
+    let bob = login_token(addr, "bob", PASSWORD).await;
     assert_eq!(
         seen_by(addr, &bob, "alice").await,
         (false, alice_seen),
@@ -310,7 +297,7 @@ async fn last_seen_survives_a_crash_and_a_clean_stop() {
 
     let server = start(&data, &flags);
     let addr = server.addr;
-    let bob = login_token(addr, "bob").await;
+    let bob = login_token(addr, "bob", PASSWORD).await;
     let (online, carol_seen) = seen_by(addr, &bob, "carol").await;
     assert!(!online);
     let carol_seen = carol_seen.expect("carol's last_seen kept over a clean stop");
@@ -339,7 +326,7 @@ async fn last_seen_survives_a_crash_and_a_clean_stop() {
     server.kill_9();
     let server = start(&data, &flags);
     let addr = server.addr;
-    let bob = login_token(addr, "bob").await;
+    let bob = login_token(addr, "bob", PASSWORD).await;
     assert_eq!(seen_by(addr, &bob, "alice").await, (false, alice_seen));
     assert_eq!(
         seen_by(addr, &bob, "carol").await,

@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
@@ -30,13 +30,6 @@ async fn with_auth(s: &Server, method: &str, path: &str, auth: Option<&str>) -> 
         "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
     );
     raw(s.addr, req.into_bytes()).await.0.expect("a response")
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// Asserts the contract's error shape and returns the code.

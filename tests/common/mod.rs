@@ -195,6 +195,21 @@ pub async fn post(addr: SocketAddr, path: &str, token: Option<&str>, body: Value
     request(addr, "POST", path, token, Some(&body)).await
 }
 
+/// The wall clock in ms since the epoch, as the server stamps `ts` and `last_seen`.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Logs in, which must work; returns the token.
+pub async fn login_token(addr: SocketAddr, name: &str, password: &str) -> String {
+    let r = login(addr, name, password).await;
+    assert_eq!(r.status, 200, "login {name}: {:?}", r.json());
+    r.json()["token"].as_str().unwrap().to_string()
+}
+
 /// Registers `name` and logs in; returns the token.
 pub async fn user(addr: SocketAddr, name: &str) -> String {
     let creds = json!({ "username": name, "password": PASSWORD });

@@ -68,6 +68,21 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     }
     found
 }
+/// Posts to `noise` over `w` until a compaction has replaced `first_journal`.
+async fn compact_with_noise(addr: SocketAddr, w: &mut Ws, noise: &str, first_journal: &Path) {
+    let snapshots_before = snapshots(addr).await;
+    let deadline = Instant::now() + WAIT;
+    let mut i = 0;
+    while snapshots(addr).await <= snapshots_before || first_journal.exists() {
+        assert!(Instant::now() < deadline, "no compaction");
+        for _ in 0..10 {
+            post_msg(w, noise, &format!("noise {i} {}", "-".repeat(100))).await;
+            i += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// `parley_journal_snapshots` from `/metrics`.
 async fn snapshots(addr: SocketAddr) -> u64 {
     let r = get(addr, "/metrics", None).await;
@@ -280,17 +295,7 @@ async fn conversations_survive_a_compaction_and_kill_9() {
 
     // Traffic elsewhere until a compaction has replaced the first journal.
     let noise = room(addr, alice, "noise").await;
-    let snapshots_before = snapshots(addr).await;
-    let deadline = Instant::now() + WAIT;
-    let mut i = 0;
-    while snapshots(addr).await <= snapshots_before || first_journal.exists() {
-        assert!(Instant::now() < deadline, "no compaction");
-        for _ in 0..10 {
-            post_msg(&mut wa, &noise, &format!("noise {i} {}", "-".repeat(100))).await;
-            i += 1;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    compact_with_noise(addr, &mut wa, &noise, &first_journal).await;
     // After the snapshot, only the journal holds these: deleting the edited message (its
     // edit loses its text too) and bob reading the DM.
     assert_eq!(delete(addr, alice, &dm, edited).await.status, 204);
@@ -422,17 +427,7 @@ async fn unanswered_dms_count_the_same_after_kill_9_and_after_a_compaction() {
     let noisy = user(addr, "noisy").await;
     let noise = room(addr, &noisy, "noise").await;
     let (mut wn, _) = ws_hello(addr, &noisy).await;
-    let snapshots_before = snapshots(addr).await;
-    let deadline = Instant::now() + WAIT;
-    let mut i = 0;
-    while snapshots(addr).await <= snapshots_before || first_journal.exists() {
-        assert!(Instant::now() < deadline, "no compaction");
-        for _ in 0..10 {
-            post_msg(&mut wn, &noise, &format!("noise {i} {}", "-".repeat(100))).await;
-            i += 1;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    compact_with_noise(addr, &mut wn, &noise, &first_journal).await;
     server.kill_9();
     drop(wn);
     let server = start_proc(&data, &flags);

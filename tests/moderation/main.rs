@@ -336,11 +336,3 @@ pub async fn frames_until_reply(w: &mut Ws) -> Vec<Value> {
         before.push(f);
     }
 }
-
-/// The current time as the contract's `ts`.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}

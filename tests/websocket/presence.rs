@@ -68,13 +68,6 @@ async fn room_mates_see_a_user_come_online_and_go_offline() {
     s.stop().await;
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_connection_times_out_and_its_user_goes_offline() {
     let s = start(&["--heartbeat-interval", "1", "--presence-timeout", "1"]).await;
