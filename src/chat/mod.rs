@@ -34,6 +34,7 @@
 //! The store's gate, then sessions, then a user, then a room, then an outbound queue; no
 //! lock is held across an `.await`.
 
+pub mod command;
 pub(crate) mod commands;
 pub mod error;
 pub(crate) mod filter;
@@ -72,6 +73,7 @@ use tungstenite::Bytes;
 
 pub use crate::store::Record;
 pub use accounts::valid_username;
+pub use command::{Caller, Command, Ctx, Reply};
 pub use error::ChatError;
 pub use membership::NewRoomSpec;
 pub use timeline::HistoryPage;
@@ -88,14 +90,12 @@ use password::HashPool;
 use rooms::{Governance, Member, Room, RoomTable};
 use wire as frame;
 
-/// Milliseconds since the Unix epoch; while a cluster proposal is applied, its time, so
-/// that every node decides it the same (`replica`).
+/// Milliseconds since the Unix epoch, by the wall clock. A command is decided with the time
+/// of its [`Ctx`] instead, so that every replica decides it the same.
 pub fn now_ms() -> u64 {
-    replica::clock().unwrap_or_else(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    })
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// SHA-256 of a token: the only form in which the server keeps it.
@@ -121,9 +121,14 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
 
 /// A random identifier of `len` characters from a URL-safe alphabet.
 pub fn random_id(len: usize) -> String {
+    random_id_from(&mut rand::rng(), len)
+}
+
+/// [`random_id`] drawn from `rng`.
+fn random_id_from(rng: &mut impl rand::Rng, len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     (0..len)
-        .map(|_| ALPHABET[replica::random_below(ALPHABET.len())] as char)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
 }
 
@@ -135,23 +140,33 @@ struct LastRun {
     stopped: bool,
 }
 
-/// Waits for the store to acknowledge a record.
-pub struct Commit(oneshot::Receiver<bool>);
+/// Waits for the store to acknowledge the records of a change.
+pub struct Commit(Vec<oneshot::Receiver<bool>>);
 
 impl Commit {
     /// A change that needed no waiting (nothing is stored).
     pub(super) fn done() -> Commit {
-        let (tx, rx) = oneshot::channel();
-        let _ = tx.send(true);
-        Commit(rx)
+        Commit(Vec::new())
     }
 
-    /// `Err(Unavailable)` when the store failed before acknowledging the record.
+    pub(super) fn one(rx: oneshot::Receiver<bool>) -> Commit {
+        Commit(vec![rx])
+    }
+
+    /// Completes once both this and `then` do.
+    pub(super) fn and(mut self, then: Commit) -> Commit {
+        self.0.extend(then.0);
+        self
+    }
+
+    /// `Err(Unavailable)` when the store failed before acknowledging a record.
     pub async fn wait(self) -> Result<(), ChatError> {
-        match self.0.await {
-            Ok(true) => Ok(()),
-            _ => Err(ChatError::Unavailable),
+        for rx in self.0 {
+            if rx.await != Ok(true) {
+                return Err(ChatError::Unavailable);
+            }
         }
+        Ok(())
     }
 }
 
@@ -276,12 +291,17 @@ impl Core {
     }
 
     /// Takes a place in the store for one record, before changing anything.
-    /// A change applied from the cluster's log is already kept: it takes no place.
     fn reserve(&self) -> Result<Slot, ChatError> {
-        if replica::applying() {
+        self.store.reserve().map_err(|_| ChatError::Unavailable)
+    }
+
+    /// [`Core::reserve`] for a record of a command decided in `cx`. A command from the
+    /// cluster's log is kept already: it takes no place.
+    fn place(&self, cx: &Ctx) -> Result<Slot, ChatError> {
+        if cx.is_from_log() {
             return Ok(Slot::Memory);
         }
-        self.store.reserve().map_err(|_| ChatError::Unavailable)
+        self.reserve()
     }
 
     /// Hands `rec` to the store in `slot`; the returned [`Commit`] completes once it is
@@ -318,7 +338,7 @@ impl Core {
                 let _ = tx.send(written);
             }),
         );
-        Commit(rx)
+        Commit::one(rx)
     }
 
     // ----- the one function that applies records -----
