@@ -242,22 +242,17 @@ impl Core {
                 let Some(room) = self.rooms.get(&entry.room) else {
                     return;
                 };
-                let facts = Facts {
-                    kind: entry.kind,
-                    from: &entry.from,
-                    ts: entry.ts,
-                    text: entry.text.as_deref(),
-                    extra: &entry.extra,
+                let subject = match entry.kind {
+                    EntryKind::Join | EntryKind::Leave => Some(entry.from.as_str()),
+                    EntryKind::Kick | EntryKind::Ban => entry.extra.target.as_deref(),
+                    _ => None,
                 };
-                let user = facts
-                    .subject()
-                    .and_then(|name| self.user(&name.to_ascii_lowercase()));
+                let user = subject.and_then(|name| self.user(&name.to_ascii_lowercase()));
                 let mut us = user.as_ref().map(|u| u.lock());
                 let mut rs = room.lock();
-                if rs.restore(entry.seq, KeptEntry::from_entry(entry)) {
-                    let subject = user.as_ref().zip(us.as_deref_mut());
-                    self.apply_effects(&room, &mut rs, entry.seq, &facts, subject);
-                }
+                let subject = user.as_ref().zip(us.as_deref_mut());
+                let kept = KeptEntry::from_entry(entry);
+                self.apply_entry(&room, &mut rs, entry.seq, &kept, &entry.extra, subject);
                 room.set_committed(entry.seq);
             }
         }
@@ -362,11 +357,40 @@ impl Core {
         }
     }
 
+    /// Applies the entry `seq` of a room (whose extra fields are `extra`): the timeline,
+    /// then what the entry changes besides it ([`Core::apply_effects`]). The one path of
+    /// every entry, whether decided here, replayed from the journal or read from the
+    /// cluster's log. `subject` is the user a join, leave, kick or ban moves in or out of
+    /// the room, with their state locked. Returns false, changing nothing, when the room
+    /// holds the entry already.
+    pub(super) fn apply_entry(
+        &self,
+        room: &Room,
+        rs: &mut rooms::RoomState,
+        seq: u64,
+        entry: &KeptEntry,
+        extra: &EntryExtra,
+        subject: Option<(&Arc<User>, &mut users::UserState)>,
+    ) -> bool {
+        if !rs.restore(seq, entry.clone()) {
+            return false;
+        }
+        let facts = Facts {
+            kind: entry.kind(),
+            from: entry.from(),
+            ts: entry.ts(),
+            text: entry.text(),
+            extra,
+        };
+        self.apply_effects(room, rs, seq, &facts, subject);
+        true
+    }
+
     /// What an entry changes besides the timeline: membership, roles, bans, mutes and the
     /// room's fields. `subject` is the user a join, leave, kick or ban moves in or out of
     /// the room, with their state locked. The live path calls this right after appending
     /// the entry; replay calls it for each entry it restores.
-    pub(super) fn apply_effects(
+    fn apply_effects(
         &self,
         room: &Room,
         rs: &mut rooms::RoomState,
@@ -455,24 +479,12 @@ impl Core {
 }
 
 /// The parts of an entry that `Core::apply_effects` reads.
-pub(crate) struct Facts<'a> {
-    pub(crate) kind: EntryKind,
-    pub(crate) from: &'a str,
-    pub(crate) ts: u64,
-    pub(crate) text: Option<&'a str>,
-    pub(crate) extra: &'a EntryExtra,
-}
-
-impl Facts<'_> {
-    /// The user whose membership the entry changes: the sender of a join or leave, the
-    /// target of a kick or ban.
-    pub(super) fn subject(&self) -> Option<&str> {
-        match self.kind {
-            EntryKind::Join | EntryKind::Leave => Some(self.from),
-            EntryKind::Kick | EntryKind::Ban => self.extra.target.as_deref(),
-            _ => None,
-        }
-    }
+struct Facts<'a> {
+    kind: EntryKind,
+    from: &'a str,
+    ts: u64,
+    text: Option<&'a str>,
+    extra: &'a EntryExtra,
 }
 
 #[cfg(test)]

@@ -25,9 +25,7 @@ use serde_json::Value;
 use super::policy::{self, Access};
 use super::rooms::{Governance, RoomState};
 use super::timeline::{entry_bytes, Change, Delivery};
-use super::{
-    deliver_to, encode, now_ms, Blocks, ChatError, Commit, Conn, Core, Ctx, Facts, Record, User,
-};
+use super::{deliver_to, encode, now_ms, Blocks, ChatError, Commit, Conn, Core, Ctx, Record, User};
 use crate::protocol::{Entry, EntryExtra, EntryKind, Role, RoomView, ServerFrame, Visibility};
 use crate::store::KeptEntry;
 
@@ -528,14 +526,7 @@ impl Core {
             }
             let slot = self.place(cx)?;
             let kept = KeptEntry::with_extra(now, kind, &user.name, text, None, &extra);
-            let new_seq = rs.append(kept.clone());
-            let facts = Facts {
-                kind,
-                from: &user.name,
-                ts: now,
-                text,
-                extra: &extra,
-            };
+            let new_seq = rs.last_seq + 1;
             // What the message was, to put back should the store fail.
             let before = rs.entry_mut(seq).cloned();
             let edits_before: Vec<(u64, KeptEntry)> = if text.is_none() {
@@ -546,7 +537,7 @@ impl Core {
             } else {
                 Vec::new()
             };
-            self.apply_effects(&room, &mut rs, new_seq, &facts, None);
+            self.apply_entry(&room, &mut rs, new_seq, &kept, &extra, None);
             let entry = kept.to_entry(&room.id, new_seq, false);
             let delivery = Delivery {
                 room: room.clone(),

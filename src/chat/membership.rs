@@ -327,8 +327,15 @@ impl Core {
         self.charge_history_locked(us, history.len());
         let invited_by = rs.gov.invites.get(&user.key).cloned();
         let entry = KeptEntry::new(cx.now, EntryKind::Join, &user.name, None, None);
-        let seq = rs.append(entry.clone());
-        Self::apply_membership(room, rs, user, us, Some(seq));
+        let seq = rs.last_seq + 1;
+        self.apply_entry(
+            room,
+            rs,
+            seq,
+            &entry,
+            &EntryExtra::default(),
+            Some((user, us)),
+        );
         let mut view = room.view(rs, &user.key);
         view.last_seq = rs.last_seq;
         let joined = encode(&ServerFrame::Joined { room: &view });
@@ -396,8 +403,9 @@ impl Core {
                 .map_or((0, false), |m| (m.since, m.unanswered));
             let moderator = rs.gov.moderators.contains(&user.key);
             let entry = KeptEntry::new(cx.now, EntryKind::Leave, &user.name, None, None);
-            let seq = rs.append(entry.clone());
-            Self::apply_membership(&room, &mut rs, user, &mut us, None);
+            let seq = rs.last_seq + 1;
+            let subject = Some((user, &mut *us));
+            self.apply_entry(&room, &mut rs, seq, &entry, &EntryExtra::default(), subject);
             // The leaver's connections still get the entry: it tells them they left.
             let delivery = Delivery {
                 room: room.clone(),

@@ -91,7 +91,6 @@ use tungstenite::Bytes;
 
 pub use crate::store::Record;
 pub use accounts::valid_username;
-pub(crate) use apply::Facts;
 pub use command::{Caller, Command, Ctx, Reply};
 pub use error::ChatError;
 pub use membership::NewRoomSpec;

@@ -1,6 +1,6 @@
 //! Governing a room: invitations, kicks, bans, mutes, roles and its fields. Each action is
 //! one core method that both its REST call and its slash command run; who may do it is
-//! decided by `policy`, and what it changes by `Core::apply_effects`, which replay runs too.
+//! decided by `policy`, and what it changes by `Core::apply_entry`, which replay runs too.
 //!
 //! Every action but an invitation is a timeline entry. Its effects apply at once, under the
 //! room's lock, so the next request sees them. Should the store fail before keeping the
@@ -17,7 +17,7 @@ use super::policy::{self, Access, Action};
 use super::rooms::{Governance, Room, RoomState, RoomTable};
 use super::timeline::{Change, Delivery};
 use super::users::UserState;
-use super::{encode, ChatError, Commit, Core, Ctx, Facts, Owned, Record, User};
+use super::{encode, ChatError, Commit, Core, Ctx, Owned, Record, User};
 use crate::protocol::{
     BanView, EntryExtra, EntryKind, Role, RoomChanges, RoomPatch, RoomView, ServerFrame, Visibility,
 };
@@ -155,15 +155,8 @@ impl Core {
         let removed = subject_user
             .as_ref()
             .and_then(|u| rs.members.get(&u.key).cloned());
-        let seq = rs.append(entry.clone());
-        let facts = Facts {
-            kind: act.kind,
-            from: actor,
-            ts: now,
-            text: act.text,
-            extra: &act.extra,
-        };
-        self.apply_effects(room, rs, seq, &facts, subject);
+        let seq = rs.last_seq + 1;
+        self.apply_entry(room, rs, seq, &entry, &act.extra, subject);
         let change = match (&removed, &subject_user) {
             (Some(_), Some(user)) => Change::Leave(user.clone()),
             _ => Change::None,

@@ -329,9 +329,9 @@ impl Core {
             nonce_json.as_deref(),
             &extra,
         );
-        let seq = rs.append(entry.clone());
-        // Writing in a DM is acting in it (replay reads the same from the entry).
-        rs.set_unanswered(&user.key, false);
+        let seq = rs.last_seq + 1;
+        // Writing in a DM is acting in it.
+        self.apply_entry(&room, &mut rs, seq, &entry, &extra, None);
         if let Some(m) = rs.members.get_mut(&user.key) {
             m.read_seq = seq;
             if !m.read_dirty {
