@@ -4,33 +4,41 @@
 //! durable journal, in one binary on bare tokio.
 //!
 //! # Layout
-//! - [`config`]: every flag, limit and default, and `--help`.
-//! - `server`: the accept loop, connection caps, periodic work and shutdown. It serves each
-//!   connection with `http`, answering requests with `api` and handing the ones that
-//!   upgrade to `ws`.
-//! - `http`: request parsing with the contract's limits, responses, the keep-alive loop. It
-//!   imports neither `api` nor `ws`: the caller's `Service` answers requests and performs
-//!   the handshake, and gets the upgraded stream back.
-//! - `api`: REST handlers, thin calls into the chat core.
-//! - `ws`: the upgrade handshake (on `http`'s request and response types), the
-//!   per-connection session and client frame parsing.
-//! - [`chat`]: the core: users, sessions, presence, rooms (sharded), history rings,
+//! Four layers, each using only those below it: **socket, session, core, store**; and the
+//! core hands frames to outbound queues that the connections write.
+//! - **Socket** (`server`, [`tls`]): the accept loop, connection caps, periodic work and
+//!   shutdown; `server::conn`, the keep-alive loop of one HTTP connection (timeouts,
+//!   pipelining, the point where it upgrades); TLS, `--tls-cert` and `--tls-key` reloaded on
+//!   `SIGHUP`. Its `Service` answers requests with `api` and hands upgrades to `ws`.
+//! - **Session** (`api`, `ws`): what one request or connection means. `api`: REST handlers,
+//!   thin calls into the core, and where a core error becomes an HTTP answer. `ws`: the
+//!   upgrade handshake, the per-connection session (reading client frames, writing the
+//!   connection's outbound queue) and client frame parsing.
+//! - **Core** ([`chat`]): users, sessions, presence, rooms (sharded), history rings,
 //!   commands, filtering and rate limits, the outbound queues and server frame encoding
-//!   (`outbound`, `wire`). No socket or disk I/O.
-//! - [`store`]: records and kept entries, and where records go: memory, the journal in
-//!   the data directory, or cluster mode's shared log (`store::Log`). It knows nothing of the
-//!   core.
-//! - [`cluster`]: cluster mode (`--cluster-nats`): the NATS JetStream stream the nodes
-//!   share. It publishes the core's proposals and records, applies the stream in order
-//!   through the core, writes and loads snapshots, and carries presence and typing between
-//!   nodes. The binary starts it with [`join_cluster`] before it listens.
+//!   (`chat::outbound`, `chat::wire`). No socket or disk I/O.
+//! - **Store** ([`store`]): records and kept entries, and where records go: memory, the
+//!   journal in the data directory, or cluster mode's shared log (`store::Log`).
 //!
-//! Layers point one way: `server` → `http`, `api`, `ws` → `chat` → `config`, `store` →
-//! `protocol`, `metrics`; `cluster` → `chat`, `store`, beside `server`.
-//! - [`protocol`]: the JSON shapes of `docs/PROTOCOL.md`.
-//! - [`metrics`]: counters for `/metrics`; [`logging`]: where `tracing` events go.
-//! - [`tls`]: `--tls-cert` and `--tls-key`, reloaded on `SIGHUP`; `http::stream` drives
-//!   rustls over the socket with the same readiness calls as plain TCP.
+//! Beside the layers:
+//! - `http`, under socket and session: the HTTP/1 vocabulary the socket layer hands the
+//!   session layer (the request and its parser with the contract's limits, the response, the
+//!   plain or TLS byte stream a WebSocket session takes over). It imports nothing of the crate.
+//! - [`cluster`], beside the socket layer, the other door to the outside (`--cluster-nats`):
+//!   the NATS JetStream stream the nodes share. It publishes the core's proposals and records,
+//!   applies the stream in order through the core, writes and loads snapshots, and carries
+//!   presence and typing between nodes. The core sees it only as its `Replicator`, the store
+//!   as a `store::Log`; the binary starts it with [`join_cluster`] before it listens.
+//! - [`config`], under every layer but the store: every flag, limit and default, and `--help`.
+//!   It takes the journal's `FsyncPolicy` from the store, which knows nothing of it.
+//! - [`protocol`] (the JSON shapes of `docs/PROTOCOL.md`) and [`metrics`] (counters for
+//!   `/metrics`), at the bottom: every layer may use them, and they use nothing.
+//! - [`logging`] (where `tracing` events go) is for the binary.
+//!
+//! Nothing imports upward: the store imports no core, session or socket; the core no
+//! session, socket, `http` or `cluster`; the session layer no socket; `http` nothing. Checked by
+//! `grep -rnE 'crate::(api|ws|http|server|cluster|tls)' src/chat src/store` (empty) and
+//! `grep -rnE 'crate::(server|tls|cluster)' src/api src/ws` (empty).
 //!
 //! `server`, `http`, `api` and `ws` are private to the crate; the others are public for the
 //! binary, the tests and the benches.

@@ -22,6 +22,14 @@ use body::Body;
 /// (`scripts/schemathesis.sh`) against a running server.
 pub(crate) const OPENAPI: &str = include_str!("openapi.json");
 
+/// A core error as the contract's error response: its status, code, message and, for a
+/// limit, `retry_after_ms`. The WebSocket handshake answers its refusals the same way.
+impl From<ChatError> for Response {
+    fn from(e: ChatError) -> Response {
+        Response::error(e.status(), e.code(), &e.to_string(), e.retry_after_ms())
+    }
+}
+
 /// Which methods a path accepts; `None` for an unknown path.
 fn allowed(segments: &[&str]) -> Option<&'static [&'static str]> {
     const GET: &[&str] = &["GET"];

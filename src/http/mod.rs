@@ -1,9 +1,11 @@
-//! The hand-rolled HTTP/1.1 layer: incremental request parsing with the contract's limits
-//! (`parse`), responses (`response`), the keep-alive connection loop (`conn`) and the plain or TLS
-//! socket under it (`stream`).
+//! The hand-rolled HTTP/1.1 vocabulary that the socket layer (`server`) hands the session
+//! layer (`api`, `ws`): incremental request parsing with the contract's limits (`parse`, into
+//! `request`'s types), responses (`response`), and the plain or TLS byte stream under a
+//! connection (`stream`), which a WebSocket session takes over. The keep-alive loop that
+//! drives them is `server::conn`. Nothing here imports the rest of the crate.
 
-pub(crate) mod conn;
 pub(crate) mod parse;
+pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod stream;
 

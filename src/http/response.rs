@@ -1,9 +1,8 @@
-//! HTTP responses: JSON bodies, the contract's error shape, and encoding to bytes.
+//! HTTP responses: JSON bodies, the contract's error shape, and encoding to bytes. A core
+//! error becomes a response in `api` (`From<ChatError>`): this layer knows nothing of the core.
 
 use serde::Serialize;
 use serde_json::json;
-
-use crate::chat::ChatError;
 
 /// A body written in pieces, whose length is known before any of it is: a large answer is
 /// put together piece by piece as it is written, and its writing stops when the client has
@@ -148,12 +147,6 @@ impl Response {
         if with_body {
             out.extend_from_slice(&self.body);
         }
-    }
-}
-
-impl From<ChatError> for Response {
-    fn from(e: ChatError) -> Response {
-        Response::error(e.status(), e.code(), &e.to_string(), e.retry_after_ms())
     }
 }
 

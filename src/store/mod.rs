@@ -9,6 +9,7 @@
 //! length-prefixed, checksummed frames; a snapshot is a stream of records (`snapshot`).
 
 pub(crate) mod journal;
+pub(crate) mod kept;
 pub(crate) mod record;
 pub(crate) mod snapshot;
 

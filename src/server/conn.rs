@@ -8,10 +8,10 @@
 //! Any parse error is answered with its status and the connection closes, since the byte
 //! stream can no longer be split into requests.
 //!
-//! This layer knows how to carry requests, not what they mean: the caller's [`Service`]
+//! This loop knows how to carry requests, not what they mean: the caller's [`Service`]
 //! answers them and performs the handshake of an upgrade, and takes the stream back in an
-//! [`Upgraded`]. So HTTP depends on neither the REST API nor the WebSocket layer that sit on
-//! top of it.
+//! [`Upgraded`]. So it depends on neither the REST API nor the WebSocket layer: `server`'s
+//! `Service` joins them.
 
 use std::future::Future;
 use std::time::Duration;
@@ -19,9 +19,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
 
-use super::parse::{Limits, Parser};
-use super::stream::Stream;
-use super::{Request, Response};
+use crate::http::parse::{Limits, Parser};
+use crate::http::{Request, Response, Stream};
 
 /// A body in pieces is written whenever this much of it is ready.
 const PIECE_WRITE: usize = 64 * 1024;

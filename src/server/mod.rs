@@ -9,6 +9,11 @@
 //!
 //! Shutdown has one source, a `watch` channel every task listens to. Each connection task
 //! holds a clone of an mpsc sender; when all are dropped the server knows every task ended.
+//!
+//! Each connection's HTTP requests are served by the keep-alive loop in `conn`, which hands
+//! them to this module's `Service` (REST to `api`, the upgrade to `ws`).
+
+mod conn;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -177,7 +182,7 @@ struct Parley<'a> {
     per_ip: &'a PerIp,
 }
 
-impl http::conn::Service for Parley<'_> {
+impl conn::Service for Parley<'_> {
     /// Who the WebSocket is, and for a connection from a trusted proxy, its count against the
     /// forwarded client's `--max-connections-per-ip`.
     type Accepted = (crate::chat::Auth, Option<IpCount>);
@@ -263,7 +268,7 @@ async fn connection(
             }
         }
     };
-    let limits = http::conn::ConnLimits {
+    let limits = conn::ConnLimits {
         max_body: core.cfg.max_body_bytes,
         header_timeout: core.cfg.header_timeout,
         keepalive_timeout: core.cfg.keepalive_timeout,
@@ -273,7 +278,7 @@ async fn connection(
         peer,
         per_ip: &per_ip,
     };
-    let upgraded = http::conn::serve(&parley, limits, stream, stop.clone()).await;
+    let upgraded = conn::serve(&parley, limits, stream, stop.clone()).await;
     if let Some(up) = upgraded {
         let (auth, _count) = up.accepted;
         ws::session::run(core, up.stream, up.leftover, auth, stop).await;
