@@ -10,11 +10,12 @@
 
 use std::sync::Arc;
 
+use super::history::history_frame;
 use super::moderation::Act;
 use super::policy::{self, Access, Action};
 use super::rooms::{Governance, Room, RoomState, RoomTable};
 use super::text;
-use super::timeline::{history_frame, Change, Delivery};
+use super::timeline::{Change, Delivery};
 use super::{encode, users, ChatError, Commit, Core, Ctx, Record, User};
 use crate::config;
 use crate::protocol::{
