@@ -201,7 +201,7 @@ pub(super) async fn route(
             let b = read(&["seq"])?;
             let seq = b.uint("seq", malformed("seq", "a whole number"))?;
             let seq = seq.ok_or_else(|| malformed("seq", "a whole number"))?;
-            core.mark_read(user, id, seq, None)?;
+            submit(Command::MarkRead { room: s(id), seq }).await?;
             Response::empty(204)
         }
         (method, ["rooms", id, "messages", seq]) => {

@@ -13,8 +13,8 @@ use super::admin::InviteHold;
 use super::throttle::Throttle;
 use super::wire as frame;
 use super::{
-    hex, now_ms, password, token_hash, Auth, Caller, ChatError, Command, Commit, Conn, Core, Ctx,
-    Record, User,
+    hex, now_ms, password, token_hash, unhex, Auth, Caller, ChatError, Command, Commit, Conn, Core,
+    Ctx, Record, User,
 };
 use crate::config::{self, Registration};
 use crate::metrics::Metrics;
@@ -322,30 +322,17 @@ impl Core {
             return Err(ChatError::AccountDisabled);
         }
         if let Some(hash) = rehashed {
-            self.store_rehash(&user, hash).await?;
+            let cmd = Command::SetPassword { hash, old: None };
+            self.submit(Caller::user(&user), cmd).await?;
         }
         let mut raw = [0u8; 32];
         rand::rng().fill_bytes(&mut raw);
         let token = URL_SAFE_NO_PAD.encode(raw);
         let hash = token_hash(&token);
-        let rec = Record::SessionStarted {
+        let cmd = Command::StartSession {
             token_hash: hex(&hash),
-            username: user.name.clone(),
-            created: now_ms(),
         };
-        let commit = {
-            let slot = self.reserve()?;
-            self.apply(&rec);
-            let (sessions, user) = (self.sessions.clone(), user.clone());
-            self.commit(slot, &rec, move || {
-                sessions
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&hash);
-                user.lock().sessions.retain(|h| *h != hash);
-            })
-        };
-        commit.wait().await?;
+        self.submit(Caller::user(&user), cmd).await?;
         // Disabled, or the password changed, meanwhile: the session was made before
         // `set_disabled` or `change_password` read the list of sessions (and it ends it), or
         // after the flag was set or the hash replaced, and it ends here. Without this, a login
@@ -378,24 +365,64 @@ impl Core {
         Ok((token, user.name.clone()))
     }
 
-    /// Keeps a hash re-made at the current iteration count, unless the password changed
-    /// meanwhile. If the store cannot keep it, the old hash stays, which still verifies.
-    async fn store_rehash(&self, user: &Arc<User>, hash: String) -> Result<(), ChatError> {
+    /// Starts a session of `user` for the token whose hash (hex) is `token_hash`
+    /// ([`Command::StartSession`]).
+    pub(super) fn start_session(
+        &self,
+        cx: &Ctx,
+        user: &Arc<User>,
+        token_hash: &str,
+    ) -> Result<Commit, ChatError> {
+        let hash = unhex(token_hash).ok_or(ChatError::Unauthorized)?;
+        let rec = Record::SessionStarted {
+            token_hash: token_hash.to_string(),
+            username: user.name.clone(),
+            created: cx.now,
+        };
+        let slot = self.place(cx)?;
+        self.apply(&rec);
+        let (sessions, user) = (self.sessions.clone(), user.clone());
+        Ok(self.commit(slot, &rec, move || {
+            sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&hash);
+            user.lock().sessions.retain(|h| *h != hash);
+        }))
+    }
+
+    /// Replaces `user`'s password hash ([`Command::SetPassword`]). With `old`, a change of
+    /// password: refused when the hash is no longer `old` (changed meanwhile by another
+    /// session), and counted, so that a login that verified the old password meanwhile
+    /// ends its session. Without, a re-hash at the current iteration count: kept only
+    /// while the stored hash uses another count. If the store cannot keep it, the old hash
+    /// stays, which still verifies.
+    pub(super) fn keep_password(
+        &self,
+        cx: &Ctx,
+        user: &Arc<User>,
+        hash: &str,
+        old: Option<&str>,
+    ) -> Result<Commit, ChatError> {
         let rec = Record::PasswordChanged {
             username: user.name.clone(),
-            hash: hash.clone(),
+            hash: hash.to_string(),
         };
-        let commit = {
-            let mut us = user.lock();
-            if password::iterations_of(&us.hash) == Some(self.cfg.pbkdf2_iterations) {
-                return Ok(());
+        let mut us = user.lock();
+        match old {
+            Some(old) if us.hash != old => return Err(ChatError::InvalidCredentials),
+            None if password::iterations_of(&us.hash) == Some(self.cfg.pbkdf2_iterations) => {
+                return Ok(Commit::done());
             }
-            let slot = self.reserve()?;
-            let old = std::mem::replace(&mut us.hash, hash);
-            let user = user.clone();
-            self.commit(slot, &rec, move || user.lock().hash = old)
-        };
-        commit.wait().await
+            _ => {}
+        }
+        let slot = self.place(cx)?;
+        let before = std::mem::replace(&mut us.hash, hash.to_string());
+        if old.is_some() {
+            us.password_changes += 1;
+        }
+        let user = user.clone();
+        Ok(self.commit(slot, &rec, move || user.lock().hash = before))
     }
 
     /// Resolves a bearer token by its hash (`token_hash`), counting the call as activity for
@@ -469,10 +496,10 @@ impl Core {
     }
 
     pub async fn logout(&self, auth: &Auth) -> Result<(), ChatError> {
-        match self.end_session(auth.session) {
-            Some(commit) => commit?.wait().await,
-            None => Err(ChatError::Unauthorized),
-        }
+        let cmd = Command::EndSession {
+            token_hash: hex(&auth.session),
+        };
+        self.submit(Caller::user(&auth.user), cmd).await.map(drop)
     }
 }
 

@@ -17,7 +17,8 @@ use base64::Engine;
 use rand::RngCore;
 
 use super::{
-    hex, now_ms, password, token_hash, unhex, Auth, ChatError, Commit, Core, Record, User,
+    hex, now_ms, password, token_hash, unhex, Auth, Caller, ChatError, Command, Commit, Core, Ctx,
+    Record, User,
 };
 use crate::config;
 use crate::metrics::Metrics;
@@ -189,7 +190,7 @@ impl Core {
     /// seconds (default 7 days). The code is shown only in the answer.
     pub async fn create_invite(
         &self,
-        admin: &User,
+        admin: &Arc<User>,
         uses: Option<u64>,
         expires_in: Option<u64>,
     ) -> Result<InviteCode, ChatError> {
@@ -209,43 +210,57 @@ impl Core {
             )));
         }
         let code = new_code();
-        let hash = token_hash(&code);
-        let now = now_ms();
-        let (uses, expires) = (uses as u32, now + secs * 1000);
-        let rec = Record::InviteCodeCreated {
-            hash: hex(&hash),
+        let (uses, expires) = (uses as u32, now_ms() + secs * 1000);
+        let cmd = Command::CreateInvite {
+            hash: hex(&token_hash(&code)),
             uses,
             expires,
         };
-        let commit = {
-            let mut invites = lock(&self.invites);
-            invites.retain(|_, inv| inv.expires > now || inv.held > 0);
-            if invites.len() >= config::MAX_INVITE_CODES {
-                return Err(ChatError::BadRequest(format!(
-                    "{} invite codes are live already; let some expire",
-                    config::MAX_INVITE_CODES
-                )));
-            }
-            let slot = self.reserve()?;
-            invites.insert(
-                hash,
-                Invite {
-                    remaining: uses,
-                    held: 0,
-                    expires,
-                },
-            );
-            let table = self.invites.clone();
-            self.commit(slot, &rec, move || {
-                lock(&table).remove(&hash);
-            })
-        };
-        commit.wait().await?;
+        self.submit(Caller::user(admin), cmd).await?;
         Ok(InviteCode {
             code,
             uses,
             expires,
         })
+    }
+
+    /// Keeps a new invite code, known by its hash ([`Command::CreateInvite`]).
+    pub(super) fn add_invite(
+        &self,
+        cx: &Ctx,
+        admin: &User,
+        hash: &str,
+        uses: u32,
+        expires: u64,
+    ) -> Result<Commit, ChatError> {
+        self.require_admin(admin)?;
+        let key = unhex(hash).ok_or_else(|| ChatError::BadRequest("no such code".into()))?;
+        let rec = Record::InviteCodeCreated {
+            hash: hash.to_string(),
+            uses,
+            expires,
+        };
+        let mut invites = lock(&self.invites);
+        invites.retain(|_, inv| inv.expires > cx.now || inv.held > 0);
+        if invites.len() >= config::MAX_INVITE_CODES {
+            return Err(ChatError::BadRequest(format!(
+                "{} invite codes are live already; let some expire",
+                config::MAX_INVITE_CODES
+            )));
+        }
+        let slot = self.place(cx)?;
+        invites.insert(
+            key,
+            Invite {
+                remaining: uses,
+                held: 0,
+                expires,
+            },
+        );
+        let table = self.invites.clone();
+        Ok(self.commit(slot, &rec, move || {
+            lock(&table).remove(&key);
+        }))
     }
 
     /// Takes one use of a live invite code for a registration under way, or
@@ -327,10 +342,35 @@ impl Core {
     /// never locks out the people who run it.
     pub async fn set_disabled(
         &self,
-        admin: &User,
+        admin: &Arc<User>,
         name: &str,
         disabled: bool,
     ) -> Result<(), ChatError> {
+        let cmd = Command::SetDisabled {
+            target: name.to_string(),
+            disabled,
+        };
+        self.submit(Caller::user(admin), cmd).await?;
+        let user = self
+            .user(&name.to_ascii_lowercase())
+            .ok_or(ChatError::UserNotFound)?;
+        if disabled {
+            // After the flag is set: a login racing with this either sees the flag or made
+            // its session before this reads the list (see `login`).
+            let sessions = user.lock().sessions.clone();
+            self.end_sessions(sessions).await?;
+        }
+        Ok(())
+    }
+
+    /// Sets an account's disabled flag ([`Command::SetDisabled`]).
+    pub(super) fn flag_disabled(
+        &self,
+        cx: &Ctx,
+        admin: &User,
+        name: &str,
+        disabled: bool,
+    ) -> Result<Commit, ChatError> {
         self.require_admin(admin)?;
         let user = self
             .user(&name.to_ascii_lowercase())
@@ -342,27 +382,14 @@ impl Core {
             username: user.name.clone(),
             disabled,
         };
-        let commit = {
-            let mut us = user.lock();
-            if us.disabled == disabled {
-                None
-            } else {
-                let slot = self.reserve()?;
-                us.disabled = disabled;
-                let user = user.clone();
-                Some(self.commit(slot, &rec, move || user.lock().disabled = !disabled))
-            }
-        };
-        if let Some(commit) = commit {
-            commit.wait().await?;
+        let mut us = user.lock();
+        if us.disabled == disabled {
+            return Ok(Commit::done());
         }
-        if disabled {
-            // After the flag is set: a login racing with this either sees the flag or made
-            // its session before this reads the list (see `login`).
-            let sessions = user.lock().sessions.clone();
-            self.end_sessions(sessions).await?;
-        }
-        Ok(())
+        let slot = self.place(cx)?;
+        us.disabled = disabled;
+        let user = user.clone();
+        Ok(self.commit(slot, &rec, move || user.lock().disabled = !disabled))
     }
 
     pub(super) fn apply_disabled(&self, username: &str, disabled: bool) {
@@ -415,23 +442,10 @@ impl Core {
             return Err(ChatError::InvalidCredentials);
         };
         self.throttle().pairs.forget(&(user.key.clone(), from));
-        let rec = Record::PasswordChanged {
-            username: user.name.clone(),
-            hash: hash.clone(),
-        };
-        let commit = {
-            let mut us = user.lock();
-            // Changed meanwhile by another session: `old` is no longer the password.
-            if us.hash != stored {
-                return Err(ChatError::InvalidCredentials);
-            }
-            let slot = self.reserve()?;
-            us.hash = hash;
-            us.password_changes += 1;
-            let user = user.clone();
-            self.commit(slot, &rec, move || user.lock().hash = stored)
-        };
-        commit.wait().await?;
+        // Changed meanwhile by another session: `old` is no longer the password.
+        let old = Some(stored);
+        self.submit(Caller::user(user), Command::SetPassword { hash, old })
+            .await?;
         let others: Vec<[u8; 32]> = user
             .lock()
             .sessions

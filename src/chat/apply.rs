@@ -109,7 +109,7 @@ impl Core {
                 username,
                 target,
                 blocked,
-            } => self.apply_block(username, target, *blocked),
+            } => self.blocks.apply(username, target, *blocked),
             Record::ReadMarkers { room, markers } => {
                 self.move_read_markers(room, markers);
             }

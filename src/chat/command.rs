@@ -111,8 +111,61 @@ pub enum Command {
         target: String,
         blocked: bool,
     },
+    /// Moves the caller's read marker in a room up to `seq`.
+    MarkRead {
+        room: String,
+        seq: u64,
+    },
+    /// A session for the caller, whose password was verified; the token, made from the
+    /// operating system's randomness, is known only by its hash (hex).
+    StartSession {
+        token_hash: String,
+    },
+    /// Ends the session of this token hash (hex): a logout, or a session ended by the server.
+    EndSession {
+        token_hash: String,
+    },
+    /// Replaces the caller's password hash. `old`: the hash the new one was checked
+    /// against, for a change of password (refused if the hash changed meanwhile); `None`
+    /// for a re-hash at the current iteration count, kept only while the stored hash uses
+    /// another count.
+    SetPassword {
+        hash: String,
+        old: Option<String>,
+    },
+    /// An administrator disables or enables an account.
+    SetDisabled {
+        target: String,
+        disabled: bool,
+    },
+    /// An administrator makes an invite code (known by its hash, hex) good for `uses`
+    /// registrations until `expires`.
+    CreateInvite {
+        hash: String,
+        uses: u32,
+        expires: u64,
+    },
     /// Cluster mode: a snapshot of the state at this point of the log; nothing changes.
     Snapshot,
+}
+
+impl Command {
+    /// Whether the cluster decides this command in log order (its outcome depends on state
+    /// other nodes change: names, seqs, memberships, roles). The others are decided where
+    /// they are asked, and their records go to the log as a journal would get them:
+    /// sessions, passwords, read markers, invite codes and disabled flags, whose records
+    /// state facts that applying twice or late changes nothing about.
+    pub fn in_log_order(&self) -> bool {
+        !matches!(
+            self,
+            Command::MarkRead { .. }
+                | Command::StartSession { .. }
+                | Command::EndSession { .. }
+                | Command::SetPassword { .. }
+                | Command::SetDisabled { .. }
+                | Command::CreateInvite { .. }
+        )
+    }
 }
 
 /// What a command answers once its records are kept.
@@ -232,11 +285,11 @@ impl Core {
     /// does not wait: its copy to the sending connection (or an error with the nonce) is
     /// its acknowledgement.
     pub async fn submit(&self, caller: Caller<'_>, cmd: Command) -> Result<Reply, ChatError> {
-        if let Some(r) = self.replica() {
+        if let Some(r) = self.replica().filter(|_| cmd.in_log_order()) {
             return self.propose(r, caller, cmd).await;
         }
         let (reply, commit) = self.run(&mut Ctx::live(), caller, &cmd)?;
-        if !matches!(cmd, Command::Post { .. }) {
+        if !matches!(cmd, Command::Post { .. } | Command::MarkRead { .. }) {
             commit.wait().await?;
         }
         if let Command::Register { .. } = cmd {
@@ -369,6 +422,29 @@ impl Core {
             Command::Block { target, blocked } => {
                 done(self.set_block(cx, caller.who()?, target, *blocked)?)
             }
+            Command::MarkRead { room, seq } => {
+                let user = caller.who()?;
+                done(self.mark_read(user, room, *seq, caller.conn.map(|c| &**c))?)
+            }
+            Command::StartSession { token_hash } => {
+                done(self.start_session(cx, caller.who()?, token_hash)?)
+            }
+            Command::EndSession { token_hash } => {
+                let hash = super::unhex(token_hash).ok_or(ChatError::Unauthorized)?;
+                let ended = self.end_session_with(hash, self.place(cx));
+                done(ended.ok_or(ChatError::Unauthorized)??)
+            }
+            Command::SetPassword { hash, old } => {
+                done(self.keep_password(cx, caller.who()?, hash, old.as_deref())?)
+            }
+            Command::SetDisabled { target, disabled } => {
+                done(self.flag_disabled(cx, caller.who()?, target, *disabled)?)
+            }
+            Command::CreateInvite {
+                hash,
+                uses,
+                expires,
+            } => done(self.add_invite(cx, caller.who()?, hash, *uses, *expires)?),
             Command::Snapshot => done(Commit::done()),
         })
     }

@@ -20,46 +20,21 @@ use serde_json::Value;
 use super::policy::{self, Access};
 use super::rooms::RoomState;
 use super::timeline::{entry_bytes, Change, Delivery};
-use super::{deliver_to, encode, now_ms, Blocks, ChatError, Commit, Conn, Core, Ctx, Record, User};
+use super::{deliver_to, encode, now_ms, ChatError, Commit, Conn, Core, Ctx, Record, User};
 use crate::protocol::{Entry, EntryExtra, EntryKind, Role, ServerFrame};
 use crate::store::KeptEntry;
 
 /// Typing events forwarded per user and room: one every this many milliseconds.
 pub const TYPING_EVERY_MS: u64 = 2000;
 
-/// Records that `username` blocks (or no longer blocks) `target`.
-fn apply_block(blocks: &Blocks, username: &str, target: &str, blocked: bool) {
-    let mut blocks = blocks.write().unwrap_or_else(|e| e.into_inner());
-    let key = username.to_ascii_lowercase();
-    let target = target.to_ascii_lowercase();
-    if blocked {
-        blocks.entry(key).or_default().insert(target);
-    } else if let Some(set) = blocks.get_mut(&key) {
-        set.remove(&target);
-        if set.is_empty() {
-            blocks.remove(&key);
-        }
-    }
-}
-
 impl Core {
-    pub(super) fn apply_block(&self, username: &str, target: &str, blocked: bool) {
-        apply_block(&self.blocks, username, target, blocked);
-    }
-
-    /// Whether `blocker` (lowercase) blocks `blocked` (lowercase).
-    pub(super) fn blocks(&self, blocker: &str, blocked: &str) -> bool {
-        let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
-        blocks.get(blocker).is_some_and(|s| s.contains(blocked))
-    }
-
     /// `Err(Blocked)` when `sender` may not post to a DM room whose other side blocks them.
     pub(super) fn dm_check(&self, rs: &RoomState, sender: &str) -> Result<(), ChatError> {
         let Some((a, b)) = &rs.gov.dm else {
             return Ok(());
         };
         let other = if a.eq_ignore_ascii_case(sender) { b } else { a };
-        if self.blocks(&other.to_ascii_lowercase(), sender) {
+        if self.blocks.blocks(&other.to_ascii_lowercase(), sender) {
             return Err(ChatError::Blocked);
         }
         Ok(())
@@ -145,7 +120,7 @@ impl Core {
         {
             // The user's lock orders their block changes with the store.
             let _us = user.lock();
-            let was = self.blocks(&user.key, &target.key);
+            let was = self.blocks.blocks(&user.key, &target.key);
             if was == blocked {
                 if blocked {
                     return Ok(Commit::done());
@@ -153,27 +128,22 @@ impl Core {
                 return Err(ChatError::NotBlocked);
             }
             let slot = self.place(cx)?;
-            apply_block(&self.blocks, &user.name, &target.name, blocked);
+            self.blocks.apply(&user.name, &target.name, blocked);
             let rec = Record::Blocked {
                 username: user.name.clone(),
                 target: target.name.clone(),
                 blocked,
             };
             let (blocks, u, t) = (self.blocks.clone(), user.name.clone(), target.name.clone());
-            Ok(self.commit(slot, &rec, move || apply_block(&blocks, &u, &t, !blocked)))
+            Ok(self.commit(slot, &rec, move || blocks.apply(&u, &t, !blocked)))
         }
     }
 
     /// The users `user` blocks, as registered, by name.
     pub fn blocked_users(&self, user: &User) -> Vec<String> {
-        let keys: Vec<String> = {
-            let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
-            blocks
-                .get(&user.key)
-                .map(|s| s.iter().cloned().collect())
-                .unwrap_or_default()
-        };
-        keys.iter()
+        self.blocks
+            .of(&user.key)
+            .iter()
             .map(|k| self.user(k).map_or_else(|| k.clone(), |u| u.name.clone()))
             .collect()
     }
@@ -181,13 +151,13 @@ impl Core {
     /// Moves `user`'s read marker in a room up to `seq` (clamped to `last_seq`; a lower
     /// one is ignored). Their other connections (all, for REST: `from` is `None`) get a
     /// `read` frame.
-    pub fn mark_read(
+    pub(super) fn mark_read(
         &self,
         user: &User,
         room_id: &str,
         seq: u64,
         from: Option<&Conn>,
-    ) -> Result<(), ChatError> {
+    ) -> Result<Commit, ChatError> {
         let room = self.room(room_id)?;
         let moved = {
             let mut rs = room.lock();
@@ -198,7 +168,7 @@ impl Core {
             };
             let seq = seq.min(top);
             if seq <= m.read_seq {
-                return Ok(());
+                return Ok(Commit::done());
             }
             m.read_seq = seq;
             let first = !m.read_dirty;
@@ -209,7 +179,7 @@ impl Core {
             seq
         };
         self.send_read(user, &room.id, moved, from);
-        Ok(())
+        Ok(Commit::done())
     }
 
     /// Tells `user`'s connections, but `except`, that their read marker in a room is at `seq`.
@@ -290,17 +260,10 @@ impl Core {
             room: room_id,
             username: &user.name,
         });
-        let to: Vec<&Arc<Conn>> = {
-            let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
-            subs.iter()
-                .filter(|c| c.user.key != user.key)
-                .filter(|c| {
-                    !blocks
-                        .get(&c.user.key)
-                        .is_some_and(|s| s.contains(&user.key))
-                })
-                .collect()
-        };
+        let others = subs.iter().filter(|c| c.user.key != user.key);
+        let to = self
+            .blocks
+            .retain_unblocking(others, |c| &c.user.key, &user.key);
         for c in to {
             deliver_to(&self.metrics, c, &f);
         }

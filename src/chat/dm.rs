@@ -50,7 +50,7 @@ impl Core {
         if other.key == user.key {
             return Err(ChatError::InvalidTarget);
         }
-        if self.blocks(&other.key, &user.key) {
+        if self.blocks.blocks(&other.key, &user.key) {
             return Err(ChatError::Blocked);
         }
         let (room, commit) = self.open_dm_locked(cx, user, &other)?;

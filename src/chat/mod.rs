@@ -69,6 +69,7 @@ pub(crate) mod wire;
 mod accounts;
 mod admin;
 mod apply;
+mod blocks;
 mod budgets;
 mod connections;
 mod conversation;
@@ -211,9 +212,6 @@ type Users = Arc<RwLock<BTreeMap<String, Arc<User>>>>;
 /// locked while it is held.
 type Owned = Arc<Mutex<HashMap<String, usize>>>;
 type Sessions = Arc<Mutex<HashMap<[u8; 32], Session>>>;
-/// Who blocked whom: blocker's lowercase name to the lowercase names they block. Locked
-/// last: nothing is locked while it is held.
-type Blocks = Arc<RwLock<HashMap<String, std::collections::BTreeSet<String>>>>;
 
 pub struct Core {
     pub cfg: Arc<Config>,
@@ -227,7 +225,7 @@ pub struct Core {
     /// DM rooms by their pair of lowercase names (`conversation::pair_key`). An id whose
     /// room was deleted may linger; lookups check the table. Locked before users.
     dms: Mutex<HashMap<String, String>>,
-    blocks: Blocks,
+    blocks: Arc<blocks::Blocks>,
     /// Rooms with read markers not yet written to the store (`Member::read_dirty`).
     read_dirty: Mutex<std::collections::HashSet<String>>,
     /// Users who went offline since the last `flush_last_seen`, with when (`Record::LastSeen`).

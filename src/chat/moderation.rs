@@ -230,7 +230,7 @@ impl Core {
             });
             // An invitation by someone the invitee blocked stands (`me` lists it), but is not
             // pushed to them.
-            let conns = if self.blocks(&target.key, &actor.key) {
+            let conns = if self.blocks.blocks(&target.key, &actor.key) {
                 Vec::new()
             } else {
                 us.conns.clone()

@@ -129,20 +129,7 @@ impl SnapshotStream {
             })
             .collect();
         ready.extend(sessions.iter().map(encode));
-        let blocks: Vec<Record> = {
-            let blocks = core.blocks.read().unwrap_or_else(|e| e.into_inner());
-            blocks
-                .iter()
-                .flat_map(|(who, set)| {
-                    set.iter().map(move |target| Record::Blocked {
-                        username: who.clone(),
-                        target: target.clone(),
-                        blocked: true,
-                    })
-                })
-                .collect()
-        };
-        ready.extend(blocks.iter().map(encode));
+        ready.extend(core.blocks.records().iter().map(encode));
         Copied {
             ready,
             rooms: rooms.into_iter(),

@@ -379,8 +379,8 @@ impl Session<'_> {
                 }
             }
             ClientFrame::Read { room, seq, nonce } => {
-                let user = &self.conn.user;
-                if let Err(e) = self.core.mark_read(user, &room, seq, Some(self.conn)) {
+                let cmd = Command::MarkRead { room, seq };
+                if let Err(e) = self.core.submit(Caller::conn(self.conn), cmd).await {
                     self.chat_error(&e, nonce.as_ref());
                 }
             }
