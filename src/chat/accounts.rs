@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 
-use super::admin::InviteHold;
+use super::invites::InviteHold;
 use super::throttle::Throttle;
 use super::wire as frame;
 use super::{
@@ -69,7 +69,7 @@ impl Core {
         } else {
             match self.cfg.registration {
                 Registration::Open => None,
-                Registration::Invite => Some(self.take_invite(now_ms(), invite_code)?),
+                Registration::Invite => Some(self.invites.take(now_ms(), invite_code)?),
                 Registration::Closed => return Err(ChatError::RegistrationClosed),
             }
         };

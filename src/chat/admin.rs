@@ -8,9 +8,8 @@
 //! disabled flags are records (`InviteCodeCreated`, `InviteCodeUsed`, `UserDisabled`) like
 //! every other change, and a snapshot writes the live codes and the disabled accounts again.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -24,17 +23,6 @@ use crate::config;
 use crate::metrics::Metrics;
 use crate::protocol::InviteCode;
 
-/// One live invite code, keyed by the SHA-256 of the code.
-#[derive(Debug, Clone)]
-pub(crate) struct Invite {
-    /// Uses left, as the journal knows them.
-    pub remaining: u32,
-    /// Registrations under way that took a use; spent or given back when they end.
-    pub held: u32,
-    /// ts after which the code no longer works.
-    pub expires: u64,
-}
-
 /// The admin setup code: a fresh random code each start (the same 192 bits, URL-safe, as an
 /// invite code), never stored. `None` when `--admin` names nobody.
 pub(crate) fn new_setup_code(cfg: &config::Config) -> Option<String> {
@@ -46,60 +34,6 @@ fn new_code() -> String {
     let mut raw = [0u8; 24];
     rand::rng().fill_bytes(&mut raw);
     URL_SAFE_NO_PAD.encode(raw)
-}
-
-/// The live invite codes. An `Arc` so a snapshot can read them on its own thread.
-pub(crate) type Invites = Arc<Mutex<HashMap<[u8; 32], Invite>>>;
-
-fn lock(invites: &Mutex<HashMap<[u8; 32], Invite>>) -> MutexGuard<'_, HashMap<[u8; 32], Invite>> {
-    invites.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A use of an invite code taken by a registration under way. Dropped unspent (the
-/// registration failed), the use is given back.
-pub(crate) struct InviteHold {
-    invites: Invites,
-    hash: [u8; 32],
-    spent: bool,
-}
-
-impl InviteHold {
-    /// Spends the use; the record that says how many are left.
-    pub(crate) fn spend(&mut self) -> Record {
-        self.spent = true;
-        let mut invites = lock(&self.invites);
-        let remaining = match invites.get_mut(&self.hash) {
-            Some(inv) => {
-                inv.held = inv.held.saturating_sub(1);
-                inv.remaining = inv.remaining.saturating_sub(1);
-                let remaining = inv.remaining;
-                if inv.remaining == 0 && inv.held == 0 {
-                    invites.remove(&self.hash);
-                }
-                remaining
-            }
-            None => 0,
-        };
-        Record::InviteCodeUsed {
-            hash: hex(&self.hash),
-            remaining,
-        }
-    }
-}
-
-impl Drop for InviteHold {
-    fn drop(&mut self) {
-        if self.spent {
-            return;
-        }
-        let mut invites = lock(&self.invites);
-        if let Some(inv) = invites.get_mut(&self.hash) {
-            inv.held = inv.held.saturating_sub(1);
-            if inv.remaining == 0 && inv.held == 0 {
-                invites.remove(&self.hash);
-            }
-        }
-    }
 }
 
 impl Core {
@@ -240,84 +174,11 @@ impl Core {
             uses,
             expires,
         };
-        let mut invites = lock(&self.invites);
-        invites.retain(|_, inv| inv.expires > cx.now || inv.held > 0);
-        if invites.len() >= config::MAX_INVITE_CODES {
-            return Err(ChatError::BadRequest(format!(
-                "{} invite codes are live already; let some expire",
-                config::MAX_INVITE_CODES
-            )));
-        }
-        let slot = self.place(cx)?;
-        invites.insert(
-            key,
-            Invite {
-                remaining: uses,
-                held: 0,
-                expires,
-            },
-        );
-        let table = self.invites.clone();
-        Ok(self.commit(slot, &rec, move || {
-            lock(&table).remove(&key);
-        }))
-    }
-
-    /// Takes one use of a live invite code for a registration under way, or
-    /// `invite_required`.
-    pub(super) fn take_invite(
-        &self,
-        now: u64,
-        code: Option<&str>,
-    ) -> Result<InviteHold, ChatError> {
-        let hash = token_hash(code.ok_or(ChatError::InviteRequired)?);
-        let mut invites = lock(&self.invites);
-        match invites.get_mut(&hash) {
-            Some(inv) if inv.expires > now && inv.remaining > inv.held => {
-                inv.held += 1;
-                Ok(InviteHold {
-                    invites: self.invites.clone(),
-                    hash,
-                    spent: false,
-                })
-            }
-            _ => Err(ChatError::InviteRequired),
-        }
-    }
-
-    pub(super) fn apply_invite_created(&self, hash: &str, uses: u32, expires: u64) {
-        if let Some(hash) = unhex(hash) {
-            lock(&self.invites).entry(hash).or_insert(Invite {
-                remaining: uses,
-                held: 0,
-                expires,
-            });
-        }
-    }
-
-    pub(super) fn apply_invite_used(&self, hash: &str, remaining: u32) {
-        let Some(hash) = unhex(hash) else { return };
-        let mut invites = lock(&self.invites);
-        if let Some(inv) = invites.get_mut(&hash) {
-            inv.remaining = inv.remaining.min(remaining);
-            if inv.remaining == 0 && inv.held == 0 {
-                invites.remove(&hash);
-            }
-        }
-    }
-
-    /// The live codes as a snapshot keeps them: created with the uses left.
-    pub(super) fn invite_records(&self) -> Vec<Record> {
-        let now = now_ms();
-        lock(&self.invites)
-            .iter()
-            .filter(|(_, inv)| inv.expires > now && inv.remaining > 0)
-            .map(|(hash, inv)| Record::InviteCodeCreated {
-                hash: hex(hash),
-                uses: inv.remaining,
-                expires: inv.expires,
-            })
-            .collect()
+        let slot = self
+            .invites
+            .add(cx.now, key, (uses, expires), || self.place(cx))?;
+        let invites = self.invites.clone();
+        Ok(self.commit(slot, &rec, move || invites.remove(&key)))
     }
 
     // ----- accounts -----
@@ -473,7 +334,7 @@ mod tests {
     }
 
     fn remaining(c: &Core, hash: [u8; 32]) -> Option<u32> {
-        lock(&c.invites).get(&hash).map(|inv| inv.remaining)
+        c.invites.remaining(&hash)
     }
 
     /// A snapshot may hold a code with fewer uses left than the journal after it repeats.
@@ -516,14 +377,14 @@ mod tests {
             uses: 1,
             expires: u64::MAX,
         });
-        let hold = c.take_invite(now_ms(), Some("code")).expect("a live code");
+        let hold = c.invites.take(now_ms(), Some("code")).expect("a live code");
         assert_eq!(
-            c.take_invite(now_ms(), Some("code")).err(),
+            c.invites.take(now_ms(), Some("code")).err(),
             Some(ChatError::InviteRequired),
             "its one use is held"
         );
         drop(hold);
-        let mut hold = c.take_invite(now_ms(), Some("code")).expect("given back");
+        let mut hold = c.invites.take(now_ms(), Some("code")).expect("given back");
         assert_eq!(
             hold.spend(),
             Record::InviteCodeUsed {
@@ -533,8 +394,8 @@ mod tests {
         );
         drop(hold);
         assert_eq!(remaining(&c, hash), None);
-        assert!(c.take_invite(now_ms(), Some("code")).is_err());
-        assert!(c.take_invite(now_ms(), None).is_err());
+        assert!(c.invites.take(now_ms(), Some("code")).is_err());
+        assert!(c.invites.take(now_ms(), None).is_err());
     }
 
     #[test]

@@ -7,8 +7,7 @@
 //! the state already holds changes nothing (see `store::record`).
 
 use std::collections::BTreeMap;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::rooms::{self, Governance, Member, Room};
 use super::{unhex, users, Core, LastRun, Record, Session, User};
@@ -101,7 +100,7 @@ impl Core {
                 if self.rooms.insert(self.new_room(id, gov, *capacity), name) {
                     match dm {
                         Some((a, b)) => self.remember_dm(&a, &b, id),
-                        None => Self::count_owned(&self.owned, owner, true),
+                        None => self.owned.count(owner, true),
                     }
                 }
             }
@@ -122,7 +121,7 @@ impl Core {
                         (rs.gov.owner.clone(), rs.gov.dm.is_some())
                     };
                     if !dm {
-                        Self::count_owned(&self.owned, &owner, false);
+                        self.owned.count(&owner, false);
                     }
                 }
             }
@@ -176,7 +175,7 @@ impl Core {
                 }
                 match &saved.dm {
                     Some((a, b)) => self.remember_dm(a, b, id),
-                    None => Self::count_owned(&self.owned, owner, true),
+                    None => self.owned.count(owner, true),
                 }
                 let mut rs = room.lock();
                 // The kept entries follow (format 2) and bring `last_seq` up to date as they
@@ -234,8 +233,8 @@ impl Core {
                 hash,
                 uses,
                 expires,
-            } => self.apply_invite_created(hash, *uses, *expires),
-            Record::InviteCodeUsed { hash, remaining } => self.apply_invite_used(hash, *remaining),
+            } => self.invites.apply_created(hash, *uses, *expires),
+            Record::InviteCodeUsed { hash, remaining } => self.invites.apply_used(hash, *remaining),
             Record::UserDisabled { username, disabled } => self.apply_disabled(username, *disabled),
             Record::LastSeen { seen } => self.apply_last_seen(seen),
             Record::Entry(entry) => {
@@ -285,20 +284,6 @@ impl Core {
 
     pub(super) fn new_room(&self, id: &str, gov: Governance, capacity: u32) -> Arc<Room> {
         Arc::new(Room::new(id.to_string(), gov, capacity, self.cfg.history))
-    }
-
-    /// Counts a room created (`up`) or deleted for its owner.
-    pub(super) fn count_owned(owned: &Mutex<HashMap<String, usize>>, owner: &str, up: bool) {
-        let mut owned = owned.lock().unwrap_or_else(|e| e.into_inner());
-        let key = owner.to_ascii_lowercase();
-        if up {
-            *owned.entry(key).or_default() += 1;
-        } else if let Some(n) = owned.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                owned.remove(&key);
-            }
-        }
     }
 
     pub(super) fn apply_user(
@@ -443,8 +428,8 @@ impl Core {
                 Some("owner") => {
                     let old = std::mem::replace(&mut rs.gov.owner, target.to_string());
                     rs.gov.moderators.remove(&target_key);
-                    Self::count_owned(&self.owned, &old, false);
-                    Self::count_owned(&self.owned, target, true);
+                    self.owned.count(&old, false);
+                    self.owned.count(target, true);
                 }
                 Some("moderator") => {
                     rs.gov.moderators.insert(target_key);

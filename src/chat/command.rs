@@ -316,7 +316,7 @@ impl Core {
                 invite,
             } => {
                 let hold = match invite {
-                    Some(code) => Some(self.take_invite(cx.now, Some(code))?),
+                    Some(code) => Some(self.invites.take(cx.now, Some(code))?),
                     None => None,
                 };
                 let commit = self.store_account(cx, username, hash.clone(), hold)?;

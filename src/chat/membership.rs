@@ -75,8 +75,7 @@ impl Core {
     }
 
     pub(super) fn owned_by(&self, key: &str) -> usize {
-        let owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
-        owned.get(key).copied().unwrap_or(0)
+        self.owned.of(key)
     }
 
     /// The rooms a user belongs to, in the order joined, as they see them.
@@ -257,12 +256,12 @@ impl Core {
             topic: gov.topic.clone(),
             dm_with: None,
         };
-        Self::count_owned(&self.owned, &gov.owner, true);
+        self.owned.count(&gov.owner, true);
         let (rooms, owned, id) = (self.rooms.clone(), self.owned.clone(), room.id.clone());
         let owner = gov.owner.clone();
         drop(self.commit(created_slot, &created, move || {
             if RoomTable::remove(&rooms, &id).is_some() {
-                Self::count_owned(&owned, &owner, false);
+                owned.count(&owner, false);
             }
         }));
         let mut rs = room.lock();
@@ -509,7 +508,7 @@ impl Core {
         };
         if self.rooms.remove(&room.id).is_some() {
             if let Some(owner) = &owner {
-                Self::count_owned(&self.owned, owner, false);
+                self.owned.count(owner, false);
             }
         }
         let rec = Record::RoomDeleted {
@@ -543,7 +542,7 @@ impl Core {
             let name = rs.gov.name.clone();
             drop(rs);
             if let (true, Some(owner)) = (rooms.insert(room.clone(), &name), &owner) {
-                Self::count_owned(&owned, owner, true);
+                owned.count(owner, true);
             }
         })
     }

@@ -75,10 +75,12 @@ mod connections;
 mod conversation;
 mod dm;
 mod history;
+mod invites;
 mod lifecycle;
 mod membership;
 pub mod moderation;
 mod nodes;
+mod owners;
 pub(crate) mod policy;
 mod presence;
 pub mod replica;
@@ -208,9 +210,7 @@ pub enum Posted<'a> {
 
 /// Users by lowercase name: a `BTreeMap`, so the listing pages through it in order.
 type Users = Arc<RwLock<BTreeMap<String, Arc<User>>>>;
-/// Rooms owned per lowercase owner name (`--max-owned-rooms`). Locked last: nothing is
-/// locked while it is held.
-type Owned = Arc<Mutex<HashMap<String, usize>>>;
+type Owned = Arc<owners::Owners>;
 type Sessions = Arc<Mutex<HashMap<[u8; 32], Session>>>;
 
 pub struct Core {
@@ -233,7 +233,7 @@ pub struct Core {
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     /// Failed logins and registrations by account and client address.
     throttle: Mutex<throttle::Throttle>,
-    invites: admin::Invites,
+    invites: invites::Invites,
     /// The admin setup code of this start (`admin`), in memory only.
     admin_setup: Option<String>,
     hasher: HashPool,
@@ -271,7 +271,7 @@ impl Core {
             seen_dirty: Mutex::default(),
             conns: Mutex::new(HashMap::new()),
             throttle: Mutex::new(throttle::Throttle::new()),
-            invites: Arc::default(),
+            invites: invites::Invites::default(),
             filter,
             store,
             epoch: RwLock::new(String::new()),

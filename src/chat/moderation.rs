@@ -86,8 +86,8 @@ fn restore_gov(
         rooms.rename(&room.id, &saved.name);
     }
     if saved.owner != rs.gov.owner {
-        Core::count_owned(owned, &rs.gov.owner, false);
-        Core::count_owned(owned, &saved.owner, true);
+        owned.count(&rs.gov.owner, false);
+        owned.count(&saved.owner, true);
     }
     room.set_visibility(rs, saved.visibility);
     rs.gov = saved;

@@ -118,7 +118,7 @@ impl SnapshotStream {
             }
         }
         ready.extend(super::presence::last_seen_records(&seen).map(|r| encode(&r)));
-        ready.extend(core.invite_records().iter().map(encode));
+        ready.extend(core.invites.records(super::now_ms()).iter().map(encode));
         let sessions: Vec<Record> = core
             .sessions()
             .iter()
