@@ -27,7 +27,11 @@
 //!
 //! Layers point one way: `server` → `http`, `api`, `ws` → `chat` → `config`, `store` →
 //! `protocol`, `metrics`; `cluster` → `chat`, `store`, beside `server`.
-//! - [`protocol`]: the JSON shapes of `docs/PROTOCOL.md`.
+//! - [`protocol`]: the JSON shapes of `docs/PROTOCOL.md`: re-exported from the
+//!   `parley-protocol` crate (`protocol/` in the workspace), which `parley-cli` and
+//!   `parley-load` share, plus the request bodies only the server decodes. The hot frames
+//!   (`entry`, `history`, `presence`) are written by hand in `store::record`, `chat::timeline`
+//!   and `chat::outbound`; `protocol`'s tests decode them with the shared types.
 //! - [`metrics`]: counters for `/metrics`; [`logging`]: where `tracing` events go.
 //! - [`tls`]: `--tls-cert` and `--tls-key`, reloaded on `SIGHUP`; `http::stream` drives
 //!   rustls over the socket with the same readiness calls as plain TCP.

@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::{Entry, EntryExtra, EntryKind, Visibility};
 
+// `Entry` is the largest variant (its optional fields, v1.2's among them) and also the most
+// common record: boxing it would add an allocation to nearly every record for no saving.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Record {
@@ -68,6 +71,7 @@ pub enum Record {
         by: Option<String>,
     },
     /// A timeline entry. `join` and `leave` entries also change membership.
+    #[serde(deserialize_with = "known_entry")]
     Entry(Entry),
     /// A room as a snapshot keeps it. Since snapshot format 2 its kept entries follow as
     /// [`Record::KeptEntries`] (`kept` of them); a format-1 snapshot carries them inline.
@@ -78,7 +82,11 @@ pub enum Record {
         capacity: u32,
         last_seq: u64,
         members: Vec<String>,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[serde(
+            default,
+            deserialize_with = "known_entries",
+            skip_serializing_if = "Vec::is_empty"
+        )]
         entries: Vec<Entry>,
         #[serde(default)]
         kept: u64,
@@ -214,8 +222,28 @@ impl std::fmt::Debug for KeptEntry {
     }
 }
 
+/// An entry read back from the journal, a snapshot or the cluster's stream: its kind must be
+/// one this server knows. The shared `Entry` decodes any other kind as `EntryKind::Other`
+/// (clients ignore kinds they do not know); stored data with one is refused, as it was
+/// before the types were shared.
+fn known_entry<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Entry, D::Error> {
+    let e = Entry::deserialize(d)?;
+    if e.kind == EntryKind::Other {
+        return Err(serde::de::Error::custom("unknown entry kind"));
+    }
+    Ok(e)
+}
+
+fn known_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Entry>, D::Error> {
+    let entries = Vec::<Entry>::deserialize(d)?;
+    if entries.iter().any(|e| e.kind == EntryKind::Other) {
+        return Err(serde::de::Error::custom("unknown entry kind"));
+    }
+    Ok(entries)
+}
+
 /// Entry kinds by their code in the kept encoding; a code never changes meaning.
-const KINDS: [EntryKind; 12] = [
+const KINDS: [EntryKind; 13] = [
     EntryKind::Message,
     EntryKind::Join,
     EntryKind::Leave,
@@ -228,6 +256,7 @@ const KINDS: [EntryKind; 12] = [
     EntryKind::Update,
     EntryKind::Edit,
     EntryKind::Delete,
+    EntryKind::Reaction,
 ];
 
 fn kind_code(kind: EntryKind) -> u8 {
@@ -645,6 +674,28 @@ mod tests {
             let mut out = Vec::new();
             again.write_record(&mut out, "r", 1);
             assert!(serde_json::from_slice::<Record>(&out).is_ok(), "{nonce}");
+        }
+    }
+
+    /// The shared `Entry` decodes a kind it does not know as `Other` (for clients); the
+    /// server's stored records still refuse one, and keep every kind of the contract.
+    #[test]
+    fn stored_entries_of_unknown_kinds_are_refused() {
+        let rec = |kind: &str| {
+            format!(r#"{{"t":"entry","room":"r","seq":1,"ts":2,"kind":"{kind}","from":"al"}}"#)
+        };
+        assert!(serde_json::from_str::<Record>(&rec("sparkle")).is_err());
+        let snap = r#"{"t":"room_snapshot","id":"r","name":"n","owner":"al","capacity":9,"last_seq":1,"members":[],"entries":[{"room":"r","seq":1,"ts":2,"kind":"sparkle","from":"al"}]}"#;
+        assert!(serde_json::from_str::<Record>(snap).is_err());
+        assert!(serde_json::from_str::<Record>(&snap.replace("sparkle", "join")).is_ok());
+        for kind in EntryKind::ALL {
+            let json = rec(kind.as_str());
+            let Ok(Record::Entry(e)) = serde_json::from_str(&json) else {
+                panic!("{kind:?} is not an entry record");
+            };
+            let kept = KeptEntry::from_entry(&e);
+            assert_eq!(kept.kind(), kind);
+            assert_eq!(KeptEntry::from_bytes(kept.as_bytes()), Some(kept));
         }
     }
 

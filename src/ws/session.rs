@@ -340,7 +340,11 @@ impl Session<'_> {
             }
         };
         match parsed {
-            ClientFrame::Send { room, text, nonce } => {
+            // `reply_to` and `files` (v1.2) are not served yet: ignored, as before the shared
+            // frame types named them.
+            ClientFrame::Send {
+                room, text, nonce, ..
+            } => {
                 match self.core.rate_check(self.conn) {
                     Ok(()) => {}
                     Err(None) => {
@@ -421,6 +425,12 @@ impl Session<'_> {
                 if let Err(e) = deleted {
                     self.chat_error(&e, nonce.as_ref());
                 }
+            }
+            ClientFrame::React { nonce, .. } => {
+                // v1.2 reactions are not served yet: the same answer as any frame type this
+                // server does not know, with the frame's nonce.
+                let msg = "not a frame this server knows: reactions are not served yet";
+                self.error("bad_frame", msg, nonce.as_ref(), None);
             }
             ClientFrame::Sync { room, since, nonce } => {
                 match self.core.sync_frame(&self.conn.user, &room, since) {
