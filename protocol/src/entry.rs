@@ -11,9 +11,10 @@ use crate::room::Visibility;
 /// client ignores kinds it does not know, rather than failing on the frame that holds one);
 /// `Other` encodes as `"other"`, so only known kinds survive a round trip. A server that
 /// reads entries back from its own storage refuses `Other`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum EntryKind {
+    #[default]
     Message,
     Join,
     Leave,
@@ -194,7 +195,7 @@ pub struct FileInfo {
 
 /// One timeline entry: `{"room","seq","ts","kind","from","text"?,"nonce"?}` and the
 /// optional fields of [`EntryExtra`].
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Entry {
     pub room: String,
     pub seq: u64,

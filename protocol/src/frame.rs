@@ -29,7 +29,9 @@ pub enum ServerFrame {
         rooms: Vec<Room>,
     },
     /// A new timeline entry; its `nonce` (on the sender's copy) acknowledges the `send`.
-    Entry(Entry),
+    /// Boxed: an entry with all its optional fields is several times larger than any other
+    /// frame.
+    Entry(Box<Entry>),
     /// After a join (the last entries) and in answer to `sync`.
     History {
         room: String,
@@ -277,14 +279,59 @@ pub enum ClientFrame {
 }
 
 impl ClientFrame {
-    /// A plain `send`: no reply, no files.
-    pub fn send(room: &str, text: &str, nonce: Option<Value>) -> ClientFrame {
+    /// A plain `send` (no reply, no files); `nonce`, if any, as a JSON string.
+    pub fn send(room: &str, text: &str, nonce: Option<&str>) -> ClientFrame {
         ClientFrame::Send {
             room: room.to_owned(),
             text: text.to_owned(),
-            nonce,
+            nonce: nonce.map(Value::from),
             reply_to: None,
             files: Vec::new(),
+        }
+    }
+
+    /// Every kept entry of `room` after `since`.
+    pub fn sync(room: &str, since: u64) -> ClientFrame {
+        ClientFrame::Sync {
+            room: room.to_owned(),
+            since,
+            nonce: None,
+        }
+    }
+
+    /// Read up to `seq`.
+    pub fn read(room: &str, seq: u64) -> ClientFrame {
+        ClientFrame::Read {
+            room: room.to_owned(),
+            seq,
+            nonce: None,
+        }
+    }
+
+    /// Typing in `room`.
+    pub fn typing(room: &str) -> ClientFrame {
+        ClientFrame::Typing {
+            room: room.to_owned(),
+            nonce: None,
+        }
+    }
+
+    /// A new text for message `seq`.
+    pub fn edit(room: &str, seq: u64, text: &str, nonce: Option<&str>) -> ClientFrame {
+        ClientFrame::Edit {
+            room: room.to_owned(),
+            seq,
+            text: text.to_owned(),
+            nonce: nonce.map(Value::from),
+        }
+    }
+
+    /// Delete message `seq`.
+    pub fn delete(room: &str, seq: u64, nonce: Option<&str>) -> ClientFrame {
+        ClientFrame::Delete {
+            room: room.to_owned(),
+            seq,
+            nonce: nonce.map(Value::from),
         }
     }
 

@@ -53,6 +53,16 @@ impl Room {
         self.kind == DM
     }
 
+    /// The caller's read marker: 0 if never set (or not a member).
+    pub fn read_marker(&self) -> u64 {
+        self.read_seq.unwrap_or(0)
+    }
+
+    /// Unread messages for the caller: 0 when not a member.
+    pub fn unread_count(&self) -> u64 {
+        self.unread.unwrap_or(0)
+    }
+
     /// The other side of a DM, from its name (`"alice, bob"`: both names, sorted);
     /// `None` for a room that is not a DM.
     pub fn dm_peer(&self, me: &str) -> Option<String> {
