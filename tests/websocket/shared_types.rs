@@ -175,3 +175,25 @@ async fn every_frame_and_body_decodes_as_the_shared_types() {
     assert_eq!(e.error.code, "room_not_found");
     s.stop().await;
 }
+
+/// v1.2's `react` frame is one the shared `ClientFrame` knows, but this server does not
+/// serve reactions yet: it answers `bad_frame`, as for any frame type it does not know, now
+/// with the frame's nonce; nothing is posted and the connection stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_react_frame_gets_bad_frame_with_its_nonce() {
+    let s = start(&[]).await;
+    let (id, t) = room_with(s.addr, &["alice"]).await;
+    let (mut w, _) = ws_hello(s.addr, &t[0]).await;
+    w.send(json!({"type": "react", "room": id, "seq": 1, "emoji": ":ship:", "on": true, "nonce": "r1"}))
+        .await;
+    let e = w.next().await.expect("an error frame");
+    assert_eq!(
+        (&e["type"], &e["code"], &e["nonce"]),
+        (&json!("error"), &json!("bad_frame"), &json!("r1")),
+        "{e}"
+    );
+    w.say(&id, "still here", "n").await;
+    let m = w.next_where("entry", |_| true).await;
+    assert_eq!((&m["seq"], &m["text"]), (&json!(2), &json!("still here")));
+    s.stop().await;
+}
