@@ -32,7 +32,12 @@
 //! - [`config`], under every layer but the store: every flag, limit and default, and `--help`.
 //!   It takes the journal's `FsyncPolicy` from the store, which knows nothing of it.
 //! - [`protocol`] (the JSON shapes of `docs/PROTOCOL.md`) and [`metrics`] (counters for
-//!   `/metrics`), at the bottom: every layer may use them, and they use nothing.
+//!   `/metrics`), at the bottom: every layer may use them, and they use nothing. `protocol`
+//!   re-exports the `parley-protocol` crate (`protocol/` in the workspace), which
+//!   `parley-cli` and `parley-load` share, plus the request bodies only the server decodes.
+//!   The hot frames (`entry`, `history`, `presence`) are written by hand in `store::kept`,
+//!   `chat::history` and `chat::outbound`; `protocol`'s tests decode them with the shared
+//!   types.
 //! - [`logging`] (where `tracing` events go) is for the binary.
 //!
 //! Nothing imports upward: the store imports no core, session or socket; the core no

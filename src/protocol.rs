@@ -1,368 +1,24 @@
 //! The JSON shapes of `docs/PROTOCOL.md`: REST bodies and WebSocket frames, as serde types.
 //!
-//! Everything a client sees is built here, so the wire format is decided in one file.
+//! The shapes themselves live in the `parley-protocol` crate (`protocol/`), shared with
+//! `parley-cli` and `parley-load`; this module re-exports them under the names the server
+//! uses, and keeps the request bodies only the server decodes. `entry`, `history` and
+//! `presence` frames and the history page are written by hand from kept bytes
+//! (`store::record`, `chat::timeline`, `chat::outbound`); the tests below check them against
+//! the shared types.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
-/// `Room` of the contract. `members` is a count; `role` is the caller's, when a member.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RoomView {
-    pub id: String,
-    pub name: String,
-    pub owner: String,
-    pub members: usize,
-    pub capacity: u32,
-    pub last_seq: u64,
-    pub kind: String,
-    pub visibility: Visibility,
-    pub topic: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<Role>,
-    /// How far the caller has read (0 if never set), when a member.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub read_seq: Option<u64>,
-    /// Kept, not deleted messages after `read_seq` that others posted, when a member.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unread: Option<u64>,
-}
-
-/// Who may see and join a room.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Visibility {
-    #[default]
-    Public,
-    Private,
-}
-
-impl Visibility {
-    pub fn parse(s: &str) -> Option<Visibility> {
-        match s {
-            "public" => Some(Visibility::Public),
-            "private" => Some(Visibility::Private),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Visibility::Public => "public",
-            Visibility::Private => "private",
-        }
-    }
-}
-
-/// A member's role in a room, lowest first.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Member,
-    Moderator,
-    Owner,
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "member" => Some(Role::Member),
-            "moderator" => Some(Role::Moderator),
-            "owner" => Some(Role::Owner),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Member => "member",
-            Role::Moderator => "moderator",
-            Role::Owner => "owner",
-        }
-    }
-}
-
-/// A member as `GET /api/v1/rooms/{id}` lists them.
-#[derive(Debug, Clone, Serialize)]
-pub struct MemberView {
-    pub username: String,
-    pub online: bool,
-    pub role: Role,
-}
-
-/// One ban as `GET /api/v1/rooms/{id}/bans` lists it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct BanView {
-    pub username: String,
-    pub by: String,
-    pub ts: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// A pending invitation, as `GET /api/v1/me` lists it.
-#[derive(Debug, Clone, Serialize)]
-pub struct InviteView {
-    pub room: RoomView,
-    pub by: String,
-}
-
-/// `Room` plus its `member_list`.
-#[derive(Debug, Clone, Serialize)]
-pub struct RoomDetail {
-    #[serde(flatten)]
-    pub room: RoomView,
-    pub member_list: Vec<MemberView>,
-}
-
-/// A user as `/api/v1/users` lists them. `last_seen` is null until they were first online.
-#[derive(Debug, Clone, Serialize)]
-pub struct UserView {
-    pub username: String,
-    pub online: bool,
-    pub last_seen: Option<u64>,
-}
-
-/// A page of `GET /api/v1/rooms` (and `/rooms`): `next` is the `after` of the following
-/// page, `None` on the last.
-#[derive(Debug, Clone, Serialize)]
-pub struct RoomList {
-    pub rooms: Vec<RoomView>,
-    pub next: Option<String>,
-}
-
-/// A page of `GET /api/v1/users` (and `/users`).
-#[derive(Debug, Clone, Serialize)]
-pub struct UserList {
-    pub users: Vec<UserView>,
-    pub next: Option<String>,
-}
-
-/// The kinds of timeline entry.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum EntryKind {
-    Message,
-    Join,
-    Leave,
-    Kick,
-    Ban,
-    Unban,
-    Mute,
-    Unmute,
-    Role,
-    Update,
-    Edit,
-    Delete,
-}
-
-impl EntryKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EntryKind::Message => "message",
-            EntryKind::Join => "join",
-            EntryKind::Leave => "leave",
-            EntryKind::Kick => "kick",
-            EntryKind::Ban => "ban",
-            EntryKind::Unban => "unban",
-            EntryKind::Mute => "mute",
-            EntryKind::Unmute => "unmute",
-            EntryKind::Role => "role",
-            EntryKind::Update => "update",
-            EntryKind::Edit => "edit",
-            EntryKind::Delete => "delete",
-        }
-    }
-}
-
-/// The optional fields of an entry beyond `text`: who a moderation entry acts on, a mute's
-/// end, the entry an `edit` or `delete` refers to, the room fields an `update` changed, the
-/// members a message mentions, whether it is an action, and whether it was edited or
-/// deleted since.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct EntryExtra {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub until: Option<u64>,
-    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
-    pub refers: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub changes: Option<RoomChanges>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mentions: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edited: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deleted: Option<bool>,
-}
-
-impl EntryExtra {
-    pub fn is_empty(&self) -> bool {
-        *self == EntryExtra::default()
-    }
-
-    pub fn target(name: &str) -> EntryExtra {
-        EntryExtra {
-            target: Some(name.to_string()),
-            ..EntryExtra::default()
-        }
-    }
-}
-
-/// The room fields an `update` entry changed, with their new values.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RoomChanges {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub topic: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub visibility: Option<Visibility>,
-}
-
-/// One timeline entry, as the journal keeps it and the history call returns it. Rooms keep
-/// their entries in a compact form (`store::KeptEntry`); this is the readable one.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Entry {
-    pub room: String,
-    pub seq: u64,
-    pub ts: u64,
-    pub kind: EntryKind,
-    pub from: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
-    /// The nonce the sender gave. Kept with the entry and shown only to the sender's own
-    /// reads (`history`, `sync`), so a client can tell which of its sends arrived.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nonce: Option<Value>,
-    #[serde(flatten)]
-    pub extra: EntryExtra,
-}
-
-/// Frames the server sends, other than `entry` and `history` (written from kept entries by
-/// `chat::timeline`) and `presence` (written by the outbound queue, which coalesces them).
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ServerFrame<'a> {
-    Hello {
-        username: &'a str,
-        epoch: &'a str,
-        heartbeat_ms: u64,
-        rooms: Vec<RoomView>,
-    },
-    Reply {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        nonce: Option<&'a Value>,
-        command: &'a str,
-        text: String,
-        data: Value,
-    },
-    Error {
-        code: &'a str,
-        message: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        nonce: Option<&'a Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        retry_after_ms: Option<u64>,
-    },
-    /// This user became a member of `room`; its `history` follows.
-    Joined { room: &'a RoomView },
-    /// This user was invited to `room` by `by`.
-    Invite { room: &'a RoomView, by: &'a str },
-    /// The room `room` (its id) was deleted by `by`.
-    #[serde(rename = "room_deleted")]
-    RoomDeleted { room: &'a str, by: &'a str },
-    /// This user read `room` up to `seq` (on another connection).
-    Read { room: &'a str, seq: u64 },
-    /// `username` is typing in `room`.
-    Typing { room: &'a str, username: &'a str },
-}
-
-/// Frames a client may send.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ClientFrame {
-    Send {
-        #[serde(default)]
-        room: String,
-        text: String,
-        #[serde(default)]
-        nonce: Option<Value>,
-    },
-    Sync {
-        room: String,
-        #[serde(deserialize_with = "whole::u64")]
-        since: u64,
-        #[serde(default)]
-        nonce: Option<Value>,
-    },
-    Read {
-        room: String,
-        #[serde(deserialize_with = "whole::u64")]
-        seq: u64,
-        #[serde(default)]
-        nonce: Option<Value>,
-    },
-    Typing {
-        room: String,
-        #[serde(default)]
-        nonce: Option<Value>,
-    },
-    Edit {
-        room: String,
-        #[serde(deserialize_with = "whole::u64")]
-        seq: u64,
-        text: String,
-        #[serde(default)]
-        nonce: Option<Value>,
-    },
-    Delete {
-        room: String,
-        #[serde(deserialize_with = "whole::u64")]
-        seq: u64,
-        #[serde(default)]
-        nonce: Option<Value>,
-    },
-}
-
-/// Whole numbers in REST bodies and frames as JSON writes them: `5` or `5.0`. JSON has one number type
-/// and JSON Schema's `integer` includes `5.0` (which is what Python's `json` writes for a
-/// float), so both are taken; a fraction or a value out of range is refused.
-pub(crate) mod whole {
-    use serde::de::Error;
-    use serde::{Deserialize, Deserializer};
-    use serde_json::Number;
-
-    /// 2^63 and 2^64 as floats: the first values out of range.
-    const I64_END: f64 = 9_223_372_036_854_775_808.0;
-    const U64_END: f64 = 18_446_744_073_709_551_616.0;
-
-    fn float(n: &Number, low: f64, end: f64) -> Option<f64> {
-        n.as_f64()
-            .filter(|f| f.fract() == 0.0 && *f >= low && *f < end)
-    }
-
-    pub fn as_u64(n: &Number) -> Option<u64> {
-        n.as_u64()
-            .or_else(|| float(n, 0.0, U64_END).map(|f| f as u64))
-    }
-
-    pub fn as_i64(n: &Number) -> Option<i64> {
-        n.as_i64()
-            .or_else(|| float(n, -I64_END, I64_END).map(|f| f as i64))
-    }
-
-    fn refuse<E: Error>(n: &Number) -> E {
-        E::custom(format!("expected a whole number, not {n}"))
-    }
-
-    pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        let n = Number::deserialize(d)?;
-        as_u64(&n).ok_or_else(|| refuse(&n))
-    }
-}
+pub(crate) use parley_protocol::whole;
+/// `Room` of the contract, as the server builds it for a viewer.
+pub use parley_protocol::Room as RoomView;
+/// Server frames the server encodes through serde (borrowing what it holds).
+pub use parley_protocol::ServerFrameRef as ServerFrame;
+pub use parley_protocol::{
+    BanView, ClientFrame, Entry, EntryExtra, EntryKind, InviteCode, InviteView, MemberView, Role,
+    RoomChanges, RoomDetail, RoomList, UserList, UserView, Visibility,
+};
 
 /// `PATCH /api/v1/rooms/{id}` body: the fields to change, as given (checked by the core).
 #[derive(Debug, Default, Deserialize)]
@@ -375,18 +31,429 @@ pub struct RoomPatch {
     pub visibility: Option<Value>,
 }
 
-/// A new invite code, shown once: the server keeps only its hash.
-#[derive(Debug, Serialize)]
-pub struct InviteCode {
-    pub code: String,
-    pub uses: u32,
-    /// ts after which the code no longer works.
-    pub expires: u64,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::{self, wire, ChatError, Record};
+    use crate::store::record::ENTRY_HEAD;
+    use crate::store::KeptEntry;
+    use parley_protocol::{EntryPage, ErrorBody, ErrorCode, ServerFrame as Decoded};
+    use serde_json::json;
+
+    /// The JSON of a server's WebSocket text frame (final, unmasked).
+    fn payload(frame: &[u8]) -> &[u8] {
+        assert_eq!(frame[0], 0x81, "a final text frame");
+        match frame[1] {
+            126 => &frame[4..],
+            127 => &frame[10..],
+            n => {
+                assert_eq!(frame.len(), 2 + n as usize);
+                &frame[2..]
+            }
+        }
+    }
+
+    /// `json` decodes as a known shared type `T`, which encodes the same JSON value again:
+    /// no field was lost, changed or added on the way.
+    fn decoded<T: serde::de::DeserializeOwned + serde::Serialize>(json: &[u8]) -> T {
+        let text = String::from_utf8_lossy(json);
+        let f: T = serde_json::from_slice(json).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let want: Value = serde_json::from_slice(json).unwrap();
+        assert_eq!(serde_json::to_value(&f).unwrap(), want, "{text}");
+        f
+    }
+
+    fn frame(bytes: &[u8]) -> Decoded {
+        let f: Decoded = decoded(payload(bytes));
+        assert_ne!(f, Decoded::Unknown);
+        f
+    }
+
+    /// Kept entries of every kind and optional field, with awkward text.
+    fn kept_entries() -> Vec<KeptEntry> {
+        let extras = [
+            EntryExtra::default(),
+            EntryExtra::target("bo"),
+            EntryExtra {
+                until: Some(1_764_600_060_000),
+                ..EntryExtra::target("bo")
+            },
+            EntryExtra {
+                refers: Some(3),
+                mentions: Some(vec!["bo".into(), "Cy".into()]),
+                ..EntryExtra::default()
+            },
+            EntryExtra {
+                changes: Some(RoomChanges {
+                    name: Some("new \"name\"".into()),
+                    topic: Some(String::new()),
+                    visibility: Some(Visibility::Private),
+                }),
+                ..EntryExtra::default()
+            },
+            EntryExtra {
+                action: Some(true),
+                edited: Some(true),
+                ..EntryExtra::default()
+            },
+            EntryExtra {
+                deleted: Some(true),
+                ..EntryExtra::default()
+            },
+        ];
+        let texts = [None, Some(""), Some("hi @bo \"\\\n\t\u{1}é</script>")];
+        let nonces = [None, Some("\"n1\""), Some("{\"k\":[1,null]}")];
+        let mut out = Vec::new();
+        for (i, kind) in EntryKind::ALL.into_iter().enumerate() {
+            for (j, extra) in extras.iter().enumerate() {
+                let (text, nonce) = (texts[(i + j) % 3], nonces[(i + 2 * j) % 3]);
+                let ts = 1_764_151_200_000 + i as u64;
+                out.push(KeptEntry::with_extra(ts, kind, "al_1", text, nonce, extra));
+            }
+        }
+        out
+    }
+
+    /// `entry` frames, written from kept bytes for every recipient (the sender's copy with
+    /// its nonce), are the shared `Entry` the kept entry stands for.
+    #[test]
+    fn entry_frames_decode_as_the_shared_entry() {
+        for kept in kept_entries() {
+            for with_nonce in [false, true] {
+                let nonce = kept.nonce().filter(|_| with_nonce);
+                let mut json = Vec::new();
+                kept.write_json(&mut json, ENTRY_HEAD, "r7", 41, nonce);
+                let Decoded::Entry(e) = frame(&wire::text(&json)) else {
+                    panic!("not an entry frame");
+                };
+                assert_eq!(*e, kept.to_entry("r7", 41, with_nonce));
+                // The same entry inside `history` and the history page.
+                let mut plain = Vec::new();
+                kept.write_json(&mut plain, b"", "r7", 41, nonce);
+                assert_eq!(decoded::<Entry>(&plain), *e);
+            }
+        }
+    }
+
+    #[test]
+    fn presence_frames_decode_as_the_shared_frame() {
+        let frames = chat::outbound::PresenceFrames::new("al_1");
+        for online in [true, false] {
+            let want = Decoded::Presence {
+                username: "al_1".into(),
+                online,
+            };
+            assert_eq!(frame(frames.get(online)), want);
+            let mut coalesced = Vec::new();
+            chat::outbound::presence_frame(&mut coalesced, "al_1", online);
+            assert_eq!(frame(&coalesced), want);
+        }
+    }
+
+    /// Every frame the server encodes through serde (`chat::encode` of the borrowed
+    /// frames) is the owned frame it was made from.
+    #[test]
+    fn encoded_frames_decode_as_the_shared_frames() {
+        let room = RoomView {
+            id: "r1".into(),
+            name: "a \"b\"".into(),
+            owner: "al".into(),
+            members: 3,
+            capacity: 9,
+            last_seq: 4,
+            kind: "room".into(),
+            visibility: Visibility::Private,
+            topic: "t".into(),
+            role: Some(Role::Owner),
+            read_seq: Some(2),
+            unread: Some(1),
+        };
+        let owned = [
+            Decoded::Hello {
+                username: "al".into(),
+                epoch: "e1".into(),
+                heartbeat_ms: 20_000,
+                rooms: vec![room.clone()],
+            },
+            Decoded::Reply {
+                nonce: Some(json!("n")),
+                command: "rooms".into(),
+                text: "1 room".into(),
+                data: json!({"rooms": [room.clone()], "next": null}),
+            },
+            Decoded::Reply {
+                nonce: None,
+                command: "kick".into(),
+                text: String::new(),
+                data: Value::Null,
+            },
+            Decoded::Error {
+                code: ChatError::Muted { retry_after_ms: 5 }.code().into(),
+                message: "m".into(),
+                nonce: Some(json!({"a": 1})),
+                retry_after_ms: Some(5),
+            },
+            Decoded::Error {
+                code: "bad_frame".into(),
+                message: "m".into(),
+                nonce: None,
+                retry_after_ms: None,
+            },
+            Decoded::Joined { room: room.clone() },
+            Decoded::Invite {
+                room,
+                by: "al".into(),
+            },
+            Decoded::RoomDeleted {
+                room: "r1".into(),
+                by: "al".into(),
+            },
+            Decoded::Read {
+                room: "r1".into(),
+                seq: 4,
+            },
+            Decoded::Typing {
+                room: "r1".into(),
+                username: "bo".into(),
+            },
+        ];
+        for f in owned {
+            let bytes = chat::encode(&f.as_ref().expect("a borrowed form"));
+            assert_eq!(frame(&bytes), f);
+        }
+    }
+
+    /// A core with one room: al's and bo's joins, messages (al's with a nonce), an edit and
+    /// a deletion; returns it with al.
+    fn core_with_a_timeline() -> (chat::Core, std::sync::Arc<chat::User>) {
+        let core = chat::Core::new(
+            Default::default(),
+            Default::default(),
+            crate::store::Store::memory(),
+            Default::default(),
+        );
+        let now = crate::chat::now_ms();
+        for name in ["al", "bo"] {
+            core.apply(&Record::UserRegistered {
+                username: name.into(),
+                hash: String::new(),
+                ts: now,
+            });
+        }
+        core.apply(&Record::SessionStarted {
+            token_hash: chat::hex(&chat::token_hash("t")),
+            username: "al".into(),
+            created: now,
+        });
+        core.apply(&Record::RoomCreated {
+            id: "r1".into(),
+            name: "lobby".into(),
+            owner: "al".into(),
+            capacity: 10,
+            ts: now,
+            visibility: Visibility::Public,
+            topic: String::new(),
+            dm_with: None,
+        });
+        let entry = |seq, kind, from: &str, text: Option<&str>, nonce, extra| {
+            Record::Entry(Entry {
+                room: "r1".into(),
+                seq,
+                ts: now + seq,
+                kind,
+                from: from.into(),
+                text: text.map(str::to_string),
+                nonce,
+                extra,
+            })
+        };
+        let refers = |seq| EntryExtra {
+            refers: Some(seq),
+            ..EntryExtra::default()
+        };
+        let mentions = EntryExtra {
+            mentions: Some(vec!["bo".into()]),
+            ..EntryExtra::default()
+        };
+        let records = [
+            entry(1, EntryKind::Join, "al", None, None, EntryExtra::default()),
+            entry(2, EntryKind::Join, "bo", None, None, EntryExtra::default()),
+            entry(
+                3,
+                EntryKind::Message,
+                "al",
+                Some("hi @bo"),
+                Some(json!("n3")),
+                mentions,
+            ),
+            entry(
+                4,
+                EntryKind::Message,
+                "bo",
+                Some("yo \"al\"\n"),
+                None,
+                EntryExtra::default(),
+            ),
+            entry(
+                5,
+                EntryKind::Message,
+                "al",
+                Some("oops"),
+                Some(json!(5)),
+                EntryExtra::default(),
+            ),
+            entry(
+                6,
+                EntryKind::Edit,
+                "al",
+                Some("hi all"),
+                Some(json!("n6")),
+                refers(3),
+            ),
+            entry(7, EntryKind::Delete, "bo", None, None, refers(5)),
+        ];
+        for r in &records {
+            core.apply(r);
+        }
+        let user = core.authenticate(chat::token_hash("t")).expect("al").user;
+        (core, user)
+    }
+
+    /// `history` frames (`sync` and after a join) and the history page, written from kept
+    /// bytes, decode as the shared types; al's own entries carry their nonces.
+    #[test]
+    fn history_frames_and_pages_decode_as_the_shared_types() {
+        let (core, al) = core_with_a_timeline();
+        let Decoded::History {
+            room,
+            entries,
+            complete,
+            more,
+        } = frame(&core.sync_frame(&al, "r1", 0).expect("sync"))
+        else {
+            panic!("not a history frame");
+        };
+        assert_eq!((room.as_str(), complete, more), ("r1", true, false));
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5, 6, 7]);
+        let nonces: Vec<Option<Value>> = entries.iter().map(|e| e.nonce.clone()).collect();
+        let none = None;
+        assert_eq!(
+            nonces,
+            [
+                none.clone(),
+                none.clone(),
+                Some(json!("n3")),
+                none.clone(),
+                Some(json!(5)),
+                Some(json!("n6")),
+                none
+            ]
+        );
+        assert!(entries[2].is_edited() && entries[2].text.as_deref() == Some("hi all"));
+        assert!(entries[4].is_deleted() && entries[4].text.is_none());
+
+        let page = core.history_page(&al, "r1", None, 50).expect("page");
+        let mut body = Vec::new();
+        let mut i = 0;
+        while page.write_piece(i, &mut body) {
+            i += 1;
+        }
+        assert_eq!(body.len(), page.len());
+        let page: EntryPage = decoded(&body);
+        assert_eq!(page.entries, entries);
+        assert_eq!(page.first_seq, Some(1));
+    }
+
+    /// The REST error body is the shared `ErrorBody`.
+    #[test]
+    fn error_bodies_decode_as_the_shared_body() {
+        for retry in [None, Some(1500)] {
+            let r = crate::http::response::Response::error(429, "rate_limited", "slow", retry);
+            let body: ErrorBody = decoded(&r.body);
+            assert_eq!(body.error.code, "rate_limited");
+            assert_eq!(body.error.retry_after_ms, retry);
+        }
+    }
+
+    /// Every code the core answers with is one of the shared codes, and the close codes
+    /// the WebSocket layer uses are the shared ones.
+    #[test]
+    fn error_and_close_codes_are_the_shared_ones() {
+        use ChatError::*;
+        let errors = [
+            Unauthorized,
+            InvalidUsername,
+            InvalidPassword(String::new()),
+            UsernameTaken,
+            InvalidCredentials,
+            TooManyAttempts { retry_after_ms: 1 },
+            UserNotFound,
+            InvalidRoomName,
+            InvalidCapacity,
+            RoomNotFound,
+            RoomFull,
+            TooManyRooms,
+            TooManyOwnedRooms,
+            BadRequest(String::new()),
+            NotAMember,
+            NotInRoom,
+            EmptyMessage,
+            MessageTooLong,
+            RateLimited { retry_after_ms: 1 },
+            UnknownCommand(String::new()),
+            BadCommand(String::new()),
+            Busy { retry_after_ms: 1 },
+            Unavailable,
+            Forbidden,
+            RoomRestricted,
+            Banned,
+            InviteeBanned,
+            AlreadyMember,
+            InvalidDuration,
+            InvalidRole,
+            InvalidVisibility,
+            InvalidTopic,
+            Muted { retry_after_ms: 1 },
+            NotBanned,
+            NotMuted,
+            TooManyInvites,
+            InvalidTarget,
+            Blocked,
+            NotBlocked,
+            EntryNotFound,
+            DmRoom,
+            InviteRequired,
+            RegistrationClosed,
+            AccountDisabled,
+        ];
+        for e in errors {
+            assert!(ErrorCode::parse(e.code()).is_some(), "{e:?}: {}", e.code());
+        }
+        use parley_protocol::close as shared;
+        assert_eq!(
+            [
+                wire::close::NORMAL,
+                wire::close::GOING_AWAY,
+                wire::close::PROTOCOL,
+                wire::close::INVALID_DATA,
+                wire::close::POLICY,
+                wire::close::TOO_BIG,
+                wire::close::SESSION_ENDED,
+                wire::close::TOO_SLOW,
+            ],
+            [
+                shared::NORMAL,
+                shared::GOING_AWAY,
+                shared::PROTOCOL,
+                shared::INVALID_DATA,
+                shared::POLICY,
+                shared::TOO_BIG,
+                shared::SESSION_ENDED,
+                shared::TOO_SLOW,
+            ]
+        );
+    }
 
     /// The WebSocket frames read whole numbers as the REST bodies do.
     #[test]

@@ -8,7 +8,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::http::{self, encode_segment, Endpoint};
-use crate::protocol::{Entry, Room, RoomDetail, UserInfo};
+use crate::protocol::{
+    BanList, BanView, EntryPage, ErrorBody, InviteCode, InviteView, Room, RoomDetail, RoomList,
+    UserInfo, UserList,
+};
 
 /// Why a REST call did not succeed.
 #[derive(Debug)]
@@ -54,20 +57,6 @@ impl fmt::Display for ApiError {
     }
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorInner,
-}
-
-#[derive(Deserialize)]
-struct ErrorInner {
-    code: String,
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    retry_after_ms: Option<u64>,
-}
-
 #[derive(Debug, Deserialize)]
 pub struct LoginOk {
     pub token: String,
@@ -88,24 +77,10 @@ pub struct Me {
 }
 
 /// `{"room":Room,"by"}`: an invitation not used yet.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Invite {
-    pub room: Room,
-    #[serde(default)]
-    pub by: String,
-}
+pub type Invite = InviteView;
 
 /// One entry of `GET /api/v1/rooms/{id}/bans`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Ban {
-    pub username: String,
-    #[serde(default)]
-    pub by: String,
-    #[serde(default)]
-    pub ts: i64,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
+pub type Ban = BanView;
 
 #[derive(Deserialize)]
 struct BlocksBody {
@@ -113,45 +88,8 @@ struct BlocksBody {
     blocks: Vec<String>,
 }
 
-#[derive(Deserialize)]
-struct BansBody {
-    #[serde(default)]
-    bans: Vec<Ban>,
-}
-
-/// `POST /api/v1/admin/invite-codes`: a new code, how many uses, when it expires.
-#[derive(Debug, Clone, Deserialize)]
-pub struct InviteCode {
-    pub code: String,
-    #[serde(default)]
-    pub uses: u64,
-    #[serde(default)]
-    pub expires: Option<i64>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Messages {
-    #[serde(default)]
-    pub entries: Vec<Entry>,
-    #[serde(default)]
-    pub first_seq: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct UsersBody {
-    #[serde(default)]
-    users: Vec<UserInfo>,
-    #[serde(default)]
-    next: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RoomsBody {
-    #[serde(default)]
-    rooms: Vec<Room>,
-    #[serde(default)]
-    next: Option<String>,
-}
+/// `GET /api/v1/rooms/{id}/messages`.
+pub type Messages = EntryPage;
 
 /// Items of a listing, and whether the server had more than were fetched.
 #[derive(Debug)]
@@ -293,7 +231,7 @@ impl Api {
         let mut after: Option<String> = None;
         loop {
             let path = list_path("users", q, after.as_deref());
-            let page: UsersBody = self.call_json("GET", &path, Some(token), None)?;
+            let page: UserList = self.call_json("GET", &path, Some(token), None)?;
             out.items.extend(page.users);
             match page.next {
                 Some(next) if out.items.len() < max => after = Some(next),
@@ -315,7 +253,7 @@ impl Api {
         let mut after: Option<String> = None;
         loop {
             let path = list_path("rooms", q, after.as_deref());
-            let page: RoomsBody = self.call_json("GET", &path, Some(token), None)?;
+            let page: RoomList = self.call_json("GET", &path, Some(token), None)?;
             out.items.extend(page.rooms);
             match page.next {
                 Some(next) if out.items.len() < max => after = Some(next),
@@ -371,7 +309,7 @@ impl Api {
     /// Owner and moderators only.
     pub fn bans(&self, token: &str, id: &str) -> Result<Vec<Ban>, ApiError> {
         let path = format!("/api/v1/rooms/{}/bans", encode_segment(id));
-        self.call_json::<BansBody>("GET", &path, Some(token), None)
+        self.call_json::<BanList>("GET", &path, Some(token), None)
             .map(|b| b.bans)
     }
 

@@ -54,7 +54,8 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone)]
 pub struct Hello {
     pub username: String,
-    pub epoch: serde_json::Value,
+    /// Compared for equality only: a new value means the server lost its timelines.
+    pub epoch: String,
     pub heartbeat: Duration,
     pub rooms: Vec<Room>,
 }

@@ -1,327 +1,23 @@
 //! The JSON shapes of the Parley wire contract (`docs/PROTOCOL.md`) that the client
 //! reads and writes: REST bodies and WebSocket frames.
 //!
-//! Decoding is lenient where leniency costs nothing: unknown fields are ignored, unknown
-//! frame types decode to [`ServerFrame::Unknown`], and counters a server might omit
-//! default to zero. A frame that does not decode at all is reported, never unwrapped.
+//! They are the workspace's shared `parley-protocol` types, the ones the server encodes;
+//! this module re-exports them under the names the client uses. Decoding is lenient where
+//! leniency costs nothing: unknown fields are ignored, unknown frame types decode to
+//! [`ServerFrame::Unknown`], unknown entry kinds to [`EntryKind::Other`], and fields an
+//! older server might omit default. A frame that does not decode at all is reported,
+//! never unwrapped.
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+pub use parley_protocol::{
+    close, nonce_str, BanList, BanView, ClientFrame, Entry, EntryExtra, EntryKind, EntryPage,
+    ErrorBody, ErrorCode, InviteCode, InviteView, MemberView, Role, Room, RoomChanges, RoomDetail,
+    RoomList, ServerFrame, UserList, UserView, Visibility,
+};
 
-/// `Room = {"id","name","owner","members","capacity","last_seq"}`, and from v1.1
-/// `"kind","visibility","topic"` and, for a member, `"role"`, `"read_seq"` and `"unread"`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct Room {
-    pub id: String,
-    pub name: String,
-    #[serde(default)]
-    pub owner: String,
-    /// A count of members, not a list.
-    #[serde(default)]
-    pub members: u64,
-    #[serde(default)]
-    pub capacity: u64,
-    #[serde(default)]
-    pub last_seq: u64,
-    /// `"room"` or `"dm"`; empty from a v1 server.
-    #[serde(default)]
-    pub kind: String,
-    /// `"public"` or `"private"`; empty (public) from a v1 server.
-    #[serde(default)]
-    pub visibility: String,
-    /// `""` when unset.
-    #[serde(default)]
-    pub topic: String,
-    /// The caller's role (`"owner"`, `"moderator"`, `"member"`) when a member.
-    #[serde(default)]
-    pub role: Option<String>,
-    /// How far the caller has read (their read marker), 0 if never set.
-    #[serde(default)]
-    pub read_seq: u64,
-    /// Kept, not deleted messages by others after `read_seq`.
-    #[serde(default)]
-    pub unread: u64,
-}
-
-impl Room {
-    /// Joined only by invitation, listed only to members.
-    pub fn is_private(&self) -> bool {
-        self.visibility == "private"
-    }
-
-    /// A direct-message room between two users.
-    pub fn is_dm(&self) -> bool {
-        self.kind == "dm"
-    }
-
-    /// The other side of a DM, from its name (`"alice, bob"`: both names, sorted);
-    /// `None` for a room that is not a DM.
-    pub fn dm_peer(&self, me: &str) -> Option<String> {
-        if !self.is_dm() {
-            return None;
-        }
-        let mut names = self.name.split(", ");
-        let (a, b) = (names.next()?, names.next().unwrap_or_default());
-        let peer = if a.eq_ignore_ascii_case(me) { b } else { a };
-        (!peer.is_empty()).then(|| peer.to_owned())
-    }
-}
-
-/// `GET /api/v1/rooms/{id}`: a room plus its member list.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RoomDetail {
-    #[serde(flatten)]
-    pub room: Room,
-    #[serde(default)]
-    pub member_list: Vec<Member>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Member {
-    pub username: String,
-    #[serde(default)]
-    pub online: bool,
-    /// `"owner"`, `"moderator"` or `"member"`; absent from a v1 server.
-    #[serde(default)]
-    pub role: Option<String>,
-}
-
+/// A member as `GET /api/v1/rooms/{id}` lists them.
+pub type Member = MemberView;
 /// One entry of `GET /api/v1/users`, or `GET /api/v1/users/{name}`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct UserInfo {
-    pub username: String,
-    #[serde(default)]
-    pub online: bool,
-    /// Milliseconds since the epoch when the user went offline; `None` if never online.
-    #[serde(default)]
-    pub last_seen: Option<i64>,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum EntryKind {
-    #[default]
-    Message,
-    Join,
-    Leave,
-    /// A member removed by `from`; `target` is who, `text` the reason if any.
-    Kick,
-    /// A user banned by `from` (and removed if a member).
-    Ban,
-    Unban,
-    /// `target` muted by `from` until `until`.
-    Mute,
-    Unmute,
-    /// `target` given the role in `text` by `from`.
-    Role,
-    /// `from` changed the room fields in `changes`.
-    Update,
-    /// `from` edited the message `ref`; `text` is its new text (absent once that
-    /// message was deleted).
-    Edit,
-    /// `from` deleted the message `ref`.
-    Delete,
-    /// A kind this client does not know; shown plainly rather than dropped.
-    #[serde(other)]
-    Other,
-}
-
-/// `Entry = {"room","seq","ts","kind","from","text"?,"nonce"?}`: one numbered timeline
-/// entry.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct Entry {
-    pub room: String,
-    pub seq: u64,
-    pub ts: i64,
-    pub kind: EntryKind,
-    pub from: String,
-    #[serde(default)]
-    pub text: Option<String>,
-    /// The nonce the entry was sent with. On a live `entry` it is on the sending
-    /// connection's copy (the acknowledgement); in `history` frames and REST history the
-    /// server keeps it on entries the requesting user sent with one, so a message whose
-    /// fate was unknown across a reconnect is recognised whatever the server made of its
-    /// text. Never on other users' entries; absent everywhere from older servers.
-    #[serde(default)]
-    pub nonce: Option<Value>,
-    /// The username a moderation or role entry acts on.
-    #[serde(default)]
-    pub target: Option<String>,
-    /// A mute's end, ms since the epoch.
-    #[serde(default)]
-    pub until: Option<i64>,
-    /// The room fields an `update` changed, with their new values.
-    #[serde(default)]
-    pub changes: Option<RoomChanges>,
-    /// The seq an `edit` or `delete` entry refers to.
-    #[serde(default, rename = "ref")]
-    pub refers: Option<u64>,
-    /// Members named as `@username` in a message's (latest) text, as registered.
-    #[serde(default)]
-    pub mentions: Vec<String>,
-    /// A `/me` action: shown as `* alice waves`.
-    #[serde(default)]
-    pub action: bool,
-    /// Served again after an edit: `text` is the latest.
-    #[serde(default)]
-    pub edited: bool,
-    /// Served again after a deletion: there is no `text`.
-    #[serde(default)]
-    pub deleted: bool,
-}
-
-impl Entry {
-    /// Whether this entry names `user` in its mentions.
-    pub fn mentions_user(&self, user: &str) -> bool {
-        !user.is_empty() && self.mentions.iter().any(|m| m.eq_ignore_ascii_case(user))
-    }
-}
-
-/// `changes` of an `update` entry: any of the room's name, topic and visibility.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct RoomChanges {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub topic: Option<String>,
-    #[serde(default)]
-    pub visibility: Option<String>,
-}
-
-/// Frames the server sends on the WebSocket.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ServerFrame {
-    Hello {
-        username: String,
-        /// Compared for equality only: a new value means the server lost its timelines.
-        epoch: Value,
-        #[serde(default)]
-        heartbeat_ms: u64,
-        #[serde(default)]
-        rooms: Vec<Room>,
-    },
-    /// A new timeline entry; its `nonce` is the acknowledgement of our `send`.
-    Entry {
-        #[serde(flatten)]
-        entry: Entry,
-    },
-    History {
-        room: String,
-        #[serde(default)]
-        entries: Vec<Entry>,
-        #[serde(default = "yes")]
-        complete: bool,
-        /// Server extension: the answer was cut to fit the connection's output budget;
-        /// sync again from the last entry's seq for the rest.
-        #[serde(default)]
-        more: bool,
-    },
-    Presence {
-        username: String,
-        online: bool,
-    },
-    Reply {
-        #[serde(default)]
-        nonce: Option<Value>,
-        #[serde(default)]
-        command: String,
-        #[serde(default)]
-        text: String,
-        #[serde(default)]
-        data: Value,
-    },
-    Error {
-        code: String,
-        #[serde(default)]
-        message: String,
-        #[serde(default)]
-        nonce: Option<Value>,
-        #[serde(default)]
-        retry_after_ms: Option<u64>,
-    },
-    /// This user became a member of `room`, by any door; just before its `history`.
-    Joined {
-        room: Room,
-    },
-    /// `by` invited this user to `room`; `/join` accepts.
-    Invite {
-        room: Room,
-        #[serde(default)]
-        by: String,
-    },
-    /// The room with id `room` was deleted by `by`.
-    #[serde(rename = "room_deleted")]
-    RoomDeleted {
-        room: String,
-        #[serde(default)]
-        by: String,
-    },
-    /// This user's other connection read `room` up to `seq`.
-    Read {
-        room: String,
-        seq: u64,
-    },
-    /// `username` is typing in `room`.
-    Typing {
-        room: String,
-        username: String,
-    },
-    #[serde(other)]
-    Unknown,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// Frames the client sends on the WebSocket.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ClientFrame<'a> {
-    /// A message, or a slash command the server handles (`/me`).
-    Send {
-        room: &'a str,
-        text: &'a str,
-        nonce: &'a str,
-    },
-    /// Ask for every kept entry of `room` with `seq > since`.
-    Sync { room: &'a str, since: u64 },
-    /// This user has read `room` up to `seq`.
-    Read { room: &'a str, seq: u64 },
-    /// This user is typing in `room`.
-    Typing { room: &'a str },
-    /// Replace the text of this user's message `seq`.
-    Edit {
-        room: &'a str,
-        seq: u64,
-        text: &'a str,
-        nonce: &'a str,
-    },
-    /// Delete message `seq` (one's own, or any as owner or moderator).
-    Delete {
-        room: &'a str,
-        seq: u64,
-        nonce: &'a str,
-    },
-}
-
-impl ClientFrame<'_> {
-    pub fn to_json(&self) -> String {
-        // Serializing these plain structs cannot fail; fall back to an empty object anyway
-        // rather than panic.
-        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
-    }
-}
-
-/// Nonces are sent as strings; a server that echoes them as another JSON type still
-/// matches by its textual form.
-pub fn nonce_str(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
+pub type UserInfo = UserView;
 
 #[cfg(test)]
 mod tests {
@@ -356,7 +52,7 @@ mod tests {
         )
         .expect("decodes");
         match f {
-            ServerFrame::Entry { entry } => {
+            ServerFrame::Entry(entry) => {
                 assert_eq!(entry.seq, 8);
                 assert_eq!(entry.text.as_deref(), Some("hi"));
                 assert_eq!(entry.nonce.as_ref().map(nonce_str).as_deref(), Some("n1"));
@@ -404,19 +100,12 @@ mod tests {
 
     #[test]
     fn client_frames_encode_as_contract() {
-        let send = ClientFrame::Send {
-            room: "r1",
-            text: "hi",
-            nonce: "n1",
-        };
+        let send = ClientFrame::send("r1", "hi", Some("n1"));
         assert_eq!(
             send.to_json(),
             r#"{"type":"send","room":"r1","text":"hi","nonce":"n1"}"#
         );
-        let sync = ClientFrame::Sync {
-            room: "r1",
-            since: 4,
-        };
+        let sync = ClientFrame::sync("r1", 4);
         assert_eq!(sync.to_json(), r#"{"type":"sync","room":"r1","since":4}"#);
     }
 
@@ -430,7 +119,7 @@ mod tests {
             ServerFrame::Joined { room } => {
                 assert!(room.is_private());
                 assert_eq!(room.topic, "plans");
-                assert_eq!(room.role.as_deref(), Some("owner"));
+                assert_eq!(room.role, Some(Role::Owner));
             }
             other => panic!("not joined: {other:?}"),
         }
@@ -488,11 +177,14 @@ mod tests {
             assert_eq!(e.kind, kind, "{json}");
         }
         let e: Entry = serde_json::from_str(cases[3].0).expect("decodes");
-        assert_eq!((e.target.as_deref(), e.until), (Some("bo"), Some(60_000)));
+        assert_eq!(
+            (e.extra.target.as_deref(), e.extra.until),
+            (Some("bo"), Some(60_000))
+        );
         let e: Entry = serde_json::from_str(cases[6].0).expect("decodes");
-        let c = e.changes.expect("changes");
+        let c = e.extra.changes.expect("changes");
         assert_eq!(c.topic.as_deref(), Some("x"));
-        assert_eq!(c.visibility.as_deref(), Some("private"));
+        assert_eq!(c.visibility, Some(Visibility::Private));
         assert_eq!(c.name, None);
     }
 
@@ -568,10 +260,10 @@ mod tests {
         for (json, kind, refers, mentions, action, edited, deleted) in cases {
             let e: Entry = serde_json::from_str(json).unwrap_or_else(|err| panic!("{json}: {err}"));
             assert_eq!(e.kind, kind, "{json}");
-            assert_eq!(e.refers, refers, "{json}");
-            assert_eq!(e.mentions, mentions, "{json}");
+            assert_eq!(e.extra.refers, refers, "{json}");
+            assert_eq!(e.mentions(), mentions, "{json}");
             assert_eq!(
-                (e.action, e.edited, e.deleted),
+                (e.is_action(), e.is_edited(), e.is_deleted()),
                 (action, edited, deleted),
                 "{json}"
             );
@@ -595,41 +287,32 @@ mod tests {
             r#"{"id":"d1","name":"alice, Bob","kind":"dm","read_seq":3,"unread":2}"#,
         )
         .expect("decodes");
-        assert_eq!((r.read_seq, r.unread), (3, 2));
+        assert_eq!((r.read_marker(), r.unread_count()), (3, 2));
         assert!(r.is_dm());
         assert_eq!(r.dm_peer("ALICE").as_deref(), Some("Bob"));
         assert_eq!(r.dm_peer("bob").as_deref(), Some("alice"));
         let plain: Room = serde_json::from_str(r#"{"id":"r","name":"a, b"}"#).expect("decodes");
         assert_eq!(plain.dm_peer("a"), None);
-        assert_eq!((plain.read_seq, plain.unread), (0, 0));
+        assert_eq!((plain.read_marker(), plain.unread_count()), (0, 0));
     }
 
     #[test]
     fn conversation_client_frames_encode_as_contract() {
         let cases = [
             (
-                ClientFrame::Read { room: "r1", seq: 7 },
+                ClientFrame::read("r1", 7),
                 r#"{"type":"read","room":"r1","seq":7}"#,
             ),
             (
-                ClientFrame::Typing { room: "r1" },
+                ClientFrame::typing("r1"),
                 r#"{"type":"typing","room":"r1"}"#,
             ),
             (
-                ClientFrame::Edit {
-                    room: "r1",
-                    seq: 7,
-                    text: "new",
-                    nonce: "n1",
-                },
+                ClientFrame::edit("r1", 7, "new", Some("n1")),
                 r#"{"type":"edit","room":"r1","seq":7,"text":"new","nonce":"n1"}"#,
             ),
             (
-                ClientFrame::Delete {
-                    room: "r1",
-                    seq: 7,
-                    nonce: "n2",
-                },
+                ClientFrame::delete("r1", 7, Some("n2")),
                 r#"{"type":"delete","room":"r1","seq":7,"nonce":"n2"}"#,
             ),
         ];

@@ -109,17 +109,17 @@ impl Style {
     /// One timeline entry as `me` sees it: where it mentions `me`, the mention is
     /// highlighted (with colour; the text is the same without).
     pub fn entry_for(&self, room_label: &str, e: &Entry, me: &str) -> String {
-        let time = self.paint(DIM, &self.clock(e.ts));
+        let time = self.paint(DIM, &self.clock(ms(e.ts)));
         let room = self.paint(CYAN, &format!("[{room_label}]"));
         let from = clean(&e.from);
         match e.kind {
-            EntryKind::Message if e.deleted => {
+            EntryKind::Message if e.is_deleted() => {
                 let line = format!("{from}: (deleted)");
                 format!("{time} {room} {}", self.paint(DIM, &line))
             }
             EntryKind::Message => {
                 let text = clean(e.text.as_deref().unwrap_or_default());
-                let (head, sep) = if e.action {
+                let (head, sep) = if e.is_action() {
                     (format!("* {from}"), " ")
                 } else {
                     (from.clone(), ": ")
@@ -133,10 +133,10 @@ impl Style {
                     text
                 };
                 body = body.replace('\n', &format!("\n{indent}"));
-                if e.edited {
+                if e.is_edited() {
                     body.push_str(&self.paint(DIM, " (edited)"));
                 }
-                let who = if e.action {
+                let who = if e.is_action() {
                     format!("* {}", self.name(&from))
                 } else {
                     self.name(&from)
@@ -174,7 +174,8 @@ impl Style {
                 let line = format!("* {}", self.moderation(e));
                 format!("{time} {room} {}", self.paint(MAGENTA, &line))
             }
-            EntryKind::Other => {
+            // Reactions are not shown as such yet: like any kind this client does not know.
+            EntryKind::Reaction | EntryKind::Other => {
                 let text = clean(e.text.as_deref().unwrap_or_default());
                 let line = format!("-- {from} {text}");
                 format!("{time} {room} {}", self.paint(DIM, line.trim_end()))
@@ -187,11 +188,12 @@ impl Style {
     fn revision(&self, e: &Entry) -> (String, Option<String>) {
         let from = clean(&e.from);
         let target = e
+            .extra
             .refers
             .map(|r| format!("#{r}"))
             .unwrap_or_else(|| "a message".to_owned());
         match (e.kind, e.text.as_deref()) {
-            (EntryKind::Delete, _) if e.refers.is_some() => {
+            (EntryKind::Delete, _) if e.extra.refers.is_some() => {
                 (format!("* message {target} was deleted by {from}"), None)
             }
             (EntryKind::Delete, _) => (format!("* a message was deleted by {from}"), None),
@@ -256,7 +258,7 @@ impl Style {
     /// `carol was kicked by alice (spam)`, `alice set the topic to "x"`.
     fn moderation(&self, e: &Entry) -> String {
         let from = clean(&e.from);
-        let target = clean(e.target.as_deref().unwrap_or("someone"));
+        let target = clean(e.extra.target.as_deref().unwrap_or("someone"));
         let text = e.text.as_deref().map(clean).filter(|t| !t.is_empty());
         let reason = text.as_ref().map(|t| format!(" ({t})")).unwrap_or_default();
         match e.kind {
@@ -264,8 +266,8 @@ impl Style {
             EntryKind::Ban => format!("{target} was banned by {from}{reason}"),
             EntryKind::Unban => format!("{target} was unbanned by {from}"),
             EntryKind::Mute => {
-                let until = match e.until {
-                    Some(u) if self.when(u, e.ts) == self.clock(u) => {
+                let until = match e.extra.until.map(ms) {
+                    Some(u) if self.when(u, ms(e.ts)) == self.clock(u) => {
                         format!(" until {}", self.clock_secs(u))
                     }
                     Some(u) => format!(" until {}", self.when_secs(u)),
@@ -284,7 +286,7 @@ impl Style {
                 }
             }
             EntryKind::Update => {
-                let changes = e.changes.clone().unwrap_or_default();
+                let changes = e.extra.changes.clone().unwrap_or_default();
                 format!("{from} {}", describe_changes(&changes))
             }
             EntryKind::Message
@@ -292,6 +294,7 @@ impl Style {
             | EntryKind::Leave
             | EntryKind::Edit
             | EntryKind::Delete
+            | EntryKind::Reaction
             | EntryKind::Other => {
                 format!("{from} {}", text.unwrap_or_default())
             }
@@ -401,7 +404,7 @@ pub fn describe_changes(c: &RoomChanges) -> String {
         }
     }
     if let Some(v) = &c.visibility {
-        parts.push(format!("made the room {}", clean(v)));
+        parts.push(format!("made the room {}", v.as_str()));
     }
     match parts.len() {
         0 => "updated the room".to_owned(),
@@ -474,6 +477,11 @@ pub fn human_ms(ms: u64) -> String {
     }
 }
 
+/// A wire timestamp (ms since the epoch, `u64`) as the `i64` the clock arithmetic uses.
+pub fn ms(ts: u64) -> i64 {
+    i64::try_from(ts).unwrap_or(i64::MAX)
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -529,6 +537,7 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Visibility;
 
     fn entry(kind: EntryKind, text: Option<&str>) -> Entry {
         Entry {
@@ -579,27 +588,29 @@ mod tests {
     }
 
     fn acted(kind: EntryKind, target: &str, text: Option<&str>) -> Entry {
-        Entry {
-            target: Some(target.into()),
-            ..entry(kind, text)
-        }
+        let mut e = entry(kind, text);
+        e.extra.target = Some(target.into());
+        e
     }
 
     #[test]
     fn moderation_lines() {
         let s = Style::plain();
-        let mute = Entry {
+        let mute = {
+            let mut e = acted(EntryKind::Mute, "carol", None);
             // 22:13:20 plus 10 min 5 s
-            until: Some(1_700_000_605_000),
-            ..acted(EntryKind::Mute, "carol", None)
+            e.extra.until = Some(1_700_000_605_000);
+            e
         };
-        let long_mute = Entry {
-            until: Some(1_700_000_000_000 + 2 * 86_400_000),
-            ..acted(EntryKind::Mute, "carol", None)
+        let long_mute = {
+            let mut e = acted(EntryKind::Mute, "carol", None);
+            e.extra.until = Some(1_700_000_000_000 + 2 * 86_400_000);
+            e
         };
-        let update = |c: RoomChanges| Entry {
-            changes: Some(c),
-            ..entry(EntryKind::Update, None)
+        let update = |c: RoomChanges| {
+            let mut e = entry(EntryKind::Update, None);
+            e.extra.changes = Some(c);
+            e
         };
         let cases = [
             (
@@ -671,7 +682,7 @@ mod tests {
             ),
             (
                 update(RoomChanges {
-                    visibility: Some("private".into()),
+                    visibility: Some(Visibility::Private),
                     ..RoomChanges::default()
                 }),
                 "* alice made the room private",
@@ -680,15 +691,16 @@ mod tests {
                 update(RoomChanges {
                     name: Some("den".into()),
                     topic: Some("t".into()),
-                    visibility: Some("public".into()),
+                    visibility: Some(Visibility::Public),
                 }),
                 "* alice renamed the room to den, set the topic to \"t\" and made the room public",
             ),
             (update(RoomChanges::default()), "* alice updated the room"),
             (
-                Entry {
-                    changes: None,
-                    ..entry(EntryKind::Update, None)
+                {
+                    let mut e = entry(EntryKind::Update, None);
+                    e.extra.changes = None;
+                    e
                 },
                 "* alice updated the room",
             ),
@@ -713,35 +725,39 @@ mod tests {
             f(&mut e);
             e
         };
-        let rev = |kind: EntryKind, text: Option<&str>, from: &str| Entry {
-            refers: Some(12),
-            from: from.into(),
-            ..entry(kind, text)
+        let rev = |kind: EntryKind, text: Option<&str>, from: &str| {
+            let mut e = entry(kind, text);
+            e.extra.refers = Some(12);
+            e.from = from.into();
+            e
         };
         let cases = [
-            (msg(|e| e.action = true), "* alice waves"),
+            (msg(|e| e.extra.action = Some(true)), "* alice waves"),
             (
                 msg(|e| e.text = Some("a\nb".into())),
                 "alice: a\n                     b",
             ),
             (
                 msg(|e| {
-                    e.action = true;
+                    e.extra.action = Some(true);
                     e.text = Some("a\nb".into());
                 }),
                 "* alice a\n                      b",
             ),
-            (msg(|e| e.edited = true), "alice: waves (edited)"),
+            (
+                msg(|e| e.extra.edited = Some(true)),
+                "alice: waves (edited)",
+            ),
             (
                 msg(|e| {
-                    e.action = true;
-                    e.edited = true;
+                    e.extra.action = Some(true);
+                    e.extra.edited = Some(true);
                 }),
                 "* alice waves (edited)",
             ),
             (
                 msg(|e| {
-                    e.deleted = true;
+                    e.extra.deleted = Some(true);
                     e.text = None;
                 }),
                 "alice: (deleted)",
@@ -750,7 +766,7 @@ mod tests {
             (
                 msg(|e| {
                     e.text = Some("hi @bob".into());
-                    e.mentions = vec!["bob".into()];
+                    e.extra.mentions = Some(vec!["bob".into()]);
                 }),
                 "alice: hi @bob",
             ),
@@ -764,9 +780,10 @@ mod tests {
                 "* message #12 was deleted by bob",
             ),
             (
-                Entry {
-                    refers: None,
-                    ..rev(EntryKind::Delete, None, "bob")
+                {
+                    let mut e = rev(EntryKind::Delete, None, "bob");
+                    e.extra.refers = None;
+                    e
                 },
                 "* a message was deleted by bob",
             ),
@@ -788,12 +805,13 @@ mod tests {
             colour: true,
             utc_offset_secs: 0,
         };
-        let e = Entry {
-            mentions: vec!["Bob".into()],
-            ..entry(
+        let e = {
+            let mut e = entry(
                 EntryKind::Message,
                 Some("@bob, @bobby and me@bob: ask @BOB"),
-            )
+            );
+            e.extra.mentions = Some(vec!["Bob".into()]);
+            e
         };
         let line = s.entry_for("lobby", &e, "bob");
         let marked = format!("{MENTION}@bob{RESET}");
@@ -802,10 +820,11 @@ mod tests {
             line.contains(&format!("{marked}, @bobby and me@bob: ask {shouted}")),
             "{line:?}"
         );
-        let edit = Entry {
-            kind: EntryKind::Edit,
-            refers: Some(3),
-            ..e.clone()
+        let edit = {
+            let mut e = e.clone();
+            e.kind = EntryKind::Edit;
+            e.extra.refers = Some(3);
+            e
         };
         let line = s.entry_for("lobby", &edit, "bob");
         assert!(line.contains(&format!(": {marked}, @bobby")), "{line:?}");

@@ -63,7 +63,7 @@ impl Talk {
         match e.kind {
             EntryKind::Message => {
                 if e.from.eq_ignore_ascii_case(me) {
-                    if !e.deleted {
+                    if !e.is_deleted() {
                         let own = self.own.entry(e.room.clone()).or_default();
                         if let Err(at) = own.binary_search(&e.seq) {
                             own.insert(at, e.seq);
@@ -78,7 +78,7 @@ impl Talk {
                 }
             }
             EntryKind::Delete => {
-                if let (Some(r), Some(own)) = (e.refers, self.own.get_mut(&e.room)) {
+                if let (Some(r), Some(own)) = (e.extra.refers, self.own.get_mut(&e.room)) {
                     own.retain(|s| *s != r);
                 }
             }
@@ -210,19 +210,21 @@ mod tests {
         assert_eq!(t.last_own("r"), Some(7));
         assert_eq!(t.shown("r"), Some(7));
         // Deleted by anyone: the one before becomes the last.
-        let del = Entry {
-            kind: EntryKind::Delete,
-            refers: Some(7),
-            ..msg("r", 8, "bo")
+        let del = {
+            let mut e = msg("r", 8, "bo");
+            e.kind = EntryKind::Delete;
+            e.extra.refers = Some(7);
+            e
         };
         t.saw(&del, "al");
         assert_eq!(t.last_own("r"), Some(3));
         assert_eq!(t.shown("r"), Some(8));
         // A message served as deleted is not one to edit.
-        let gone = Entry {
-            deleted: true,
-            text: None,
-            ..msg("r", 10, "al")
+        let gone = {
+            let mut e = msg("r", 10, "al");
+            e.extra.deleted = Some(true);
+            e.text = None;
+            e
         };
         t.saw(&gone, "al");
         assert_eq!(t.last_own("r"), Some(3));

@@ -820,11 +820,14 @@ fn edits_and_deletions_from_the_terminal() {
         .iter()
         .find(|e| e.seq == seq)
         .expect("the message is still numbered");
-    assert!(original.deleted && original.text.is_none(), "{original:?}");
+    assert!(
+        original.is_deleted() && original.text.is_none(),
+        "{original:?}"
+    );
     assert!(page
         .entries
         .iter()
-        .any(|e| e.refers == Some(seq) && e.from == "bob" && e.text.is_none()));
+        .any(|e| e.extra.refers == Some(seq) && e.from == "bob" && e.text.is_none()));
 
     bob.line("/quit");
     assert!(bob.wait_exit().success());

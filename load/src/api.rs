@@ -3,6 +3,7 @@
 
 use crate::error::{LoadError, Result};
 use crate::http::{HttpClient, Response};
+use parley_protocol::Room;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -53,9 +54,8 @@ pub async fn call(
         if (r.status == 429 || r.status == 503) && tries < MAX_RETRIES {
             tries += 1;
             let wait = r
-                .json()
-                .ok()
-                .and_then(|v| v.get("error")?.get("retry_after_ms")?.as_u64())
+                .error()
+                .and_then(|e| e.retry_after_ms)
                 .unwrap_or(100)
                 .clamp(10, 5_000);
             tokio::time::sleep(Duration::from_millis(wait)).await;
@@ -105,7 +105,7 @@ pub async fn create_room(
     } else {
         r
     };
-    expect(r, "create room", &[201, 200])?.str_field("id")
+    Ok(expect(r, "create room", &[201, 200])?.decode::<Room>()?.id)
 }
 
 pub async fn join(client: &mut HttpClient, token: &str, room: &str) -> Result<()> {

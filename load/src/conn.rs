@@ -14,6 +14,7 @@ use crate::stats::{
     new_recv_histogram, Arrival, RecvHistogram, Shared, MAX_LATENCY_US, MAX_PHASES,
 };
 use crate::tls::{ReadHalf, WriteHalf};
+use parley_protocol::ServerFrame;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -445,10 +446,10 @@ impl Reader {
                 }
             }
             FrameType::Error => {
-                let code = serde_json::from_slice::<serde_json::Value>(payload)
-                    .ok()
-                    .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(str::to_owned))
-                    .unwrap_or_else(|| "unparsable".into());
+                let code = match serde_json::from_slice::<ServerFrame>(payload) {
+                    Ok(ServerFrame::Error { code, .. }) => code,
+                    _ => "unparsable".into(),
+                };
                 shared.count_error(code);
             }
             _ => {}
@@ -614,5 +615,21 @@ mod tests {
             v,
             serde_json::json!({"type": "read", "room": "r7Hc2kQ9", "seq": 123456})
         );
+    }
+
+    /// The hand-built `read` answer is the shared `ClientFrame::read`, byte for byte.
+    #[test]
+    fn read_frames_are_the_shared_client_frame() {
+        let entry = scan::sample_entry_frame(
+            Stamp {
+                phase: 0,
+                sent_ns: 1,
+            },
+            10,
+        );
+        let (mut out, mut scratch, mut rng) = (Vec::new(), Vec::new(), XorShift::new(5));
+        assert!(append_read(&mut out, &mut scratch, &entry[4..], &mut rng));
+        let shared = parley_protocol::ClientFrame::read("r7Hc2kQ9", 123456);
+        assert_eq!(String::from_utf8(scratch).unwrap(), shared.to_json());
     }
 }

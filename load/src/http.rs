@@ -7,6 +7,7 @@
 
 use crate::error::{LoadError, Result};
 use crate::tls::Stream;
+use parley_protocol::{ErrorBody, ErrorInfo};
 use std::net::{IpAddr, SocketAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -53,6 +54,12 @@ impl Response {
             .map_err(|e| LoadError::Protocol(format!("response body is not json: {e}")))
     }
 
+    /// The JSON body as one of the contract's types.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| LoadError::Protocol(format!("unexpected response body: {e}")))
+    }
+
     /// A string field of the JSON body.
     pub fn str_field(&self, name: &str) -> Result<String> {
         self.json()?
@@ -62,10 +69,16 @@ impl Response {
             .ok_or_else(|| LoadError::Protocol(format!("response has no string field {name:?}")))
     }
 
+    /// The contract's error body, if this is one.
+    pub fn error(&self) -> Option<ErrorInfo> {
+        serde_json::from_slice::<ErrorBody>(&self.body)
+            .ok()
+            .map(|b| b.error)
+    }
+
     /// `error.code` of an error body, if it has one.
     pub fn error_code(&self) -> Option<String> {
-        let v: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
-        Some(v.get("error")?.get("code")?.as_str()?.to_owned())
+        self.error().map(|e| e.code)
     }
 
     pub fn body_text(&self) -> String {

@@ -1,6 +1,9 @@
 //! `parley-load`: an efficient load generator for Parley servers, and the driver of the
 //! workspace's `cargo bench` targets. It speaks only the public contract
-//! (`docs/PROTOCOL.md`): REST for accounts and rooms, WebSocket for messages.
+//! (`docs/PROTOCOL.md`): REST for accounts and rooms, WebSocket for messages. Bodies and
+//! frames it decodes (errors, rooms) are the workspace's shared `parley-protocol` types; the
+//! frames on its hot paths (`send`, `read`, and the scans of `entry` and `presence`) are
+//! written and read by hand, and tested against those types.
 //!
 //! # Layout
 //!

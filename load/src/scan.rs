@@ -197,6 +197,134 @@ fn parse_digits(s: &[u8]) -> Option<(u64, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use parley_protocol::{Entry, EntryKind, Room, ServerFrame};
+
+    /// The scans read what the shared frame types write (the server's JSON), and the
+    /// generator's sample entry frame is a contract `entry` frame.
+    #[test]
+    fn scans_agree_with_the_shared_frame_types() {
+        let entry = Entry {
+            room: "r7Hc2kQ9".into(),
+            seq: 41,
+            ts: 1_764_151_200_000,
+            kind: EntryKind::Message,
+            from: "ld_1".into(),
+            text: Some("~p3t99~xx \"q\" \"room\":\"no\"".into()),
+            ..Entry::default()
+        };
+        let room = Room {
+            id: "r1".into(),
+            name: "lobby".into(),
+            owner: "ld_1".into(),
+            members: 1,
+            capacity: 9,
+            last_seq: 0,
+            kind: "room".into(),
+            visibility: Default::default(),
+            topic: String::new(),
+            role: None,
+            read_seq: None,
+            unread: None,
+        };
+        let cases = [
+            (
+                ServerFrame::Hello {
+                    username: "ld_1".into(),
+                    epoch: "e".into(),
+                    heartbeat_ms: 20_000,
+                    rooms: vec![room.clone()],
+                },
+                FrameType::Hello,
+            ),
+            (
+                ServerFrame::Entry(Box::new(entry.clone())),
+                FrameType::Entry,
+            ),
+            (
+                ServerFrame::History {
+                    room: "r1".into(),
+                    entries: vec![entry.clone()],
+                    complete: true,
+                    more: false,
+                },
+                FrameType::History,
+            ),
+            (
+                ServerFrame::Presence {
+                    username: "ld_2".into(),
+                    online: false,
+                },
+                FrameType::Presence,
+            ),
+            (
+                ServerFrame::Reply {
+                    nonce: None,
+                    command: "me".into(),
+                    text: "t".into(),
+                    data: serde_json::Value::Null,
+                },
+                FrameType::Reply,
+            ),
+            (
+                ServerFrame::Error {
+                    code: "rate_limited".into(),
+                    message: "m".into(),
+                    nonce: None,
+                    retry_after_ms: Some(5),
+                },
+                FrameType::Error,
+            ),
+            (ServerFrame::Joined { room }, FrameType::Other),
+            (
+                ServerFrame::Typing {
+                    room: "r1".into(),
+                    username: "ld_2".into(),
+                },
+                FrameType::Other,
+            ),
+        ];
+        for (frame, want) in cases {
+            let json = serde_json::to_vec(&frame).unwrap();
+            assert_eq!(
+                frame_type(&json),
+                want,
+                "{}",
+                String::from_utf8_lossy(&json)
+            );
+            match frame {
+                ServerFrame::Hello { username: u, .. } => {
+                    assert_eq!(username(&json), Some(u.as_bytes()));
+                }
+                ServerFrame::Presence {
+                    username: u,
+                    online,
+                } => assert_eq!(presence(&json), Some((u.as_bytes(), online))),
+                ServerFrame::Entry(e) => {
+                    assert_eq!(entry_room_seq(&json), Some((e.room.as_bytes(), e.seq)));
+                    let stamp = Stamp {
+                        phase: 3,
+                        sent_ns: 99,
+                    };
+                    assert_eq!(find_stamp(&json), Some(stamp));
+                }
+                _ => {}
+            }
+        }
+        let stamp = Stamp {
+            phase: 2,
+            sent_ns: 7,
+        };
+        let sample = sample_entry_frame(stamp, 100);
+        let decoded: ServerFrame = serde_json::from_slice(&sample[4..]).unwrap();
+        let ServerFrame::Entry(e) = decoded else {
+            panic!("not an entry: {decoded:?}");
+        };
+        assert_eq!(
+            (e.kind, e.text.as_ref().map(String::len)),
+            (EntryKind::Message, Some(100))
+        );
+        assert_eq!(find_stamp(e.text.unwrap().as_bytes()), Some(stamp));
+    }
 
     #[test]
     fn texts_have_the_asked_length_and_scan_back() {

@@ -210,4 +210,23 @@ mod tests {
         assert_eq!(text.len(), 100);
         assert_eq!(scan::find_stamp(text.as_bytes()), Some(stamp));
     }
+
+    /// The hand-built `send` frame is the shared `ClientFrame::send`, byte for byte.
+    #[test]
+    fn send_frames_are_the_shared_client_frame() {
+        let spec = SendSpec::new("r-\"42", 40);
+        let (mut out, mut scratch, mut rng) = (Vec::new(), Vec::new(), XorShift::new(7));
+        let stamp = Stamp {
+            phase: 1,
+            sent_ns: 12,
+        };
+        spec.append_frame(&mut out, &mut scratch, stamp, 5, &mut rng);
+        let mut text = Vec::new();
+        scan::write_text(&mut text, stamp, 40);
+        let text = String::from_utf8(text).unwrap();
+        let shared = parley_protocol::ClientFrame::send("r-\"42", &text, Some("n5"));
+        assert_eq!(String::from_utf8(scratch).unwrap(), shared.to_json());
+        let back: parley_protocol::ClientFrame = serde_json::from_str(&shared.to_json()).unwrap();
+        assert_eq!(back, shared);
+    }
 }

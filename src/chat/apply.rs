@@ -459,6 +459,8 @@ impl Core {
                     room.set_visibility(rs, v);
                 }
             }
+            // v1.2 reactions are not served yet; `Other` is never stored (`store::record`).
+            EntryKind::Reaction | EntryKind::Other => {}
         }
     }
 }

@@ -177,7 +177,7 @@ pub enum Reply {
     /// A room as the caller sees it.
     Room(RoomView),
     /// The entry an edit appended.
-    Entry(Entry),
+    Entry(Box<Entry>),
 }
 
 impl Reply {
@@ -190,7 +190,7 @@ impl Reply {
 
     pub fn entry(self) -> Result<Entry, ChatError> {
         match self {
-            Reply::Entry(e) => Ok(e),
+            Reply::Entry(e) => Ok(*e),
             _ => Err(ChatError::Unavailable),
         }
     }
@@ -367,7 +367,7 @@ impl Core {
                 let ack = caller.conn.zip(nonce.clone());
                 let (entry, commit) =
                     self.change_message(cx, user, room, *seq, text.as_deref(), ack)?;
-                (Reply::Entry(entry), commit)
+                (Reply::Entry(Box::new(entry)), commit)
             }
             Command::Invite { room, target } => {
                 done(self.invite(cx, caller.who()?, room, target)?)

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use parley_protocol::ErrorCode;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatError {
     Unauthorized,
@@ -113,49 +115,55 @@ impl ChatError {
 
     /// The contract's `error.code`.
     pub fn code(&self) -> &'static str {
+        self.error_code().as_str()
+    }
+
+    /// The contract's `error.code`, as the shared code of `parley-protocol`.
+    pub fn error_code(&self) -> ErrorCode {
         use ChatError::*;
+        use ErrorCode as C;
         match self {
-            Unauthorized => "unauthorized",
-            InvalidUsername => "invalid_username",
-            InvalidPassword(_) => "invalid_password",
-            UsernameTaken => "username_taken",
-            InvalidCredentials => "invalid_credentials",
-            TooManyAttempts { .. } => "too_many_attempts",
-            UserNotFound => "user_not_found",
-            InvalidRoomName => "invalid_room_name",
-            InvalidCapacity => "invalid_capacity",
-            RoomNotFound => "room_not_found",
-            RoomFull => "room_full",
-            TooManyRooms | TooManyOwnedRooms => "too_many_rooms",
-            BadRequest(_) => "bad_request",
-            NotAMember | NotInRoom => "not_a_member",
-            EmptyMessage => "empty_message",
-            MessageTooLong => "message_too_long",
-            RateLimited { .. } => "rate_limited",
-            UnknownCommand(_) => "unknown_command",
-            BadCommand(_) => "bad_command",
-            Busy { .. } => "server_busy",
-            Unavailable => "unavailable",
-            Forbidden => "forbidden",
-            RoomRestricted => "room_restricted",
-            Banned | InviteeBanned => "banned",
-            AlreadyMember => "already_member",
-            InvalidDuration => "invalid_duration",
-            InvalidRole => "invalid_role",
-            InvalidVisibility => "invalid_visibility",
-            InvalidTopic => "invalid_topic",
-            Muted { .. } => "muted",
-            NotBanned => "not_banned",
-            NotMuted => "not_muted",
-            TooManyInvites => "too_many_invites",
-            InvalidTarget => "invalid_target",
-            Blocked => "blocked",
-            NotBlocked => "not_blocked",
-            EntryNotFound => "entry_not_found",
-            DmRoom => "dm_room",
-            InviteRequired => "invite_required",
-            RegistrationClosed => "registration_closed",
-            AccountDisabled => "account_disabled",
+            Unauthorized => C::Unauthorized,
+            InvalidUsername => C::InvalidUsername,
+            InvalidPassword(_) => C::InvalidPassword,
+            UsernameTaken => C::UsernameTaken,
+            InvalidCredentials => C::InvalidCredentials,
+            TooManyAttempts { .. } => C::TooManyAttempts,
+            UserNotFound => C::UserNotFound,
+            InvalidRoomName => C::InvalidRoomName,
+            InvalidCapacity => C::InvalidCapacity,
+            RoomNotFound => C::RoomNotFound,
+            RoomFull => C::RoomFull,
+            TooManyRooms | TooManyOwnedRooms => C::TooManyRooms,
+            BadRequest(_) => C::BadRequest,
+            NotAMember | NotInRoom => C::NotAMember,
+            EmptyMessage => C::EmptyMessage,
+            MessageTooLong => C::MessageTooLong,
+            RateLimited { .. } => C::RateLimited,
+            UnknownCommand(_) => C::UnknownCommand,
+            BadCommand(_) => C::BadCommand,
+            Busy { .. } => C::ServerBusy,
+            Unavailable => C::Unavailable,
+            Forbidden => C::Forbidden,
+            RoomRestricted => C::RoomRestricted,
+            Banned | InviteeBanned => C::Banned,
+            AlreadyMember => C::AlreadyMember,
+            InvalidDuration => C::InvalidDuration,
+            InvalidRole => C::InvalidRole,
+            InvalidVisibility => C::InvalidVisibility,
+            InvalidTopic => C::InvalidTopic,
+            Muted { .. } => C::Muted,
+            NotBanned => C::NotBanned,
+            NotMuted => C::NotMuted,
+            TooManyInvites => C::TooManyInvites,
+            InvalidTarget => C::InvalidTarget,
+            Blocked => C::Blocked,
+            NotBlocked => C::NotBlocked,
+            EntryNotFound => C::EntryNotFound,
+            DmRoom => C::DmRoom,
+            InviteRequired => C::InviteRequired,
+            RegistrationClosed => C::RegistrationClosed,
+            AccountDisabled => C::AccountDisabled,
         }
     }
 

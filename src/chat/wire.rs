@@ -9,17 +9,8 @@ use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::Bytes;
 
-/// Close codes of the contract.
-pub(crate) mod close {
-    pub(crate) const NORMAL: u16 = 1000;
-    pub(crate) const GOING_AWAY: u16 = 1001;
-    pub(crate) const PROTOCOL: u16 = 1002;
-    pub(crate) const INVALID_DATA: u16 = 1007;
-    pub(crate) const POLICY: u16 = 1008;
-    pub(crate) const TOO_BIG: u16 = 1009;
-    pub(crate) const SESSION_ENDED: u16 = 4001;
-    pub(crate) const TOO_SLOW: u16 = 4002;
-}
+/// Close codes of the contract, shared with the clients (`parley-protocol`).
+pub(crate) use parley_protocol::close;
 
 fn encode(opcode: OpCode, payload: &[u8]) -> Bytes {
     let header = FrameHeader {

@@ -39,7 +39,7 @@ impl std::fmt::Debug for KeptEntry {
 }
 
 /// Entry kinds by their code in the kept encoding; a code never changes meaning.
-const KINDS: [EntryKind; 12] = [
+const KINDS: [EntryKind; 13] = [
     EntryKind::Message,
     EntryKind::Join,
     EntryKind::Leave,
@@ -52,6 +52,7 @@ const KINDS: [EntryKind; 12] = [
     EntryKind::Update,
     EntryKind::Edit,
     EntryKind::Delete,
+    EntryKind::Reaction,
 ];
 
 fn kind_code(kind: EntryKind) -> u8 {

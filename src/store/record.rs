@@ -17,10 +17,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{Entry, Visibility};
+use crate::protocol::{Entry, EntryKind, Visibility};
 
 pub use super::kept::{json_str_len, write_str, KeptEntry, ENTRY_HEAD};
 
+// `Entry` is the largest variant (its optional fields, v1.2's among them) and also the most
+// common record: boxing it would add an allocation to nearly every record for no saving.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Record {
@@ -71,6 +74,7 @@ pub enum Record {
         by: Option<String>,
     },
     /// A timeline entry. `join` and `leave` entries also change membership.
+    #[serde(deserialize_with = "known_entry")]
     Entry(Entry),
     /// A room as a snapshot keeps it. Since snapshot format 2 its kept entries follow as
     /// [`Record::KeptEntries`] (`kept` of them); a format-1 snapshot carries them inline.
@@ -81,7 +85,11 @@ pub enum Record {
         capacity: u32,
         last_seq: u64,
         members: Vec<String>,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[serde(
+            default,
+            deserialize_with = "known_entries",
+            skip_serializing_if = "Vec::is_empty"
+        )]
         entries: Vec<Entry>,
         #[serde(default)]
         kept: u64,
@@ -183,4 +191,24 @@ pub struct GovernanceRecord {
 
 fn is_public(v: &Visibility) -> bool {
     *v == Visibility::Public
+}
+
+/// An entry read back from the journal, a snapshot or the cluster's stream: its kind must be
+/// one this server knows. The shared `Entry` decodes any other kind as `EntryKind::Other`
+/// (clients ignore kinds they do not know); stored data with one is refused, as it was
+/// before the types were shared.
+fn known_entry<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Entry, D::Error> {
+    let e = Entry::deserialize(d)?;
+    if e.kind == EntryKind::Other {
+        return Err(serde::de::Error::custom("unknown entry kind"));
+    }
+    Ok(e)
+}
+
+fn known_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Entry>, D::Error> {
+    let entries = Vec::<Entry>::deserialize(d)?;
+    if entries.iter().any(|e| e.kind == EntryKind::Other) {
+        return Err(serde::de::Error::custom("unknown entry kind"));
+    }
+    Ok(entries)
 }

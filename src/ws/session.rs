@@ -26,6 +26,9 @@ use crate::http::Stream;
 use crate::metrics::Metrics;
 use crate::protocol::{ClientFrame, ServerFrame};
 
+/// The answer to a frame this server cannot take.
+const BAD_FRAME: &str = parley_protocol::ErrorCode::BadFrame.as_str();
+
 /// How long a closing connection may take to drain its last bytes.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Most bytes discarded while lingering after a close.
@@ -322,7 +325,7 @@ impl Session<'_> {
 
     async fn on_message(&mut self, opcode: OpCode, payload: Vec<u8>) -> Result<(), Close> {
         if opcode != OpCode::Data(Data::Text) {
-            self.error("bad_frame", "frames must be JSON text", None, None);
+            self.error(BAD_FRAME, "frames must be JSON text", None, None);
             return Ok(());
         }
         let Ok(text) = String::from_utf8(payload) else {
@@ -335,12 +338,16 @@ impl Session<'_> {
             Ok(f) => f,
             Err(e) => {
                 let msg = format!("not a frame this server knows: {e}");
-                self.error("bad_frame", &msg, None, None);
+                self.error(BAD_FRAME, &msg, None, None);
                 return Ok(());
             }
         };
         match parsed {
-            ClientFrame::Send { room, text, nonce } => {
+            // `reply_to` and `files` (v1.2) are not served yet: ignored, as before the shared
+            // frame types named them.
+            ClientFrame::Send {
+                room, text, nonce, ..
+            } => {
                 match self.core.rate_check(self.conn) {
                     Ok(()) => {}
                     Err(None) => {
@@ -423,6 +430,12 @@ impl Session<'_> {
                 if let Err(e) = self.core.submit(Caller::conn(self.conn), cmd).await {
                     self.chat_error(&e, nonce.as_ref());
                 }
+            }
+            ClientFrame::React { nonce, .. } => {
+                // v1.2 reactions are not served yet: the same answer as any frame type this
+                // server does not know, with the frame's nonce.
+                let msg = "not a frame this server knows: reactions are not served yet";
+                self.error(BAD_FRAME, msg, nonce.as_ref(), None);
             }
             ClientFrame::Sync { room, since, nonce } => {
                 match self.core.sync_frame(&self.conn.user, &room, since) {

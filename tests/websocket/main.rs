@@ -7,6 +7,7 @@
 //! - `budgets`: room budgets refuse a burst of senders before readers would be cut.
 //! - `presence`: online/offline events, including through the heartbeat timeout.
 //! - `commands`: slash commands, `//` escaping and message filtering.
+//! - `shared_types`: every frame and body decodes as the shared `parley-protocol` types.
 //!
 //! `raw` is a hand-rolled client for what tungstenite will not do: stop reading, send
 //! unmasked or invalid frames, or shrink its receive buffer.
@@ -21,6 +22,7 @@ mod delivery;
 mod errors;
 mod presence;
 mod raw;
+mod shared_types;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

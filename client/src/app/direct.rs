@@ -88,8 +88,9 @@ impl App {
             .map(|r| {
                 let label = self.label(&r.id);
                 let row = format!("{label:<20}  id {}", clean(&r.id));
-                if r.unread > 0 {
-                    self.style.strong(&format!("{row}  {} unread", r.unread))
+                if r.unread_count() > 0 {
+                    self.style
+                        .strong(&format!("{row}  {} unread", r.unread_count()))
                 } else {
                     row
                 }
@@ -112,12 +113,7 @@ impl App {
             return;
         };
         if let Some(conn) = self.session.as_ref().and_then(|s| s.conn.as_ref()) {
-            let frame = ClientFrame::Edit {
-                room: &room,
-                seq,
-                text,
-                nonce: &nonce,
-            };
+            let frame = ClientFrame::edit(&room, seq, text, Some(&nonce));
             conn.send(frame.to_json());
         }
     }
@@ -128,11 +124,7 @@ impl App {
             return;
         };
         if let Some(conn) = self.session.as_ref().and_then(|s| s.conn.as_ref()) {
-            let frame = ClientFrame::Delete {
-                room: &room,
-                seq,
-                nonce: &nonce,
-            };
+            let frame = ClientFrame::delete(&room, seq, Some(&nonce));
             conn.send(frame.to_json());
         }
     }
@@ -176,7 +168,7 @@ impl App {
             .iter()
             .rev()
             .find(|e| {
-                e.kind == EntryKind::Message && !e.deleted && e.from.eq_ignore_ascii_case(&me)
+                e.kind == EntryKind::Message && !e.is_deleted() && e.from.eq_ignore_ascii_case(&me)
             })
             .map(|e| e.seq);
         if found.is_none() {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{first_room, App};
 use crate::conn::{Hello, NetEvent};
-use crate::protocol::{nonce_str, ClientFrame, Entry, EntryKind, Room, ServerFrame};
+use crate::protocol::{nonce_str, ClientFrame, Entry, EntryKind, Role, Room, ServerFrame};
 use crate::render::{clean, error_text, human_ms};
 use crate::timeline::{Gap, Step};
 
@@ -54,11 +54,7 @@ impl App {
             .outbox
             .take_due(Instant::now(), |room| !timeline.is_catching_up(room));
         for p in due {
-            let frame = ClientFrame::Send {
-                room: &p.room,
-                text: &p.text,
-                nonce: &p.nonce,
-            };
+            let frame = ClientFrame::send(&p.room, &p.text, Some(&p.nonce));
             conn.send(frame.to_json());
         }
     }
@@ -88,13 +84,7 @@ impl App {
         }
         if let Some(conn) = self.session.as_ref().and_then(|s| s.conn.as_ref()) {
             for (room, since) in &step.sync {
-                conn.send(
-                    ClientFrame::Sync {
-                        room,
-                        since: *since,
-                    }
-                    .to_json(),
-                );
+                conn.send(ClientFrame::sync(room, *since).to_json());
             }
         }
         // One bell per batch, however many mentions a catch-up holds.
@@ -195,7 +185,7 @@ impl App {
         };
         let mut syncs = Vec::new();
         for r in &rooms_now {
-            s.talk.read_known(&r.id, r.read_seq);
+            s.talk.read_known(&r.id, r.read_marker());
             if s.timeline.knows(&r.id) {
                 syncs.push((r.id.clone(), s.timeline.begin_sync(&r.id, now)));
             } else {
@@ -215,13 +205,7 @@ impl App {
         }
         if let Some(conn) = &s.conn {
             for (room, since) in &syncs {
-                conn.send(
-                    ClientFrame::Sync {
-                        room,
-                        since: *since,
-                    }
-                    .to_json(),
-                );
+                conn.send(ClientFrame::sync(room, *since).to_json());
             }
         }
         for r in &rooms_now {
@@ -261,7 +245,7 @@ impl App {
             return;
         };
         match f {
-            ServerFrame::Entry { entry } => {
+            ServerFrame::Entry(entry) => {
                 if let Some(n) = &entry.nonce {
                     s.outbox.ack(&nonce_str(n));
                 }
@@ -275,6 +259,7 @@ impl App {
                 // Kicked or banned: the server sends nothing more from the room.
                 let removed = matches!(entry.kind, EntryKind::Kick | EntryKind::Ban)
                     && entry
+                        .extra
                         .target
                         .as_deref()
                         .is_some_and(|t| s.user.eq_ignore_ascii_case(t))
@@ -282,7 +267,7 @@ impl App {
                 let removed = removed.then(|| entry.room.clone());
                 let changed = matches!(entry.kind, EntryKind::Update | EntryKind::Role)
                     .then(|| entry.clone());
-                let step = s.timeline.on_entry(entry, now);
+                let step = s.timeline.on_entry(*entry, now);
                 self.apply(step);
                 if let Some(e) = changed {
                     self.room_changed(&e);
@@ -439,7 +424,7 @@ impl App {
         };
         match e.kind {
             EntryKind::Update => {
-                let Some(c) = &e.changes else { return };
+                let Some(c) = &e.extra.changes else { return };
                 if let Some(name) = &c.name {
                     r.name = name.clone();
                     self.room_names.insert(e.room.clone(), name.clone());
@@ -448,18 +433,18 @@ impl App {
                     r.topic = topic.clone();
                 }
                 if let Some(v) = &c.visibility {
-                    r.visibility = v.clone();
+                    r.visibility = *v;
                 }
             }
             EntryKind::Role => {
-                let (Some(target), Some(role)) = (&e.target, &e.text) else {
+                let (Some(target), Some(role)) = (&e.extra.target, &e.text) else {
                     return;
                 };
                 if role == "owner" {
                     r.owner = target.clone();
                 }
                 if target.eq_ignore_ascii_case(&user) {
-                    r.role = Some(role.clone());
+                    r.role = Role::parse(role);
                 }
             }
             _ => {}

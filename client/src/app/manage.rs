@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::App;
 use crate::commands::{self, Admin};
-use crate::render::{clean, now_ms};
+use crate::render::{clean, ms, now_ms};
 
 impl App {
     /// The current room, or an error saying the command needs one.
@@ -114,7 +114,7 @@ impl App {
                     "{:<w$}  by {}, {}{reason}",
                     clean(&b.username),
                     clean(&b.by),
-                    self.style.when(b.ts, now)
+                    self.style.when(ms(b.ts), now)
                 )
             })
             .collect();
@@ -227,10 +227,11 @@ impl App {
             Admin::InviteCode { uses, expires_in } => {
                 match self.api.admin_invite_code(&token, uses, expires_in) {
                     Ok(c) => {
-                        let expires = c
-                            .expires
-                            .map(|t| format!(", expires {}", self.style.when(t, now_ms())))
-                            .unwrap_or_default();
+                        let expires = if c.expires > 0 {
+                            format!(", expires {}", self.style.when(ms(c.expires), now_ms()))
+                        } else {
+                            String::new()
+                        };
                         self.notice(&format!(
                             "invite code: {} ({} use(s){expires}); register with /register NAME {}",
                             clean(&c.code),

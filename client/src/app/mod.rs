@@ -84,7 +84,7 @@ struct Session {
     ever_connected: bool,
     /// Told the user their message is queued during this outage.
     told_queued: bool,
-    epoch: Option<serde_json::Value>,
+    epoch: Option<String>,
     /// Rooms the user is in, by id.
     rooms: BTreeMap<String, Room>,
     /// Pending invitations, by room id: from `GET /api/v1/me` at login, then `invite`

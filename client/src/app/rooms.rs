@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use super::{first_room, App, JOIN_CONTEXT};
-use crate::protocol::Room;
-use crate::render::{clean, now_ms};
+use crate::protocol::{Role, Room};
+use crate::render::{clean, ms, now_ms};
 
 /// Most rooms or users a listing fetches (following the server's pages); the heading says
 /// when there were more.
@@ -240,7 +240,12 @@ impl App {
         let mine: Vec<(String, u64)> = self
             .session
             .as_ref()
-            .map(|s| s.rooms.values().map(|r| (r.id.clone(), r.unread)).collect())
+            .map(|s| {
+                s.rooms
+                    .values()
+                    .map(|r| (r.id.clone(), r.unread_count()))
+                    .collect()
+            })
             .unwrap_or_default();
         let idw = rooms
             .iter()
@@ -321,7 +326,7 @@ impl App {
                     format!("{}  online", self.style.strong(&name))
                 } else {
                     let seen = match u.last_seen {
-                        Some(ts) => format!("offline, last seen {}", self.style.when(ts, now)),
+                        Some(ts) => format!("offline, last seen {}", self.style.when(ms(ts), now)),
                         None => "offline, never seen".to_owned(),
                     };
                     format!("{name}  {}", self.style.faint(&seen))
@@ -362,9 +367,9 @@ impl App {
             .iter()
             .map(|m| {
                 let name = format!("{:<w$}", clean(&m.username));
-                let role = match m.role.as_deref() {
-                    Some(r @ ("owner" | "moderator")) => format!("  {}", clean(r)),
-                    _ => String::new(),
+                let role = match m.role {
+                    Role::Owner | Role::Moderator => format!("  {}", m.role.as_str()),
+                    Role::Member => String::new(),
                 };
                 if m.online {
                     format!("{}  online{role}", self.style.strong(&name))

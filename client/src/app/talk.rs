@@ -35,13 +35,13 @@ impl App {
         if let Some(r) = s.rooms.get_mut(&e.room) {
             if e.seq > r.last_seq {
                 r.last_seq = e.seq;
-                let counts = e.kind == EntryKind::Message && !from_me && !e.deleted;
+                let counts = e.kind == EntryKind::Message && !from_me && !e.is_deleted();
                 if counts && !current {
-                    r.unread += 1;
+                    r.unread = Some(r.unread_count() + 1);
                 }
             }
             if current {
-                r.unread = 0;
+                r.unread = Some(0);
             }
         }
         let mut line = self.style.entry_for(&label, e, &me);
@@ -65,7 +65,7 @@ impl App {
         s.talk.want_read(id, seq);
         // Unread entries from before this client started were never shown: they stay.
         if let Some(r) = s.rooms.get_mut(id).filter(|r| seq >= r.last_seq) {
-            r.unread = 0;
+            r.unread = Some(0);
         }
         self.flush_reads(false);
     }
@@ -85,7 +85,7 @@ impl App {
             s.talk.due_reads(Instant::now())
         };
         for (room, seq) in due {
-            conn.send(ClientFrame::Read { room: &room, seq }.to_json());
+            conn.send(ClientFrame::read(&room, seq).to_json());
         }
     }
 
@@ -99,7 +99,7 @@ impl App {
             return;
         };
         if s.online && s.talk.typing_due(&room, Instant::now()) {
-            conn.send(ClientFrame::Typing { room: &room }.to_json());
+            conn.send(ClientFrame::typing(&room).to_json());
         }
     }
 
@@ -125,9 +125,9 @@ impl App {
         };
         s.talk.read_known(room, seq);
         if let Some(r) = s.rooms.get_mut(room) {
-            r.read_seq = r.read_seq.max(seq);
+            r.read_seq = Some(r.read_marker().max(seq));
             if seq >= r.last_seq {
-                r.unread = 0;
+                r.unread = Some(0);
             }
         }
     }
@@ -135,11 +135,11 @@ impl App {
     /// `3 unread in lobby, 1 unread in @bob`, for the rooms with unread messages.
     pub(super) fn unread_summary(&self) -> Option<String> {
         let s = self.session.as_ref()?;
-        let mut rooms: Vec<&Room> = s.rooms.values().filter(|r| r.unread > 0).collect();
+        let mut rooms: Vec<&Room> = s.rooms.values().filter(|r| r.unread_count() > 0).collect();
         rooms.sort_by_key(|r| (r.is_dm(), r.name.to_lowercase()));
         let parts: Vec<String> = rooms
             .iter()
-            .map(|r| format!("{} unread in {}", r.unread, self.label(&r.id)))
+            .map(|r| format!("{} unread in {}", r.unread_count(), self.label(&r.id)))
             .collect();
         (!parts.is_empty()).then(|| parts.join(", "))
     }
@@ -151,10 +151,15 @@ impl App {
         let Some(s) = self.session.as_ref() else {
             return;
         };
-        let Some(r) = s.rooms.get(id).filter(|r| r.unread > 0) else {
+        let Some(r) = s.rooms.get(id).filter(|r| r.unread_count() > 0) else {
             return;
         };
-        let (read_seq, unread, token, me) = (r.read_seq, r.unread, s.token.clone(), s.user.clone());
+        let (read_seq, unread, token, me) = (
+            r.read_marker(),
+            r.unread_count(),
+            s.token.clone(),
+            s.user.clone(),
+        );
         let before = s.talk.first_shown(id).unwrap_or(u64::MAX);
         // Unread counts messages only; leave room for the joins and edits between them.
         let limit = (unread as usize)
@@ -181,7 +186,7 @@ impl App {
         // Those shown live in this session were counted too, but are not repeated.
         let messages = missed
             .iter()
-            .filter(|e| e.kind == EntryKind::Message && !e.deleted)
+            .filter(|e| e.kind == EntryKind::Message && !e.is_deleted())
             .filter(|e| !e.from.eq_ignore_ascii_case(&me))
             .count()
             .min(unread as usize);
@@ -191,7 +196,7 @@ impl App {
         if let Some(s) = self.session.as_mut() {
             s.talk.want_read(id, last);
             if let Some(r) = s.rooms.get_mut(id) {
-                r.unread = 0;
+                r.unread = Some(0);
             }
         }
         self.flush_reads(false);
@@ -201,7 +206,8 @@ impl App {
 /// Whether `e` removes `me` from its room (a kick or a ban of them).
 fn removes(e: &Entry, me: &str) -> bool {
     matches!(e.kind, EntryKind::Kick | EntryKind::Ban)
-        && e.target
+        && e.extra
+            .target
             .as_deref()
             .is_some_and(|t| t.eq_ignore_ascii_case(me))
 }

@@ -112,6 +112,28 @@ fn a_nonce_that_is_not_json_is_refused() {
     }
 }
 
+/// The shared `Entry` decodes a kind it does not know as `Other` (for clients); the
+/// server's stored records still refuse one, and keep every kind of the contract.
+#[test]
+fn stored_entries_of_unknown_kinds_are_refused() {
+    let rec = |kind: &str| {
+        format!(r#"{{"t":"entry","room":"r","seq":1,"ts":2,"kind":"{kind}","from":"al"}}"#)
+    };
+    assert!(serde_json::from_str::<Record>(&rec("sparkle")).is_err());
+    let snap = r#"{"t":"room_snapshot","id":"r","name":"n","owner":"al","capacity":9,"last_seq":1,"members":[],"entries":[{"room":"r","seq":1,"ts":2,"kind":"sparkle","from":"al"}]}"#;
+    assert!(serde_json::from_str::<Record>(snap).is_err());
+    assert!(serde_json::from_str::<Record>(&snap.replace("sparkle", "join")).is_ok());
+    for kind in EntryKind::ALL {
+        let json = rec(kind.as_str());
+        let Ok(Record::Entry(e)) = serde_json::from_str(&json) else {
+            panic!("{kind:?} is not an entry record");
+        };
+        let kept = KeptEntry::from_entry(&e);
+        assert_eq!(kept.kind(), kind);
+        assert_eq!(KeptEntry::from_bytes(kept.as_bytes()), Some(kept));
+    }
+}
+
 #[test]
 fn json_matches_the_contract_entry() {
     let e = KeptEntry::new(7, EntryKind::Message, "al", Some("a\u{1}b"), Some("\"n\""));
