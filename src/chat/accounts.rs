@@ -381,13 +381,9 @@ impl Core {
         };
         let slot = self.place(cx)?;
         self.apply(&rec);
-        let (sessions, user) = (self.sessions.clone(), user.clone());
+        let sessions = self.sessions.clone();
         Ok(self.commit(slot, &rec, move || {
-            sessions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&hash);
-            user.lock().sessions.retain(|h| *h != hash);
+            sessions.apply_ended(&hash);
         }))
     }
 
@@ -429,15 +425,8 @@ impl Core {
     /// presence.
     pub fn authenticate(&self, hash: [u8; 32]) -> Result<Auth, ChatError> {
         let max_age = self.cfg.session_max_age.as_millis() as u64;
-        let user = {
-            let sessions = self.sessions();
-            let s = sessions.get(&hash).ok_or(ChatError::Unauthorized)?;
-            if now_ms().saturating_sub(s.created) >= max_age {
-                None
-            } else {
-                Some(s.user.clone())
-            }
-        };
+        let (user, created) = self.sessions.get(&hash).ok_or(ChatError::Unauthorized)?;
+        let user = (now_ms().saturating_sub(created) < max_age).then_some(user);
         let Some(user) = user else {
             self.end_session(hash);
             return Err(ChatError::Unauthorized);
@@ -464,7 +453,7 @@ impl Core {
         hash: [u8; 32],
         slot: Result<crate::store::Slot, ChatError>,
     ) -> Option<Result<Commit, ChatError>> {
-        let user = self.sessions().get(&hash).map(|s| s.user.clone())?;
+        let (user, _) = self.sessions.get(&hash)?;
         let rec = Record::SessionEnded {
             token_hash: hex(&hash),
         };

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::rooms::{self, Governance, Member, Room};
-use super::{unhex, users, Core, LastRun, Record, Session, User};
+use super::{unhex, users, Core, LastRun, Record, User};
 use crate::protocol::{EntryExtra, EntryKind};
 use crate::store::KeptEntry;
 
@@ -60,22 +60,12 @@ impl Core {
                 if let (Some(user), Some(hash)) =
                     (self.user(&username.to_ascii_lowercase()), unhex(token_hash))
                 {
-                    if let std::collections::hash_map::Entry::Vacant(slot) =
-                        self.sessions().entry(hash)
-                    {
-                        user.lock().sessions.push(hash);
-                        slot.insert(Session {
-                            user,
-                            created: *created,
-                        });
-                    }
+                    self.sessions.apply_started(user, hash, *created);
                 }
             }
             Record::SessionEnded { token_hash } => {
                 if let Some(hash) = unhex(token_hash) {
-                    if let Some(s) = self.sessions().remove(&hash) {
-                        s.user.lock().sessions.retain(|h| *h != hash);
-                    }
+                    self.sessions.apply_ended(&hash);
                 }
             }
             Record::RoomCreated {

@@ -62,7 +62,7 @@ impl Core {
         // The session may have ended while the upgrade was answered (a logout, a disable, a
         // password change): either `end_session` found this connection in `conns`, or this
         // finds the session gone and closes it the same way.
-        if !self.sessions().contains_key(&auth.session) {
+        if !self.sessions.contains(&auth.session) {
             conn.out.close(frame::close::SESSION_ENDED, "session ended");
             self.close_conn(&conn);
         }

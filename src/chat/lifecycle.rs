@@ -54,22 +54,15 @@ impl Core {
         }
         let idle = self.cfg.session_idle_timeout.as_millis() as u64;
         let max_age = self.cfg.session_max_age.as_millis() as u64;
-        let expired: Vec<[u8; 32]> = {
-            let sessions = self.sessions();
-            sessions
-                .iter()
-                .filter(|(_, s)| {
-                    let us = s.user.lock();
-                    let idle_for = if us.online {
-                        0
-                    } else {
-                        us.last_seen.map_or(0, |t| now.saturating_sub(t))
-                    };
-                    now.saturating_sub(s.created) >= max_age || idle_for >= idle
-                })
-                .map(|(h, _)| *h)
-                .collect()
-        };
+        let expired = self.sessions.select(|user, created| {
+            let us = user.lock();
+            let idle_for = if us.online {
+                0
+            } else {
+                us.last_seen.map_or(0, |t| now.saturating_sub(t))
+            };
+            now.saturating_sub(created) >= max_age || idle_for >= idle
+        });
         for h in expired {
             self.end_session(h);
         }

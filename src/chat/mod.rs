@@ -38,18 +38,24 @@
 //! thread; nothing on a request path waits for a snapshot.
 //!
 //! # Layout
-//! `Core` is here, `Command` and `run` in `command`, the one `apply` in `apply`; the
-//! other methods live by concept in `accounts`
-//! (registration, login, sessions), `admin` (admins and their setup code, invite codes,
-//! disabled accounts, password changes), `presence`, `membership` (rooms, joins, leaves),
-//! `timeline` (messages, sync, history), `connections` (WebSocket registration, heartbeat)
-//! and `lifecycle` (epoch, sweeps, snapshots). Data structures: `rooms` (the sharded table),
-//! `ring` (history), `users`, `throttle` (login and registration windows); helpers:
-//! `commands`, `filter`, `password`, `ratelimit`.
+//! `Core` is here, `Command` and `run` in `command`, the one `apply` in `apply`. Pieces of
+//! the state that own their table and apply their own records: `sessions`, `blocks`,
+//! `invites` (invite codes), `owners` (rooms per owner), `room_table` (the sharded rooms,
+//! each a `rooms::RoomState` with its `ring` of history). The commands and views live by
+//! concept: `accounts` (registration, login, sessions), `admin` (admins and their setup
+//! code, disabled accounts, password changes), `presence`, `membership` (rooms, joins,
+//! leaves), `moderation`, `timeline` (messages and their fan-out), `history` (sync, pages),
+//! `conversation` (edits, deletions, read markers, typing), `dm`, `connections` (WebSocket
+//! registration, heartbeat), `budgets` and `lifecycle` (epoch, sweeps, snapshots). Helpers:
+//! `commands` (slash commands: a door), `filter`, `password`, `ratelimit`, `throttle`,
+//! `text`, `policy` (who may do what).
 //!
 //! # Lock order
-//! The store's gate, then sessions, then a user, then a room, then an outbound queue; no
-//! lock is held across an `.await`.
+//! The store's gate, then the sessions table, then a user, then a room, then an outbound
+//! queue; the DM pair index before a user; the blocks, invite-code and owner tables last
+//! (nothing is locked while one is held). No lock is held across an `.await`. Each lock's
+//! place is also written where the lock is defined (`sessions`, `blocks`, `owners`,
+//! `rooms`, `room_table`).
 
 pub mod command;
 pub(crate) mod commands;
@@ -84,6 +90,7 @@ mod owners;
 pub(crate) mod policy;
 mod presence;
 pub mod replica;
+mod sessions;
 mod snapshot;
 mod timeline;
 
@@ -211,7 +218,6 @@ pub enum Posted<'a> {
 /// Users by lowercase name: a `BTreeMap`, so the listing pages through it in order.
 type Users = Arc<RwLock<BTreeMap<String, Arc<User>>>>;
 type Owned = Arc<owners::Owners>;
-type Sessions = Arc<Mutex<HashMap<[u8; 32], Session>>>;
 
 pub struct Core {
     pub cfg: Arc<Config>,
@@ -219,7 +225,7 @@ pub struct Core {
     // The tables are `Arc`s so that an acknowledgement callback can undo a change the store
     // failed to keep, and a snapshot can read them on the snapshot thread.
     users: Users,
-    sessions: Sessions,
+    sessions: Arc<sessions::Sessions>,
     rooms: Arc<RoomTable>,
     owned: Owned,
     /// DM rooms by their pair of lowercase names (`conversation::pair_key`). An id whose
@@ -299,10 +305,6 @@ impl Core {
     fn all_users(&self) -> Vec<Arc<User>> {
         let users = self.users.read().unwrap_or_else(|e| e.into_inner());
         users.values().cloned().collect()
-    }
-
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn room(&self, id: &str) -> Result<Arc<Room>, ChatError> {

@@ -177,7 +177,7 @@ impl Core {
     pub async fn authenticate_current(&self, token: &str) -> Result<super::Auth, ChatError> {
         let hash = super::token_hash(token);
         if let Some(r) = self.replica() {
-            let known = self.sessions().contains_key(&hash);
+            let known = self.sessions.contains(&hash);
             r.catch_up(!known).await;
         }
         self.authenticate(hash)

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::{hex, Core, Record};
+use super::{Core, Record};
 use crate::store::snapshot::{encode, encode_kept, BATCH_ENTRIES};
 use crate::store::KeptEntry;
 
@@ -119,16 +119,7 @@ impl SnapshotStream {
         }
         ready.extend(super::presence::last_seen_records(&seen).map(|r| encode(&r)));
         ready.extend(core.invites.records(super::now_ms()).iter().map(encode));
-        let sessions: Vec<Record> = core
-            .sessions()
-            .iter()
-            .map(|(hash, s)| Record::SessionStarted {
-                token_hash: hex(hash),
-                username: s.user.name.clone(),
-                created: s.created,
-            })
-            .collect();
-        ready.extend(sessions.iter().map(encode));
+        ready.extend(core.sessions.records().iter().map(encode));
         ready.extend(core.blocks.records().iter().map(encode));
         Copied {
             ready,
