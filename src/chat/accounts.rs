@@ -149,7 +149,7 @@ impl Core {
             ts: cx.now,
         };
         let (spent, commit) = {
-            let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
+            let mut users = self.users.write();
             if users.contains_key(&key) {
                 return Err(ChatError::UsernameTaken);
             }
@@ -162,12 +162,7 @@ impl Core {
                 .map(|(hold, slot)| self.commit(slot, &hold.spend(), || {}));
             self.apply_user(&mut users, username, hash);
             let table = self.users.clone();
-            let commit = self.commit(slot, &rec, move || {
-                table
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&key);
-            });
+            let commit = self.commit(slot, &rec, move || table.remove(&key));
             (spent, commit)
         };
         Ok(match spent {

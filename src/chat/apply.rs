@@ -42,7 +42,7 @@ impl Core {
                 }
             }
             Record::UserRegistered { username, hash, .. } => {
-                let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
+                let mut users = self.users.write();
                 if !users.contains_key(&username.to_ascii_lowercase()) {
                     self.apply_user(&mut users, username, hash.clone());
                 }
@@ -89,7 +89,7 @@ impl Core {
                 let dm = gov.dm.clone();
                 if self.rooms.insert(self.new_room(id, gov, *capacity), name) {
                     match dm {
-                        Some((a, b)) => self.remember_dm(&a, &b, id),
+                        Some((a, b)) => self.dms.remember(&a, &b, id),
                         None => self.owned.count(owner, true),
                     }
                 }
@@ -164,7 +164,7 @@ impl Core {
                     return;
                 }
                 match &saved.dm {
-                    Some((a, b)) => self.remember_dm(a, b, id),
+                    Some((a, b)) => self.dms.remember(a, b, id),
                     None => self.owned.count(owner, true),
                 }
                 let mut rs = room.lock();

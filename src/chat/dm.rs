@@ -5,7 +5,8 @@
 //! or writing in it is acting. A side who left comes back only by opening it themselves:
 //! nobody can fill someone else's room list, or pull them back into a DM they left.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::rooms::{Governance, RoomState};
 use super::{ChatError, Commit, Core, Ctx, Record, User};
@@ -30,12 +31,25 @@ fn dm_name(a: &str, b: &str) -> String {
     }
 }
 
-impl Core {
-    pub(super) fn remember_dm(&self, a: &str, b: &str, id: &str) {
-        let mut dms = self.dms.lock().unwrap_or_else(|e| e.into_inner());
-        dms.insert(pair_key(a, b), id.to_string());
+/// DM rooms by their pair of lowercase names (`pair_key`): one piece of the state, moved by
+/// the `RoomCreated` of a DM. An id whose room was deleted may linger; lookups check the
+/// room table. Its lock is the pair's: locked before a user, so two opens of one pair make
+/// one room.
+#[derive(Debug, Default)]
+pub(crate) struct DmIndex(Mutex<HashMap<String, String>>);
+
+impl DmIndex {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Applies a DM's `RoomCreated`: the pair `a`, `b` has the room `id`.
+    pub(crate) fn remember(&self, a: &str, b: &str, id: &str) {
+        self.lock().insert(pair_key(a, b), id.to_string());
+    }
+}
+
+impl Core {
     /// Opens (or finds again) the DM between `user` and `username` (see
     /// `open_dm_locked` for who is added). Answers the room as `user` sees it.
     pub(super) fn open_dm(
@@ -72,7 +86,7 @@ impl Core {
         other: &Arc<User>,
     ) -> Result<(Arc<super::rooms::Room>, Commit), ChatError> {
         // The pair's lock: two opens of the same pair make one room.
-        let mut dms = self.dms.lock().unwrap_or_else(|e| e.into_inner());
+        let mut dms = self.dms.lock();
         let key = pair_key(&user.name, &other.name);
         let existing = dms.get(&key).and_then(|id| self.rooms.get(id));
         let mut us = user.lock();

@@ -94,7 +94,7 @@ mod sessions;
 mod snapshot;
 mod timeline;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -215,8 +215,6 @@ pub enum Posted<'a> {
     Command(&'a str),
 }
 
-/// Users by lowercase name: a `BTreeMap`, so the listing pages through it in order.
-type Users = Arc<RwLock<BTreeMap<String, Arc<User>>>>;
 type Owned = Arc<owners::Owners>;
 
 pub struct Core {
@@ -224,13 +222,11 @@ pub struct Core {
     pub metrics: Arc<Metrics>,
     // The tables are `Arc`s so that an acknowledgement callback can undo a change the store
     // failed to keep, and a snapshot can read them on the snapshot thread.
-    users: Users,
+    users: Arc<users::UserTable>,
     sessions: Arc<sessions::Sessions>,
     rooms: Arc<RoomTable>,
     owned: Owned,
-    /// DM rooms by their pair of lowercase names (`conversation::pair_key`). An id whose
-    /// room was deleted may linger; lookups check the table. Locked before users.
-    dms: Mutex<HashMap<String, String>>,
+    dms: dm::DmIndex,
     blocks: Arc<blocks::Blocks>,
     /// Rooms with read markers not yet written to the store (`Member::read_dirty`).
     read_dirty: Mutex<std::collections::HashSet<String>>,
@@ -271,7 +267,7 @@ impl Core {
             sessions: Arc::default(),
             rooms: Arc::default(),
             owned: Arc::default(),
-            dms: Mutex::default(),
+            dms: dm::DmIndex::default(),
             blocks: Arc::default(),
             read_dirty: Mutex::default(),
             seen_dirty: Mutex::default(),
@@ -297,14 +293,12 @@ impl Core {
     }
 
     fn user(&self, key: &str) -> Option<Arc<User>> {
-        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
-        users.get(key).cloned()
+        self.users.get(key)
     }
 
     /// Every user, copied out of the table so none of its lock is held while they are read.
     fn all_users(&self) -> Vec<Arc<User>> {
-        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
-        users.values().cloned().collect()
+        self.users.all()
     }
 
     fn room(&self, id: &str) -> Result<Arc<Room>, ChatError> {

@@ -24,7 +24,7 @@ impl Core {
     /// The users this node's own connections and requests keep online: what it reports.
     pub fn local_presence(&self) -> Vec<String> {
         let (now, timeout) = (now_ms(), self.presence_timeout_ms());
-        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+        let users = self.users.read();
         users
             .values()
             .filter(|u| u.lock().is_online_here(now, timeout))

@@ -154,7 +154,7 @@ impl Core {
             None => Bound::Unbounded,
         };
         let (page, more): (Vec<Arc<User>>, bool) = {
-            let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+            let users = self.users.read();
             let mut matching = users
                 .range((start, Bound::Unbounded))
                 .filter(|(key, _)| key.contains(&q))
@@ -176,14 +176,14 @@ impl Core {
 
     /// Users, rooms and kept entries, for the log.
     pub fn counts(&self) -> (usize, usize, usize) {
-        let users = self.users.read().unwrap_or_else(|e| e.into_inner()).len();
+        let users = self.users.read().len();
         let rooms = self.rooms.all();
         let entries = rooms.iter().map(|r| r.lock().ring.len()).sum();
         (users, rooms.len(), entries)
     }
 
     pub fn online_users(&self) -> usize {
-        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+        let users = self.users.read();
         users.values().filter(|u| u.lock().online).count()
     }
 }

@@ -1,7 +1,8 @@
 //! Accounts, sessions, connections and presence state.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::outbound::{Outbound, PresenceFrames};
 use super::ratelimit::TokenBucket;
@@ -135,4 +136,36 @@ pub struct Conn {
     pub last_recv: AtomicU64,
     /// Sends at three times the rate limit; running dry closes the connection with 1008.
     pub abuse: Mutex<TokenBucket>,
+}
+
+/// Every user by lowercase name: one piece of the state, moved by `UserRegistered` (and, in
+/// each user's own lock, by the records about them). A `BTreeMap`, so the listing pages
+/// through it in order. Locked before a user.
+#[derive(Default)]
+pub(crate) struct UserTable(RwLock<BTreeMap<String, Arc<User>>>);
+
+impl UserTable {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, Arc<User>>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The table locked for a registration: checking that a name is free and taking it are
+    /// one step.
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<String, Arc<User>>> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<User>> {
+        self.read().get(key).cloned()
+    }
+
+    /// Every user, copied out of the table so none of its lock is held while they are read.
+    pub(crate) fn all(&self) -> Vec<Arc<User>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Forgets a user (a registration the store failed to keep).
+    pub(crate) fn remove(&self, key: &str) {
+        self.write().remove(key);
+    }
 }
