@@ -181,12 +181,7 @@ impl Core {
         gov: Governance,
     ) -> Result<(Arc<super::rooms::Room>, super::Commit), ChatError> {
         let slot = self.place(cx)?;
-        let room = loop {
-            let room = self.new_room(&cx.random_id(10), gov.clone(), 2);
-            if self.rooms.insert(room.clone(), &gov.name) {
-                break room;
-            }
-        };
+        let room = self.insert_fresh_room(cx, &gov, 2);
         let other = gov.dm.as_ref().map(|(_, b)| b.clone());
         let rec = Record::RoomCreated {
             id: room.id.clone(),

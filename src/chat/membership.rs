@@ -240,12 +240,7 @@ impl Core {
             return Err(ChatError::TooManyOwnedRooms);
         }
         let (created_slot, join_slot) = (self.place(cx)?, self.place(cx)?);
-        let room = loop {
-            let room = self.new_room(&cx.random_id(10), gov.clone(), capacity);
-            if self.rooms.insert(room.clone(), &gov.name) {
-                break room;
-            }
-        };
+        let room = self.insert_fresh_room(cx, &gov, capacity);
         let created = Record::RoomCreated {
             id: room.id.clone(),
             name: gov.name.clone(),
@@ -267,6 +262,22 @@ impl Core {
         let mut rs = room.lock();
         let (view, commit) = self.join_locked(cx, join_slot, &room, &mut rs, user, &mut us);
         Ok((view, commit))
+    }
+
+    /// Makes a room of `gov` under a random id from `cx` that no room has, and puts it in the
+    /// table.
+    pub(super) fn insert_fresh_room(
+        &self,
+        cx: &mut Ctx,
+        gov: &Governance,
+        capacity: u32,
+    ) -> Arc<Room> {
+        loop {
+            let room = self.new_room(&cx.random_id(10), gov.clone(), capacity);
+            if self.rooms.insert(room.clone(), &gov.name) {
+                return room;
+            }
+        }
     }
 
     /// Joins a room (a member already is answered the room as it is).
