@@ -17,29 +17,18 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::decide::{self, Decided};
 use super::policy::{self, Access};
 use super::rooms::RoomState;
 use super::timeline::{entry_bytes, Change, Delivery};
 use super::{deliver_to, encode, now_ms, ChatError, Commit, Conn, Core, Ctx, Record, User};
-use crate::protocol::{Entry, EntryExtra, EntryKind, Role, ServerFrame};
+use crate::protocol::{Entry, EntryExtra, EntryKind, ServerFrame};
 use crate::store::KeptEntry;
 
 /// Typing events forwarded per user and room: one every this many milliseconds.
 pub const TYPING_EVERY_MS: u64 = 2000;
 
 impl Core {
-    /// `Err(Blocked)` when `sender` may not post to a DM room whose other side blocks them.
-    pub(super) fn dm_check(&self, rs: &RoomState, sender: &str) -> Result<(), ChatError> {
-        let Some((a, b)) = &rs.gov.dm else {
-            return Ok(());
-        };
-        let other = if a.eq_ignore_ascii_case(sender) { b } else { a };
-        if self.blocks.blocks(&other.to_ascii_lowercase(), sender) {
-            return Err(ChatError::Blocked);
-        }
-        Ok(())
-    }
-
     /// Rewrites the kept message `seq` after an edit (`Some((text, extra))`, the edit's new
     /// text and mentions) or a deletion (`None`: the text goes, and so does the text of every
     /// kept edit of it).
@@ -287,50 +276,9 @@ impl Core {
         {
             let mut rs = room.lock();
             policy::reach(&rs, &user.key, Access::Other)?;
-            let Some(role) = rs.role(&user.key) else {
-                return Err(ChatError::NotAMember);
-            };
-            let committed = room.committed();
-            let target = rs
-                .entry_mut(seq)
-                .filter(|e| seq <= committed && e.kind() == EntryKind::Message)
-                .filter(|e| !e.is_deleted())
-                .map(|e| e.from().to_ascii_lowercase())
-                .ok_or(ChatError::EntryNotFound)?;
-            let author = target == user.key;
-            let now = cx.now;
-            let extra = match text {
-                Some(text) => {
-                    if !author {
-                        return Err(ChatError::Forbidden);
-                    }
-                    if let Some(until) = rs.muted_until(&user.key, now) {
-                        return Err(ChatError::Muted {
-                            retry_after_ms: until - now,
-                        });
-                    }
-                    self.dm_check(&rs, &user.key)?;
-                    EntryExtra {
-                        refers: Some(seq),
-                        mentions: rs.mentions(text),
-                        ..EntryExtra::default()
-                    }
-                }
-                None => {
-                    if !author && role < Role::Moderator {
-                        return Err(ChatError::Forbidden);
-                    }
-                    EntryExtra {
-                        refers: Some(seq),
-                        ..EntryExtra::default()
-                    }
-                }
-            };
-            let kind = if text.is_some() {
-                EntryKind::Edit
-            } else {
-                EntryKind::Delete
-            };
+            let at = (seq, room.committed());
+            let decided = decide::change(&rs, &self.blocks, user, at, text, cx.now)?;
+            let Decided { entry: kept, extra } = decided;
             let nonce_json: Option<Box<str>> = ack.as_ref().map(|(_, n)| n.to_string().into());
             // Edits and deletions draw on the room's budgets like messages (in cluster mode
             // the proposer took it: time is not the log's).
@@ -339,7 +287,6 @@ impl Core {
                 self.charge_entry(&mut rs, bytes)?;
             }
             let slot = self.place(cx)?;
-            let kept = KeptEntry::with_extra(now, kind, &user.name, text, None, &extra);
             let new_seq = rs.last_seq + 1;
             // What the message was, to put back should the store fail.
             let before = rs.entry_mut(seq).cloned();

@@ -79,6 +79,7 @@ mod blocks;
 mod budgets;
 mod connections;
 mod conversation;
+mod decide;
 mod dm;
 mod history;
 mod invites;

@@ -328,6 +328,14 @@ impl RoomState {
     }
 
     /// The kept entry with seq `seq`, to change it in place (an edit or deletion).
+    pub fn entry(&self, seq: u64) -> Option<&KeptEntry> {
+        if seq < self.first_seq() || seq > self.last_seq {
+            return None;
+        }
+        self.ring.get((seq - self.first_seq()) as usize)
+    }
+
+    /// [`RoomState::entry`] to rewrite.
     pub fn entry_mut(&mut self, seq: u64) -> Option<&mut KeptEntry> {
         if seq < self.first_seq() || seq > self.last_seq {
             return None;

@@ -19,6 +19,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tungstenite::Bytes;
 
+use super::decide::{self, Decided};
 use super::filter::Filter;
 use super::ratelimit::RoomLimits;
 use super::rooms::{Room, RoomState};
@@ -27,7 +28,7 @@ use super::wire as frame;
 use super::{deliver_to, Caller, ChatError, Commit, Conn, Core, Ctx, Posted, User};
 use crate::config;
 use crate::metrics::Metrics;
-use crate::protocol::{EntryExtra, EntryKind, ServerFrame};
+use crate::protocol::{EntryExtra, ServerFrame};
 use crate::store::record::{json_str_len, ENTRY_HEAD};
 use crate::store::{KeptEntry, Slot};
 
@@ -288,46 +289,20 @@ impl Core {
         nonce: Option<&Value>,
     ) -> Result<Commit, ChatError> {
         let user = caller.user.ok_or(ChatError::Unauthorized)?;
-        let (text, conn, nonce) = (text.to_string(), caller.conn, nonce.cloned());
+        let (conn, nonce) = (caller.conn.cloned(), nonce.cloned());
+        let nonce_json: Option<Box<str>> = nonce.as_ref().map(|n| n.to_string().into());
         let room = self.room(room_id)?;
         let mut rs = room.lock();
-        if !rs.members.contains_key(&user.key) {
-            return Err(ChatError::NotAMember);
-        }
-        let now = cx.now;
-        if let Some(until) = rs.muted_until(&user.key, now) {
-            return Err(ChatError::Muted {
-                retry_after_ms: until - now,
-            });
-        }
-        self.dm_check(&rs, &user.key)?;
-        let extra = EntryExtra {
-            mentions: rs.mentions(&text),
-            action: action.then_some(true),
-            ..EntryExtra::default()
-        };
-        let conn = conn.cloned();
-        let nonce_json: Option<Box<str>> = nonce.as_ref().map(|n| n.to_string().into());
-        let bytes = entry_bytes(
-            &room.id,
-            &user.name,
-            Some(&text),
-            nonce_json.as_deref(),
-            &extra,
-        );
-        // In cluster mode the proposer took it (`post_budget`): time is not the log's.
+        let what = (text, action);
+        let decided = decide::post(&rs, &self.blocks, user, what, nonce_json.as_deref(), cx.now)?;
+        let Decided { entry, extra } = decided;
+        // In cluster mode the proposer took it (`propose_budget`): time is not the log's.
         if !cx.is_from_log() {
+            let nonce = nonce_json.as_deref();
+            let bytes = entry_bytes(&room.id, &user.name, Some(text), nonce, &extra);
             self.charge_entry(&mut rs, bytes)?;
         }
         let slot = self.place(cx)?;
-        let entry = KeptEntry::with_extra(
-            now,
-            EntryKind::Message,
-            &user.name,
-            Some(&text),
-            nonce_json.as_deref(),
-            &extra,
-        );
         let seq = rs.last_seq + 1;
         // Writing in a DM is acting in it.
         self.apply_entry(&room, &mut rs, seq, &entry, &extra, None);
@@ -398,6 +373,7 @@ const ENTRY_FRAME_FIXED: usize = 122;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::EntryKind;
 
     #[test]
     fn the_entry_bound_covers_the_frame_in_the_worst_case() {
