@@ -29,6 +29,9 @@
 //! `protocol`, `metrics`; `cluster` → `chat`, `store`, beside `server`.
 //! - [`protocol`]: the JSON shapes of `docs/PROTOCOL.md`.
 //! - [`metrics`]: counters for `/metrics`; [`logging`]: where `tracing` events go.
+//! - `sim` (hidden): the deterministic simulation behind `tests/simulation.rs`: seeded
+//!   clients drive the core on a simulated journal with crashes, torn records, failed writes
+//!   and compactions, and invariants are checked after every step (`docs/TESTING.md`).
 //! - [`tls`]: `--tls-cert` and `--tls-key`, reloaded on `SIGHUP`; `http::stream` drives
 //!   rustls over the socket with the same readiness calls as plain TCP.
 //!
@@ -56,6 +59,8 @@ pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub(crate) mod server;
+#[doc(hidden)]
+pub mod sim;
 pub mod store;
 pub mod tls;
 pub(crate) mod ws;

@@ -1,0 +1,273 @@
+//! One simulation: the live core on the simulated journal, the clients, the faults, the
+//! checker and the cluster replicas.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::check::{violation, Checker, Invariant, Violation};
+use super::driver::{self, Cmd, Reply};
+use super::gen::{self, World};
+use super::{config, core, replay, Failure, Options, Plant, Summary};
+use crate::chat::replica::Op;
+use crate::chat::{ChatError, Core};
+use crate::config::Config;
+use crate::store::sim::{Fault, SimLog};
+use crate::store::Store;
+
+/// The cluster replicas' clock starts here (ms), past any wall clock the live core reads, and
+/// moves on by a drawn amount each step.
+const CLUSTER_EPOCH: u64 = 1_900_000_000_000;
+
+pub struct Sim {
+    opts: Options,
+    cfg: Arc<Config>,
+    log: Arc<SimLog>,
+    live: Arc<Core>,
+    world: World,
+    checker: Checker,
+    /// Faults, proposal seeds and the replicas' clock: apart from the clients' draws.
+    rng: StdRng,
+    /// Cores fed the cluster proposals of the commands, and their ids of the live rooms.
+    replicas: Vec<Arc<Core>>,
+    replica_ids: HashMap<String, String>,
+    proposals: u64,
+    clock: u64,
+    step: u64,
+    pub summary: Summary,
+}
+
+impl Sim {
+    pub fn new(opts: Options) -> Sim {
+        let cfg = config();
+        let log = Arc::new(SimLog::default());
+        let live = core(&cfg, Store::simulated(log.clone()));
+        let replicas = (0..opts.replicas).map(|_| core(&cfg, Store::memory())).collect();
+        Sim {
+            world: World::new(opts.seed, live.admin_setup_code()),
+            rng: StdRng::seed_from_u64(opts.seed ^ 0x5eed_f00d),
+            cfg,
+            log,
+            live,
+            checker: Checker::default(),
+            replicas,
+            replica_ids: HashMap::new(),
+            proposals: 0,
+            clock: CLUSTER_EPOCH,
+            step: 0,
+            summary: Summary::default(),
+            opts,
+        }
+    }
+
+    /// The live core.
+    pub fn core(&self) -> &Arc<Core> {
+        &self.live
+    }
+
+    /// The cluster replicas.
+    pub fn replicas(&self) -> &[Arc<Core>] {
+        &self.replicas
+    }
+
+    pub fn log(&self) -> &Arc<SimLog> {
+        &self.log
+    }
+
+    /// Plants a violation in the live core (mutation checks).
+    pub fn plant(&self, p: &Plant) -> bool {
+        self.live.sim_plant(p)
+    }
+
+    /// Runs `cmd` on the live core (and, as a proposal, on the replicas), tells the clients the
+    /// answer, and checks what it touched.
+    pub fn exec(&mut self, cmd: &Cmd) -> Result<Result<Reply, ChatError>, Violation> {
+        let (out, op) = driver::execute(&self.live, &self.log, cmd);
+        self.world.observe(cmd, &out);
+        if out.is_ok() {
+            self.summary.accepted += 1;
+        }
+        if let Some(op) = op {
+            self.propose(op, &out);
+        }
+        let mut touched: Vec<&str> = gen::room_of(cmd).into_iter().collect();
+        if let Ok(Reply::Room(id)) = &out {
+            touched.push(id);
+        }
+        for id in touched {
+            self.checker.room(&self.live, id, true)?;
+        }
+        Ok(out)
+    }
+
+    /// One drawn step: maybe a fault, a command, its checks, maybe a crash or a compaction.
+    pub fn step(&mut self) -> Result<(), Violation> {
+        self.step += 1;
+        self.summary.steps = self.step;
+        self.clock += self.rng.random_range(1..2000);
+        let fault = match self.rng.random_range(0..1000) {
+            0..=2 => Some(Fault::Fail),
+            3..=4 => Some(Fault::Torn),
+            5..=6 => Some(Fault::Refuse),
+            _ => None,
+        };
+        if let Some(f) = fault {
+            self.log.inject(f);
+        }
+        let cmd = self.world.next(&self.live);
+        let out = self.exec(&cmd)?;
+        // Fail and Torn refuse from the write they spoil on.
+        let spoilt = matches!(fault, Some(Fault::Fail | Fault::Torn)) && self.log.refusing();
+        if spoilt {
+            match fault {
+                Some(Fault::Torn) => self.summary.torn += 1,
+                _ => self.summary.failed_writes += 1,
+            }
+            if out.is_ok() && !driver::answers_before_ack(&cmd) {
+                return Err(violation(
+                    Invariant::Durability,
+                    format!("{cmd:?} was answered {out:?} though the store failed its record"),
+                ));
+            }
+        }
+        if self.step % 200 == 0 {
+            self.world.prune_rooms(&self.live);
+        }
+        if fault.is_some() || self.rng.random_range(0..1000) == 0 {
+            return self.crash();
+        }
+        if self.rng.random_range(0..700) == 0 {
+            self.compact();
+        }
+        Ok(())
+    }
+
+    /// Hands the change to the replicas as the cluster's log would, in the live room ids'
+    /// stead their own.
+    fn propose(&mut self, op: Op, out: &Result<Reply, ChatError>) {
+        let Ok(mut value) = serde_json::to_value(&op) else {
+            return;
+        };
+        if let Some(room) = value.get_mut("room") {
+            if let Some(id) = room.as_str().and_then(|id| self.replica_ids.get(id)) {
+                *room = serde_json::Value::String(id.clone());
+            }
+        }
+        let makes_room = matches!(op, Op::CreateRoom { .. } | Op::OpenDm { .. });
+        let before: BTreeSet<String> = match (makes_room, self.replicas.first()) {
+            (true, Some(r)) => r.sim_room_ids().into_iter().collect(),
+            _ => BTreeSet::new(),
+        };
+        self.proposals += 1;
+        let seed = self.rng.random();
+        for r in &self.replicas {
+            if let Ok(op) = serde_json::from_value::<Op>(value.clone()) {
+                driver::execute_proposal(r, self.proposals, self.clock, seed, op);
+            }
+        }
+        if let (true, Some(r), Ok(Reply::Room(live))) = (makes_room, self.replicas.first(), out) {
+            if let Some(new) = r.sim_room_ids().into_iter().find(|id| !before.contains(id)) {
+                self.replica_ids.insert(live.clone(), new);
+            }
+        }
+    }
+
+    /// Drops the live core and recovers a new one from the log, torn last record and all;
+    /// the recovered state must be the live one.
+    pub fn crash(&mut self) -> Result<(), Violation> {
+        self.summary.crashes += 1;
+        let before = self.live.sim_render();
+        let found = self
+            .log
+            .recover()
+            .map_err(|e| violation(Invariant::Durability, format!("recovery failed: {e}")))?;
+        let recovered = replay(&self.cfg, &self.log, &found.records)
+            .map_err(|e| violation(Invariant::Durability, format!("replay failed: {e}")))?;
+        same(Invariant::Durability, "live", &before, "recovered", &recovered.sim_render())?;
+        self.world.set_admin_code(recovered.admin_setup_code());
+        self.live = recovered;
+        self.checker.all_rooms(&self.live)
+    }
+
+    /// Replaces the log with the live core's snapshot.
+    pub fn compact(&mut self) {
+        self.summary.compactions += 1;
+        self.log.replace(self.live.snapshot_now());
+    }
+
+    /// Every room; the log replayed into fresh cores against the live state and each other;
+    /// the cluster replicas against each other.
+    pub fn full_check(&mut self) -> Result<(), Violation> {
+        self.summary.checkpoints += 1;
+        self.checker.all_rooms(&self.live)?;
+        let live = self.live.sim_render();
+        let found = self
+            .log
+            .read()
+            .map_err(|e| violation(Invariant::Durability, format!("the log is unreadable: {e}")))?;
+        let scratch = Arc::new(SimLog::default());
+        let mut first: Option<String> = None;
+        for i in 0..self.opts.replicas.max(1) {
+            let c = replay(&self.cfg, &scratch, &found.records)
+                .map_err(|e| violation(Invariant::Durability, format!("replay failed: {e}")))?;
+            let got = c.sim_render();
+            match &first {
+                None => {
+                    same(Invariant::Durability, "live", &live, "replayed", &got)?;
+                    first = Some(got);
+                }
+                Some(f) => same(Invariant::Determinism, "replay 0", f, &format!("replay {i}"), &got)?,
+            }
+        }
+        if let Some((r0, rest)) = self.replicas.split_first() {
+            let want = r0.sim_render();
+            for (i, r) in rest.iter().enumerate() {
+                same(Invariant::Determinism, "replica 0", &want, &format!("replica {}", i + 1), &r.sim_render())?;
+            }
+        }
+        self.summary.rooms = self.live.sim_room_ids().len();
+        self.summary.users = self.live.counts().0;
+        Ok(())
+    }
+
+    /// Runs until `steps` steps are done, with the full checks at every checkpoint, at the
+    /// end, and at every step after `full_after` if given.
+    pub fn run_to(mut self, steps: u64, full_after: Option<u64>) -> Result<Summary, Failure> {
+        while self.step < steps {
+            let mut r = self.step();
+            let s = self.step;
+            if r.is_ok() && (s % self.opts.checkpoint == 0 || s == steps || full_after.is_some_and(|c| s > c)) {
+                r = self.full_check();
+            }
+            if let Err(violation) = r {
+                return Err(Failure {
+                    seed: self.opts.seed,
+                    step: s,
+                    violation,
+                });
+            }
+        }
+        Ok(self.summary)
+    }
+}
+
+/// `Err` naming the first line where `a` and `b` differ.
+fn same(inv: Invariant, an: &str, a: &str, bn: &str, b: &str) -> Result<(), Violation> {
+    if a == b {
+        return Ok(());
+    }
+    let (mut la, mut lb) = (a.lines(), b.lines());
+    loop {
+        match (la.next(), lb.next()) {
+            (x, y) if x == y && x.is_some() => continue,
+            (x, y) => {
+                return Err(violation(
+                    inv,
+                    format!("the states differ: {an} has {x:?}, {bn} has {y:?}"),
+                ))
+            }
+        }
+    }
+}
