@@ -34,6 +34,8 @@ pub struct RoomFacts {
     /// Banned users' lowercase names.
     pub bans: Vec<String>,
     pub first_seq: u64,
+    /// The last committed seq: an entry the store failed to keep stays in the ring past it,
+    /// unseen, until the restart the failed store needs.
     pub last_seq: u64,
     /// The committed entries with seq above the `since` asked for, as history and sync serve
     /// them (`KeptEntry::to_entry`), oldest first.
@@ -95,7 +97,7 @@ impl Core {
             members: rs.members.keys().cloned().collect(),
             bans: rs.gov.bans.keys().cloned().collect(),
             first_seq: rs.first_seq(),
-            last_seq: rs.last_seq,
+            last_seq: committed.min(rs.last_seq),
             entries,
         })
     }
@@ -167,7 +169,7 @@ impl Core {
         }
         for id in &room_ids {
             if let Some(room) = self.rooms.get(id) {
-                render_room(&mut out, &room, now);
+                render_room(&mut out, &room, now, self.cfg.history);
             }
         }
         out
@@ -234,12 +236,19 @@ impl Core {
     }
 }
 
-fn render_room(out: &mut String, room: &super::rooms::Room, now: u64) {
+/// Entries past the committed seq (written, but failed by the store) push as many old ones
+/// out of a live ring until the restart; a recovered ring lacks them. At most this many are
+/// left out of a rendering's window, so both render the same entries.
+const UNCOMMITTED_MARGIN: u64 = 4;
+
+fn render_room(out: &mut String, room: &super::rooms::Room, now: u64, history: usize) {
+    let committed = room.committed();
     let rs = room.lock();
+    let last = committed.min(rs.last_seq);
     let g = &rs.gov;
     let _ = writeln!(
         out,
-        "room {} name={:?} owner={} topic={:?} visibility={:?} capacity={} dm={:?} first={} last={}",
+        "room {} name={:?} owner={} topic={:?} visibility={:?} capacity={} dm={:?} last={}",
         room.id,
         g.name,
         g.owner,
@@ -247,8 +256,7 @@ fn render_room(out: &mut String, room: &super::rooms::Room, now: u64) {
         g.visibility,
         room.capacity,
         g.dm,
-        rs.first_seq(),
-        rs.last_seq
+        last
     );
     for (k, m) in &rs.members {
         let _ = writeln!(out, " member {k} since={} unanswered={}", m.since, m.unanswered);
@@ -260,7 +268,8 @@ fn render_room(out: &mut String, room: &super::rooms::Room, now: u64) {
     let mutes: BTreeMap<&String, &u64> = g.mutes.iter().filter(|(_, u)| **u > now).collect();
     let _ = writeln!(out, " mutes {mutes:?}");
     let _ = writeln!(out, " invites {:?}", g.invites);
-    for (seq, e) in rs.entries_between(0, rs.last_seq) {
+    let from = last.saturating_sub((history as u64).saturating_sub(UNCOMMITTED_MARGIN));
+    for (seq, e) in rs.entries_between(from, last) {
         let json = serde_json::to_string(&e.to_entry(&room.id, seq, false)).unwrap_or_default();
         let _ = writeln!(out, " entry {json}");
     }

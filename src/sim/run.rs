@@ -36,6 +36,8 @@ pub struct Sim {
     proposals: u64,
     clock: u64,
     step: u64,
+    /// The last command run, for a failure's report.
+    last: String,
     pub summary: Summary,
 }
 
@@ -57,6 +59,7 @@ impl Sim {
             proposals: 0,
             clock: CLUSTER_EPOCH,
             step: 0,
+            last: String::new(),
             summary: Summary::default(),
             opts,
         }
@@ -85,6 +88,7 @@ impl Sim {
     /// answer, and checks what it touched.
     pub fn exec(&mut self, cmd: &Cmd) -> Result<Result<Reply, ChatError>, Violation> {
         let (out, op) = driver::execute(&self.live, &self.log, cmd);
+        self.last = format!("{cmd:?} answered {out:?}");
         self.world.observe(cmd, &out);
         if out.is_ok() {
             self.summary.accepted += 1;
@@ -241,7 +245,8 @@ impl Sim {
             if r.is_ok() && (s % self.opts.checkpoint == 0 || s == steps || full_after.is_some_and(|c| s > c)) {
                 r = self.full_check();
             }
-            if let Err(violation) = r {
+            if let Err(mut violation) = r {
+                violation.detail += &format!(" (after {})", self.last);
                 return Err(Failure {
                     seed: self.opts.seed,
                     step: s,
