@@ -10,7 +10,9 @@ fn the_simulation_keeps_every_invariant() {
     let opts = sim::options_from_env().expect("PARLEY_SIM_SEED / PARLEY_SIM_STEPS");
     let began = std::time::Instant::now();
     eprintln!("simulation: seed {} steps {}", opts.seed, opts.steps);
-    match sim::run(&opts) {
+    let r = sim::run(&opts);
+    if let Ok(s) = &r { eprintln!("{s:?}"); }
+    match r {
         Ok(s) => eprintln!(
             "simulation: {} steps in {:.1} s ({} accepted, {} crashes, {} torn, {} failed writes, {} compactions, {} checkpoints; {} users, {} rooms at the end)",
             s.steps,

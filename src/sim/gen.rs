@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use super::driver::{Cmd, Reply};
 use crate::chat::{ChatError, Core};
 
-/// Accounts the clients may register: `root` (the admin) and `u0` … .
+/// Accounts the clients may register: `root` (the admin) and `user1` … .
 pub const USERS: usize = 24;
 /// Rooms the clients create at most (beside DMs).
 const MAX_ROOMS: usize = 40;
@@ -30,7 +30,7 @@ pub struct World {
 impl World {
     pub fn new(seed: u64, admin_code: Option<String>) -> World {
         let mut names = vec!["root".to_string()];
-        names.extend((1..USERS).map(|i| format!("u{i}")));
+        names.extend((1..USERS).map(|i| format!("user{i}")));
         World {
             rng: StdRng::seed_from_u64(seed),
             tokens: vec![Vec::new(); names.len()],
@@ -92,7 +92,14 @@ impl World {
             let r = self.rooms.clone();
             self.pick(&r).cloned()
         };
-        let facts = room.as_ref().and_then(|r| core.sim_room(r, 0));
+        let mut facts = room.as_ref().and_then(|r| core.sim_room(r, 0));
+        let mut room = room;
+        // Moderation in a DM is refused: mostly pick another room.
+        if facts.as_ref().is_some_and(|f| f.dm) && self.rng.random_bool(0.7) {
+            let r = self.rooms.clone();
+            room = self.pick(&r).cloned();
+            facts = room.as_ref().and_then(|r| core.sim_room(r, 0));
+        }
         // An actor who may moderate `room` (its owner, a moderator), else `me`.
         let (mut actor, mut actor_token) = (me.clone(), token.clone());
         if let Some(f) = &facts {
@@ -100,8 +107,11 @@ impl World {
                 let mut mods = f.moderators.clone();
                 mods.push(f.owner.clone());
                 if let Some(name) = self.pick(&mods).cloned() {
-                    if let Some(t) = self.token_of(&name) {
-                        (actor, actor_token) = (name, t);
+                    match self.token_of(&name) {
+                        Some(t) => (actor, actor_token) = (name, t),
+                        // The owner logs in first.
+                        None if self.rng.random_bool(0.3) => return Cmd::Login { user: name },
+                        None => {}
                     }
                 }
             }
@@ -133,11 +143,11 @@ impl World {
                 token: t,
                 name: format!("r{}", self.rng.random_range(0..60)),
                 capacity: self.rng.random_range(1..8),
-                private: self.rng.random_bool(0.3),
+                private: self.rng.random_bool(0.15),
             },
             6..=19 => Cmd::Join { token: t, room: r },
             20..=23 => Cmd::Leave { token: t, room: r },
-            24..=26 => Cmd::Invite { token: actor_token, room: r, target },
+            24..=26 => Cmd::Invite { token: actor_token, room: r, target: self.any_name() },
             27..=28 => Cmd::Remove { token: actor_token, room: r, target, ban: false },
             29..=30 => Cmd::Remove { token: actor_token, room: r, target, ban: true },
             31 => Cmd::Lift { token: actor_token, room: r, target, unban: true },
@@ -176,7 +186,7 @@ impl World {
                     _ => Cmd::Disable {
                         token: root,
                         target: self.any_name(),
-                        disabled: self.rng.random_bool(0.5),
+                        disabled: self.rng.random_bool(0.3),
                     },
                 },
                 None => self.login_or_register(),

@@ -83,6 +83,12 @@ pub struct Summary {
     pub checkpoints: u64,
     pub rooms: usize,
     pub users: usize,
+    /// Answers by command and code.
+    pub outcomes: std::collections::BTreeMap<String, u64>,
+    pub t_gen: f64,
+    pub t_exec: f64,
+    pub t_crash: f64,
+    pub t_full: f64,
 }
 
 /// The configuration every simulated core runs with: cheap hashing, rate limits out of the
