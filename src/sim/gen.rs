@@ -163,7 +163,7 @@ impl World {
                 Cmd::Role { token: actor_token, room: r, target, role }
             }
             37 => Cmd::Topic { token: actor_token, room: r, topic: self.text('t') },
-            38..=39 => Cmd::OpenDm { token: t, target: self.any_name() },
+            38..=39 if self.rooms.len() < MAX_ROOMS => Cmd::OpenDm { token: t, target: self.any_name() },
             40 => Cmd::Block { token: t, target: self.any_name(), blocked: self.rng.random_bool(0.6) },
             41..=44 => match message {
                 Some(seq) => Cmd::Edit { token: actor_token, room: r, seq, text: self.text('e') },

@@ -122,6 +122,8 @@ impl SimLog {
     fn append(&self, payload: Vec<u8>, done: Done) {
         let mut inner = self.lock();
         match inner.next.take() {
+            // A failed journal writes nothing more, even in places taken before it failed.
+            None if inner.refusing => inner.waiting.push_back((done, false)),
             None => {
                 frame(&mut inner.bytes, &payload);
                 inner.records += 1;
