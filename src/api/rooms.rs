@@ -1,7 +1,8 @@
 //! The room calls: creating, listing, joining and leaving rooms, their history, governing
 //! them (invitations, kicks, bans, mutes, roles, updates, deletion), and conversations
-//! (DMs, blocks, read markers, edits, deletions). Each one parses, calls the one core
-//! method its slash command or frame also calls, and shapes the answer.
+//! (DMs, blocks, read markers, edits, deletions). Each change parses into the
+//! [`Command`] its slash command or frame also makes, is submitted to the core, and the
+//! reply is shaped into the answer; reads call the core's views.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,12 +12,11 @@ use serde_json::{json, Value};
 use super::body::{malformed, Body};
 use super::{auth, listing, number};
 use crate::chat::moderation::Seconds;
-use crate::chat::{ChatError, Core, HistoryPage, NewRoomSpec};
+use crate::chat::{Caller, ChatError, Command, Core, HistoryPage, Reply};
 use crate::config;
 use crate::http::response::Pieces;
 use crate::http::{Request, Response};
 use crate::metrics::Metrics;
-use crate::protocol::{EntryKind, RoomPatch};
 
 /// Which methods a room path accepts (`rest` follows `/api/v1/`); `None` if not a room
 /// path.
@@ -88,19 +88,24 @@ pub(super) async fn route(
     // A body that is not a JSON object with the fields the call needs is 400 `bad_request`;
     // a field of the wrong type gets the code a bad value of it gets (`body`).
     let read = |required: &[&str]| Body::read(req, required);
+    let submit = |cmd: Command| core.submit(Caller::user(user), cmd);
+    let room =
+        |reply: Reply| -> Result<Response, ChatError> { Ok(Response::json(200, &reply.room()?)) };
+    let s = |t: &str| t.to_string();
     let resp = match (method, rest) {
         ("POST", ["rooms"]) => {
             // A missing name is an invalid one (the empty name).
             let b = read(&[])?;
-            let spec = NewRoomSpec {
+            let cmd = Command::CreateRoom {
                 name: b
                     .text("name", ChatError::InvalidRoomName)?
-                    .unwrap_or_default(),
+                    .unwrap_or_default()
+                    .to_string(),
                 capacity: b.int("capacity", ChatError::InvalidCapacity)?,
-                visibility: b.text("visibility", ChatError::InvalidVisibility)?,
-                topic: b.text("topic", ChatError::InvalidTopic)?,
+                visibility: b.text("visibility", ChatError::InvalidVisibility)?.map(s),
+                topic: b.text("topic", ChatError::InvalidTopic)?.map(s),
             };
-            Response::json(201, &core.create_room(user, &spec).await?)
+            Response::json(201, &submit(cmd).await?.room()?)
         }
         (_, ["rooms"]) => {
             let (q, after, limit) = match listing(req) {
@@ -112,28 +117,31 @@ pub(super) async fn route(
         ("PATCH", ["rooms", id]) => {
             // The core checks each field's type and value, after the room's access.
             let b = read(&[])?;
-            let patch = RoomPatch {
+            let cmd = Command::Update {
+                room: s(id),
                 name: b.value("name").cloned(),
                 topic: b.value("topic").cloned(),
                 visibility: b.value("visibility").cloned(),
             };
-            Response::json(200, &core.update_room(user, id, &patch).await?)
+            room(submit(cmd).await?)?
         }
         ("DELETE", ["rooms", id]) => {
-            core.delete_room(user, id, false).await?;
+            let admin = false;
+            submit(Command::DeleteRoom { room: s(id), admin }).await?;
             Response::empty(204)
         }
         ("DELETE", ["admin", "rooms", id]) => {
             if !core.is_admin(user) {
                 return Err(ChatError::Forbidden);
             }
-            core.delete_room(user, id, true).await?;
+            let admin = true;
+            submit(Command::DeleteRoom { room: s(id), admin }).await?;
             Response::empty(204)
         }
         (_, ["rooms", id]) => Response::json(200, &core.room_detail(user, id)?),
-        (_, ["rooms", id, "join"]) => Response::json(200, &core.join_room(user, id).await?),
+        (_, ["rooms", id, "join"]) => room(submit(Command::Join { room: s(id) }).await?)?,
         (_, ["rooms", id, "leave"]) => {
-            core.leave_room(user, id).await?;
+            submit(Command::Leave { room: s(id) }).await?;
             Response::empty(204)
         }
         (_, ["rooms", id, "messages"]) => {
@@ -155,26 +163,38 @@ pub(super) async fn route(
         ("GET", ["rooms", id, "bans"]) => {
             Response::json(200, &json!({ "bans": core.bans(user, id)? }))
         }
-        ("DELETE", ["rooms", id, "bans", name]) => {
-            core.lift(user, id, name, EntryKind::Unban).await?;
-            Response::empty(204)
-        }
-        ("DELETE", ["rooms", id, "mutes", name]) => {
-            core.lift(user, id, name, EntryKind::Unmute).await?;
+        ("DELETE", ["rooms", id, kind @ ("bans" | "mutes"), name]) => {
+            let cmd = Command::Lift {
+                room: s(id),
+                target: s(name),
+                unban: *kind == "bans",
+            };
+            submit(cmd).await?;
             Response::empty(204)
         }
         (_, ["dms"]) => {
             let b = read(&["username"])?;
-            Response::json(200, &core.open_dm(user, username(&b)?).await?)
+            let target = s(username(&b)?);
+            room(submit(Command::OpenDm { target }).await?)?
         }
         ("GET", ["blocks"]) => Response::json(200, &json!({ "blocks": core.blocked_users(user) })),
         ("POST", ["blocks"]) => {
             let b = read(&["username"])?;
-            core.set_block(user, username(&b)?, true).await?;
+            let target = s(username(&b)?);
+            submit(Command::Block {
+                target,
+                blocked: true,
+            })
+            .await?;
             Response::empty(204)
         }
         (_, ["blocks", name]) => {
-            core.set_block(user, name, false).await?;
+            let target = s(name);
+            submit(Command::Block {
+                target,
+                blocked: false,
+            })
+            .await?;
             Response::empty(204)
         }
         (_, ["rooms", id, "read"]) => {
@@ -191,36 +211,57 @@ pub(super) async fn route(
             // An edit or deletion is an entry: it draws on the message budget, as over
             // WebSocket (the room's budget is taken in the core).
             core.take_message_budget(user)?;
+            let (room, nonce) = (s(id), None);
             if method == "PATCH" {
                 // A text of the wrong type holds no message.
                 let b = read(&["text"])?;
-                let text = b.need_text("text", ChatError::EmptyMessage)?;
-                Response::json(200, &core.edit(user, id, seq, text, None).await?)
+                let text = Some(s(b.need_text("text", ChatError::EmptyMessage)?));
+                let cmd = Command::Edit {
+                    room,
+                    seq,
+                    text,
+                    nonce,
+                };
+                Response::json(200, &submit(cmd).await?.entry()?)
             } else {
-                core.delete_message(user, id, seq, None).await?;
+                let text = None;
+                let cmd = Command::Edit {
+                    room,
+                    seq,
+                    text,
+                    nonce,
+                };
+                submit(cmd).await?;
                 Response::empty(204)
             }
         }
         (_, ["rooms", id, action]) => {
             let b = read(&["username"])?;
-            let name = username(&b)?;
+            let (room, target) = (s(id), s(username(&b)?));
             // Like a reason too long, a reason of the wrong type is `bad_request`.
             let reason = b.text("reason", malformed("reason", "a string"));
-            match *action {
-                "invites" => core.invite(user, id, name).await?,
-                "kick" => core.remove_member(user, id, name, reason?, false).await?,
-                "bans" => core.remove_member(user, id, name, reason?, true).await?,
+            let cmd = match *action {
+                "invites" => Command::Invite { room, target },
+                "kick" | "bans" => Command::Remove {
+                    room,
+                    target,
+                    reason: reason?.map(s),
+                    ban: *action == "bans",
+                },
                 // The core checks `seconds` and `role` (type and value), after the room's
                 // access: any type but a whole number or a role's name is invalid.
-                "mutes" => {
-                    let seconds = Seconds::Json(b.value("seconds"));
-                    core.mute(user, id, name, seconds).await?
-                }
-                _ => {
-                    let role = b.value("role").and_then(Value::as_str);
-                    core.set_role(user, id, name, role).await?
-                }
-            }
+                "mutes" => Command::Mute {
+                    room,
+                    target,
+                    seconds: Seconds::Json(b.value("seconds")).get().ok(),
+                },
+                _ => Command::Role {
+                    room,
+                    target,
+                    role: b.value("role").and_then(Value::as_str).map(s),
+                },
+            };
+            submit(cmd).await?;
             Response::empty(204)
         }
         _ => Response::error(404, "not_found", "no such endpoint", None),

@@ -10,10 +10,12 @@ use base64::Engine;
 use rand::RngCore;
 
 use super::admin::InviteHold;
-use super::replica::Op;
 use super::throttle::Throttle;
 use super::wire as frame;
-use super::{hex, now_ms, password, token_hash, Auth, ChatError, Commit, Conn, Core, Record, User};
+use super::{
+    hex, now_ms, password, token_hash, Auth, Caller, ChatError, Command, Commit, Conn, Core, Ctx,
+    Record, User,
+};
 use crate::config::{self, Registration};
 use crate::metrics::Metrics;
 
@@ -67,7 +69,7 @@ impl Core {
         } else {
             match self.cfg.registration {
                 Registration::Open => None,
-                Registration::Invite => Some(self.take_invite(invite_code)?),
+                Registration::Invite => Some(self.take_invite(now_ms(), invite_code)?),
                 Registration::Closed => return Err(ChatError::RegistrationClosed),
             }
         };
@@ -104,12 +106,10 @@ impl Core {
         Ok(())
     }
 
-    /// Hashes the password and stores the account; with `invite`, spends its use in the same
-    /// critical section (its record first: a crash between the two loses a use, never gives
-    /// one away).
-    ///
-    /// In cluster mode the hash is made here and the account is decided in log order
-    /// (`replica`): `code` is the invite code `invite` holds a use of, taken again there.
+    /// Hashes the password, then submits the account ([`Command::Register`]). `invite` holds
+    /// a use of the invite code `code` while the password is hashed, so that no more
+    /// registrations hash at once than the code has uses; the command takes the use again
+    /// as it is decided (in cluster mode, in log order).
     pub(super) async fn create_account(
         &self,
         username: &str,
@@ -123,38 +123,38 @@ impl Core {
             .hasher
             .run(from, move || password::hash_password(&pw, iterations))
             .await?;
-        if let Some(r) = self.replica() {
-            drop(invite);
-            let op = Op::Register {
-                username: username.to_string(),
-                hash,
-                invite: code.map(str::to_string),
-            };
-            return self.replicate(r, op).await;
-        }
-        self.store_account(username, hash, invite).await
+        drop(invite);
+        let cmd = Command::Register {
+            username: username.to_string(),
+            hash,
+            invite: code.map(str::to_string),
+        };
+        self.submit(Caller::default(), cmd).await?.name()
     }
 
-    /// Stores an account whose password is hashed: the second half of `create_account`.
-    pub(super) async fn store_account(
+    /// Stores an account whose password is hashed ([`Command::Register`]); with `invite`,
+    /// spends its use in the same critical section (its record first: a crash between the
+    /// two loses a use, never gives one away).
+    pub(super) fn store_account(
         &self,
+        cx: &Ctx,
         username: &str,
         hash: String,
         mut invite: Option<InviteHold>,
-    ) -> Result<String, ChatError> {
+    ) -> Result<Commit, ChatError> {
         let key = username.to_ascii_lowercase();
         let rec = Record::UserRegistered {
             username: username.to_string(),
             hash: hash.clone(),
-            ts: now_ms(),
+            ts: cx.now,
         };
         let (spent, commit) = {
             let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
             if users.contains_key(&key) {
                 return Err(ChatError::UsernameTaken);
             }
-            let invite_slot = invite.as_ref().map(|_| self.reserve()).transpose()?;
-            let slot = self.reserve()?;
+            let invite_slot = invite.as_ref().map(|_| self.place(cx)).transpose()?;
+            let slot = self.place(cx)?;
             // A use the store fails to keep stays spent in memory: the safe side.
             let spent = invite
                 .as_mut()
@@ -170,12 +170,10 @@ impl Core {
             });
             (spent, commit)
         };
-        if let Some(spent) = spent {
-            spent.wait().await?;
-        }
-        commit.wait().await?;
-        Metrics::add(&self.metrics.registrations_total, 1);
-        Ok(username.to_string())
+        Ok(match spent {
+            Some(spent) => spent.and(commit),
+            None => commit,
+        })
     }
 
     pub(super) fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
@@ -429,11 +427,20 @@ impl Core {
     /// request's time. If the journal cannot record the end, the session still ends in memory
     /// (the safe side), and the answer is `unavailable`.
     pub fn end_session(&self, hash: [u8; 32]) -> Option<Result<Commit, ChatError>> {
+        self.end_session_with(hash, self.reserve())
+    }
+
+    /// [`Core::end_session`] with the place its record takes (in memory for an end the
+    /// cluster's log holds already).
+    pub(super) fn end_session_with(
+        &self,
+        hash: [u8; 32],
+        slot: Result<crate::store::Slot, ChatError>,
+    ) -> Option<Result<Commit, ChatError>> {
         let user = self.sessions().get(&hash).map(|s| s.user.clone())?;
         let rec = Record::SessionEnded {
             token_hash: hex(&hash),
         };
-        let slot = self.reserve();
         self.apply(&rec);
         let commit = slot.map(|slot| self.commit(slot, &rec, || {}));
         let conns: Vec<Arc<Conn>> = {

@@ -250,11 +250,15 @@ impl Core {
 
     /// Takes one use of a live invite code for a registration under way, or
     /// `invite_required`.
-    pub(super) fn take_invite(&self, code: Option<&str>) -> Result<InviteHold, ChatError> {
+    pub(super) fn take_invite(
+        &self,
+        now: u64,
+        code: Option<&str>,
+    ) -> Result<InviteHold, ChatError> {
         let hash = token_hash(code.ok_or(ChatError::InviteRequired)?);
         let mut invites = lock(&self.invites);
         match invites.get_mut(&hash) {
-            Some(inv) if inv.expires > now_ms() && inv.remaining > inv.held => {
+            Some(inv) if inv.expires > now && inv.remaining > inv.held => {
                 inv.held += 1;
                 Ok(InviteHold {
                     invites: self.invites.clone(),
@@ -498,14 +502,14 @@ mod tests {
             uses: 1,
             expires: u64::MAX,
         });
-        let hold = c.take_invite(Some("code")).expect("a live code");
+        let hold = c.take_invite(now_ms(), Some("code")).expect("a live code");
         assert_eq!(
-            c.take_invite(Some("code")).err(),
+            c.take_invite(now_ms(), Some("code")).err(),
             Some(ChatError::InviteRequired),
             "its one use is held"
         );
         drop(hold);
-        let mut hold = c.take_invite(Some("code")).expect("given back");
+        let mut hold = c.take_invite(now_ms(), Some("code")).expect("given back");
         assert_eq!(
             hold.spend(),
             Record::InviteCodeUsed {
@@ -515,8 +519,8 @@ mod tests {
         );
         drop(hold);
         assert_eq!(remaining(&c, hash), None);
-        assert!(c.take_invite(Some("code")).is_err());
-        assert!(c.take_invite(None).is_err());
+        assert!(c.take_invite(now_ms(), Some("code")).is_err());
+        assert!(c.take_invite(now_ms(), None).is_err());
     }
 
     #[test]

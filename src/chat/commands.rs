@@ -1,14 +1,13 @@
-//! Slash commands. Each runs the same core method as its REST call and returns the same data.
+//! Slash commands: a door. Each parses into the same [`Command`] as its REST call, submits it,
+//! and returns the same data.
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::membership::NewRoomSpec;
 use super::moderation::Seconds;
-use super::{ChatError, Core, User};
+use super::{Caller, ChatError, Command, Core, User};
 use crate::config;
-use crate::protocol::{EntryKind, RoomPatch};
 
 /// What a command answered: the command name, text for humans, and the REST-shaped data.
 pub(crate) struct Reply {
@@ -91,11 +90,13 @@ pub(crate) async fn run(
             if arg.is_empty() {
                 return Err(ChatError::BadCommand("/create NAME".into()));
             }
-            let spec = NewRoomSpec {
-                name: arg,
-                ..NewRoomSpec::default()
+            let cmd = Command::CreateRoom {
+                name: arg.to_string(),
+                capacity: None,
+                visibility: None,
+                topic: None,
             };
-            let r = core.create_room(user, &spec).await?;
+            let r = core.submit(Caller::user(user), cmd).await?.room()?;
             let text = format!("created room {} ({}) and joined it", r.name, r.id);
             Ok(Reply {
                 command: "create",
@@ -107,7 +108,10 @@ pub(crate) async fn run(
             if arg.is_empty() {
                 return Err(ChatError::BadCommand("/join ID".into()));
             }
-            let r = core.join_room(user, arg).await?;
+            let cmd = Command::Join {
+                room: arg.to_string(),
+            };
+            let r = core.submit(Caller::user(user), cmd).await?.room()?;
             let text = format!("joined {} ({}), {} members", r.name, r.id, r.members);
             Ok(Reply {
                 command: "join",
@@ -120,7 +124,8 @@ pub(crate) async fn run(
             if id.is_empty() {
                 return Err(ChatError::BadCommand("/leave ID".into()));
             }
-            core.leave_room(user, &id).await?;
+            let cmd = Command::Leave { room: id.clone() };
+            core.submit(Caller::user(user), cmd).await?;
             Ok(Reply {
                 command: "leave",
                 text: format!("left {id}"),
@@ -214,8 +219,17 @@ pub(crate) async fn run(
                 _ => return Err(ChatError::BadCommand("/msg USER TEXT".into())),
             };
             let text = core.clean_message(text)?;
-            let dm = core.open_dm(user, target).await?;
-            core.post(user, &dm.id, text, false, None)?;
+            let cmd = Command::OpenDm {
+                target: target.to_string(),
+            };
+            let dm = core.submit(Caller::user(user), cmd).await?.room()?;
+            let cmd = Command::Post {
+                room: dm.id.clone(),
+                text,
+                action: false,
+                nonce: None,
+            };
+            core.submit(Caller::user(user), cmd).await?;
             Ok(Reply {
                 command: "msg",
                 text: format!("sent to {target} ({})", dm.id),
@@ -229,11 +243,13 @@ pub(crate) async fn run(
             let r = if arg.is_empty() {
                 core.room_detail(user, room)?.room
             } else {
-                let patch = RoomPatch {
+                let cmd = Command::Update {
+                    room: room.to_string(),
+                    name: None,
                     topic: Some(Value::String(arg.to_string())),
-                    ..RoomPatch::default()
+                    visibility: None,
                 };
-                core.update_room(user, room, &patch).await?
+                core.submit(Caller::user(user), cmd).await?.room()?
             };
             let text = match r.topic.as_str() {
                 "" => format!("{} has no topic", r.name),
@@ -249,11 +265,13 @@ pub(crate) async fn run(
             if arg.is_empty() {
                 return Err(ChatError::BadCommand("/visibility public|private".into()));
             }
-            let patch = RoomPatch {
+            let cmd = Command::Update {
+                room: room.to_string(),
+                name: None,
+                topic: None,
                 visibility: Some(Value::String(arg.to_string())),
-                ..RoomPatch::default()
             };
-            let r = core.update_room(user, room, &patch).await?;
+            let r = core.submit(Caller::user(user), cmd).await?.room()?;
             Ok(Reply {
                 command: "visibility",
                 text: format!("{} is {}", r.name, r.visibility.as_str()),
@@ -301,42 +319,54 @@ async fn moderate(
     if target.is_empty() {
         return Err(ChatError::BadCommand(usage.to_string()));
     }
-    let reason = Some(rest).filter(|r| !r.is_empty());
-    let text = match name {
+    let reason = Some(rest).filter(|r| !r.is_empty()).map(str::to_string);
+    let (room, target) = (room.to_string(), target.to_string());
+    let (cmd, text) = match name {
         "/invite" => {
-            core.invite(user, room, target).await?;
-            format!("invited {target}")
+            let text = format!("invited {target}");
+            (Command::Invite { room, target }, text)
         }
-        "/kick" => {
-            core.remove_member(user, room, target, reason, false)
-                .await?;
-            format!("kicked {target}")
+        "/kick" | "/ban" => {
+            let ban = name == "/ban";
+            let text = format!("{} {target}", if ban { "banned" } else { "kicked" });
+            let cmd = Command::Remove {
+                room,
+                target,
+                reason,
+                ban,
+            };
+            (cmd, text)
         }
-        "/ban" => {
-            core.remove_member(user, room, target, reason, true).await?;
-            format!("banned {target}")
-        }
-        "/unban" => {
-            core.lift(user, room, target, EntryKind::Unban).await?;
-            format!("unbanned {target}")
+        "/unban" | "/unmute" => {
+            let unban = name == "/unban";
+            let text = format!("{} {target}", if unban { "unbanned" } else { "unmuted" });
+            (
+                Command::Lift {
+                    room,
+                    target,
+                    unban,
+                },
+                text,
+            )
         }
         "/mute" => {
-            core.mute(user, room, target, Seconds::Word(rest)).await?;
-            format!("muted {target} for {} s", rest.trim())
-        }
-        "/unmute" => {
-            core.lift(user, room, target, EntryKind::Unmute).await?;
-            format!("unmuted {target}")
-        }
-        "/op" => {
-            core.set_role(user, room, target, Some("moderator")).await?;
-            format!("{target} is a moderator")
+            let text = format!("muted {target} for {} s", rest.trim());
+            let seconds = Seconds::Word(rest).get().ok();
+            let cmd = Command::Mute {
+                room,
+                target,
+                seconds,
+            };
+            (cmd, text)
         }
         _ => {
-            core.set_role(user, room, target, Some("member")).await?;
-            format!("{target} is a member")
+            let op = name == "/op";
+            let text = format!("{target} is a {}", if op { "moderator" } else { "member" });
+            let role = Some(if op { "moderator" } else { "member" }.to_string());
+            (Command::Role { room, target, role }, text)
         }
     };
+    core.submit(Caller::user(user), cmd).await?;
     Ok(Reply {
         command: match command {
             "invite" => "invite",

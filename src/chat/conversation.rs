@@ -23,10 +23,11 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::policy::{self, Access};
-use super::replica::Op;
 use super::rooms::{Governance, RoomState};
 use super::timeline::{entry_bytes, Change, Delivery};
-use super::{deliver_to, encode, now_ms, Blocks, ChatError, Conn, Core, Facts, Record, User};
+use super::{
+    deliver_to, encode, now_ms, Blocks, ChatError, Commit, Conn, Core, Ctx, Facts, Record, User,
+};
 use crate::protocol::{Entry, EntryExtra, EntryKind, Role, RoomView, ServerFrame, Visibility};
 use crate::store::KeptEntry;
 
@@ -160,14 +161,12 @@ impl Core {
 
     /// Opens (or finds again) the DM between `user` and `username` (see
     /// `open_dm_locked` for who is added). Answers the room as `user` sees it.
-    pub async fn open_dm(&self, user: &Arc<User>, username: &str) -> Result<RoomView, ChatError> {
-        if let Some(r) = self.replica() {
-            let op = Op::OpenDm {
-                user: user.name.clone(),
-                target: username.to_string(),
-            };
-            return self.replicate(r, op).await;
-        }
+    pub(super) fn open_dm(
+        &self,
+        cx: &mut Ctx,
+        user: &Arc<User>,
+        username: &str,
+    ) -> Result<(RoomView, Commit), ChatError> {
         let other = self
             .user(&username.trim().to_ascii_lowercase())
             .ok_or(ChatError::UserNotFound)?;
@@ -177,14 +176,11 @@ impl Core {
         if self.blocks(&other.key, &user.key) {
             return Err(ChatError::Blocked);
         }
-        let (room, commits) = self.open_dm_locked(user, &other)?;
-        for c in commits {
-            c.wait().await?;
-        }
+        let (room, commit) = self.open_dm_locked(cx, user, &other)?;
         let rs = room.lock();
         let mut view = room.view(&rs, &user.key);
         view.last_seq = rs.last_seq;
-        Ok(view)
+        Ok((view, commit))
     }
 
     /// Finds or makes the pair's room. The opener joins it if they are not in it (a join
@@ -194,9 +190,10 @@ impl Core {
     /// a side who left, or was not added, comes back only by opening it themselves.
     fn open_dm_locked(
         &self,
+        cx: &mut Ctx,
         user: &Arc<User>,
         other: &Arc<User>,
-    ) -> Result<(Arc<super::rooms::Room>, Vec<super::Commit>), ChatError> {
+    ) -> Result<(Arc<super::rooms::Room>, Commit), ChatError> {
         // The pair's lock: two opens of the same pair make one room.
         let mut dms = self.dms.lock().unwrap_or_else(|e| e.into_inner());
         let key = pair_key(&user.name, &other.name);
@@ -208,7 +205,7 @@ impl Core {
         if !is_member {
             self.room_limit(user, &mut us)?;
         }
-        let mut commits = Vec::new();
+        let mut commits = Commit::done();
         let fresh = existing.is_none();
         let room = match existing {
             Some(room) => room,
@@ -220,9 +217,9 @@ impl Core {
                     dm: Some((user.name.clone(), other.name.clone())),
                     ..Governance::default()
                 };
-                let (room, commit) = self.create_dm_locked(user, gov)?;
+                let (room, commit) = self.create_dm_locked(cx, user, gov)?;
                 dms.insert(key, room.id.clone());
-                commits.push(commit);
+                commits = commits.and(commit);
                 room
             }
         };
@@ -230,11 +227,12 @@ impl Core {
             let mut rs = room.lock();
             if !rs.deleted {
                 if !rs.members.contains_key(&user.key) {
-                    let slot = self.reserve()?;
-                    commits.push(self.join_locked(slot, &room, &mut rs, user, &mut us).1);
+                    let slot = self.place(cx)?;
+                    let joined = self.join_locked(cx, slot, &room, &mut rs, user, &mut us).1;
+                    commits = commits.and(joined);
                 } else if rs.members.get(&user.key).is_some_and(|m| m.unanswered) {
-                    let slot = self.reserve()?;
-                    commits.push(self.mark_unanswered(slot, &room, &mut rs, user, false));
+                    let slot = self.place(cx)?;
+                    commits = commits.and(self.mark_unanswered(slot, &room, &mut rs, user, false));
                 }
             }
         }
@@ -246,9 +244,12 @@ impl Core {
             let mut rs = room.lock();
             let room_for_them = load.unanswered < max && load.counted + load.unanswered < 2 * max;
             if room_for_them && !rs.deleted && !rs.members.contains_key(&other.key) {
-                let (slot, mark) = (self.reserve()?, self.reserve()?);
-                commits.push(self.join_locked(slot, &room, &mut rs, other, &mut them).1);
-                commits.push(self.mark_unanswered(mark, &room, &mut rs, other, true));
+                let (slot, mark) = (self.place(cx)?, self.place(cx)?);
+                let joined = self
+                    .join_locked(cx, slot, &room, &mut rs, other, &mut them)
+                    .1;
+                commits = commits.and(joined);
+                commits = commits.and(self.mark_unanswered(mark, &room, &mut rs, other, true));
             }
         }
         Ok((room, commits))
@@ -279,37 +280,30 @@ impl Core {
     }
 
     /// Blocks or unblocks `username` for `user`.
-    pub async fn set_block(
+    pub(super) fn set_block(
         &self,
+        cx: &Ctx,
         user: &Arc<User>,
         username: &str,
         blocked: bool,
-    ) -> Result<(), ChatError> {
-        if let Some(r) = self.replica() {
-            let op = Op::Block {
-                user: user.name.clone(),
-                target: username.to_string(),
-                blocked,
-            };
-            return self.replicate(r, op).await;
-        }
+    ) -> Result<Commit, ChatError> {
         let target = self
             .user(&username.trim().to_ascii_lowercase())
             .ok_or(ChatError::UserNotFound)?;
         if target.key == user.key && blocked {
             return Err(ChatError::InvalidTarget);
         }
-        let commit = {
+        {
             // The user's lock orders their block changes with the store.
             let _us = user.lock();
             let was = self.blocks(&user.key, &target.key);
             if was == blocked {
                 if blocked {
-                    return Ok(());
+                    return Ok(Commit::done());
                 }
                 return Err(ChatError::NotBlocked);
             }
-            let slot = self.reserve()?;
+            let slot = self.place(cx)?;
             apply_block(&self.blocks, &user.name, &target.name, blocked);
             let rec = Record::Blocked {
                 username: user.name.clone(),
@@ -317,9 +311,8 @@ impl Core {
                 blocked,
             };
             let (blocks, u, t) = (self.blocks.clone(), user.name.clone(), target.name.clone());
-            self.commit(slot, &rec, move || apply_block(&blocks, &u, &t, !blocked))
-        };
-        commit.wait().await
+            Ok(self.commit(slot, &rec, move || apply_block(&blocks, &u, &t, !blocked)))
+        }
     }
 
     /// The users `user` blocks, as registered, by name.
@@ -464,71 +457,22 @@ impl Core {
         }
     }
 
-    /// Edits `user`'s kept message `seq` to `text`: appends an `edit` entry (with `ref`,
-    /// the new text and its mentions) and rewrites the message. `ack` is the connection and
-    /// nonce of an `edit` frame, whose copy of the entry carries the nonce. Returns the new
-    /// entry.
-    pub async fn edit(
+    /// Edits `user`'s kept message `seq` to `text` (cleaned already): appends an `edit`
+    /// entry (with `ref`, the new text and its mentions) and rewrites the message. Or, with
+    /// no text, deletes it: its author, or the room's owner or a moderator, may. `ack` is the
+    /// connection and nonce of an `edit` or `delete` frame, whose copy of the entry carries
+    /// the nonce. Returns the new entry.
+    pub(super) fn change_message(
         &self,
-        user: &Arc<User>,
-        room_id: &str,
-        seq: u64,
-        text: &str,
-        ack: Option<(&Arc<Conn>, Value)>,
-    ) -> Result<Entry, ChatError> {
-        if let Some(r) = self.replica() {
-            self.propose_budget(room_id, &user.name, Some(text))?;
-            let op = Op::Edit {
-                user: user.name.clone(),
-                room: room_id.to_string(),
-                seq,
-                text: Some(text.to_string()),
-                conn: ack.as_ref().map(|(c, _)| c.id),
-                nonce: ack.map(|(_, n)| n),
-            };
-            return self.replicate(r, op).await;
-        }
-        let text = self.clean_message(text)?;
-        self.change_message(user, room_id, seq, Some(&text), ack)
-            .await
-    }
-
-    /// Deletes the kept message `seq`: its author, or the room's owner or a moderator.
-    pub async fn delete_message(
-        &self,
-        user: &Arc<User>,
-        room_id: &str,
-        seq: u64,
-        ack: Option<(&Arc<Conn>, Value)>,
-    ) -> Result<(), ChatError> {
-        if let Some(r) = self.replica() {
-            self.propose_budget(room_id, &user.name, None)?;
-            let op = Op::Edit {
-                user: user.name.clone(),
-                room: room_id.to_string(),
-                seq,
-                text: None,
-                conn: ack.as_ref().map(|(c, _)| c.id),
-                nonce: ack.map(|(_, n)| n),
-            };
-            return self.replicate(r, op).await;
-        }
-        self.change_message(user, room_id, seq, None, ack)
-            .await
-            .map(|_| ())
-    }
-
-    /// An edit (`Some(text)`) or a deletion (`None`) of message `seq`.
-    async fn change_message(
-        &self,
+        cx: &Ctx,
         user: &Arc<User>,
         room_id: &str,
         seq: u64,
         text: Option<&str>,
         ack: Option<(&Arc<Conn>, Value)>,
-    ) -> Result<Entry, ChatError> {
+    ) -> Result<(Entry, Commit), ChatError> {
         let room = self.room(room_id)?;
-        let (entry, commit) = {
+        {
             let mut rs = room.lock();
             policy::reach(&rs, &user.key, Access::Other)?;
             let Some(role) = rs.role(&user.key) else {
@@ -542,7 +486,7 @@ impl Core {
                 .map(|e| e.from().to_ascii_lowercase())
                 .ok_or(ChatError::EntryNotFound)?;
             let author = target == user.key;
-            let now = now_ms();
+            let now = cx.now;
             let extra = match text {
                 Some(text) => {
                     if !author {
@@ -578,11 +522,11 @@ impl Core {
             let nonce_json: Option<Box<str>> = ack.as_ref().map(|(_, n)| n.to_string().into());
             // Edits and deletions draw on the room's budgets like messages (in cluster mode
             // the proposer took it: time is not the log's).
-            if !super::replica::applying() {
+            if !cx.is_from_log() {
                 let bytes = entry_bytes(&room.id, &user.name, text, nonce_json.as_deref(), &extra);
                 self.charge_entry(&mut rs, bytes)?;
             }
-            let slot = self.reserve()?;
+            let slot = self.place(cx)?;
             let kept = KeptEntry::with_extra(now, kind, &user.name, text, None, &extra);
             let new_seq = rs.append(kept.clone());
             let facts = Facts {
@@ -622,10 +566,8 @@ impl Core {
                 }
             };
             let commit = self.submit_entry(slot, &mut rs, None, delivery, undo);
-            (entry, commit)
-        };
-        commit.wait().await?;
-        Ok(entry)
+            Ok((entry, commit))
+        }
     }
 }
 
@@ -634,12 +576,13 @@ impl Core {
     /// and hands its record to the store; the sides join next. DMs do not count as owned.
     fn create_dm_locked(
         &self,
+        cx: &mut Ctx,
         user: &Arc<User>,
         gov: Governance,
     ) -> Result<(Arc<super::rooms::Room>, super::Commit), ChatError> {
-        let slot = self.reserve()?;
+        let slot = self.place(cx)?;
         let room = loop {
-            let room = self.new_room(&super::random_id(10), gov.clone(), 2);
+            let room = self.new_room(&cx.random_id(10), gov.clone(), 2);
             if self.rooms.insert(room.clone(), &gov.name) {
                 break room;
             }
@@ -650,7 +593,7 @@ impl Core {
             name: gov.name.clone(),
             owner: user.name.clone(),
             capacity: 2,
-            ts: now_ms(),
+            ts: cx.now,
             visibility: Visibility::Private,
             topic: String::new(),
             dm_with: other,

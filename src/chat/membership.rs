@@ -12,11 +12,10 @@ use std::sync::Arc;
 
 use super::moderation::Act;
 use super::policy::{self, Access, Action};
-use super::replica::Op;
 use super::rooms::{Governance, Room, RoomState, RoomTable};
 use super::text;
 use super::timeline::{history_frame, Change, Delivery};
-use super::{encode, now_ms, random_id, users, ChatError, Commit, Core, Record, User};
+use super::{encode, users, ChatError, Commit, Core, Ctx, Record, User};
 use crate::config;
 use crate::protocol::{
     EntryExtra, EntryKind, InviteView, MemberView, Role, RoomDetail, RoomList, RoomView,
@@ -158,21 +157,13 @@ impl Core {
         })
     }
 
-    pub async fn create_room(
+    /// Creates a room owned by `user`, who joins it.
+    pub(super) fn create_room(
         &self,
+        cx: &mut Ctx,
         user: &Arc<User>,
         spec: &NewRoomSpec<'_>,
-    ) -> Result<RoomView, ChatError> {
-        if let Some(r) = self.replica() {
-            let op = Op::CreateRoom {
-                user: user.name.clone(),
-                name: spec.name.to_string(),
-                capacity: spec.capacity,
-                visibility: spec.visibility.map(str::to_string),
-                topic: spec.topic.map(str::to_string),
-            };
-            return self.replicate(r, op).await;
-        }
+    ) -> Result<(RoomView, Commit), ChatError> {
         let name = text::valid_room_name(spec.name)?;
         let capacity = match spec.capacity {
             None => self.cfg.room_capacity,
@@ -191,9 +182,7 @@ impl Core {
             visibility,
             ..Governance::default()
         };
-        let (view, commit) = self.create_locked(user, gov, capacity)?;
-        commit.wait().await?;
-        Ok(view)
+        self.create_locked(cx, user, gov, capacity)
     }
 
     /// Forgets ids of deleted rooms in the user's list (a deletion does not lock members).
@@ -238,6 +227,7 @@ impl Core {
 
     fn create_locked(
         &self,
+        cx: &mut Ctx,
         user: &Arc<User>,
         gov: Governance,
         capacity: u32,
@@ -249,9 +239,9 @@ impl Core {
         if max_owned > 0 && self.owned_by(&user.key) >= max_owned {
             return Err(ChatError::TooManyOwnedRooms);
         }
-        let (created_slot, join_slot) = (self.reserve()?, self.reserve()?);
+        let (created_slot, join_slot) = (self.place(cx)?, self.place(cx)?);
         let room = loop {
-            let room = self.new_room(&random_id(10), gov.clone(), capacity);
+            let room = self.new_room(&cx.random_id(10), gov.clone(), capacity);
             if self.rooms.insert(room.clone(), &gov.name) {
                 break room;
             }
@@ -261,7 +251,7 @@ impl Core {
             name: gov.name.clone(),
             owner: gov.owner.clone(),
             capacity,
-            ts: now_ms(),
+            ts: cx.now,
             visibility: gov.visibility,
             topic: gov.topic.clone(),
             dm_with: None,
@@ -275,20 +265,19 @@ impl Core {
             }
         }));
         let mut rs = room.lock();
-        let (view, commit) = self.join_locked(join_slot, &room, &mut rs, user, &mut us);
+        let (view, commit) = self.join_locked(cx, join_slot, &room, &mut rs, user, &mut us);
         Ok((view, commit))
     }
 
-    pub async fn join_room(&self, user: &Arc<User>, id: &str) -> Result<RoomView, ChatError> {
-        if let Some(r) = self.replica() {
-            let op = Op::Join {
-                user: user.name.clone(),
-                room: id.to_string(),
-            };
-            return self.replicate(r, op).await;
-        }
+    /// Joins a room (a member already is answered the room as it is).
+    pub(super) fn join_room(
+        &self,
+        cx: &mut Ctx,
+        user: &Arc<User>,
+        id: &str,
+    ) -> Result<(RoomView, Commit), ChatError> {
         let room = self.room(id)?;
-        let (view, commit) = {
+        {
             let mut us = user.lock();
             // Counted before the room is locked: counting locks the user's rooms.
             let full = self.room_limit(user, &mut us);
@@ -298,17 +287,15 @@ impl Core {
             }
             policy::reach(&rs, &user.key, Access::Join)?;
             if rs.members.contains_key(&user.key) {
-                return Ok(room.view(&rs, &user.key));
+                return Ok((room.view(&rs, &user.key), Commit::done()));
             }
             full?;
             if rs.members.len() >= room.capacity as usize {
                 return Err(ChatError::RoomFull);
             }
-            let slot = self.reserve()?;
-            self.join_locked(slot, &room, &mut rs, user, &mut us)
-        };
-        commit.wait().await?;
-        Ok(view)
+            let slot = self.place(cx)?;
+            Ok(self.join_locked(cx, slot, &room, &mut rs, user, &mut us))
+        }
     }
 
     /// Appends `user`'s join entry (using their invitation, if any). Once it is published,
@@ -316,6 +303,7 @@ impl Core {
     /// the entry, like every other member. Returns the room as the joiner sees it.
     pub(super) fn join_locked(
         &self,
+        cx: &Ctx,
         slot: Slot,
         room: &Arc<Room>,
         rs: &mut RoomState,
@@ -338,7 +326,7 @@ impl Core {
         // to the same byte budget.
         self.charge_history_locked(us, history.len());
         let invited_by = rs.gov.invites.get(&user.key).cloned();
-        let entry = KeptEntry::new(now_ms(), EntryKind::Join, &user.name, None, None);
+        let entry = KeptEntry::new(cx.now, EntryKind::Join, &user.name, None, None);
         let seq = rs.append(entry.clone());
         Self::apply_membership(room, rs, user, us, Some(seq));
         let mut view = room.view(rs, &user.key);
@@ -369,16 +357,18 @@ impl Core {
     /// Leaves a room. The last member's leave deletes the room: its `leave` entry is
     /// published to the leaver's connections, then a [`Record::RoomDeleted`] follows it.
     /// The owner's leave passes ownership on, with a `role` entry after the `leave`.
-    pub async fn leave_room(&self, user: &Arc<User>, id: &str) -> Result<(), ChatError> {
-        if let Some(r) = self.replica() {
-            let op = Op::Leave {
-                user: user.name.clone(),
-                room: id.to_string(),
-            };
-            return self.replicate(r, op).await;
-        }
+    /// The answer waits for the ownership handover too, so the room is never left without
+    /// an owner that a crash could lose. The deletion's fate does not change the answer:
+    /// the leave itself is kept, and a deletion the store failed to keep is undone (the
+    /// room stays, empty).
+    pub(super) fn leave_room(
+        &self,
+        cx: &mut Ctx,
+        user: &Arc<User>,
+        id: &str,
+    ) -> Result<Commit, ChatError> {
         let room = self.room(id)?;
-        let commit = {
+        {
             let mut us = user.lock();
             let mut rs = room.lock();
             if rs.deleted {
@@ -394,9 +384,9 @@ impl Core {
             } else {
                 None
             };
-            let slot = self.reserve()?;
+            let slot = self.place(cx)?;
             let next_slot = if last || heir.is_some() {
-                Some(self.reserve()?)
+                Some(self.place(cx)?)
             } else {
                 None
             };
@@ -405,7 +395,7 @@ impl Core {
                 .get(&user.key)
                 .map_or((0, false), |m| (m.since, m.unanswered));
             let moderator = rs.gov.moderators.contains(&user.key);
-            let entry = KeptEntry::new(now_ms(), EntryKind::Leave, &user.name, None, None);
+            let entry = KeptEntry::new(cx.now, EntryKind::Leave, &user.name, None, None);
             let seq = rs.append(entry.clone());
             Self::apply_membership(&room, &mut rs, user, &mut us, None);
             // The leaver's connections still get the entry: it tells them they left.
@@ -437,7 +427,7 @@ impl Core {
                         text: Some(Role::Owner.as_str()),
                         extra: EntryExtra::target(&heir),
                     };
-                    Some(self.govern_locked(slot, &room, &mut rs, &user.name, act, None))
+                    Some(self.govern_locked(cx, slot, &room, &mut rs, &user.name, act, None))
                 }
                 (Some(slot), None) => {
                     drop(self.delete_locked(slot, &room, &mut rs, None));
@@ -445,17 +435,10 @@ impl Core {
                 }
                 _ => None,
             };
-            (commit, handover)
-        };
-        // The answer waits for the ownership handover too, so the room is never left without
-        // an owner that a crash could lose. The deletion's fate does not change the answer:
-        // the leave itself is kept, and a deletion the store failed to keep is undone (the
-        // room stays, empty).
-        let (commit, handover) = commit;
-        commit.wait().await?;
-        match handover {
-            Some(h) => h.wait().await,
-            None => Ok(()),
+            Ok(match handover {
+                Some(h) => commit.and(h),
+                None => commit,
+            })
         }
     }
 
@@ -476,22 +459,15 @@ impl Core {
     /// Deletes a room at its owner's request, or an administrator's (`admin`): every
     /// member's connections get `room_deleted`, and the room, its timeline and its
     /// invitations are gone.
-    pub async fn delete_room(
+    pub(super) fn delete_room(
         &self,
+        cx: &Ctx,
         user: &Arc<User>,
         id: &str,
         admin: bool,
-    ) -> Result<(), ChatError> {
-        if let Some(r) = self.replica() {
-            let op = Op::DeleteRoom {
-                user: user.name.clone(),
-                room: id.to_string(),
-                admin,
-            };
-            return self.replicate(r, op).await;
-        }
+    ) -> Result<Commit, ChatError> {
         let room = self.room(id)?;
-        let commit = {
+        {
             let mut rs = room.lock();
             if rs.deleted {
                 return Err(ChatError::RoomNotFound);
@@ -499,10 +475,9 @@ impl Core {
             if !admin {
                 policy::check(&rs, &user.key, Action::Delete, None)?;
             }
-            let slot = self.reserve()?;
-            self.delete_locked(slot, &room, &mut rs, Some(&user.name))
-        };
-        commit.wait().await
+            let slot = self.place(cx)?;
+            Ok(self.delete_locked(slot, &room, &mut rs, Some(&user.name)))
+        }
     }
 
     /// Removes a room from the table and hands its `RoomDeleted` to the store. `by` names

@@ -14,11 +14,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::policy::{self, Access, Action};
-use super::replica::Op;
 use super::rooms::{Governance, Room, RoomState, RoomTable};
 use super::timeline::{Change, Delivery};
 use super::users::UserState;
-use super::{encode, now_ms, ChatError, Commit, Core, Facts, Owned, Record, User};
+use super::{encode, ChatError, Commit, Core, Ctx, Facts, Owned, Record, User};
 use crate::protocol::{
     BanView, EntryExtra, EntryKind, Role, RoomChanges, RoomPatch, RoomView, ServerFrame, Visibility,
 };
@@ -61,7 +60,7 @@ pub enum Seconds<'a> {
 }
 
 impl Seconds<'_> {
-    fn get(self) -> Result<u64, ChatError> {
+    pub fn get(self) -> Result<u64, ChatError> {
         let n = match self {
             Seconds::Json(Some(Value::Number(n))) => crate::protocol::whole::as_i64(n),
             Seconds::Word(w) => w.trim().parse::<i64>().ok(),
@@ -138,8 +137,10 @@ impl Core {
     /// Appends a governance entry by `actor` and applies it. `subject` is the member a kick
     /// or ban removes, with their state locked; their connections get the entry and then
     /// nothing more from the room.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn govern_locked(
         &self,
+        cx: &Ctx,
         slot: Slot,
         room: &Arc<Room>,
         rs: &mut RoomState,
@@ -147,7 +148,7 @@ impl Core {
         act: Act<'_>,
         subject: Option<(&Arc<User>, &mut UserState)>,
     ) -> Commit {
-        let now = now_ms();
+        let now = cx.now;
         let entry = KeptEntry::with_extra(now, act.kind, actor, act.text, None, &act.extra);
         let gov_token = self.hold_gov(&slot, rs);
         let subject_user = subject.as_ref().map(|(u, _)| Arc::clone(u));
@@ -190,22 +191,15 @@ impl Core {
     }
 
     /// Invites `username` to a room; their connections get an `invite` frame.
-    pub async fn invite(
+    pub(super) fn invite(
         &self,
+        cx: &Ctx,
         actor: &Arc<User>,
         room_id: &str,
         username: &str,
-    ) -> Result<(), ChatError> {
-        if let Some(r) = self.replica() {
-            let op = Op::Invite {
-                user: actor.name.clone(),
-                room: room_id.to_string(),
-                target: username.to_string(),
-            };
-            return self.replicate(r, op).await;
-        }
+    ) -> Result<Commit, ChatError> {
         let (room, target) = self.room_and_target(room_id, username)?;
-        let commit = {
+        {
             let mut us = target.as_ref().map(|u| u.lock());
             let mut rs = room.lock();
             policy::reach(&rs, &actor.key, Access::Other)?;
@@ -222,12 +216,12 @@ impl Core {
             // Invited already and not yet acted on: the invitation stands as it was, and the
             // invitee gets no second `invite` frame they could do nothing new with.
             if rs.gov.invites.contains_key(&target.key) {
-                return Ok(());
+                return Ok(Commit::done());
             }
             if rs.gov.invites.len() >= MAX_PENDING_INVITES {
                 return Err(ChatError::TooManyInvites);
             }
-            let slot = self.reserve()?;
+            let slot = self.place(cx)?;
             let rec = Record::Invited {
                 room: room.id.clone(),
                 username: target.name.clone(),
@@ -263,35 +257,25 @@ impl Core {
                     super::deliver_to(&metrics, c, &frame);
                 }
             };
-            self.commit_then(slot, &rec, done)
-        };
-        commit.wait().await
+            Ok(self.commit_then(slot, &rec, done))
+        }
     }
 
     /// Removes a member (`Kick`) or bans a user (`Ban`, a member or not), with an optional
     /// reason.
-    pub async fn remove_member(
+    pub(super) fn remove_member(
         &self,
+        cx: &Ctx,
         actor: &Arc<User>,
         room_id: &str,
         username: &str,
         reason: Option<&str>,
         ban: bool,
-    ) -> Result<(), ChatError> {
-        if let Some(r) = self.replica() {
-            let op = Op::Remove {
-                user: actor.name.clone(),
-                room: room_id.to_string(),
-                target: username.to_string(),
-                reason: reason.map(str::to_string),
-                ban,
-            };
-            return self.replicate(r, op).await;
-        }
+    ) -> Result<Commit, ChatError> {
         self.reach_room(actor, room_id)?;
         let reason = valid_reason(reason)?;
         let (room, target) = self.room_and_target(room_id, username)?;
-        let commit = {
+        {
             let mut us = target.as_ref().map(|u| u.lock());
             let mut rs = room.lock();
             policy::reach(&rs, &actor.key, Access::Other)?;
@@ -304,16 +288,15 @@ impl Core {
             if !ban && !member {
                 return Err(ChatError::NotInRoom);
             }
-            let slot = self.reserve()?;
+            let slot = self.place(cx)?;
             let act = Act {
                 kind: if ban { EntryKind::Ban } else { EntryKind::Kick },
                 text: reason,
                 extra: EntryExtra::target(&target.name),
             };
             let subject = member.then_some((target, us));
-            self.govern_locked(slot, &room, &mut rs, &actor.name, act, subject)
-        };
-        commit.wait().await
+            Ok(self.govern_locked(cx, slot, &room, &mut rs, &actor.name, act, subject))
+        }
     }
 
     /// The common part of an action on a named user that does not lock them: finds the
@@ -337,25 +320,17 @@ impl Core {
     }
 
     /// Lifts a ban (`Unban`) or a mute (`Unmute`).
-    pub async fn lift(
+    pub(super) fn lift(
         &self,
+        cx: &Ctx,
         actor: &Arc<User>,
         room_id: &str,
         username: &str,
         kind: EntryKind,
-    ) -> Result<(), ChatError> {
-        if let Some(r) = self.replica() {
-            let op = Op::Lift {
-                user: actor.name.clone(),
-                room: room_id.to_string(),
-                target: username.to_string(),
-                unban: kind == EntryKind::Unban,
-            };
-            return self.replicate(r, op).await;
-        }
+    ) -> Result<Commit, ChatError> {
         let unban = kind == EntryKind::Unban;
         let action = if unban { Action::Unban } else { Action::Unmute };
-        let commit = self.on_user(
+        self.on_user(
             actor,
             room_id,
             username,
@@ -364,7 +339,7 @@ impl Core {
                 let standing = if unban {
                     rs.gov.bans.contains_key(&target.key)
                 } else {
-                    rs.muted_until(&target.key, now_ms()).is_some()
+                    rs.muted_until(&target.key, cx.now).is_some()
                 };
                 if !standing {
                     return Err(if unban {
@@ -373,92 +348,63 @@ impl Core {
                         ChatError::NotMuted
                     });
                 }
-                let slot = self.reserve()?;
+                let slot = self.place(cx)?;
                 let act = Act {
                     kind,
                     text: None,
                     extra: EntryExtra::target(&target.name),
                 };
-                Ok(self.govern_locked(slot, room, rs, &actor.name, act, None))
+                Ok(self.govern_locked(cx, slot, room, rs, &actor.name, act, None))
             },
-        )?;
-        commit.wait().await
-    }
-
-    /// [`Core::mute`] for whole seconds already checked (a cluster proposal's).
-    pub(super) async fn mute_seconds(
-        &self,
-        actor: &Arc<User>,
-        room_id: &str,
-        username: &str,
-        seconds: u64,
-    ) -> Result<(), ChatError> {
-        let word = seconds.to_string();
-        self.mute(actor, room_id, username, Seconds::Word(&word))
-            .await
+        )
     }
 
     /// Mutes a member for `seconds`: their messages to the room are refused until then.
-    pub async fn mute(
+    /// `None`: the length given was not valid (`invalid_duration`, once the room's access
+    /// is checked).
+    pub(super) fn mute(
         &self,
+        cx: &Ctx,
         actor: &Arc<User>,
         room_id: &str,
         username: &str,
-        seconds: Seconds<'_>,
-    ) -> Result<(), ChatError> {
-        if let Some(r) = self.replica() {
-            let op = Op::Mute {
-                user: actor.name.clone(),
-                room: room_id.to_string(),
-                target: username.to_string(),
-                seconds: seconds.get()?,
-            };
-            return self.replicate(r, op).await;
-        }
+        seconds: Option<u64>,
+    ) -> Result<Commit, ChatError> {
         self.reach_room(actor, room_id)?;
-        let seconds = seconds.get()?;
+        let seconds = seconds.ok_or(ChatError::InvalidDuration)?;
         let mute = (Action::Mute, true);
-        let commit = self.on_user(actor, room_id, username, mute, |rs, room, target| {
+        self.on_user(actor, room_id, username, mute, |rs, room, target| {
             if !rs.members.contains_key(&target.key) {
                 return Err(ChatError::NotInRoom);
             }
-            let slot = self.reserve()?;
+            let slot = self.place(cx)?;
             let act = Act {
                 kind: EntryKind::Mute,
                 text: None,
                 extra: EntryExtra {
-                    until: Some(now_ms() + seconds * 1000),
+                    until: Some(cx.now + seconds * 1000),
                     ..EntryExtra::target(&target.name)
                 },
             };
-            Ok(self.govern_locked(slot, room, rs, &actor.name, act, None))
-        })?;
-        commit.wait().await
+            Ok(self.govern_locked(cx, slot, room, rs, &actor.name, act, None))
+        })
     }
 
     /// Gives a member a role. `"owner"` transfers ownership: a `role` entry for the new
     /// owner, then one making the old owner a moderator. Giving the role someone has
     /// already changes nothing.
-    pub async fn set_role(
+    pub(super) fn set_role(
         &self,
+        cx: &Ctx,
         actor: &Arc<User>,
         room_id: &str,
         username: &str,
         role: Option<&str>,
-    ) -> Result<(), ChatError> {
-        if let Some(r) = self.replica() {
-            let op = Op::Role {
-                user: actor.name.clone(),
-                room: room_id.to_string(),
-                target: username.to_string(),
-                role: role.map(str::to_string),
-            };
-            return self.replicate(r, op).await;
-        }
+    ) -> Result<Commit, ChatError> {
         self.reach_room(actor, room_id)?;
         let role = role.and_then(Role::parse).ok_or(ChatError::InvalidRole)?;
         let roles = (Action::Roles, false);
-        let commit = self.on_user(actor, room_id, username, roles, |rs, room, target| {
+        self.on_user(actor, room_id, username, roles, |rs, room, target| {
             let Some(current) = rs.role(&target.key) else {
                 return Err(ChatError::NotInRoom);
             };
@@ -470,9 +416,9 @@ impl Core {
                 return Err(ChatError::Forbidden);
             }
             let transfer = role == Role::Owner;
-            let slot = self.reserve()?;
+            let slot = self.place(cx)?;
             let demote_slot = if transfer {
-                Some(self.reserve()?)
+                Some(self.place(cx)?)
             } else {
                 None
             };
@@ -481,7 +427,7 @@ impl Core {
                 text: Some(role.as_str()),
                 extra: EntryExtra::target(&target.name),
             };
-            let commit = self.govern_locked(slot, room, rs, &actor.name, act, None);
+            let commit = self.govern_locked(cx, slot, room, rs, &actor.name, act, None);
             Ok(match demote_slot {
                 Some(slot) => {
                     let act = Act {
@@ -489,32 +435,22 @@ impl Core {
                         text: Some(Role::Moderator.as_str()),
                         extra: EntryExtra::target(&actor.name),
                     };
-                    self.govern_locked(slot, room, rs, &actor.name, act, None)
+                    commit.and(self.govern_locked(cx, slot, room, rs, &actor.name, act, None))
                 }
                 None => commit,
             })
-        })?;
-        commit.wait().await
+        })
     }
 
     /// Changes a room's name, topic or visibility; appends an `update` entry with the
     /// fields that changed, or nothing when none did. Returns the room as `actor` sees it.
-    pub async fn update_room(
+    pub(super) fn update_room(
         &self,
+        cx: &Ctx,
         actor: &Arc<User>,
         room_id: &str,
         patch: &RoomPatch,
-    ) -> Result<RoomView, ChatError> {
-        if let Some(r) = self.replica() {
-            let op = Op::Update {
-                user: actor.name.clone(),
-                room: room_id.to_string(),
-                name: patch.name.clone(),
-                topic: patch.topic.clone(),
-                visibility: patch.visibility.clone(),
-            };
-            return self.replicate(r, op).await;
-        }
+    ) -> Result<(RoomView, Commit), ChatError> {
         self.reach_room(actor, room_id)?;
         let as_str = |v: &Option<Value>, e: ChatError| match v {
             None => Ok(None),
@@ -525,7 +461,7 @@ impl Core {
         let topic = as_str(&patch.topic, ChatError::InvalidTopic)?;
         let visibility = as_str(&patch.visibility, ChatError::InvalidVisibility)?;
         let room = self.room(room_id)?;
-        let (view, commit) = {
+        {
             let mut rs = room.lock();
             policy::reach(&rs, &actor.key, Access::Other)?;
             let name = name.as_deref().map(super::text::valid_room_name);
@@ -556,9 +492,9 @@ impl Core {
                 visibility: visibility.filter(|v| *v != rs.gov.visibility),
             };
             if changes == RoomChanges::default() {
-                (room.view(&rs, &actor.key), Commit::done())
+                Ok((room.view(&rs, &actor.key), Commit::done()))
             } else {
-                let slot = self.reserve()?;
+                let slot = self.place(cx)?;
                 let act = Act {
                     kind: EntryKind::Update,
                     text: None,
@@ -567,14 +503,12 @@ impl Core {
                         ..EntryExtra::default()
                     },
                 };
-                let commit = self.govern_locked(slot, &room, &mut rs, &actor.name, act, None);
+                let commit = self.govern_locked(cx, slot, &room, &mut rs, &actor.name, act, None);
                 let mut view = room.view(&rs, &actor.key);
                 view.last_seq = rs.last_seq;
-                (view, commit)
+                Ok((view, commit))
             }
-        };
-        commit.wait().await?;
-        Ok(view)
+        }
     }
 
     /// The room's bans, for its owner and moderators, oldest first.

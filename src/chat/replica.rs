@@ -2,156 +2,57 @@
 //! execution in log order.
 //!
 //! A change whose outcome depends on state (a name taken, a member banned, the next seq) is
-//! not decided where the client asked. The node turns it into a [`Proposal`] (an [`Op`] with
-//! the time, a seed for random ids and any password hash already made) and hands it to the
-//! [`Replicator`]; every node, the proposer included, takes the proposals from the log in
-//! order and runs each through [`Core::execute`], which calls the same method a single node
-//! runs, with the clock and the random ids fixed by the proposal and the store acknowledging
-//! at once (the log already holds the change). So every replica decides the same and hands
-//! out the same seqs; the proposer answers its client with what its own replica decided.
+//! not decided where the client asked. The node wraps its [`Command`] in a [`Proposal`]
+//! (with the caller, the time and a seed for random ids) and hands it to the [`Replicator`];
+//! every node, the proposer included, takes the proposals from the log in order and decides
+//! each with [`Core::run`], the function a single node runs, in a context rebuilt from the
+//! proposal (`Ctx::from_log`: its clock, its seed, and no place taken in the store, since
+//! the log already holds the change). So every replica decides the same and hands out the
+//! same seqs; the proposer answers its client with the [`Reply`] its own replica decided.
 //!
 //! Changes that decide nothing (sessions, password changes, read markers, invite codes,
 //! disabled accounts) go to the log as the records a journal would get (`store::Log`): the
 //! proposer applies them at once, the others when they read them, and applying one twice
 //! changes nothing.
 
-use std::any::Any;
-use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::{deliver_to, now_ms, ChatError, Conn, Core, NewRoomSpec, Record, User};
-use crate::protocol::{EntryKind, RoomPatch, ServerFrame};
+use super::command::{error_frame, Caller, Command, Ctx, Reply};
+use super::{deliver_to, now_ms, ChatError, Conn, Core, Record, User};
 
 /// How long a client waits for its change to come back from the log before `unavailable`.
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A change as the log carries it: who proposed it, and what it needs to be decided the same
-/// everywhere.
+/// A command as the log carries it: who proposed it, who asked, and what it needs to be
+/// decided the same everywhere.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Proposal {
     /// The proposing process (a random id per start), which alone answers the client.
     pub origin: String,
     pub id: u64,
-    /// The proposer's clock: the time every replica applies it at.
+    /// The proposer's clock: the time every replica decides it at.
     pub ts: u64,
     /// Seeds the random ids (rooms) the change makes.
     pub seed: u64,
-    pub op: Op,
+    /// The caller's name (none for a registration).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The caller's connection on the proposer, which gets the acknowledging copy.
+    #[serde(default)]
+    pub conn: Option<u64>,
+    pub command: Command,
 }
 
-/// A change that is decided when applied. Users are named; rooms by id.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Op {
-    Register {
-        username: String,
-        hash: String,
-        /// The invite code, when the registration needs one.
-        invite: Option<String>,
-    },
-    CreateRoom {
-        user: String,
-        name: String,
-        capacity: Option<i64>,
-        visibility: Option<String>,
-        topic: Option<String>,
-    },
-    Join {
-        user: String,
-        room: String,
-    },
-    Leave {
-        user: String,
-        room: String,
-    },
-    DeleteRoom {
-        user: String,
-        room: String,
-        admin: bool,
-    },
-    Post {
-        user: String,
-        room: String,
-        text: String,
-        action: bool,
-        /// The sending connection on the proposer, and its nonce.
-        conn: Option<u64>,
-        nonce: Option<Value>,
-    },
-    Edit {
-        user: String,
-        room: String,
-        seq: u64,
-        /// None deletes the message.
-        text: Option<String>,
-        conn: Option<u64>,
-        nonce: Option<Value>,
-    },
-    Invite {
-        user: String,
-        room: String,
-        target: String,
-    },
-    Remove {
-        user: String,
-        room: String,
-        target: String,
-        reason: Option<String>,
-        ban: bool,
-    },
-    Lift {
-        user: String,
-        room: String,
-        target: String,
-        unban: bool,
-    },
-    Mute {
-        user: String,
-        room: String,
-        target: String,
-        seconds: u64,
-    },
-    Role {
-        user: String,
-        room: String,
-        target: String,
-        role: Option<String>,
-    },
-    Update {
-        user: String,
-        room: String,
-        name: Option<Value>,
-        topic: Option<Value>,
-        visibility: Option<Value>,
-    },
-    OpenDm {
-        user: String,
-        target: String,
-    },
-    Block {
-        user: String,
-        target: String,
-        blocked: bool,
-    },
-    /// A snapshot of the state at this point of the log, written by its proposer (`cluster`);
-    /// nothing changes.
-    Snapshot,
-}
-
-/// What a proposal decided, for the proposer's waiting client: the method's `Ok` value.
-pub(super) type Outcome = Result<Box<dyn Any + Send>, ChatError>;
+/// What a proposal decided, for the proposer's waiting client.
+type Outcome = Result<Reply, ChatError>;
 
 /// Called if the log never takes a proposal (NATS unreachable, no acknowledgement).
 pub type Failed = Box<dyn FnOnce() + Send>;
@@ -190,59 +91,6 @@ impl Pending {
     }
 }
 
-thread_local! {
-    /// The time of the proposal being applied on this thread, if one is.
-    static APPLYING: Cell<Option<u64>> = const { Cell::new(None) };
-    /// Random ids while a proposal is applied, from its seed.
-    static RNG: RefCell<Option<StdRng>> = const { RefCell::new(None) };
-}
-
-/// The applied proposal's time, while one is applied on this thread.
-pub(super) fn clock() -> Option<u64> {
-    APPLYING.with(Cell::get)
-}
-
-/// Whether this thread is applying a proposal: changes are then decided here, not proposed.
-pub(super) fn applying() -> bool {
-    clock().is_some()
-}
-
-/// An index below `n`: from the applied proposal's seed while one is applied, else random.
-pub(super) fn random_below(n: usize) -> usize {
-    RNG.with(|r| match r.borrow_mut().as_mut() {
-        Some(rng) => rng.random_range(0..n),
-        None => rand::rng().random_range(0..n),
-    })
-}
-
-/// Runs `f` as the application of a proposal made at `ts` with `seed`.
-fn as_applied<T>(ts: u64, seed: u64, f: impl FnOnce() -> T) -> T {
-    APPLYING.with(|a| a.set(Some(ts)));
-    RNG.with(|r| *r.borrow_mut() = Some(StdRng::seed_from_u64(seed)));
-    let out = f();
-    APPLYING.with(|a| a.set(None));
-    RNG.with(|r| *r.borrow_mut() = None);
-    out
-}
-
-/// The result of a method run while applying: its store acknowledges at once, so it never
-/// waits. Unconstrained: tokio's cooperative budget would otherwise make a ready
-/// acknowledgement look pending once the reader applied a hundred changes in a row.
-fn ready<T>(f: impl Future<Output = Result<T, ChatError>>) -> Result<T, ChatError> {
-    let mut f = pin!(tokio::task::unconstrained(f));
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(out) => out,
-        Poll::Pending => {
-            tracing::error!("an applied change waited; answering unavailable");
-            Err(ChatError::Unavailable)
-        }
-    }
-}
-
-fn boxed<T: Send + 'static>(r: Result<T, ChatError>) -> Outcome {
-    r.map(|v| Box::new(v) as Box<dyn Any + Send>)
-}
-
 impl Core {
     /// Turns on cluster mode: changes go to `replicator` from now on.
     pub fn set_replicator(&self, replicator: Arc<dyn Replicator>) {
@@ -254,34 +102,58 @@ impl Core {
         self.replica.get().map(|r| r.position())
     }
 
-    /// The replicator, unless this is a single node or the change is being applied.
+    /// The replicator, in cluster mode.
     pub(super) fn replica(&self) -> Option<&Arc<dyn Replicator>> {
-        match self.replica.get() {
-            Some(r) if !applying() => Some(r),
-            _ => None,
-        }
+        self.replica.get()
     }
 
-    fn proposal(&self, op: Op) -> (u64, Vec<u8>) {
+    fn proposal(&self, caller: Caller<'_>, command: Command) -> (u64, Vec<u8>) {
         let id = self.next_proposal.fetch_add(1, Relaxed);
         let p = Proposal {
             origin: self.origin.clone(),
             id,
             ts: now_ms(),
             seed: rand::rng().random(),
-            op,
+            user: caller.user.map(|u| u.name.clone()),
+            conn: caller.conn.map(|c| c.id),
+            command,
         };
         (id, serde_json::to_vec(&p).unwrap_or_default())
     }
 
-    /// Proposes `op` and waits for what this node's replica decided, the value the method
-    /// would have returned on a single node.
-    pub(super) async fn replicate<T: Send + 'static>(
+    /// Proposes `cmd` and waits for what this node's replica decided. A message waits for
+    /// nothing: its outcome reaches the sending connection as frames (the copy with the
+    /// nonce, or an error with it), as on a single node. Entries draw on the room's budget
+    /// here, on the proposer: time is not the log's.
+    pub(super) async fn propose(
         &self,
         r: &Arc<dyn Replicator>,
-        op: Op,
-    ) -> Result<T, ChatError> {
-        let (id, bytes) = self.proposal(op);
+        caller: Caller<'_>,
+        cmd: Command,
+    ) -> Result<Reply, ChatError> {
+        match (caller.user, &cmd) {
+            (Some(user), Command::Post { room, text, .. }) => {
+                self.propose_budget(room, &user.name, Some(text))?;
+            }
+            (Some(user), Command::Edit { room, text, .. }) => {
+                self.propose_budget(room, &user.name, text.as_deref())?;
+            }
+            _ => {}
+        }
+        if let Command::Post { nonce, .. } = &cmd {
+            let (metrics, sender) = (self.metrics.clone(), caller.conn.cloned());
+            let nonce = nonce.clone();
+            let (_, bytes) = self.proposal(caller, cmd);
+            let failed = Box::new(move || {
+                if let Some(conn) = sender {
+                    let f = error_frame(&ChatError::Unavailable, nonce.as_ref());
+                    deliver_to(&metrics, &conn, &f);
+                }
+            });
+            r.propose(bytes, failed)?;
+            return Ok(Reply::Done);
+        }
+        let (id, bytes) = self.proposal(caller, cmd);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(id, tx);
         let pending = self.pending.clone();
@@ -290,17 +162,13 @@ impl Core {
             self.pending.lock().remove(&id);
             return Err(e);
         }
-        let outcome = match tokio::time::timeout(PROPOSAL_TIMEOUT, rx).await {
+        match tokio::time::timeout(PROPOSAL_TIMEOUT, rx).await {
             Ok(Ok(outcome)) => outcome,
             _ => {
                 self.pending.lock().remove(&id);
                 Err(ChatError::Unavailable)
             }
-        };
-        outcome?
-            .downcast::<T>()
-            .map(|v| *v)
-            .map_err(|_| ChatError::Unavailable)
+        }
     }
 
     /// [`Core::authenticate`], except that in cluster mode this node first catches up with
@@ -318,38 +186,36 @@ impl Core {
     /// Proposes a snapshot at the point of the log this lands at; nobody waits for it.
     pub fn propose_snapshot(&self) {
         if let Some(r) = self.replica() {
-            let (_, bytes) = self.proposal(Op::Snapshot);
+            let (_, bytes) = self.proposal(Caller::default(), Command::Snapshot);
             let _ = r.propose(bytes, Box::new(|| {}));
         }
     }
 
-    /// Proposes a message: its outcome reaches the sending connection as frames (the copy
-    /// with the nonce, or an error with it), as on a single node.
-    pub(super) fn propose_post(
-        &self,
-        r: &Arc<dyn Replicator>,
-        op: Op,
-        sender: Option<(&Arc<Conn>, Option<Value>)>,
-    ) -> Result<(), ChatError> {
-        let (_, bytes) = self.proposal(op);
-        let (metrics, sender) = (
-            self.metrics.clone(),
-            sender.map(|(c, n)| (c.clone(), n.clone())),
-        );
-        let failed = Box::new(move || {
-            if let Some((conn, nonce)) = sender {
-                let f = error_frame(&ChatError::Unavailable, nonce.as_ref());
-                deliver_to(&metrics, &conn, &f);
-            }
-        });
-        r.propose(bytes, failed)
-    }
-
-    /// Applies a proposal from the log, in log order; the proposer's waiting client gets
+    /// Decides a proposal from the log, in log order; the proposer's waiting client gets
     /// the outcome.
     pub fn execute(&self, p: &Proposal) {
         let mine = p.origin == self.origin;
-        let outcome = as_applied(p.ts, p.seed, || self.run_op(&p.op, mine));
+        let user = match &p.user {
+            Some(name) => match self.named(name) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    if mine {
+                        self.pending.settle(p.id, Err(e));
+                    }
+                    return;
+                }
+            },
+            None => None,
+        };
+        let conn = self.local_conn(p.conn, mine);
+        let caller = Caller {
+            user: user.as_ref(),
+            conn: conn.as_ref(),
+        };
+        let mut cx = Ctx::from_log(p.ts, p.seed);
+        let outcome = self
+            .run(&mut cx, caller, &p.command)
+            .map(|(reply, _)| reply);
         if mine {
             self.pending.settle(p.id, outcome);
         }
@@ -361,7 +227,7 @@ impl Core {
         if let Record::SessionEnded { token_hash } = rec {
             if let Some(hash) = super::unhex(token_hash) {
                 // Applied, not proposed: the end is in the log already.
-                as_applied(now_ms(), 0, || self.end_session(hash));
+                self.end_session_with(hash, Ok(crate::store::Slot::Memory));
                 return;
             }
         }
@@ -391,170 +257,33 @@ impl Core {
         let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         conns.get(&id).cloned()
     }
-
-    fn run_op(&self, op: &Op, mine: bool) -> Outcome {
-        match op {
-            Op::Register {
-                username,
-                hash,
-                invite,
-            } => {
-                let hold = match invite {
-                    Some(code) => Some(self.take_invite(Some(code))?),
-                    None => None,
-                };
-                boxed(ready(self.store_account(username, hash.clone(), hold)))
-            }
-            Op::CreateRoom {
-                user,
-                name,
-                capacity,
-                visibility,
-                topic,
-            } => {
-                let spec = NewRoomSpec {
-                    name,
-                    capacity: *capacity,
-                    visibility: visibility.as_deref(),
-                    topic: topic.as_deref(),
-                };
-                boxed(ready(self.create_room(&self.named(user)?, &spec)))
-            }
-            Op::Join { user, room } => boxed(ready(self.join_room(&self.named(user)?, room))),
-            Op::Leave { user, room } => boxed(ready(self.leave_room(&self.named(user)?, room))),
-            Op::DeleteRoom { user, room, admin } => {
-                boxed(ready(self.delete_room(&self.named(user)?, room, *admin)))
-            }
-            Op::Post {
-                user,
-                room,
-                text,
-                action,
-                conn,
-                nonce,
-            } => {
-                let conn = self.local_conn(*conn, mine);
-                let posted = self.named(user).and_then(|u| {
-                    let text = text.clone();
-                    self.post_here(&u, room, text, *action, conn.as_ref(), nonce.clone())
-                });
-                if let (Err(e), Some(conn)) = (&posted, &conn) {
-                    deliver_to(&self.metrics, conn, &error_frame(e, nonce.as_ref()));
-                }
-                boxed(posted)
-            }
-            Op::Edit {
-                user,
-                room,
-                seq,
-                text,
-                conn,
-                nonce,
-            } => {
-                let user = self.named(user)?;
-                let conn = self.local_conn(*conn, mine);
-                let ack = conn.as_ref().zip(nonce.clone());
-                match text {
-                    Some(text) => boxed(ready(self.edit(&user, room, *seq, text, ack))),
-                    None => boxed(ready(self.delete_message(&user, room, *seq, ack))),
-                }
-            }
-            Op::Invite { user, room, target } => {
-                boxed(ready(self.invite(&self.named(user)?, room, target)))
-            }
-            Op::Remove {
-                user,
-                room,
-                target,
-                reason,
-                ban,
-            } => boxed(ready(self.remove_member(
-                &self.named(user)?,
-                room,
-                target,
-                reason.as_deref(),
-                *ban,
-            ))),
-            Op::Lift {
-                user,
-                room,
-                target,
-                unban,
-            } => {
-                let kind = if *unban {
-                    EntryKind::Unban
-                } else {
-                    EntryKind::Unmute
-                };
-                boxed(ready(self.lift(&self.named(user)?, room, target, kind)))
-            }
-            Op::Mute {
-                user,
-                room,
-                target,
-                seconds,
-            } => {
-                let user = self.named(user)?;
-                boxed(ready(self.mute_seconds(&user, room, target, *seconds)))
-            }
-            Op::Role {
-                user,
-                room,
-                target,
-                role,
-            } => boxed(ready(self.set_role(
-                &self.named(user)?,
-                room,
-                target,
-                role.as_deref(),
-            ))),
-            Op::Update {
-                user,
-                room,
-                name,
-                topic,
-                visibility,
-            } => {
-                let patch = RoomPatch {
-                    name: name.clone(),
-                    topic: topic.clone(),
-                    visibility: visibility.clone(),
-                };
-                boxed(ready(self.update_room(&self.named(user)?, room, &patch)))
-            }
-            Op::OpenDm { user, target } => boxed(ready(self.open_dm(&self.named(user)?, target))),
-            Op::Block {
-                user,
-                target,
-                blocked,
-            } => boxed(ready(self.set_block(&self.named(user)?, target, *blocked))),
-            Op::Snapshot => boxed(Ok(())),
-        }
-    }
-}
-
-/// An `error` frame carrying the nonce of the `send` it answers.
-fn error_frame(e: &ChatError, nonce: Option<&Value>) -> tungstenite::Bytes {
-    super::encode(&ServerFrame::Error {
-        code: e.code(),
-        message: e.to_string(),
-        nonce,
-        retry_after_ms: e.retry_after_ms(),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::Commit;
 
-    /// A reader applies changes one after another without yielding: an acknowledgement that is
-    /// ready must still be ready after tokio's cooperative budget of the task ran out.
-    #[tokio::test]
-    async fn a_ready_acknowledgement_stays_ready_however_many_are_applied_in_a_row() {
-        for i in 0..1_000 {
-            let r = ready(async { Commit::done().wait().await });
-            assert!(r.is_ok(), "change {i} looked pending");
-        }
+    /// A proposal goes through the log as JSON: it comes back the same.
+    #[test]
+    fn a_proposal_survives_its_trip_through_json() {
+        let p = Proposal {
+            origin: "o".into(),
+            id: 7,
+            ts: 1_000,
+            seed: 42,
+            user: Some("Al".into()),
+            conn: Some(3),
+            command: Command::Mute {
+                room: "r".into(),
+                target: "Bo".into(),
+                seconds: Some(60),
+            },
+        };
+        let back: Proposal = serde_json::from_slice(&serde_json::to_vec(&p).unwrap()).unwrap();
+        assert_eq!(back.command, p.command);
+        assert_eq!(
+            (back.user, back.conn, back.ts, back.seed),
+            (p.user, p.conn, 1_000, 42)
+        );
     }
 }

@@ -60,7 +60,7 @@ impl SnapshotStream {
         for room in core.rooms.all() {
             let rs = room.lock();
             let entries = rs.kept();
-            let (members, gov) = super::governance_record(&rs);
+            let (members, gov) = governance_record(&rs);
             let rec = Record::RoomSnapshot {
                 id: room.id.clone(),
                 name: rs.gov.name.clone(),
@@ -174,4 +174,44 @@ impl Iterator for SnapshotStream {
             state.current = Some(copy);
         }
     }
+}
+
+/// A room's members in the order they joined, and its governance, as a snapshot record
+/// keeps them.
+fn governance_record(
+    rs: &super::rooms::RoomState,
+) -> (Vec<String>, crate::store::record::GovernanceRecord) {
+    let mut members: Vec<&super::rooms::Member> = rs.members.values().collect();
+    members.sort_by_key(|m| m.since);
+    let now = super::now_ms();
+    let names = members.iter().map(|m| m.user.name.clone()).collect();
+    let read = members.iter().map(|m| m.read_seq).collect();
+    let gov = crate::store::record::GovernanceRecord {
+        visibility: rs.gov.visibility,
+        topic: rs.gov.topic.clone(),
+        joined: members.iter().map(|m| m.since).collect(),
+        moderators: rs.gov.moderators.iter().cloned().collect(),
+        bans: rs.gov.bans.values().cloned().collect(),
+        mutes: rs
+            .gov
+            .mutes
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(k, until)| (k.clone(), *until))
+            .collect(),
+        invites: rs
+            .gov
+            .invites
+            .iter()
+            .map(|(k, by)| (k.clone(), by.clone()))
+            .collect(),
+        dm: rs.gov.dm.clone(),
+        read,
+        unanswered: members
+            .iter()
+            .filter(|m| m.unanswered)
+            .map(|m| m.user.name.clone())
+            .collect(),
+    };
+    (names, gov)
 }

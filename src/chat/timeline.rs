@@ -22,11 +22,10 @@ use tungstenite::Bytes;
 use super::filter::Filter;
 use super::policy::Access;
 use super::ratelimit::RoomLimits;
-use super::replica::Op;
 use super::rooms::{Room, RoomState};
 use super::users::UserState;
 use super::wire as frame;
-use super::{deliver_to, ChatError, Commit, Conn, Core, Posted, User};
+use super::{deliver_to, Caller, ChatError, Commit, Conn, Core, Ctx, Posted, User};
 use crate::config;
 use crate::metrics::Metrics;
 use crate::protocol::{EntryExtra, EntryKind, ServerFrame};
@@ -180,7 +179,7 @@ impl Core {
                 let _ = tx.send(written);
             }),
         );
-        Commit(rx)
+        Commit::one(rx)
     }
 
     /// Validates the text of a `send` frame: a command, an action (`/me TEXT`), or a
@@ -274,55 +273,29 @@ impl Core {
         self.charge_entry(&mut rs, bytes)
     }
 
-    /// Posts a message (an action when `action`) from `user`, within the room's budget, and
-    /// moves their read marker to it. `sender` is the connection of a `send` frame and its
-    /// nonce: that connection's copy carries the nonce, which is the ack, and if the store
-    /// fails before keeping the entry it gets error `unavailable` with the nonce instead.
-    pub fn post(
+    /// Posts a message (an action when `action`) from the caller, within the room's budget,
+    /// and moves their read marker to it. The caller's connection, if a `send` frame came
+    /// over it, gets the copy with `nonce`, which is the ack; if the store fails before
+    /// keeping the entry it gets error `unavailable` with the nonce instead. In cluster mode
+    /// the nonce is kept with the entry on every node, and only the proposer knows the
+    /// connection.
+    pub(super) fn post(
         &self,
-        user: &Arc<User>,
+        cx: &Ctx,
+        caller: Caller<'_>,
         room_id: &str,
-        text: String,
+        text: &str,
         action: bool,
-        sender: Option<(&Arc<Conn>, Option<Value>)>,
-    ) -> Result<(), ChatError> {
-        if let Some(r) = self.replica() {
-            self.propose_budget(room_id, &user.name, Some(&text))?;
-            let op = Op::Post {
-                user: user.name.clone(),
-                room: room_id.to_string(),
-                conn: sender.as_ref().map(|(c, _)| c.id),
-                nonce: sender.as_ref().and_then(|(_, n)| n.clone()),
-                text,
-                action,
-            };
-            return self.propose_post(r, op, sender);
-        }
-        let (conn, nonce) = match sender {
-            Some((c, n)) => (Some(c), n),
-            None => (None, None),
-        };
-        self.post_here(user, room_id, text, action, conn, nonce)
-    }
-
-    /// [`Core::post`] decided here: on a single node, or as a cluster proposal is applied,
-    /// where `nonce` is kept with the entry on every node and `conn`, on the proposer only,
-    /// gets the acknowledging copy.
-    pub(super) fn post_here(
-        &self,
-        user: &Arc<User>,
-        room_id: &str,
-        text: String,
-        action: bool,
-        conn: Option<&Arc<Conn>>,
-        nonce: Option<Value>,
-    ) -> Result<(), ChatError> {
+        nonce: Option<&Value>,
+    ) -> Result<Commit, ChatError> {
+        let user = caller.user.ok_or(ChatError::Unauthorized)?;
+        let (text, conn, nonce) = (text.to_string(), caller.conn, nonce.cloned());
         let room = self.room(room_id)?;
         let mut rs = room.lock();
         if !rs.members.contains_key(&user.key) {
             return Err(ChatError::NotAMember);
         }
-        let now = super::now_ms();
+        let now = cx.now;
         if let Some(until) = rs.muted_until(&user.key, now) {
             return Err(ChatError::Muted {
                 retry_after_ms: until - now,
@@ -344,10 +317,10 @@ impl Core {
             &extra,
         );
         // In cluster mode the proposer took it (`post_budget`): time is not the log's.
-        if !super::replica::applying() {
+        if !cx.is_from_log() {
             self.charge_entry(&mut rs, bytes)?;
         }
-        let slot = self.reserve()?;
+        let slot = self.place(cx)?;
         let entry = KeptEntry::with_extra(
             now,
             EntryKind::Message,
@@ -390,8 +363,7 @@ impl Core {
             });
             deliver_to(&metrics, &sender, &f);
         };
-        drop(self.submit_entry(slot, &mut rs, None, delivery, on_fail));
-        Ok(())
+        Ok(self.submit_entry(slot, &mut rs, None, delivery, on_fail))
     }
 
     /// The `history` frame answering `sync` from `since`. Entries are cut at a byte budget

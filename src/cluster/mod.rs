@@ -39,7 +39,8 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::chat::replica::{Failed, Op, Proposal, Replicator};
+use crate::chat::replica::{Failed, Proposal, Replicator};
+use crate::chat::Command;
 use crate::chat::{ChatError, Core, Record};
 use crate::config::Config;
 use crate::store::snapshot::{frame, unframe};
@@ -700,7 +701,9 @@ impl Reader {
     fn apply(&mut self, seq: u64, subject: &str, payload: &[u8], point: &mut u64) {
         if subject.ends_with(".op") {
             match serde_json::from_slice::<Proposal>(payload) {
-                Ok(p) if matches!(p.op, Op::Snapshot) => self.snapshot_point(seq, &p, point),
+                Ok(p) if matches!(p.command, Command::Snapshot) => {
+                    self.snapshot_point(seq, &p, point)
+                }
                 Ok(p) => self.core.execute(&p),
                 Err(e) => tracing::error!("cluster: unreadable proposal skipped: {e}"),
             }

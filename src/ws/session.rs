@@ -20,7 +20,7 @@ use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 use super::frame::{self, close, FrameError, InFrame};
 use crate::chat::outbound::Close;
-use crate::chat::{commands, now_ms, Auth, ChatError, Conn, Core, Posted};
+use crate::chat::{commands, now_ms, Auth, Caller, ChatError, Command, Conn, Core, Posted};
 use crate::config::MAX_WS_MESSAGE;
 use crate::http::Stream;
 use crate::metrics::Metrics;
@@ -370,14 +370,8 @@ impl Session<'_> {
                             Err(e) => Err(e),
                         }
                     }
-                    Ok(Posted::Message(clean)) => {
-                        let sender = Some((self.conn, nonce.clone()));
-                        self.core.post(&self.conn.user, &room, clean, false, sender)
-                    }
-                    Ok(Posted::Action(clean)) => {
-                        let sender = Some((self.conn, nonce.clone()));
-                        self.core.post(&self.conn.user, &room, clean, true, sender)
-                    }
+                    Ok(Posted::Message(text)) => self.post(room, text, false, nonce.clone()).await,
+                    Ok(Posted::Action(text)) => self.post(room, text, true, nonce.clone()).await,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = result {
@@ -405,9 +399,13 @@ impl Session<'_> {
                     self.chat_error(&e, nonce.as_ref());
                     return Ok(());
                 }
-                let (user, ack) = (&self.conn.user, nonce.clone().map(|n| (self.conn, n)));
-                let edited = self.core.edit(user, &room, seq, &text, ack).await;
-                if let Err(e) = edited {
+                let cmd = Command::Edit {
+                    room,
+                    seq,
+                    text: Some(text),
+                    nonce: nonce.clone(),
+                };
+                if let Err(e) = self.core.submit(Caller::conn(self.conn), cmd).await {
                     self.chat_error(&e, nonce.as_ref());
                 }
             }
@@ -416,9 +414,13 @@ impl Session<'_> {
                     self.chat_error(&e, nonce.as_ref());
                     return Ok(());
                 }
-                let (user, ack) = (&self.conn.user, nonce.clone().map(|n| (self.conn, n)));
-                let deleted = self.core.delete_message(user, &room, seq, ack).await;
-                if let Err(e) = deleted {
+                let cmd = Command::Edit {
+                    room,
+                    seq,
+                    text: None,
+                    nonce: nonce.clone(),
+                };
+                if let Err(e) = self.core.submit(Caller::conn(self.conn), cmd).await {
                     self.chat_error(&e, nonce.as_ref());
                 }
             }
@@ -430,6 +432,27 @@ impl Session<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Submits a message (`action`: a `/me` action) from a `send` frame; the copy this
+    /// connection gets carries `nonce`, its acknowledgement.
+    async fn post(
+        &self,
+        room: String,
+        text: String,
+        action: bool,
+        nonce: Option<serde_json::Value>,
+    ) -> Result<(), ChatError> {
+        let cmd = Command::Post {
+            room,
+            text,
+            action,
+            nonce,
+        };
+        self.core
+            .submit(Caller::conn(self.conn), cmd)
+            .await
+            .map(drop)
     }
 
     /// The message rate limit for an edit or deletion: `Ok(Err(e))` to answer with an
