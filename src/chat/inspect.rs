@@ -103,14 +103,14 @@ impl Core {
     }
 
     /// SHA-256 (hex) of [`Core::sim_render`].
-    pub fn sim_digest(&self) -> String {
-        hex(&Sha256::digest(self.sim_render().as_bytes()))
+    pub fn sim_digest(&self, now: u64) -> String {
+        hex(&Sha256::digest(self.sim_render(now).as_bytes()))
     }
 
-    /// The durable state as a canonical text (see the module's comment).
-    pub fn sim_render(&self) -> String {
+    /// The durable state as a canonical text at `now` (mutes that ended by then are left
+    /// out; see the module's comment).
+    pub fn sim_render(&self, now: u64) -> String {
         let mut out = String::new();
-        let now = now_ms();
         let _ = writeln!(out, "epoch {}", self.epoch());
         let room_ids: std::collections::BTreeSet<String> = self.sim_room_ids().into_iter().collect();
         for u in self.all_users() {
@@ -161,7 +161,8 @@ impl Core {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .filter(|(_, inv)| inv.remaining > 0 && inv.expires > now)
+            // Invite codes live on the wall clock.
+            .filter(|(_, inv)| inv.remaining > 0 && inv.expires > now_ms())
             .map(|(h, inv)| (hex(h), (inv.remaining, inv.expires)))
             .collect();
         for (h, (remaining, expires)) in &invites {

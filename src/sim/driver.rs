@@ -1,23 +1,22 @@
-//! The one place the simulation drives the core: a [`Cmd`] becomes a call of the core's
-//! public methods (as the REST handlers and the WebSocket session make them), and, for the
-//! cluster replicas, a [`Proposal`] that [`Core::execute`] runs.
+//! The one place the simulation drives the core. A [`Cmd`] that is one of the core's
+//! [`Command`]s is decided by [`Core::run`] with a [`Ctx`] from the simulated clock and the
+//! seed, as `Core::submit` does for the doors with the wall clock; the same command goes to
+//! the cluster replicas as a [`Proposal`] that [`Core::execute`] runs. The rest (accounts,
+//! read markers, administration) calls the core's methods as the REST handlers do.
 //!
-//! The core's methods are async only because they wait for the store's acknowledgement (and
-//! for password hashing on its pool). [`run`] polls such a future to completion on this
-//! thread: whenever it is pending, the simulated journal delivers its acknowledgements
-//! (outside every lock of the core, as the journal's delivery thread does), and if none were
-//! waiting the future waits for the hashing pool.
+//! Waiting for the store is async. [`run`] polls such a future to completion on this thread:
+//! whenever it is pending, the simulated journal delivers its acknowledgements (outside every
+//! lock of the core, as the journal's delivery thread does), and if none were waiting the
+//! future waits for the password hashing pool.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::pin::pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use crate::chat::moderation::Seconds;
-use crate::chat::replica::{Op, Proposal};
-use crate::chat::{token_hash, Auth, ChatError, Core, NewRoomSpec};
-use crate::protocol::{EntryKind, RoomPatch};
+use super::gen;
+use crate::chat::replica::Proposal;
+use crate::chat::{token_hash, Auth, Caller, ChatError, Command, Core, Ctx, Reply as CoreReply};
 use crate::store::sim::SimLog;
 
 /// The address every simulated client comes from.
@@ -83,230 +82,157 @@ fn auth(core: &Core, token: &str) -> Result<Auth, ChatError> {
     core.authenticate(token_hash(token))
 }
 
-/// Runs `cmd` on `core`; the command's acknowledgements are delivered before this returns.
-/// Also returns the proposal the same change is in cluster mode, if it is one (`op` only:
-/// the caller numbers and times it), made after authentication succeeded.
-pub fn execute(core: &Core, log: &SimLog, cmd: &Cmd) -> (Result<Reply, ChatError>, Option<Op>) {
-    let mut op = None;
+/// The core's own command for `cmd`, if it is one (accounts, read markers and
+/// administration are methods of their own).
+fn command(cmd: &Cmd) -> Option<Command> {
+    use Cmd::*;
+    let s = |x: &String| x.clone();
+    Some(match cmd {
+        CreateRoom { name, capacity, private, .. } => Command::CreateRoom {
+            name: s(name),
+            capacity: Some(*capacity),
+            visibility: Some(if *private { "private" } else { "public" }.into()),
+            topic: None,
+        },
+        Join { room, .. } => Command::Join { room: s(room) },
+        Leave { room, .. } => Command::Leave { room: s(room) },
+        Invite { room, target, .. } => Command::Invite { room: s(room), target: s(target) },
+        Remove { room, target, ban, .. } => Command::Remove {
+            room: s(room),
+            target: s(target),
+            reason: None,
+            ban: *ban,
+        },
+        Lift { room, target, unban, .. } => Command::Lift {
+            room: s(room),
+            target: s(target),
+            unban: *unban,
+        },
+        Mute { room, target, seconds, .. } => Command::Mute {
+            room: s(room),
+            target: s(target),
+            seconds: Some(*seconds),
+        },
+        Role { room, target, role, .. } => Command::Role {
+            room: s(room),
+            target: s(target),
+            role: role.map(str::to_string),
+        },
+        Topic { room, topic, .. } => Command::Update {
+            room: s(room),
+            name: None,
+            topic: Some(serde_json::Value::String(s(topic))),
+            visibility: None,
+        },
+        OpenDm { target, .. } => Command::OpenDm { target: s(target) },
+        Block { target, blocked, .. } => Command::Block { target: s(target), blocked: *blocked },
+        Post { room, text, .. } => Command::Post {
+            room: s(room),
+            text: s(text),
+            action: false,
+            nonce: None,
+        },
+        Edit { room, seq, text, .. } => Command::Edit {
+            room: s(room),
+            seq: *seq,
+            text: Some(s(text)),
+            nonce: None,
+        },
+        Delete { room, seq, .. } => Command::Edit {
+            room: s(room),
+            seq: *seq,
+            text: None,
+            nonce: None,
+        },
+        DeleteRoom { room, admin, .. } => Command::DeleteRoom { room: s(room), admin: *admin },
+        _ => return None,
+    })
+}
+
+/// What the caller's answer turns into for the clients.
+fn reply(r: CoreReply) -> Reply {
+    match r {
+        CoreReply::Room(v) => Reply::Room(v.id),
+        _ => Reply::Done,
+    }
+}
+
+/// A command for the cluster replicas: the caller's name and the core's command.
+pub type Proposed = (String, Command);
+
+/// Runs `cmd` on `core`, a command of the core's at `now` with random ids from `seed` (the
+/// simulated clock), the others with the wall clock; its acknowledgements are delivered
+/// before this returns. Also returns the core's command and its caller, once the caller
+/// authenticated, for the cluster replicas.
+pub fn execute(
+    core: &Core,
+    log: &SimLog,
+    cmd: &Cmd,
+    now: u64,
+    seed: u64,
+) -> (Result<Reply, ChatError>, Option<Proposed>) {
+    use Cmd::*;
+    let user = match gen::token_of(cmd) {
+        Some(t) => match auth(core, t) {
+            Ok(a) => Some(a),
+            Err(e) => return (Err(e), None),
+        },
+        None => None,
+    };
+    if let (Some(c), Some(a)) = (command(cmd), &user) {
+        let out = core
+            .run(&mut Ctx::at(now, seed), Caller::user(&a.user), &c)
+            .and_then(|(r, commit)| run(log, commit.wait()).map(|_| reply(r)));
+        return (out, Some((a.user.name.clone(), c)));
+    }
     let out = run(log, async {
-        use Cmd::*;
-        match cmd {
-            Register { user, invite } => {
-                op = Some(Op::Register {
-                    username: user.clone(),
-                    hash: "sim".into(),
-                    invite: None,
-                });
-                core.register(user, PASSWORD, invite.as_deref(), FROM)
-                    .await
-                    .map(Reply::Token)
-            }
-            Login { user } => core
+        match (cmd, &user) {
+            (Register { user, invite }, _) => core
+                .register(user, PASSWORD, invite.as_deref(), FROM)
+                .await
+                .map(Reply::Token),
+            (Login { user }, _) => core
                 .login(user, PASSWORD, FROM)
                 .await
                 .map(|(token, _)| Reply::Token(token)),
-            Logout { token } => {
-                let a = auth(core, token)?;
-                core.logout(&a).await.map(|_| Reply::Done)
-            }
-            CreateRoom { token, name, capacity, private } => {
-                let a = auth(core, token)?;
-                let visibility = if *private { "private" } else { "public" };
-                op = Some(Op::CreateRoom {
-                    user: a.user.name.clone(),
-                    name: name.clone(),
-                    capacity: Some(*capacity),
-                    visibility: Some(visibility.into()),
-                    topic: None,
-                });
-                let spec = NewRoomSpec {
-                    name,
-                    capacity: Some(*capacity),
-                    visibility: Some(visibility),
-                    topic: None,
-                };
-                core.create_room(&a.user, &spec).await.map(|v| Reply::Room(v.id))
-            }
-            Join { token, room } => {
-                let a = auth(core, token)?;
-                op = Some(Op::Join { user: a.user.name.clone(), room: room.clone() });
-                core.join_room(&a.user, room).await.map(|_| Reply::Done)
-            }
-            Leave { token, room } => {
-                let a = auth(core, token)?;
-                op = Some(Op::Leave { user: a.user.name.clone(), room: room.clone() });
-                core.leave_room(&a.user, room).await.map(|_| Reply::Done)
-            }
-            Invite { token, room, target } => {
-                let a = auth(core, token)?;
-                op = Some(Op::Invite {
-                    user: a.user.name.clone(),
-                    room: room.clone(),
-                    target: target.clone(),
-                });
-                core.invite(&a.user, room, target).await.map(|_| Reply::Done)
-            }
-            Remove { token, room, target, ban } => {
-                let a = auth(core, token)?;
-                op = Some(Op::Remove {
-                    user: a.user.name.clone(),
-                    room: room.clone(),
-                    target: target.clone(),
-                    reason: None,
-                    ban: *ban,
-                });
-                core.remove_member(&a.user, room, target, None, *ban)
-                    .await
-                    .map(|_| Reply::Done)
-            }
-            Lift { token, room, target, unban } => {
-                let a = auth(core, token)?;
-                op = Some(Op::Lift {
-                    user: a.user.name.clone(),
-                    room: room.clone(),
-                    target: target.clone(),
-                    unban: *unban,
-                });
-                let kind = if *unban { EntryKind::Unban } else { EntryKind::Unmute };
-                core.lift(&a.user, room, target, kind).await.map(|_| Reply::Done)
-            }
-            Mute { token, room, target, seconds } => {
-                let a = auth(core, token)?;
-                op = Some(Op::Mute {
-                    user: a.user.name.clone(),
-                    room: room.clone(),
-                    target: target.clone(),
-                    seconds: *seconds,
-                });
-                let s = seconds.to_string();
-                core.mute(&a.user, room, target, Seconds::Word(&s))
-                    .await
-                    .map(|_| Reply::Done)
-            }
-            Role { token, room, target, role } => {
-                let a = auth(core, token)?;
-                op = Some(Op::Role {
-                    user: a.user.name.clone(),
-                    room: room.clone(),
-                    target: target.clone(),
-                    role: role.map(str::to_string),
-                });
-                core.set_role(&a.user, room, target, *role).await.map(|_| Reply::Done)
-            }
-            Topic { token, room, topic } => {
-                let a = auth(core, token)?;
-                let topic = Some(serde_json::Value::String(topic.clone()));
-                op = Some(Op::Update {
-                    user: a.user.name.clone(),
-                    room: room.clone(),
-                    name: None,
-                    topic: topic.clone(),
-                    visibility: None,
-                });
-                let patch = RoomPatch { name: None, topic, visibility: None };
-                core.update_room(&a.user, room, &patch).await.map(|_| Reply::Done)
-            }
-            OpenDm { token, target } => {
-                let a = auth(core, token)?;
-                op = Some(Op::OpenDm { user: a.user.name.clone(), target: target.clone() });
-                core.open_dm(&a.user, target).await.map(|v| Reply::Room(v.id))
-            }
-            Block { token, target, blocked } => {
-                let a = auth(core, token)?;
-                op = Some(Op::Block {
-                    user: a.user.name.clone(),
-                    target: target.clone(),
-                    blocked: *blocked,
-                });
-                core.set_block(&a.user, target, *blocked).await.map(|_| Reply::Done)
-            }
-            Post { token, room, text } => {
-                let a = auth(core, token)?;
-                op = Some(Op::Post {
-                    user: a.user.name.clone(),
-                    room: room.clone(),
-                    text: text.clone(),
-                    action: false,
-                    conn: None,
-                    nonce: None,
-                });
-                let text = core.clean_message(text)?;
-                core.post(&a.user, room, text, false, None).map(|_| Reply::Done)
-            }
-            Edit { token, room, seq, text } => {
-                let a = auth(core, token)?;
-                op = Some(Op::Edit {
-                    user: a.user.name.clone(),
-                    room: room.clone(),
-                    seq: *seq,
-                    text: Some(text.clone()),
-                    conn: None,
-                    nonce: None,
-                });
-                core.edit(&a.user, room, *seq, text, None).await.map(|_| Reply::Done)
-            }
-            Delete { token, room, seq } => {
-                let a = auth(core, token)?;
-                op = Some(Op::Edit {
-                    user: a.user.name.clone(),
-                    room: room.clone(),
-                    seq: *seq,
-                    text: None,
-                    conn: None,
-                    nonce: None,
-                });
-                core.delete_message(&a.user, room, *seq, None)
-                    .await
-                    .map(|_| Reply::Done)
-            }
-            MarkRead { token, room, seq } => {
-                let a = auth(core, token)?;
-                core.mark_read(&a.user, room, *seq, None).map(|_| Reply::Done)
-            }
-            FlushRead => {
+            (FlushRead, _) => {
                 core.flush_read_markers();
                 Ok(Reply::Done)
             }
-            DeleteRoom { token, room, admin } => {
-                let a = auth(core, token)?;
-                op = Some(Op::DeleteRoom {
-                    user: a.user.name.clone(),
-                    room: room.clone(),
-                    admin: *admin,
-                });
-                core.delete_room(&a.user, room, *admin).await.map(|_| Reply::Done)
+            (Logout { .. }, Some(a)) => core.logout(a).await.map(|_| Reply::Done),
+            (MarkRead { room, seq, .. }, Some(a)) => {
+                core.mark_read(&a.user, room, *seq, None).map(|_| Reply::Done)
             }
-            Disable { token, target, disabled } => {
-                let a = auth(core, token)?;
-                core.set_disabled(&a.user, target, *disabled)
-                    .await
-                    .map(|_| Reply::Done)
-            }
-            CreateInvite { token } => {
-                let a = auth(core, token)?;
-                core.create_invite(&a.user, Some(2), Some(3600))
-                    .await
-                    .map(|_| Reply::Done)
-            }
+            (Disable { target, disabled, .. }, Some(a)) => core
+                .set_disabled(&a.user, target, *disabled)
+                .await
+                .map(|_| Reply::Done),
+            (CreateInvite { .. }, Some(a)) => core
+                .create_invite(&a.user, Some(2), Some(3600))
+                .await
+                .map(|_| Reply::Done),
+            _ => Err(ChatError::Unauthorized),
         }
     });
-    (out, op)
+    (out, None)
 }
 
 /// Runs a cluster proposal on a replica, at `ts` with `seed`.
-pub fn execute_proposal(core: &Arc<Core>, id: u64, ts: u64, seed: u64, op: Op) {
+pub fn execute_proposal(core: &Core, id: u64, ts: u64, seed: u64, (user, command): Proposed) {
     let p = Proposal {
         origin: "sim".into(),
         id,
         ts,
         seed,
-        op,
+        user: Some(user),
+        conn: None,
+        command,
     };
     core.execute(&p);
 }
 
 /// Whether a change that succeeded leaves the store's acknowledgement unobservable to the
-/// caller: a message's answer comes before it (its copy or an error frame follows).
+/// caller: read markers are written in batches, later.
 pub fn answers_before_ack(cmd: &Cmd) -> bool {
-    matches!(cmd, Cmd::Post { .. } | Cmd::MarkRead { .. } | Cmd::FlushRead)
+    matches!(cmd, Cmd::MarkRead { .. } | Cmd::FlushRead)
 }

@@ -1,7 +1,7 @@
 //! One simulation: the live core on the simulated journal, the clients, the faults, the
 //! checker and the cluster replicas.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
@@ -11,15 +11,15 @@ use super::check::{violation, Checker, Invariant, Violation};
 use super::driver::{self, Cmd, Reply};
 use super::gen::{self, World};
 use super::{config, core, replay, Failure, Options, Plant, Summary};
-use crate::chat::replica::Op;
 use crate::chat::{ChatError, Core};
 use crate::config::Config;
 use crate::store::sim::{Fault, SimLog};
 use crate::store::Store;
 
-/// The cluster replicas' clock starts here (ms), past any wall clock the live core reads, and
-/// moves on by a drawn amount each step.
-const CLUSTER_EPOCH: u64 = 1_900_000_000_000;
+/// The simulated clock starts here (ms; in 2065) and moves on by a drawn amount each step.
+/// Accounts, sessions and invite codes still read the wall clock; a snapshot keeps the mutes
+/// that end after the wall clock's now, so simulated mutes must end after it.
+pub const SIM_EPOCH: u64 = 3_000_000_000_000;
 
 pub struct Sim {
     opts: Options,
@@ -30,9 +30,9 @@ pub struct Sim {
     checker: Checker,
     /// Faults, proposal seeds and the replicas' clock: apart from the clients' draws.
     rng: StdRng,
-    /// Cores fed the cluster proposals of the commands, and their ids of the live rooms.
+    /// Cores fed the cluster proposals of the commands (with the same clock and seed as
+    /// the live core's: the same room ids).
     replicas: Vec<Arc<Core>>,
-    replica_ids: HashMap<String, String>,
     proposals: u64,
     clock: u64,
     step: u64,
@@ -59,15 +59,19 @@ impl Sim {
             live,
             checker: Checker::default(),
             replicas,
-            replica_ids: HashMap::new(),
             proposals: 0,
-            clock: CLUSTER_EPOCH,
+            clock: SIM_EPOCH,
             step: 0,
             last: String::new(),
             ended_unrecorded: BTreeSet::new(),
             summary: Summary::default(),
             opts,
         }
+    }
+
+    /// The simulated clock (ms).
+    pub fn now(&self) -> u64 {
+        self.clock
     }
 
     /// The live core.
@@ -101,7 +105,8 @@ impl Sim {
             Cmd::Disable { target, .. } => Some(target.to_ascii_lowercase()),
             _ => None,
         };
-        let (out, op) = driver::execute(&self.live, &self.log, cmd);
+        let seed = self.rng.random();
+        let (out, op) = driver::execute(&self.live, &self.log, cmd, self.clock, seed);
         if let (Some(user), Err(ChatError::Unavailable)) = (ends, &out) {
             self.ended_unrecorded.insert(user);
         }
@@ -117,8 +122,11 @@ impl Sim {
             Err(e) => e.code(),
         };
         *self.summary.outcomes.entry(format!("{name} {code}")).or_default() += 1;
-        if let Some(op) = op {
-            self.propose(op, &out);
+        if let Some(p) = op {
+            self.proposals += 1;
+            for r in &self.replicas {
+                driver::execute_proposal(r, self.proposals, self.clock, seed, p.clone());
+            }
         }
         let mut touched: Vec<&str> = gen::room_of(cmd).into_iter().collect();
         if let Ok(Reply::Room(id)) = &out {
@@ -179,49 +187,19 @@ impl Sim {
         Ok(())
     }
 
-    /// Hands the change to the replicas as the cluster's log would, in the live room ids'
-    /// stead their own.
-    fn propose(&mut self, op: Op, out: &Result<Reply, ChatError>) {
-        let Ok(mut value) = serde_json::to_value(&op) else {
-            return;
-        };
-        if let Some(room) = value.get_mut("room") {
-            if let Some(id) = room.as_str().and_then(|id| self.replica_ids.get(id)) {
-                *room = serde_json::Value::String(id.clone());
-            }
-        }
-        let makes_room = matches!(op, Op::CreateRoom { .. } | Op::OpenDm { .. });
-        let before: BTreeSet<String> = match (makes_room, self.replicas.first()) {
-            (true, Some(r)) => r.sim_room_ids().into_iter().collect(),
-            _ => BTreeSet::new(),
-        };
-        self.proposals += 1;
-        let seed = self.rng.random();
-        for r in &self.replicas {
-            if let Ok(op) = serde_json::from_value::<Op>(value.clone()) {
-                driver::execute_proposal(r, self.proposals, self.clock, seed, op);
-            }
-        }
-        if let (true, Some(r), Ok(Reply::Room(live))) = (makes_room, self.replicas.first(), out) {
-            if let Some(new) = r.sim_room_ids().into_iter().find(|id| !before.contains(id)) {
-                self.replica_ids.insert(live.clone(), new);
-            }
-        }
-    }
-
     /// Drops the live core and recovers a new one from the log, torn last record and all;
     /// the recovered state must be the live one.
     pub fn crash(&mut self) -> Result<(), Violation> {
         self.summary.crashes += 1;
         let skip = std::mem::take(&mut self.ended_unrecorded);
-        let before = without_sessions(&self.live.sim_render(), &skip);
+        let before = without_sessions(&self.live.sim_render(self.clock), &skip);
         let found = self
             .log
             .recover()
             .map_err(|e| violation(Invariant::Durability, format!("recovery failed: {e}")))?;
         let recovered = replay(&self.cfg, &self.log, &found.records)
             .map_err(|e| violation(Invariant::Durability, format!("replay failed: {e}")))?;
-        let after = without_sessions(&recovered.sim_render(), &skip);
+        let after = without_sessions(&recovered.sim_render(self.clock), &skip);
         same(Invariant::Durability, "live", &before, "recovered", &after)?;
         self.world.set_admin_code(recovered.admin_setup_code());
         self.live = recovered;
@@ -239,7 +217,7 @@ impl Sim {
     pub fn full_check(&mut self) -> Result<(), Violation> {
         self.summary.checkpoints += 1;
         self.checker.all_rooms(&self.live)?;
-        let live = self.live.sim_render();
+        let live = self.live.sim_render(self.clock);
         let found = self
             .log
             .read()
@@ -249,7 +227,7 @@ impl Sim {
         for i in 0..self.opts.replicas.max(1) {
             let c = replay(&self.cfg, &scratch, &found.records)
                 .map_err(|e| violation(Invariant::Durability, format!("replay failed: {e}")))?;
-            let got = c.sim_render();
+            let got = c.sim_render(self.clock);
             match &first {
                 None => {
                     same(Invariant::Durability, "live", &live, "replayed", &got)?;
@@ -259,9 +237,9 @@ impl Sim {
             }
         }
         if let Some((r0, rest)) = self.replicas.split_first() {
-            let want = r0.sim_render();
+            let want = r0.sim_render(self.clock);
             for (i, r) in rest.iter().enumerate() {
-                same(Invariant::Determinism, "replica 0", &want, &format!("replica {}", i + 1), &r.sim_render())?;
+                same(Invariant::Determinism, "replica 0", &want, &format!("replica {}", i + 1), &r.sim_render(self.clock))?;
             }
         }
         self.summary.rooms = self.live.sim_room_ids().len();
