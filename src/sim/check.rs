@@ -165,7 +165,10 @@ impl Checker {
             if let Some(t) = e.text.as_ref().filter(|t| seen.deleted.contains(*t)) {
                 return Err(violation(
                     Invariant::DeletedText,
-                    format!("room {id}: seq {} serves the deleted text {t:?}", e.seq),
+                    format!(
+                        "room {id}: seq {} ({:?}, ref {:?}) serves the deleted text {t:?}; kept seqs {}..={}",
+                        e.seq, e.kind, e.extra.refers, f.first_seq, f.last_seq
+                    ),
                 ));
             }
         }

@@ -183,6 +183,9 @@ pub fn execute(
         let out = core
             .run(&mut Ctx::at(now, seed), Caller::user(&a.user), &c)
             .and_then(|(r, commit)| run(log, commit.wait()).map(|_| reply(r)));
+        // A command refused midway may have handed records to the store before: their
+        // fate is delivered too.
+        log.deliver();
         return (out, Some((a.user.name.clone(), c)));
     }
     let out = run(log, async {

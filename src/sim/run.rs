@@ -288,21 +288,16 @@ fn without_sessions(render: &str, users: &BTreeSet<String>) -> String {
     out
 }
 
-/// `Err` naming the first line where `a` and `b` differ.
+/// `Err` naming the first line where `a` and `b` differ, with the two lines after it.
 fn same(inv: Invariant, an: &str, a: &str, bn: &str, b: &str) -> Result<(), Violation> {
     if a == b {
         return Ok(());
     }
-    let (mut la, mut lb) = (a.lines(), b.lines());
-    loop {
-        match (la.next(), lb.next()) {
-            (x, y) if x == y && x.is_some() => continue,
-            (x, y) => {
-                return Err(violation(
-                    inv,
-                    format!("the states differ: {an} has {x:?}, {bn} has {y:?}"),
-                ))
-            }
-        }
-    }
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let at = la.iter().zip(&lb).position(|(x, y)| x != y).unwrap_or(la.len().min(lb.len()));
+    let near = |l: &[&str]| l.iter().skip(at).take(3).copied().collect::<Vec<_>>().join(" | ");
+    Err(violation(
+        inv,
+        format!("the states differ at line {at}: {an} has [{}], {bn} has [{}]", near(&la), near(&lb)),
+    ))
 }
