@@ -2,19 +2,20 @@
 //! between steps, invariants after every step. `PARLEY_SIM_SEED` and `PARLEY_SIM_STEPS`
 //! choose the run; a failure prints its seed, the shortest failing prefix and the command
 //! that replays it.
+//!
+//! The other tests are the mutation checks: each breaks one invariant on purpose, in the
+//! state behind the core's back, and shows that the checker reports that invariant.
 
-use parley::sim;
+use parley::sim::{self, Cmd, Invariant, Options, Plant, Reply, Sim};
 
 #[test]
 fn the_simulation_keeps_every_invariant() {
     let opts = sim::options_from_env().expect("PARLEY_SIM_SEED / PARLEY_SIM_STEPS");
     let began = std::time::Instant::now();
     eprintln!("simulation: seed {} steps {}", opts.seed, opts.steps);
-    let r = sim::run(&opts);
-    if let Ok(s) = &r { eprintln!("{s:?}"); }
-    match r {
+    match sim::run(&opts) {
         Ok(s) => eprintln!(
-            "simulation: {} steps in {:.1} s ({} accepted, {} crashes, {} torn, {} failed writes, {} compactions, {} checkpoints; {} users, {} rooms at the end)",
+            "simulation: {} steps in {:.1} s ({} accepted, {} crashes, {} torn records, {} failed writes, {} compactions, {} checkpoints; {} users, {} rooms at the end, {} on the replicas)",
             s.steps,
             began.elapsed().as_secs_f64(),
             s.accepted,
@@ -24,8 +25,207 @@ fn the_simulation_keeps_every_invariant() {
             s.compactions,
             s.checkpoints,
             s.users,
-            s.rooms
+            s.rooms,
+            s.replica_rooms
         ),
         Err(f) => panic!("simulation failed (shortest failing prefix):\n{f}"),
     }
+}
+
+/// A sabotage at step 1,500 is found later (at a crash or the checkpoint at 2,000); the
+/// report names step 1,500 itself, the shortest prefix that fails.
+#[test]
+fn a_failure_reports_the_shortest_failing_prefix() {
+    let mut opts = Options::new(7, 5_000);
+    opts.sabotage_at = Some(1_500);
+    let f = sim::run(&opts).expect_err("the sabotage is found");
+    assert_eq!(f.violation.invariant, Invariant::Durability, "{f}");
+    assert_eq!(f.step, 1_500, "{f}");
+    let text = f.to_string();
+    assert!(
+        text.contains("PARLEY_SIM_SEED=7 PARLEY_SIM_STEPS=1500 cargo test --test simulation"),
+        "{text}"
+    );
+}
+
+/// A core with alice (owner of a room of capacity 3), bob (a member) and carol and dave
+/// (registered, not members); their tokens; the room's id.
+struct Scene {
+    sim: Sim,
+    room: String,
+    alice: String,
+    bob: String,
+}
+
+fn token(sim: &mut Sim, user: &str) -> String {
+    let cmd = Cmd::Register {
+        user: user.into(),
+        invite: None,
+    };
+    ok(sim, cmd);
+    match ok(sim, Cmd::Login { user: user.into() }) {
+        Reply::Token(t) => t,
+        other => panic!("login {user}: {other:?}"),
+    }
+}
+
+fn ok(sim: &mut Sim, cmd: Cmd) -> Reply {
+    let out = sim.exec(&cmd).expect("checks pass");
+    out.unwrap_or_else(|e| panic!("{cmd:?}: {e:?}"))
+}
+
+fn scene() -> Scene {
+    let mut sim = Sim::new(Options::new(1, 0));
+    let alice = token(&mut sim, "alice");
+    let bob = token(&mut sim, "bob");
+    token(&mut sim, "carol");
+    token(&mut sim, "dave");
+    let create = Cmd::CreateRoom {
+        token: alice.clone(),
+        name: "den".into(),
+        capacity: 3,
+        private: false,
+    };
+    let Reply::Room(room) = ok(&mut sim, create) else {
+        panic!("no room");
+    };
+    ok(
+        &mut sim,
+        Cmd::Join {
+            token: bob.clone(),
+            room: room.clone(),
+        },
+    );
+    assert!(sim.check_rooms().is_ok());
+    Scene {
+        sim,
+        room,
+        alice,
+        bob,
+    }
+}
+
+fn post(s: &mut Scene, text: &str) {
+    let cmd = Cmd::Post {
+        token: s.bob.clone(),
+        room: s.room.clone(),
+        text: text.into(),
+    };
+    ok(&mut s.sim, cmd);
+}
+
+#[test]
+fn mutation_a_member_over_capacity_is_reported() {
+    let mut s = scene();
+    for user in ["carol", "dave"] {
+        let room = s.room.clone();
+        assert!(s.sim.plant(&Plant::Member {
+            room,
+            user: user.into()
+        }));
+    }
+    let v = s.sim.check_rooms().expect_err("4 members in a room of 3");
+    assert_eq!(v.invariant, Invariant::Capacity, "{v}");
+}
+
+#[test]
+fn mutation_a_banned_member_is_reported() {
+    let mut s = scene();
+    let room = s.room.clone();
+    assert!(s.sim.plant(&Plant::Ban {
+        room,
+        user: "bob".into()
+    }));
+    let v = s.sim.check_rooms().expect_err("bob is banned and a member");
+    assert_eq!(v.invariant, Invariant::Banned, "{v}");
+}
+
+#[test]
+fn mutation_a_message_accepted_during_a_mute_is_reported() {
+    let mut s = scene();
+    let mute = Cmd::Mute {
+        token: s.alice.clone(),
+        room: s.room.clone(),
+        target: "bob".into(),
+        seconds: 600,
+    };
+    ok(&mut s.sim, mute);
+    let room = s.room.clone();
+    assert!(s.sim.plant(&Plant::Unmute {
+        room,
+        user: "bob".into()
+    }));
+    let cmd = Cmd::Post {
+        token: s.bob.clone(),
+        room: s.room.clone(),
+        text: "m1z muted".into(),
+    };
+    let v = s
+        .sim
+        .exec(&cmd)
+        .expect_err("the core took it: the mute is gone");
+    assert_eq!(v.invariant, Invariant::Muted, "{v}");
+}
+
+#[test]
+fn mutation_a_deleted_text_served_again_is_reported() {
+    let mut s = scene();
+    post(&mut s, "m1z secret");
+    let seq = s.sim.core().sim_room(&s.room, 0).expect("room").last_seq;
+    let delete = Cmd::Delete {
+        token: s.bob.clone(),
+        room: s.room.clone(),
+        seq,
+    };
+    ok(&mut s.sim, delete);
+    let room = s.room.clone();
+    assert!(s.sim.plant(&Plant::Undelete {
+        room,
+        seq,
+        text: "m1z secret".into()
+    }));
+    let v = s.sim.check_rooms().expect_err("the text is back");
+    assert_eq!(v.invariant, Invariant::DeletedText, "{v}");
+}
+
+#[test]
+fn mutation_shifted_seqs_are_reported() {
+    let mut s = scene();
+    post(&mut s, "m1z one");
+    post(&mut s, "m2z two");
+    let room = s.room.clone();
+    assert!(s.sim.plant(&Plant::SkipSeq { room }));
+    let v = s
+        .sim
+        .check_rooms()
+        .expect_err("every seq names another entry");
+    assert_eq!(v.invariant, Invariant::Seqs, "{v}");
+}
+
+#[test]
+fn mutation_a_change_the_journal_lacks_is_reported_at_the_crash() {
+    let mut s = scene();
+    let room = s.room.clone();
+    assert!(s.sim.plant(&Plant::Topic {
+        room,
+        topic: "never recorded".into()
+    }));
+    let v = s
+        .sim
+        .crash()
+        .expect_err("the recovered room has no such topic");
+    assert_eq!(v.invariant, Invariant::Durability, "{v}");
+}
+
+#[test]
+fn mutation_a_replica_that_decided_differently_is_reported() {
+    let mut s = scene();
+    assert!(s.sim.full_check().is_ok());
+    let plant = Plant::Topic {
+        room: s.room.clone(),
+        topic: "only here".into(),
+    };
+    assert!(s.sim.replicas()[1].sim_plant(&plant), "same room ids");
+    let v = s.sim.full_check().expect_err("replica 1 differs");
+    assert_eq!(v.invariant, Invariant::Determinism, "{v}");
 }

@@ -52,7 +52,11 @@ pub enum Plant {
     /// Lifts `user`'s mute in `room` without an `unmute` entry.
     Unmute { room: String, user: String },
     /// Puts `text` back into the deleted message `seq` of `room`.
-    Undelete { room: String, seq: u64, text: String },
+    Undelete {
+        room: String,
+        seq: u64,
+        text: String,
+    },
     /// Moves `room`'s seqs on by one without an entry: every kept entry's seq shifts.
     SkipSeq { room: String },
     /// Changes `room`'s topic in memory only (no record).
@@ -112,10 +116,12 @@ impl Core {
     pub fn sim_render(&self, now: u64) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "epoch {}", self.epoch());
-        let room_ids: std::collections::BTreeSet<String> = self.sim_room_ids().into_iter().collect();
+        let room_ids: std::collections::BTreeSet<String> =
+            self.sim_room_ids().into_iter().collect();
         for u in self.all_users() {
             let us = u.lock();
-            let mut rooms: Vec<&String> = us.rooms.iter().filter(|r| room_ids.contains(*r)).collect();
+            let mut rooms: Vec<&String> =
+                us.rooms.iter().filter(|r| room_ids.contains(*r)).collect();
             rooms.sort();
             let _ = writeln!(
                 out,
@@ -166,7 +172,10 @@ impl Core {
             .map(|(h, inv)| (hex(h), (inv.remaining, inv.expires)))
             .collect();
         for (h, (remaining, expires)) in &invites {
-            let _ = writeln!(out, "invite code {h} remaining={remaining} expires={expires}");
+            let _ = writeln!(
+                out,
+                "invite code {h} remaining={remaining} expires={expires}"
+            );
         }
         for id in &room_ids {
             if let Some(room) = self.rooms.get(id) {
@@ -216,7 +225,13 @@ impl Core {
                 let Some(e) = rs.entry_mut(*seq) else {
                     return false;
                 };
-                *e = KeptEntry::new(e.ts(), EntryKind::Message, &e.from().to_string(), Some(text), None);
+                *e = KeptEntry::new(
+                    e.ts(),
+                    EntryKind::Message,
+                    &e.from().to_string(),
+                    Some(text),
+                    None,
+                );
             }
             Plant::SkipSeq { room } => {
                 let Some(room) = room_of(room) else {
@@ -250,21 +265,22 @@ fn render_room(out: &mut String, room: &super::rooms::Room, now: u64, history: u
     let _ = writeln!(
         out,
         "room {} name={:?} owner={} topic={:?} visibility={:?} capacity={} dm={:?} last={}",
-        room.id,
-        g.name,
-        g.owner,
-        g.topic,
-        g.visibility,
-        room.capacity,
-        g.dm,
-        last
+        room.id, g.name, g.owner, g.topic, g.visibility, room.capacity, g.dm, last
     );
     for (k, m) in &rs.members {
-        let _ = writeln!(out, " member {k} since={} unanswered={}", m.since, m.unanswered);
+        let _ = writeln!(
+            out,
+            " member {k} since={} unanswered={}",
+            m.since, m.unanswered
+        );
     }
     let _ = writeln!(out, " moderators {:?}", g.moderators);
     for (k, b) in &g.bans {
-        let _ = writeln!(out, " ban {k} by={} ts={} reason={:?}", b.by, b.ts, b.reason);
+        let _ = writeln!(
+            out,
+            " ban {k} by={} ts={} reason={:?}",
+            b.by, b.ts, b.reason
+        );
     }
     let mutes: BTreeMap<&String, &u64> = g.mutes.iter().filter(|(_, u)| **u > now).collect();
     let _ = writeln!(out, " mutes {mutes:?}");

@@ -78,11 +78,18 @@ impl Checker {
         if f.members.len() > f.capacity as usize {
             return Err(violation(
                 Invariant::Capacity,
-                format!("room {id} has {} members, capacity {}", f.members.len(), f.capacity),
+                format!(
+                    "room {id} has {} members, capacity {}",
+                    f.members.len(),
+                    f.capacity
+                ),
             ));
         }
         if let Some(b) = f.members.iter().find(|m| f.bans.contains(m)) {
-            return Err(violation(Invariant::Banned, format!("{b} is banned from room {id} and a member")));
+            return Err(violation(
+                Invariant::Banned,
+                format!("{b} is banned from room {id} and a member"),
+            ));
         }
         let seen = self.rooms.entry(id.to_string()).or_default();
         let seq_err = |d: String| Err(violation(Invariant::Seqs, format!("room {id}: {d}")));
@@ -90,7 +97,10 @@ impl Checker {
             return seq_err(format!("first_seq {} last_seq {}", f.first_seq, f.last_seq));
         }
         if f.last_seq < seen.last_seq {
-            return seq_err(format!("last_seq went back from {} to {}", seen.last_seq, f.last_seq));
+            return seq_err(format!(
+                "last_seq went back from {} to {}",
+                seen.last_seq, f.last_seq
+            ));
         }
         seen.last_seq = f.last_seq;
         let mut want = f.first_seq;
@@ -102,7 +112,10 @@ impl Checker {
             let id_now = (e.kind, e.from.clone(), e.ts);
             match seen.ids.get(&e.seq) {
                 Some(before) if *before != id_now => {
-                    return seq_err(format!("seq {} was {before:?} and is now {id_now:?}", e.seq));
+                    return seq_err(format!(
+                        "seq {} was {before:?} and is now {id_now:?}",
+                        e.seq
+                    ));
                 }
                 Some(_) => {}
                 None => {
@@ -112,16 +125,28 @@ impl Checker {
         }
         if let Some(last) = f.entries.last() {
             if last.seq != f.last_seq {
-                return seq_err(format!("served up to {} of last_seq {}", last.seq, f.last_seq));
+                return seq_err(format!(
+                    "served up to {} of last_seq {}",
+                    last.seq, f.last_seq
+                ));
             }
         }
-        while seen.ids.first_key_value().is_some_and(|(s, _)| *s < f.first_seq) {
+        while seen
+            .ids
+            .first_key_value()
+            .is_some_and(|(s, _)| *s < f.first_seq)
+        {
             seen.ids.pop_first();
         }
         // The effects of the entries not read yet, in order.
         let from = seen.processed;
         for e in f.entries.iter().filter(|e| e.seq > from) {
-            let target = e.extra.target.as_deref().unwrap_or_default().to_ascii_lowercase();
+            let target = e
+                .extra
+                .target
+                .as_deref()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             match e.kind {
                 EntryKind::Mute => {
                     seen.mutes.insert(target, e.extra.until.unwrap_or(0));
@@ -135,7 +160,10 @@ impl Checker {
                         if e.ts < *until {
                             return Err(violation(
                                 Invariant::Muted,
-                                format!("room {id}: seq {} from {} at {} though muted until {until}", e.seq, e.from, e.ts),
+                                format!(
+                                    "room {id}: seq {} from {} at {} though muted until {until}",
+                                    e.seq, e.from, e.ts
+                                ),
                             ));
                         }
                     }
@@ -179,7 +207,10 @@ impl Checker {
                     if let Some(t) = seen.deleted.iter().find(|t| text.contains(t.as_str())) {
                         return Err(violation(
                             Invariant::DeletedText,
-                            format!("room {id}: {}'s sync serves the deleted text {t:?}", member.name),
+                            format!(
+                                "room {id}: {}'s sync serves the deleted text {t:?}",
+                                member.name
+                            ),
                         ));
                     }
                 }

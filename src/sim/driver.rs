@@ -29,29 +29,109 @@ pub const PASSWORD: &str = "correct horse battery staple";
 #[derive(Debug, Clone)]
 pub enum Cmd {
     /// `invite` is the admin setup code for the admin's own registration.
-    Register { user: String, invite: Option<String> },
-    Login { user: String },
-    Logout { token: String },
-    CreateRoom { token: String, name: String, capacity: i64, private: bool },
-    Join { token: String, room: String },
-    Leave { token: String, room: String },
-    Invite { token: String, room: String, target: String },
-    Remove { token: String, room: String, target: String, ban: bool },
-    Lift { token: String, room: String, target: String, unban: bool },
-    Mute { token: String, room: String, target: String, seconds: u64 },
-    Role { token: String, room: String, target: String, role: Option<&'static str> },
-    Topic { token: String, room: String, topic: String },
-    OpenDm { token: String, target: String },
-    Block { token: String, target: String, blocked: bool },
-    Post { token: String, room: String, text: String },
-    Edit { token: String, room: String, seq: u64, text: String },
-    Delete { token: String, room: String, seq: u64 },
-    MarkRead { token: String, room: String, seq: u64 },
+    Register {
+        user: String,
+        invite: Option<String>,
+    },
+    Login {
+        user: String,
+    },
+    Logout {
+        token: String,
+    },
+    CreateRoom {
+        token: String,
+        name: String,
+        capacity: i64,
+        private: bool,
+    },
+    Join {
+        token: String,
+        room: String,
+    },
+    Leave {
+        token: String,
+        room: String,
+    },
+    Invite {
+        token: String,
+        room: String,
+        target: String,
+    },
+    Remove {
+        token: String,
+        room: String,
+        target: String,
+        ban: bool,
+    },
+    Lift {
+        token: String,
+        room: String,
+        target: String,
+        unban: bool,
+    },
+    Mute {
+        token: String,
+        room: String,
+        target: String,
+        seconds: u64,
+    },
+    Role {
+        token: String,
+        room: String,
+        target: String,
+        role: Option<&'static str>,
+    },
+    Topic {
+        token: String,
+        room: String,
+        topic: String,
+    },
+    OpenDm {
+        token: String,
+        target: String,
+    },
+    Block {
+        token: String,
+        target: String,
+        blocked: bool,
+    },
+    Post {
+        token: String,
+        room: String,
+        text: String,
+    },
+    Edit {
+        token: String,
+        room: String,
+        seq: u64,
+        text: String,
+    },
+    Delete {
+        token: String,
+        room: String,
+        seq: u64,
+    },
+    MarkRead {
+        token: String,
+        room: String,
+        seq: u64,
+    },
     /// Writes the read markers that moved (the server does it every second).
     FlushRead,
-    DeleteRoom { token: String, room: String, admin: bool },
-    Disable { token: String, target: String, disabled: bool },
-    CreateInvite { token: String },
+    DeleteRoom {
+        token: String,
+        room: String,
+        admin: bool,
+    },
+    Disable {
+        token: String,
+        target: String,
+        disabled: bool,
+    },
+    CreateInvite {
+        token: String,
+    },
 }
 
 /// What a command answered: a token, a room id, or nothing.
@@ -88,7 +168,12 @@ fn command(cmd: &Cmd) -> Option<Command> {
     use Cmd::*;
     let s = |x: &String| x.clone();
     Some(match cmd {
-        CreateRoom { name, capacity, private, .. } => Command::CreateRoom {
+        CreateRoom {
+            name,
+            capacity,
+            private,
+            ..
+        } => Command::CreateRoom {
             name: s(name),
             capacity: Some(*capacity),
             visibility: Some(if *private { "private" } else { "public" }.into()),
@@ -96,24 +181,41 @@ fn command(cmd: &Cmd) -> Option<Command> {
         },
         Join { room, .. } => Command::Join { room: s(room) },
         Leave { room, .. } => Command::Leave { room: s(room) },
-        Invite { room, target, .. } => Command::Invite { room: s(room), target: s(target) },
-        Remove { room, target, ban, .. } => Command::Remove {
+        Invite { room, target, .. } => Command::Invite {
+            room: s(room),
+            target: s(target),
+        },
+        Remove {
+            room, target, ban, ..
+        } => Command::Remove {
             room: s(room),
             target: s(target),
             reason: None,
             ban: *ban,
         },
-        Lift { room, target, unban, .. } => Command::Lift {
+        Lift {
+            room,
+            target,
+            unban,
+            ..
+        } => Command::Lift {
             room: s(room),
             target: s(target),
             unban: *unban,
         },
-        Mute { room, target, seconds, .. } => Command::Mute {
+        Mute {
+            room,
+            target,
+            seconds,
+            ..
+        } => Command::Mute {
             room: s(room),
             target: s(target),
             seconds: Some(*seconds),
         },
-        Role { room, target, role, .. } => Command::Role {
+        Role {
+            room, target, role, ..
+        } => Command::Role {
             room: s(room),
             target: s(target),
             role: role.map(str::to_string),
@@ -125,14 +227,21 @@ fn command(cmd: &Cmd) -> Option<Command> {
             visibility: None,
         },
         OpenDm { target, .. } => Command::OpenDm { target: s(target) },
-        Block { target, blocked, .. } => Command::Block { target: s(target), blocked: *blocked },
+        Block {
+            target, blocked, ..
+        } => Command::Block {
+            target: s(target),
+            blocked: *blocked,
+        },
         Post { room, text, .. } => Command::Post {
             room: s(room),
             text: s(text),
             action: false,
             nonce: None,
         },
-        Edit { room, seq, text, .. } => Command::Edit {
+        Edit {
+            room, seq, text, ..
+        } => Command::Edit {
             room: s(room),
             seq: *seq,
             text: Some(s(text)),
@@ -144,7 +253,10 @@ fn command(cmd: &Cmd) -> Option<Command> {
             text: None,
             nonce: None,
         },
-        DeleteRoom { room, admin, .. } => Command::DeleteRoom { room: s(room), admin: *admin },
+        DeleteRoom { room, admin, .. } => Command::DeleteRoom {
+            room: s(room),
+            admin: *admin,
+        },
         _ => return None,
     })
 }
@@ -157,8 +269,9 @@ fn reply(r: CoreReply) -> Reply {
     }
 }
 
-/// A command for the cluster replicas: the caller's name and the core's command.
-pub type Proposed = (String, Command);
+/// A command for the cluster replicas: the caller's name (none for a registration) and the
+/// core's command.
+pub type Proposed = (Option<String>, Command);
 
 /// Runs `cmd` on `core`, a command of the core's at `now` with random ids from `seed` (the
 /// simulated clock), the others with the wall clock; its acknowledgements are delivered
@@ -186,14 +299,14 @@ pub fn execute(
         // A command refused midway may have handed records to the store before: their
         // fate is delivered too.
         log.deliver();
-        return (out, Some((a.user.name.clone(), c)));
+        return (out, Some((Some(a.user.name.clone()), c)));
     }
     let out = run(log, async {
         match (cmd, &user) {
             (Register { user, invite }, _) => core
                 .register(user, PASSWORD, invite.as_deref(), FROM)
                 .await
-                .map(Reply::Token),
+                .map(|_| Reply::Done),
             (Login { user }, _) => core
                 .login(user, PASSWORD, FROM)
                 .await
@@ -203,10 +316,15 @@ pub fn execute(
                 Ok(Reply::Done)
             }
             (Logout { .. }, Some(a)) => core.logout(a).await.map(|_| Reply::Done),
-            (MarkRead { room, seq, .. }, Some(a)) => {
-                core.mark_read(&a.user, room, *seq, None).map(|_| Reply::Done)
-            }
-            (Disable { target, disabled, .. }, Some(a)) => core
+            (MarkRead { room, seq, .. }, Some(a)) => core
+                .mark_read(&a.user, room, *seq, None)
+                .map(|_| Reply::Done),
+            (
+                Disable {
+                    target, disabled, ..
+                },
+                Some(a),
+            ) => core
                 .set_disabled(&a.user, target, *disabled)
                 .await
                 .map(|_| Reply::Done),
@@ -217,7 +335,19 @@ pub fn execute(
             _ => Err(ChatError::Unauthorized),
         }
     });
-    (out, None)
+    // In cluster mode a registration is a command with the hash made beforehand.
+    let proposed = match cmd {
+        Register { user, .. } => Some((
+            None,
+            Command::Register {
+                username: user.clone(),
+                hash: "sim".into(),
+                invite: None,
+            },
+        )),
+        _ => None,
+    };
+    (out, proposed)
 }
 
 /// Runs a cluster proposal on a replica, at `ts` with `seed`.
@@ -227,7 +357,7 @@ pub fn execute_proposal(core: &Core, id: u64, ts: u64, seed: u64, (user, command
         id,
         ts,
         seed,
-        user: Some(user),
+        user,
         conn: None,
         command,
     };

@@ -67,7 +67,9 @@ impl World {
 
     /// Any user holding a token, with it.
     fn someone(&mut self) -> Option<(String, String)> {
-        let holders: Vec<usize> = (0..self.names.len()).filter(|i| !self.tokens[*i].is_empty()).collect();
+        let holders: Vec<usize> = (0..self.names.len())
+            .filter(|i| !self.tokens[*i].is_empty())
+            .collect();
         let i = *self.pick(&holders)?;
         let t = self.tokens[i].clone();
         Some((self.names[i].clone(), self.pick(&t)?.clone()))
@@ -147,41 +149,112 @@ impl World {
             },
             6..=19 => Cmd::Join { token: t, room: r },
             20..=23 => Cmd::Leave { token: t, room: r },
-            24..=26 => Cmd::Invite { token: actor_token, room: r, target: self.any_name() },
-            27..=28 => Cmd::Remove { token: actor_token, room: r, target, ban: false },
-            29..=30 => Cmd::Remove { token: actor_token, room: r, target, ban: true },
-            31 => Cmd::Lift { token: actor_token, room: r, target, unban: true },
+            24..=26 => Cmd::Invite {
+                token: actor_token,
+                room: r,
+                target: self.any_name(),
+            },
+            27..=28 => Cmd::Remove {
+                token: actor_token,
+                room: r,
+                target,
+                ban: false,
+            },
+            29..=30 => Cmd::Remove {
+                token: actor_token,
+                room: r,
+                target,
+                ban: true,
+            },
+            31 => Cmd::Lift {
+                token: actor_token,
+                room: r,
+                target,
+                unban: true,
+            },
             32..=33 => Cmd::Mute {
                 token: actor_token,
                 room: r,
                 target,
                 seconds: 3600 * self.rng.random_range(1..4),
             },
-            34 => Cmd::Lift { token: actor_token, room: r, target, unban: false },
+            34 => Cmd::Lift {
+                token: actor_token,
+                room: r,
+                target,
+                unban: false,
+            },
             35..=36 => {
-                let role = *self.pick(&[Some("moderator"), None, Some("owner")]).unwrap_or(&None);
-                Cmd::Role { token: actor_token, room: r, target, role }
+                let role = *self
+                    .pick(&[Some("moderator"), None, Some("owner")])
+                    .unwrap_or(&None);
+                Cmd::Role {
+                    token: actor_token,
+                    room: r,
+                    target,
+                    role,
+                }
             }
-            37 => Cmd::Topic { token: actor_token, room: r, topic: self.text('t') },
-            38..=39 if self.rooms.len() < MAX_ROOMS => Cmd::OpenDm { token: t, target: self.any_name() },
-            40 => Cmd::Block { token: t, target: self.any_name(), blocked: self.rng.random_bool(0.6) },
+            37 => Cmd::Topic {
+                token: actor_token,
+                room: r,
+                topic: self.text('t'),
+            },
+            38..=39 if self.rooms.len() < MAX_ROOMS => Cmd::OpenDm {
+                token: t,
+                target: self.any_name(),
+            },
+            40 => Cmd::Block {
+                token: t,
+                target: self.any_name(),
+                blocked: self.rng.random_bool(0.6),
+            },
             41..=44 => match message {
-                Some(seq) => Cmd::Edit { token: actor_token, room: r, seq, text: self.text('e') },
-                None => Cmd::Post { token: t, room: r, text: self.text('m') },
+                Some(seq) => Cmd::Edit {
+                    token: actor_token,
+                    room: r,
+                    seq,
+                    text: self.text('e'),
+                },
+                None => Cmd::Post {
+                    token: t,
+                    room: r,
+                    text: self.text('m'),
+                },
             },
             45..=49 => match message {
-                Some(seq) => Cmd::Delete { token: actor_token, room: r, seq },
-                None => Cmd::Post { token: t, room: r, text: self.text('m') },
+                Some(seq) => Cmd::Delete {
+                    token: actor_token,
+                    room: r,
+                    seq,
+                },
+                None => Cmd::Post {
+                    token: t,
+                    room: r,
+                    text: self.text('m'),
+                },
             },
             50..=53 => {
                 let seq = facts.as_ref().map_or(1, |f| f.last_seq);
-                Cmd::MarkRead { token: t, room: r, seq }
+                Cmd::MarkRead {
+                    token: t,
+                    room: r,
+                    seq,
+                }
             }
             54 => Cmd::FlushRead,
-            55 => Cmd::DeleteRoom { token: actor_token, room: r, admin: false },
+            55 => Cmd::DeleteRoom {
+                token: actor_token,
+                room: r,
+                admin: false,
+            },
             56..=58 => match self.token_of("root") {
                 Some(root) => match self.rng.random_range(0..4) {
-                    0 => Cmd::DeleteRoom { token: root, room: r, admin: true },
+                    0 => Cmd::DeleteRoom {
+                        token: root,
+                        room: r,
+                        admin: true,
+                    },
                     1 => Cmd::CreateInvite { token: root },
                     _ => Cmd::Disable {
                         token: root,
@@ -198,7 +271,11 @@ impl World {
                     _ => None,
                 };
                 let _ = &actor;
-                Cmd::Post { token: poster.unwrap_or(t), room: r, text: self.text('m') }
+                Cmd::Post {
+                    token: poster.unwrap_or(t),
+                    room: r,
+                    text: self.text('m'),
+                }
             }
         }
     }
@@ -206,29 +283,33 @@ impl World {
     fn login_or_register(&mut self) -> Cmd {
         let i = self.rng.random_range(0..self.names.len());
         let user = self.names[i].clone();
-        if self.registered[i] && self.rng.random_bool(0.9) {
+        if self.registered[i] && self.rng.random_bool(0.95) {
             return Cmd::Login { user };
         }
-        let invite = if i == 0 { self.admin_code.clone() } else { None };
+        let invite = if i == 0 {
+            self.admin_code.clone()
+        } else {
+            None
+        };
         Cmd::Register { user, invite }
     }
 
     /// What the client that sent `cmd` learns from the answer.
     pub fn observe(&mut self, cmd: &Cmd, out: &Result<Reply, ChatError>) {
         match (cmd, out) {
-            (Cmd::Register { user, .. }, Ok(Reply::Token(t)))
-            | (Cmd::Login { user }, Ok(Reply::Token(t))) => {
+            (Cmd::Register { user, .. }, Ok(_))
+            | (Cmd::Register { user, .. }, Err(ChatError::UsernameTaken)) => {
+                if let Some(i) = self.index(user) {
+                    self.registered[i] = true;
+                }
+            }
+            (Cmd::Login { user }, Ok(Reply::Token(t))) => {
                 if let Some(i) = self.index(user) {
                     self.registered[i] = true;
                     self.tokens[i].push(t.clone());
                     if self.tokens[i].len() > 3 {
                         self.tokens[i].remove(0);
                     }
-                }
-            }
-            (Cmd::Register { user, .. }, Err(ChatError::UsernameTaken)) => {
-                if let Some(i) = self.index(user) {
-                    self.registered[i] = true;
                 }
             }
             (Cmd::Logout { token }, Ok(_)) => self.forget_token(token),

@@ -40,6 +40,9 @@ pub struct Options {
     pub checkpoint: u64,
     /// Fresh cores fed the log, and cores fed the proposals, at each checkpoint.
     pub replicas: usize,
+    /// After this step, a room's topic changes in memory only (a broken durability), to
+    /// show that a run finds the shortest failing prefix.
+    pub sabotage_at: Option<u64>,
 }
 
 impl Options {
@@ -49,6 +52,7 @@ impl Options {
             steps,
             checkpoint: 1000,
             replicas: 2,
+            sabotage_at: None,
         }
     }
 }
@@ -83,6 +87,8 @@ pub struct Summary {
     pub checkpoints: u64,
     pub rooms: usize,
     pub users: usize,
+    /// Rooms the first cluster replica holds at the last checkpoint.
+    pub replica_rooms: usize,
     /// Answers by command and code.
     pub outcomes: std::collections::BTreeMap<String, u64>,
     pub t_gen: f64,
@@ -131,7 +137,11 @@ pub fn core(cfg: &Arc<Config>, store: Store) -> Arc<Core> {
 
 /// A fresh core on `log` that replays `records` (journal records and snapshot records alike)
 /// through `Core::apply`, as `Store::open` replays the journal.
-pub fn replay(cfg: &Arc<Config>, log: &Arc<SimLog>, records: &[Vec<u8>]) -> Result<Arc<Core>, String> {
+pub fn replay(
+    cfg: &Arc<Config>,
+    log: &Arc<SimLog>,
+    records: &[Vec<u8>],
+) -> Result<Arc<Core>, String> {
     let c = core(cfg, Store::simulated(log.clone()));
     for payload in records {
         snapshot::decode(payload, &mut |rec| c.apply(&rec))?;
@@ -149,7 +159,10 @@ pub fn run(opts: &Options) -> Result<Summary, Failure> {
     // it happened. Replay with full checks at every step after the last clean checkpoint:
     // the first that fails is the shortest prefix that fails.
     let clean = (first.step - 1) / opts.checkpoint * opts.checkpoint;
-    Err(Sim::new(opts.clone()).run_to(first.step, Some(clean)).err().unwrap_or(first))
+    Err(Sim::new(opts.clone())
+        .run_to(first.step, Some(clean))
+        .err()
+        .unwrap_or(first))
 }
 
 /// The seed and step count `PARLEY_SIM_SEED` and `PARLEY_SIM_STEPS` ask for (`random` picks
@@ -158,11 +171,15 @@ pub fn options_from_env() -> Result<Options, String> {
     let seed = match std::env::var("PARLEY_SIM_SEED") {
         Err(_) => DEFAULT_SEED,
         Ok(s) if s == "random" => rand::random::<u64>() >> 12,
-        Ok(s) => s.parse().map_err(|_| format!("PARLEY_SIM_SEED={s}: not a number"))?,
+        Ok(s) => s
+            .parse()
+            .map_err(|_| format!("PARLEY_SIM_SEED={s}: not a number"))?,
     };
     let steps = match std::env::var("PARLEY_SIM_STEPS") {
         Err(_) => DEFAULT_STEPS,
-        Ok(s) => s.parse().map_err(|_| format!("PARLEY_SIM_STEPS={s}: not a number"))?,
+        Ok(s) => s
+            .parse()
+            .map_err(|_| format!("PARLEY_SIM_STEPS={s}: not a number"))?,
     };
     Ok(Options::new(seed, steps))
 }

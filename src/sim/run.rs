@@ -50,7 +50,9 @@ impl Sim {
         let cfg = config();
         let log = Arc::new(SimLog::default());
         let live = core(&cfg, Store::simulated(log.clone()));
-        let replicas = (0..opts.replicas).map(|_| core(&cfg, Store::memory())).collect();
+        let replicas = (0..opts.replicas)
+            .map(|_| core(&cfg, Store::memory()))
+            .collect();
         Sim {
             world: World::new(opts.seed, live.admin_setup_code()),
             rng: StdRng::seed_from_u64(opts.seed ^ 0x5eed_f00d),
@@ -121,7 +123,11 @@ impl Sim {
             Ok(_) => "ok",
             Err(e) => e.code(),
         };
-        *self.summary.outcomes.entry(format!("{name} {code}")).or_default() += 1;
+        *self
+            .summary
+            .outcomes
+            .entry(format!("{name} {code}"))
+            .or_default() += 1;
         if let Some(p) = op {
             self.proposals += 1;
             for r in &self.replicas {
@@ -172,6 +178,14 @@ impl Sim {
                 ));
             }
         }
+        if self.opts.sabotage_at == Some(self.step) {
+            if let Some(room) = self.live.sim_room_ids().first() {
+                self.live.sim_plant(&Plant::Topic {
+                    room: room.clone(),
+                    topic: "never recorded".into(),
+                });
+            }
+        }
         if self.step % 200 == 0 {
             self.world.prune_rooms(&self.live);
         }
@@ -206,6 +220,11 @@ impl Sim {
         self.checker.all_rooms(&self.live)
     }
 
+    /// Checks every room of the live core.
+    pub fn check_rooms(&mut self) -> Result<(), Violation> {
+        self.checker.all_rooms(&self.live)
+    }
+
     /// Replaces the log with the live core's snapshot.
     pub fn compact(&mut self) {
         self.summary.compactions += 1;
@@ -233,16 +252,29 @@ impl Sim {
                     same(Invariant::Durability, "live", &live, "replayed", &got)?;
                     first = Some(got);
                 }
-                Some(f) => same(Invariant::Determinism, "replay 0", f, &format!("replay {i}"), &got)?,
+                Some(f) => same(
+                    Invariant::Determinism,
+                    "replay 0",
+                    f,
+                    &format!("replay {i}"),
+                    &got,
+                )?,
             }
         }
         if let Some((r0, rest)) = self.replicas.split_first() {
             let want = r0.sim_render(self.clock);
             for (i, r) in rest.iter().enumerate() {
-                same(Invariant::Determinism, "replica 0", &want, &format!("replica {}", i + 1), &r.sim_render(self.clock))?;
+                same(
+                    Invariant::Determinism,
+                    "replica 0",
+                    &want,
+                    &format!("replica {}", i + 1),
+                    &r.sim_render(self.clock),
+                )?;
             }
         }
         self.summary.rooms = self.live.sim_room_ids().len();
+        self.summary.replica_rooms = self.replicas.first().map_or(0, |r| r.sim_room_ids().len());
         self.summary.users = self.live.counts().0;
         Ok(())
     }
@@ -253,7 +285,11 @@ impl Sim {
         while self.step < steps {
             let mut r = self.step();
             let s = self.step;
-            if r.is_ok() && (s % self.opts.checkpoint == 0 || s == steps || full_after.is_some_and(|c| s > c)) {
+            if r.is_ok()
+                && (s % self.opts.checkpoint == 0
+                    || s == steps
+                    || full_after.is_some_and(|c| s > c))
+            {
                 let t = std::time::Instant::now();
                 r = self.full_check();
                 self.summary.t_full += t.elapsed().as_secs_f64();
@@ -279,7 +315,10 @@ fn without_sessions(render: &str, users: &BTreeSet<String>) -> String {
     let mut out = String::with_capacity(render.len());
     for line in render.lines() {
         let mut w = line.split(' ');
-        if w.next() == Some("session") && w.nth(1).is_some_and(|u| users.contains(&u.to_ascii_lowercase())) {
+        if w.next() == Some("session")
+            && w.nth(1)
+                .is_some_and(|u| users.contains(&u.to_ascii_lowercase()))
+        {
             continue;
         }
         out.push_str(line);
@@ -294,10 +333,25 @@ fn same(inv: Invariant, an: &str, a: &str, bn: &str, b: &str) -> Result<(), Viol
         return Ok(());
     }
     let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
-    let at = la.iter().zip(&lb).position(|(x, y)| x != y).unwrap_or(la.len().min(lb.len()));
-    let near = |l: &[&str]| l.iter().skip(at).take(3).copied().collect::<Vec<_>>().join(" | ");
+    let at = la
+        .iter()
+        .zip(&lb)
+        .position(|(x, y)| x != y)
+        .unwrap_or(la.len().min(lb.len()));
+    let near = |l: &[&str]| {
+        l.iter()
+            .skip(at)
+            .take(3)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
     Err(violation(
         inv,
-        format!("the states differ at line {at}: {an} has [{}], {bn} has [{}]", near(&la), near(&lb)),
+        format!(
+            "the states differ at line {at}: {an} has [{}], {bn} has [{}]",
+            near(&la),
+            near(&lb)
+        ),
     ))
 }

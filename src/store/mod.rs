@@ -202,7 +202,10 @@ impl Store {
     pub fn append_system(&self, rec: &Record) {
         if let Backend::Sim(log) = &self.backend {
             if let Ok(place) = log.reserve() {
-                place.append(serde_json::to_vec(rec).unwrap_or_default(), Box::new(|_| {}));
+                place.append(
+                    serde_json::to_vec(rec).unwrap_or_default(),
+                    Box::new(|_| {}),
+                );
             }
             return;
         }

@@ -185,24 +185,24 @@ fn read(bytes: &[u8]) -> Result<SimRecovery, String> {
     let mut out = SimRecovery::default();
     let mut at = 0;
     while at < bytes.len() {
-            let rest = &bytes[at..];
-            let whole = rest.len() >= 8 && {
-                let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-                rest.len() >= 8 + len && {
-                    let payload = &rest[8..8 + len];
-                    if Sha256::digest(payload)[..4] != rest[4..8] {
-                        return Err(format!("record at byte {at} fails its checksum"));
-                    }
-                    out.records.push(payload.to_vec());
-                    at += 8 + len;
-                    true
+        let rest = &bytes[at..];
+        let whole = rest.len() >= 8 && {
+            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            rest.len() >= 8 + len && {
+                let payload = &rest[8..8 + len];
+                if Sha256::digest(payload)[..4] != rest[4..8] {
+                    return Err(format!("record at byte {at} fails its checksum"));
                 }
-            };
-            if !whole {
-                out.torn_bytes = rest.len();
-                break;
+                out.records.push(payload.to_vec());
+                at += 8 + len;
+                true
             }
+        };
+        if !whole {
+            out.torn_bytes = rest.len();
+            break;
         }
+    }
     Ok(out)
 }
 
@@ -242,9 +242,10 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         log.inject(Fault::Fail);
         let s = seen.clone();
-        log.reserve()
-            .unwrap()
-            .append(b"x".to_vec(), Box::new(move |ok| s.lock().unwrap().push(ok)));
+        log.reserve().unwrap().append(
+            b"x".to_vec(),
+            Box::new(move |ok| s.lock().unwrap().push(ok)),
+        );
         assert!(seen.lock().unwrap().is_empty(), "not before deliver");
         assert!(log.deliver());
         assert_eq!(*seen.lock().unwrap(), vec![false]);
