@@ -89,8 +89,13 @@ pub struct Summary {
     pub users: usize,
     /// Rooms the first cluster replica holds at the last checkpoint.
     pub replica_rooms: usize,
+    /// SHA-256 of every step's command kind, room and answer, at the last checkpoint: the
+    /// same for every run of a seed.
+    pub trace: String,
     /// Answers by command and code.
     pub outcomes: std::collections::BTreeMap<String, u64>,
+    /// Seconds spent drawing commands, running and checking them, in crashes and in full
+    /// checks.
     pub t_gen: f64,
     pub t_exec: f64,
     pub t_crash: f64,

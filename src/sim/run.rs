@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
 
 use super::check::{violation, Checker, Invariant, Violation};
 use super::driver::{self, Cmd, Reply};
@@ -40,6 +41,8 @@ pub struct Sim {
     /// the end: the safe side by design (`Core::end_session`), so until the next crash their
     /// sessions are not compared.
     ended_unrecorded: BTreeSet<String>,
+    /// Every step's command, room and answer (not the tokens: those come from the OS).
+    trace: Sha256,
     /// The last command run, for a failure's report.
     last: String,
     pub summary: Summary,
@@ -65,6 +68,7 @@ impl Sim {
             clock: SIM_EPOCH,
             step: 0,
             last: String::new(),
+            trace: Sha256::new(),
             ended_unrecorded: BTreeSet::new(),
             summary: Summary::default(),
             opts,
@@ -128,6 +132,15 @@ impl Sim {
             .outcomes
             .entry(format!("{name} {code}"))
             .or_default() += 1;
+        let room = match &out {
+            Ok(Reply::Room(id)) => id.as_str(),
+            _ => "",
+        };
+        let step = format!(
+            "{name} {} {code} {room}\n",
+            gen::room_of(cmd).unwrap_or_default()
+        );
+        self.trace.update(step.as_bytes());
         if let Some(p) = op {
             self.proposals += 1;
             for r in &self.replicas {
@@ -274,6 +287,7 @@ impl Sim {
             }
         }
         self.summary.rooms = self.live.sim_room_ids().len();
+        self.summary.trace = crate::chat::hex(&self.trace.clone().finalize());
         self.summary.replica_rooms = self.replicas.first().map_or(0, |r| r.sim_room_ids().len());
         self.summary.users = self.live.counts().0;
         Ok(())
