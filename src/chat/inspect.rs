@@ -225,13 +225,7 @@ impl Core {
                 let Some(e) = rs.entry_mut(*seq) else {
                     return false;
                 };
-                *e = KeptEntry::new(
-                    e.ts(),
-                    EntryKind::Message,
-                    &e.from().to_string(),
-                    Some(text),
-                    None,
-                );
+                *e = KeptEntry::new(e.ts(), EntryKind::Message, e.from(), Some(text), None);
             }
             Plant::SkipSeq { room } => {
                 let Some(room) = room_of(room) else {

@@ -103,12 +103,10 @@ impl Checker {
             ));
         }
         seen.last_seq = f.last_seq;
-        let mut want = f.first_seq;
-        for e in &f.entries {
+        for (want, e) in (f.first_seq..).zip(&f.entries) {
             if e.seq != want {
                 return seq_err(format!("served seq {} where {want} was due", e.seq));
             }
-            want += 1;
             let id_now = (e.kind, e.from.clone(), e.ts);
             match seen.ids.get(&e.seq) {
                 Some(before) if *before != id_now => {

@@ -313,11 +313,7 @@ impl World {
                 }
             }
             (Cmd::Logout { token }, Ok(_)) => self.forget_token(token),
-            (_, Ok(Reply::Room(id))) => {
-                if !self.rooms.contains(id) {
-                    self.rooms.push(id.clone());
-                }
-            }
+            (_, Ok(Reply::Room(id))) if !self.rooms.contains(id) => self.rooms.push(id.clone()),
             (_, Err(ChatError::Unauthorized)) => {
                 if let Some(t) = token_of(cmd) {
                     self.forget_token(t);

@@ -199,7 +199,7 @@ impl Sim {
                 });
             }
         }
-        if self.step % 200 == 0 {
+        if self.step.is_multiple_of(200) {
             self.world.prune_rooms(&self.live);
         }
         if fault.is_some() || self.rng.random_range(0..2000) == 0 {
@@ -300,7 +300,7 @@ impl Sim {
             let mut r = self.step();
             let s = self.step;
             if r.is_ok()
-                && (s % self.opts.checkpoint == 0
+                && (s.is_multiple_of(self.opts.checkpoint)
                     || s == steps
                     || full_after.is_some_and(|c| s > c))
             {
