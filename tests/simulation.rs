@@ -19,13 +19,14 @@ fn the_simulation_keeps_every_invariant() {
     };
     let secs = began.elapsed().as_secs_f64();
     eprintln!(
-        "simulation: {} steps in {secs:.1} s, {:.0} steps/s ({} accepted, {} crashes, {} torn records, {} failed writes, {} compactions, {} checkpoints; {} users, {} rooms at the end, {} on the replicas)",
+        "simulation: {} steps in {secs:.1} s, {:.0} steps/s ({} accepted, {} crashes, {} torn records, {} failed writes, {} steps with a full journal, {} compactions, {} checkpoints; {} users, {} rooms at the end, {} on the replicas)",
         s.steps,
         s.steps as f64 / secs,
         s.accepted,
         s.crashes,
         s.torn,
         s.failed_writes,
+        s.full,
         s.compactions,
         s.checkpoints,
         s.users,

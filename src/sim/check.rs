@@ -57,9 +57,12 @@ struct Seen {
     processed: u64,
     /// Mutes in force by the entries read: lowercase name to end (ts).
     mutes: HashMap<String, u64>,
-    /// Texts of kept messages by seq, and the texts deleted since.
-    texts: HashMap<u64, String>,
-    deleted: HashSet<String>,
+    /// The texts each kept message had (its own, then its edits'), with the seq of the entry
+    /// that carries each: the message or the `edit` entry.
+    texts: HashMap<u64, Vec<(String, u64)>>,
+    /// Texts of deleted messages, with the entry that carried them; forgotten once that entry
+    /// is no longer kept (nothing can serve it then).
+    deleted: HashMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -166,18 +169,18 @@ impl Checker {
                         }
                     }
                     if let Some(t) = &e.text {
-                        seen.texts.insert(e.seq, t.clone());
+                        seen.texts.insert(e.seq, vec![(t.clone(), e.seq)]);
                     }
                 }
                 EntryKind::Delete => {
-                    if let Some(t) = e.extra.refers.and_then(|s| seen.texts.remove(&s)) {
-                        seen.deleted.insert(t);
+                    if let Some(texts) = e.extra.refers.and_then(|s| seen.texts.remove(&s)) {
+                        seen.deleted.extend(texts);
                     }
                 }
                 EntryKind::Edit => {
                     if let (Some(s), Some(t)) = (e.extra.refers, &e.text) {
-                        if seen.texts.contains_key(&s) {
-                            seen.texts.insert(s, t.clone());
+                        if let Some(texts) = seen.texts.get_mut(&s) {
+                            texts.push((t.clone(), e.seq));
                         }
                     }
                 }
@@ -186,9 +189,12 @@ impl Checker {
             seen.processed = e.seq;
         }
         seen.processed = seen.processed.max(f.last_seq);
-        seen.texts.retain(|s, _| *s >= f.first_seq);
+        let first = f.first_seq;
+        seen.texts
+            .retain(|_, texts| texts.iter().any(|(_, at)| *at >= first));
+        seen.deleted.retain(|_, at| *at >= first);
         for e in &f.entries {
-            if let Some(t) = e.text.as_ref().filter(|t| seen.deleted.contains(*t)) {
+            if let Some(t) = e.text.as_ref().filter(|t| seen.deleted.contains_key(*t)) {
                 return Err(violation(
                     Invariant::DeletedText,
                     format!(
@@ -202,7 +208,7 @@ impl Checker {
             if let Some(member) = core.sim_some_member(id) {
                 if let Ok(frame) = core.sync_frame(&member, id, 0) {
                     let text = String::from_utf8_lossy(&frame);
-                    if let Some(t) = seen.deleted.iter().find(|t| text.contains(t.as_str())) {
+                    if let Some(t) = seen.deleted.keys().find(|t| text.contains(t.as_str())) {
                         return Err(violation(
                             Invariant::DeletedText,
                             format!(

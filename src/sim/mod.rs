@@ -83,6 +83,8 @@ pub struct Summary {
     pub crashes: u64,
     pub torn: u64,
     pub failed_writes: u64,
+    /// Steps run with a full journal (every place refused).
+    pub full: u64,
     pub compactions: u64,
     pub checkpoints: u64,
     pub rooms: usize,

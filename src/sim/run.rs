@@ -165,7 +165,7 @@ impl Sim {
         let fault = match self.rng.random_range(0..1000) {
             0 => Some(Fault::Fail),
             1 => Some(Fault::Torn),
-            2 => Some(Fault::Refuse),
+            2 => Some(Fault::Full),
             _ => None,
         };
         if let Some(f) = fault {
@@ -202,7 +202,12 @@ impl Sim {
         if self.step.is_multiple_of(200) {
             self.world.prune_rooms(&self.live);
         }
-        if fault.is_some() || self.rng.random_range(0..2000) == 0 {
+        self.log.drain();
+        if let Some(Fault::Full) = fault {
+            self.summary.full += 1;
+        }
+        let fails = matches!(fault, Some(Fault::Fail | Fault::Torn));
+        if fails || self.rng.random_range(0..2000) == 0 {
             let t = std::time::Instant::now();
             let r = self.crash();
             self.summary.t_crash += t.elapsed().as_secs_f64();

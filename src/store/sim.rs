@@ -5,8 +5,8 @@
 //! An append is not acknowledged at once: its `done` waits in a queue until the simulation
 //! calls [`SimLog::deliver`], as the real journal acknowledges on its delivery thread, never
 //! under the caller's locks. A fault decides an append's fate instead:
-//! - [`Fault::Refuse`]: the store refuses places (`reserve` fails), as a failed or full
-//!   journal does, until the next crash;
+//! - [`Fault::Full`]: the store refuses places (`reserve` fails with `Full`), as a journal
+//!   whose writes are behind does, until [`SimLog::drain`];
 //! - [`Fault::Fail`]: the next record is not written and `done(false)` runs (the write
 //!   failed); the log then refuses every place until the next crash, as a failed journal does;
 //! - [`Fault::Torn`]: the next record's bytes are cut short and `done(false)` runs: the crash
@@ -19,10 +19,10 @@ use sha2::{Digest, Sha256};
 
 use super::journal::{Done, Refused};
 
-/// A fault to inject into the next append (or, for `Refuse`, into every reservation).
+/// A fault to inject into the next append (or, for `Full`, into every reservation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    Refuse,
+    Full,
     Fail,
     Torn,
 }
@@ -35,8 +35,10 @@ struct Inner {
     records: u64,
     /// Acknowledgements waiting for [`SimLog::deliver`], in append order.
     waiting: VecDeque<(Done, bool)>,
-    /// Places are refused until the next recovery.
+    /// Places are refused until the next recovery (a failed journal).
     refusing: bool,
+    /// Places are refused until `drain` (a full journal).
+    full: bool,
     /// The fate of the next append.
     next: Option<Fault>,
     /// Bytes appended in total, for the cut of a torn record.
@@ -72,9 +74,14 @@ impl SimLog {
     }
 
     pub(super) fn reserve(self: &Arc<Self>) -> Result<SimPlace, Refused> {
-        if self.lock().refusing {
+        let inner = self.lock();
+        if inner.refusing {
             return Err(Refused::Failed);
         }
+        if inner.full {
+            return Err(Refused::Full);
+        }
+        drop(inner);
         Ok(SimPlace(self.clone()))
     }
 
@@ -82,14 +89,19 @@ impl SimLog {
     pub fn inject(&self, fault: Fault) {
         let mut inner = self.lock();
         match fault {
-            Fault::Refuse => inner.refusing = true,
+            Fault::Full => inner.full = true,
             _ => inner.next = Some(fault),
         }
     }
 
-    /// Whether the log refuses places now.
+    /// Whether the log failed (and refuses places until the next recovery).
     pub fn refusing(&self) -> bool {
         self.lock().refusing
+    }
+
+    /// A full log has written what it held: it takes places again.
+    pub fn drain(&self) {
+        self.lock().full = false;
     }
 
     /// Runs the waiting acknowledgements, oldest first, on the caller's thread (holding no
@@ -130,7 +142,7 @@ impl SimLog {
                 inner.appended += payload.len() as u64;
                 inner.waiting.push_back((done, true));
             }
-            Some(Fault::Fail) | Some(Fault::Refuse) => {
+            Some(Fault::Fail) | Some(Fault::Full) => {
                 inner.refusing = true;
                 inner.waiting.push_back((done, false));
             }
@@ -157,6 +169,7 @@ impl SimLog {
         inner.bytes.truncate(keep);
         inner.records = out.records.len() as u64;
         inner.refusing = false;
+        inner.full = false;
         inner.next = None;
         inner.waiting.clear();
         Ok(out)
