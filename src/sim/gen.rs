@@ -87,7 +87,7 @@ impl World {
 
     /// The next command, drawn from the seed and what the clients know of `core`.
     pub fn next(&mut self, core: &Core) -> Cmd {
-        let Some((me, token)) = self.someone() else {
+        let Some((_, token)) = self.someone() else {
             return self.login_or_register();
         };
         let room = {
@@ -102,15 +102,15 @@ impl World {
             room = self.pick(&r).cloned();
             facts = room.as_ref().and_then(|r| core.sim_room(r, 0));
         }
-        // An actor who may moderate `room` (its owner, a moderator), else `me`.
-        let (mut actor, mut actor_token) = (me.clone(), token.clone());
+        // An actor who may moderate `room` (its owner, a moderator), else the sender.
+        let mut actor_token = token.clone();
         if let Some(f) = &facts {
             if self.rng.random_bool(0.6) {
                 let mut mods = f.moderators.clone();
                 mods.push(f.owner.clone());
                 if let Some(name) = self.pick(&mods).cloned() {
                     match self.token_of(&name) {
-                        Some(t) => (actor, actor_token) = (name, t),
+                        Some(t) => actor_token = t,
                         // The owner logs in first.
                         None if self.rng.random_bool(0.3) => return Cmd::Login { user: name },
                         None => {}
@@ -270,7 +270,6 @@ impl World {
                     Some(m) if self.rng.random_bool(0.8) => self.token_of(m),
                     _ => None,
                 };
-                let _ = &actor;
                 Cmd::Post {
                     token: poster.unwrap_or(t),
                     room: r,
