@@ -107,13 +107,15 @@ impl Core {
     }
 
     /// SHA-256 (hex) of [`Core::sim_render`].
-    pub fn sim_digest(&self, now: u64) -> String {
-        hex(&Sha256::digest(self.sim_render(now).as_bytes()))
+    pub fn sim_digest(&self, now: u64, wall: u64) -> String {
+        hex(&Sha256::digest(self.sim_render(now, wall).as_bytes()))
     }
 
     /// The durable state as a canonical text at `now` (mutes that ended by then are left
-    /// out; see the module's comment).
-    pub fn sim_render(&self, now: u64) -> String {
+    /// out; see the module's comment), and at the wall clock's `wall` for invite codes, which
+    /// live on the wall clock (one `wall` for the two states compared, so that none expires
+    /// between the two renderings).
+    pub fn sim_render(&self, now: u64, wall: u64) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "epoch {}", self.epoch());
         let room_ids: std::collections::BTreeSet<String> =
@@ -167,8 +169,7 @@ impl Core {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            // Invite codes live on the wall clock.
-            .filter(|(_, inv)| inv.remaining > 0 && inv.expires > now_ms())
+            .filter(|(_, inv)| inv.remaining > 0 && inv.expires > wall)
             .map(|(h, inv)| (hex(h), (inv.remaining, inv.expires)))
             .collect();
         for (h, (remaining, expires)) in &invites {

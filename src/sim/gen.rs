@@ -282,6 +282,12 @@ impl World {
     fn login_or_register(&mut self) -> Cmd {
         let i = self.rng.random_range(0..self.names.len());
         let user = self.names[i].clone();
+        if self.tokens[i].len() >= 3 {
+            // Sessions stay until they expire: a client with three logs one out first.
+            return Cmd::Logout {
+                token: self.tokens[i][0].clone(),
+            };
+        }
         if self.registered[i] && self.rng.random_bool(0.95) {
             return Cmd::Login { user };
         }

@@ -224,14 +224,15 @@ impl Sim {
     pub fn crash(&mut self) -> Result<(), Violation> {
         self.summary.crashes += 1;
         let skip = std::mem::take(&mut self.ended_unrecorded);
-        let before = without_sessions(&self.live.sim_render(self.clock), &skip);
+        let wall = crate::chat::now_ms();
+        let before = without_sessions(&self.live.sim_render(self.clock, wall), &skip);
         let found = self
             .log
             .recover()
             .map_err(|e| violation(Invariant::Durability, format!("recovery failed: {e}")))?;
         let recovered = replay(&self.cfg, &self.log, &found.records)
             .map_err(|e| violation(Invariant::Durability, format!("replay failed: {e}")))?;
-        let after = without_sessions(&recovered.sim_render(self.clock), &skip);
+        let after = without_sessions(&recovered.sim_render(self.clock, wall), &skip);
         same(Invariant::Durability, "live", &before, "recovered", &after)?;
         self.world.set_admin_code(recovered.admin_setup_code());
         self.live = recovered;
@@ -254,7 +255,8 @@ impl Sim {
     pub fn full_check(&mut self) -> Result<(), Violation> {
         self.summary.checkpoints += 1;
         self.checker.all_rooms(&self.live)?;
-        let live = self.live.sim_render(self.clock);
+        let wall = crate::chat::now_ms();
+        let live = self.live.sim_render(self.clock, wall);
         let found = self
             .log
             .read()
@@ -264,7 +266,7 @@ impl Sim {
         for i in 0..self.opts.replicas.max(1) {
             let c = replay(&self.cfg, &scratch, &found.records)
                 .map_err(|e| violation(Invariant::Durability, format!("replay failed: {e}")))?;
-            let got = c.sim_render(self.clock);
+            let got = c.sim_render(self.clock, wall);
             match &first {
                 None => {
                     same(Invariant::Durability, "live", &live, "replayed", &got)?;
@@ -280,14 +282,14 @@ impl Sim {
             }
         }
         if let Some((r0, rest)) = self.replicas.split_first() {
-            let want = r0.sim_render(self.clock);
+            let want = r0.sim_render(self.clock, wall);
             for (i, r) in rest.iter().enumerate() {
                 same(
                     Invariant::Determinism,
                     "replica 0",
                     &want,
                     &format!("replica {}", i + 1),
-                    &r.sim_render(self.clock),
+                    &r.sim_render(self.clock, wall),
                 )?;
             }
         }
