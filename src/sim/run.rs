@@ -256,7 +256,8 @@ impl Sim {
         self.summary.checkpoints += 1;
         self.checker.all_rooms(&self.live)?;
         let wall = crate::chat::now_ms();
-        let live = self.live.sim_render(self.clock, wall);
+        let skip = &self.ended_unrecorded;
+        let live = without_sessions(&self.live.sim_render(self.clock, wall), skip);
         let found = self
             .log
             .read()
@@ -266,7 +267,7 @@ impl Sim {
         for i in 0..self.opts.replicas.max(1) {
             let c = replay(&self.cfg, &scratch, &found.records)
                 .map_err(|e| violation(Invariant::Durability, format!("replay failed: {e}")))?;
-            let got = c.sim_render(self.clock, wall);
+            let got = without_sessions(&c.sim_render(self.clock, wall), skip);
             match &first {
                 None => {
                     same(Invariant::Durability, "live", &live, "replayed", &got)?;
