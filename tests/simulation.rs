@@ -6,7 +6,9 @@
 //! The other tests are the mutation checks: each breaks one invariant on purpose, in the
 //! state behind the core's back, and shows that the checker reports that invariant.
 
+use parley::chat::ChatError;
 use parley::sim::{self, Cmd, Invariant, Options, Plant, Reply, Sim};
+use parley::store::sim::Fault;
 
 #[test]
 fn the_simulation_keeps_every_invariant() {
@@ -294,4 +296,59 @@ fn deleting_the_oldest_kept_message_clears_the_text_of_its_edits() {
         facts.entries
     );
     assert!(s.sim.crash().is_ok(), "and the same after a restart");
+}
+
+/// Found by the simulation (seed 106): the last member's leave makes two records, the
+/// `leave` entry and the room's deletion; when the journal fails them, the leave's undo put
+/// the leaver back and the deletion's undo then emptied the room again, so until the restart
+/// the room showed no members while the journal (and the answer, `unavailable`) said
+/// otherwise.
+#[test]
+fn a_failed_last_leave_leaves_the_member_in_the_room() {
+    let mut sim = Sim::new(Options::new(1, 0));
+    let alice = token(&mut sim, "alice");
+    let create = Cmd::CreateRoom {
+        token: alice.clone(),
+        name: "solo".into(),
+        capacity: 3,
+        private: false,
+    };
+    let Reply::Room(room) = ok(&mut sim, create) else {
+        panic!("no room");
+    };
+    sim.log().inject(Fault::Fail);
+    let out = sim.exec(&Cmd::Leave {
+        token: alice,
+        room: room.clone(),
+    });
+    assert!(matches!(out, Ok(Err(ChatError::Unavailable))), "{out:?}");
+    let members = sim.core().sim_room(&room, 0).map(|f| f.members);
+    assert_eq!(members, Some(vec!["alice".to_string()]));
+    sim.crash().expect("the recovered state is the live one");
+}
+
+/// Found by the simulation (seeds 101, 103, 105): a message in a DM clears the writer's
+/// "unanswered" mark (the DM counts toward their room limit from then on); a message the
+/// journal failed must not.
+#[test]
+fn a_failed_message_in_a_dm_leaves_it_unanswered() {
+    let mut sim = Sim::new(Options::new(1, 0));
+    let alice = token(&mut sim, "alice");
+    let bob = token(&mut sim, "bob");
+    let open = Cmd::OpenDm {
+        token: alice,
+        target: "bob".into(),
+    };
+    let Reply::Room(dm) = ok(&mut sim, open) else {
+        panic!("no DM");
+    };
+    sim.log().inject(Fault::Fail);
+    let post = Cmd::Post {
+        token: bob,
+        room: dm,
+        text: "m1z hi".into(),
+    };
+    let out = sim.exec(&post);
+    assert!(matches!(out, Ok(Err(ChatError::Unavailable))), "{out:?}");
+    sim.crash().expect("the recovered state is the live one");
 }

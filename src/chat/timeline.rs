@@ -330,8 +330,9 @@ impl Core {
             &extra,
         );
         let seq = rs.append(entry.clone());
-        // Writing in a DM is acting in it (replay reads the same from the entry).
-        rs.set_unanswered(&user.key, false);
+        // Writing in a DM is acting in it (replay reads the same from the entry); undone if
+        // the store fails the entry.
+        let answered = rs.set_unanswered(&user.key, false);
         if let Some(m) = rs.members.get_mut(&user.key) {
             m.read_seq = seq;
             if !m.read_dirty {
@@ -350,7 +351,11 @@ impl Core {
             gov_token: None,
         };
         let metrics = self.metrics.clone();
+        let (dm, key) = (room.clone(), user.key.clone());
         let on_fail = move || {
+            if answered {
+                dm.lock().set_unanswered(&key, true);
+            }
             let Some(sender) = conn else {
                 return;
             };
