@@ -39,6 +39,10 @@
 //!   `chat::history` and `chat::outbound`; `protocol`'s tests decode them with the shared
 //!   types.
 //! - [`logging`] (where `tracing` events go) is for the binary.
+//! - `sim` (hidden), beside the socket layer like a door: the deterministic simulation
+//!   behind `tests/simulation.rs`. Seeded clients drive the core through `Core::run` on a
+//!   simulated journal (`store::sim`) with crashes, torn records, failed writes and
+//!   compactions, and invariants are checked after every step (`docs/TESTING.md`).
 //!
 //! Nothing imports upward: the store imports no core, session or socket; the core no
 //! session, socket, `http` or `cluster`; the session layer no socket; `http` nothing. Checked by
@@ -69,6 +73,8 @@ pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub(crate) mod server;
+#[doc(hidden)]
+pub mod sim;
 pub mod store;
 pub mod tls;
 pub(crate) mod ws;

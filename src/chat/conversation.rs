@@ -38,6 +38,11 @@ impl Core {
         edit: Option<(Option<&str>, &EntryExtra)>,
     ) {
         let Some(e) = rs.entry_mut(seq) else {
+            // A deletion whose own entry pushed the oldest kept message out of the ring: the
+            // kept edits of it still lose their text.
+            if edit.is_none() {
+                Self::clear_edits(rs, seq);
+            }
             return;
         };
         if e.kind() != EntryKind::Message || e.is_deleted() {
@@ -76,6 +81,11 @@ impl Core {
             return;
         }
         rs.note_deleted(seq);
+        Self::clear_edits(rs, seq);
+    }
+
+    /// Takes the text out of every kept `edit` entry of the message `seq`.
+    fn clear_edits(rs: &mut RoomState, seq: u64) {
         let (first, last) = (rs.first_seq(), rs.last_seq);
         for s in seq + 1..=last.max(first) {
             let Some(e) = rs.entry_mut(s) else {

@@ -43,6 +43,12 @@ impl DmIndex {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Every pair's key and room id.
+    pub(crate) fn pairs(&self) -> Vec<(String, String)> {
+        let dms = self.lock();
+        dms.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
     /// Applies a DM's `RoomCreated`: the pair `a`, `b` has the room `id`.
     pub(crate) fn remember(&self, a: &str, b: &str, id: &str) {
         self.lock().insert(pair_key(a, b), id.to_string());

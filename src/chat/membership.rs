@@ -549,7 +549,9 @@ impl Core {
                 return;
             }
             rs.deleted = false;
-            rs.members = members;
+            // Added to, not replaced: a last member's leave failed before, and its undo put
+            // the leaver back already (the deletion took no members then).
+            rs.members.extend(members);
             let name = rs.gov.name.clone();
             drop(rs);
             if let (true, Some(owner)) = (rooms.insert(room.clone(), &name), &owner) {

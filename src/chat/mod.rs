@@ -61,6 +61,7 @@ pub mod command;
 pub(crate) mod commands;
 pub mod error;
 pub(crate) mod filter;
+pub(crate) mod inspect;
 pub(crate) mod outbound;
 pub mod password;
 pub(crate) mod ratelimit;

@@ -304,7 +304,10 @@ impl Core {
         }
         let slot = self.place(cx)?;
         let seq = rs.last_seq + 1;
-        // Writing in a DM is acting in it.
+        // Writing in a DM is acting in it (`apply_entry` marks it); undone if the store fails
+        // the entry.
+        let answered =
+            rs.gov.dm.is_some() && rs.members.get(&user.key).is_some_and(|m| m.unanswered);
         self.apply_entry(&room, &mut rs, seq, &entry, &extra, None);
         if let Some(m) = rs.members.get_mut(&user.key) {
             m.read_seq = seq;
@@ -324,7 +327,11 @@ impl Core {
             gov_token: None,
         };
         let metrics = self.metrics.clone();
+        let (dm, key) = (room.clone(), user.key.clone());
         let on_fail = move || {
+            if answered {
+                dm.lock().set_unanswered(&key, true);
+            }
             let Some(sender) = conn else {
                 return;
             };

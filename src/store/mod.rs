@@ -11,6 +11,7 @@
 pub(crate) mod journal;
 pub(crate) mod kept;
 pub(crate) mod record;
+pub mod sim;
 pub(crate) mod snapshot;
 
 use std::sync::{Arc, OnceLock};
@@ -28,6 +29,8 @@ enum Backend {
     Journal(OnceLock<Journal>),
     /// Set once the node reached NATS and caught up with the shared log.
     Cluster(OnceLock<Arc<dyn Log>>),
+    /// The deterministic simulation's journal (`sim`).
+    Sim(Arc<sim::SimLog>),
 }
 
 /// The shared log of cluster mode, as the store sees it: a place records go in order.
@@ -56,6 +59,7 @@ pub enum Slot {
     Memory,
     Journal(Reserved),
     Cluster(Box<dyn LogPlace>),
+    Sim(sim::SimPlace),
 }
 
 impl Slot {
@@ -66,6 +70,7 @@ impl Slot {
             Slot::Memory => done(true),
             Slot::Journal(place) => place.append(record, Some(done)),
             Slot::Cluster(place) => place.append(record, done),
+            Slot::Sim(place) => place.append(record, done),
         }
     }
 }
@@ -104,6 +109,14 @@ impl Store {
         }
     }
 
+    /// A store for the deterministic simulation: records go to `log`, which acknowledges
+    /// them when the simulation says (see [`sim`]).
+    pub fn simulated(log: Arc<sim::SimLog>) -> Store {
+        Store {
+            backend: Backend::Sim(log),
+        }
+    }
+
     /// Sends records to `log` from now on (cluster mode only).
     pub fn join_cluster(&self, log: Arc<dyn Log>) {
         if let Backend::Cluster(slot) = &self.backend {
@@ -132,7 +145,7 @@ impl Store {
 
     fn live(&self) -> Option<&Journal> {
         match &self.backend {
-            Backend::Memory | Backend::Cluster(_) => None,
+            Backend::Memory | Backend::Cluster(_) | Backend::Sim(_) => None,
             Backend::Journal(j) => j.get(),
         }
     }
@@ -182,11 +195,21 @@ impl Store {
                 Some(log) => log.reserve().map(Slot::Cluster),
                 None => Err(Refused::Failed),
             },
+            Backend::Sim(log) => log.reserve().map(Slot::Sim),
         }
     }
 
     /// Appends a record the server writes for itself (start, stop, epoch), without a place.
     pub fn append_system(&self, rec: &Record) {
+        if let Backend::Sim(log) = &self.backend {
+            if let Ok(place) = log.reserve() {
+                place.append(
+                    serde_json::to_vec(rec).unwrap_or_default(),
+                    Box::new(|_| {}),
+                );
+            }
+            return;
+        }
         if let Some(j) = self.live() {
             j.append(serde_json::to_vec(rec).unwrap_or_default(), None);
         }

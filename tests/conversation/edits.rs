@@ -417,3 +417,31 @@ async fn edits_and_actions_are_filtered_like_messages() {
     );
     s.stop().await;
 }
+
+/// Deleting the oldest kept message of a full history: the `delete` entry pushes the message
+/// itself out, and its kept `edit` entries must still lose the text (found by the simulation,
+/// `tests/simulation.rs`).
+#[tokio::test]
+async fn deleting_the_oldest_kept_message_takes_the_text_out_of_its_edits() {
+    let s = start(&["--history", "6"]).await;
+    let (id, t) = room_with(s.addr, &["alice"]).await;
+    let (mut wa, _) = ws_hello(s.addr, &t[0]).await;
+    let m = seq(&post_msg(&mut wa, &id, "first").await);
+    let r = edit(s.addr, &t[0], &id, m, "secret words").await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    loop {
+        let (_, first) = history(s.addr, &t[0], &id).await;
+        if first == m {
+            break;
+        }
+        post_msg(&mut wa, &id, "filler").await;
+    }
+    let r = delete(s.addr, &t[0], &id, m).await;
+    assert_eq!(r.status, 204, "{:?}", r.json());
+    let (entries, first) = history(s.addr, &t[0], &id).await;
+    assert!(first > m, "the deletion pushed the message out");
+    for e in &entries {
+        assert_ne!(e["text"], "secret words", "deleted text served again: {e}");
+    }
+    s.stop().await;
+}
