@@ -34,6 +34,7 @@ const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A command as the log carries it: who proposed it, who asked, and what it needs to be
 /// decided the same everywhere.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(try_from = "WireProposal")]
 pub struct Proposal {
     /// The proposing process (a random id per start), which alone answers the client.
     pub origin: String,
@@ -49,6 +50,53 @@ pub struct Proposal {
     #[serde(default)]
     pub conn: Option<u64>,
     pub command: Command,
+}
+
+/// A proposal as read from the stream: this version's, or one an older version wrote
+/// before commands were their own type (`op`: the command with its caller's `user` and
+/// `conn` inside), which a stream may still hold after its last snapshot point.
+#[derive(Deserialize)]
+struct WireProposal {
+    origin: String,
+    id: u64,
+    ts: u64,
+    seed: u64,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    conn: Option<u64>,
+    #[serde(default)]
+    command: Option<Command>,
+    #[serde(default)]
+    op: Option<serde_json::Value>,
+}
+
+impl TryFrom<WireProposal> for Proposal {
+    type Error = String;
+
+    fn try_from(w: WireProposal) -> Result<Proposal, String> {
+        let (command, user, conn) = match (w.command, w.op) {
+            (Some(command), _) => (command, w.user, w.conn),
+            (None, Some(op)) => {
+                // The old variants carry the same tag and fields as the commands, plus the
+                // caller: the command's decoding skips what it does not know.
+                let user = op.get("user").and_then(|u| u.as_str()).map(str::to_string);
+                let conn = op.get("conn").and_then(serde_json::Value::as_u64);
+                let command = serde_json::from_value(op).map_err(|e| e.to_string())?;
+                (command, user, conn)
+            }
+            (None, None) => return Err("a proposal without a command".into()),
+        };
+        Ok(Proposal {
+            origin: w.origin,
+            id: w.id,
+            ts: w.ts,
+            seed: w.seed,
+            user,
+            conn,
+            command,
+        })
+    }
 }
 
 /// What a proposal decided, for the proposer's waiting client.
@@ -285,5 +333,36 @@ mod tests {
             (back.user, back.conn, back.ts, back.seed),
             (p.user, p.conn, 1_000, 42)
         );
+    }
+
+    /// A stream written by the previous version still holds proposals in its old shape
+    /// after its last snapshot point: they are decided as the commands they were.
+    #[test]
+    fn a_proposal_of_the_previous_version_reads_as_its_command() {
+        let old = |op: &str| {
+            let json = format!(r#"{{"origin":"o","id":1,"ts":5,"seed":9,"op":{op}}}"#);
+            serde_json::from_str::<Proposal>(&json).expect(op)
+        };
+        let p = old(r#"{"op":"mute","user":"Al","room":"r","target":"Bo","seconds":60}"#);
+        assert_eq!(p.user.as_deref(), Some("Al"));
+        let mute = Command::Mute {
+            room: "r".into(),
+            target: "Bo".into(),
+            seconds: Some(60),
+        };
+        assert_eq!(p.command, mute);
+        let post = r#"{"op":"post","user":"Al","room":"r","text":"hi","action":false,"conn":4,"nonce":"n"}"#;
+        let p = old(post);
+        assert_eq!((p.user.as_deref(), p.conn), (Some("Al"), Some(4)));
+        assert!(matches!(p.command, Command::Post { ref text, .. } if text == "hi"));
+        let p = old(r#"{"op":"register","username":"Cy","hash":"h","invite":null}"#);
+        assert_eq!(p.user, None);
+        assert!(matches!(p.command, Command::Register { .. }));
+        assert!(matches!(
+            old(r#"{"op":"snapshot"}"#).command,
+            Command::Snapshot
+        ));
+        let none = r#"{"origin":"o","id":1,"ts":5,"seed":9}"#;
+        assert!(serde_json::from_str::<Proposal>(none).is_err());
     }
 }
