@@ -1,10 +1,12 @@
-//! The rules of a room's messages as pure functions. From the room's state (locked by the
+//! The rules of a room's entries as pure functions: messages, edits, deletions, joins,
+//! leaves and governance. From the room's state (locked by the
 //! caller), the blocks, who asks and the command's time, each decides the entry to append,
 //! or the error the client gets. No I/O, no clock, no randomness, no change: the caller
 //! applies what is decided through `Core::apply_entry`, the code replay runs for the same
 //! entry, and the same inputs always decide the same.
 
 use super::blocks::Blocks;
+use super::policy::{self, Access};
 use super::rooms::RoomState;
 use super::{ChatError, User};
 use crate::protocol::{EntryExtra, EntryKind, Role};
@@ -121,6 +123,139 @@ pub(super) fn change(
     Ok(Decided { entry, extra })
 }
 
+/// What a join decides.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Joining {
+    /// A member already: nothing to append.
+    Already,
+    /// Append the join.
+    Join,
+}
+
+/// A join of `key` (lowercase): a room that still exists and lets them in (public, or
+/// private with their invitation), with room for one more member; `limit` is their own room
+/// limit's verdict, which does not stop a member from joining again.
+pub(super) fn join(
+    rs: &RoomState,
+    key: &str,
+    capacity: u32,
+    limit: Result<(), ChatError>,
+) -> Result<Joining, ChatError> {
+    if rs.deleted {
+        return Err(ChatError::RoomNotFound);
+    }
+    policy::reach(rs, key, Access::Join)?;
+    if rs.members.contains_key(key) {
+        return Ok(Joining::Already);
+    }
+    limit?;
+    if rs.members.len() >= capacity as usize {
+        return Err(ChatError::RoomFull);
+    }
+    Ok(Joining::Join)
+}
+
+/// What a leave decides: whether it is the last member's (the room is deleted after it), and
+/// who inherits the room when its owner leaves others behind.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Leaving {
+    pub(super) last: bool,
+    pub(super) heir: Option<String>,
+}
+
+/// A leave of the member `key` (lowercase).
+pub(super) fn leave(rs: &RoomState, key: &str) -> Result<Leaving, ChatError> {
+    if rs.deleted {
+        return Err(ChatError::RoomNotFound);
+    }
+    policy::reach(rs, key, Access::Other)?;
+    if !rs.members.contains_key(key) {
+        return Err(ChatError::NotInRoom);
+    }
+    let last = rs.members.len() == 1;
+    let heir = if rs.role(key) == Some(Role::Owner) && !last {
+        heir(rs, key)
+    } else {
+        None
+    };
+    Ok(Leaving { last, heir })
+}
+
+/// Who inherits the room when its owner `leaver` goes: the moderator who joined first, else
+/// the member who joined first.
+fn heir(rs: &RoomState, leaver: &str) -> Option<String> {
+    let others = rs.members.iter().filter(|(k, _)| *k != leaver);
+    let first = |moderators: bool| {
+        others
+            .clone()
+            .filter(|(k, _)| rs.gov.moderators.contains(*k) == moderators)
+            .min_by_key(|(_, m)| m.since)
+            .map(|(_, m)| m.user.name.clone())
+    };
+    first(true).or_else(|| first(false))
+}
+
+// ----- governance: what an action on `target` (lowercase) decides once the role table
+// (`policy::check`) allowed the actor -----
+
+/// An invitation: `Ok(false)` when one stands already (nothing to do, no second frame).
+pub(super) fn invite(rs: &RoomState, target: &str) -> Result<bool, ChatError> {
+    if rs.members.contains_key(target) {
+        return Err(ChatError::AlreadyMember);
+    }
+    if rs.gov.bans.contains_key(target) {
+        return Err(ChatError::InviteeBanned);
+    }
+    if rs.gov.invites.contains_key(target) {
+        return Ok(false);
+    }
+    if rs.gov.invites.len() >= super::moderation::MAX_PENDING_INVITES {
+        return Err(ChatError::TooManyInvites);
+    }
+    Ok(true)
+}
+
+/// A kick (of a member only) or a ban (of anyone); whether the target is a member, whom it
+/// takes out of the room.
+pub(super) fn remove(rs: &RoomState, target: &str, ban: bool) -> Result<bool, ChatError> {
+    let member = rs.members.contains_key(target);
+    if !ban && !member {
+        return Err(ChatError::NotInRoom);
+    }
+    Ok(member)
+}
+
+/// Lifting a ban (`unban`) or a mute in force at `now`.
+pub(super) fn lift(rs: &RoomState, target: &str, unban: bool, now: u64) -> Result<(), ChatError> {
+    match unban {
+        true if !rs.gov.bans.contains_key(target) => Err(ChatError::NotBanned),
+        false if rs.muted_until(target, now).is_none() => Err(ChatError::NotMuted),
+        _ => Ok(()),
+    }
+}
+
+/// A mute, of a member only.
+pub(super) fn mute(rs: &RoomState, target: &str) -> Result<(), ChatError> {
+    if !rs.members.contains_key(target) {
+        return Err(ChatError::NotInRoom);
+    }
+    Ok(())
+}
+
+/// Giving a member `role`: `Ok(None)` when they have it already, else whether it hands the
+/// room on (`Some(true)`: the owner role, and the old owner becomes a moderator). The owner's
+/// own role changes only by handing the room on.
+pub(super) fn role(rs: &RoomState, target: &str, role: Role) -> Result<Option<bool>, ChatError> {
+    let current = rs.role(target).ok_or(ChatError::NotInRoom)?;
+    if current == role {
+        return Ok(None);
+    }
+    if current == Role::Owner {
+        return Err(ChatError::Forbidden);
+    }
+    Ok(Some(role == Role::Owner))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -228,5 +363,74 @@ mod tests {
         let edit = change(&rs, &blocks, &bo, (2, 2), Some("y"), 0).err();
         assert_eq!(edit, Some(ChatError::Blocked));
         assert!(post(&rs, &blocks, &user("Al"), ("x", false), None, 0).is_ok());
+    }
+
+    #[test]
+    fn an_owner_leaving_hands_the_room_to_the_first_moderator_else_the_first_member() {
+        let room = room(&["Al", "Bo", "Cy"]);
+        let mut rs = room.lock();
+        let heir = |rs: &RoomState| leave(rs, "al").map(|l| l.heir);
+        assert_eq!(heir(&rs), Ok(Some("Bo".into())));
+        rs.gov.moderators.insert("cy".into());
+        assert_eq!(heir(&rs), Ok(Some("Cy".into())));
+        assert_eq!(
+            leave(&rs, "bo"),
+            Ok(Leaving {
+                last: false,
+                heir: None
+            })
+        );
+        assert_eq!(leave(&rs, "dan").err(), Some(ChatError::NotInRoom));
+        rs.members.retain(|k, _| k == "al");
+        assert_eq!(
+            leave(&rs, "al"),
+            Ok(Leaving {
+                last: true,
+                heir: None
+            })
+        );
+    }
+
+    #[test]
+    fn a_join_needs_room_and_a_member_joins_again_whatever_their_limit() {
+        let room = room(&["Al", "Bo"]);
+        let rs = room.lock();
+        let over = || Err(ChatError::TooManyRooms);
+        assert_eq!(join(&rs, "al", 2, over()), Ok(Joining::Already));
+        assert_eq!(join(&rs, "cy", 2, Ok(())).err(), Some(ChatError::RoomFull));
+        assert_eq!(join(&rs, "cy", 3, Ok(())), Ok(Joining::Join));
+        assert_eq!(
+            join(&rs, "cy", 3, over()).err(),
+            Some(ChatError::TooManyRooms)
+        );
+    }
+
+    #[test]
+    fn governance_decisions_follow_the_room_state() {
+        let room = room(&["Al", "Bo"]);
+        let mut rs = room.lock();
+        assert_eq!(invite(&rs, "bo").err(), Some(ChatError::AlreadyMember));
+        assert_eq!(invite(&rs, "cy"), Ok(true));
+        rs.gov.invites.insert("cy".into(), "Al".into());
+        assert_eq!(invite(&rs, "cy"), Ok(false), "an invitation stands already");
+        assert_eq!(remove(&rs, "cy", false).err(), Some(ChatError::NotInRoom));
+        assert_eq!(remove(&rs, "cy", true), Ok(false), "a ban needs no member");
+        assert_eq!(remove(&rs, "bo", false), Ok(true));
+        assert_eq!(lift(&rs, "bo", true, 0).err(), Some(ChatError::NotBanned));
+        rs.gov.mutes.insert("bo".into(), 100);
+        assert_eq!(lift(&rs, "bo", false, 99), Ok(()));
+        assert_eq!(
+            lift(&rs, "bo", false, 100).err(),
+            Some(ChatError::NotMuted),
+            "it ended"
+        );
+        assert_eq!(mute(&rs, "cy").err(), Some(ChatError::NotInRoom));
+        assert_eq!(role(&rs, "bo", Role::Member), Ok(None));
+        assert_eq!(role(&rs, "bo", Role::Moderator), Ok(Some(false)));
+        assert_eq!(role(&rs, "bo", Role::Owner), Ok(Some(true)));
+        assert_eq!(
+            role(&rs, "al", Role::Member).err(),
+            Some(ChatError::Forbidden)
+        );
     }
 }

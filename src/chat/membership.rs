@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use super::decide::{self, Joining, Leaving};
 use super::history::history_frame;
 use super::moderation::Act;
 use super::policy::{self, Access, Action};
@@ -293,16 +294,8 @@ impl Core {
             // Counted before the room is locked: counting locks the user's rooms.
             let full = self.room_limit(user, &mut us);
             let mut rs = room.lock();
-            if rs.deleted {
-                return Err(ChatError::RoomNotFound);
-            }
-            policy::reach(&rs, &user.key, Access::Join)?;
-            if rs.members.contains_key(&user.key) {
+            if decide::join(&rs, &user.key, room.capacity, full)? == Joining::Already {
                 return Ok((room.view(&rs, &user.key), Commit::done()));
-            }
-            full?;
-            if rs.members.len() >= room.capacity as usize {
-                return Err(ChatError::RoomFull);
             }
             let slot = self.place(cx)?;
             Ok(self.join_locked(cx, slot, &room, &mut rs, user, &mut us))
@@ -389,19 +382,7 @@ impl Core {
         {
             let mut us = user.lock();
             let mut rs = room.lock();
-            if rs.deleted {
-                return Err(ChatError::RoomNotFound);
-            }
-            policy::reach(&rs, &user.key, Access::Other)?;
-            if !rs.members.contains_key(&user.key) {
-                return Err(ChatError::NotInRoom);
-            }
-            let last = rs.members.len() == 1;
-            let heir = if rs.role(&user.key) == Some(Role::Owner) && !last {
-                Self::heir(&rs, &user.key)
-            } else {
-                None
-            };
+            let Leaving { last, heir } = decide::leave(&rs, &user.key)?;
             let slot = self.place(cx)?;
             let next_slot = if last || heir.is_some() {
                 Some(self.place(cx)?)
@@ -459,20 +440,6 @@ impl Core {
                 None => commit,
             })
         }
-    }
-
-    /// Who inherits the room when its owner `leaver` goes: the moderator who joined first,
-    /// else the member who joined first.
-    fn heir(rs: &RoomState, leaver: &str) -> Option<String> {
-        let others = rs.members.iter().filter(|(k, _)| *k != leaver);
-        let first = |moderators: bool| {
-            others
-                .clone()
-                .filter(|(k, _)| rs.gov.moderators.contains(*k) == moderators)
-                .min_by_key(|(_, m)| m.since)
-                .map(|(_, m)| m.user.name.clone())
-        };
-        first(true).or_else(|| first(false))
     }
 
     /// Deletes a room at its owner's request, or an administrator's (`admin`): every

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::decide;
 use super::policy::{self, Access, Action};
 use super::rooms::{Governance, Room, RoomState, RoomTable};
 use super::timeline::{Change, Delivery};
@@ -200,19 +201,10 @@ impl Core {
                 return Err(ChatError::UserNotFound);
             };
             policy::check(&rs, &actor.key, Action::Invite, Some(&target.key))?;
-            if rs.members.contains_key(&target.key) {
-                return Err(ChatError::AlreadyMember);
-            }
-            if rs.gov.bans.contains_key(&target.key) {
-                return Err(ChatError::InviteeBanned);
-            }
             // Invited already and not yet acted on: the invitation stands as it was, and the
             // invitee gets no second `invite` frame they could do nothing new with.
-            if rs.gov.invites.contains_key(&target.key) {
+            if !decide::invite(&rs, &target.key)? {
                 return Ok(Commit::done());
-            }
-            if rs.gov.invites.len() >= MAX_PENDING_INVITES {
-                return Err(ChatError::TooManyInvites);
             }
             let slot = self.place(cx)?;
             let rec = Record::Invited {
@@ -277,10 +269,7 @@ impl Core {
             };
             let action = if ban { Action::Ban } else { Action::Kick };
             policy::check(&rs, &actor.key, action, Some(&target.key))?;
-            let member = rs.members.contains_key(&target.key);
-            if !ban && !member {
-                return Err(ChatError::NotInRoom);
-            }
+            let member = decide::remove(&rs, &target.key, ban)?;
             let slot = self.place(cx)?;
             let act = Act {
                 kind: if ban { EntryKind::Ban } else { EntryKind::Kick },
@@ -329,18 +318,7 @@ impl Core {
             username,
             (action, true),
             |rs, room, target| {
-                let standing = if unban {
-                    rs.gov.bans.contains_key(&target.key)
-                } else {
-                    rs.muted_until(&target.key, cx.now).is_some()
-                };
-                if !standing {
-                    return Err(if unban {
-                        ChatError::NotBanned
-                    } else {
-                        ChatError::NotMuted
-                    });
-                }
+                decide::lift(rs, &target.key, unban, cx.now)?;
                 let slot = self.place(cx)?;
                 let act = Act {
                     kind,
@@ -367,9 +345,7 @@ impl Core {
         let seconds = seconds.ok_or(ChatError::InvalidDuration)?;
         let mute = (Action::Mute, true);
         self.on_user(actor, room_id, username, mute, |rs, room, target| {
-            if !rs.members.contains_key(&target.key) {
-                return Err(ChatError::NotInRoom);
-            }
+            decide::mute(rs, &target.key)?;
             let slot = self.place(cx)?;
             let act = Act {
                 kind: EntryKind::Mute,
@@ -398,17 +374,9 @@ impl Core {
         let role = role.and_then(Role::parse).ok_or(ChatError::InvalidRole)?;
         let roles = (Action::Roles, false);
         self.on_user(actor, room_id, username, roles, |rs, room, target| {
-            let Some(current) = rs.role(&target.key) else {
-                return Err(ChatError::NotInRoom);
-            };
-            if current == role {
+            let Some(transfer) = decide::role(rs, &target.key, role)? else {
                 return Ok(Commit::done());
-            }
-            if current == Role::Owner {
-                // The owner hands the room on by making someone else the owner.
-                return Err(ChatError::Forbidden);
-            }
-            let transfer = role == Role::Owner;
+            };
             let slot = self.place(cx)?;
             let demote_slot = if transfer {
                 Some(self.place(cx)?)

@@ -14,7 +14,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use super::gen;
 use crate::chat::replica::Proposal;
 use crate::chat::{token_hash, Auth, Caller, ChatError, Command, Core, Ctx, Reply as CoreReply};
 use crate::store::sim::SimLog;
@@ -132,6 +131,35 @@ pub enum Cmd {
     CreateInvite {
         token: String,
     },
+}
+
+impl Cmd {
+    /// The token the command authenticates with.
+    pub fn token(&self) -> Option<&str> {
+        use Cmd::*;
+        match self {
+            Register { .. } | Login { .. } | FlushRead => None,
+            Logout { token }
+            | CreateRoom { token, .. }
+            | Join { token, .. }
+            | Leave { token, .. }
+            | Invite { token, .. }
+            | Remove { token, .. }
+            | Lift { token, .. }
+            | Mute { token, .. }
+            | Role { token, .. }
+            | Topic { token, .. }
+            | OpenDm { token, .. }
+            | Block { token, .. }
+            | Post { token, .. }
+            | Edit { token, .. }
+            | Delete { token, .. }
+            | MarkRead { token, .. }
+            | DeleteRoom { token, .. }
+            | Disable { token, .. }
+            | CreateInvite { token } => Some(token),
+        }
+    }
 }
 
 /// What a command answered: a token, a room id, or nothing.
@@ -285,7 +313,7 @@ pub fn execute(
     seed: u64,
 ) -> (Result<Reply, ChatError>, Option<Proposed>) {
     use Cmd::*;
-    let user = match gen::token_of(cmd) {
+    let user = match cmd.token() {
         Some(t) => match auth(core, t) {
             Ok(a) => Some(a),
             Err(e) => return (Err(e), None),

@@ -320,7 +320,7 @@ impl World {
             (Cmd::Logout { token }, Ok(_)) => self.forget_token(token),
             (_, Ok(Reply::Room(id))) if !self.rooms.contains(id) => self.rooms.push(id.clone()),
             (_, Err(ChatError::Unauthorized)) => {
-                if let Some(t) = token_of(cmd) {
+                if let Some(t) = cmd.token() {
                     self.forget_token(t);
                 }
             }
@@ -337,33 +337,6 @@ impl World {
         for ts in &mut self.tokens {
             ts.retain(|t| t != token);
         }
-    }
-}
-
-/// The token a command authenticates with.
-pub fn token_of(cmd: &Cmd) -> Option<&str> {
-    use Cmd::*;
-    match cmd {
-        Register { .. } | Login { .. } | FlushRead => None,
-        Logout { token }
-        | CreateRoom { token, .. }
-        | Join { token, .. }
-        | Leave { token, .. }
-        | Invite { token, .. }
-        | Remove { token, .. }
-        | Lift { token, .. }
-        | Mute { token, .. }
-        | Role { token, .. }
-        | Topic { token, .. }
-        | OpenDm { token, .. }
-        | Block { token, .. }
-        | Post { token, .. }
-        | Edit { token, .. }
-        | Delete { token, .. }
-        | MarkRead { token, .. }
-        | DeleteRoom { token, .. }
-        | Disable { token, .. }
-        | CreateInvite { token } => Some(token),
     }
 }
 
