@@ -38,7 +38,9 @@
 //! thread; nothing on a request path waits for a snapshot.
 //!
 //! # Layout
-//! `Core` is here, `Command` and `run` in `command`, the one `apply` in `apply`. Pieces of
+//! `Core` is here, `Command` and `run` in `command`, the one `apply` in `apply`, and the
+//! rules of a room's entries as pure functions (messages, edits, deletions, joins, leaves,
+//! governance) in `decide`. Pieces of
 //! the state that own their table and apply their own records: `sessions`, `blocks`,
 //! `invites` (invite codes), `owners` (rooms per owner), `room_table` (the sharded rooms,
 //! each a `rooms::RoomState` with its `ring` of history). The commands and views live by
