@@ -129,7 +129,10 @@ impl Core {
             hash,
             invite: code.map(str::to_string),
         };
-        self.submit(Caller::default(), cmd).await?.name()
+        let name = self.submit(Caller::default(), cmd).await?.name()?;
+        // Here, where the account was asked for: in cluster mode once, not on every replica.
+        Metrics::add(&self.metrics.registrations_total, 1);
+        Ok(name)
     }
 
     /// Stores an account whose password is hashed ([`Command::Register`]); with `invite`,
@@ -438,20 +441,21 @@ impl Core {
     /// request's time. If the journal cannot record the end, the session still ends in memory
     /// (the safe side), and the answer is `unavailable`.
     pub fn end_session(&self, hash: [u8; 32]) -> Option<Result<Commit, ChatError>> {
-        self.end_session_with(hash, self.reserve())
+        self.end_session_with(hash, || self.reserve())
     }
 
-    /// [`Core::end_session`] with the place its record takes (in memory for an end the
-    /// cluster's log holds already).
+    /// [`Core::end_session`] with where its record's place comes from, taken once the
+    /// session is known (in memory for an end the cluster's log holds already).
     pub(super) fn end_session_with(
         &self,
         hash: [u8; 32],
-        slot: Result<crate::store::Slot, ChatError>,
+        place: impl FnOnce() -> Result<crate::store::Slot, ChatError>,
     ) -> Option<Result<Commit, ChatError>> {
         let (user, _) = self.sessions.get(&hash)?;
         let rec = Record::SessionEnded {
             token_hash: hex(&hash),
         };
+        let slot = place();
         self.apply(&rec);
         let commit = slot.map(|slot| self.commit(slot, &rec, || {}));
         let conns: Vec<Arc<Conn>> = {

@@ -275,7 +275,7 @@ impl Core {
         if let Record::SessionEnded { token_hash } = rec {
             if let Some(hash) = super::unhex(token_hash) {
                 // Applied, not proposed: the end is in the log already.
-                self.end_session_with(hash, Ok(crate::store::Slot::Memory));
+                self.end_session_with(hash, || Ok(crate::store::Slot::Memory));
                 return;
             }
         }

@@ -472,3 +472,27 @@ async fn unanswered_dms_and_the_room_limit_are_the_same_on_every_node() {
         "node 1 shows other rooms for vic"
     );
 }
+
+/// A counter from a node's `/metrics`, 0 if absent.
+async fn counter(addr: std::net::SocketAddr, name: &str) -> u64 {
+    let text = String::from_utf8(get(addr, "/metrics", None).await.body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `parley_registrations_total` counts an account once, on the node it registered through,
+/// not on every replica that applied it (nor on none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_is_counted_once_on_the_node_it_came_through() {
+    let cluster = Cluster::start("registrations", 2, &[]).await;
+    let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    user(n0, "alice").await;
+    let bob = user(n0, "bob").await;
+    assert!(
+        crate::within(SLOW, || async { me(n1, &bob).await.status == 200 }).await,
+        "node 1 never took node 0's registrations"
+    );
+    let name = "parley_registrations_total";
+    assert_eq!((counter(n0, name).await, counter(n1, name).await), (2, 0));
+}
